@@ -1,0 +1,28 @@
+//! `collabstream-ingest`: every way data gets in (layer L4).
+//!
+//! - [`Ingest`]: validates writes, proposes them through the [`Writer`], and reports what was
+//!   accepted and what was refused and why.
+//! - [`grpc::IngestGrpc`]: the gRPC `IngestService` (`Write`, `WriteStream`).
+//! - [`http::router`]: `POST /api/v1/write` (Prometheus remote write 1.0) and
+//!   `POST /api/v1/events` (newline-delimited JSON events).
+//! - [`IngestMetrics`]: counters for `/metrics`.
+//!
+//! Bad items are refused one by one with a reason; the good items of the same request are
+//! kept. Must not depend on: query, tiering, server.
+//!
+//! [`Writer`]: collabstream_raft::Writer
+
+mod config;
+mod error;
+pub mod grpc;
+pub mod http;
+mod ingest;
+mod metrics;
+mod prepare;
+mod remote_write;
+
+pub use config::IngestConfig;
+pub use error::{Error, http_status, prometheus_error_body};
+pub use ingest::Ingest;
+pub use metrics::IngestMetrics;
+pub use prepare::Prepared;

@@ -1,0 +1,149 @@
+//! Turning a request into a write the log accepts: valid items only, label sets normalised,
+//! and a rejection with a reason for every item left out.
+
+use collabstream_proto::series::{labels_from_v1, labels_to_v1, series_from_prompb};
+use collabstream_proto::{events, prompb, v1};
+use v1::{ItemKind, Rejection};
+
+/// A validated write and what validation refused. Indexes in rejections refer to the request
+/// as the client sent it.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub(crate) request: v1::WriteRequest,
+    /// `request.series[i]` is item `series_map[i]` of the client's request.
+    series_map: Vec<u32>,
+    event_map: Vec<u32>,
+    pub(crate) rejected: Vec<Rejection>,
+    pub(crate) rejected_samples: u64,
+    pub(crate) rejected_events: u64,
+}
+
+impl Prepared {
+    /// Validates our own gRPC write.
+    pub fn from_v1(req: v1::WriteRequest) -> Self {
+        let mut p = Prepared {
+            request: v1::WriteRequest { batch_id: req.batch_id, ..Default::default() },
+            ..Default::default()
+        };
+        for (i, mut s) in req.series.into_iter().enumerate() {
+            let checked = labels_from_v1(&s.labels).map_err(|e| e.to_string()).and_then(|l| {
+                if s.samples.is_empty() { Err("series has no samples".to_string()) } else { Ok(l) }
+            });
+            match checked {
+                Ok(labels) => {
+                    s.labels = labels_to_v1(&labels);
+                    p.push_series(i, s);
+                }
+                Err(reason) => p.reject_series(i, s.samples.len(), reason),
+            }
+        }
+        for (i, e) in req.events.into_iter().enumerate() {
+            p.push_event(i, events::validate(&e).map(|_| e).map_err(|e| e.to_string()));
+        }
+        p
+    }
+
+    /// Validates a Prometheus remote-write request.
+    pub fn from_prompb(req: prompb::WriteRequest) -> Self {
+        let mut p = Prepared::default();
+        for (i, ts) in req.timeseries.iter().enumerate() {
+            match series_from_prompb(ts) {
+                Ok(s) => p.push_series(i, s),
+                Err(e) => p.reject_series(i, ts.samples.len().max(ts.histograms.len()), e.to_string()),
+            }
+        }
+        p
+    }
+
+    /// Events parsed by a front end (`/api/v1/events`, Kafka), each with its position.
+    pub fn from_events(batch_id: String, parsed: Vec<Result<v1::Event, String>>) -> Self {
+        let mut p =
+            Prepared { request: v1::WriteRequest { batch_id, ..Default::default() }, ..Default::default() };
+        for (i, e) in parsed.into_iter().enumerate() {
+            p.push_event(i, e.and_then(|e| events::validate(&e).map(|_| e).map_err(|e| e.to_string())));
+        }
+        p
+    }
+
+    fn push_series(&mut self, index: usize, s: v1::TimeSeries) {
+        self.series_map.push(index as u32);
+        self.request.series.push(s);
+    }
+
+    fn reject_series(&mut self, index: usize, samples: usize, reason: String) {
+        self.rejected_samples += samples as u64;
+        self.rejected.push(Rejection {
+            kind: ItemKind::Series as i32,
+            index: index as u32,
+            reason,
+            ..Default::default()
+        });
+    }
+
+    fn push_event(&mut self, index: usize, e: Result<v1::Event, String>) {
+        match e {
+            Ok(e) => {
+                self.event_map.push(index as u32);
+                self.request.events.push(e);
+            }
+            Err(reason) => {
+                self.rejected_events += 1;
+                self.rejected.push(Rejection {
+                    kind: ItemKind::Event as i32,
+                    index: index as u32,
+                    reason,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
+    /// Nothing valid to write.
+    pub fn is_empty(&self) -> bool {
+        self.request.series.is_empty() && self.request.events.is_empty()
+    }
+
+    /// Maps a rejection from the applied (filtered) request back to the client's indexes.
+    pub(crate) fn map_back(&self, mut r: Rejection) -> Rejection {
+        let map = if r.kind == ItemKind::Event as i32 { &self.event_map } else { &self.series_map };
+        if let Some(orig) = map.get(r.index as usize) {
+            r.index = *orig;
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(n: &str, v: &str) -> v1::Label {
+        v1::Label { name: n.into(), value: v.into() }
+    }
+
+    #[test]
+    fn keeps_good_series_and_maps_indexes() {
+        let sample = vec![v1::Sample { timestamp_ms: 1, value: 1.0 }];
+        let req = v1::WriteRequest {
+            series: vec![
+                v1::TimeSeries {
+                    labels: vec![label("", "x"), label("__name__", "a")],
+                    samples: sample.clone(),
+                },
+                v1::TimeSeries {
+                    labels: vec![label("job", "j"), label("__name__", "b")],
+                    samples: sample.clone(),
+                },
+                v1::TimeSeries { labels: vec![label("job", "j")], samples: sample.clone() },
+            ],
+            ..Default::default()
+        };
+        let p = Prepared::from_v1(req);
+        assert_eq!(p.request.series.len(), 1);
+        assert_eq!(p.request.series[0].labels[0].name, "__name__", "labels are sorted");
+        assert_eq!(p.rejected.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 2]);
+        assert!(p.rejected[1].reason.contains("missing metric name"));
+        let back = p.map_back(Rejection { kind: ItemKind::Sample as i32, index: 0, ..Default::default() });
+        assert_eq!(back.index, 1);
+    }
+}

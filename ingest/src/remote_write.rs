@@ -1,0 +1,59 @@
+//! `POST /api/v1/write`: Prometheus remote write 1.0 (snappy block format + protobuf).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use collabstream_proto::prompb;
+use prost::Message;
+
+use crate::error::Error;
+use crate::http::{error_response, read_body};
+use crate::ingest::{Ingest, summarize};
+use crate::prepare::Prepared;
+
+pub(crate) async fn handle(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+    match decode(&ingest, &headers, body).await {
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Some(req)) => match ingest.write(Prepared::from_prompb(req)).await {
+            Ok(resp) if resp.rejected.is_empty() => StatusCode::NO_CONTENT.into_response(),
+            // 4xx tells the sender not to retry: the good series are already stored.
+            Ok(resp) => error_response(&Error::BadRequest(summarize(&resp.rejected, "timeseries"))),
+            Err(e) => error_response(&e),
+        },
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The decoded request, or `None` when it carries no series (metadata only).
+async fn decode(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Option<prompb::WriteRequest>, Error> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if header(header::CONTENT_TYPE).contains("io.prometheus.write.v2") {
+        return Err(Error::Unsupported(
+            "remote write 2.0 is not supported yet; set protobuf_message: prometheus.WriteRequest".into(),
+        ));
+    }
+    let encoding = header(header::CONTENT_ENCODING);
+    if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("snappy") {
+        return Err(Error::Unsupported(format!(
+            "unsupported Content-Encoding {encoding:?}; remote write bodies are snappy-compressed"
+        )));
+    }
+    let body = read_body(ingest.config().max_request_bytes, headers, body).await?;
+    let limit = ingest.config().max_decoded_bytes;
+    let len = snap::raw::decompress_len(&body)
+        .map_err(|e| Error::BadRequest(format!("body is not snappy block-compressed: {e}")))?;
+    if len > limit {
+        return Err(Error::TooLarge { size: len as u64, limit: limit as u64 });
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(&body)
+        .map_err(|e| Error::BadRequest(format!("body is not snappy block-compressed: {e}")))?;
+    let req = prompb::WriteRequest::decode(raw.as_slice())
+        .map_err(|e| Error::BadRequest(format!("body is not a remote-write WriteRequest: {e}")))?;
+    Ok((!req.timeseries.is_empty()).then_some(req))
+}

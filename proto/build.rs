@@ -1,0 +1,17 @@
+//! Generates prost messages and tonic services from `proto/`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/collabstream/v1/ingest.proto",
+        "proto/collabstream/v1/log.proto",
+        "proto/prometheus/remote.proto",
+    ];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_protos(&files, &["proto"])?;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! `collabstream-proto`: the wire formats (layer L1).
+//!
+//! - [`v1`]: our gRPC `IngestService`, events, and the log [`v1::Command`] the store applies.
+//! - [`prompb`]: Prometheus remote write 1.0.
+//! - [`events_json`]: the JSON event format of `/api/v1/events` and Kafka.
+//! - conversions between wire messages and `collabstream-common` types, one module per message
+//!   family ([`series`], [`events`]).
+//!
+//! Must not depend on: store, raft, ingest, query, tiering, server. Generated code only, plus
+//! conversions with no I/O.
+
+pub mod events;
+pub mod events_json;
+pub mod series;
+
+/// Our own API and log messages.
+#[allow(clippy::all, missing_debug_implementations)]
+pub mod v1 {
+    tonic::include_proto!("collabstream.v1");
+}
+
+/// Prometheus remote write 1.0.
+#[allow(clippy::all, missing_debug_implementations)]
+pub mod prompb {
+    tonic::include_proto!("prometheus");
+}

@@ -1,0 +1,84 @@
+//! `GET|POST /api/v1/export?match[]=…&start=…&end=…`: raw samples as JSON lines, one series a
+//! line: `{"metric":{…},"values":[…],"timestamps":[…]}` (the VictoriaMetrics export format).
+//! Non-finite values are written as the strings `"NaN"`, `"+Inf"` and `"-Inf"`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use collabstream_common::TimeRange;
+use collabstream_store::SeriesRead;
+
+use crate::error::Error;
+use crate::params::{parse_selector, parse_time};
+
+pub(crate) async fn handle(
+    State(source): State<Arc<dyn SeriesRead>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Response, Error> {
+    // Prometheus reads parameters from the query string and from a form body alike.
+    let mut pairs = form_urlencoded_pairs(query.unwrap_or_default().as_bytes());
+    pairs.extend(form_urlencoded_pairs(&body));
+    let mut selectors = Vec::new();
+    let mut range = TimeRange::ALL;
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "match[]" => selectors.push(parse_selector(v)?),
+            "start" => range.start = parse_time("start", v)?,
+            "end" => range.end = parse_time("end", v)?,
+            _ => {}
+        }
+    }
+    if range.start > range.end {
+        return Err(Error::BadParam {
+            name: "end",
+            reason: "end timestamp must not be before start time".into(),
+        });
+    }
+    if selectors.is_empty() {
+        return Err(Error::BadParam { name: "match[]", reason: "at least one match[] is required".into() });
+    }
+    let body = tokio::task::spawn_blocking(move || -> Result<String, Error> {
+        let mut out = String::new();
+        let mut seen = std::collections::HashSet::new();
+        for matchers in &selectors {
+            for s in source.select(matchers, range)? {
+                if !seen.insert(s.id) {
+                    continue;
+                }
+                let metric: serde_json::Map<String, serde_json::Value> =
+                    s.labels.iter().map(|l| (l.name.clone(), l.value.clone().into())).collect();
+                let values: Vec<serde_json::Value> = s.samples.iter().map(|x| json_value(x.value)).collect();
+                let timestamps: Vec<i64> = s.samples.iter().map(|x| x.timestamp_ms).collect();
+                out.push_str(
+                    &serde_json::json!({ "metric": metric, "values": values, "timestamps": timestamps })
+                        .to_string(),
+                );
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| Error::BadParam { name: "match[]", reason: format!("export task failed: {e}") })??;
+    Ok(([(header::CONTENT_TYPE, "application/stream+json")], body).into_response())
+}
+
+fn json_value(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        serde_json::Number::from_f64(v).map(Into::into).unwrap_or(serde_json::Value::Null)
+    } else if v.is_nan() {
+        "NaN".into()
+    } else if v > 0.0 {
+        "+Inf".into()
+    } else {
+        "-Inf".into()
+    }
+}
+
+fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, skipping what is present. Safe to run again.
+#   clang, libclang-dev   RocksDB's bindings (bindgen) and C++ build
+#   protobuf-compiler     protoc for the gRPC/protobuf code generation
+#   prometheus            Debian's Prometheus 2.42, the reference system in the tests
+set -euo pipefail
+
+missing=()
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian's package may start a Prometheus service; the tests start their own on free ports.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    $sudo systemctl stop prometheus || true
+  fi
+fi
+
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    rustup component add "$component"
+  fi
+done
+echo "install-deps: ok"

@@ -1,0 +1,126 @@
+//! The node configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use collabstream_ingest::IngestConfig;
+use collabstream_store::StoreConfig;
+use serde::{Deserialize, Serialize};
+
+/// Everything `collabstream server` needs. Each layer owns its section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
+    pub node_id: u64,
+    /// `1=HOST:GRPC_PORT,2=…`, this node included. Empty: a single-node cluster.
+    pub peers: String,
+    pub store: StoreConfig,
+    pub ingest: IngestConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 9201)),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 9202)),
+            node_id: 1,
+            peers: String::new(),
+            store: StoreConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+/// One member from `--peers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub id: u64,
+    pub addr: String,
+}
+
+impl ServerConfig {
+    /// Reads a TOML file; unknown keys are errors, so a typo does not silently do nothing.
+    pub fn from_toml_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The parsed `peers` list.
+    pub fn peer_list(&self) -> Result<Vec<Peer>, String> {
+        let mut peers = Vec::new();
+        for part in self.peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, addr) = part
+                .split_once('=')
+                .ok_or_else(|| format!("peer {part:?} is not ID=HOST:PORT, e.g. 1=127.0.0.1:9202"))?;
+            let id: u64 = id.trim().parse().map_err(|_| format!("peer id {id:?} is not a number"))?;
+            let addr = addr.trim();
+            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(format!("peer {id} address {addr:?} needs HOST:PORT"));
+            }
+            if peers.iter().any(|p: &Peer| p.id == id) {
+                return Err(format!("peer id {id} is listed twice"));
+            }
+            peers.push(Peer { id, addr: addr.to_string() });
+        }
+        Ok(peers)
+    }
+
+    /// Checks every section; messages name the setting to change.
+    pub fn validate(&self) -> Result<(), String> {
+        self.store.validate()?;
+        self.ingest.validate()?;
+        if self.node_id == 0 {
+            return Err("node_id must be at least 1".into());
+        }
+        let peers = self.peer_list()?;
+        if !peers.is_empty() && !peers.iter().any(|p| p.id == self.node_id) {
+            return Err(format!("--peers must include this node (--node-id {})", self.node_id));
+        }
+        if peers.len() > 1 {
+            return Err("multi-node clusters need the Raft replication layer, which this build does not \
+                        include yet; start a single node (omit --peers or list only this node)"
+                .into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collabstream.toml");
+        let c = ServerConfig::from_toml_file(&path).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.store.block_duration, std::time::Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = ServerConfig::from_toml("[store]\nblock_duraton = \"2h\"\n").unwrap_err();
+        assert!(e.contains("block_duraton"), "{e}");
+    }
+
+    #[test]
+    fn peers_are_parsed_and_checked() {
+        let c = ServerConfig { peers: "1=127.0.0.1:9202, 2=node2:9202".into(), ..Default::default() };
+        assert_eq!(c.peer_list().unwrap()[1], Peer { id: 2, addr: "node2:9202".into() });
+        let bad = ServerConfig { peers: "1=nohost".into(), ..Default::default() };
+        assert!(bad.peer_list().unwrap_err().contains("HOST:PORT"));
+        let other = ServerConfig { peers: "2=127.0.0.1:1".into(), ..Default::default() };
+        assert!(other.validate().unwrap_err().contains("must include this node"));
+        let single = ServerConfig { peers: "1=127.0.0.1:1".into(), ..Default::default() };
+        single.validate().unwrap();
+    }
+}

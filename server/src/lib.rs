@@ -1,0 +1,22 @@
+//! `collabstream-server`: wires the crates into a node and provides the `collabstream` binary
+//! (layer L5).
+//!
+//! - [`ServerConfig`]: TOML < `COLLABSTREAM_*` environment < flags.
+//! - [`Listeners`] and [`serve`]: listeners are bound first (so tests can use port 0 and learn
+//!   the address), then `serve` runs the node until the cancellation token fires, and shuts
+//!   down in order: stop accepting, finish in-flight writes, drain the writer, checkpoint,
+//!   close RocksDB.
+//!
+//! - [`produce`]: the synthetic workloads sent to a node over gRPC (`collabstream produce`,
+//!   `collabstream demo`).
+//!
+//! Libraries below never build runtimes; only `main` does.
+
+mod config;
+mod ops;
+mod produce;
+mod serve;
+
+pub use config::{Peer, ServerConfig};
+pub use produce::{ProduceOptions, Workload, produce};
+pub use serve::{Listeners, serve};

@@ -1,0 +1,120 @@
+//! Running a node: bind, serve, shut down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use collabstream_common::SystemClock;
+use collabstream_ingest::Ingest;
+use collabstream_ingest::grpc::IngestGrpc;
+use collabstream_raft::{Writer, WriterOptions};
+use collabstream_store::{EventRead, SeriesRead, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::ops::{self, Ops};
+
+/// The node's listening sockets, bound before the node starts so that callers (tests, the
+/// cluster harness) can pass port 0 and read the real address.
+#[derive(Debug)]
+pub struct Listeners {
+    pub http: std::net::TcpListener,
+    pub grpc: std::net::TcpListener,
+}
+
+impl Listeners {
+    pub fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
+        let bind = |addr: SocketAddr, what: &str| {
+            let l = std::net::TcpListener::bind(addr).with_context(|| {
+                format!("cannot listen on {addr} for {what}; is another process using it?")
+            })?;
+            l.set_nonblocking(true)?;
+            anyhow::Ok(l)
+        };
+        Ok(Self { http: bind(config.http_listen, "HTTP")?, grpc: bind(config.grpc_listen, "gRPC")? })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().expect("a bound listener has an address")
+    }
+}
+
+/// Runs the node until `shutdown` is cancelled, then stops accepting, lets in-flight requests
+/// finish (their writes are acknowledged or refused, never dropped), drains the writer,
+/// checkpoints the store and closes RocksDB.
+pub async fn serve(
+    config: ServerConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let db_path = config.data_dir.join("db");
+    std::fs::create_dir_all(&db_path)
+        .with_context(|| format!("cannot create data directory {}", db_path.display()))?;
+    let store_config = config.store.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&db_path, store_config))
+        .await?
+        .context("cannot open the store")?;
+    let store = Arc::new(store);
+    let options =
+        WriterOptions { checkpoint_interval: config.store.checkpoint_interval, ..Default::default() };
+    let writer_store = store.clone();
+    let (writer, writer_handle) =
+        tokio::task::spawn_blocking(move || Writer::start(writer_store, Arc::new(SystemClock), options))
+            .await?
+            .context("cannot replay the log")?;
+    let ingest = Ingest::new(writer, config.ingest.clone());
+    let ready = Arc::new(AtomicBool::new(true));
+    let ops = Ops { store: store.clone(), ingest: ingest.metrics().clone(), ready: ready.clone() };
+
+    let http_app = collabstream_ingest::http::router(ingest.clone())
+        .merge(collabstream_query::router(
+            store.clone() as Arc<dyn SeriesRead>,
+            store.clone() as Arc<dyn EventRead>,
+        ))
+        .merge(ops::router(ops));
+    let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
+    let grpc_listener = tokio::net::TcpListener::from_std(listeners.grpc)?;
+    tracing::info!(
+        http = %http_listener.local_addr()?,
+        grpc = %grpc_listener.local_addr()?,
+        data_dir = %config.data_dir.display(),
+        "collabstream node serving"
+    );
+
+    let http = {
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(http_listener, http_app).with_graceful_shutdown(token.cancelled_owned()).await
+        })
+    };
+    let grpc = {
+        let token = shutdown.clone();
+        let service = IngestGrpc::new(ingest.clone()).into_service();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                    token.cancelled_owned(),
+                )
+                .await
+        })
+    };
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: no new requests; finishing in-flight writes");
+    ready.store(false, Ordering::SeqCst);
+    let (h, g) = tokio::join!(http, grpc);
+    h?.context("HTTP server")?;
+    g?.context("gRPC server")?;
+    drop(ingest);
+    tokio::task::spawn_blocking(move || writer_handle.shutdown()).await?;
+    tracing::info!(checkpointed = store.checkpointed_index(), "store checkpointed; bye");
+    drop(store);
+    Ok(())
+}

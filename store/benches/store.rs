@@ -1,0 +1,187 @@
+//! Store benchmarks (`cargo bench -p collabstream-store --bench store`).
+//!
+//! 1. apply: node-exporter-like data, 10k series × 2 h at 15 s, in remote-write-sized batches
+//!    of 2,000 series, applied on one thread; samples/s for apply alone and for decode + apply.
+//! 2. disk: bytes per sample after checkpoint, flush and full compaction (whole data dir).
+//! 3. index: a regex matcher selecting 1% of 1,000,000 series (`user_id=~"u12.*"`).
+//!
+//! Prints a Markdown table for docs/benchmarks.md. `BENCH_SERIES`, `BENCH_INDEX_SERIES` scale
+//! it down for a quick look.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use collabstream_common::TimeRange;
+use collabstream_proto::v1;
+use collabstream_store::{MatchOp, Matcher, Store, StoreConfig};
+use collabstream_workload::NodeExporter;
+use prost::Message;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            let meta = match e.metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            total += if meta.is_dir() { dir_size(&e.path()) } else { meta.len() };
+        }
+    }
+    total
+}
+
+fn command(write: v1::WriteRequest) -> v1::Command {
+    v1::Command { leader_time_ms: 0, payload: Some(v1::command::Payload::Write(write)) }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` runs us with no args: keep it quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let series = env_usize("BENCH_SERIES", if quick { 1_000 } else { 10_000 });
+    let index_series = env_usize("BENCH_INDEX_SERIES", if quick { 20_000 } else { 1_000_000 });
+    let scrapes = if quick { 40 } else { 480 };
+
+    println!("| benchmark | result | target |");
+    println!("|---|---|---|");
+    bench_apply_and_disk(series, scrapes);
+    bench_index(index_series);
+}
+
+fn bench_apply_and_disk(series: usize, scrapes: usize) {
+    let mut workload = NodeExporter::new(series, 42);
+    let start_ms = 1_732_780_800_000i64;
+    let batches: Vec<v1::Command> = (0..scrapes)
+        .flat_map(|i| workload.scrape(start_ms + i as i64 * 15_000, 15.0, 2_000))
+        .map(command)
+        .collect();
+    let samples: usize = batches
+        .iter()
+        .map(|c| match &c.payload {
+            Some(v1::command::Payload::Write(w)) => w.series.len(),
+            None => 0,
+        })
+        .sum();
+    let encoded: Vec<Vec<u8>> = batches.iter().map(|c| c.encode_to_vec()).collect();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let t = Instant::now();
+    for (i, cmd) in batches.iter().enumerate() {
+        store.apply(i as u64 + 1, cmd).expect("apply");
+    }
+    let apply = t.elapsed();
+    report("apply, one thread (samples/s)", samples as f64 / apply.as_secs_f64(), "≥ 1,000,000");
+
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let store2 = Store::open(dir2.path(), StoreConfig::default()).expect("open");
+    let t = Instant::now();
+    for (i, bytes) in encoded.iter().enumerate() {
+        let cmd = v1::Command::decode(bytes.as_slice()).expect("decode");
+        store2.apply(i as u64 + 1, &cmd).expect("apply");
+    }
+    let decode_apply = t.elapsed();
+    report(
+        "decode log entry + apply, one thread (samples/s)",
+        samples as f64 / decode_apply.as_secs_f64(),
+        "(for reference)",
+    );
+    drop(store2);
+
+    let t = Instant::now();
+    store.checkpoint().expect("checkpoint");
+    store.log().purge(u64::MAX - 1).expect("purge");
+    store.compact().expect("compact");
+    let compact = t.elapsed();
+    let stats = store.stats();
+    let on_disk = dir_size(dir.path());
+    println!(
+        "| disk after checkpoint + compaction | {:.3} bytes/sample ({} bytes for {} samples of {} series; SST {} bytes; took {:.1?}) | ≤ 1.0 |",
+        on_disk as f64 / samples as f64,
+        on_disk,
+        samples,
+        series,
+        stats.sst_bytes,
+        compact
+    );
+
+    let t = Instant::now();
+    let all = store.select(&[Matcher::equal("job", "node")], TimeRange::ALL).expect("select");
+    let read: usize = all.iter().map(|s| s.samples.len()).sum();
+    assert_eq!(read, samples, "every sample reads back");
+    report(
+        "select all series, all samples (samples/s)",
+        read as f64 / t.elapsed().as_secs_f64(),
+        "(for reference)",
+    );
+}
+
+fn bench_index(n: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let mut index = 1u64;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let series = chunk
+            .iter()
+            .map(|i| v1::TimeSeries {
+                labels: vec![
+                    v1::Label { name: "__name__".into(), value: "meeting_user_rtt_ms".into() },
+                    v1::Label { name: "region".into(), value: format!("r{}", (i / 100) % 10) },
+                    // The first two digits spread users evenly: `u12.*` is exactly 1%.
+                    v1::Label { name: "user_id".into(), value: format!("u{:02}{:06}", i % 100, i / 100) },
+                ],
+                samples: vec![v1::Sample { timestamp_ms: 1_000, value: *i as f64 }],
+            })
+            .collect();
+        store.apply(index, &command(v1::WriteRequest { series, ..Default::default() })).expect("apply");
+        index += 1;
+    }
+    let expect = n / 100;
+    let time = |matchers: &[Matcher], want: Option<usize>| -> Duration {
+        let mut runs = Vec::new();
+        for _ in 0..7 {
+            let t = Instant::now();
+            let got = store.series(matchers);
+            runs.push(t.elapsed());
+            if let Some(w) = want {
+                assert_eq!(got.len(), w);
+            }
+        }
+        runs.sort();
+        runs[runs.len() / 2]
+    };
+    let re = |v: &str| Matcher::new(MatchOp::Regex, "user_id", v).expect("regex");
+    let d = time(&[re("u12.*")], Some(expect));
+    println!(
+        "| `{{user_id=~\"u12.*\"}}` over {n} series → {expect} (median of 7) | {:.2} ms | ≤ 20 ms |",
+        d.as_secs_f64() * 1e3
+    );
+    let d = time(
+        &[Matcher::equal("__name__", "meeting_user_rtt_ms"), re("u12.*"), Matcher::equal("region", "r3")],
+        Some(expect / 10),
+    );
+    println!(
+        "| `meeting_user_rtt_ms{{user_id=~\"u12.*\",region=\"r3\"}}` over {n} series (median of 7) | {:.2} ms | (for reference) |",
+        d.as_secs_f64() * 1e3
+    );
+    let d = time(&[re(".*12.*5")], None);
+    println!(
+        "| `{{user_id=~\".*12.*5\"}}` (no literal prefix: every value tested) over {n} series (median of 7) | {:.2} ms | (for reference) |",
+        d.as_secs_f64() * 1e3
+    );
+    let t = Instant::now();
+    let got = store.select(&[re("u12.*")], TimeRange::ALL).expect("select");
+    assert_eq!(got.len(), expect);
+    println!(
+        "| select with samples for `{{user_id=~\"u12.*\"}}` | {:.2} ms | (for reference) |",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+}
+
+fn report(what: &str, per_sec: f64, target: &str) {
+    println!("| {what} | {:.0} | {target} |", per_sec);
+}

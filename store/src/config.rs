@@ -1,0 +1,63 @@
+//! The store's configuration (`[store]` in the server's TOML).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How the store keeps samples. Durations are human-readable in TOML (`"2h"`, `"30s"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// How far behind a series' newest sample an older sample is still accepted.
+    #[serde(with = "humantime_serde")]
+    pub out_of_order_window: Duration,
+    /// Chunks never span a block boundary, so that tiering moves whole chunks.
+    #[serde(with = "humantime_serde")]
+    pub block_duration: Duration,
+    /// A series' open chunk is cut after this many samples.
+    pub chunk_max_samples: usize,
+    /// How many recent batch ids are remembered to acknowledge a retried batch once.
+    pub dedup_capacity: usize,
+    /// How often the in-memory head is made durable so the log before it can be dropped.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            out_of_order_window: Duration::from_secs(3600),
+            block_duration: Duration::from_secs(2 * 3600),
+            chunk_max_samples: 480,
+            dedup_capacity: 100_000,
+            checkpoint_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Refuses settings that would make the store misbehave, saying which key to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.block_duration < Duration::from_secs(60) {
+            return Err("store.block_duration must be at least 1m".into());
+        }
+        if !(2..=100_000).contains(&self.chunk_max_samples) {
+            return Err("store.chunk_max_samples must be between 2 and 100000".into());
+        }
+        if self.dedup_capacity == 0 {
+            return Err("store.dedup_capacity must be at least 1".into());
+        }
+        if self.checkpoint_interval < Duration::from_secs(1) {
+            return Err("store.checkpoint_interval must be at least 1s".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn window_ms(&self) -> i64 {
+        self.out_of_order_window.as_millis() as i64
+    }
+
+    pub(crate) fn block_ms(&self) -> i64 {
+        self.block_duration.as_millis() as i64
+    }
+}

@@ -1,0 +1,63 @@
+//! Opening RocksDB once, with every column family the node uses.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Options};
+
+use crate::error::Result;
+
+/// Single-threaded mode only means column families cannot be added after open (we create them
+/// all at open); the handle is still shared across threads.
+pub(crate) type Rocks = rocksdb::DB;
+
+/// The replicated log (and, later, the Raft vote). Written with fsync.
+pub const CF_LOG: &str = "log";
+/// Store bookkeeping: applied index, next series id.
+pub(crate) const CF_META: &str = "meta";
+/// Series id → label set.
+pub(crate) const CF_SERIES: &str = "series";
+/// Series id → head state at the last checkpoint.
+pub(crate) const CF_HEADS: &str = "heads";
+/// (series id, chunk start) → encoded chunk.
+pub(crate) const CF_CHUNKS: &str = "chunks";
+/// (time, log index, position) → encoded event.
+pub(crate) const CF_EVENTS: &str = "events";
+/// Sequence → batch id, for deduplicating retried batches. Written at checkpoints only.
+pub(crate) const CF_DEDUP: &str = "dedup";
+
+pub(crate) const ALL_CFS: [&str; 7] = [CF_LOG, CF_META, CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP];
+
+/// The CFs whose content the store writes without RocksDB's WAL: the log is the write-ahead
+/// log for them, and a checkpoint flushes them before it records the applied index.
+pub(crate) const DATA_CFS: [&str; 3] = [CF_SERIES, CF_CHUNKS, CF_EVENTS];
+
+fn cf_options(name: &str) -> Options {
+    let mut o = Options::default();
+    let mut table = BlockBasedOptions::default();
+    match name {
+        CF_CHUNKS | CF_HEADS => {
+            // Chunks are zstd-compressed by the codec already; larger blocks share key prefixes.
+            o.set_compression_type(DBCompressionType::None);
+            table.set_block_size(32 << 10);
+        }
+        CF_LOG => o.set_compression_type(DBCompressionType::Lz4),
+        _ => {
+            o.set_compression_type(DBCompressionType::Lz4);
+            o.set_bottommost_compression_type(DBCompressionType::Zstd);
+            table.set_block_size(16 << 10);
+        }
+    }
+    o.set_block_based_table_factory(&table);
+    o
+}
+
+pub(crate) fn open(path: &Path) -> Result<Arc<Rocks>> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_background_jobs(2);
+    opts.set_keep_log_file_num(4);
+    let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
+    Ok(Arc::new(Rocks::open_cf_descriptors(&opts, path, cfs)?))
+}

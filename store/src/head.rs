@@ -1,0 +1,204 @@
+//! The head: each series' newest samples, in memory until their chunk is cut.
+//!
+//! A series has one open chunk (sorted, unique timestamps, all in one block) and a small map of
+//! accepted out-of-order samples that are older than the open chunk; those are merged into the
+//! stored chunks at the next checkpoint. A timestamp written twice keeps the value applied
+//! last, in the open chunk, in the out-of-order map and when merging: that is the one rule for
+//! duplicates everywhere, and it depends only on log order, so every replica agrees.
+
+use std::collections::BTreeMap;
+
+use collabstream_common::{Labels, SeriesId, TimeRange};
+use parking_lot::Mutex;
+
+use crate::chunk;
+use crate::error::{Error, Result};
+use crate::varint::{Reader, put_i64, put_u64};
+
+/// A series: its identity and its head. The head is mutated only by the apply thread (and the
+/// checkpoint, which runs on it); readers lock it briefly to copy samples.
+#[derive(Debug)]
+pub(crate) struct SeriesEntry {
+    pub(crate) id: SeriesId,
+    pub(crate) labels: Labels,
+    pub(crate) head: Mutex<HeadSeries>,
+}
+
+impl SeriesEntry {
+    pub(crate) fn new(id: SeriesId, labels: Labels, head: HeadSeries) -> Self {
+        Self { id, labels, head: Mutex::new(head) }
+    }
+}
+
+/// Limits that decide where chunks are cut and how late a sample may be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadLimits {
+    pub(crate) window_ms: i64,
+    pub(crate) block_ms: i64,
+    pub(crate) max_samples: usize,
+}
+
+/// What happened to one appended sample.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Appended {
+    Stored,
+    /// Stored, and the previous open chunk was closed; the caller writes it out.
+    Cut {
+        start: i64,
+        samples: Vec<(i64, f64)>,
+    },
+    /// Older than the out-of-order window allows; the series' newest timestamp is given.
+    TooOld {
+        newest: i64,
+    },
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct HeadSeries {
+    open: Vec<(i64, f64)>,
+    newest: Option<i64>,
+    ooo: BTreeMap<i64, f64>,
+    /// Changed since the last checkpoint.
+    pub(crate) dirty: bool,
+}
+
+impl HeadSeries {
+    pub(crate) fn append(&mut self, ts: i64, v: f64, lim: HeadLimits) -> Appended {
+        if let Some(newest) = self.newest {
+            if ts < newest.saturating_sub(lim.window_ms) {
+                return Appended::TooOld { newest };
+            }
+        }
+        self.dirty = true;
+        self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
+        let Some(&(first, _)) = self.open.first() else {
+            if self.ooo.range(ts..).next().is_some() {
+                // Older than samples that already went to stored chunks.
+                self.ooo.insert(ts, v);
+            } else {
+                self.open.push((ts, v));
+            }
+            return Appended::Stored;
+        };
+        if ts < first {
+            self.ooo.insert(ts, v);
+            return Appended::Stored;
+        }
+        let last = self.open.last().expect("open is not empty").0;
+        if ts > last {
+            let new_block = ts.div_euclid(lim.block_ms) != first.div_euclid(lim.block_ms);
+            if new_block || self.open.len() >= lim.max_samples {
+                let samples = std::mem::replace(&mut self.open, vec![(ts, v)]);
+                return Appended::Cut { start: first, samples };
+            }
+            self.open.push((ts, v));
+            return Appended::Stored;
+        }
+        match self.open.binary_search_by_key(&ts, |s| s.0) {
+            Ok(i) => self.open[i].1 = v,
+            Err(i) => self.open.insert(i, (ts, v)),
+        }
+        Appended::Stored
+    }
+
+    /// Copies the head's samples in `range`: the out-of-order ones (which override stored
+    /// chunks at the same timestamp) and the open chunk's.
+    pub(crate) fn read(&self, range: TimeRange) -> (Vec<(i64, f64)>, Vec<(i64, f64)>) {
+        if range.start > range.end {
+            return (Vec::new(), Vec::new());
+        }
+        let ooo = self.ooo.range(range.start..=range.end).map(|(t, v)| (*t, *v)).collect();
+        let lo = self.open.partition_point(|s| s.0 < range.start);
+        let hi = self.open.partition_point(|s| s.0 <= range.end);
+        (ooo, self.open[lo..hi].to_vec())
+    }
+
+    pub(crate) fn out_of_order(&self) -> &BTreeMap<i64, f64> {
+        &self.ooo
+    }
+
+    pub(crate) fn clear_out_of_order(&mut self) {
+        self.ooo.clear();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.open.len() + self.ooo.len()
+    }
+
+    /// The durable form written at a checkpoint. Out-of-order samples are merged into stored
+    /// chunks before this is called, so only the newest timestamp and the open chunk remain.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        debug_assert!(self.ooo.is_empty(), "checkpoint merges out-of-order samples first");
+        let mut out = Vec::new();
+        match self.newest {
+            Some(n) => {
+                put_u64(&mut out, 1);
+                put_i64(&mut out, n);
+            }
+            None => put_u64(&mut out, 0),
+        }
+        out.extend_from_slice(&chunk::encode(&self.open));
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
+        let corrupt = || Error::Corrupt { what: "head" };
+        let mut r = Reader::new(bytes);
+        let newest = match r.u64().ok_or_else(corrupt)? {
+            0 => None,
+            1 => Some(r.i64().ok_or_else(corrupt)?),
+            _ => return Err(corrupt()),
+        };
+        let open = chunk::decode(r.rest())?;
+        Ok(Self { open, newest, ooo: BTreeMap::new(), dirty: false })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIM: HeadLimits = HeadLimits { window_ms: 100, block_ms: 1_000, max_samples: 4 };
+
+    #[test]
+    fn cuts_on_block_and_size() {
+        let mut h = HeadSeries::default();
+        for t in [10, 20, 30] {
+            assert_eq!(h.append(t, 1.0, LIM), Appended::Stored);
+        }
+        assert_eq!(
+            h.append(1_000, 2.0, LIM),
+            Appended::Cut { start: 10, samples: vec![(10, 1.0), (20, 1.0), (30, 1.0)] }
+        );
+        for t in [1_001, 1_002, 1_003] {
+            assert_eq!(h.append(t, 1.0, LIM), Appended::Stored);
+        }
+        assert!(matches!(h.append(1_004, 1.0, LIM), Appended::Cut { start: 1_000, .. }));
+    }
+
+    #[test]
+    fn out_of_order_and_duplicates() {
+        let mut h = HeadSeries::default();
+        h.append(500, 1.0, LIM);
+        h.append(520, 2.0, LIM);
+        h.append(510, 3.0, LIM); // inside the open chunk
+        h.append(520, 4.0, LIM); // duplicate: last applied wins
+        h.append(450, 5.0, LIM); // before the open chunk: out-of-order map
+        assert_eq!(h.append(419, 6.0, LIM), Appended::TooOld { newest: 520 });
+        let (ooo, open) = h.read(TimeRange::ALL);
+        assert_eq!(ooo, vec![(450, 5.0)]);
+        assert_eq!(open, vec![(500, 1.0), (510, 3.0), (520, 4.0)]);
+    }
+
+    #[test]
+    fn durable_form_round_trips() {
+        let mut h = HeadSeries::default();
+        h.append(5, f64::from_bits(collabstream_common::STALE_NAN_BITS), LIM);
+        h.append(6, 2.5, LIM);
+        let back = HeadSeries::decode(&h.encode()).unwrap();
+        assert_eq!(back.newest, Some(6));
+        assert_eq!(back.open.len(), 2);
+        assert!(collabstream_common::is_stale_nan(back.open[0].1));
+        assert_eq!(HeadSeries::decode(&HeadSeries::default().encode()).unwrap(), HeadSeries::default());
+    }
+}

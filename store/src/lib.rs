@@ -1,0 +1,36 @@
+//! `collabstream-store`: the node's state on local disk (layer L2).
+//!
+//! One RocksDB database with column families for the log, series, heads, sample chunks, raw
+//! events and batch-id dedup state. Every change goes through [`Store::apply`] of a numbered
+//! log entry, which is deterministic: it is the state machine that Raft replicates.
+//!
+//! - [`Store`]: open, apply, checkpoint, select, label listings, events.
+//! - [`LogStore`]: the fsynced entry log in the same database.
+//! - [`chunk`]: the sample chunk codec (delta-of-delta timestamps, decimal or XOR values, zstd).
+//! - [`Matcher`]: Prometheus label matchers, resolved by an in-memory postings index.
+//! - [`SeriesRead`]: the read trait the query engine uses for hot and cold data alike.
+//!
+//! Must not depend on: raft, ingest, query, tiering, server. It knows nothing of Raft: it sees
+//! numbered entries and reports what it has made durable.
+
+pub mod chunk;
+mod config;
+mod db;
+mod dedup;
+mod error;
+mod head;
+mod index;
+mod keys;
+mod log;
+mod matcher;
+mod read;
+mod series_codec;
+mod store;
+mod varint;
+
+pub use config::StoreConfig;
+pub use error::{Error, Result};
+pub use log::LogStore;
+pub use matcher::{MatchOp, Matcher};
+pub use read::{EventRead, SeriesData, SeriesRead};
+pub use store::{ApplyOutcome, Store, StoreStats};

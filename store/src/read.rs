@@ -1,0 +1,62 @@
+//! The read side as a trait, so the query engine sees hot (RocksDB) and cold (Parquet) series
+//! through one interface. The store implements it; tiering will too; the server merges them.
+
+use collabstream_common::{Labels, Sample, SeriesId, TimeRange};
+
+use crate::error::Result;
+use crate::matcher::Matcher;
+
+/// One series and its samples in a time range, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesData {
+    pub id: SeriesId,
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+impl SeriesData {
+    pub(crate) fn new(id: SeriesId, labels: Labels, samples: Vec<(i64, f64)>) -> Self {
+        let samples = samples.into_iter().map(|(t, v)| Sample::new(t, v)).collect();
+        Self { id, labels, samples }
+    }
+}
+
+/// Raw events, for export and SQL.
+pub trait EventRead: Send + Sync {
+    /// Events with event time in `range`, oldest first, at most `limit`.
+    fn events(&self, range: TimeRange, limit: usize) -> Result<Vec<collabstream_proto::v1::Event>>;
+}
+
+impl EventRead for crate::Store {
+    fn events(&self, range: TimeRange, limit: usize) -> Result<Vec<collabstream_proto::v1::Event>> {
+        crate::Store::events(self, range, limit)
+    }
+}
+
+/// What a query engine needs from storage.
+pub trait SeriesRead: Send + Sync {
+    /// Series matching every matcher with their samples in `range`, sorted by labels.
+    fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>>;
+    /// Label sets of the series matching every matcher, sorted.
+    fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>>;
+    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>>;
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>>;
+}
+
+impl SeriesRead for crate::Store {
+    fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>> {
+        crate::Store::select(self, matchers, range)
+    }
+
+    fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>> {
+        Ok(crate::Store::series(self, matchers))
+    }
+
+    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>> {
+        Ok(crate::Store::label_names(self, matchers))
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>> {
+        Ok(crate::Store::label_values(self, name, matchers))
+    }
+}

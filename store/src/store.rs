@@ -1,0 +1,572 @@
+//! [`Store`]: the node's state machine over RocksDB.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use collabstream_common::{Labels, SeriesId, TimeRange};
+use collabstream_proto::v1::{self, ItemKind, Rejection, command::Payload};
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use rocksdb::{FlushOptions, IteratorMode, WriteBatch, WriteOptions};
+
+use crate::config::StoreConfig;
+use crate::db::{self, CF_CHUNKS, CF_DEDUP, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES, DATA_CFS, Rocks};
+use crate::dedup::Dedup;
+use crate::error::{Error, Result};
+use crate::head::{Appended, HeadLimits, HeadSeries, SeriesEntry};
+use crate::index::SeriesIndex;
+use crate::keys;
+use crate::log::LogStore;
+use crate::matcher::Matcher;
+use crate::read::SeriesData;
+use crate::{chunk, series_codec};
+
+const META_APPLIED: &[u8] = b"applied_index";
+const META_NEXT_SERIES: &[u8] = b"next_series_id";
+
+/// What applying one entry did, reported back to the writer that proposed it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ApplyOutcome {
+    pub samples_accepted: u64,
+    pub events_accepted: u64,
+    pub rejected: Vec<Rejection>,
+    /// The entry's batch id had been applied before, so nothing was applied again.
+    pub duplicate: bool,
+}
+
+/// Size and shape figures for `/metrics` and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    pub series: u64,
+    pub head_samples: u64,
+    pub sst_bytes: u64,
+    pub memtable_bytes: u64,
+}
+
+/// Series, chunks, events and dedup state in one RocksDB database, changed only through
+/// [`Store::apply`] of numbered log entries.
+///
+/// Durability: `apply` writes without RocksDB's WAL, because the log (see [`Store::log`]) is the
+/// write-ahead log. [`Store::checkpoint`] makes everything applied so far durable and records
+/// the index; after a crash the owner applies the log entries after
+/// [`Store::checkpointed_index`] again, and because apply is deterministic and its writes are
+/// idempotent, the result is the same state.
+///
+/// `apply` and `checkpoint` are serialised by `writer`; reads run concurrently with them.
+pub struct Store {
+    db: Arc<Rocks>,
+    config: StoreConfig,
+    limits: HeadLimits,
+    index: RwLock<SeriesIndex>,
+    /// Held by apply and checkpoint: there is one writer at a time.
+    writer: Mutex<WriterState>,
+    applied: AtomicU64,
+    checkpointed: AtomicU64,
+}
+
+/// State only the writer touches.
+#[derive(Debug, Default)]
+struct WriterState {
+    next_series: u64,
+    dedup: Dedup,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("applied", &self.applied.load(Ordering::Relaxed))
+            .field("series", &self.index.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn no_wal() -> WriteOptions {
+    let mut o = WriteOptions::default();
+    o.disable_wal(true);
+    o
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path` and loads the series index and heads.
+    pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
+        let db = db::open(path)?;
+        let limits = HeadLimits {
+            window_ms: config.window_ms(),
+            block_ms: config.block_ms().max(1),
+            max_samples: config.chunk_max_samples,
+        };
+        let meta = |k: &[u8]| -> Result<u64> {
+            let cf = db.cf_handle(CF_META).expect("meta cf");
+            Ok(match db.get_cf(cf, k)? {
+                Some(v) => {
+                    u64::from_be_bytes(v.as_slice().try_into().map_err(|_| Error::Corrupt { what: "meta" })?)
+                }
+                None => 0,
+            })
+        };
+        let applied = meta(META_APPLIED)?;
+        let next_series = meta(META_NEXT_SERIES)?.max(1);
+
+        let mut heads: BTreeMap<SeriesId, HeadSeries> = BTreeMap::new();
+        for item in db.iterator_cf(cf(&db, CF_HEADS), IteratorMode::Start) {
+            let (k, v) = item?;
+            let id = keys::parse_series_key(&k).ok_or(Error::Corrupt { what: "head key" })?;
+            heads.insert(id, HeadSeries::decode(&v)?);
+        }
+        let mut index = SeriesIndex::default();
+        for item in db.iterator_cf(cf(&db, CF_SERIES), IteratorMode::Start) {
+            let (k, v) = item?;
+            let id = keys::parse_series_key(&k).ok_or(Error::Corrupt { what: "series key" })?;
+            let labels = series_codec::decode(&v)?;
+            let head = heads.remove(&id).unwrap_or_default();
+            index.insert(Arc::new(SeriesEntry::new(id, labels, head)));
+        }
+        let mut dedup = Dedup::default();
+        for item in db.iterator_cf(cf(&db, CF_DEDUP), IteratorMode::Start) {
+            let (k, v) = item?;
+            let seq = keys::parse_series_key(&k).ok_or(Error::Corrupt { what: "dedup key" })?.0;
+            let id = String::from_utf8(v.to_vec()).map_err(|_| Error::Corrupt { what: "dedup" })?;
+            dedup.restore(seq, id);
+        }
+        tracing::info!(applied, series = index.len(), "store opened");
+        Ok(Self {
+            db,
+            config,
+            limits,
+            index: RwLock::new(index),
+            writer: Mutex::new(WriterState { next_series, dedup }),
+            applied: AtomicU64::new(applied),
+            checkpointed: AtomicU64::new(applied),
+        })
+    }
+
+    /// The log that lives in the same database.
+    pub fn log(&self) -> LogStore {
+        LogStore::new(self.db.clone())
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The index of the last entry applied.
+    pub fn applied_index(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Everything up to this index is durable without the log.
+    pub fn checkpointed_index(&self) -> u64 {
+        self.checkpointed.load(Ordering::Acquire)
+    }
+
+    /// Applies log entry `index`. Deterministic: the outcome and the resulting state depend only
+    /// on the state before and the entry. Entries must come in increasing index order.
+    pub fn apply(&self, index: u64, cmd: &v1::Command) -> Result<ApplyOutcome> {
+        let mut writer = self.writer.lock();
+        let applied = self.applied.load(Ordering::Acquire);
+        if index <= applied {
+            return Err(Error::OutOfOrderApply { index, applied });
+        }
+        let mut batch = WriteBatch::default();
+        let mut outcome = ApplyOutcome::default();
+        if let Some(Payload::Write(req)) = &cmd.payload {
+            self.apply_write(&mut writer, index, req, &mut batch, &mut outcome)?;
+        }
+        self.db.write_opt(batch, &no_wal())?;
+        self.applied.store(index, Ordering::Release);
+        Ok(outcome)
+    }
+
+    fn apply_write(
+        &self,
+        writer: &mut WriterState,
+        index: u64,
+        req: &v1::WriteRequest,
+        batch: &mut WriteBatch,
+        outcome: &mut ApplyOutcome,
+    ) -> Result<()> {
+        if !req.batch_id.is_empty() {
+            if writer.dedup.contains(&req.batch_id) {
+                outcome.duplicate = true;
+                return Ok(());
+            }
+            writer.dedup.insert(req.batch_id.clone(), self.config.dedup_capacity);
+        }
+        let entries = self.resolve_series(writer, &req.series, batch, outcome);
+        let cf_chunks = cf(&self.db, CF_CHUNKS);
+        for (i, (series, entry)) in req.series.iter().zip(entries).enumerate() {
+            let Some(entry) = entry else { continue };
+            let mut head = entry.head.lock();
+            let mut cut = WriteBatch::default();
+            for (j, s) in series.samples.iter().enumerate() {
+                match head.append(s.timestamp_ms, s.value, self.limits) {
+                    Appended::Stored => outcome.samples_accepted += 1,
+                    Appended::Cut { start, samples } => {
+                        outcome.samples_accepted += 1;
+                        cut.put_cf(cf_chunks, keys::chunk_key(entry.id, start), chunk::encode(&samples));
+                    }
+                    Appended::TooOld { newest } => outcome.rejected.push(Rejection {
+                        kind: ItemKind::Sample as i32,
+                        index: i as u32,
+                        sample_index: j as u32,
+                        reason: format!(
+                            "sample at {} is older than the out-of-order window ({}) allows behind the series' newest sample at {newest}",
+                            s.timestamp_ms,
+                            humantime::format_duration(self.config.out_of_order_window),
+                        ),
+                        message_index: 0,
+                    }),
+                }
+            }
+            if !cut.is_empty() {
+                // Written before the head lock is released, so a reader never sees a cut
+                // chunk's samples gone from the head but not yet in RocksDB.
+                self.db.write_opt(cut, &no_wal())?;
+            }
+        }
+        let cf_events = cf(&self.db, CF_EVENTS);
+        for (pos, event) in req.events.iter().enumerate() {
+            match collabstream_proto::events::timestamp_ms(event) {
+                Some(ts) => {
+                    batch.put_cf(cf_events, keys::event_key(ts, index, pos as u32), event.encode_to_vec());
+                    outcome.events_accepted += 1;
+                }
+                None => outcome.rejected.push(Rejection {
+                    kind: ItemKind::Event as i32,
+                    index: pos as u32,
+                    reason: "event has no type".into(),
+                    ..Default::default()
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds or creates the series of each wire series; `None` for a refused label set. New ids
+    /// are assigned in request order, so every replica assigns the same ones.
+    fn resolve_series(
+        &self,
+        writer: &mut WriterState,
+        series: &[v1::TimeSeries],
+        batch: &mut WriteBatch,
+        outcome: &mut ApplyOutcome,
+    ) -> Vec<Option<Arc<SeriesEntry>>> {
+        let mut found: Vec<Option<Arc<SeriesEntry>>> = Vec::with_capacity(series.len());
+        let mut hashes = Vec::with_capacity(series.len());
+        let mut missing = false;
+        {
+            let index = self.index.read();
+            for s in series {
+                let h = Labels::hash_pairs(pairs(s));
+                let e = index.find(h, pairs(s)).cloned();
+                if let Some(e) = &e {
+                    // A series persisted after the checkpoint and found again during replay:
+                    // it was created by this very entry the first time, so keep ids in step.
+                    writer.next_series = writer.next_series.max(e.id.0 + 1);
+                }
+                missing |= e.is_none();
+                found.push(e);
+                hashes.push(h);
+            }
+        }
+        if !missing {
+            return found;
+        }
+        let mut index = self.index.write();
+        let cf_series = cf(&self.db, CF_SERIES);
+        for (i, s) in series.iter().enumerate() {
+            if found[i].is_some() {
+                continue;
+            }
+            if let Some(e) = index.find(hashes[i], pairs(s)) {
+                found[i] = Some(e.clone());
+                continue;
+            }
+            if let Err(reason) = check_sorted_labels(s) {
+                outcome.rejected.push(Rejection {
+                    kind: ItemKind::Series as i32,
+                    index: i as u32,
+                    reason,
+                    ..Default::default()
+                });
+                continue;
+            }
+            let id = SeriesId(writer.next_series);
+            writer.next_series += 1;
+            let labels = Labels::from_sorted_unchecked(
+                s.labels.iter().map(|l| collabstream_common::Label::new(&l.name, &l.value)).collect(),
+            );
+            batch.put_cf(cf_series, keys::series_key(id), series_codec::encode(pairs(s)));
+            let entry = Arc::new(SeriesEntry::new(id, labels, HeadSeries::default()));
+            index.insert(entry.clone());
+            found[i] = Some(entry);
+        }
+        found
+    }
+
+    /// Makes everything applied so far durable, so the log up to the returned index may be
+    /// dropped. Merges out-of-order samples into their chunks, flushes the data column
+    /// families, then records heads and the applied index in one fsynced write.
+    pub fn checkpoint(&self) -> Result<u64> {
+        let mut writer = self.writer.lock();
+        let applied = self.applied.load(Ordering::Acquire);
+        if applied == self.checkpointed.load(Ordering::Acquire) {
+            return Ok(applied);
+        }
+        let index = self.index.read();
+        let mut merges = WriteBatch::default();
+        let mut merged = Vec::new();
+        for e in index.entries() {
+            let ooo = e.head.lock().out_of_order().clone();
+            if !ooo.is_empty() {
+                self.merge_out_of_order(e.id, ooo, &mut merges)?;
+                merged.push(e.clone());
+            }
+        }
+        self.db.write_opt(merges, &no_wal())?;
+        // Only now, with the merged chunks readable, leave the head. The writer lock held here
+        // keeps apply from adding samples in between.
+        for e in merged {
+            e.head.lock().clear_out_of_order();
+        }
+        let cfs: Vec<_> = DATA_CFS.iter().map(|n| cf(&self.db, n)).collect();
+        let mut flush = FlushOptions::default();
+        flush.set_wait(true);
+        self.db.flush_cfs_opt(&cfs, &flush)?;
+
+        let mut durable = WriteBatch::default();
+        let cf_heads = cf(&self.db, CF_HEADS);
+        for e in index.entries() {
+            let mut head = e.head.lock();
+            if head.dirty {
+                durable.put_cf(cf_heads, keys::series_key(e.id), head.encode());
+                head.dirty = false;
+            }
+        }
+        let cf_dedup = cf(&self.db, CF_DEDUP);
+        let (added, evicted) = writer.dedup.take_changes();
+        for (seq, id) in added {
+            durable.put_cf(cf_dedup, keys::u64_key(seq), id.as_bytes());
+        }
+        for seq in evicted {
+            durable.delete_cf(cf_dedup, keys::u64_key(seq));
+        }
+        let cf_meta = cf(&self.db, CF_META);
+        durable.put_cf(cf_meta, META_APPLIED, applied.to_be_bytes());
+        durable.put_cf(cf_meta, META_NEXT_SERIES, writer.next_series.to_be_bytes());
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.db.write_opt(durable, &sync)?;
+        self.checkpointed.store(applied, Ordering::Release);
+        tracing::debug!(applied, "checkpoint");
+        Ok(applied)
+    }
+
+    /// Writes accepted out-of-order samples into the stored chunk of their block that starts
+    /// at or before them (or a new chunk), replacing samples at the same timestamps.
+    fn merge_out_of_order(
+        &self,
+        id: SeriesId,
+        ooo: BTreeMap<i64, f64>,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
+        let cf_chunks = cf(&self.db, CF_CHUNKS);
+        let block = |t: i64| t.div_euclid(self.limits.block_ms);
+        let mut groups: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut it = self.db.raw_iterator_cf(cf_chunks);
+        for (ts, v) in ooo {
+            it.seek_for_prev(keys::chunk_key(id, ts));
+            let stored = it
+                .key()
+                .and_then(keys::parse_chunk_key)
+                .filter(|(sid, start)| *sid == id && block(*start) == block(ts))
+                .map(|(_, start)| start);
+            let pending = groups.range(..=ts).next_back().map(|(s, _)| *s).filter(|s| block(*s) == block(ts));
+            let start = match (stored, pending) {
+                (Some(a), Some(b)) => a.max(b),
+                (a, b) => a.or(b).unwrap_or(ts),
+            };
+            groups.entry(start).or_default().push((ts, v));
+        }
+        it.status()?;
+        drop(it);
+        for (start, new) in groups {
+            let key = keys::chunk_key(id, start);
+            let old = match self.db.get_cf(cf_chunks, key)? {
+                Some(bytes) => chunk::decode(&bytes)?,
+                None => Vec::new(),
+            };
+            batch.put_cf(cf_chunks, key, chunk::encode(&merge_sorted(&old, &new)));
+        }
+        Ok(())
+    }
+
+    /// The series matching every matcher, with their samples in `range`, sorted by labels.
+    pub fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>> {
+        let entries: Vec<Arc<SeriesEntry>> = {
+            let index = self.index.read();
+            index.select(matchers).iter().filter_map(|id| index.get(*id).cloned()).collect()
+        };
+        if range.start > range.end {
+            return Ok(Vec::new());
+        }
+        // Heads first, then a RocksDB iterator (which sees the data as of its creation): a
+        // chunk cut or merged meanwhile is then seen twice (and merged), never missed.
+        let heads: Vec<_> = entries.iter().map(|e| e.head.lock().read(range)).collect();
+        let cf_chunks = cf(&self.db, CF_CHUNKS);
+        let mut it = self.db.raw_iterator_cf(cf_chunks);
+        let mut out = Vec::with_capacity(entries.len());
+        for (e, (ooo, open)) in entries.into_iter().zip(heads) {
+            let mut stored = Vec::new();
+            it.seek_for_prev(keys::chunk_key(e.id, range.start));
+            if !it.valid() || it.key().and_then(keys::parse_chunk_key).is_none_or(|(s, _)| s != e.id) {
+                it.seek(keys::chunk_key(e.id, range.start));
+            }
+            while let Some((sid, start)) = it.key().and_then(keys::parse_chunk_key) {
+                if sid != e.id || start > range.end {
+                    break;
+                }
+                let value = it.value().ok_or(Error::Corrupt { what: "chunk" })?;
+                stored.extend(chunk::decode(value)?.into_iter().filter(|s| range.contains(s.0)));
+                it.next();
+            }
+            it.status()?;
+            let samples = merge_sorted(&merge_sorted(&stored, &open), &ooo);
+            if !samples.is_empty() {
+                out.push(SeriesData::new(e.id, e.labels.clone(), samples));
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    /// Label sets of the series matching every matcher (no samples read), sorted.
+    pub fn series(&self, matchers: &[Matcher]) -> Vec<Labels> {
+        let index = self.index.read();
+        let mut out: Vec<Labels> =
+            index.select(matchers).iter().filter_map(|id| index.labels_of(*id).cloned()).collect();
+        out.sort();
+        out
+    }
+
+    /// Label names of the series matching `matchers` (of all series when empty).
+    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+        let index = self.index.read();
+        if matchers.is_empty() {
+            return index.label_names(None);
+        }
+        let ids = index.select(matchers);
+        index.label_names(Some(&ids))
+    }
+
+    /// Values of label `name` on the series matching `matchers` (on all series when empty).
+    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+        let index = self.index.read();
+        if matchers.is_empty() {
+            return index.label_values(name, None);
+        }
+        let ids = index.select(matchers);
+        index.label_values(name, Some(&ids))
+    }
+
+    /// Raw events with event time in `range`, oldest first, at most `limit`.
+    pub fn events(&self, range: TimeRange, limit: usize) -> Result<Vec<v1::Event>> {
+        let from = keys::event_key(range.start, 0, 0);
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(&from, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(cf(&self.db, CF_EVENTS), mode) {
+            let (k, v) = item?;
+            let ts = keys::from_ordered_i64(&k[..8]).ok_or(Error::Corrupt { what: "event key" })?;
+            if ts > range.end || out.len() >= limit {
+                break;
+            }
+            out.push(v1::Event::decode(&*v).map_err(|_| Error::Corrupt { what: "event" })?);
+        }
+        Ok(out)
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let index = self.index.read();
+        let head_samples = index.entries().map(|e| e.head.lock().len() as u64).sum();
+        let mut stats = StoreStats { series: index.len() as u64, head_samples, ..Default::default() };
+        for name in db::ALL_CFS {
+            let cf = cf(&self.db, name);
+            let prop = |p: &str| self.db.property_int_value_cf(cf, p).ok().flatten().unwrap_or(0);
+            stats.sst_bytes += prop("rocksdb.total-sst-files-size");
+            stats.memtable_bytes += prop("rocksdb.cur-size-all-mem-tables");
+        }
+        stats
+    }
+
+    /// Flushes and fully compacts every column family (benchmarks and maintenance).
+    pub fn compact(&self) -> Result<()> {
+        for name in db::ALL_CFS {
+            let cf = cf(&self.db, name);
+            self.db.flush_cf(cf)?;
+            self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+}
+
+fn cf<'a>(db: &'a Rocks, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name).expect("every column family is created at open")
+}
+
+/// Merges two sorted, unique-timestamp runs; `newer` wins at equal timestamps.
+fn merge_sorted(older: &[(i64, f64)], newer: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    if newer.is_empty() {
+        return older.to_vec();
+    }
+    if older.is_empty() {
+        return newer.to_vec();
+    }
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    let (mut i, mut j) = (0, 0);
+    while i < older.len() && j < newer.len() {
+        match older[i].0.cmp(&newer[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(older[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(newer[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(newer[j]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&older[i..]);
+    out.extend_from_slice(&newer[j..]);
+    out
+}
+
+/// A wire series' labels as (name, value) pairs.
+fn pairs(s: &v1::TimeSeries) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone + '_ {
+    s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))
+}
+
+/// The store trusts the proposer to send normalised label sets; this cheap check keeps a bad
+/// entry from corrupting the index if it ever does not.
+fn check_sorted_labels(s: &v1::TimeSeries) -> std::result::Result<(), String> {
+    if s.labels.iter().any(|l| l.name.is_empty() || l.value.is_empty()) {
+        return Err("label names and values must be non-empty".into());
+    }
+    if s.labels.windows(2).any(|w| w[0].name >= w[1].name) {
+        return Err("labels must be sorted by name without duplicates".into());
+    }
+    if !s.labels.iter().any(|l| l.name == collabstream_common::METRIC_NAME) {
+        return Err("missing metric name".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

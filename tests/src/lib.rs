@@ -1,0 +1,13 @@
+//! `collabstream-tests`: end-to-end tests and the harness that runs real `collabstream`
+//! processes (and reference systems such as Prometheus) on loopback.
+//!
+//! Every process a test starts is stopped by its pid when its handle drops, and every wait is
+//! bounded. Not published; depends on nothing but the wire formats, like a real client.
+
+mod node;
+mod prom;
+mod prometheus;
+
+pub use node::{Node, binary};
+pub use prom::{remote_write_body, wait_until};
+pub use prometheus::{Prometheus, free_port};

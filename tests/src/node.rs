@@ -1,0 +1,143 @@
+//! [`Node`]: a `collabstream server` child process on loopback ports chosen by the kernel.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// The `collabstream` binary: `$COLLABSTREAM_BIN`, or the one cargo built next to this test.
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("COLLABSTREAM_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/collabstream
+    exe.parent().and_then(Path::parent).expect("target dir").join("collabstream")
+}
+
+/// A running node. Dropping it kills the process (SIGKILL) by pid.
+#[derive(Debug)]
+pub struct Node {
+    child: Option<Child>,
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl Node {
+    /// Starts a node on `127.0.0.1:0` ports and waits (bounded) until it serves.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Node> {
+        let bin = binary();
+        if !bin.exists() {
+            bail!("{} not found: build it first with `cargo build --bin collabstream`", bin.display());
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let log_path = data_dir.join(format!("node-{}.log", std::process::id()));
+        let mut child = Command::new(&bin)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        let log = log_path.clone();
+        // Keep draining stderr into a file so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log).ok();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if line.contains("collabstream node serving") {
+                    let _ = tx.send((field(&line, "http="), field(&line, "grpc=")));
+                }
+            }
+        });
+        let mut node = Node {
+            child: Some(child),
+            http: ([0, 0, 0, 0], 0).into(),
+            grpc: ([0, 0, 0, 0], 0).into(),
+            data_dir: data_dir.to_path_buf(),
+            log_path,
+        };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok((Some(http), Some(grpc))) => {
+                node.http = http.parse()?;
+                node.grpc = grpc.parse()?;
+                Ok(node)
+            }
+            _ => bail!("node did not start within 60 s; its log:\n{}", node.log()),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `timeout` for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<bool> {
+        let Some(mut c) = self.child.take() else { return Ok(false) };
+        send_signal(c.id(), "TERM");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = c.try_wait()? {
+                return Ok(status.success());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!("node did not exit within {timeout:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(key)? + key.len();
+    Some(line[start..].split_whitespace().next()?.to_string())
+}
+
+/// Signals a child by pid with the system's `kill` (unsafe code is forbidden in this workspace).
+fn send_signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
