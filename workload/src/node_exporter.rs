@@ -93,7 +93,7 @@ impl NodeExporter {
                 &format!("node_memory_field{i}_bytes"),
                 &[],
                 shape,
-                (rng.random_range(1_000..4_000_000) * 4096) as f64,
+                (rng.random_range(1_000i64..4_000_000) * 4096) as f64,
             );
         }
         for dev in ["sda1", "sda2", "sdb1", "nvme0n1p1", "tmpfs", "overlay"] {
@@ -112,7 +112,7 @@ impl NodeExporter {
                         ("mountpoint", format!("/mnt/{dev}")),
                     ],
                     shape,
-                    (rng.random_range(1_000_000..100_000_000) * 4096) as f64,
+                    (rng.random_range(1_000_000i64..100_000_000) * 4096) as f64,
                 );
             }
         }
