@@ -27,10 +27,10 @@ impl IntoResponse for Error {
         let code = self.code();
         let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut message = self.to_string();
-        if let Error::Store(e) = &self {
-            if let Some(source) = std::error::Error::source(e) {
-                message = format!("{message}: {source}");
-            }
+        if let Error::Store(e) = &self
+            && let Some(source) = std::error::Error::source(e)
+        {
+            message = format!("{message}: {source}");
         }
         let body = serde_json::json!({ "status": "error", "errorType": code.prometheus_error_type(), "error": message });
         (status, Json(body)).into_response()

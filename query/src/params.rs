@@ -10,10 +10,10 @@ use crate::error::Error;
 
 /// A time as Prometheus accepts it: unix seconds (with a fraction) or RFC 3339. Milliseconds.
 pub fn parse_time(name: &'static str, s: &str) -> Result<i64, Error> {
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() {
-            return Ok((secs * 1000.0).round() as i64);
-        }
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+    {
+        return Ok((secs * 1000.0).round() as i64);
     }
     OffsetDateTime::parse(s, &Rfc3339)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)

@@ -123,8 +123,7 @@ fn bench_apply_and_disk(series: usize, scrapes: usize) {
 fn bench_index(n: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
-    let mut index = 1u64;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+    for (index, chunk) in (1u64..).zip((0..n).collect::<Vec<_>>().chunks(10_000)) {
         let series = chunk
             .iter()
             .map(|i| v1::TimeSeries {
@@ -138,7 +137,6 @@ fn bench_index(n: usize) {
             })
             .collect();
         store.apply(index, &command(v1::WriteRequest { series, ..Default::default() })).expect("apply");
-        index += 1;
     }
     let expect = n / 100;
     let time = |matchers: &[Matcher], want: Option<usize>| -> Duration {

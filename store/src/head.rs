@@ -30,6 +30,9 @@ impl SeriesEntry {
     }
 }
 
+/// Samples of one series, sorted by timestamp, unique timestamps.
+pub(crate) type Run = Vec<(i64, f64)>;
+
 /// Limits that decide where chunks are cut and how late a sample may be.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HeadLimits {
@@ -64,10 +67,10 @@ pub(crate) struct HeadSeries {
 
 impl HeadSeries {
     pub(crate) fn append(&mut self, ts: i64, v: f64, lim: HeadLimits) -> Appended {
-        if let Some(newest) = self.newest {
-            if ts < newest.saturating_sub(lim.window_ms) {
-                return Appended::TooOld { newest };
-            }
+        if let Some(newest) = self.newest
+            && ts < newest.saturating_sub(lim.window_ms)
+        {
+            return Appended::TooOld { newest };
         }
         self.dirty = true;
         self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
@@ -103,7 +106,7 @@ impl HeadSeries {
 
     /// Copies the head's samples in `range`: the out-of-order ones (which override stored
     /// chunks at the same timestamp) and the open chunk's.
-    pub(crate) fn read(&self, range: TimeRange) -> (Vec<(i64, f64)>, Vec<(i64, f64)>) {
+    pub(crate) fn read(&self, range: TimeRange) -> (Run, Run) {
         if range.start > range.end {
             return (Vec::new(), Vec::new());
         }
