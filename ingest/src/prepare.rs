@@ -47,6 +47,10 @@ impl Prepared {
     pub fn from_prompb(req: prompb::WriteRequest) -> Self {
         let mut p = Prepared::default();
         for (i, ts) in req.timeseries.iter().enumerate() {
+            if ts.samples.is_empty() && ts.histograms.is_empty() {
+                // Exemplar-only series (send_exemplars: true): nothing we store, nothing wrong.
+                continue;
+            }
             match series_from_prompb(ts) {
                 Ok(s) => p.push_series(i, s),
                 Err(e) => p.reject_series(i, ts.samples.len().max(ts.histograms.len()), e.to_string()),

@@ -168,12 +168,12 @@ async fn demo(config: ServerConfig) -> anyhow::Result<()> {
     let meetings = producer(Workload::Meetings, 50);
     let samples = producer(Workload::NodeExporter, 1_000);
     println!(
-        "collabstream demo: a node with the embedded defaults, fed 50 live meetings and 1,000 node-exporter series.\n\
-         \n  raw samples:   curl -s 'http://{http}/api/v1/export' -G --data-urlencode 'match[]=node_load1'\n\
-         \n  raw events:    curl -s 'http://{http}/api/v1/events/export?limit=20'\n\
-         \n  self-metrics:  curl -s http://{http}/metrics\n\
-         \n  remote write:  http://{http}/api/v1/write   gRPC ingest: {grpc}\n\
-         \nCtrl-C stops it (nothing acknowledged is lost)."
+        "collabstream demo: a node with the embedded defaults, fed 50 live meetings and 1,000 node-exporter series.\n\n\
+         raw samples:   curl -s 'http://{http}/api/v1/export' -G --data-urlencode 'match[]=node_load1'\n\
+         raw events:    curl -s 'http://{http}/api/v1/events/export?limit=20'\n\
+         self-metrics:  curl -s http://{http}/metrics\n\
+         remote write:  http://{http}/api/v1/write    gRPC ingest: {grpc}\n\n\
+         Ctrl-C stops it (nothing acknowledged is lost)."
     );
     for (name, task) in [("meetings", meetings), ("node-exporter", samples)] {
         match task.await? {

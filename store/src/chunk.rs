@@ -35,7 +35,7 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
 
     let mut out = Vec::with_capacity(body.len() / 2 + 2);
     out.push(VERSION);
-    match zstd::bulk::compress(&body, ZSTD_LEVEL) {
+    match compress(&body) {
         Ok(z) if z.len() + 1 < body.len() => {
             out.push(BODY_ZSTD);
             put_u64(&mut out, body.len() as u64);
@@ -63,7 +63,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, ChunkError> {
             if len > 64 << 20 {
                 return Err(ChunkError("implausible length"));
             }
-            body = zstd::bulk::decompress(r.rest(), len).map_err(|_| ChunkError("zstd"))?;
+            body = decompress(r.rest(), len).map_err(|_| ChunkError("zstd"))?;
             &body[..]
         }
         _ => return Err(ChunkError("unknown body encoding")),
@@ -77,6 +77,33 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, ChunkError> {
     let ts = decode_timestamps(&mut r, n)?;
     let values = decode_values(&mut r, n)?;
     Ok(ts.into_iter().zip(values).collect())
+}
+
+thread_local! {
+    // A zstd context is costly to set up next to a chunk of a few hundred bytes; one per thread
+    // is reused for every chunk (apply cuts chunks on one thread, queries decode on several).
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn compress(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+        }
+        c.as_mut().expect("set above").compress(body)
+    })
+}
+
+fn decompress(data: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("set above").decompress(data, len)
+    })
 }
 
 fn encode_timestamps(out: &mut Vec<u8>, samples: &[(i64, f64)]) {

@@ -56,13 +56,26 @@ pub(crate) enum Appended {
     },
 }
 
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct HeadSeries {
     open: Vec<(i64, f64)>,
     newest: Option<i64>,
     ooo: BTreeMap<i64, f64>,
+    /// End of the open chunk's block (exclusive), so appends compare instead of divide;
+    /// `i64::MIN` until computed.
+    block_end: i64,
     /// Changed since the last checkpoint.
     pub(crate) dirty: bool,
+}
+
+impl Default for HeadSeries {
+    fn default() -> Self {
+        Self { open: Vec::new(), newest: None, ooo: BTreeMap::new(), block_end: i64::MIN, dirty: false }
+    }
+}
+
+fn block_end(ts: i64, block_ms: i64) -> i64 {
+    (ts.div_euclid(block_ms) + 1).saturating_mul(block_ms)
 }
 
 impl HeadSeries {
@@ -80,6 +93,7 @@ impl HeadSeries {
                 self.ooo.insert(ts, v);
             } else {
                 self.open.push((ts, v));
+                self.block_end = block_end(ts, lim.block_ms);
             }
             return Appended::Stored;
         };
@@ -89,9 +103,14 @@ impl HeadSeries {
         }
         let last = self.open.last().expect("open is not empty").0;
         if ts > last {
-            let new_block = ts.div_euclid(lim.block_ms) != first.div_euclid(lim.block_ms);
-            if new_block || self.open.len() >= lim.max_samples {
-                let samples = std::mem::replace(&mut self.open, vec![(ts, v)]);
+            if self.block_end == i64::MIN {
+                self.block_end = block_end(first, lim.block_ms);
+            }
+            if ts >= self.block_end || self.open.len() >= lim.max_samples {
+                let mut samples = Vec::with_capacity(self.open.len().min(lim.max_samples));
+                std::mem::swap(&mut samples, &mut self.open);
+                self.open.push((ts, v));
+                self.block_end = block_end(ts, lim.block_ms);
                 return Appended::Cut { start: first, samples };
             }
             self.open.push((ts, v));
@@ -153,7 +172,7 @@ impl HeadSeries {
             _ => return Err(corrupt()),
         };
         let open = chunk::decode(r.rest())?;
-        Ok(Self { open, newest, ooo: BTreeMap::new(), dirty: false })
+        Ok(Self { open, newest, ooo: BTreeMap::new(), block_end: i64::MIN, dirty: false })
     }
 }
 

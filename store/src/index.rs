@@ -124,10 +124,14 @@ impl SeriesIndex {
                 lists.extend(prefixes.iter().filter_map(|p| values.get(p.as_str())));
             }
             Some((prefixes, false)) => {
+                // `prefix.*` (what Grafana's variable filters send) accepts every value in the
+                // prefix's range: no need to run the regex on each.
+                let whole_range =
+                    prefixes.len() == 1 && m.value == format!("{}.*", regex_syntax::escape(&prefixes[0]));
                 for p in &prefixes {
                     let range = values.range::<str, _>((Bound::Included(p.as_str()), Bound::Unbounded));
                     for (v, ids) in range.take_while(|(v, _)| v.starts_with(p.as_str())) {
-                        if m.matches(v) {
+                        if whole_range || m.matches(v) {
                             lists.push(ids);
                         }
                     }

@@ -199,13 +199,19 @@ impl Store {
         for (i, (series, entry)) in req.series.iter().zip(entries).enumerate() {
             let Some(entry) = entry else { continue };
             let mut head = entry.head.lock();
-            let mut cut = WriteBatch::default();
+            // Created only when a chunk is cut (every few hundred samples): a RocksDB batch is
+            // an FFI allocation, too costly to make per series per request.
+            let mut cut: Option<WriteBatch> = None;
             for (j, s) in series.samples.iter().enumerate() {
                 match head.append(s.timestamp_ms, s.value, self.limits) {
                     Appended::Stored => outcome.samples_accepted += 1,
                     Appended::Cut { start, samples } => {
                         outcome.samples_accepted += 1;
-                        cut.put_cf(cf_chunks, keys::chunk_key(entry.id, start), chunk::encode(&samples));
+                        cut.get_or_insert_with(WriteBatch::default).put_cf(
+                            cf_chunks,
+                            keys::chunk_key(entry.id, start),
+                            chunk::encode(&samples),
+                        );
                     }
                     Appended::TooOld { newest } => outcome.rejected.push(Rejection {
                         kind: ItemKind::Sample as i32,
@@ -220,7 +226,7 @@ impl Store {
                     }),
                 }
             }
-            if !cut.is_empty() {
+            if let Some(cut) = cut {
                 // Written before the head lock is released, so a reader never sees a cut
                 // chunk's samples gone from the head but not yet in RocksDB.
                 self.db.write_opt(cut, &no_wal())?;
@@ -442,12 +448,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Ids of the series matching every matcher, ascending: the index lookup alone.
+    pub fn series_ids(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
+        self.index.read().select(matchers)
+    }
+
     /// Label sets of the series matching every matcher (no samples read), sorted.
     pub fn series(&self, matchers: &[Matcher]) -> Vec<Labels> {
         let index = self.index.read();
         let mut out: Vec<Labels> =
             index.select(matchers).iter().filter_map(|id| index.labels_of(*id).cloned()).collect();
-        out.sort();
+        out.sort_unstable();
         out
     }
 

@@ -173,6 +173,21 @@ async fn sigterm_drains_checkpoints_and_exits_cleanly() {
     let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("grpc connects");
     let s = series("term_test", 1, 1_700_000_000_000, 50, 1.0);
     client.write(v1::WriteRequest { series: vec![s.clone()], ..Default::default() }).await.expect("write");
+    let get = |path: &'static str| {
+        let url = node.url(path);
+        async move { reqwest::get(url).await.expect("request") }
+    };
+    assert_eq!(get("/healthz").await.status(), 200);
+    assert_eq!(get("/readyz").await.status(), 200);
+    let metrics = get("/metrics").await.text().await.expect("metrics");
+    for line in [
+        "collabstream_samples_ingested_total 50",
+        "collabstream_active_series 1",
+        "collabstream_applied_index 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line:?} missing from /metrics:\n{metrics}");
+    }
+    assert!(metrics.contains("# TYPE collabstream_rocksdb_sst_bytes gauge"));
     assert!(node.terminate(Duration::from_secs(30)).expect("exits"), "exit status 0");
     let log = node.log();
     assert!(log.contains("store checkpointed"), "shutdown checkpoints:\n{log}");
