@@ -8,6 +8,6 @@ mod node;
 mod prom;
 mod prometheus;
 
-pub use node::{Node, binary};
+pub use node::{Exported, Node, binary, series_key};
 pub use prom::{remote_write_body, wait_until};
 pub use prometheus::{Prometheus, free_port};

@@ -1,5 +1,6 @@
 //! [`Node`]: a `collabstream server` child process on loopback ports chosen by the kernel.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,35 @@ impl Node {
         format!("http://{}", self.grpc)
     }
 
+    /// Samples of the series matching `selector`, read back with `GET /api/v1/export`: series
+    /// key ([`series_key`]) → timestamp → value.
+    pub async fn export(&self, selector: &str) -> Exported {
+        let body = reqwest::Client::new()
+            .get(self.url("/api/v1/export"))
+            .query(&[("match[]", selector)])
+            .send()
+            .await
+            .expect("export request")
+            .text()
+            .await
+            .expect("export body");
+        let mut out = Exported::new();
+        for line in body.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let metric = v["metric"].as_object().expect("metric");
+            let key = series_key(metric.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap_or(""))));
+            let e = out.entry(key).or_default();
+            let ts = v["timestamps"].as_array().expect("timestamps");
+            for (t, x) in ts.iter().zip(v["values"].as_array().expect("values")) {
+                // Non-finite values are exported as strings ("NaN", "+Inf", "-Inf").
+                let value =
+                    x.as_f64().or_else(|| x.as_str().and_then(|s| s.parse().ok())).unwrap_or(f64::NAN);
+                e.insert(t.as_i64().expect("timestamp"), value);
+            }
+        }
+        out
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -130,6 +160,16 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Exported samples: series key → timestamp → value.
+pub type Exported = BTreeMap<String, BTreeMap<i64, f64>>;
+
+/// A label set as one comparable string, `a=1,b=2` sorted by name.
+pub fn series_key<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<String> = pairs.map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    pairs.join(",")
 }
 
 fn field(line: &str, key: &str) -> Option<String> {

@@ -31,16 +31,7 @@ async fn post_rw(node: &Node, body: Vec<u8>) -> (u16, String) {
 }
 
 async fn count(node: &Node, selector: &str) -> usize {
-    let body = reqwest::Client::new()
-        .get(node.url("/api/v1/export"))
-        .query(&[("match[]", selector)])
-        .send()
-        .await
-        .expect("export")
-        .text()
-        .await
-        .expect("body");
-    body.lines().count()
+    node.export(selector).await.len()
 }
 
 fn assert_envelope(body: &str, needle: &str) {

@@ -1,45 +1,16 @@
 //! A real Prometheus scrapes itself and remote-writes to our node; what we store has the same
 //! labels and values as what Prometheus stored.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use collabstream_tests::{Node, Prometheus, wait_until};
-
-type Series = BTreeMap<String, BTreeMap<i64, f64>>;
+use collabstream_tests::{Exported, Node, Prometheus, series_key, wait_until};
 
 fn key(metric: &serde_json::Map<String, serde_json::Value>) -> String {
-    let mut pairs: Vec<_> = metric.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
-    pairs.sort();
-    pairs.join(",")
-}
-
-async fn ours(node: &Node, selector: &str) -> Series {
-    let body = reqwest::Client::new()
-        .get(node.url("/api/v1/export"))
-        .query(&[("match[]", selector)])
-        .send()
-        .await
-        .expect("export")
-        .text()
-        .await
-        .expect("body");
-    let mut out = Series::new();
-    for line in body.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("json");
-        let e = out.entry(key(v["metric"].as_object().expect("metric"))).or_default();
-        for (t, x) in
-            v["timestamps"].as_array().expect("ts").iter().zip(v["values"].as_array().expect("values"))
-        {
-            let value = x.as_f64().or_else(|| x.as_str().and_then(|s| s.parse().ok())).unwrap_or(f64::NAN);
-            e.insert(t.as_i64().expect("ts"), value);
-        }
-    }
-    out
+    series_key(metric.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap_or(""))))
 }
 
 /// Raw samples from Prometheus's own TSDB via a range-vector instant query.
-async fn theirs(prom: &Prometheus, selector: &str, at_ms: i64) -> Series {
+async fn theirs(prom: &Prometheus, selector: &str, at_ms: i64) -> Exported {
     let v: serde_json::Value = reqwest::Client::new()
         .get(prom.url("/api/v1/query"))
         .query(&[("query", format!("{selector}[1h]")), ("time", format!("{}", at_ms as f64 / 1000.0))])
@@ -49,7 +20,7 @@ async fn theirs(prom: &Prometheus, selector: &str, at_ms: i64) -> Series {
         .json()
         .await
         .expect("json");
-    let mut out = Series::new();
+    let mut out = Exported::new();
     for s in v["data"]["result"].as_array().expect("matrix") {
         let e = out.entry(key(s["metric"].as_object().expect("metric"))).or_default();
         for pair in s["values"].as_array().expect("values") {
@@ -90,13 +61,13 @@ remote_write:
     // Wait (bounded) until several scrapes have arrived through remote write.
     let selector = r#"{job="prometheus",__name__=~"up|scrape_samples_scraped|prometheus_build_info|go_goroutines|prometheus_http_requests_total"}"#;
     let arrived = wait_until(Duration::from_secs(90), || async {
-        let s = ours(&node, r#"up{job="prometheus"}"#).await;
+        let s = node.export(r#"up{job="prometheus"}"#).await;
         s.values().next().filter(|v| v.len() >= 5).map(|_| ())
     })
     .await;
     assert!(arrived.is_some(), "no remote-write data arrived; node log:\n{}", node.log());
 
-    let got = ours(&node, selector).await;
+    let got = node.export(selector).await;
     let newest = got.values().filter_map(|s| s.keys().next_back()).copied().max().expect("samples");
     let want = theirs(&prom, selector, newest).await;
     assert!(got.len() >= 4, "several metrics arrived: {:?}", got.keys().collect::<Vec<_>>());

@@ -1,13 +1,10 @@
 //! A node killed with SIGKILL keeps every write it acknowledged; a node stopped with SIGTERM
 //! exits cleanly after checkpointing.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use collabstream_proto::v1::{self, ingest_service_client::IngestServiceClient};
-use collabstream_tests::{Node, remote_write_body};
-
-type Samples = BTreeMap<String, BTreeMap<i64, u64>>;
+use collabstream_tests::{Exported, Node, remote_write_body, series_key};
 
 fn series(name: &str, instance: u32, start: i64, n: i64, value: f64) -> v1::TimeSeries {
     v1::TimeSeries {
@@ -21,48 +18,12 @@ fn series(name: &str, instance: u32, start: i64, n: i64, value: f64) -> v1::Time
     }
 }
 
-fn key(labels: &[(String, String)]) -> String {
-    let mut l = labels.to_vec();
-    l.sort();
-    l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-}
-
-fn record(acked: &mut Samples, s: &v1::TimeSeries) {
-    let labels: Vec<_> = s.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
-    let e = acked.entry(key(&labels)).or_default();
+fn record(acked: &mut Exported, s: &v1::TimeSeries) {
+    let e =
+        acked.entry(series_key(s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))).or_default();
     for x in &s.samples {
-        e.insert(x.timestamp_ms, x.value.to_bits());
+        e.insert(x.timestamp_ms, x.value);
     }
-}
-
-async fn export(node: &Node, selector: &str) -> Samples {
-    let http = reqwest::Client::new();
-    let body = http
-        .get(node.url("/api/v1/export"))
-        .query(&[("match[]", selector)])
-        .send()
-        .await
-        .expect("export request")
-        .text()
-        .await
-        .expect("export body");
-    let mut out = Samples::new();
-    for line in body.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("json line");
-        let labels: Vec<_> = v["metric"]
-            .as_object()
-            .expect("metric")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-            .collect();
-        let e = out.entry(key(&labels)).or_default();
-        let ts = v["timestamps"].as_array().expect("timestamps");
-        let vals = v["values"].as_array().expect("values");
-        for (t, x) in ts.iter().zip(vals) {
-            e.insert(t.as_i64().expect("ts"), x.as_f64().expect("finite in this test").to_bits());
-        }
-    }
-    out
 }
 
 async fn events(node: &Node) -> Vec<String> {
@@ -79,7 +40,7 @@ async fn acknowledged_writes_survive_sigkill() {
     let mut node = Node::start(dir.path(), &[]).expect("node starts");
     let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("grpc connects");
     let http = reqwest::Client::new();
-    let mut acked = Samples::new();
+    let mut acked = Exported::new();
     let mut acked_events = Vec::new();
     let base = 1_700_000_000_000i64;
 
@@ -150,7 +111,7 @@ async fn acknowledged_writes_survive_sigkill() {
 
     node.kill9();
     let node = Node::start(dir.path(), &[]).expect("node restarts");
-    let got = export(&node, r#"{__name__=~"rs_.*"}"#).await;
+    let got = node.export(r#"{__name__=~"rs_.*"}"#).await;
     assert_eq!(got.len(), acked.len(), "every acknowledged series is back");
     assert_eq!(got, acked, "every acknowledged sample is back with its value");
     assert_eq!(events(&node).await.len(), acked_events.len());
@@ -193,8 +154,8 @@ async fn sigterm_drains_checkpoints_and_exits_cleanly() {
     assert!(log.contains("store checkpointed"), "shutdown checkpoints:\n{log}");
     let node = Node::start(dir.path(), &[]).expect("restarts");
     assert!(node.log().contains("replayed=0"), "nothing left to replay after a clean stop:\n{}", node.log());
-    let got = export(&node, "term_test").await;
-    let mut want = Samples::new();
+    let got = node.export("term_test").await;
+    let mut want = Exported::new();
     record(&mut want, &s);
     assert_eq!(got, want);
 }
