@@ -176,6 +176,38 @@ impl HeadSeries {
     }
 }
 
+/// Merges two sorted, unique-timestamp runs; `newer` wins at equal timestamps.
+pub(crate) fn merge_sorted(older: &[(i64, f64)], newer: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    if newer.is_empty() {
+        return older.to_vec();
+    }
+    if older.is_empty() {
+        return newer.to_vec();
+    }
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    let (mut i, mut j) = (0, 0);
+    while i < older.len() && j < newer.len() {
+        match older[i].0.cmp(&newer[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(older[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(newer[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(newer[j]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&older[i..]);
+    out.extend_from_slice(&newer[j..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ mod matcher;
 mod read;
 mod series_codec;
 mod store;
+mod store_read;
 mod varint;
 
 pub use config::StoreConfig;

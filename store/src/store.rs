@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use collabstream_common::{Labels, SeriesId, TimeRange};
+use collabstream_common::{Labels, SeriesId};
 use collabstream_proto::v1::{self, ItemKind, Rejection, command::Payload};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
@@ -15,12 +15,10 @@ use crate::config::StoreConfig;
 use crate::db::{self, CF_CHUNKS, CF_DEDUP, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES, DATA_CFS, Rocks};
 use crate::dedup::Dedup;
 use crate::error::{Error, Result};
-use crate::head::{Appended, HeadLimits, HeadSeries, SeriesEntry};
+use crate::head::{Appended, HeadLimits, HeadSeries, SeriesEntry, merge_sorted};
 use crate::index::SeriesIndex;
 use crate::keys;
 use crate::log::LogStore;
-use crate::matcher::Matcher;
-use crate::read::SeriesData;
 use crate::{chunk, series_codec};
 
 const META_APPLIED: &[u8] = b"applied_index";
@@ -56,10 +54,10 @@ pub struct StoreStats {
 ///
 /// `apply` and `checkpoint` are serialised by `writer`; reads run concurrently with them.
 pub struct Store {
-    db: Arc<Rocks>,
+    pub(crate) db: Arc<Rocks>,
     config: StoreConfig,
     limits: HeadLimits,
-    index: RwLock<SeriesIndex>,
+    pub(crate) index: RwLock<SeriesIndex>,
     /// Held by apply and checkpoint: there is one writer at a time.
     writer: Mutex<WriterState>,
     applied: AtomicU64,
@@ -409,95 +407,6 @@ impl Store {
         Ok(())
     }
 
-    /// The series matching every matcher, with their samples in `range`, sorted by labels.
-    pub fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>> {
-        let entries: Vec<Arc<SeriesEntry>> = {
-            let index = self.index.read();
-            index.select(matchers).iter().filter_map(|id| index.get(*id).cloned()).collect()
-        };
-        if range.start > range.end {
-            return Ok(Vec::new());
-        }
-        // Heads first, then a RocksDB iterator (which sees the data as of its creation): a
-        // chunk cut or merged meanwhile is then seen twice (and merged), never missed.
-        let heads: Vec<_> = entries.iter().map(|e| e.head.lock().read(range)).collect();
-        let cf_chunks = cf(&self.db, CF_CHUNKS);
-        let mut it = self.db.raw_iterator_cf(cf_chunks);
-        let mut out = Vec::with_capacity(entries.len());
-        for (e, (ooo, open)) in entries.into_iter().zip(heads) {
-            let mut stored = Vec::new();
-            it.seek_for_prev(keys::chunk_key(e.id, range.start));
-            if !it.valid() || it.key().and_then(keys::parse_chunk_key).is_none_or(|(s, _)| s != e.id) {
-                it.seek(keys::chunk_key(e.id, range.start));
-            }
-            while let Some((sid, start)) = it.key().and_then(keys::parse_chunk_key) {
-                if sid != e.id || start > range.end {
-                    break;
-                }
-                let value = it.value().ok_or(Error::Corrupt { what: "chunk" })?;
-                stored.extend(chunk::decode(value)?.into_iter().filter(|s| range.contains(s.0)));
-                it.next();
-            }
-            it.status()?;
-            let samples = merge_sorted(&merge_sorted(&stored, &open), &ooo);
-            if !samples.is_empty() {
-                out.push(SeriesData::new(e.id, e.labels.clone(), samples));
-            }
-        }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
-    }
-
-    /// Ids of the series matching every matcher, ascending: the index lookup alone.
-    pub fn series_ids(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
-        self.index.read().select(matchers)
-    }
-
-    /// Label sets of the series matching every matcher (no samples read), sorted.
-    pub fn series(&self, matchers: &[Matcher]) -> Vec<Labels> {
-        let index = self.index.read();
-        let mut out: Vec<Labels> =
-            index.select(matchers).iter().filter_map(|id| index.labels_of(*id).cloned()).collect();
-        out.sort_unstable();
-        out
-    }
-
-    /// Label names of the series matching `matchers` (of all series when empty).
-    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        let index = self.index.read();
-        if matchers.is_empty() {
-            return index.label_names(None);
-        }
-        let ids = index.select(matchers);
-        index.label_names(Some(&ids))
-    }
-
-    /// Values of label `name` on the series matching `matchers` (on all series when empty).
-    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        let index = self.index.read();
-        if matchers.is_empty() {
-            return index.label_values(name, None);
-        }
-        let ids = index.select(matchers);
-        index.label_values(name, Some(&ids))
-    }
-
-    /// Raw events with event time in `range`, oldest first, at most `limit`.
-    pub fn events(&self, range: TimeRange, limit: usize) -> Result<Vec<v1::Event>> {
-        let from = keys::event_key(range.start, 0, 0);
-        let mut out = Vec::new();
-        let mode = IteratorMode::From(&from, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(cf(&self.db, CF_EVENTS), mode) {
-            let (k, v) = item?;
-            let ts = keys::from_ordered_i64(&k[..8]).ok_or(Error::Corrupt { what: "event key" })?;
-            if ts > range.end || out.len() >= limit {
-                break;
-            }
-            out.push(v1::Event::decode(&*v).map_err(|_| Error::Corrupt { what: "event" })?);
-        }
-        Ok(out)
-    }
-
     pub fn stats(&self) -> StoreStats {
         let index = self.index.read();
         let head_samples = index.entries().map(|e| e.head.lock().len() as u64).sum();
@@ -522,40 +431,8 @@ impl Store {
     }
 }
 
-fn cf<'a>(db: &'a Rocks, name: &str) -> &'a rocksdb::ColumnFamily {
+pub(crate) fn cf<'a>(db: &'a Rocks, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).expect("every column family is created at open")
-}
-
-/// Merges two sorted, unique-timestamp runs; `newer` wins at equal timestamps.
-fn merge_sorted(older: &[(i64, f64)], newer: &[(i64, f64)]) -> Vec<(i64, f64)> {
-    if newer.is_empty() {
-        return older.to_vec();
-    }
-    if older.is_empty() {
-        return newer.to_vec();
-    }
-    let mut out = Vec::with_capacity(older.len() + newer.len());
-    let (mut i, mut j) = (0, 0);
-    while i < older.len() && j < newer.len() {
-        match older[i].0.cmp(&newer[j].0) {
-            std::cmp::Ordering::Less => {
-                out.push(older[i]);
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.push(newer[j]);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                out.push(newer[j]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out.extend_from_slice(&older[i..]);
-    out.extend_from_slice(&newer[j..]);
-    out
 }
 
 /// A wire series' labels as (name, value) pairs.

@@ -5,7 +5,9 @@ use collabstream_proto::v1;
 use proptest::prelude::*;
 
 use super::*;
-use crate::matcher::MatchOp;
+use collabstream_common::TimeRange;
+
+use crate::matcher::{MatchOp, Matcher};
 
 fn config() -> StoreConfig {
     StoreConfig {

@@ -1,0 +1,110 @@
+//! The read side of [`Store`]: selecting series and samples, label listings, raw events.
+//!
+//! Reads never take the writer lock: they take the index's read lock briefly, copy each head
+//! under its own lock, then read RocksDB.
+
+use std::sync::Arc;
+
+use collabstream_common::{Labels, SeriesId, TimeRange};
+use collabstream_proto::v1;
+use prost::Message;
+use rocksdb::IteratorMode;
+
+use crate::db::{CF_CHUNKS, CF_EVENTS};
+use crate::error::{Error, Result};
+use crate::head::{SeriesEntry, merge_sorted};
+use crate::matcher::Matcher;
+use crate::read::SeriesData;
+use crate::store::{Store, cf};
+use crate::{chunk, keys};
+
+impl Store {
+    /// The series matching every matcher, with their samples in `range`, sorted by labels.
+    pub fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>> {
+        let entries: Vec<Arc<SeriesEntry>> = {
+            let index = self.index.read();
+            index.select(matchers).iter().filter_map(|id| index.get(*id).cloned()).collect()
+        };
+        if range.start > range.end {
+            return Ok(Vec::new());
+        }
+        // Heads first, then a RocksDB iterator (which sees the data as of its creation): a
+        // chunk cut or merged meanwhile is then seen twice (and merged), never missed.
+        let heads: Vec<_> = entries.iter().map(|e| e.head.lock().read(range)).collect();
+        let cf_chunks = cf(&self.db, CF_CHUNKS);
+        let mut it = self.db.raw_iterator_cf(cf_chunks);
+        let mut out = Vec::with_capacity(entries.len());
+        for (e, (ooo, open)) in entries.into_iter().zip(heads) {
+            let mut stored = Vec::new();
+            it.seek_for_prev(keys::chunk_key(e.id, range.start));
+            if !it.valid() || it.key().and_then(keys::parse_chunk_key).is_none_or(|(s, _)| s != e.id) {
+                it.seek(keys::chunk_key(e.id, range.start));
+            }
+            while let Some((sid, start)) = it.key().and_then(keys::parse_chunk_key) {
+                if sid != e.id || start > range.end {
+                    break;
+                }
+                let value = it.value().ok_or(Error::Corrupt { what: "chunk" })?;
+                stored.extend(chunk::decode(value)?.into_iter().filter(|s| range.contains(s.0)));
+                it.next();
+            }
+            it.status()?;
+            let samples = merge_sorted(&merge_sorted(&stored, &open), &ooo);
+            if !samples.is_empty() {
+                out.push(SeriesData::new(e.id, e.labels.clone(), samples));
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    /// Ids of the series matching every matcher, ascending: the index lookup alone.
+    pub fn series_ids(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
+        self.index.read().select(matchers)
+    }
+
+    /// Label sets of the series matching every matcher (no samples read), sorted.
+    pub fn series(&self, matchers: &[Matcher]) -> Vec<Labels> {
+        let index = self.index.read();
+        let mut out: Vec<Labels> =
+            index.select(matchers).iter().filter_map(|id| index.labels_of(*id).cloned()).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Label names of the series matching `matchers` (of all series when empty).
+    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+        let index = self.index.read();
+        if matchers.is_empty() {
+            return index.label_names(None);
+        }
+        let ids = index.select(matchers);
+        index.label_names(Some(&ids))
+    }
+
+    /// Values of label `name` on the series matching `matchers` (on all series when empty).
+    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+        let index = self.index.read();
+        if matchers.is_empty() {
+            return index.label_values(name, None);
+        }
+        let ids = index.select(matchers);
+        index.label_values(name, Some(&ids))
+    }
+
+    /// Raw events with event time in `range`, oldest first, at most `limit`.
+    pub fn events(&self, range: TimeRange, limit: usize) -> Result<Vec<v1::Event>> {
+        let from = keys::event_key(range.start, 0, 0);
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(&from, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(cf(&self.db, CF_EVENTS), mode) {
+            let (k, v) = item?;
+            let ts = keys::from_ordered_i64(&k[..8]).ok_or(Error::Corrupt { what: "event key" })?;
+            if ts > range.end || out.len() >= limit {
+                break;
+            }
+            out.push(v1::Event::decode(&*v).map_err(|_| Error::Corrupt { what: "event" })?);
+        }
+        Ok(out)
+    }
+}
