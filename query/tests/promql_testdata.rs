@@ -1,0 +1,101 @@
+//! Prometheus's own PromQL test files (`../shared/promql-testdata`), read by our parser of
+//! their format. The runner that evaluates them against our engine builds on this.
+
+mod promqltest;
+
+use std::path::PathBuf;
+
+use promqltest::parse::{Command, EvalKind, parse};
+use promqltest::values::Value;
+
+fn testdata() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/promql-testdata");
+    assert!(
+        dir.is_dir(),
+        "{} not found: the Prometheus test files live beside the repository",
+        dir.display()
+    );
+    dir
+}
+
+/// The files whose every float case must pass (README of the test data).
+const CORE: [&str; 9] = [
+    "aggregators",
+    "functions",
+    "histograms",
+    "limit",
+    "literals",
+    "name_label_dropping",
+    "operators",
+    "range_queries",
+    "selectors",
+];
+
+#[test]
+fn every_core_test_file_parses() {
+    for name in CORE {
+        let path = testdata().join(format!("{name}.test"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let commands = parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let evals = commands.iter().filter(|c| matches!(c, Command::Eval(_))).count();
+        let expected = text.lines().filter(|l| l.starts_with("eval")).count();
+        assert_eq!(evals, expected, "{}: every eval line becomes a command", path.display());
+        assert!(evals > 0, "{name} has evals");
+    }
+}
+
+#[test]
+fn a_known_case_parses_to_what_it_says() {
+    let text = std::fs::read_to_string(testdata().join("functions.test")).expect("functions.test");
+    let commands = parse(&text).expect("parses");
+    let Command::Load(load) = &commands[0] else { panic!("first command is a load") };
+    assert_eq!(load.step_ms, 300_000);
+    assert_eq!(load.series[0].metric, r#"http_requests{path="/foo"}"#);
+    assert_eq!(
+        load.series[0].values[..4],
+        [Value::Float(1.0), Value::Float(2.0), Value::Float(3.0), Value::Float(0.0)]
+    );
+    let Command::Eval(first) = &commands[1] else { panic!("then an eval") };
+    assert_eq!(first.kind, EvalKind::Instant { at_ms: 3_000_000 });
+    assert_eq!(first.expr, "resets(http_requests[5m])");
+    assert!(first.results.is_empty());
+    let Command::Eval(second) = &commands[2] else { panic!("then an eval") };
+    assert_eq!(second.results.len(), 3);
+    assert_eq!(second.results[0].metric, r#"{path="/foo"}"#);
+    let range = commands
+        .iter()
+        .find_map(|c| match c {
+            Command::Eval(e) if matches!(e.kind, EvalKind::Range { .. }) => Some(e),
+            _ => None,
+        })
+        .expect("a range eval");
+    assert_eq!(range.kind, EvalKind::Range { start_ms: 0, end_ms: 1_200_000, step_ms: 300_000 });
+}
+
+/// promql-parser reads every expression of the core files that is not expected to fail (some
+/// expected failures are parse errors by design).
+#[test]
+fn promql_parser_reads_every_core_expression() {
+    let mut unexpected = Vec::new();
+    let mut parsed = 0;
+    for name in CORE {
+        let text = std::fs::read_to_string(testdata().join(format!("{name}.test"))).expect("readable");
+        for c in parse(&text).expect("parses") {
+            let Command::Eval(e) = c else { continue };
+            match promql_parser::parser::parse(&e.expr) {
+                Ok(_) => parsed += 1,
+                Err(err) if e.fail.is_none() => {
+                    unexpected.push(format!("{name}.test:{}: {}: {err}", e.line, e.expr))
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    assert!(
+        unexpected.is_empty(),
+        "{} expressions did not parse:\n{}",
+        unexpected.len(),
+        unexpected.join("\n")
+    );
+    assert!(parsed > 1_000, "parsed only {parsed}");
+}
