@@ -15,6 +15,12 @@ pub enum Error {
     /// A failure retrying cannot fix (bad configuration, request too large, …).
     #[error("write refused: {0}")]
     Refused(tonic::Status),
+    /// The batch writer stopped.
+    #[error("the batch writer is closed")]
+    Closed,
+    /// A background batch failed for good; see the message.
+    #[error("a batch failed: {0}")]
+    Background(String),
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     Endpoint { endpoint: String, reason: String },
 }

@@ -20,10 +20,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`BatchWriter`] batches samples and events by size and time in the background.
+//!
 //! Must not depend on: any server-side crate. It speaks only the wire format in `proto`.
 
+mod batch;
 mod client;
 mod error;
 
+pub use batch::{BatchOptions, BatchStats, BatchWriter};
 pub use client::{Client, ClientConfig};
 pub use error::Error;

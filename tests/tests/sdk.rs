@@ -100,3 +100,44 @@ async fn rejected_items_come_back_structured() {
     assert!(response.rejected[0].reason.contains("missing metric name"));
     assert_eq!(node.export("sdk_ok").await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_writer_sends_by_size_and_by_time() {
+    use collabstream_sdk::{BatchOptions, BatchWriter};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]).expect("node starts");
+    let client = Client::connect(ClientConfig::new([node.grpc_url()])).expect("client");
+
+    let writer = BatchWriter::new(
+        client.clone(),
+        BatchOptions { max_items: 1_000, max_delay: Duration::from_secs(60) },
+    );
+    for i in 0..2_345 {
+        writer.add_series(series("sdk_batched", 1_000 + i)).await.expect("queued");
+    }
+    let stats = writer.close().await.expect("all sent");
+    assert_eq!(stats.samples_accepted, 2_345);
+    assert_eq!(stats.batches, 3, "two full batches and the rest at close");
+    assert_eq!(node.export("sdk_batched").await.values().map(|s| s.len()).sum::<usize>(), 2_345);
+
+    // One event and no flush: the delay sends it.
+    let writer =
+        BatchWriter::new(client, BatchOptions { max_items: 1_000, max_delay: Duration::from_millis(100) });
+    let event = collabstream_proto::events_json::parse_event(
+        r#"{"type":"chat","meeting_id":"m-sdk","user_id":"u","message_id":"1","timestamp":5}"#,
+        None,
+    )
+    .expect("event");
+    writer.add_event(event).await.expect("queued");
+    let url = node.url("/api/v1/events/export");
+    let arrived = collabstream_tests::wait_until(Duration::from_secs(10), || {
+        let url = url.clone();
+        async move {
+            let body = reqwest::get(url).await.ok()?.text().await.ok()?;
+            body.contains("m-sdk").then_some(())
+        }
+    })
+    .await;
+    assert!(arrived.is_some(), "the delayed batch was sent without a flush");
+    assert_eq!(writer.close().await.expect("closed").events_accepted, 1);
+}
