@@ -3,6 +3,7 @@
 #   clang, libclang-dev   RocksDB's bindings (bindgen) and C++ build
 #   protobuf-compiler     protoc for the gRPC/protobuf code generation
 #   prometheus            Debian's Prometheus 2.42, the reference system in the tests
+#   grpcio, grpcio-tools  (PyPI) the Python client example
 set -euo pipefail
 
 missing=()
@@ -21,6 +22,12 @@ if ((${#missing[@]})); then
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
     $sudo systemctl stop prometheus || true
   fi
+fi
+
+# grpcio for the Python client example (sdk/examples/python), which a test runs.
+if ! python3 -c "import grpc, grpc_tools" >/dev/null 2>&1; then
+  echo "install-deps: installing grpcio grpcio-tools"
+  python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-tools
 fi
 
 for component in rustfmt clippy; do
