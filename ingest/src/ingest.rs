@@ -33,10 +33,12 @@ impl Ingest {
 
     /// Writes the valid part of `p` and answers with counts and every rejection (validation's
     /// and the store's). Returns an error only when the write itself failed.
-    pub async fn write(&self, p: Prepared) -> Result<v1::WriteResponse, Error> {
+    pub async fn write(&self, mut p: Prepared) -> Result<v1::WriteResponse, Error> {
         let mut resp = v1::WriteResponse::default();
         if !p.is_empty() {
-            let outcome = match self.writer.propose(p.request.clone()).await {
+            // The request moves into the log entry; `p` keeps the index maps and rejections.
+            let request = std::mem::take(&mut p.request);
+            let outcome = match self.writer.propose(request).await {
                 Ok(o) => o,
                 Err(e) => {
                     IngestMetrics::add(&self.metrics.requests_failed, 1);

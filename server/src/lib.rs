@@ -13,10 +13,12 @@
 //! Libraries below never build runtimes; only `main` does.
 
 mod config;
+mod error;
 mod ops;
 mod produce;
 mod serve;
 
 pub use config::{Peer, ServerConfig};
+pub use error::Error;
 pub use produce::{ProduceOptions, Workload, produce};
 pub use serve::{Listeners, serve};

@@ -119,7 +119,8 @@ fn main() -> anyhow::Result<()> {
                 let listeners = Listeners::bind(&config)?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signal_shutdown(shutdown.clone()));
-                serve(config, listeners, shutdown).await
+                serve(config, listeners, shutdown).await?;
+                anyhow::Ok(())
             })
         }
         Command::Produce(a) => runtime.block_on(async move {
@@ -181,7 +182,8 @@ async fn demo(config: ServerConfig) -> anyhow::Result<()> {
             Err(e) => tracing::error!(workload = name, error = %e, "producer failed"),
         }
     }
-    node.await?
+    node.await??;
+    Ok(())
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

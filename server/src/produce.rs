@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use collabstream_common::{Clock, SystemClock};
 use collabstream_proto::v1::{self, ingest_service_client::IngestServiceClient};
 use collabstream_workload::{Meetings, NodeExporter};
 use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
 
 /// Which workload to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,10 +35,10 @@ pub struct ProduceOptions {
 }
 
 /// Runs until the duration or count is reached or `stop` fires; returns items sent.
-pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> anyhow::Result<u64> {
+pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> Result<u64, Error> {
     let mut client = IngestServiceClient::connect(opts.target.clone())
         .await
-        .with_context(|| format!("cannot connect to {}; is a node running there?", opts.target))?;
+        .map_err(|source| Error::Connect { target: opts.target.clone(), source })?;
     let clock = SystemClock;
     let started = Instant::now();
     let mut sim_ms = clock.now_ms();
@@ -67,7 +68,7 @@ pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> anyhow::R
             seq += 1;
             // A batch id makes a retry (after a timeout, or against another node) apply once.
             req.batch_id = format!("{run_id}-{seq}");
-            let resp = client.write(req).await.context("write failed")?.into_inner();
+            let resp = client.write(req).await.map_err(Error::Write)?.into_inner();
             sent += resp.events_accepted + resp.samples_accepted;
         }
         let elapsed = started.elapsed();

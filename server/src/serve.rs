@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context;
 use collabstream_common::SystemClock;
 use collabstream_ingest::Ingest;
 use collabstream_ingest::grpc::IngestGrpc;
@@ -13,6 +12,7 @@ use collabstream_store::{EventRead, SeriesRead, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
+use crate::error::Error;
 use crate::ops::{self, Ops};
 
 /// The node's listening sockets, bound before the node starts so that callers (tests, the
@@ -24,13 +24,11 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    pub fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
-        let bind = |addr: SocketAddr, what: &str| {
-            let l = std::net::TcpListener::bind(addr).with_context(|| {
-                format!("cannot listen on {addr} for {what}; is another process using it?")
-            })?;
+    pub fn bind(config: &ServerConfig) -> Result<Self, Error> {
+        let bind = |addr: SocketAddr, what: &'static str| {
+            let l = std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, what, source })?;
             l.set_nonblocking(true)?;
-            anyhow::Ok(l)
+            Ok::<_, Error>(l)
         };
         Ok(Self { http: bind(config.http_listen, "HTTP")?, grpc: bind(config.grpc_listen, "gRPC")? })
     }
@@ -51,23 +49,19 @@ pub async fn serve(
     config: ServerConfig,
     listeners: Listeners,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg)?;
+) -> Result<(), Error> {
+    config.validate().map_err(Error::Config)?;
     let db_path = config.data_dir.join("db");
-    std::fs::create_dir_all(&db_path)
-        .with_context(|| format!("cannot create data directory {}", db_path.display()))?;
+    std::fs::create_dir_all(&db_path).map_err(|source| Error::DataDir { path: db_path.clone(), source })?;
     let store_config = config.store.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&db_path, store_config))
-        .await?
-        .context("cannot open the store")?;
+    let store = tokio::task::spawn_blocking(move || Store::open(&db_path, store_config)).await??;
     let store = Arc::new(store);
     let options =
         WriterOptions { checkpoint_interval: config.store.checkpoint_interval, ..Default::default() };
     let writer_store = store.clone();
     let (writer, writer_handle) =
         tokio::task::spawn_blocking(move || Writer::start(writer_store, Arc::new(SystemClock), options))
-            .await?
-            .context("cannot replay the log")?;
+            .await??;
     let ingest = Ingest::new(writer, config.ingest.clone());
     let ready = Arc::new(AtomicBool::new(true));
     let ops = Ops { store: store.clone(), ingest: ingest.metrics().clone(), ready: ready.clone() };
@@ -110,8 +104,8 @@ pub async fn serve(
     tracing::info!("shutting down: no new requests; finishing in-flight writes");
     ready.store(false, Ordering::SeqCst);
     let (h, g) = tokio::join!(http, grpc);
-    h?.context("HTTP server")?;
-    g?.context("gRPC server")?;
+    h?.map_err(|e| Error::Serve { what: "HTTP server", source: Box::new(e) })?;
+    g?.map_err(|e| Error::Serve { what: "gRPC server", source: Box::new(e) })?;
     drop(ingest);
     tokio::task::spawn_blocking(move || writer_handle.shutdown()).await?;
     tracing::info!(checkpointed = store.checkpointed_index(), "store checkpointed; bye");
