@@ -49,7 +49,18 @@ pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
     out
 }
 
-/// Decodes a chunk produced by [`encode`].
+/// Encodes like [`encode`] but without zstd: cheaper, for in-memory segments.
+pub(crate) fn encode_plain(samples: &[(i64, f64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + samples.len() * 4);
+    out.push(VERSION);
+    out.push(BODY_PLAIN);
+    put_u64(&mut out, samples.len() as u64);
+    encode_timestamps(&mut out, samples);
+    encode_values(&mut out, samples);
+    out
+}
+
+/// Decodes a chunk produced by [`encode`] or [`encode_plain`].
 pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, ChunkError> {
     let mut r = Reader::new(bytes);
     if r.u8() != Some(VERSION) {

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use crate::chunk;
 use crate::error::{Error, Result};
+use crate::open_chunk::OpenChunk;
 use crate::varint::{Reader, put_i64, put_u64};
 
 /// A series: its identity and its head. The head is mutated only by the apply thread (and the
@@ -58,7 +59,7 @@ pub(crate) enum Appended {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct HeadSeries {
-    open: Vec<(i64, f64)>,
+    open: OpenChunk,
     newest: Option<i64>,
     ooo: BTreeMap<i64, f64>,
     /// End of the open chunk's block (exclusive), so appends compare instead of divide;
@@ -70,7 +71,13 @@ pub(crate) struct HeadSeries {
 
 impl Default for HeadSeries {
     fn default() -> Self {
-        Self { open: Vec::new(), newest: None, ooo: BTreeMap::new(), block_end: i64::MIN, dirty: false }
+        Self {
+            open: OpenChunk::default(),
+            newest: None,
+            ooo: BTreeMap::new(),
+            block_end: i64::MIN,
+            dirty: false,
+        }
     }
 }
 
@@ -87,12 +94,12 @@ impl HeadSeries {
         }
         self.dirty = true;
         self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
-        let Some(&(first, _)) = self.open.first() else {
+        let Some(first) = self.open.first() else {
             if self.ooo.range(ts..).next().is_some() {
                 // Older than samples that already went to stored chunks.
                 self.ooo.insert(ts, v);
             } else {
-                self.open.push((ts, v));
+                self.open.push(ts, v);
                 self.block_end = block_end(ts, lim.block_ms);
             }
             return Appended::Stored;
@@ -101,25 +108,21 @@ impl HeadSeries {
             self.ooo.insert(ts, v);
             return Appended::Stored;
         }
-        let last = self.open.last().expect("open is not empty").0;
+        let last = self.open.last().expect("open is not empty");
         if ts > last {
             if self.block_end == i64::MIN {
                 self.block_end = block_end(first, lim.block_ms);
             }
             if ts >= self.block_end || self.open.len() >= lim.max_samples {
-                let mut samples = Vec::with_capacity(self.open.len().min(lim.max_samples));
-                std::mem::swap(&mut samples, &mut self.open);
-                self.open.push((ts, v));
+                let samples = self.open.take();
+                self.open.push(ts, v);
                 self.block_end = block_end(ts, lim.block_ms);
                 return Appended::Cut { start: first, samples };
             }
-            self.open.push((ts, v));
+            self.open.push(ts, v);
             return Appended::Stored;
         }
-        match self.open.binary_search_by_key(&ts, |s| s.0) {
-            Ok(i) => self.open[i].1 = v,
-            Err(i) => self.open.insert(i, (ts, v)),
-        }
+        self.open.upsert(ts, v);
         Appended::Stored
     }
 
@@ -130,9 +133,7 @@ impl HeadSeries {
             return (Vec::new(), Vec::new());
         }
         let ooo = self.ooo.range(range.start..=range.end).map(|(t, v)| (*t, *v)).collect();
-        let lo = self.open.partition_point(|s| s.0 < range.start);
-        let hi = self.open.partition_point(|s| s.0 <= range.end);
-        (ooo, self.open[lo..hi].to_vec())
+        (ooo, self.open.range(range))
     }
 
     pub(crate) fn out_of_order(&self) -> &BTreeMap<i64, f64> {
@@ -159,7 +160,7 @@ impl HeadSeries {
             }
             None => put_u64(&mut out, 0),
         }
-        out.extend_from_slice(&chunk::encode(&self.open));
+        out.extend_from_slice(&chunk::encode(&self.open.samples()));
         out
     }
 
@@ -171,7 +172,7 @@ impl HeadSeries {
             1 => Some(r.i64().ok_or_else(corrupt)?),
             _ => return Err(corrupt()),
         };
-        let open = chunk::decode(r.rest())?;
+        let open = OpenChunk::from_run(chunk::decode(r.rest())?);
         Ok(Self { open, newest, ooo: BTreeMap::new(), block_end: i64::MIN, dirty: false })
     }
 }
@@ -252,7 +253,7 @@ mod tests {
         let back = HeadSeries::decode(&h.encode()).unwrap();
         assert_eq!(back.newest, Some(6));
         assert_eq!(back.open.len(), 2);
-        assert!(collabstream_common::is_stale_nan(back.open[0].1));
+        assert!(collabstream_common::is_stale_nan(back.open.samples()[0].1));
         assert_eq!(HeadSeries::decode(&HeadSeries::default().encode()).unwrap(), HeadSeries::default());
     }
 }

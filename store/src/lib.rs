@@ -23,6 +23,7 @@ mod index;
 mod keys;
 mod log;
 mod matcher;
+mod open_chunk;
 mod read;
 mod series_codec;
 mod store;

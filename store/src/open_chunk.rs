@@ -1,0 +1,137 @@
+//! [`OpenChunk`]: a series' newest samples, compact in memory.
+//!
+//! The newest samples stay raw (16 bytes each) so appends are a push; every `FREEZE` of them
+//! are encoded into a frozen segment with the chunk codec's column encoding (without zstd,
+//! about 1–3 bytes a sample), which keeps memory per active series small without slowing the
+//! append path. Frozen segments are older than every raw sample.
+
+use collabstream_common::TimeRange;
+
+use crate::chunk;
+use crate::head::Run;
+
+/// Raw samples kept before they are frozen into a segment. Tiny under test, so that the
+/// store's model tests (which cut chunks every few samples) go through frozen segments too.
+const FREEZE: usize = if cfg!(test) { 3 } else { 120 };
+
+#[derive(Debug, Clone, PartialEq)]
+struct Segment {
+    first: i64,
+    last: i64,
+    len: usize,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct OpenChunk {
+    frozen: Vec<Segment>,
+    frozen_len: usize,
+    tail: Run,
+}
+
+impl OpenChunk {
+    pub(crate) fn from_run(samples: Run) -> Self {
+        let mut c = OpenChunk::default();
+        for s in samples {
+            c.push(s.0, s.1);
+        }
+        c
+    }
+
+    pub(crate) fn first(&self) -> Option<i64> {
+        self.frozen.first().map(|s| s.first).or_else(|| self.tail.first().map(|s| s.0))
+    }
+
+    pub(crate) fn last(&self) -> Option<i64> {
+        self.tail.last().map(|s| s.0).or_else(|| self.frozen.last().map(|s| s.last))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.frozen_len + self.tail.len()
+    }
+
+    /// Appends a sample newer than every sample held.
+    pub(crate) fn push(&mut self, ts: i64, v: f64) {
+        debug_assert!(self.last().is_none_or(|l| ts > l));
+        self.tail.push((ts, v));
+        if self.tail.len() >= FREEZE {
+            let tail = std::mem::take(&mut self.tail);
+            self.frozen_len += tail.len();
+            self.frozen.push(Segment {
+                first: tail[0].0,
+                last: tail[tail.len() - 1].0,
+                len: tail.len(),
+                bytes: chunk::encode_plain(&tail),
+            });
+        }
+    }
+
+    /// Inserts or replaces a sample between the first and the last held.
+    pub(crate) fn upsert(&mut self, ts: i64, v: f64) {
+        if self.tail.first().is_none_or(|f| ts < f.0) {
+            // Older than the raw part: thaw everything (rare: out-of-order within a chunk).
+            self.tail = self.samples();
+            self.frozen.clear();
+            self.frozen_len = 0;
+        }
+        match self.tail.binary_search_by_key(&ts, |s| s.0) {
+            Ok(i) => self.tail[i].1 = v,
+            Err(i) => self.tail.insert(i, (ts, v)),
+        }
+    }
+
+    /// Every sample, oldest first.
+    pub(crate) fn samples(&self) -> Run {
+        let mut out = Vec::with_capacity(self.len());
+        for s in &self.frozen {
+            out.extend(chunk::decode(&s.bytes).expect("segments are encoded by this process"));
+        }
+        out.extend_from_slice(&self.tail);
+        out
+    }
+
+    /// Samples in `range`, decoding only the segments that overlap it.
+    pub(crate) fn range(&self, range: TimeRange) -> Run {
+        let mut out = Vec::new();
+        for s in self.frozen.iter().filter(|s| range.overlaps(s.first, s.last)) {
+            let decoded = chunk::decode(&s.bytes).expect("segments are encoded by this process");
+            out.extend(decoded.into_iter().filter(|x| range.contains(x.0)));
+        }
+        let lo = self.tail.partition_point(|s| s.0 < range.start);
+        let hi = self.tail.partition_point(|s| s.0 <= range.end);
+        out.extend_from_slice(&self.tail[lo..hi]);
+        out
+    }
+
+    /// Takes every sample out, leaving the chunk empty.
+    pub(crate) fn take(&mut self) -> Run {
+        let out = self.samples();
+        *self = OpenChunk::default();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freezes_and_reads_back() {
+        let mut c = OpenChunk::default();
+        for i in 0..300 {
+            c.push(i * 10, i as f64 * 0.5);
+        }
+        assert_eq!(c.frozen.len(), 300 / FREEZE);
+        assert_eq!((c.first(), c.last(), c.len()), (Some(0), Some(2990), 300));
+        c.upsert(15, 9.0); // inside a frozen segment: thaws
+        c.upsert(2990, 1.0); // replaces
+        let all = c.samples();
+        assert_eq!(all.len(), 301);
+        assert_eq!(all[2], (15, 9.0));
+        assert_eq!(all[300], (2990, 1.0));
+        assert_eq!(c.range(TimeRange::new(10, 20)), vec![(10, 0.5), (15, 9.0), (20, 1.0)]);
+        assert_eq!(OpenChunk::from_run(all.clone()).samples(), all);
+        assert_eq!(c.take().len(), 301);
+        assert_eq!(c.len(), 0);
+    }
+}
