@@ -19,6 +19,12 @@ pub enum Workload {
     NodeExporter,
 }
 
+/// The generator behind a [`Workload`].
+enum Source {
+    Meetings(Meetings),
+    Nodes(NodeExporter),
+}
+
 /// What to produce and for how long.
 #[derive(Debug, Clone)]
 pub struct ProduceOptions {
@@ -44,8 +50,10 @@ pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> Result<u6
     let mut sim_ms = clock.now_ms();
     let tick = Duration::from_millis(1000);
     let sim_step = (1000.0 * opts.speed.max(0.001)) as i64;
-    let mut meetings = Meetings::new(opts.size, 1);
-    let mut nodes = NodeExporter::new(opts.size, 1);
+    let mut source = match opts.workload {
+        Workload::Meetings => Source::Meetings(Meetings::new(opts.size, 1)),
+        Workload::NodeExporter => Source::Nodes(NodeExporter::new(opts.size, 1)),
+    };
     let mut sent = 0u64;
     let mut seq = 0u64;
     let run_id = format!("produce-{}-{}", std::process::id(), clock.now_ms());
@@ -56,13 +64,13 @@ pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> Result<u6
             _ = stop.cancelled() => break,
         }
         sim_ms += sim_step;
-        let requests: Vec<v1::WriteRequest> = match opts.workload {
-            Workload::Meetings => meetings
+        let requests: Vec<v1::WriteRequest> = match &mut source {
+            Source::Meetings(meetings) => meetings
                 .tick(sim_ms, sim_step)
                 .chunks(5_000)
                 .map(|c| v1::WriteRequest { events: c.to_vec(), ..Default::default() })
                 .collect(),
-            Workload::NodeExporter => nodes.scrape(sim_ms, sim_step as f64 / 1000.0, 2_000),
+            Source::Nodes(nodes) => nodes.scrape(sim_ms, sim_step as f64 / 1000.0, 2_000),
         };
         for mut req in requests {
             seq += 1;

@@ -18,7 +18,6 @@ const FREEZE: usize = if cfg!(test) { 3 } else { 120 };
 struct Segment {
     first: i64,
     last: i64,
-    len: usize,
     bytes: Vec<u8>,
 }
 
@@ -60,7 +59,6 @@ impl OpenChunk {
             self.frozen.push(Segment {
                 first: tail[0].0,
                 last: tail[tail.len() - 1].0,
-                len: tail.len(),
                 bytes: chunk::encode_plain(&tail),
             });
         }
