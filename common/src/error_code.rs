@@ -14,6 +14,9 @@ pub enum ErrorCode {
     NotFound,
     /// A limit on work (samples, series, concurrency) was reached.
     ResourceExhausted,
+    /// A well-formed query failed while running (say, many-to-many matching); Prometheus's
+    /// `execution` error. Retrying fails again until the data or the query changes.
+    Execution,
     /// The request took longer than allowed.
     Timeout,
     /// The node cannot serve right now (starting, shutting down, no leader); retry later.
@@ -35,7 +38,7 @@ impl ErrorCode {
             Self::NotFound => 404,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
-            Self::ResourceExhausted => 422,
+            Self::ResourceExhausted | Self::Execution => 422,
             Self::Timeout => 503,
             Self::Unavailable => 503,
             Self::Internal => 500,
@@ -47,7 +50,7 @@ impl ErrorCode {
         match self {
             Self::InvalidArgument | Self::PayloadTooLarge | Self::UnsupportedMediaType => "bad_data",
             Self::NotFound => "not_found",
-            Self::ResourceExhausted => "execution",
+            Self::ResourceExhausted | Self::Execution => "execution",
             Self::Timeout => "timeout",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",

@@ -45,7 +45,7 @@ pub fn http_status(code: ErrorCode) -> StatusCode {
 pub fn grpc_status(code: ErrorCode, message: impl Into<String>) -> tonic::Status {
     let message = message.into();
     match code {
-        ErrorCode::InvalidArgument | ErrorCode::UnsupportedMediaType => {
+        ErrorCode::InvalidArgument | ErrorCode::UnsupportedMediaType | ErrorCode::Execution => {
             tonic::Status::invalid_argument(message)
         }
         ErrorCode::PayloadTooLarge | ErrorCode::ResourceExhausted => {

@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod export;
 pub mod params;
+pub mod promql;
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@ mod promqltest;
 use std::path::PathBuf;
 
 use promqltest::parse::{Command, EvalKind, parse};
+use promqltest::run::run_file;
 use promqltest::values::Value;
 
 fn testdata() -> PathBuf {
@@ -98,4 +99,39 @@ fn promql_parser_reads_every_core_expression() {
         unexpected.join("\n")
     );
     assert!(parsed > 1_000, "parsed only {parsed}");
+}
+
+/// Every float case of the core files passes against our engine. Cases that need native
+/// histograms (loaded or expected) are counted separately; `docs/promql-compatibility.md`
+/// lists the counts.
+#[test]
+fn core_files_pass() {
+    let mut failures = Vec::new();
+    let mut table =
+        String::from("| file | passed | failed | skipped (native histograms) |\n|---|---:|---:|---:|\n");
+    for name in CORE {
+        let text = std::fs::read_to_string(testdata().join(format!("{name}.test"))).expect("readable");
+        let report = run_file(name, &parse(&text).expect("parses"));
+        table.push_str(&format!(
+            "| {name}.test | {} | {} | {} |\n",
+            report.passed, report.failed, report.skipped_histogram
+        ));
+        failures.extend(report.failures);
+    }
+    println!("{table}");
+    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The runner is not vacuous: a wrong value, a missing series and a missing expected error
+/// each fail, and a native-histogram case is counted as skipped.
+#[test]
+fn runner_reports_wrong_expectations() {
+    let text = "load 1m\n  up{job=\"a\"} 1 2 3\n  h {{schema:0 sum:1 count:1}}\n\
+                eval instant at 2m up\n  up{job=\"a\"} 4\n\
+                eval instant at 2m up\n  up{job=\"b\"} 3\n\
+                eval_fail instant at 2m up\n\
+                eval instant at 2m up\n  up{job=\"a\"} 3\n\
+                eval instant at 2m h\n";
+    let report = run_file("synthetic", &parse(text).expect("parses"));
+    assert_eq!((report.passed, report.failed, report.skipped_histogram), (1, 3, 1), "{:?}", report.failures);
 }

@@ -13,4 +13,5 @@
 //! ```
 
 pub mod parse;
+pub mod run;
 pub mod values;

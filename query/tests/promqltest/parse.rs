@@ -51,6 +51,9 @@ pub struct Eval {
     pub info: Option<Annotation>,
     /// `expect string "…"`.
     pub string: Option<String>,
+    /// `expect range vector from A to B step S`: an instant query's range-vector result is
+    /// listed at these times.
+    pub range_vector: Option<(i64, i64, i64)>,
     pub results: Vec<SeriesLine>,
 }
 
@@ -169,10 +172,21 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                             "no_warn" => eval.warn = Some(Annotation::Absent),
                             "info" => eval.info = Some(annotation(rest)),
                             "no_info" => eval.info = Some(Annotation::Absent),
-                            "string" => eval.string = Some(rest.trim().trim_matches('"').to_string()),
-                            // `expect range vector …` describes the result shape, which the
-                            // eval header already fixes.
-                            "range" => {}
+                            "string" => eval.string = Some(rest.trim().trim_matches(['"', '`']).to_string()),
+                            "range" => {
+                                let w: Vec<&str> = rest.split_whitespace().collect();
+                                if w.len() != 7
+                                    || w[..2] != ["vector", "from"]
+                                    || w[3] != "to"
+                                    || w[5] != "step"
+                                {
+                                    return Err(format!(
+                                        "line {line_no}: expected `expect range vector from A to B step S`"
+                                    ));
+                                }
+                                eval.range_vector =
+                                    Some((duration_ms(w[2])?, duration_ms(w[4])?, duration_ms(w[6])?));
+                            }
                             other => return Err(format!("line {line_no}: unknown expectation {other:?}")),
                         }
                     } else {
@@ -203,6 +217,7 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                     warn: (word == "eval_warn").then_some(Annotation::Present(None)),
                     info: (word == "eval_info").then_some(Annotation::Present(None)),
                     string: None,
+                    range_vector: None,
                     results: Vec::new(),
                 }));
             }

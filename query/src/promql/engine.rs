@@ -1,0 +1,269 @@
+//! The entry points: instant and range queries over a [`SeriesRead`] source, with the limits
+//! a query runs under.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use collabstream_common::Labels;
+use collabstream_store::SeriesRead;
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{self, Expr};
+use rustc_hash::FxHashMap;
+
+use super::annotations::Annotations;
+use super::error::{EvalError, Result, exec};
+use super::eval::{EvalLimits, Evaluator};
+use super::value::{Value, signature, without_name};
+
+/// Engine settings; the defaults are Prometheus's.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (`--query.lookback-delta`).
+    pub lookback: Duration,
+    /// Samples a query may hold at once (`--query.max-samples`).
+    pub max_samples: usize,
+    /// Wall-clock time a query may run (`--query.timeout`).
+    pub timeout: Duration,
+    /// The step of a subquery written without one (`expr[1h:]`), Prometheus's evaluation
+    /// interval.
+    pub default_subquery_step: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A query's result in the shapes of the Prometheus API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryValue {
+    Scalar { t: i64, v: f64 },
+    String { t: i64, v: String },
+    Vector { t: i64, samples: Vec<(Labels, f64)> },
+    Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub value: QueryValue,
+    pub annotations: Annotations,
+}
+
+/// Evaluates PromQL over one source.
+#[derive(Clone)]
+pub struct Engine {
+    source: Arc<dyn SeriesRead>,
+    options: EngineOptions,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("options", &self.options).finish()
+    }
+}
+
+pub fn parse(query: &str) -> Result<Expr> {
+    check_string_literals(query)?;
+    parser::parse(query).map_err(EvalError::BadData)
+}
+
+/// Rejects string literals whose escapes spell invalid UTF-8 (`"a\xc5z"`). In Go, and so in
+/// Prometheus, `\xNN` is a byte; promql-parser reads it as the code point U+00NN, which would
+/// quietly turn an invalid label name into a valid one. Every string in PromQL names or builds
+/// labels, which must be UTF-8, so the query is refused with the message Prometheus gives.
+fn check_string_literals(query: &str) -> Result<()> {
+    let b = query.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let quote = b[i];
+        if quote != b'"' && quote != b'\'' {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let mut bytes = Vec::new();
+        let mut has_byte_escape = false;
+        i += 1;
+        while i < b.len() && b[i] != quote {
+            if b[i] == b'\\' && i + 1 < b.len() {
+                let hex = |s: &[u8]| std::str::from_utf8(s).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                if b[i + 1] == b'x'
+                    && i + 3 < b.len()
+                    && let Some(v) = hex(&b[i + 2..i + 4])
+                {
+                    bytes.push(v);
+                    has_byte_escape |= v >= 0x80;
+                    i += 4;
+                    continue;
+                }
+                // Any other escape stands for valid UTF-8; its exact value does not matter here.
+                bytes.push(b'_');
+                i += 2;
+                continue;
+            }
+            bytes.push(b[i]);
+            i += 1;
+        }
+        if has_byte_escape && std::str::from_utf8(&bytes).is_err() {
+            let raw = String::from_utf8_lossy(&b[start..i.min(b.len())]);
+            return Err(EvalError::Execution(format!("invalid label name \"{raw}\"")));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub fn new(source: Arc<dyn SeriesRead>, options: EngineOptions) -> Self {
+        Self { source, options }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    fn evaluator(&self, start: i64, end: i64) -> Evaluator<'_> {
+        let limits = EvalLimits {
+            max_samples: self.options.max_samples,
+            deadline: Instant::now() + self.options.timeout,
+        };
+        Evaluator::new(
+            self.source.as_ref(),
+            start,
+            end,
+            self.options.lookback.as_millis() as i64,
+            self.options.default_subquery_step.as_millis() as i64,
+            limits,
+        )
+    }
+
+    /// Evaluates `query` at `t` (ms).
+    pub fn instant(&self, query: &str, t: i64) -> Result<QueryResult> {
+        let expr = parse(query)?;
+        let mut ev = self.evaluator(t, t);
+        ev.load(&expr)?;
+        let value = match ev.eval(&expr, t)? {
+            Value::Scalar(v) => QueryValue::Scalar { t, v },
+            Value::String(v) => QueryValue::String { t, v },
+            Value::Vector(v) => {
+                let mut seen: FxHashMap<u64, ()> = FxHashMap::default();
+                let mut samples = Vec::with_capacity(v.len());
+                for s in v {
+                    let labels = if s.drop_name { without_name(&s.metric) } else { (*s.metric).clone() };
+                    if seen.insert(signature(&labels, |_| true), ()).is_some() {
+                        return Err(duplicate_labelset());
+                    }
+                    samples.push((labels, s.value));
+                }
+                QueryValue::Vector { t, samples }
+            }
+            Value::Matrix(m) => {
+                let mut out: Vec<(Labels, Vec<(i64, f64)>)> = Vec::with_capacity(m.len());
+                let mut seen: FxHashMap<u64, ()> = FxHashMap::default();
+                for s in m {
+                    let labels = if s.drop_name { without_name(&s.metric) } else { (*s.metric).clone() };
+                    if seen.insert(signature(&labels, |_| true), ()).is_some() {
+                        return Err(duplicate_labelset());
+                    }
+                    out.push((labels, s.points));
+                }
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+                QueryValue::Matrix(out)
+            }
+        };
+        Ok(QueryResult { value, annotations: ev.annotations })
+    }
+
+    /// Evaluates `query` at every step from `start` to `end` (ms), a matrix sorted by labels.
+    pub fn range(&self, query: &str, start: i64, end: i64, step: i64) -> Result<QueryResult> {
+        if step <= 0 {
+            return Err(EvalError::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                    .into(),
+            ));
+        }
+        if end < start {
+            return Err(EvalError::BadData("end timestamp must not be before start time".into()));
+        }
+        let expr = parse(query)?;
+        match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => {}
+            other => {
+                let name =
+                    if other == ValueType::Matrix { "range vector".to_string() } else { other.to_string() };
+                return Err(EvalError::BadData(format!(
+                    "invalid expression type {name:?} for range query, must be Scalar or instant Vector"
+                )));
+            }
+        }
+        let mut ev = self.evaluator(start, end);
+        ev.step = step;
+        ev.load(&expr)?;
+        // Series by (labels, whether the name goes) while stepping.
+        let mut index: FxHashMap<u64, usize> = FxHashMap::default();
+        let mut series: Vec<StepSeries> = Vec::new();
+        let mut t = start;
+        while t <= end {
+            ev.check_deadline()?;
+            match ev.eval(&expr, t)? {
+                Value::Scalar(v) => {
+                    if series.is_empty() {
+                        series.push((Arc::new(Labels::default()), false, Vec::new()));
+                    }
+                    series[0].2.push((t, v));
+                    ev.account(1)?;
+                }
+                Value::Vector(v) => {
+                    ev.account(v.len())?;
+                    for s in v {
+                        let key = signature(&s.metric, |_| true) ^ u64::from(s.drop_name);
+                        let i = *index.entry(key).or_insert_with(|| {
+                            series.push((s.metric.clone(), s.drop_name, Vec::new()));
+                            series.len() - 1
+                        });
+                        series[i].2.push((t, s.value));
+                    }
+                }
+                other => return Err(exec(format!("range query step returned a {}", other.type_name()))),
+            }
+            t += step;
+        }
+        // Drop names now, merging series that end up with the same labels at distinct steps.
+        let mut merged: FxHashMap<u64, usize> = FxHashMap::default();
+        let mut out: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
+        for (metric, drop, points) in series {
+            let labels = if drop { without_name(&metric) } else { (*metric).clone() };
+            match merged.get(&signature(&labels, |_| true)) {
+                Some(&i) => {
+                    let existing = &mut out[i].1;
+                    for p in points {
+                        if existing.iter().any(|e| e.0 == p.0) {
+                            return Err(duplicate_labelset());
+                        }
+                        existing.push(p);
+                    }
+                    existing.sort_by_key(|p| p.0);
+                }
+                None => {
+                    merged.insert(signature(&labels, |_| true), out.len());
+                    out.push((labels, points));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(QueryResult { value: QueryValue::Matrix(out), annotations: ev.annotations })
+    }
+}
+
+/// A range query's output series while stepping: labels, whether the name goes, points.
+type StepSeries = (Arc<Labels>, bool, Vec<(i64, f64)>);
+
+fn duplicate_labelset() -> EvalError {
+    exec("vector cannot contain metrics with the same labelset")
+}
