@@ -5,19 +5,33 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use collabstream_common::ErrorCode;
 
+use crate::promql::EvalError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid parameter {name:?}: {reason}")]
     BadParam { name: &'static str, reason: String },
+    /// A request Prometheus refuses with exactly this message (`bad_data`).
+    #[error("{0}")]
+    BadData(String),
     #[error(transparent)]
     Store(#[from] collabstream_store::Error),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error("query timed out in {0}; retry later or raise query.max_concurrency")]
+    QueueTimeout(&'static str),
+    #[error("query task failed: {0}")]
+    Task(String),
 }
 
 impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::BadParam { .. } => ErrorCode::InvalidArgument,
+            Error::BadParam { .. } | Error::BadData(_) => ErrorCode::InvalidArgument,
             Error::Store(e) => e.code(),
+            Error::Eval(e) => e.code(),
+            Error::QueueTimeout(_) => ErrorCode::Timeout,
+            Error::Task(_) => ErrorCode::Internal,
         }
     }
 }

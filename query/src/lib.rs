@@ -1,16 +1,18 @@
 //! `collabstream-query`: reading data back (layer L4).
 //!
-//! Today: the request parameters shared by the Prometheus HTTP API ([`params`]: times and
-//! `match[]` selectors) and `GET|POST /api/v1/export`, which streams raw samples of the matching
-//! series as JSON lines (the VictoriaMetrics export format), and `GET /api/v1/events/export`, raw
-//! events as JSON lines in the format `POST /api/v1/events` reads. The PromQL engine and the rest of
-//! the Prometheus API build on the same [`SeriesRead`] trait.
+//! The PromQL engine ([`promql`]), the Prometheus HTTP API over it (query, query_range, labels,
+//! series, metadata, buildinfo, …), `GET|POST /api/v1/export`, which streams raw samples of the
+//! matching series as JSON lines (the VictoriaMetrics export format), and
+//! `GET /api/v1/events/export`, raw events as JSON lines in the format `POST /api/v1/events`
+//! reads. All of it reads through the [`SeriesRead`] trait.
 //!
 //! Must not depend on: ingest. Reads storage only through `collabstream_store::SeriesRead`, so
 //! that hot and cold data look the same.
 //!
 //! [`SeriesRead`]: collabstream_store::SeriesRead
 
+mod api;
+mod config;
 mod error;
 mod events;
 mod export;
@@ -23,12 +25,15 @@ use axum::Router;
 use axum::routing::get;
 use collabstream_store::{EventRead, SeriesRead};
 
+pub use config::QueryConfig;
 pub use error::Error;
 
-/// The read routes over `series` and `events`.
-pub fn router(series: Arc<dyn SeriesRead>, events: Arc<dyn EventRead>) -> Router {
-    Router::new()
-        .route("/api/v1/export", get(export::handle).post(export::handle))
-        .with_state(series)
-        .merge(Router::new().route("/api/v1/events/export", get(events::handle)).with_state(events))
+/// The read routes over `series` and `events`: the Prometheus API, export and event export.
+pub fn router(series: Arc<dyn SeriesRead>, events: Arc<dyn EventRead>, config: &QueryConfig) -> Router {
+    api::router(series.clone(), config).merge(
+        Router::new()
+            .route("/api/v1/export", get(export::handle).post(export::handle))
+            .with_state(series)
+            .merge(Router::new().route("/api/v1/events/export", get(events::handle)).with_state(events)),
+    )
 }

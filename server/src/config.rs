@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use collabstream_ingest::IngestConfig;
+use collabstream_query::QueryConfig;
 use collabstream_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,7 @@ pub struct ServerConfig {
     pub peers: String,
     pub store: StoreConfig,
     pub ingest: IngestConfig,
+    pub query: QueryConfig,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +33,7 @@ impl Default for ServerConfig {
             peers: String::new(),
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
+            query: QueryConfig::default(),
         }
     }
 }

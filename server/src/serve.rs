@@ -70,6 +70,7 @@ pub async fn serve(
         .merge(collabstream_query::router(
             store.clone() as Arc<dyn SeriesRead>,
             store.clone() as Arc<dyn EventRead>,
+            &config.query,
         ))
         .merge(ops::router(ops));
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;

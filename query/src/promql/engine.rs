@@ -124,6 +124,13 @@ impl Engine {
         Self { source, options }
     }
 
+    /// The same engine with a different timeout (a request's own, or what its queueing left).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        let mut e = self.clone();
+        e.options.timeout = timeout;
+        e
+    }
+
     pub fn options(&self) -> &EngineOptions {
         &self.options
     }
@@ -266,4 +273,50 @@ type StepSeries = (Arc<Labels>, bool, Vec<(i64, f64)>);
 
 fn duplicate_labelset() -> EvalError {
     exec("vector cannot contain metrics with the same labelset")
+}
+
+#[cfg(test)]
+mod tests {
+    use collabstream_common::TimeRange;
+    use collabstream_store::{Matcher, SeriesData};
+
+    use super::*;
+
+    /// A source with nothing in it; these tests need no data.
+    struct Empty;
+
+    impl SeriesRead for Empty {
+        fn select(&self, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<SeriesData>> {
+            Ok(Vec::new())
+        }
+        fn series(&self, _: &[Matcher]) -> collabstream_store::Result<Vec<Labels>> {
+            Ok(Vec::new())
+        }
+        fn label_names(&self, _: &[Matcher]) -> collabstream_store::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        fn label_values(&self, _: &str, _: &[Matcher]) -> collabstream_store::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_query_past_its_timeout_stops_with_the_timeout_error() {
+        let engine =
+            Engine::new(Arc::new(Empty), EngineOptions { timeout: Duration::ZERO, ..Default::default() });
+        std::thread::sleep(Duration::from_millis(1));
+        let err = engine.range("vector(1)", 0, 10_000_000, 1_000).unwrap_err();
+        assert!(matches!(err, EvalError::Timeout(_)), "{err}");
+        assert_eq!(err.code(), collabstream_common::ErrorCode::Timeout);
+    }
+
+    #[test]
+    fn a_query_over_max_samples_fails_instead_of_growing() {
+        let engine = Engine::new(Arc::new(Empty), EngineOptions { max_samples: 100, ..Default::default() });
+        let err = engine.range("vector(1)", 0, 1_000_000, 1_000).unwrap_err();
+        assert!(matches!(err, EvalError::TooManySamples(_)), "{err}");
+        assert!(engine.range("vector(1)", 0, 50_000, 1_000).is_ok());
+        let err = engine.instant("count_over_time(vector(1)[1h:1s])", 3_600_000).unwrap_err();
+        assert!(matches!(err, EvalError::TooManySamples(_)), "{err}");
+    }
 }

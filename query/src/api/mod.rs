@@ -1,0 +1,51 @@
+//! The Prometheus HTTP API (`/api/v1/query`, `query_range`, `labels`, `label/<name>/values`,
+//! `series`, `metadata`, `query_exemplars`, `status/buildinfo`, `rules`, `format_query`), so
+//! that Grafana's Prometheus datasource and other Prometheus clients work unchanged.
+
+mod json;
+mod meta;
+mod query;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use collabstream_store::SeriesRead;
+use tokio::sync::Semaphore;
+
+use crate::config::QueryConfig;
+use crate::promql::Engine;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub(crate) struct Api {
+    engine: Engine,
+    source: Arc<dyn SeriesRead>,
+    /// One permit per query evaluated at once.
+    slots: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+/// The Prometheus API routes over `source`.
+pub fn router(source: Arc<dyn SeriesRead>, config: &QueryConfig) -> Router {
+    let api = Api {
+        engine: Engine::new(source.clone(), config.engine_options()),
+        source,
+        slots: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+        timeout: config.timeout,
+    };
+    Router::new()
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
+        .route("/api/v1/format_query", get(query::format).post(query::format))
+        .route("/api/v1/labels", get(meta::labels).post(meta::labels))
+        .route("/api/v1/label/{name}/values", get(meta::label_values))
+        .route("/api/v1/series", get(meta::series).post(meta::series))
+        .route("/api/v1/metadata", get(meta::metadata))
+        .route("/api/v1/query_exemplars", get(meta::exemplars).post(meta::exemplars))
+        .route("/api/v1/status/buildinfo", get(meta::buildinfo))
+        .route("/api/v1/rules", get(meta::rules))
+        .route("/api/v1/alerts", get(meta::alerts))
+        .with_state(api)
+}
