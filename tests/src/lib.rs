@@ -7,6 +7,7 @@
 mod node;
 mod prom;
 mod prometheus;
+pub mod promql_suite;
 
 pub use node::{Exported, Node, binary, series_key};
 pub use prom::{remote_write_body, wait_until};

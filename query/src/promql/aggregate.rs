@@ -80,20 +80,14 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
             if k < 1 {
                 return Ok(Value::Vector(out));
             }
+            let k = usize::try_from(k).unwrap_or(usize::MAX);
             for mut g in groups {
-                if op != T_LIMITK {
-                    let top = op == T_TOPK;
-                    // NaN sorts last either way; the sort is stable, so ties keep input order.
-                    g.sort_by(|x, y| match (x.value.is_nan(), y.value.is_nan()) {
-                        (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ if top => y.value.total_cmp(&x.value),
-                        _ => x.value.total_cmp(&y.value),
-                    });
+                if op == T_LIMITK {
+                    g.truncate(k);
+                    out.extend(g);
+                } else {
+                    out.extend(select_k(g, k, op == T_TOPK));
                 }
-                g.truncate(usize::try_from(k).unwrap_or(usize::MAX));
-                out.extend(g);
             }
         }
         T_LIMIT_RATIO => {
@@ -197,6 +191,71 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// `topk`/`bottomk` of one group, chosen exactly as Prometheus chooses (a bounded binary heap
+/// in Go's `container/heap` order), so that ties resolve to the same series; returned best
+/// first, NaN last.
+fn select_k(group: Vec<Sample>, k: usize, top: bool) -> Vec<Sample> {
+    // `worse(a, b)`: a belongs nearer the heap top, the element to evict first. NaN is worst.
+    let worse = |a: f64, b: f64| a.is_nan() || if top { a < b } else { a > b };
+    let mut heap: Vec<Sample> = Vec::with_capacity(k.min(group.len()));
+    for s in group {
+        if heap.len() < k {
+            heap.push(s);
+            heap_up(&mut heap, &worse);
+        } else if let Some(first) = heap.first()
+            && ((if top { first.value < s.value } else { first.value > s.value })
+                || (first.value.is_nan() && !s.value.is_nan()))
+        {
+            heap[0] = s;
+            if k > 1 {
+                heap_down(&mut heap, &worse);
+            }
+        }
+    }
+    heap.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ if top => b.value.total_cmp(&a.value),
+        _ => a.value.total_cmp(&b.value),
+    });
+    heap
+}
+
+/// Go's `heap.Push` tail: sift the last element up.
+fn heap_up(h: &mut [Sample], less: &impl Fn(f64, f64) -> bool) {
+    let mut j = h.len() - 1;
+    while j > 0 {
+        let i = (j - 1) / 2;
+        if !less(h[j].value, h[i].value) {
+            break;
+        }
+        h.swap(i, j);
+        j = i;
+    }
+}
+
+/// Go's `heap.Fix(h, 0)`: sift the root down (it can only move down from the root).
+fn heap_down(h: &mut [Sample], less: &impl Fn(f64, f64) -> bool) {
+    let n = h.len();
+    let mut i = 0;
+    loop {
+        let j1 = 2 * i + 1;
+        if j1 >= n {
+            break;
+        }
+        let mut j = j1;
+        if j1 + 1 < n && less(h[j1 + 1].value, h[j1].value) {
+            j = j1 + 1;
+        }
+        if !less(h[j].value, h[i].value) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    }
 }
 
 /// Where a series falls in [0, 1] for `limit_ratio`: Prometheus's label hash (xxhash64 over

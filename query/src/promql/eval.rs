@@ -150,7 +150,13 @@ impl<'a> Evaluator<'a> {
             let matchers = selector_matchers(need.vs)?;
             let range = TimeRange::new(need.lo.saturating_add(1), need.hi);
             let mut loaded = Vec::new();
-            for s in self.source.select(&matchers, range)? {
+            let mut selected = self.source.select(&matchers, range)?;
+            // Series ids are assigned in creation order, the order Prometheus's index yields
+            // series in; evaluating in that order resolves ties (topk, bottomk, limitk) the way
+            // an instant query in Prometheus usually does. (Its range queries visit series in
+            // hash-map order, so ties there are arbitrary.)
+            selected.sort_by_key(|s| s.id);
+            for s in selected {
                 let points: Vec<(i64, f64)> = s
                     .samples
                     .iter()

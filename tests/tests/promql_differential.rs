@@ -1,0 +1,165 @@
+//! The same samples pushed to Debian's Prometheus 2.42 and to our node; hundreds of generated
+//! queries, instant and range, must give the same answers (labels equal, values within 1e-6
+//! relative, NaN equal to NaN), or fail in both.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use collabstream_tests::promql_suite::{dataset, instant_time, queries, range_window};
+use collabstream_tests::{Node, Prometheus, remote_write_body, wait_until};
+use serde_json::Value;
+
+/// A result reduced to comparable form: series key → [(t ms, value)].
+type Answer = Result<BTreeMap<String, Vec<(i64, f64)>>, String>;
+
+fn parse_value(v: &Value) -> f64 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)
+}
+
+fn point(p: &Value) -> (i64, f64) {
+    ((p[0].as_f64().unwrap_or(f64::NAN) * 1000.0).round() as i64, parse_value(&p[1]))
+}
+
+fn key(metric: &Value) -> String {
+    let m = metric.as_object().cloned().unwrap_or_default();
+    let mut pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    format!("{{{}}}", pairs.join(","))
+}
+
+async fn ask(client: &reqwest::Client, base: &str, params: &[(&str, String)], range: bool) -> Answer {
+    let path = if range { "/api/v1/query_range" } else { "/api/v1/query" };
+    let r = client.post(format!("{base}{path}")).form(params).send().await.map_err(|e| e.to_string())?;
+    let body: Value = r.json().await.map_err(|e| e.to_string())?;
+    if body["status"] != "success" {
+        return Err(format!("{}: {}", body["errorType"], body["error"]));
+    }
+    let data = &body["data"];
+    let mut out = BTreeMap::new();
+    match data["resultType"].as_str() {
+        Some("scalar") => {
+            out.insert("scalar".into(), vec![point(&data["result"])]);
+        }
+        Some("vector") => {
+            for s in data["result"].as_array().into_iter().flatten() {
+                out.insert(key(&s["metric"]), vec![point(&s["value"])]);
+            }
+        }
+        Some("matrix") => {
+            for s in data["result"].as_array().into_iter().flatten() {
+                out.insert(
+                    key(&s["metric"]),
+                    s["values"].as_array().into_iter().flatten().map(point).collect(),
+                );
+            }
+        }
+        other => return Err(format!("unexpected result type {other:?}")),
+    }
+    Ok(out)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    if a.is_nan() && b.is_nan() || a == b {
+        return true;
+    }
+    let diff = (a - b).abs();
+    let scale = a.abs().max(b.abs());
+    diff <= 1e-6 * scale || diff < 1e-12
+}
+
+fn same(ours: &Answer, theirs: &Answer) -> Result<(), String> {
+    match (ours, theirs) {
+        (Err(_), Err(_)) => Ok(()),
+        (Ok(_), Err(e)) => Err(format!("Prometheus failed ({e}) but we answered")),
+        (Err(e), Ok(_)) => Err(format!("we failed ({e}) but Prometheus answered")),
+        (Ok(a), Ok(b)) => {
+            if a.keys().ne(b.keys()) {
+                let only_ours: Vec<_> = a.iter().filter(|(k, _)| !b.contains_key(*k)).collect();
+                let only_theirs: Vec<_> = b.iter().filter(|(k, _)| !a.contains_key(*k)).collect();
+                return Err(format!("series differ: only ours {only_ours:?}; only theirs {only_theirs:?}"));
+            }
+            for (k, pa) in a {
+                let pb = &b[k];
+                let equal =
+                    pa.len() == pb.len() && pa.iter().zip(pb).all(|(x, y)| x.0 == y.0 && close(x.1, y.1));
+                if !equal {
+                    return Err(format!("{k}: ours {pa:?}, theirs {pb:?}"));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_promql_answers_like_prometheus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(&dir.path().join("node"), &[]).expect("node starts");
+    let prom_dir = dir.path().join("prometheus");
+    std::fs::create_dir_all(&prom_dir).expect("dir");
+    let prom = Prometheus::start(
+        &prom_dir,
+        "global:\n  scrape_interval: 1h\n",
+        &["--web.enable-remote-write-receiver", "--enable-feature=promql-negative-offset"],
+    )
+    .expect("prometheus starts");
+    let client = reqwest::Client::new();
+    let ready = wait_until(Duration::from_secs(30), || async {
+        let r = client.get(prom.url("/-/ready")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "Prometheus did not become ready");
+
+    // Two hours ago, on a whole minute.
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let t0 = (now - 2 * 3_600_000) / 60_000 * 60_000;
+    for req in dataset(t0, 1) {
+        let body = remote_write_body(&req);
+        for url in [node.url("/api/v1/write"), prom.url("/api/v1/write")] {
+            let r = client
+                .post(&url)
+                .header("Content-Encoding", "snappy")
+                .header("Content-Type", "application/x-protobuf")
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("write");
+            assert!(r.status().is_success(), "{url}: {} {}", r.status(), r.text().await.unwrap_or_default());
+        }
+    }
+
+    let at = instant_time(t0);
+    let (start, end, step) = range_window(t0);
+    let secs = |ms: i64| format!("{}", ms as f64 / 1000.0);
+    let at_modifier = secs(t0 + 40 * 60_000 + 7_000);
+    let mut compared = 0;
+    let mut non_empty = 0;
+    let mut failures = Vec::new();
+    for q in queries() {
+        let q = q.replace("{AT}", &at_modifier);
+        let instant = vec![("query", q.clone()), ("time", secs(at))];
+        let range =
+            vec![("query", q.clone()), ("start", secs(start)), ("end", secs(end)), ("step", secs(step))];
+        for (params, is_range) in [(instant, false), (range, true)] {
+            let ours = ask(&client, &node.url(""), &params, is_range).await;
+            let theirs = ask(&client, &prom.url(""), &params, is_range).await;
+            if theirs.as_ref().is_ok_and(|t| !t.is_empty()) {
+                non_empty += 1;
+            }
+            if std::env::var("DIFF_DEBUG").is_ok_and(|d| q.contains(&d)) {
+                eprintln!("{q} range={is_range}\nours: {ours:#?}\ntheirs: {theirs:#?}");
+            }
+            if let Err(why) = same(&ours, &theirs) {
+                failures.push(format!("{} {q}: {why}", if is_range { "range" } else { "instant" }));
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 300, "only {compared} comparisons");
+    // Guards against comparing two empty answers: most queries must find data.
+    assert!(non_empty * 10 >= compared * 8, "only {non_empty} of {compared} answers had data");
+    assert!(failures.is_empty(), "{} of {compared} differ:\n{}", failures.len(), failures.join("\n"));
+}
