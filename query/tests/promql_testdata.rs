@@ -135,3 +135,40 @@ fn runner_reports_wrong_expectations() {
     let report = run_file("synthetic", &parse(text).expect("parses"));
     assert_eq!((report.passed, report.failed, report.skipped_histogram), (1, 3, 1), "{:?}", report.failures);
 }
+
+/// The experimental and native-histogram files: what passes today may not regress. The
+/// floors are the counts in `docs/promql-compatibility.md`; raise them as support grows.
+#[test]
+fn later_files_do_not_regress() {
+    let floors: [(&str, usize); 7] = [
+        ("duration_expression", 8),
+        ("extended_vectors", 30),
+        ("fill-modifier", 6),
+        ("info", 0),
+        ("native_histograms", 3),
+        ("start_timestamps", 0),
+        ("type_and_unit", 43),
+    ];
+    let mut table =
+        String::from("| file | passed | failed | skipped (native histograms) |\n|---|---:|---:|---:|\n");
+    let mut regressed = Vec::new();
+    for (name, floor) in floors {
+        let text = std::fs::read_to_string(testdata().join(format!("{name}.test"))).expect("readable");
+        let report = match parse(&text) {
+            Ok(commands) => run_file(name, &commands),
+            Err(e) => {
+                table.push_str(&format!("| {name}.test | file not parsed: {e} | | |\n"));
+                continue;
+            }
+        };
+        table.push_str(&format!(
+            "| {name}.test | {} | {} | {} |\n",
+            report.passed, report.failed, report.skipped_histogram
+        ));
+        if report.passed < floor {
+            regressed.push(format!("{name}: {} passed, floor {floor}", report.passed));
+        }
+    }
+    println!("{table}");
+    assert!(regressed.is_empty(), "regressed: {regressed:?}");
+}
