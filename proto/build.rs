@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/collabstream/v1/ingest.proto",
         "proto/collabstream/v1/log.proto",
+        "proto/collabstream/v1/raft.proto",
         "proto/prometheus/remote.proto",
     ];
     for f in files {

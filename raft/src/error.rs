@@ -8,18 +8,42 @@ pub enum Error {
     Store(#[from] collabstream_store::Error),
     #[error("the node is shutting down; retry against another node or after restart")]
     ShuttingDown,
-    #[error("the writer stopped after a storage fault; see the node's log")]
-    WriterFailed,
-    #[error("undecodable log entry {index}")]
-    Decode { index: u64, source: prost::DecodeError },
+    #[error("this node is not the leader")]
+    NotLeader,
+    #[error(
+        "no leader is known after waiting {waited_ms} ms; the cluster may have lost its majority, retry later"
+    )]
+    NoLeader { waited_ms: u64 },
+    #[error("forwarding the write to the leader (node {leader}) failed: {reason}")]
+    Forward { leader: u64, reason: String },
+    #[error("replication failed: {0}")]
+    Raft(String),
+    #[error("invalid cluster configuration: {0}")]
+    Config(String),
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    #[error("snapshot directory: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::Store(e) => e.code(),
-            Error::ShuttingDown => ErrorCode::Unavailable,
-            Error::WriterFailed | Error::Decode { .. } => ErrorCode::Internal,
+            Error::ShuttingDown | Error::NotLeader | Error::NoLeader { .. } | Error::Forward { .. } => {
+                ErrorCode::Unavailable
+            }
+            Error::Config(_) | Error::Membership(_) => ErrorCode::InvalidArgument,
+            Error::Raft(_) | Error::Io(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn to_status(&self) -> tonic::Status {
+        let msg = self.to_string();
+        match self.code() {
+            ErrorCode::Unavailable => tonic::Status::unavailable(msg),
+            ErrorCode::InvalidArgument => tonic::Status::invalid_argument(msg),
+            _ => tonic::Status::internal(msg),
         }
     }
 }

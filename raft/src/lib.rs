@@ -1,17 +1,39 @@
-//! `collabstream-raft`: how writes become numbered, durable log entries applied to the store
-//! (layer L3).
+//! `collabstream-raft`: how writes become replicated, numbered, durable log entries applied to
+//! the store (layer L3), on openraft.
 //!
-//! Today this crate holds the single-node path, [`Writer`]: it group-commits proposals into the
-//! store's fsynced log, applies them in order with the store's deterministic apply, answers
-//! each proposer with its [`ApplyOutcome`], checkpoints the store and purges the log behind the
-//! checkpoint. The replicated path (openraft over the same log column family and the same
-//! apply) slots in behind the same `propose` call.
+//! - [`Writer`]: any node takes writes; a follower forwards them to the leader, which groups
+//!   concurrent writes into one entry (group commit). A write is acknowledged once committed by
+//!   a majority and applied.
+//! - [`LogStorage`]: openraft's log on the store's fsynced `log` column family; the vote too.
+//! - [`StateMachine`]: the store's deterministic apply; snapshots are RocksDB checkpoints
+//!   packed into one file and streamed in chunks.
+//! - [`RaftGrpc`] and [`Network`]: the `RaftService` (append entries, vote, install snapshot,
+//!   forwarded writes, read index) over tonic, with deadlines and lazy reconnects.
+//! - [`AdminGrpc`]: cluster status and membership changes.
+//!
+//! A single node is a cluster of one: the same path, with no followers to wait for.
 //!
 //! Must not depend on: ingest, query, tiering, server.
 
-mod error;
-mod writer;
+// openraft's traits fix `StorageError` (over 200 bytes) as the error type; boxing it would only
+// move the allocation.
+#![allow(clippy::result_large_err)]
 
+mod admin;
+mod archive;
+mod codec;
+mod error;
+mod log_storage;
+mod network;
+mod node;
+mod state_machine;
+mod types;
+
+pub use admin::AdminGrpc;
 pub use collabstream_store::ApplyOutcome;
 pub use error::Error;
-pub use writer::{Writer, WriterHandle, WriterOptions};
+pub use log_storage::LogStorage;
+pub use network::{Network, RaftGrpc};
+pub use node::{RaftOptions, Writer, WriterHandle};
+pub use state_machine::StateMachine;
+pub use types::{NodeId, Request, Response, TypeConfig};

@@ -21,6 +21,50 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
+    pub raft: RaftConfig,
+}
+
+/// Replication timing and log retention (`[raft]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftConfig {
+    /// How often the leader sends heartbeats.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: std::time::Duration,
+    /// A follower that hears nothing for between this and twice this starts an election.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout: std::time::Duration,
+    /// Take a snapshot, and drop the log behind it, after this many entries.
+    pub snapshot_after_entries: u64,
+    /// Entries kept behind a snapshot for followers that lag a little.
+    pub keep_entries: u64,
+    /// How long a write waits for a leader during an election before it fails (503).
+    #[serde(with = "humantime_serde")]
+    pub leader_wait: std::time::Duration,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: std::time::Duration::from_millis(100),
+            election_timeout: std::time::Duration::from_millis(1000),
+            snapshot_after_entries: 50_000,
+            keep_entries: 5_000,
+            leader_wait: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl RaftConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.election_timeout <= self.heartbeat_interval * 2 {
+            return Err("raft.election_timeout must be more than twice raft.heartbeat_interval".into());
+        }
+        if self.snapshot_after_entries == 0 {
+            return Err("raft.snapshot_after_entries must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -34,6 +78,7 @@ impl Default for ServerConfig {
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
             query: QueryConfig::default(),
+            raft: RaftConfig::default(),
         }
     }
 }
@@ -88,11 +133,7 @@ impl ServerConfig {
         if !peers.is_empty() && !peers.iter().any(|p| p.id == self.node_id) {
             return Err(format!("--peers must include this node (--node-id {})", self.node_id));
         }
-        if peers.len() > 1 {
-            return Err("multi-node clusters need the Raft replication layer, which this build does not \
-                        include yet; start a single node (omit --peers or list only this node)"
-                .into());
-        }
+        self.raft.validate()?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use collabstream_common::SystemClock;
 use collabstream_ingest::Ingest;
 use collabstream_ingest::grpc::IngestGrpc;
-use collabstream_raft::{Writer, WriterOptions};
+use collabstream_raft::{AdminGrpc, RaftGrpc, RaftOptions, Writer};
 use collabstream_store::{EventRead, SeriesRead, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -56,13 +56,24 @@ pub async fn serve(
     let store_config = config.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&db_path, store_config)).await??;
     let store = Arc::new(store);
-    let options =
-        WriterOptions { checkpoint_interval: config.store.checkpoint_interval, ..Default::default() };
-    let writer_store = store.clone();
-    let (writer, writer_handle) =
-        tokio::task::spawn_blocking(move || Writer::start(writer_store, Arc::new(SystemClock), options))
-            .await??;
-    let ingest = Ingest::new(writer, config.ingest.clone());
+    let peers = config.peer_list().map_err(Error::Config)?;
+    let members = if peers.is_empty() {
+        std::collections::BTreeMap::from([(config.node_id, listeners.grpc_addr().to_string())])
+    } else {
+        peers.into_iter().map(|p| (p.id, p.addr)).collect()
+    };
+    let options = RaftOptions {
+        members,
+        heartbeat_interval: config.raft.heartbeat_interval,
+        election_timeout: config.raft.election_timeout,
+        snapshot_after_entries: config.raft.snapshot_after_entries,
+        keep_entries: config.raft.keep_entries,
+        leader_wait: config.raft.leader_wait,
+        checkpoint_interval: config.store.checkpoint_interval,
+        ..RaftOptions::single(config.node_id, String::new(), config.data_dir.join("snapshots"))
+    };
+    let (writer, writer_handle) = Writer::start(store.clone(), Arc::new(SystemClock), options).await?;
+    let ingest = Ingest::new(writer.clone(), config.ingest.clone());
     let ready = Arc::new(AtomicBool::new(true));
     let ops = Ops { store: store.clone(), ingest: ingest.metrics().clone(), ready: ready.clone() };
 
@@ -91,9 +102,13 @@ pub async fn serve(
     let grpc = {
         let token = shutdown.clone();
         let service = IngestGrpc::new(ingest.clone()).into_service();
+        let raft_service = RaftGrpc::new(writer.clone()).into_service();
+        let admin_service = AdminGrpc::new(writer.clone()).into_service();
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(raft_service)
+                .add_service(admin_service)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
                     token.cancelled_owned(),
@@ -108,7 +123,8 @@ pub async fn serve(
     h?.map_err(|e| Error::Serve { what: "HTTP server", source: Box::new(e) })?;
     g?.map_err(|e| Error::Serve { what: "gRPC server", source: Box::new(e) })?;
     drop(ingest);
-    tokio::task::spawn_blocking(move || writer_handle.shutdown()).await?;
+    drop(writer);
+    writer_handle.shutdown().await;
     tracing::info!(checkpointed = store.checkpointed_index(), "store checkpointed; bye");
     drop(store);
     Ok(())

@@ -63,6 +63,7 @@ fn bench_apply_and_disk(series: usize, scrapes: usize) {
         .iter()
         .map(|c| match &c.payload {
             Some(v1::command::Payload::Write(w)) => w.series.len(),
+            Some(v1::command::Payload::Batch(b)) => b.writes.iter().map(|w| w.series.len()).sum(),
             None => 0,
         })
         .sum();

@@ -26,6 +26,7 @@ mod matcher;
 mod open_chunk;
 mod read;
 mod series_codec;
+mod snapshot;
 mod store;
 mod store_read;
 mod varint;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
-use crate::db::{CF_LOG, Rocks};
+use crate::db::{CF_LOG, CF_META, Rocks};
 use crate::error::{Error, Result};
 use crate::keys::u64_key;
 
@@ -64,6 +64,87 @@ impl LogStore {
             let (k, v) = item?;
             Ok((parse_index(&k)?, v.to_vec()))
         })
+    }
+
+    /// The entry with the highest index, if any.
+    pub fn last_entry(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        match self.db.iterator_cf(self.cf(), IteratorMode::End).next() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((parse_index(&k)?, v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The lowest index stored, if any.
+    pub fn first_index(&self) -> Result<Option<u64>> {
+        match self.db.iterator_cf(self.cf(), IteratorMode::Start).next() {
+            Some(item) => Ok(Some(parse_index(&item?.0)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Entries with `from <= index < to`, in order.
+    pub fn read_range(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.read_from(from) {
+            let (i, v) = item?;
+            if i >= to {
+                break;
+            }
+            out.push((i, v));
+        }
+        Ok(out)
+    }
+
+    /// Drops entries with index `>= from`, fsynced.
+    pub fn truncate_from(&self, from: u64) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(), u64_key(from), u64_key(u64::MAX));
+        batch.delete_cf(self.cf(), u64_key(u64::MAX));
+        self.sync_write(batch)
+    }
+
+    /// Drops entries with index `<= upto` and records `(key, value)` in the same fsynced write.
+    pub fn purge_with_meta(&self, upto: u64, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(), u64_key(0), u64_key(upto.saturating_add(1)));
+        batch.put_cf(self.meta_cf(), key, value);
+        self.sync_write(batch)
+    }
+
+    /// A small durable value of the log's owner (the Raft vote, the committed index), kept
+    /// in the meta column family.
+    pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.meta_cf(), key)?)
+    }
+
+    /// Writes a value for [`get_meta`](Self::get_meta), fsynced.
+    pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.meta_cf(), key, value);
+        self.sync_write(batch)
+    }
+
+    /// Like [`put_meta`](Self::put_meta) but without waiting for the disk: for hints that
+    /// speed up a restart and may be lost in a crash (the Raft committed index).
+    pub fn put_meta_unsynced(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.meta_cf(), key, value);
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    fn meta_cf(&self) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(CF_META).expect("meta column family is created at open")
+    }
+
+    fn sync_write(&self, batch: WriteBatch) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
     }
 
     /// Drops entries with index `<= upto`, fsynced.

@@ -23,6 +23,11 @@ use crate::{chunk, series_codec};
 
 const META_APPLIED: &[u8] = b"applied_index";
 const META_NEXT_SERIES: &[u8] = b"next_series_id";
+/// The replication layer's own state at the applied index (for Raft: the last applied log id
+/// and membership), opaque to the store and made durable with it at each checkpoint.
+const META_SM: &[u8] = b"state_machine_meta";
+/// The store's keys in the meta column family (the Raft log keeps its own there too).
+pub(crate) const META_STORE_KEYS: [&[u8]; 3] = [META_APPLIED, META_NEXT_SERIES, META_SM];
 
 /// What applying one entry did, reported back to the writer that proposed it.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -59,16 +64,79 @@ pub struct Store {
     limits: HeadLimits,
     pub(crate) index: RwLock<SeriesIndex>,
     /// Held by apply and checkpoint: there is one writer at a time.
-    writer: Mutex<WriterState>,
-    applied: AtomicU64,
-    checkpointed: AtomicU64,
+    pub(crate) writer: Mutex<WriterState>,
+    pub(crate) applied: AtomicU64,
+    pub(crate) checkpointed: AtomicU64,
 }
 
 /// State only the writer touches.
 #[derive(Debug, Default)]
-struct WriterState {
+pub(crate) struct WriterState {
     next_series: u64,
     dedup: Dedup,
+    pub(crate) sm_meta: Vec<u8>,
+    /// Changed since the last checkpoint (a membership entry changes it without data).
+    pub(crate) sm_meta_dirty: bool,
+}
+
+/// What [`Store::open`] and a snapshot install load from the database.
+pub(crate) struct Loaded {
+    pub(crate) applied: u64,
+    pub(crate) index: SeriesIndex,
+    pub(crate) writer: WriterState,
+}
+
+/// Reads the durable state: applied index, series index with heads, dedup, replication meta.
+/// A half-installed snapshot is wiped first (see `snapshot::META_INSTALLING`).
+pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
+    if db.get_cf(cf(db, CF_META), crate::snapshot::META_INSTALLING)?.is_some() {
+        tracing::warn!("a snapshot install was interrupted; starting empty so the snapshot is fetched again");
+        for name in [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP] {
+            crate::snapshot::clear(db, name)?;
+        }
+        let mut batch = WriteBatch::default();
+        for key in META_STORE_KEYS {
+            batch.delete_cf(cf(db, CF_META), key);
+        }
+        batch.delete_cf(cf(db, CF_META), crate::snapshot::META_INSTALLING);
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        db.write_opt(batch, &sync)?;
+    }
+    let meta_bytes = |k: &[u8]| -> Result<Option<Vec<u8>>> { Ok(db.get_cf(cf(db, CF_META), k)?) };
+    let meta = |k: &[u8]| -> Result<u64> {
+        Ok(match meta_bytes(k)? {
+            Some(v) => {
+                u64::from_be_bytes(v.as_slice().try_into().map_err(|_| Error::Corrupt { what: "meta" })?)
+            }
+            None => 0,
+        })
+    };
+    let applied = meta(META_APPLIED)?;
+    let next_series = meta(META_NEXT_SERIES)?.max(1);
+    let sm_meta = meta_bytes(META_SM)?.unwrap_or_default();
+    let mut heads: BTreeMap<SeriesId, HeadSeries> = BTreeMap::new();
+    for item in db.iterator_cf(cf(db, CF_HEADS), IteratorMode::Start) {
+        let (k, v) = item?;
+        let id = keys::parse_series_key(&k).ok_or(Error::Corrupt { what: "head key" })?;
+        heads.insert(id, HeadSeries::decode(&v)?);
+    }
+    let mut index = SeriesIndex::default();
+    for item in db.iterator_cf(cf(db, CF_SERIES), IteratorMode::Start) {
+        let (k, v) = item?;
+        let id = keys::parse_series_key(&k).ok_or(Error::Corrupt { what: "series key" })?;
+        let labels = series_codec::decode(&v)?;
+        let head = heads.remove(&id).unwrap_or_default();
+        index.insert(Arc::new(SeriesEntry::new(id, labels, head)));
+    }
+    let mut dedup = Dedup::default();
+    for item in db.iterator_cf(cf(db, CF_DEDUP), IteratorMode::Start) {
+        let (k, v) = item?;
+        let seq = keys::parse_series_key(&k).ok_or(Error::Corrupt { what: "dedup key" })?.0;
+        let id = String::from_utf8(v.to_vec()).map_err(|_| Error::Corrupt { what: "dedup" })?;
+        dedup.restore(seq, id);
+    }
+    Ok(Loaded { applied, index, writer: WriterState { next_series, dedup, sm_meta, sm_meta_dirty: false } })
 }
 
 impl std::fmt::Debug for Store {
@@ -95,46 +163,14 @@ impl Store {
             block_ms: config.block_ms().max(1),
             max_samples: config.chunk_max_samples,
         };
-        let meta = |k: &[u8]| -> Result<u64> {
-            let cf = db.cf_handle(CF_META).expect("meta cf");
-            Ok(match db.get_cf(cf, k)? {
-                Some(v) => {
-                    u64::from_be_bytes(v.as_slice().try_into().map_err(|_| Error::Corrupt { what: "meta" })?)
-                }
-                None => 0,
-            })
-        };
-        let applied = meta(META_APPLIED)?;
-        let next_series = meta(META_NEXT_SERIES)?.max(1);
-
-        let mut heads: BTreeMap<SeriesId, HeadSeries> = BTreeMap::new();
-        for item in db.iterator_cf(cf(&db, CF_HEADS), IteratorMode::Start) {
-            let (k, v) = item?;
-            let id = keys::parse_series_key(&k).ok_or(Error::Corrupt { what: "head key" })?;
-            heads.insert(id, HeadSeries::decode(&v)?);
-        }
-        let mut index = SeriesIndex::default();
-        for item in db.iterator_cf(cf(&db, CF_SERIES), IteratorMode::Start) {
-            let (k, v) = item?;
-            let id = keys::parse_series_key(&k).ok_or(Error::Corrupt { what: "series key" })?;
-            let labels = series_codec::decode(&v)?;
-            let head = heads.remove(&id).unwrap_or_default();
-            index.insert(Arc::new(SeriesEntry::new(id, labels, head)));
-        }
-        let mut dedup = Dedup::default();
-        for item in db.iterator_cf(cf(&db, CF_DEDUP), IteratorMode::Start) {
-            let (k, v) = item?;
-            let seq = keys::parse_series_key(&k).ok_or(Error::Corrupt { what: "dedup key" })?.0;
-            let id = String::from_utf8(v.to_vec()).map_err(|_| Error::Corrupt { what: "dedup" })?;
-            dedup.restore(seq, id);
-        }
+        let Loaded { applied, index, writer } = load(&db)?;
         tracing::info!(applied, series = index.len(), "store opened");
         Ok(Self {
             db,
             config,
             limits,
             index: RwLock::new(index),
-            writer: Mutex::new(WriterState { next_series, dedup }),
+            writer: Mutex::new(writer),
             applied: AtomicU64::new(applied),
             checkpointed: AtomicU64::new(applied),
         })
@@ -162,25 +198,69 @@ impl Store {
     /// Applies log entry `index`. Deterministic: the outcome and the resulting state depend only
     /// on the state before and the entry. Entries must come in increasing index order.
     pub fn apply(&self, index: u64, cmd: &v1::Command) -> Result<ApplyOutcome> {
+        Ok(self.apply_batch(index, cmd, None)?.pop().unwrap_or_default())
+    }
+
+    /// Applies log entry `index`, whose command may carry a batch of writes (one outcome
+    /// each), and records `sm_meta` as the replication layer's state at this index.
+    pub fn apply_batch(
+        &self,
+        index: u64,
+        cmd: &v1::Command,
+        sm_meta: Option<Vec<u8>>,
+    ) -> Result<Vec<ApplyOutcome>> {
         let mut writer = self.writer.lock();
         let applied = self.applied.load(Ordering::Acquire);
         if index <= applied {
             return Err(Error::OutOfOrderApply { index, applied });
         }
         let mut batch = WriteBatch::default();
-        let mut outcome = ApplyOutcome::default();
-        if let Some(Payload::Write(req)) = &cmd.payload {
-            self.apply_write(&mut writer, index, req, &mut batch, &mut outcome)?;
+        let mut outcomes = Vec::new();
+        let writes: &[v1::WriteRequest] = match &cmd.payload {
+            Some(Payload::Write(req)) => std::slice::from_ref(req),
+            Some(Payload::Batch(b)) => &b.writes,
+            None => &[],
+        };
+        for (pos, req) in writes.iter().enumerate() {
+            let mut outcome = ApplyOutcome::default();
+            // Events are keyed by (time, index, position); a batch numbers them across writes.
+            self.apply_write(&mut writer, index, (pos as u32) << 20, req, &mut batch, &mut outcome)?;
+            outcomes.push(outcome);
         }
         self.db.write_opt(batch, &no_wal())?;
+        if let Some(meta) = sm_meta {
+            writer.sm_meta = meta;
+            writer.sm_meta_dirty = true;
+        }
         self.applied.store(index, Ordering::Release);
-        Ok(outcome)
+        Ok(outcomes)
+    }
+
+    /// The replication layer's state recorded with the last applied entry (after a restart:
+    /// with the last checkpointed one).
+    pub fn sm_meta(&self) -> Vec<u8> {
+        self.writer.lock().sm_meta.clone()
+    }
+
+    /// Records the replication layer's state for an entry that changes no data (a Raft
+    /// membership or blank entry) and counts it as applied.
+    pub fn apply_meta(&self, index: u64, sm_meta: Vec<u8>) -> Result<()> {
+        let mut writer = self.writer.lock();
+        let applied = self.applied.load(Ordering::Acquire);
+        if index <= applied && applied != 0 {
+            return Err(Error::OutOfOrderApply { index, applied });
+        }
+        writer.sm_meta = sm_meta;
+        writer.sm_meta_dirty = true;
+        self.applied.store(index.max(applied), Ordering::Release);
+        Ok(())
     }
 
     fn apply_write(
         &self,
         writer: &mut WriterState,
         index: u64,
+        event_base: u32,
         req: &v1::WriteRequest,
         batch: &mut WriteBatch,
         outcome: &mut ApplyOutcome,
@@ -234,7 +314,11 @@ impl Store {
         for (pos, event) in req.events.iter().enumerate() {
             match collabstream_proto::events::timestamp_ms(event) {
                 Some(ts) => {
-                    batch.put_cf(cf_events, keys::event_key(ts, index, pos as u32), event.encode_to_vec());
+                    batch.put_cf(
+                        cf_events,
+                        keys::event_key(ts, index, event_base + pos as u32),
+                        event.encode_to_vec(),
+                    );
                     outcome.events_accepted += 1;
                 }
                 None => outcome.rejected.push(Rejection {
@@ -315,8 +399,12 @@ impl Store {
     /// families, then records heads and the applied index in one fsynced write.
     pub fn checkpoint(&self) -> Result<u64> {
         let mut writer = self.writer.lock();
+        self.checkpoint_locked(&mut writer)
+    }
+
+    pub(crate) fn checkpoint_locked(&self, writer: &mut WriterState) -> Result<u64> {
         let applied = self.applied.load(Ordering::Acquire);
-        if applied == self.checkpointed.load(Ordering::Acquire) {
+        if applied == self.checkpointed.load(Ordering::Acquire) && !writer.sm_meta_dirty {
             return Ok(applied);
         }
         let index = self.index.read();
@@ -360,10 +448,12 @@ impl Store {
         let cf_meta = cf(&self.db, CF_META);
         durable.put_cf(cf_meta, META_APPLIED, applied.to_be_bytes());
         durable.put_cf(cf_meta, META_NEXT_SERIES, writer.next_series.to_be_bytes());
+        durable.put_cf(cf_meta, META_SM, &writer.sm_meta);
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
         self.db.write_opt(durable, &sync)?;
         self.checkpointed.store(applied, Ordering::Release);
+        writer.sm_meta_dirty = false;
         tracing::debug!(applied, "checkpoint");
         Ok(applied)
     }

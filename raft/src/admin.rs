@@ -1,0 +1,171 @@
+//! [`AdminGrpc`]: the `AdminService`: cluster status and membership changes. A membership
+//! change sent to a follower is passed on to the leader.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use collabstream_proto::v1::admin_service_client::AdminServiceClient;
+use collabstream_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
+use collabstream_proto::v1::{self, Member};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use tonic::{Request, Response, Status};
+
+use crate::network::channel;
+use crate::node::Writer;
+
+#[derive(Debug, Clone)]
+pub struct AdminGrpc {
+    writer: Writer,
+}
+
+impl AdminGrpc {
+    pub fn new(writer: Writer) -> Self {
+        Self { writer }
+    }
+
+    pub fn into_service(self) -> AdminServiceServer<Self> {
+        AdminServiceServer::new(self)
+    }
+
+    /// This node's view of the cluster.
+    pub fn status(&self) -> v1::StatusResponse {
+        let m = self.writer.raft().metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let last = m.last_log_index;
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = m.replication.as_ref().and_then(|r| r.get(id)).and_then(|l| l.map(|l| l.index));
+                let matched = if *id == m.id { last } else { matched };
+                Member {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    role: if voters.contains(id) { "voter" } else { "learner" }.into(),
+                    matched_index: matched,
+                    lag: match (last, matched, m.state) {
+                        (Some(l), Some(mi), ServerState::Leader) => Some(l.saturating_sub(mi)),
+                        _ => None,
+                    },
+                }
+            })
+            .collect();
+        // The commit index as the leader knows it: the highest index a majority of voters has.
+        let committed = if m.state == ServerState::Leader {
+            let mut matched: Vec<u64> = voters
+                .iter()
+                .map(|id| {
+                    if *id == m.id {
+                        last.unwrap_or(0)
+                    } else {
+                        m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(id))
+                            .and_then(|l| l.map(|l| l.index))
+                            .unwrap_or(0)
+                    }
+                })
+                .collect();
+            matched.sort_unstable();
+            matched.get((matched.len().saturating_sub(1)) / 2).copied()
+        } else {
+            None
+        };
+        v1::StatusResponse {
+            node_id: m.id,
+            state: format!("{:?}", m.state).to_lowercase(),
+            leader_id: m.current_leader,
+            term: m.current_term,
+            last_log_index: last,
+            committed_index: committed.or_else(|| m.last_applied.map(|l| l.index)),
+            applied_index: m.last_applied.map(|l| l.index),
+            members,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+        }
+    }
+
+    /// The leader's admin client, when this node is not the leader.
+    fn leader_client(&self) -> Result<Option<AdminServiceClient<tonic::transport::Channel>>, Status> {
+        match self.writer.leader() {
+            Some((id, _)) if id == self.writer.node_id() => Ok(None),
+            Some((_, addr)) => Ok(Some(AdminServiceClient::new(
+                channel(&addr).map_err(|e| Status::unavailable(format!("leader address {addr}: {e}")))?,
+            ))),
+            None => Err(Status::unavailable("no leader is known; retry when the cluster has elected one")),
+        }
+    }
+
+    async fn change(
+        &self,
+        change: ChangeMembers<u64, BasicNode>,
+    ) -> Result<Response<v1::MembershipResponse>, Status> {
+        self.writer
+            .raft()
+            .change_membership(change, false)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("membership change refused: {e}")))?;
+        Ok(Response::new(v1::MembershipResponse { status: Some(self.status()) }))
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminGrpc {
+    async fn status(&self, _req: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
+        Ok(Response::new(self.status()))
+    }
+
+    async fn add_learner(
+        &self,
+        req: Request<v1::AddLearnerRequest>,
+    ) -> Result<Response<v1::MembershipResponse>, Status> {
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.add_learner(req.into_inner()).await;
+        }
+        let r = req.into_inner();
+        if r.addr.is_empty() || r.node_id == 0 {
+            return Err(Status::invalid_argument(
+                "add-learner needs a node id > 0 and its gRPC address host:port",
+            ));
+        }
+        // Not blocking: the learner catches up in the background; `status` shows its lag.
+        let added = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.writer.raft().add_learner(r.node_id, BasicNode::new(&r.addr), false),
+        )
+        .await
+        .map_err(|_| Status::deadline_exceeded("adding the learner took longer than 30 s"))?;
+        added.map_err(|e| Status::failed_precondition(format!("cannot add learner {}: {e}", r.node_id)))?;
+        Ok(Response::new(v1::MembershipResponse { status: Some(self.status()) }))
+    }
+
+    async fn promote(
+        &self,
+        req: Request<v1::MembershipRequest>,
+    ) -> Result<Response<v1::MembershipResponse>, Status> {
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.promote(req.into_inner()).await;
+        }
+        let id = req.into_inner().node_id;
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await
+    }
+
+    async fn remove(
+        &self,
+        req: Request<v1::MembershipRequest>,
+    ) -> Result<Response<v1::MembershipResponse>, Status> {
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.remove(req.into_inner()).await;
+        }
+        let id = req.into_inner().node_id;
+        let m = self.writer.raft().metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(Status::not_found(format!("node {id} is not a member")));
+        }
+        if membership.voter_ids().any(|v| v == id) {
+            self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await?;
+        }
+        self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await
+    }
+}

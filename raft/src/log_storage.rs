@@ -1,0 +1,147 @@
+//! [`LogStorage`]: openraft's log on the store's `log` column family. Appends, truncations,
+//! purges and the vote are fsynced before openraft is told they are done.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+
+use collabstream_store::LogStore;
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
+
+use crate::codec::{decode, encode};
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+const VOTE: &[u8] = b"raft_vote";
+const COMMITTED: &[u8] = b"raft_committed";
+const PURGED: &[u8] = b"raft_last_purged";
+
+/// openraft's log storage. Cheap to clone; clones share the database.
+#[derive(Clone, Debug)]
+pub struct LogStorage {
+    log: LogStore,
+}
+
+fn io_read(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::read_logs(openraft::AnyError::error(e.to_string())).into()
+}
+
+fn io_write(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_logs(openraft::AnyError::error(e.to_string())).into()
+}
+
+/// Runs a blocking RocksDB call (an fsync, usually) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f).await.map_err(io_write)?
+}
+
+impl LogStorage {
+    pub fn new(log: LogStore) -> Self {
+        Self { log }
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        match self.log.get_meta(key).map_err(io_read)? {
+            Some(bytes) => Ok(Some(decode(&bytes).map_err(io_read)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_meta<T: serde::Serialize>(&self, key: &'static [u8], value: &T) -> Result<(), StorageError> {
+        let bytes = encode(value).map_err(io_write)?;
+        let log = self.log.clone();
+        blocking(move || log.put_meta(key, &bytes).map_err(io_write)).await
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStorage {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let from = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let to = match range.end_bound() {
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
+        };
+        self.log
+            .read_range(from, to)
+            .map_err(io_read)?
+            .into_iter()
+            .map(|(_, bytes)| decode::<Entry>(&bytes).map_err(io_read))
+            .collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStorage {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.meta(PURGED)?;
+        let last = match self.log.last_entry().map_err(io_read)? {
+            Some((_, bytes)) => Some(decode::<Entry>(&bytes).map_err(io_read)?.log_id),
+            None => None,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.put_meta(VOTE, vote).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.meta(VOTE)
+    }
+
+    /// A hint for restarts (entries up to it are re-applied at once); not fsynced, because
+    /// openraft saves it at every commit and losing the latest one only delays re-apply until
+    /// the leader's next heartbeat.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let bytes = encode(&committed).map_err(io_write)?;
+        self.log.put_meta_unsynced(COMMITTED, &bytes).map_err(io_write)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.meta::<Option<LogId>>(COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| Ok((e.log_id.index, encode(&e).map_err(io_write)?)))
+            .collect::<Result<_, StorageError>>()?;
+        let log = self.log.clone();
+        let result =
+            blocking(move || log.append(encoded.iter().map(|(i, b)| (*i, b.as_slice()))).map_err(io_write))
+                .await;
+        // The entries are readable and durable once append returns: tell openraft either way.
+        callback
+            .log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        result
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let log = self.log.clone();
+        blocking(move || log.truncate_from(log_id.index).map_err(io_write)).await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let bytes = encode(&log_id).map_err(io_write)?;
+        let log = self.log.clone();
+        blocking(move || log.purge_with_meta(log_id.index, PURGED, &bytes).map_err(io_write)).await
+    }
+}

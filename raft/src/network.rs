@@ -1,0 +1,209 @@
+//! Raft between nodes over gRPC: [`Network`] is openraft's client side (one lazily connected
+//! channel per peer), [`RaftGrpc`] the `RaftService` server that hands requests to openraft and
+//! takes writes forwarded by followers.
+
+use std::time::Duration;
+
+use collabstream_proto::v1::raft_service_client::RaftServiceClient;
+use collabstream_proto::v1::raft_service_server::{RaftService, RaftServiceServer};
+use collabstream_proto::v1::{self, RaftPayload};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, BasicNode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::codec::{decode, encode};
+use crate::node::Writer;
+use crate::types::{NodeId, TypeConfig};
+
+/// A channel to `addr` (`host:port`) that connects on first use and reconnects after failures.
+pub(crate) fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .connect_lazy())
+}
+
+/// openraft's network factory.
+#[derive(Debug, Clone, Default)]
+pub struct Network;
+
+/// The connection to one peer.
+#[derive(Debug)]
+pub struct Peer {
+    target: NodeId,
+    client: Option<RaftServiceClient<Channel>>,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        let client = channel(&node.addr).ok().map(|c| {
+            RaftServiceClient::new(c)
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20)
+        });
+        Peer { target, client, addr: node.addr.clone() }
+    }
+}
+
+type RpcErr<E> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+
+fn unreachable<E: std::error::Error>(msg: impl std::fmt::Display) -> RpcErr<E> {
+    RPCError::Unreachable(Unreachable::from(AnyError::error(msg.to_string())))
+}
+
+impl Peer {
+    /// One call: encode, send with the RPC's deadline, decode the remote `Result`.
+    async fn call<Req, Resp, E>(
+        &mut self,
+        req: &Req,
+        option: &RPCOption,
+        method: &'static str,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let Some(client) = self.client.as_mut() else {
+            return Err(unreachable(format!("bad peer address {:?}", self.addr)));
+        };
+        let data =
+            encode(req).map_err(|e| RPCError::Network(NetworkError::from(AnyError::error(e.to_string()))))?;
+        let mut request = Request::new(RaftPayload { data });
+        request.set_timeout(option.hard_ttl());
+        let answer = match method {
+            "append_entries" => client.append_entries(request).await,
+            "vote" => client.vote(request).await,
+            _ => client.install_snapshot(request).await,
+        };
+        let payload = match answer {
+            Ok(r) => r.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                return Err(unreachable(format!(
+                    "node {} at {}: {}",
+                    self.target,
+                    self.addr,
+                    status.message()
+                )));
+            }
+            Err(status) => {
+                return Err(RPCError::Network(NetworkError::from(AnyError::error(format!(
+                    "node {} at {}: {status}",
+                    self.target, self.addr
+                )))));
+            }
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> = decode(&payload.data)
+            .map_err(|e| RPCError::Network(NetworkError::from(AnyError::error(e.to_string()))))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call(&rpc, &option, "append_entries").await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.call(&rpc, &option, "install_snapshot").await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call(&rpc, &option, "vote").await
+    }
+}
+
+/// The `RaftService` server.
+#[derive(Debug, Clone)]
+pub struct RaftGrpc {
+    writer: Writer,
+}
+
+impl RaftGrpc {
+    pub fn new(writer: Writer) -> Self {
+        Self { writer }
+    }
+
+    pub fn into_service(self) -> RaftServiceServer<Self> {
+        RaftServiceServer::new(self).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20)
+    }
+}
+
+fn bad_request(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("undecodable Raft message: {e}"))
+}
+
+fn reply<T: Serialize>(value: &T) -> Result<tonic::Response<RaftPayload>, Status> {
+    let data = encode(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(tonic::Response::new(RaftPayload { data }))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftGrpc {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_request)?;
+        reply(&self.writer.raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
+        let rpc: VoteRequest<NodeId> = decode(&req.into_inner().data).map_err(bad_request)?;
+        reply(&self.writer.raft().vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_request)?;
+        reply(&self.writer.raft().install_snapshot(rpc).await)
+    }
+
+    async fn forward(
+        &self,
+        req: Request<v1::WriteRequest>,
+    ) -> Result<tonic::Response<v1::WriteResponse>, Status> {
+        match self.writer.propose_here(req.into_inner()).await {
+            Ok(outcome) => Ok(tonic::Response::new(crate::types::to_wire(&outcome))),
+            Err(e) => Err(e.to_status()),
+        }
+    }
+
+    async fn read_index(
+        &self,
+        _req: Request<v1::ReadIndexRequest>,
+    ) -> Result<tonic::Response<v1::ReadIndexResponse>, Status> {
+        match self.writer.raft().ensure_linearizable().await {
+            Ok(log_id) => Ok(tonic::Response::new(v1::ReadIndexResponse {
+                index: log_id.map(|l| l.index).unwrap_or(0),
+            })),
+            Err(e) => Err(Status::unavailable(format!("not the leader: {e}"))),
+        }
+    }
+}

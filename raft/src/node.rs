@@ -1,0 +1,400 @@
+//! [`Writer`]: how a node turns writes into committed, applied log entries. Any node accepts
+//! writes; a follower forwards them to the leader. On the leader, concurrent writes are
+//! grouped into one Raft entry (group commit), so a fsync and a replication round trip are
+//! shared by many clients. A write is acknowledged only once its entry is committed by a
+//! majority and applied here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use collabstream_common::Clock;
+use collabstream_proto::v1::raft_service_client::RaftServiceClient;
+use collabstream_proto::v1::{self, command::Payload};
+use collabstream_store::{ApplyOutcome, Store};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use parking_lot::Mutex;
+use prost::Message;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::error::Error;
+use crate::log_storage::LogStorage;
+use crate::network::{Network, channel};
+use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Raft, Request};
+
+/// How a node takes part in the cluster, and the tuning of its write path.
+#[derive(Debug, Clone)]
+pub struct RaftOptions {
+    pub node_id: NodeId,
+    /// Every voter's gRPC address (`host:port`), this node's included, used to form the
+    /// cluster on first start. One member: a single-node cluster.
+    pub members: BTreeMap<NodeId, String>,
+    /// Where snapshots are kept.
+    pub snapshot_dir: PathBuf,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    /// Take a snapshot (and drop the log behind it) after this many entries.
+    pub snapshot_after_entries: u64,
+    /// Entries kept behind a snapshot, so a briefly lagging follower catches up from the log.
+    pub keep_entries: u64,
+    /// At most this many writes share one entry...
+    pub max_group: usize,
+    /// ...and at most this many bytes.
+    pub max_group_bytes: usize,
+    /// Checkpoint the store this often, bounding replay after a crash.
+    pub checkpoint_interval: Duration,
+    /// How long a write waits for a leader to be known (during an election) before failing.
+    pub leader_wait: Duration,
+}
+
+impl RaftOptions {
+    /// A single-node cluster whose only member is `addr`.
+    pub fn single(node_id: NodeId, addr: String, snapshot_dir: PathBuf) -> Self {
+        Self {
+            node_id,
+            members: BTreeMap::from([(node_id, addr)]),
+            snapshot_dir,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            snapshot_after_entries: 50_000,
+            keep_entries: 5_000,
+            max_group: 512,
+            max_group_bytes: 32 << 20,
+            checkpoint_interval: Duration::from_secs(60),
+            leader_wait: Duration::from_secs(10),
+        }
+    }
+
+    fn config(&self) -> Result<Config, Error> {
+        let hb = self.heartbeat_interval.as_millis() as u64;
+        let el = self.election_timeout.as_millis() as u64;
+        Config {
+            cluster_name: "collabstream".into(),
+            heartbeat_interval: hb,
+            election_timeout_min: el,
+            election_timeout_max: el * 2,
+            install_snapshot_timeout: 30_000,
+            max_payload_entries: 64,
+            replication_lag_threshold: self.keep_entries.max(1),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries.max(1)),
+            snapshot_max_chunk_size: 4 << 20,
+            max_in_snapshot_log_to_keep: self.keep_entries,
+            purge_batch_size: 256,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Config(e.to_string()))
+    }
+}
+
+type Reply = oneshot::Sender<Result<ApplyOutcome, Error>>;
+
+#[derive(Debug)]
+struct Proposal {
+    write: v1::WriteRequest,
+    size: usize,
+    reply: Reply,
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    tx: mpsc::Sender<Proposal>,
+    options: RaftOptions,
+    forward_clients: Mutex<HashMap<(NodeId, String), RaftServiceClient<Channel>>>,
+    auto_ids: AtomicU64,
+}
+
+/// Proposes writes; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("node_id", &self.inner.id).finish_non_exhaustive()
+    }
+}
+
+/// Stops the node's Raft and background tasks; see [`WriterHandle::shutdown`].
+#[derive(Debug)]
+pub struct WriterHandle {
+    writer: Writer,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts Raft over `store`: recovers the log and state machine, joins or forms the cluster
+    /// (`options.members`; forming is idempotent), and starts the proposer.
+    pub async fn start(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        options: RaftOptions,
+    ) -> Result<(Writer, WriterHandle), Error> {
+        if !options.members.contains_key(&options.node_id) {
+            return Err(Error::Config(format!(
+                "node {} is not among the members {:?}; --peers must include this node",
+                options.node_id,
+                options.members.keys().collect::<Vec<_>>()
+            )));
+        }
+        let config = Arc::new(options.config()?);
+        let last_log = store.log().last_index()?;
+        let applied = store.applied_index();
+        tracing::info!(applied, last_log, to_replay = last_log.saturating_sub(applied), "recovering");
+        let log = LogStorage::new(store.log());
+        let sm = StateMachine::new(store.clone(), options.snapshot_dir.clone())?;
+        let raft = Raft::new(options.node_id, config, Network, log, sm)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        if !raft.is_initialized().await.map_err(|e| Error::Raft(e.to_string()))? {
+            let members: BTreeMap<NodeId, BasicNode> =
+                options.members.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
+            // Every member forms the cluster with the same membership; whoever is already part
+            // of it refuses, which is fine.
+            match raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(Error::Raft(e.to_string())),
+            }
+        }
+        let (tx, rx) = mpsc::channel(4096);
+        let inner = Arc::new(Inner {
+            id: options.node_id,
+            raft,
+            store: store.clone(),
+            clock,
+            tx,
+            options: options.clone(),
+            forward_clients: Mutex::new(HashMap::new()),
+            auto_ids: AtomicU64::new(0),
+        });
+        let writer = Writer { inner };
+        let stop = CancellationToken::new();
+        let proposer = tokio::spawn(run_proposer(writer.clone(), rx, stop.clone()));
+        let checkpointer = tokio::spawn(run_checkpoints(store, options.checkpoint_interval, stop.clone()));
+        tracing::info!(node_id = options.node_id, members = ?options.members, "raft started");
+        Ok((writer.clone(), WriterHandle { writer, stop, tasks: vec![proposer, checkpointer] }))
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// The current leader and its address, if known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()).unwrap_or_default();
+        Some((id, addr))
+    }
+
+    /// Waits (until `deadline`) for a leader to be known.
+    async fn wait_leader(&self, deadline: Instant) -> Result<(NodeId, String), Error> {
+        let mut rx = self.inner.raft.metrics();
+        let started = Instant::now();
+        loop {
+            if let Some(l) = self.leader() {
+                return Ok(l);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
+                return Err(Error::NoLeader { waited_ms: started.elapsed().as_millis() as u64 });
+            }
+        }
+    }
+
+    /// Proposes a validated write and waits until it is committed and applied (here, when this
+    /// node leads; on the leader, when it forwards).
+    pub async fn propose(&self, mut write: v1::WriteRequest) -> Result<ApplyOutcome, Error> {
+        // Samples are idempotent (same timestamp, same value); events are not. Give a write
+        // with events an id, so that retrying it after an ambiguous failure (a leader change
+        // mid-commit) cannot store its events twice.
+        if write.batch_id.is_empty() && !write.events.is_empty() {
+            let n = self.inner.auto_ids.fetch_add(1, Ordering::Relaxed);
+            write.batch_id = format!("auto-{}-{}-{n}", self.inner.id, self.inner.clock.now_ms());
+        }
+        let deadline = Instant::now() + self.inner.options.leader_wait;
+        loop {
+            let (leader, addr) = self.wait_leader(deadline).await?;
+            let attempt = if leader == self.inner.id {
+                self.propose_here(write.clone()).await
+            } else {
+                self.forward(leader, &addr, write.clone()).await
+            };
+            match attempt {
+                Err(Error::NotLeader | Error::Forward { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Proposes on this node, which must be the leader.
+    pub(crate) async fn propose_here(&self, write: v1::WriteRequest) -> Result<ApplyOutcome, Error> {
+        let (reply, rx) = oneshot::channel();
+        let size = write.encoded_len();
+        self.inner.tx.send(Proposal { write, size, reply }).await.map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    async fn forward(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        write: v1::WriteRequest,
+    ) -> Result<ApplyOutcome, Error> {
+        let err = |reason: String| Error::Forward { leader, reason };
+        let mut client = {
+            let mut clients = self.inner.forward_clients.lock();
+            match clients.get(&(leader, addr.to_string())) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = RaftServiceClient::new(channel(addr).map_err(|e| err(e.to_string()))?)
+                        .max_decoding_message_size(256 << 20)
+                        .max_encoding_message_size(256 << 20);
+                    clients.insert((leader, addr.to_string()), c.clone());
+                    c
+                }
+            }
+        };
+        match client.forward(write).await {
+            Ok(r) => Ok(crate::types::from_wire(r.into_inner())),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                Err(err(status.message().to_string()))
+            }
+            Err(status) => Err(Error::Raft(format!("the leader refused the write: {}", status.message()))),
+        }
+    }
+}
+
+/// Groups waiting proposals into entries and proposes them, several entries in flight.
+async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: CancellationToken) {
+    let inflight = Arc::new(Semaphore::new(8));
+    let (max_group, max_bytes) =
+        (writer.inner.options.max_group.max(1), writer.inner.options.max_group_bytes);
+    loop {
+        let first = tokio::select! {
+            p = rx.recv() => match p { Some(p) => p, None => break },
+            _ = stop.cancelled() => break,
+        };
+        let mut bytes = first.size;
+        let mut group = vec![first];
+        while group.len() < max_group && bytes < max_bytes {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.size;
+                    group.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let Ok(permit) = inflight.clone().acquire_owned().await else { break };
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (writes, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.write, p.reply)).unzip();
+            let cmd = v1::Command {
+                leader_time_ms: writer.inner.clock.now_ms(),
+                payload: Some(Payload::Batch(v1::WriteBatch { writes })),
+            };
+            let request = Request::new(&cmd);
+            drop(cmd);
+            match writer.inner.raft.client_write(request).await {
+                Ok(resp) => {
+                    let mut outcomes = resp.data.outcomes.into_iter();
+                    for reply in replies {
+                        let _ = reply
+                            .send(outcomes.next().ok_or_else(|| Error::Raft("an outcome is missing".into())));
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::NotLeader));
+                    }
+                }
+                Err(RaftError::Fatal(openraft::error::Fatal::Stopped)) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::ShuttingDown));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::Raft(msg.clone())));
+                    }
+                }
+            }
+        });
+    }
+    // Refuse what is still queued.
+    rx.close();
+    while let Ok(p) = rx.try_recv() {
+        let _ = p.reply.send(Err(Error::ShuttingDown));
+    }
+}
+
+async fn run_checkpoints(store: Arc<Store>, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
+            Ok(Ok(index)) => tracing::debug!(index, "checkpoint"),
+            Ok(Err(e)) => tracing::error!(error = %e, "checkpoint failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+        }
+    }
+}
+
+impl WriterHandle {
+    /// Stops taking proposals, waits for those in flight, shuts Raft down and checkpoints the
+    /// store, so the next start replays nothing.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        // Let entries proposed just before finish (bounded).
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let raft = self.writer.raft();
+            let last = raft.metrics().borrow().last_log_index;
+            let _ = raft.wait(Some(Duration::from_secs(5))).applied_index_at_least(last, "drain").await;
+        })
+        .await;
+        if let Err(e) = self.writer.inner.raft.shutdown().await {
+            tracing::error!(error = %e, "raft shutdown");
+        }
+        let store = self.writer.inner.store.clone();
+        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
+            Ok(Ok(index)) => tracing::info!(index, "final checkpoint"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "final checkpoint failed; the log will be replayed at start")
+            }
+            Err(e) => tracing::error!(error = %e, "final checkpoint task failed"),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! [`StateMachine`]: the store as openraft's state machine. Apply is the store's deterministic
+//! apply; the last applied log id and the membership are recorded in the store with every
+//! entry and made durable at its checkpoints, so they always match the data.
+//!
+//! Snapshots are RocksDB checkpoints of the store packed into one file (`archive`), kept in
+//! the snapshot directory as `<id>.snap` with their metadata in `<id>.meta`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use collabstream_proto::v1;
+use collabstream_store::Store;
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
+};
+use parking_lot::Mutex;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+use crate::archive;
+use crate::codec::{decode, encode};
+use crate::types::{Entry, LogId, Membership, NodeId, Request, Response, StorageError, TypeConfig};
+
+type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
+
+/// What the store records for Raft with each applied entry.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct SmMeta {
+    last_applied: Option<LogId>,
+    membership: Membership,
+}
+
+/// An error with its causes, for storage errors that openraft only logs as text.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_state_machine(openraft::AnyError::error(e.to_string())).into()
+}
+
+fn snap_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_snapshot(None, openraft::AnyError::error(e.to_string())).into()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f).await.map_err(sm_err)?
+}
+
+/// The snapshot directory and what is in it.
+#[derive(Debug)]
+struct Snapshots {
+    dir: PathBuf,
+    current: Mutex<Option<(Meta, PathBuf)>>,
+    incoming: Mutex<Option<PathBuf>>,
+    seq: AtomicU64,
+}
+
+impl Snapshots {
+    /// Opens `dir`, finds the newest complete snapshot and removes leftovers of interrupted
+    /// builds and receives.
+    fn open(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let mut best: Option<(Meta, PathBuf)> = None;
+        for e in std::fs::read_dir(&dir)? {
+            let path = e?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            if let Some(id) = name.strip_suffix(".meta") {
+                let snap = dir.join(format!("{id}.snap"));
+                let meta = std::fs::read(&path).ok().and_then(|b| decode::<Meta>(&b).ok());
+                if let (Some(meta), true) = (meta, snap.exists())
+                    && best.as_ref().is_none_or(|(b, _)| b.last_log_id < meta.last_log_id)
+                {
+                    best = Some((meta, snap));
+                }
+            } else if name.starts_with("tmp-") || name.starts_with("incoming-") {
+                let _ =
+                    if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            }
+        }
+        Ok(Self { dir, current: Mutex::new(best), incoming: Mutex::new(None), seq: AtomicU64::new(0) })
+    }
+
+    fn temp(&self, what: &str) -> PathBuf {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("tmp-{what}-{}-{n}", std::process::id()))
+    }
+
+    /// Records `archive` as the current snapshot under `meta`; older snapshots are removed.
+    fn set_current(&self, meta: &Meta, archive: &Path) -> std::io::Result<PathBuf> {
+        let snap = self.dir.join(format!("{}.snap", meta.snapshot_id));
+        std::fs::rename(archive, &snap)?;
+        let meta_path = self.dir.join(format!("{}.meta", meta.snapshot_id));
+        let bytes = encode(meta).map_err(std::io::Error::other)?;
+        let tmp = self.temp("meta");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &meta_path)?;
+        let old = self.current.lock().replace((meta.clone(), snap.clone()));
+        if let Some((old_meta, old_snap)) = old
+            && old_meta.snapshot_id != meta.snapshot_id
+        {
+            let _ = std::fs::remove_file(old_snap);
+            let _ = std::fs::remove_file(self.dir.join(format!("{}.meta", old_meta.snapshot_id)));
+        }
+        Ok(snap)
+    }
+}
+
+/// openraft's state machine over the store.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    store: Arc<Store>,
+    snapshots: Arc<Snapshots>,
+    meta: SmMeta,
+}
+
+impl StateMachine {
+    /// The state machine over `store`, keeping snapshots in `snapshot_dir`.
+    pub fn new(store: Arc<Store>, snapshot_dir: PathBuf) -> std::io::Result<Self> {
+        let meta = decode_meta(&store.sm_meta()).map_err(std::io::Error::other)?;
+        Ok(Self { store, snapshots: Arc::new(Snapshots::open(snapshot_dir)?), meta })
+    }
+}
+
+fn decode_meta(bytes: &[u8]) -> Result<SmMeta, StorageError> {
+    if bytes.is_empty() { Ok(SmMeta::default()) } else { decode(bytes).map_err(sm_err) }
+}
+
+/// Builds snapshots; openraft runs it beside apply.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    store: Arc<Store>,
+    snapshots: Arc<Snapshots>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (store, snapshots) = (self.store.clone(), self.snapshots.clone());
+        let (meta, path) = blocking(move || {
+            let checkpoint = snapshots.temp("checkpoint");
+            let (_, sm) = store.create_snapshot(&checkpoint).map_err(|e| snap_err(chain(&e)))?;
+            let sm = decode_meta(&sm)?;
+            let n = snapshots.seq.fetch_add(1, Ordering::Relaxed);
+            let index = sm.last_applied.map(|l| l.index).unwrap_or(0);
+            let meta = Meta {
+                last_log_id: sm.last_applied,
+                last_membership: sm.membership,
+                snapshot_id: format!("{index:020}-{}-{n}", std::process::id()),
+            };
+            let archive_path = snapshots.temp("archive");
+            let packed = archive::pack(&checkpoint, &archive_path);
+            let _ = std::fs::remove_dir_all(&checkpoint);
+            packed.map_err(snap_err)?;
+            let path = snapshots.set_current(&meta, &archive_path).map_err(snap_err)?;
+            tracing::info!(snapshot = %meta.snapshot_id, "snapshot built");
+            Ok((meta, path))
+        })
+        .await?;
+        let file = tokio::fs::File::open(&path).await.map_err(snap_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
+        Ok((self.meta.last_applied, self.meta.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let store = self.store.clone();
+        let mut meta = self.meta.clone();
+        let (responses, meta) = blocking(move || {
+            let mut out = Vec::with_capacity(entries.len());
+            for e in entries {
+                let index = e.log_id.index;
+                meta.last_applied = Some(e.log_id);
+                let apply_err = |err: &dyn std::fmt::Display| -> StorageError {
+                    StorageIOError::apply(e.log_id, openraft::AnyError::error(err.to_string())).into()
+                };
+                match e.payload {
+                    EntryPayload::Normal(Request { command }) => {
+                        let cmd = v1::Command::decode(command.as_slice()).map_err(|x| apply_err(&x))?;
+                        let bytes = encode(&meta).map_err(|x| apply_err(&x))?;
+                        let outcomes =
+                            store.apply_batch(index, &cmd, Some(bytes)).map_err(|x| apply_err(&chain(&x)))?;
+                        out.push(Response { outcomes });
+                    }
+                    payload => {
+                        if let EntryPayload::Membership(m) = payload {
+                            meta.membership = StoredMembership::new(Some(e.log_id), m);
+                        }
+                        let bytes = encode(&meta).map_err(|x| apply_err(&x))?;
+                        store.apply_meta(index, bytes).map_err(|x| apply_err(&chain(&x)))?;
+                        out.push(Response::default());
+                    }
+                }
+            }
+            Ok((out, meta))
+        })
+        .await?;
+        self.meta = meta;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { store: self.store.clone(), snapshots: self.snapshots.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = self.snapshots.dir.join(format!(
+            "incoming-{}-{}.snap",
+            std::process::id(),
+            self.snapshots.seq.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(snap_err)?;
+        *self.snapshots.incoming.lock() = Some(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        mut snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        // The data may be the file we handed out for receiving, or any other handle: copy it
+        // from the start into a file of our own.
+        snapshot.flush().await.map_err(snap_err)?;
+        snapshot.seek(std::io::SeekFrom::Start(0)).await.map_err(snap_err)?;
+        let path = self.snapshots.temp("received");
+        let mut copy = tokio::fs::File::create(&path).await.map_err(snap_err)?;
+        tokio::io::copy(&mut *snapshot, &mut copy).await.map_err(snap_err)?;
+        copy.sync_all().await.map_err(snap_err)?;
+        drop((copy, snapshot));
+        if let Some(incoming) = self.snapshots.incoming.lock().take() {
+            let _ = std::fs::remove_file(incoming);
+        }
+        let (store, snapshots, meta_owned) = (self.store.clone(), self.snapshots.clone(), meta.clone());
+        let sm = SmMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        let sm_bytes = encode(&sm).map_err(sm_err)?;
+        blocking(move || {
+            let checkpoint = snapshots.temp("install");
+            let installed = archive::unpack(&path, &checkpoint)
+                .map_err(snap_err)
+                .and_then(|_| store.install_snapshot(&checkpoint).map_err(|e| snap_err(chain(&e))))
+                .and_then(|_| store.set_sm_meta(sm_bytes).map_err(|e| snap_err(chain(&e))));
+            let _ = std::fs::remove_dir_all(&checkpoint);
+            installed?;
+            snapshots.set_current(&meta_owned, &path).map_err(snap_err)?;
+            tracing::info!(snapshot = %meta_owned.snapshot_id, "snapshot installed");
+            Ok(())
+        })
+        .await?;
+        self.meta = sm;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self.snapshots.current.lock().clone();
+        match current {
+            Some((meta, path)) => {
+                let file = tokio::fs::File::open(&path).await.map_err(snap_err)?;
+                Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The openraft type configuration: what a log entry carries (an encoded [`v1::Command`]) and
+//! what applying it answers (one [`ApplyOutcome`] per write of the entry).
+
+use collabstream_proto::v1;
+use collabstream_store::ApplyOutcome;
+use prost::Message;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+openraft::declare_raft_types!(
+    /// Node ids are `--node-id`; a node's address is its gRPC `host:port`.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+        AsyncRuntime = openraft::TokioRuntime,
+        Responder = openraft::impls::OneshotResponder<TypeConfig>,
+);
+
+pub type NodeId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type Membership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// A log entry's payload: a protobuf-encoded [`v1::Command`], kept encoded so that the log,
+/// the network and apply never re-encode it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    #[serde(with = "bytes")]
+    pub command: Vec<u8>,
+}
+
+impl Request {
+    pub fn new(cmd: &v1::Command) -> Self {
+        Self { command: cmd.encode_to_vec() }
+    }
+}
+
+/// What applying an entry did: one outcome per write of its batch (none for membership and
+/// blank entries).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Response {
+    pub outcomes: Vec<ApplyOutcome>,
+}
+
+pub(crate) fn to_wire(o: &ApplyOutcome) -> v1::WriteResponse {
+    v1::WriteResponse {
+        samples_accepted: o.samples_accepted,
+        events_accepted: o.events_accepted,
+        rejected: o.rejected.clone(),
+        duplicate_batches: u64::from(o.duplicate),
+    }
+}
+
+pub(crate) fn from_wire(r: v1::WriteResponse) -> ApplyOutcome {
+    ApplyOutcome {
+        samples_accepted: r.samples_accepted,
+        events_accepted: r.events_accepted,
+        rejected: r.rejected,
+        duplicate: r.duplicate_batches > 0,
+    }
+}
+
+impl Serialize for Response {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let wire = v1::ApplyResults { results: self.outcomes.iter().map(to_wire).collect() };
+        s.serialize_bytes(&wire.encode_to_vec())
+    }
+}
+
+impl<'de> Deserialize<'de> for Response {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = bytes::deserialize(d)?;
+        let wire = v1::ApplyResults::decode(raw.as_slice()).map_err(serde::de::Error::custom)?;
+        Ok(Self { outcomes: wire.results.into_iter().map(from_wire).collect() })
+    }
+}
+
+/// Byte strings as bytes rather than as a sequence of numbers (bincode then copies them in one
+/// go).
+mod bytes {
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
