@@ -14,6 +14,11 @@ pub enum Error {
         "no leader is known after waiting {waited_ms} ms; the cluster may have lost its majority, retry later"
     )]
     NoLeader { waited_ms: u64 },
+    #[error(
+        "the write was not committed within {waited_ms} ms (no majority reachable); it may still be applied: \
+         retry with the same batch id"
+    )]
+    NotCommitted { waited_ms: u64 },
     #[error("forwarding the write to the leader (node {leader}) failed: {reason}")]
     Forward { leader: u64, reason: String },
     #[error("replication failed: {0}")]
@@ -30,9 +35,11 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::Store(e) => e.code(),
-            Error::ShuttingDown | Error::NotLeader | Error::NoLeader { .. } | Error::Forward { .. } => {
-                ErrorCode::Unavailable
-            }
+            Error::ShuttingDown
+            | Error::NotLeader
+            | Error::NoLeader { .. }
+            | Error::Forward { .. }
+            | Error::NotCommitted { .. } => ErrorCode::Unavailable,
             Error::Config(_) | Error::Membership(_) => ErrorCode::InvalidArgument,
             Error::Raft(_) | Error::Io(_) => ErrorCode::Internal,
         }

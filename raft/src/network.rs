@@ -32,9 +32,14 @@ pub(crate) fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
-/// openraft's network factory.
+/// openraft's network factory. A member listed in this node's `--peers` is reached at the
+/// address listed there; other members (learners added later) at the address in the
+/// membership. So each node may see its peers at addresses of its own (a proxy, a NAT), and a
+/// restart with a corrected `--peers` takes effect without a membership change.
 #[derive(Debug, Clone, Default)]
-pub struct Network;
+pub struct Network {
+    pub(crate) addresses: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
+}
 
 /// The connection to one peer.
 #[derive(Debug)]
@@ -48,12 +53,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        let client = channel(&node.addr).ok().map(|c| {
+        let addr = self.addresses.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
+        let client = channel(&addr).ok().map(|c| {
             RaftServiceClient::new(c)
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20)
         });
-        Peer { target, client, addr: node.addr.clone() }
+        Peer { target, client, addr }
     }
 }
 

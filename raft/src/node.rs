@@ -86,7 +86,9 @@ impl RaftOptions {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries.max(1)),
             snapshot_max_chunk_size: 4 << 20,
             max_in_snapshot_log_to_keep: self.keep_entries,
-            purge_batch_size: 256,
+            // Purge in batches, but never in batches larger than the snapshot interval, or a
+            // small interval would never purge.
+            purge_batch_size: (self.snapshot_after_entries / 4).clamp(1, 256),
             ..Default::default()
         }
         .validate()
@@ -155,14 +157,17 @@ impl Writer {
         tracing::info!(applied, last_log, to_replay = last_log.saturating_sub(applied), "recovering");
         let log = LogStorage::new(store.log());
         let sm = StateMachine::new(store.clone(), options.snapshot_dir.clone())?;
-        let raft = Raft::new(options.node_id, config, Network, log, sm)
+        let network = Network { addresses: Arc::new(options.members.clone()) };
+        let raft = Raft::new(options.node_id, config, network, log, sm)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
-        if !raft.is_initialized().await.map_err(|e| Error::Raft(e.to_string()))? {
+        // The member with the lowest id forms the cluster; the others wait to hear from it. A
+        // node started later with a longer --peers list (to be added as a learner) therefore
+        // never forms a cluster of its own. Forming twice is refused, which is fine.
+        let former = options.members.keys().next() == Some(&options.node_id);
+        if former && !raft.is_initialized().await.map_err(|e| Error::Raft(e.to_string()))? {
             let members: BTreeMap<NodeId, BasicNode> =
                 options.members.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
-            // Every member forms the cluster with the same membership; whoever is already part
-            // of it refuses, which is fine.
             match raft.initialize(members).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(Error::Raft(e.to_string())),
@@ -203,7 +208,12 @@ impl Writer {
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let m = self.inner.raft.metrics().borrow().clone();
         let id = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()).unwrap_or_default();
+        let addr = match self.inner.options.members.get(&id) {
+            Some(a) => a.clone(),
+            None => {
+                m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()).unwrap_or_default()
+            }
+        };
         Some((id, addr))
     }
 
@@ -319,7 +329,20 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
             };
             let request = Request::new(&cmd);
             drop(cmd);
-            match writer.inner.raft.client_write(request).await {
+            // A leader cut off from its majority never commits; answer instead of hanging. The
+            // entry may still commit later (or be dropped by the next leader): retry with the
+            // same batch id.
+            let wait = writer.inner.options.leader_wait;
+            let written = match tokio::time::timeout(wait, writer.inner.raft.client_write(request)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::NotCommitted { waited_ms: wait.as_millis() as u64 }));
+                    }
+                    return;
+                }
+            };
+            match written {
                 Ok(resp) => {
                     let mut outcomes = resp.data.outcomes.into_iter();
                     for reply in replies {

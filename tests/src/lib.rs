@@ -4,11 +4,15 @@
 //! Every process a test starts is stopped by its pid when its handle drops, and every wait is
 //! bounded. Not published; depends on nothing but the wire formats, like a real client.
 
+mod cluster;
 mod node;
 mod prom;
 mod prometheus;
 pub mod promql_suite;
+mod proxy;
 
+pub use cluster::TestCluster;
 pub use node::{Exported, Node, binary, series_key};
 pub use prom::{remote_write_body, wait_until};
 pub use prometheus::{Prometheus, free_port};
+pub use proxy::Proxy;
