@@ -35,9 +35,9 @@ impl TestCluster {
             .collect::<anyhow::Result<_>>()?;
         let mut proxies = BTreeMap::new();
         for from in 0..n {
-            for to in 0..n {
+            for (to, target) in grpc.iter().enumerate() {
                 if from != to {
-                    proxies.insert((from, to), Proxy::start(grpc[to]).await?);
+                    proxies.insert((from, to), Proxy::start(*target).await?);
                 }
             }
         }
