@@ -22,6 +22,8 @@ pub enum Error {
     QueueTimeout(&'static str),
     #[error("query task failed: {0}")]
     Task(String),
+    #[error("cannot read consistently right now: {0}; retry, or read with consistency=local")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -32,6 +34,7 @@ impl Error {
             Error::Eval(e) => e.code(),
             Error::QueueTimeout(_) => ErrorCode::Timeout,
             Error::Task(_) => ErrorCode::Internal,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 }

@@ -25,12 +25,18 @@ use axum::Router;
 use axum::routing::get;
 use collabstream_store::{EventRead, SeriesRead};
 
+pub use api::ReadBarrier;
 pub use config::QueryConfig;
 pub use error::Error;
 
 /// The read routes over `series` and `events`: the Prometheus API, export and event export.
-pub fn router(series: Arc<dyn SeriesRead>, events: Arc<dyn EventRead>, config: &QueryConfig) -> Router {
-    api::router(series.clone(), config).merge(
+pub fn router(
+    series: Arc<dyn SeriesRead>,
+    events: Arc<dyn EventRead>,
+    config: &QueryConfig,
+    barrier: Option<Arc<dyn ReadBarrier>>,
+) -> Router {
+    api::router(series.clone(), config, barrier).merge(
         Router::new()
             .route("/api/v1/export", get(export::handle).post(export::handle))
             .with_state(series)

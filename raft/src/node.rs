@@ -259,6 +259,35 @@ impl Writer {
         }
     }
 
+    /// Waits until this node has applied everything committed before the call: on the leader,
+    /// after confirming with a majority that it still leads; on a follower, up to the index
+    /// the leader reports. Queries with `consistency=strong` wait for this.
+    pub async fn read_barrier(&self) -> Result<u64, Error> {
+        let deadline = Instant::now() + self.inner.options.leader_wait;
+        let (leader, addr) = self.wait_leader(deadline).await?;
+        let index = if leader == self.inner.id {
+            let read = self.inner.raft.ensure_linearizable().await.map_err(|e| Error::Raft(e.to_string()))?;
+            return Ok(read.map(|l| l.index).unwrap_or(0));
+        } else {
+            let err = |reason: String| Error::Forward { leader, reason };
+            let mut client = RaftServiceClient::new(channel(&addr).map_err(|e| err(e.to_string()))?);
+            client
+                .read_index(v1::ReadIndexRequest {})
+                .await
+                .map_err(|s| err(s.message().to_string()))?
+                .into_inner()
+                .index
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.inner
+            .raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map_err(|_| Error::NoLeader { waited_ms: self.inner.options.leader_wait.as_millis() as u64 })?;
+        Ok(index)
+    }
+
     /// Proposes on this node, which must be the leader.
     pub(crate) async fn propose_here(&self, write: v1::WriteRequest) -> Result<ApplyOutcome, Error> {
         let (reply, rx) = oneshot::channel();

@@ -21,6 +21,8 @@ pub enum Error {
     Task(#[from] tokio::task::JoinError),
     #[error("cannot connect to {target}; is a node running there?")]
     Connect { target: String, source: tonic::transport::Error },
+    #[error("{0}")]
+    Cluster(String),
     #[error("write refused: {0}")]
     Write(tonic::Status),
     #[error("socket setup")]

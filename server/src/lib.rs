@@ -7,18 +7,22 @@
 //!   down in order: stop accepting, finish in-flight writes, drain the writer, checkpoint,
 //!   close RocksDB.
 //!
+//! - [`cluster_command`]: `collabstream cluster status|add-learner|promote|remove` over the
+//!   AdminService.
 //! - [`produce`]: the synthetic workloads sent to a node over gRPC (`collabstream produce`,
 //!   `collabstream demo`).
 //!
 //! Libraries below never build runtimes; only `main` does.
 
+mod cluster_cli;
 mod config;
 mod error;
 mod ops;
 mod produce;
 mod serve;
 
-pub use config::{Peer, ServerConfig};
+pub use cluster_cli::{ClusterAction, cluster_command};
+pub use config::{Peer, RaftConfig, ServerConfig};
 pub use error::Error;
 pub use produce::{ProduceOptions, Workload, produce};
 pub use serve::{Listeners, serve};

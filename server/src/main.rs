@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use collabstream_server::{Listeners, ProduceOptions, ServerConfig, Workload, produce, serve};
+use collabstream_server::{
+    ClusterAction, Listeners, ProduceOptions, ServerConfig, Workload, cluster_command, produce, serve,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -27,6 +29,42 @@ enum Command {
     /// Run a node with the embedded defaults and feed it the meetings and node-exporter
     /// workloads until Ctrl-C.
     Demo(ServerArgs),
+    /// Show or change the cluster's membership through any node.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// Any node's gRPC address.
+    #[arg(long, global = true, default_value = "127.0.0.1:9202", env = "COLLABSTREAM_ENDPOINT")]
+    endpoint: String,
+    #[command(subcommand)]
+    action: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Leader, term, commit and applied index, and every member's replication lag.
+    Status,
+    /// Add a node as a non-voting learner; it catches up in the background.
+    #[command(visible_alias = "add")]
+    AddLearner {
+        #[arg(long)]
+        node_id: u64,
+        /// The new node's gRPC address, host:port.
+        #[arg(long)]
+        addr: String,
+    },
+    /// Make a caught-up learner a voter.
+    Promote {
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Remove a member (voter or learner).
+    Remove {
+        #[arg(long)]
+        node_id: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +181,16 @@ fn main() -> anyhow::Result<()> {
             let config = args.into_config()?;
             runtime.block_on(demo(config))
         }
+        Command::Cluster(c) => runtime.block_on(async move {
+            let action = match c.action {
+                ClusterCommand::Status => ClusterAction::Status,
+                ClusterCommand::AddLearner { node_id, addr } => ClusterAction::AddLearner { node_id, addr },
+                ClusterCommand::Promote { node_id } => ClusterAction::Promote { node_id },
+                ClusterCommand::Remove { node_id } => ClusterAction::Remove { node_id },
+            };
+            print!("{}", cluster_command(&c.endpoint, action).await?);
+            anyhow::Ok(())
+        }),
     }
     .context("collabstream server failed")
 }
@@ -170,6 +218,8 @@ async fn demo(config: ServerConfig) -> anyhow::Result<()> {
     let samples = producer(Workload::NodeExporter, 1_000);
     println!(
         "collabstream demo: a node with the embedded defaults, fed 50 live meetings and 1,000 node-exporter series.\n\n\
+         PromQL:        curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=sum by (mode) (rate(node_cpu_seconds_total[1m]))'\n\
+         Grafana:       add a Prometheus datasource with URL http://{http}\n\
          raw samples:   curl -s 'http://{http}/api/v1/export' -G --data-urlencode 'match[]=node_load1'\n\
          raw events:    curl -s 'http://{http}/api/v1/events/export?limit=20'\n\
          self-metrics:  curl -s http://{http}/metrics\n\

@@ -82,6 +82,7 @@ pub async fn serve(
             store.clone() as Arc<dyn SeriesRead>,
             store.clone() as Arc<dyn EventRead>,
             &config.query,
+            Some(Arc::new(Barrier(writer.clone()))),
         ))
         .merge(ops::router(ops));
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
@@ -128,4 +129,13 @@ pub async fn serve(
     tracing::info!(checkpointed = store.checkpointed_index(), "store checkpointed; bye");
     drop(store);
     Ok(())
+}
+
+/// Strong reads wait for the Raft read index.
+struct Barrier(Writer);
+
+impl collabstream_query::ReadBarrier for Barrier {
+    fn wait(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move { self.0.read_barrier().await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
 }

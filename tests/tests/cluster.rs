@@ -106,7 +106,25 @@ async fn writes_through_a_follower_are_readable_on_every_node() {
         let r = write(cluster.node(follower), k).await.expect("a follower accepts writes");
         assert_eq!((r.samples_accepted, r.events_accepted), (1, 1));
     }
-    // Remote write through the other follower too.
+    // A strong read on the other follower sees every acknowledged write at once.
+    let other = (leader + 2) % 3;
+    let url = cluster.node(other).url("/api/v1/query");
+    let at = ((T0 + 10_000) / 1000).to_string();
+    let params =
+        [("query", "count_over_time(cl_total[1h])"), ("time", at.as_str()), ("consistency", "strong")];
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(&url)
+        .query(&params)
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["data"]["result"][0]["value"][1], "5", "{body}");
+    let bad =
+        reqwest::Client::new().get(&url).query(&[("query", "1"), ("consistency", "eventual")]).send().await;
+    assert_eq!(bad.expect("query").status().as_u16(), 400);
     let ks: Vec<i64> = (0..5).collect();
     for i in 0..3 {
         assert_holds(cluster.node(i), &ks, &format!("node {}", i + 1)).await;
@@ -114,6 +132,16 @@ async fn writes_through_a_follower_are_readable_on_every_node() {
     let status = cluster.status(leader).await.expect("status");
     assert_eq!(status.members.len(), 3);
     assert!(status.members.iter().all(|m| m.role == "voter" && m.lag.is_some()), "{status:?}");
+
+    // The operator's view, through a follower: `collabstream cluster status`.
+    let out = std::process::Command::new(collabstream_tests::binary())
+        .args(["cluster", "status", "--endpoint", &cluster.node(follower).grpc.to_string()])
+        .output()
+        .expect("the CLI runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("leader: node {}", leader + 1)), "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains("voter")).count(), 3, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

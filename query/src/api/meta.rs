@@ -75,6 +75,7 @@ pub(crate) async fn labels(
 ) -> Result<Response, Error> {
     let p = Params::new(q.as_deref(), &body);
     check_range(&p)?;
+    api.consistency(&p).await?;
     let (selectors, limit) = (p.selectors()?, p.limit()?);
     let source = api.source.clone();
     let names = blocking(move || union(&selectors, |m| Ok(source.label_names(m)?))).await?;
@@ -90,6 +91,7 @@ pub(crate) async fn label_values(
 ) -> Result<Response, Error> {
     let p = Params::new(q.as_deref(), &[]);
     check_range(&p)?;
+    api.consistency(&p).await?;
     // Prometheus 3 accepts `U__`-escaped names for label names that are not identifiers.
     let name = unescape_label_name(&name);
     let (selectors, limit) = (p.selectors()?, p.limit()?);
@@ -107,6 +109,7 @@ pub(crate) async fn series(
 ) -> Result<Response, Error> {
     let p = Params::new(q.as_deref(), &body);
     check_range(&p)?;
+    api.consistency(&p).await?;
     let (selectors, limit) = (p.selectors()?, p.limit()?);
     if selectors.is_empty() {
         return Err(Error::BadData("no match[] parameter provided".into()));

@@ -6,6 +6,24 @@ mod json;
 mod meta;
 mod query;
 
+impl Api {
+    /// Honours `consistency`: `local` (the default) reads this replica as it is, which may lag
+    /// the leader by the replication delay; `strong` first waits for the read barrier.
+    pub(crate) async fn consistency(&self, p: &crate::params::Params) -> Result<(), crate::Error> {
+        match p.get("consistency") {
+            None | Some("") | Some("local") => Ok(()),
+            Some("strong") => match &self.barrier {
+                Some(b) => b.wait().await.map_err(crate::Error::Unavailable),
+                None => Err(crate::Error::Unavailable("strong reads need the replication layer".into())),
+            },
+            Some(other) => Err(crate::Error::BadParam {
+                name: "consistency",
+                reason: format!("{other:?}: use \"local\" (default) or \"strong\""),
+            }),
+        }
+    }
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,21 +35,34 @@ use tokio::sync::Semaphore;
 use crate::config::QueryConfig;
 use crate::promql::Engine;
 
+/// Makes this node's data current before a `consistency=strong` read: it returns once
+/// everything committed cluster-wide before the call is applied here. The replication layer
+/// implements it; without one, strong reads are refused.
+pub trait ReadBarrier: Send + Sync {
+    fn wait(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>;
+}
+
 /// What the API handlers share.
 #[derive(Clone)]
 pub(crate) struct Api {
     engine: Engine,
     source: Arc<dyn SeriesRead>,
+    barrier: Option<Arc<dyn ReadBarrier>>,
     /// One permit per query evaluated at once.
     slots: Arc<Semaphore>,
     timeout: Duration,
 }
 
 /// The Prometheus API routes over `source`.
-pub fn router(source: Arc<dyn SeriesRead>, config: &QueryConfig) -> Router {
+pub fn router(
+    source: Arc<dyn SeriesRead>,
+    config: &QueryConfig,
+    barrier: Option<Arc<dyn ReadBarrier>>,
+) -> Router {
     let api = Api {
         engine: Engine::new(source.clone(), config.engine_options()),
         source,
+        barrier,
         slots: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
         timeout: config.timeout,
     };

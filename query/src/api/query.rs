@@ -78,6 +78,7 @@ pub(crate) async fn instant(
 ) -> Result<Response, Error> {
     let p = Params::new(q.as_deref(), &body);
     let query = query_text(&p)?;
+    api.consistency(&p).await?;
     let t = match p.get("time") {
         Some(t) if !t.is_empty() => parse_time("time", t)?,
         _ => now_ms(),
@@ -116,6 +117,7 @@ pub(crate) async fn range(
         ));
     }
     let timeout = timeout(&api, &p)?;
+    api.consistency(&p).await?;
     let result = run(&api, timeout, move |engine| engine.range(&query, start, end, step)).await?;
     Ok(respond(&result, &[]))
 }
