@@ -62,7 +62,7 @@ impl RaftOptions {
             members: BTreeMap::from([(node_id, addr)]),
             snapshot_dir,
             heartbeat_interval: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(1000),
+            election_timeout: Duration::from_millis(800),
             snapshot_after_entries: 50_000,
             keep_entries: 5_000,
             max_group: 512,
