@@ -6,7 +6,8 @@
 //! of the set that Prometheus answers as a range query (30 min, 1 min step) `BENCH_ROUNDS`
 //! times (default 5) against each, alternating. It prints the median latency per system and
 //! the ratio ours/Prometheus per query, then the median ratio over the set.
-//! `cargo test --benches` runs it at scale 2 with one round, as a smoke test.
+//! `cargo test --benches` runs it at scale 2 with one round, as a smoke test. `BENCH_FILTER`
+//! keeps only the queries containing it.
 
 use std::time::{Duration, Instant};
 
@@ -88,7 +89,9 @@ async fn main() {
     let mut ratios = Vec::new();
     let mut rows = Vec::new();
     let (ours_url, theirs_url) = (node.url("/api/v1/query_range"), prom.url("/api/v1/query_range"));
-    for q in queries() {
+    // BENCH_FILTER=substring runs only the matching queries (for profiling one of them).
+    let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
+    for q in queries().into_iter().filter(|q| q.contains(&filter)) {
         let q = q.replace("{AT}", &at);
         let params =
             vec![("query", q.clone()), ("start", secs(start)), ("end", secs(end)), ("step", secs(step))];

@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use super::error::{Result, exec};
 use super::eval::Evaluator;
 use super::stats::{KahanSum, MeanAcc, quantile};
-use super::value::{Sample, Value, format_float, retain, signature, with_label};
+use super::value::{Metric, Sample, Value, format_float, retain, signature, with_label};
 
 /// The parameter of a parametrised aggregation, evaluated at this step.
 enum Param {
@@ -56,12 +56,24 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
             }
         }
     };
-    // Groups in order of first appearance, each with its members.
+    // Groups in order of first appearance, each with its members and labels.
+    let node = a as *const AggregateExpr as usize;
     let mut index: FxHashMap<u64, usize> = FxHashMap::default();
     let mut groups: Vec<Vec<Sample>> = Vec::new();
+    let mut group_labels: Vec<Metric> = Vec::new();
     for s in input {
-        let g = *index.entry(group_sig(&s.metric)).or_insert_with(|| {
+        let key = (node, Arc::as_ptr(&s.metric) as usize);
+        let (sig, labels) = match ev.group_cache.get(&key) {
+            Some((_, sig, labels)) => (*sig, labels.clone()),
+            None => {
+                let (sig, labels) = (group_sig(&s.metric), Arc::new(grouping(&s.metric)));
+                ev.group_cache.insert(key, (s.metric.clone(), sig, labels.clone()));
+                (sig, labels)
+            }
+        };
+        let g = *index.entry(sig).or_insert_with(|| {
             groups.push(Vec::new());
+            group_labels.push(labels);
             groups.len() - 1
         });
         groups[g].push(s);
@@ -148,8 +160,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
                 ev.annotations
                     .warn(format!("quantile value should be between 0 and 1, got {}", format_float(q)));
             }
-            for g in groups {
-                let metric = Arc::new(grouping(&g[0].metric));
+            for (g, metric) in groups.into_iter().zip(group_labels) {
                 let drop_name = g.iter().any(|s| s.drop_name);
                 let value = match op {
                     T_SUM => {

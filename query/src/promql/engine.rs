@@ -178,7 +178,7 @@ impl Engine {
                     if seen.insert(signature(&labels, |_| true), ()).is_some() {
                         return Err(duplicate_labelset());
                     }
-                    out.push((labels, s.points));
+                    out.push((labels, s.points.to_vec()));
                 }
                 out.sort_by(|a, b| a.0.cmp(&b.0));
                 QueryValue::Matrix(out)
@@ -214,6 +214,10 @@ impl Engine {
         ev.load(&expr)?;
         // Series by (labels, whether the name goes) while stepping.
         let mut index: FxHashMap<u64, usize> = FxHashMap::default();
+        // Most steps produce the same label-set allocations again (selector outputs, cached
+        // aggregation groups): find their series by address before hashing labels. The map
+        // holds each Arc, so an address cannot be reused by another label set meanwhile.
+        let mut by_addr: FxHashMap<(usize, bool), (Arc<Labels>, usize)> = FxHashMap::default();
         let mut series: Vec<StepSeries> = Vec::new();
         let mut t = start;
         while t <= end {
@@ -229,11 +233,19 @@ impl Engine {
                 Value::Vector(v) => {
                     ev.account(v.len())?;
                     for s in v {
-                        let key = signature(&s.metric, |_| true) ^ u64::from(s.drop_name);
-                        let i = *index.entry(key).or_insert_with(|| {
-                            series.push((s.metric.clone(), s.drop_name, Vec::new()));
-                            series.len() - 1
-                        });
+                        let addr = (Arc::as_ptr(&s.metric) as usize, s.drop_name);
+                        let i = match by_addr.get(&addr) {
+                            Some((_, i)) => *i,
+                            None => {
+                                let key = signature(&s.metric, |_| true) ^ u64::from(s.drop_name);
+                                let i = *index.entry(key).or_insert_with(|| {
+                                    series.push((s.metric.clone(), s.drop_name, Vec::new()));
+                                    series.len() - 1
+                                });
+                                by_addr.insert(addr, (s.metric.clone(), i));
+                                i
+                            }
+                        };
                         series[i].2.push((t, s.value));
                     }
                 }

@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use super::annotations::Annotations;
 use super::error::{EvalError, Result, exec};
-use super::value::{Metric, RangeSeries, Sample, Value, signature};
+use super::value::{Metric, Points, RangeSeries, Sample, Value, signature};
 use super::{aggregate, binary, functions};
 
 /// Limits one query runs under.
@@ -31,7 +31,7 @@ pub struct EvalLimits {
 #[derive(Debug)]
 struct Loaded {
     metric: Metric,
-    points: Vec<(i64, f64)>,
+    points: Arc<[(i64, f64)]>,
 }
 
 pub(crate) struct Evaluator<'a> {
@@ -52,6 +52,12 @@ pub(crate) struct Evaluator<'a> {
     pub annotations: Annotations,
     /// Whether this is a range query (some annotations only apply to those).
     pub is_range: bool,
+    /// Nodes that did their once-per-query work already (see [`Self::first_visit`]).
+    visited: rustc_hash::FxHashSet<usize>,
+    /// Per (aggregation node, input label-set address): the input (kept alive so the address
+    /// stays unique), its group signature and the group's labels, so steps after the first
+    /// neither hash nor copy labels.
+    pub group_cache: FxHashMap<(usize, usize), (Metric, u64, Metric)>,
 }
 
 impl std::fmt::Debug for Evaluator<'_> {
@@ -139,6 +145,8 @@ impl<'a> Evaluator<'a> {
             samples: 0,
             annotations: Annotations::default(),
             is_range: start != end,
+            visited: Default::default(),
+            group_cache: FxHashMap::default(),
         }
     }
 
@@ -164,7 +172,7 @@ impl<'a> Evaluator<'a> {
                     .map(|p| (p.timestamp_ms, p.value))
                     .collect();
                 self.account(points.len())?;
-                loaded.push(Loaded { metric: Arc::new(s.labels), points });
+                loaded.push(Loaded { metric: Arc::new(s.labels), points: points.into() });
             }
             self.data.insert(addr, loaded);
         }
@@ -228,6 +236,12 @@ impl<'a> Evaluator<'a> {
             Some(AtModifier::End) => self.end,
             Some(AtModifier::At(st)) => system_time_ms(st),
         }
+    }
+
+    /// True the first time it is called with `key` in this query: for checks that need not
+    /// run at every step (annotations about the input).
+    pub fn first_visit(&mut self, key: usize) -> bool {
+        self.visited.insert(key)
     }
 
     /// Counts `n` more samples held, failing past the limit.
@@ -339,7 +353,7 @@ impl<'a> Evaluator<'a> {
                 out.push(RangeSeries {
                     metric: s.metric.clone(),
                     drop_name: false,
-                    points: s.points[a..b].to_vec(),
+                    points: Points::Shared { data: s.points.clone(), range: a..b },
                 });
             }
         }
@@ -353,7 +367,7 @@ impl<'a> Evaluator<'a> {
         // The first multiple of the step after the window's open start.
         let mut ts = (te - range).div_euclid(step) * step + step;
         let mut index: FxHashMap<u64, usize> = FxHashMap::default();
-        let mut out: Vec<RangeSeries> = Vec::new();
+        let mut out: Vec<(Metric, bool, Vec<(i64, f64)>)> = Vec::new();
         while ts <= te {
             self.check_deadline()?;
             let key = (node_addr(sq.expr.as_ref()), ts);
@@ -376,17 +390,20 @@ impl<'a> Evaluator<'a> {
             for s in v.iter() {
                 let sig = signature(&s.metric, |_| true) ^ u64::from(s.drop_name);
                 let i = *index.entry(sig).or_insert_with(|| {
-                    out.push(RangeSeries {
-                        metric: s.metric.clone(),
-                        drop_name: s.drop_name,
-                        points: Vec::new(),
-                    });
+                    out.push((s.metric.clone(), s.drop_name, Vec::new()));
                     out.len() - 1
                 });
-                out[i].points.push((ts, s.value));
+                out[i].2.push((ts, s.value));
             }
             ts += step;
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(metric, drop_name, points)| RangeSeries {
+                metric,
+                drop_name,
+                points: Points::Owned(points),
+            })
+            .collect())
     }
 }

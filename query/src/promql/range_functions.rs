@@ -74,7 +74,8 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, name: &str, args: &[Box<Expr>], t: i6
     match name {
         "rate" | "increase" | "delta" => {
             let counter = name != "delta";
-            if counter {
+            // Checked at the first step (the annotation is about the input, not each step).
+            if counter && ev.first_visit(args.as_ptr() as usize) {
                 for s in &series {
                     let n = s.metric.metric_name();
                     if !n.is_empty()

@@ -25,7 +25,26 @@ pub struct Sample {
 pub struct RangeSeries {
     pub metric: Metric,
     pub drop_name: bool,
-    pub points: Vec<(i64, f64)>,
+    pub points: Points,
+}
+
+/// The points of a window: a slice of a loaded series (not copied at each step), or points a
+/// subquery computed.
+#[derive(Debug, Clone)]
+pub enum Points {
+    Shared { data: Arc<[(i64, f64)]>, range: std::ops::Range<usize> },
+    Owned(Vec<(i64, f64)>),
+}
+
+impl std::ops::Deref for Points {
+    type Target = [(i64, f64)];
+
+    fn deref(&self) -> &[(i64, f64)] {
+        match self {
+            Points::Shared { data, range } => &data[range.clone()],
+            Points::Owned(v) => v,
+        }
+    }
 }
 
 /// The value of an expression at one evaluation time.
