@@ -97,15 +97,22 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let i = self.inner.current.load(Ordering::Relaxed) % self.inner.nodes.len();
+            let current = self.inner.current.load(Ordering::Relaxed);
+            let i = current % self.inner.nodes.len();
             let mut node = self.inner.nodes[i].clone();
             match node.write(request.clone()).await {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(status) if retryable(status.code()) && attempt < cfg.max_attempts => {
                     tracing::debug!(node = %cfg.endpoints[i], code = ?status.code(), attempt, "retrying write");
                     // Move on to the next node; a follower forwards, a dead node is skipped.
-                    let _ =
-                        self.inner.current.compare_exchange(i, i + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    // (Compare the counter itself, not its remainder: once the counter wrapped
+                    // past the last node they differ and the client would never move on.)
+                    let _ = self.inner.current.compare_exchange(
+                        current,
+                        current.wrapping_add(1),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(cfg.max_backoff);
                 }

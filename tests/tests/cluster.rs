@@ -303,3 +303,28 @@ async fn a_minority_never_acknowledges_a_write() {
         assert_holds(cluster.node(i), &[0, 2], &format!("node {} after the heal", i + 1)).await;
     }
 }
+
+/// Issue 5's SDK promise: with every node as an endpoint, writes survive a leader change
+/// (retried with their batch ids, so none is stored twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_writes_survive_a_leader_change() {
+    use collabstream_sdk::{Client, ClientConfig};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let mut cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
+    let leader = cluster.wait_leader(&[0, 1, 2], WAIT).await.expect("leader");
+    let mut config = ClientConfig::new((0..3).map(|i| cluster.node(i).grpc_url()));
+    config.initial_backoff = Duration::from_millis(50);
+    config.max_attempts = 40;
+    let client = Client::connect(config).expect("client");
+    let ks: Vec<i64> = (0..60).collect();
+    for &k in &ks {
+        if k == 20 {
+            cluster.kill(leader);
+        }
+        client.write(batch(k)).await.unwrap_or_else(|e| panic!("batch {k} failed: {e}"));
+    }
+    for i in (0..3).filter(|i| *i != leader) {
+        assert_holds(cluster.node(i), &ks, &format!("survivor {}", i + 1)).await;
+    }
+}
