@@ -80,3 +80,70 @@ pub fn router(
         .route("/api/v1/alerts", get(meta::alerts))
         .with_state(api)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use axum::body::Bytes;
+    use axum::extract::{RawQuery, State};
+    use axum::response::IntoResponse;
+    use collabstream_common::{Labels, TimeRange};
+    use collabstream_store::{Matcher, SeriesData};
+
+    use super::*;
+
+    /// A source whose reads take `delay`, to hold a query slot.
+    struct Slow(Duration);
+
+    impl SeriesRead for Slow {
+        fn select(&self, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<SeriesData>> {
+            std::thread::sleep(self.0);
+            Ok(Vec::new())
+        }
+        fn series(&self, _: &[Matcher]) -> collabstream_store::Result<Vec<Labels>> {
+            Ok(Vec::new())
+        }
+        fn label_names(&self, _: &[Matcher]) -> collabstream_store::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        fn label_values(&self, _: &str, _: &[Matcher]) -> collabstream_store::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queries_over_the_concurrency_limit_wait_then_time_out() {
+        let config =
+            QueryConfig { max_concurrency: 1, timeout: Duration::from_millis(300), ..Default::default() };
+        let source: Arc<dyn SeriesRead> = Arc::new(Slow(Duration::from_millis(900)));
+        let api = Api {
+            engine: Engine::new(source.clone(), config.engine_options()),
+            source,
+            barrier: None,
+            slots: Arc::new(Semaphore::new(1)),
+            timeout: config.timeout,
+        };
+        let ask = |api: Api| async move {
+            query::instant(State(api), RawQuery(Some("query=up&time=1".into())), Bytes::new())
+                .await
+                .into_response()
+                .status()
+                .as_u16()
+        };
+        // The first query holds the only slot for 900 ms; the second waits 300 ms for it.
+        let first = tokio::spawn(ask(api.clone()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let second = ask(api.clone()).await;
+        assert_eq!(second, 503, "a queued query past its timeout gets Prometheus's timeout error");
+        assert!(started.elapsed() < Duration::from_millis(800), "it did not wait for the slot");
+        // The first finishes (its reads are not interrupted; the engine checks the deadline
+        // between steps) with the timeout error too: 900 ms > 300 ms.
+        assert_eq!(first.await.unwrap(), 503);
+        // A slot is free again.
+        let api_fast =
+            Api { engine: Engine::new(Arc::new(Slow(Duration::ZERO)), config.engine_options()), ..api };
+        assert_eq!(ask(api_fast).await, 200);
+    }
+}

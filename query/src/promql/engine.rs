@@ -155,6 +155,7 @@ impl Engine {
         let expr = parse(query)?;
         let mut ev = self.evaluator(t, t);
         ev.load(&expr)?;
+        ev.check_deadline()?;
         let value = match ev.eval(&expr, t)? {
             Value::Scalar(v) => QueryValue::Scalar { t, v },
             Value::String(v) => QueryValue::String { t, v },
