@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use super::annotations::Annotations;
 use super::error::{EvalError, Result, exec};
 use super::eval::{EvalLimits, Evaluator};
-use super::value::{Value, signature, without_name};
+use super::value::{StepSeries, Value, signature, without_name};
 
 /// Engine settings; the defaults are Prometheus's.
 #[derive(Debug, Clone)]
@@ -280,9 +280,6 @@ impl Engine {
         Ok(QueryResult { value: QueryValue::Matrix(out), annotations: ev.annotations })
     }
 }
-
-/// A range query's output series while stepping: labels, whether the name goes, points.
-type StepSeries = (Arc<Labels>, bool, Vec<(i64, f64)>);
 
 fn duplicate_labelset() -> EvalError {
     exec("vector cannot contain metrics with the same labelset")

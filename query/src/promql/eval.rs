@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use super::annotations::Annotations;
 use super::error::{EvalError, Result, exec};
-use super::value::{Metric, Points, RangeSeries, Sample, Value, signature};
+use super::value::{Metric, Points, RangeSeries, Sample, StepSeries, Value, signature};
 use super::{aggregate, binary, functions};
 
 /// Limits one query runs under.
@@ -367,7 +367,7 @@ impl<'a> Evaluator<'a> {
         // The first multiple of the step after the window's open start.
         let mut ts = (te - range).div_euclid(step) * step + step;
         let mut index: FxHashMap<u64, usize> = FxHashMap::default();
-        let mut out: Vec<(Metric, bool, Vec<(i64, f64)>)> = Vec::new();
+        let mut out: Vec<StepSeries> = Vec::new();
         while ts <= te {
             self.check_deadline()?;
             let key = (node_addr(sq.expr.as_ref()), ts);

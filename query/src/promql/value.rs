@@ -12,6 +12,9 @@ use collabstream_common::{Label, Labels, METRIC_NAME};
 /// A label set shared between steps; only changed copies allocate.
 pub type Metric = Arc<Labels>;
 
+/// A series being assembled step by step: labels, whether the name goes, points.
+pub type StepSeries = (Metric, bool, Vec<(i64, f64)>);
+
 /// One element of an instant vector.
 #[derive(Debug, Clone)]
 pub struct Sample {
