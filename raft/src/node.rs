@@ -62,7 +62,7 @@ impl RaftOptions {
             members: BTreeMap::from([(node_id, addr)]),
             snapshot_dir,
             heartbeat_interval: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(800),
+            election_timeout: Duration::from_millis(500),
             snapshot_after_entries: 50_000,
             keep_entries: 5_000,
             max_group: 512,
@@ -328,7 +328,9 @@ impl Writer {
 
 /// Groups waiting proposals into entries and proposes them, several entries in flight.
 async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: CancellationToken) {
-    let inflight = Arc::new(Semaphore::new(8));
+    // Two entries in flight: one being appended and applied while the next one gathers the
+    // writes that arrive meanwhile. More would send small groups, each with its own fsync.
+    let inflight = Arc::new(Semaphore::new(2));
     let (max_group, max_bytes) =
         (writer.inner.options.max_group.max(1), writer.inner.options.max_group_bytes);
     loop {

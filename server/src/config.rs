@@ -47,7 +47,7 @@ impl Default for RaftConfig {
     fn default() -> Self {
         Self {
             heartbeat_interval: std::time::Duration::from_millis(100),
-            election_timeout: std::time::Duration::from_millis(800),
+            election_timeout: std::time::Duration::from_millis(500),
             snapshot_after_entries: 50_000,
             keep_entries: 5_000,
             leader_wait: std::time::Duration::from_secs(10),
