@@ -15,11 +15,17 @@ const VOTE: &[u8] = b"raft_vote";
 const COMMITTED: &[u8] = b"raft_committed";
 const PURGED: &[u8] = b"raft_last_purged";
 
-/// openraft's log storage. Cheap to clone; clones share the database.
+/// openraft's log storage. Cheap to clone; clones share the database and the cache.
 #[derive(Clone, Debug)]
 pub struct LogStorage {
     log: LogStore,
+    /// The newest entries, so that replication to each follower and apply read them from
+    /// memory instead of reading and decoding them from RocksDB once per reader.
+    recent: std::sync::Arc<parking_lot::Mutex<std::collections::BTreeMap<u64, Entry>>>,
 }
+
+/// Entries kept in [`LogStorage::recent`].
+const RECENT: usize = 4096;
 
 fn io_read(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::read_logs(openraft::AnyError::error(e.to_string())).into()
@@ -38,7 +44,7 @@ async fn blocking<T: Send + 'static>(
 
 impl LogStorage {
     pub fn new(log: LogStore) -> Self {
-        Self { log }
+        Self { log, recent: Default::default() }
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -70,6 +76,17 @@ impl RaftLogReader<TypeConfig> for LogStorage {
             Bound::Excluded(i) => *i,
             Bound::Unbounded => u64::MAX,
         };
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        {
+            // The cache always holds a contiguous run ending at the last entry of the log, so a
+            // range starting inside it is served from memory entirely.
+            let recent = self.recent.lock();
+            if recent.first_key_value().is_some_and(|(&first, _)| first <= from) {
+                return Ok(recent.range(from..to).map(|(_, e)| e.clone()).collect());
+            }
+        }
         self.log
             .read_range(from, to)
             .map_err(io_read)?
@@ -120,14 +137,29 @@ impl RaftLogStorage<TypeConfig> for LogStorage {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| Ok((e.log_id.index, encode(&e).map_err(io_write)?)))
+            .iter()
+            .map(|e| Ok((e.log_id.index, encode(e).map_err(io_write)?)))
             .collect::<Result<_, StorageError>>()?;
         let log = self.log.clone();
         let result =
             blocking(move || log.append(encoded.iter().map(|(i, b)| (*i, b.as_slice()))).map_err(io_write))
                 .await;
+        if result.is_ok() {
+            let mut recent = self.recent.lock();
+            for e in entries {
+                // Entries not following the cached ones restart the cache, which therefore
+                // always holds a contiguous run up to the log's last entry.
+                if recent.last_key_value().is_some_and(|(&last, _)| last + 1 != e.log_id.index) {
+                    recent.clear();
+                }
+                recent.insert(e.log_id.index, e);
+            }
+            while recent.len() > RECENT {
+                recent.pop_first();
+            }
+        }
         // The entries are readable and durable once append returns: tell openraft either way.
         callback
             .log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
@@ -135,11 +167,14 @@ impl RaftLogStorage<TypeConfig> for LogStorage {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Invisible to readers before the call returns, as openraft requires.
+        self.recent.lock().retain(|i, _| *i < log_id.index);
         let log = self.log.clone();
         blocking(move || log.truncate_from(log_id.index).map_err(io_write)).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent.lock().retain(|i, _| *i > log_id.index);
         let bytes = encode(&log_id).map_err(io_write)?;
         let log = self.log.clone();
         blocking(move || log.purge_with_meta(log_id.index, PURGED, &bytes).map_err(io_write)).await

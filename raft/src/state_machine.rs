@@ -198,7 +198,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 };
                 match e.payload {
                     EntryPayload::Normal(Request { command }) => {
-                        let cmd = v1::Command::decode(command.as_slice()).map_err(|x| apply_err(&x))?;
+                        let cmd = v1::Command::decode(command).map_err(|x| apply_err(&x))?;
                         let bytes = encode(&meta).map_err(|x| apply_err(&x))?;
                         let outcomes =
                             store.apply_batch(index, &cmd, Some(bytes)).map_err(|x| apply_err(&chain(&x)))?;

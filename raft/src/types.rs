@@ -28,16 +28,29 @@ pub type Membership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
 pub type StorageError = openraft::StorageError<NodeId>;
 
 /// A log entry's payload: a protobuf-encoded [`v1::Command`], kept encoded so that the log,
-/// the network and apply never re-encode it.
+/// the network and apply never re-encode it, and shared (not copied) when openraft clones
+/// entries for each follower.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
-    #[serde(with = "bytes")]
-    pub command: Vec<u8>,
+    #[serde(with = "shared_bytes")]
+    pub command: ::bytes::Bytes,
 }
 
 impl Request {
     pub fn new(cmd: &v1::Command) -> Self {
-        Self { command: cmd.encode_to_vec() }
+        Self { command: cmd.encode_to_vec().into() }
+    }
+}
+
+mod shared_bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &::bytes::Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<::bytes::Bytes, D::Error> {
+        super::bytes::deserialize(d).map(Into::into)
     }
 }
 
@@ -81,15 +94,11 @@ impl<'de> Deserialize<'de> for Response {
     }
 }
 
-/// Byte strings as bytes rather than as a sequence of numbers (bincode then copies them in one
-/// go).
+/// Reading byte strings written as bytes (not as a sequence of numbers, which bincode would
+/// read one element at a time).
 mod bytes {
+    use serde::Deserializer;
     use serde::de::{SeqAccess, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         struct V;
