@@ -7,7 +7,9 @@ use std::time::Duration;
 use collabstream_proto::v1::raft_service_client::RaftServiceClient;
 use collabstream_proto::v1::raft_service_server::{RaftService, RaftServiceServer};
 use collabstream_proto::v1::{self, RaftPayload};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -31,6 +33,11 @@ pub(crate) fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .http2_keep_alive_interval(Duration::from_secs(10))
         .connect_lazy())
 }
+
+/// Entries sent in one AppendEntries request, at most (a single larger entry goes alone).
+const MAX_APPEND_BYTES: usize = 4 << 20;
+/// The deadline of an AppendEntries request that carries entries.
+const APPEND_DEADLINE: Duration = Duration::from_secs(2);
 
 /// openraft's network factory. A member listed in this node's `--peers` is reached at the
 /// address listed there; other members (learners added later) at the address in the
@@ -74,7 +81,7 @@ impl Peer {
     async fn call<Req, Resp, E>(
         &mut self,
         req: &Req,
-        option: &RPCOption,
+        deadline: Duration,
         method: &'static str,
     ) -> Result<Resp, RpcErr<E>>
     where
@@ -88,7 +95,7 @@ impl Peer {
         let data =
             encode(req).map_err(|e| RPCError::Network(NetworkError::from(AnyError::error(e.to_string()))))?;
         let mut request = Request::new(RaftPayload { data });
-        request.set_timeout(option.hard_ttl());
+        request.set_timeout(deadline);
         let answer = match method {
             "append_entries" => client.append_entries(request).await,
             "vote" => client.vote(request).await,
@@ -123,7 +130,28 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call(&rpc, &option, "append_entries").await
+        // Keep one request to a few MiB: a leader catching a follower up would otherwise send
+        // hundreds of MiB at once, which the follower cannot append within any deadline.
+        let mut bytes = 0usize;
+        let fits = rpc
+            .entries
+            .iter()
+            .take_while(|e| {
+                bytes += match &e.payload {
+                    openraft::EntryPayload::Normal(r) => r.command.len(),
+                    _ => 64,
+                };
+                bytes <= MAX_APPEND_BYTES
+            })
+            .count();
+        if fits < rpc.entries.len() {
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fits.max(1) as u64)));
+        }
+        // openraft's deadline is the heartbeat interval; appending a batch of entries on a busy
+        // follower (fsync included) can take longer, and timing it out would only resend it.
+        let deadline =
+            if rpc.entries.is_empty() { option.hard_ttl() } else { option.hard_ttl().max(APPEND_DEADLINE) };
+        self.call(&rpc, deadline, "append_entries").await
     }
 
     async fn install_snapshot(
@@ -131,7 +159,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.call(&rpc, &option, "install_snapshot").await
+        self.call(&rpc, option.hard_ttl(), "install_snapshot").await
     }
 
     async fn vote(
@@ -139,7 +167,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call(&rpc, &option, "vote").await
+        self.call(&rpc, option.hard_ttl(), "vote").await
     }
 }
 

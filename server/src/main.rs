@@ -9,6 +9,12 @@ use collabstream_server::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc: ingest and apply allocate and free millions of small
+/// label strings a second, and glibc spent a third of the CPU on them (profile in
+/// docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "collabstream",

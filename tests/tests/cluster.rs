@@ -11,6 +11,10 @@ use collabstream_proto::v1::{self, event::Event as Ev};
 use collabstream_tests::{Node, TestCluster, free_port, wait_until};
 
 const T0: i64 = 1_732_780_800_000;
+
+/// One cluster at a time: three nodes per test already fill the machine's two cores, and
+/// elections in overlapping clusters would time out for reasons no user would see.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Fast elections, small snapshots, short waits for a leader: set for every node.
@@ -97,6 +101,7 @@ async fn assert_holds(node: &Node, ks: &[i64], what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_a_follower_are_readable_on_every_node() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
@@ -146,6 +151,7 @@ async fn writes_through_a_follower_are_readable_on_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let mut cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
@@ -191,6 +197,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_follower_catches_up_through_a_snapshot() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
@@ -225,6 +232,7 @@ async fn a_cut_off_follower_catches_up_through_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_cluster_restart_recovers_everything() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let mut cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
@@ -248,6 +256,7 @@ async fn a_whole_cluster_restart_recovers_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_catches_up_and_is_promoted() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
@@ -285,6 +294,7 @@ async fn a_learner_catches_up_and_is_promoted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_never_acknowledges_a_write() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
@@ -308,6 +318,7 @@ async fn a_minority_never_acknowledges_a_write() {
 /// (retried with their batch ids, so none is stored twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_writes_survive_a_leader_change() {
+    let _serial = SERIAL.lock().await;
     use collabstream_sdk::{Client, ClientConfig};
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
@@ -315,7 +326,8 @@ async fn sdk_writes_survive_a_leader_change() {
     let leader = cluster.wait_leader(&[0, 1, 2], WAIT).await.expect("leader");
     let mut config = ClientConfig::new((0..3).map(|i| cluster.node(i).grpc_url()));
     config.initial_backoff = Duration::from_millis(50);
-    config.max_attempts = 40;
+    config.max_backoff = Duration::from_millis(500);
+    config.max_attempts = 80;
     let client = Client::connect(config).expect("client");
     let ks: Vec<i64> = (0..60).collect();
     for &k in &ks {
