@@ -18,6 +18,8 @@ mod events;
 mod export;
 pub mod params;
 pub mod promql;
+#[cfg(test)]
+mod test_support;
 
 use std::sync::Arc;
 

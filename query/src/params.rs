@@ -1,7 +1,6 @@
 //! Parameters of the Prometheus HTTP API: times and `match[]` series selectors.
 
-use collabstream_store::{MatchOp, Matcher};
-use promql_parser::label::MatchOp as PMatchOp;
+use collabstream_store::Matcher;
 use promql_parser::parser::{self, Expr};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -107,24 +106,7 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, Error> {
     let Expr::VectorSelector(vs) = expr else {
         return Err(bad(format!("{s:?} is not a series selector")));
     };
-    if !vs.matchers.or_matchers.is_empty() {
-        return Err(
-            bad("selectors with `or` are not supported yet; send one match[] per alternative".into()),
-        );
-    }
-    let mut out = Vec::new();
-    if let Some(name) = vs.name {
-        out.push(Matcher::equal("__name__", name));
-    }
-    for m in vs.matchers.matchers {
-        let op = match m.op {
-            PMatchOp::Equal => MatchOp::Equal,
-            PMatchOp::NotEqual => MatchOp::NotEqual,
-            PMatchOp::Re(_) => MatchOp::Regex,
-            PMatchOp::NotRe(_) => MatchOp::NotRegex,
-        };
-        out.push(Matcher::new(op, m.name, m.value).map_err(|e| bad(e.to_string()))?);
-    }
+    let out = crate::promql::selector_matchers(&vs).map_err(|e| bad(e.to_string()))?;
     if out.iter().all(|m| m.matches_empty()) {
         return Err(bad(format!("{s:?}: match[] must contain at least one non-empty matcher")));
     }
@@ -134,6 +116,7 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use collabstream_store::MatchOp;
 
     #[test]
     fn times() {

@@ -96,7 +96,10 @@ impl RaftOptions {
     }
 }
 
-type Reply = oneshot::Sender<Result<ApplyOutcome, Error>>;
+/// A proposal's answer. A write this node could not propose because it is not the leader
+/// comes back with the error, so the caller can send it on without having kept a copy.
+type Answer = Result<ApplyOutcome, (Error, Option<v1::WriteRequest>)>;
+type Reply = oneshot::Sender<Answer>;
 
 #[derive(Debug)]
 struct Proposal {
@@ -246,8 +249,16 @@ impl Writer {
         loop {
             let (leader, addr) = self.wait_leader(deadline).await?;
             let attempt = if leader == self.inner.id {
-                self.propose_here(write.clone()).await
+                match self.propose_local(write).await {
+                    Ok(outcome) => return Ok(outcome),
+                    Err((e, Some(back))) => {
+                        write = back;
+                        Err(e)
+                    }
+                    Err((e, None)) => return Err(e),
+                }
             } else {
+                // The request is consumed by the RPC; keep a copy for a retry.
                 self.forward(leader, &addr, write.clone()).await
             };
             match attempt {
@@ -288,12 +299,16 @@ impl Writer {
         Ok(index)
     }
 
-    /// Proposes on this node, which must be the leader.
+    /// Proposes on this node, which must be the leader (a write forwarded by a follower).
     pub(crate) async fn propose_here(&self, write: v1::WriteRequest) -> Result<ApplyOutcome, Error> {
+        self.propose_local(write).await.map_err(|(e, _)| e)
+    }
+
+    async fn propose_local(&self, write: v1::WriteRequest) -> Answer {
         let (reply, rx) = oneshot::channel();
         let size = write.encoded_len();
-        self.inner.tx.send(Proposal { write, size, reply }).await.map_err(|_| Error::ShuttingDown)?;
-        rx.await.map_err(|_| Error::ShuttingDown)?
+        self.inner.tx.send(Proposal { write, size, reply }).await.map_err(|_| (Error::ShuttingDown, None))?;
+        rx.await.map_err(|_| (Error::ShuttingDown, None))?
     }
 
     async fn forward(
@@ -359,7 +374,6 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
                 payload: Some(Payload::Batch(v1::WriteBatch { writes })),
             };
             let request = Request::new(&cmd);
-            drop(cmd);
             // A leader cut off from its majority never commits; answer instead of hanging. The
             // entry may still commit later (or be dropped by the next leader): retry with the
             // same batch id.
@@ -368,7 +382,8 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
                 Ok(r) => r,
                 Err(_) => {
                     for reply in replies {
-                        let _ = reply.send(Err(Error::NotCommitted { waited_ms: wait.as_millis() as u64 }));
+                        let _ = reply
+                            .send(Err((Error::NotCommitted { waited_ms: wait.as_millis() as u64 }, None)));
                     }
                     return;
                 }
@@ -377,24 +392,33 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
                 Ok(resp) => {
                     let mut outcomes = resp.data.outcomes.into_iter();
                     for reply in replies {
-                        let _ = reply
-                            .send(outcomes.next().ok_or_else(|| Error::Raft("an outcome is missing".into())));
+                        let _ = reply.send(
+                            outcomes
+                                .next()
+                                .ok_or_else(|| (Error::Raft("an outcome is missing".into()), None)),
+                        );
                     }
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    // Hand each write back, for the caller to send to the leader.
+                    let writes = match cmd.payload {
+                        Some(Payload::Batch(b)) => b.writes,
+                        _ => Vec::new(),
+                    };
+                    let mut writes = writes.into_iter();
                     for reply in replies {
-                        let _ = reply.send(Err(Error::NotLeader));
+                        let _ = reply.send(Err((Error::NotLeader, writes.next())));
                     }
                 }
                 Err(RaftError::Fatal(openraft::error::Fatal::Stopped)) => {
                     for reply in replies {
-                        let _ = reply.send(Err(Error::ShuttingDown));
+                        let _ = reply.send(Err((Error::ShuttingDown, None)));
                     }
                 }
                 Err(e) => {
                     let msg = e.to_string();
                     for reply in replies {
-                        let _ = reply.send(Err(Error::Raft(msg.clone())));
+                        let _ = reply.send(Err((Error::Raft(msg.clone()), None)));
                     }
                 }
             }
@@ -403,7 +427,7 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
     // Refuse what is still queued.
     rx.close();
     while let Ok(p) = rx.try_recv() {
-        let _ = p.reply.send(Err(Error::ShuttingDown));
+        let _ = p.reply.send(Err((Error::ShuttingDown, None)));
     }
 }
 

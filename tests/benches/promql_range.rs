@@ -11,8 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use collabstream_tests::promql_suite::{dataset, queries, range_window};
-use collabstream_tests::{Node, Prometheus, remote_write_body, wait_until};
+use collabstream_tests::promql_suite::{queries, range_window, start_pair};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -42,45 +41,10 @@ async fn main() {
     let scale = env_usize("BENCH_SCALE", if quick { 2 } else { 200 });
     let rounds = env_usize("BENCH_ROUNDS", if quick { 1 } else { 5 });
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(&dir.path().join("node"), &[]).expect("node starts");
-    let prom_dir = dir.path().join("prometheus");
-    std::fs::create_dir_all(&prom_dir).expect("dir");
-    let prom = Prometheus::start(
-        &prom_dir,
-        "global:\n  scrape_interval: 1h\n",
-        &["--web.enable-remote-write-receiver"],
-    )
-    .expect("prometheus starts");
+    let pair = start_pair(dir.path(), scale).await.expect("node and Prometheus hold the dataset");
+    let (node, prom, t0) = (&pair.node, &pair.prometheus, pair.t0);
+    let (series, samples) = (pair.series, pair.samples);
     let client = reqwest::Client::new();
-    wait_until(Duration::from_secs(30), || async {
-        client.get(prom.url("/-/ready")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
-    })
-    .await
-    .expect("Prometheus ready");
-
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-    let t0 = (now - 2 * 3_600_000) / 60_000 * 60_000;
-    let mut samples = 0usize;
-    let mut series = 0usize;
-    for (i, req) in dataset(t0, scale).into_iter().enumerate() {
-        samples += req.timeseries.iter().map(|t| t.samples.len()).sum::<usize>();
-        if i == 0 {
-            series = req.timeseries.len();
-        }
-        let body = remote_write_body(&req);
-        for url in [node.url("/api/v1/write"), prom.url("/api/v1/write")] {
-            let r = client
-                .post(&url)
-                .header("Content-Encoding", "snappy")
-                .header("Content-Type", "application/x-protobuf")
-                .body(body.clone())
-                .send()
-                .await
-                .expect("write");
-            assert!(r.status().is_success(), "{url}: {}", r.status());
-        }
-    }
     println!("dataset: {series} series, {samples} samples; {rounds} rounds per query");
 
     let (start, end, step) = range_window(t0);

@@ -300,3 +300,65 @@ pub fn queries() -> Vec<String> {
     }
     q
 }
+
+/// Our node and a Prometheus 2.42 side by side, both holding [`dataset`] at `scale`.
+#[derive(Debug)]
+pub struct Pair {
+    pub node: crate::Node,
+    pub prometheus: crate::Prometheus,
+    /// Where the data starts: two hours before the pair started, on a whole minute.
+    pub t0: i64,
+    pub series: usize,
+    pub samples: usize,
+}
+
+/// Starts both under `dir` (Prometheus with its remote-write receiver and negative offsets)
+/// and remote-writes the dataset to each.
+pub async fn start_pair(dir: &std::path::Path, scale: usize) -> anyhow::Result<Pair> {
+    use anyhow::Context;
+    let node = crate::Node::start(&dir.join("node"), &[])?;
+    let prom_dir = dir.join("prometheus");
+    std::fs::create_dir_all(&prom_dir)?;
+    let prometheus = crate::Prometheus::start(
+        &prom_dir,
+        "global:\n  scrape_interval: 1h\n",
+        &["--web.enable-remote-write-receiver", "--enable-feature=promql-negative-offset"],
+    )?;
+    let client = reqwest::Client::new();
+    crate::wait_until(std::time::Duration::from_secs(30), || async {
+        client
+            .get(prometheus.url("/-/ready"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await
+    .context("Prometheus did not become ready within 30 s")?;
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let t0 = (now - 2 * 3_600_000) / 60_000 * 60_000;
+    let (mut series, mut samples) = (0, 0);
+    for (i, req) in dataset(t0, scale).into_iter().enumerate() {
+        samples += req.timeseries.iter().map(|t| t.samples.len()).sum::<usize>();
+        if i == 0 {
+            series = req.timeseries.len();
+        }
+        let body = crate::remote_write_body(&req);
+        for url in [node.url("/api/v1/write"), prometheus.url("/api/v1/write")] {
+            let r = client
+                .post(&url)
+                .header("Content-Encoding", "snappy")
+                .header("Content-Type", "application/x-protobuf")
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                .body(body.clone())
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                anyhow::bail!("{url}: {} {}", r.status(), r.text().await.unwrap_or_default());
+            }
+        }
+    }
+    Ok(Pair { node, prometheus, t0, series, samples })
+}

@@ -29,6 +29,18 @@ fn config(dir: &std::path::Path) -> String {
     path.to_str().expect("utf-8").to_string()
 }
 
+/// One cluster at a time (see [`SERIAL`]), three nodes with [`config`], and its leader. The
+/// guard and the directory must live as long as the cluster.
+async fn three_nodes() -> (tokio::sync::MutexGuard<'static, ()>, tempfile::TempDir, String, TestCluster, usize)
+{
+    let serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
+    let leader = cluster.wait_leader(&[0, 1, 2], WAIT).await.expect("leader");
+    (serial, dir, cfg, cluster, leader)
+}
+
 /// Batch `k`: one sample of `cl_total` at T0 + k s (value k) and one chat event with id `k`.
 fn batch(k: i64) -> v1::WriteRequest {
     v1::WriteRequest {
@@ -101,11 +113,7 @@ async fn assert_holds(node: &Node, ks: &[i64], what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_a_follower_are_readable_on_every_node() {
-    let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(dir.path());
-    let cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
-    let leader = cluster.wait_leader(&[0, 1, 2], WAIT).await.expect("leader");
+    let (_serial, _dir, _cfg, cluster, leader) = three_nodes().await;
     let follower = (leader + 1) % 3;
     for k in 0..5 {
         let r = write(cluster.node(follower), k).await.expect("a follower accepts writes");
@@ -151,11 +159,7 @@ async fn writes_through_a_follower_are_readable_on_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
-    let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(dir.path());
-    let mut cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
-    let leader = cluster.wait_leader(&[0, 1, 2], WAIT).await.expect("leader");
+    let (_serial, _dir, _cfg, mut cluster, leader) = three_nodes().await;
     let urls: Vec<String> = (0..3).map(|i| cluster.node(i).grpc_url()).collect();
 
     // A client writing batches one after another to the nodes in turn; a batch is retried
@@ -197,11 +201,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_follower_catches_up_through_a_snapshot() {
-    let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(dir.path());
-    let cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
-    let leader = cluster.wait_leader(&[0, 1, 2], WAIT).await.expect("leader");
+    let (_serial, _dir, _cfg, cluster, leader) = three_nodes().await;
     let follower = (leader + 1) % 3;
     write(cluster.node(leader), 0).await.expect("write");
     assert_holds(cluster.node(follower), &[0], "before the cut").await;
@@ -232,11 +232,7 @@ async fn a_cut_off_follower_catches_up_through_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_cluster_restart_recovers_everything() {
-    let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(dir.path());
-    let mut cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
-    let leader = cluster.wait_leader(&[0, 1, 2], WAIT).await.expect("leader");
+    let (_serial, _dir, _cfg, mut cluster, leader) = three_nodes().await;
     let ks: Vec<i64> = (0..25).collect();
     for &k in &ks {
         write(cluster.node((leader + k as usize) % 3), k).await.expect("write");
@@ -256,11 +252,7 @@ async fn a_whole_cluster_restart_recovers_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_catches_up_and_is_promoted() {
-    let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(dir.path());
-    let cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
-    let leader = cluster.wait_leader(&[0, 1, 2], WAIT).await.expect("leader");
+    let (_serial, dir, cfg, cluster, leader) = three_nodes().await;
     let ks: Vec<i64> = (0..15).collect();
     for &k in &ks {
         write(cluster.node(leader), k).await.expect("write");
@@ -294,11 +286,7 @@ async fn a_learner_catches_up_and_is_promoted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_never_acknowledges_a_write() {
-    let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(dir.path());
-    let cluster = TestCluster::start(dir.path(), 3, &["--config", &cfg]).await.expect("cluster starts");
-    let old = cluster.wait_leader(&[0, 1, 2], WAIT).await.expect("leader");
+    let (_serial, _dir, _cfg, cluster, old) = three_nodes().await;
     write(cluster.node(old), 0).await.expect("write");
     cluster.isolate(old);
     // The cut-off leader cannot commit: the write is refused (503), not acknowledged.

@@ -3,10 +3,8 @@
 //! relative, NaN equal to NaN), or fail in both.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use collabstream_tests::promql_suite::{dataset, instant_time, queries, range_window};
-use collabstream_tests::{Node, Prometheus, remote_write_body, wait_until};
+use collabstream_tests::promql_suite::{instant_time, queries, range_window, start_pair};
 use serde_json::Value;
 
 /// A result reduced to comparable form: series key → [(t ms, value)].
@@ -58,6 +56,8 @@ async fn ask(client: &reqwest::Client, base: &str, params: &[(&str, String)], ra
     Ok(out)
 }
 
+/// Within 1e-6 relative, NaN equal to NaN. (This crate talks to nodes over the wire only, so it
+/// does not borrow the engine's comparison.)
 fn close(a: f64, b: f64) -> bool {
     if a.is_nan() && b.is_nan() || a == b {
         return true;
@@ -94,42 +94,9 @@ fn same(ours: &Answer, theirs: &Answer) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_promql_answers_like_prometheus() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(&dir.path().join("node"), &[]).expect("node starts");
-    let prom_dir = dir.path().join("prometheus");
-    std::fs::create_dir_all(&prom_dir).expect("dir");
-    let prom = Prometheus::start(
-        &prom_dir,
-        "global:\n  scrape_interval: 1h\n",
-        &["--web.enable-remote-write-receiver", "--enable-feature=promql-negative-offset"],
-    )
-    .expect("prometheus starts");
+    let pair = start_pair(dir.path(), 1).await.expect("node and Prometheus hold the dataset");
+    let (node, prom, t0) = (&pair.node, &pair.prometheus, pair.t0);
     let client = reqwest::Client::new();
-    let ready = wait_until(Duration::from_secs(30), || async {
-        let r = client.get(prom.url("/-/ready")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    assert!(ready.is_some(), "Prometheus did not become ready");
-
-    // Two hours ago, on a whole minute.
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-    let t0 = (now - 2 * 3_600_000) / 60_000 * 60_000;
-    for req in dataset(t0, 1) {
-        let body = remote_write_body(&req);
-        for url in [node.url("/api/v1/write"), prom.url("/api/v1/write")] {
-            let r = client
-                .post(&url)
-                .header("Content-Encoding", "snappy")
-                .header("Content-Type", "application/x-protobuf")
-                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                .body(body.clone())
-                .send()
-                .await
-                .expect("write");
-            assert!(r.status().is_success(), "{url}: {} {}", r.status(), r.text().await.unwrap_or_default());
-        }
-    }
 
     let at = instant_time(t0);
     let (start, end, step) = range_window(t0);

@@ -88,29 +88,9 @@ mod tests {
     use axum::body::Bytes;
     use axum::extract::{RawQuery, State};
     use axum::response::IntoResponse;
-    use collabstream_common::{Labels, TimeRange};
-    use collabstream_store::{Matcher, SeriesData};
 
     use super::*;
-
-    /// A source whose reads take `delay`, to hold a query slot.
-    struct Slow(Duration);
-
-    impl SeriesRead for Slow {
-        fn select(&self, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<SeriesData>> {
-            std::thread::sleep(self.0);
-            Ok(Vec::new())
-        }
-        fn series(&self, _: &[Matcher]) -> collabstream_store::Result<Vec<Labels>> {
-            Ok(Vec::new())
-        }
-        fn label_names(&self, _: &[Matcher]) -> collabstream_store::Result<Vec<String>> {
-            Ok(Vec::new())
-        }
-        fn label_values(&self, _: &str, _: &[Matcher]) -> collabstream_store::Result<Vec<String>> {
-            Ok(Vec::new())
-        }
-    }
+    use crate::test_support::Slow;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queries_over_the_concurrency_limit_wait_then_time_out() {

@@ -287,33 +287,15 @@ fn duplicate_labelset() -> EvalError {
 
 #[cfg(test)]
 mod tests {
-    use collabstream_common::TimeRange;
-    use collabstream_store::{Matcher, SeriesData};
-
     use super::*;
-
-    /// A source with nothing in it; these tests need no data.
-    struct Empty;
-
-    impl SeriesRead for Empty {
-        fn select(&self, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<SeriesData>> {
-            Ok(Vec::new())
-        }
-        fn series(&self, _: &[Matcher]) -> collabstream_store::Result<Vec<Labels>> {
-            Ok(Vec::new())
-        }
-        fn label_names(&self, _: &[Matcher]) -> collabstream_store::Result<Vec<String>> {
-            Ok(Vec::new())
-        }
-        fn label_values(&self, _: &str, _: &[Matcher]) -> collabstream_store::Result<Vec<String>> {
-            Ok(Vec::new())
-        }
-    }
+    use crate::test_support::Slow;
 
     #[test]
     fn a_query_past_its_timeout_stops_with_the_timeout_error() {
-        let engine =
-            Engine::new(Arc::new(Empty), EngineOptions { timeout: Duration::ZERO, ..Default::default() });
+        let engine = Engine::new(
+            Arc::new(Slow(Duration::ZERO)),
+            EngineOptions { timeout: Duration::ZERO, ..Default::default() },
+        );
         std::thread::sleep(Duration::from_millis(1));
         let err = engine.range("vector(1)", 0, 10_000_000, 1_000).unwrap_err();
         assert!(matches!(err, EvalError::Timeout(_)), "{err}");
@@ -322,7 +304,10 @@ mod tests {
 
     #[test]
     fn a_query_over_max_samples_fails_instead_of_growing() {
-        let engine = Engine::new(Arc::new(Empty), EngineOptions { max_samples: 100, ..Default::default() });
+        let engine = Engine::new(
+            Arc::new(Slow(Duration::ZERO)),
+            EngineOptions { max_samples: 100, ..Default::default() },
+        );
         let err = engine.range("vector(1)", 0, 1_000_000, 1_000).unwrap_err();
         assert!(matches!(err, EvalError::TooManySamples(_)), "{err}");
         assert!(engine.range("vector(1)", 0, 50_000, 1_000).is_ok());

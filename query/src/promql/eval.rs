@@ -89,8 +89,9 @@ fn system_time_ms(t: &SystemTime) -> i64 {
     }
 }
 
-/// The store's matchers for a selector (the metric name becomes a `__name__` matcher).
-pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
+/// The store's matchers for a selector (the metric name becomes a `__name__` matcher); also
+/// what `match[]` parameters resolve to.
+pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
     if !vs.matchers.or_matchers.is_empty() {
         return Err(EvalError::BadData(
             "selectors with `or` between matchers are not PromQL; use `or` between selectors".into(),

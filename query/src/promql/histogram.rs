@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 
 use super::error::{Result, exec};
 use super::eval::Evaluator;
+use super::stats::almost_equal;
 use super::value::{Sample, Value, format_float, retain, signature, with_label};
 
 /// One bucket: upper bound and cumulative count.
@@ -96,21 +97,6 @@ fn ensure_monotonic(buckets: &mut [Bucket]) -> bool {
         prev = cur;
     }
     forced
-}
-
-pub(crate) fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
-    if a.is_nan() && b.is_nan() {
-        return true;
-    }
-    if a == b {
-        return true;
-    }
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
-        return diff < epsilon * f64::MIN_POSITIVE;
-    }
-    diff / abs_sum.min(f64::MAX) < epsilon
 }
 
 /// The q-quantile of a classic histogram, interpolating linearly inside the bucket; `None`

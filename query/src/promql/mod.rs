@@ -18,4 +18,6 @@ mod value;
 pub use annotations::Annotations;
 pub use engine::{Engine, EngineOptions, QueryResult, QueryValue, parse};
 pub use error::EvalError;
+pub use eval::selector_matchers;
+pub use stats::almost_equal;
 pub use value::format_float;

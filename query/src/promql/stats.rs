@@ -135,3 +135,20 @@ pub fn go_max(a: f64, b: f64) -> f64 {
 pub fn go_min(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
 }
+
+/// Prometheus's float comparison (`util/almost`): NaN equals NaN, and otherwise the difference
+/// relative to the magnitudes is below `epsilon`. Its test runner compares results with 1e-6.
+pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
+        return diff < epsilon * f64::MIN_POSITIVE;
+    }
+    diff / abs_sum.min(f64::MAX) < epsilon
+}

@@ -191,20 +191,9 @@ fn touches(expr: &str, series: &[Labels]) -> bool {
     !series.is_empty() && parser::parse(expr).is_ok_and(|e| walk(&e, series))
 }
 
+/// As Prometheus's test runner compares values.
 fn almost_equal(a: f64, b: f64) -> bool {
-    const EPS: f64 = 1e-6;
-    if a.is_nan() && b.is_nan() {
-        return true;
-    }
-    if a == b {
-        return true;
-    }
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
-        return diff < EPS * f64::MIN_POSITIVE;
-    }
-    diff / abs_sum.min(f64::MAX) < EPS
+    collabstream_query::promql::almost_equal(a, b, 1e-6)
 }
 
 fn message_matches(expected: &str, actual: &str) -> bool {
