@@ -2,6 +2,11 @@
 //! data directory and ports. Node-to-node traffic goes through one [`Proxy`] per direction, so
 //! a test can cut a node off and heal it. Waits poll the nodes' Raft status (bounded), never
 //! sleep for a guessed time.
+//!
+//! No port is guessed: every relay is bound before any node starts, and each node binds its
+//! own listeners on port 0 before it serves (the relays learn where it listens from its
+//! start-up line). A node is known to the others, and to itself in `--peers`, by relay
+//! addresses, which stay the same when it restarts on new ports.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,13 +19,13 @@ use collabstream_proto::v1::{StatusRequest, StatusResponse};
 
 use crate::node::Node;
 use crate::prom::wait_until;
-use crate::prometheus::free_port;
 use crate::proxy::Proxy;
 
 #[derive(Debug)]
 pub struct TestCluster {
     dir: PathBuf,
-    grpc: Vec<SocketAddr>,
+    /// Node `i`'s own entry in its `--peers`: a relay that is never cut.
+    front: Vec<Proxy>,
     nodes: Vec<Option<Node>>,
     /// (from, to) → the relay `from` uses to reach `to`.
     proxies: BTreeMap<(usize, usize), Proxy>,
@@ -30,20 +35,21 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes (ids 1..=n) under `dir`, each with `extra` flags.
     pub async fn start(dir: &Path, n: usize, extra: &[&str]) -> anyhow::Result<TestCluster> {
-        let grpc: Vec<SocketAddr> = (0..n)
-            .map(|_| Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?))))
-            .collect::<anyhow::Result<_>>()?;
+        let mut front = Vec::with_capacity(n);
+        for _ in 0..n {
+            front.push(Proxy::bind().await?);
+        }
         let mut proxies = BTreeMap::new();
         for from in 0..n {
-            for (to, target) in grpc.iter().enumerate() {
+            for to in 0..n {
                 if from != to {
-                    proxies.insert((from, to), Proxy::start(*target).await?);
+                    proxies.insert((from, to), Proxy::bind().await?);
                 }
             }
         }
         let mut cluster = TestCluster {
             dir: dir.to_path_buf(),
-            grpc,
+            front,
             nodes: (0..n).map(|_| None).collect(),
             proxies,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -66,7 +72,7 @@ impl TestCluster {
     fn peers(&self, i: usize) -> String {
         (0..self.len())
             .map(|j| {
-                let addr = if i == j { self.grpc[j] } else { self.proxies[&(i, j)].addr };
+                let addr = if i == j { self.front[j].addr } else { self.proxies[&(i, j)].addr };
                 format!("{}={addr}", j + 1)
             })
             .collect::<Vec<_>>()
@@ -77,16 +83,26 @@ impl TestCluster {
         self.dir.join(format!("node-{}", i + 1))
     }
 
-    /// (Re)starts node `i` (0-based) with the same data directory and ports.
+    /// (Re)starts node `i` (0-based) with the same data directory, on new ports.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         let id = (i + 1).to_string();
         let peers = self.peers(i);
         let mut args: Vec<&str> = vec!["--node-id", &id, "--peers", &peers];
         args.extend(self.extra.iter().map(String::as_str));
-        let node = Node::start_at(&self.node_dir(i), &self.grpc[i].to_string(), &args)
-            .with_context(|| format!("node {} starts", i + 1))?;
+        let node = Node::start(&self.node_dir(i), &args).with_context(|| format!("node {} starts", i + 1))?;
+        self.front[i].set_target(node.grpc);
+        for ((_, to), p) in &self.proxies {
+            if *to == i {
+                p.set_target(node.grpc);
+            }
+        }
         self.nodes[i] = Some(node);
         Ok(())
+    }
+
+    /// The address the other members know node `i` by (stable across restarts).
+    pub fn member_addr(&self, i: usize) -> SocketAddr {
+        self.front[i].addr
     }
 
     /// Node `i` (0-based); panics if it is stopped.

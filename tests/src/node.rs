@@ -31,14 +31,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node on `127.0.0.1:0` ports and waits (bounded) until it serves.
+    /// Starts a node that binds its listeners on `127.0.0.1:0` before serving, and waits
+    /// (bounded) for the start-up line that says where.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Node> {
-        Self::start_at(data_dir, "127.0.0.1:0", extra_args)
-    }
-
-    /// Starts a node whose gRPC listens on `grpc_listen` (cluster members must know each
-    /// other's addresses before they start).
-    pub fn start_at(data_dir: &Path, grpc_listen: &str, extra_args: &[&str]) -> anyhow::Result<Node> {
         let bin = binary();
         if !bin.exists() {
             bail!("{} not found: build it first with `cargo build --bin collabstream`", bin.display());
@@ -49,7 +44,7 @@ impl Node {
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--http-listen", "127.0.0.1:0", "--grpc-listen", grpc_listen])
+            .args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
             .args(extra_args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use collabstream_proto::v1::admin_service_client::AdminServiceClient;
 use collabstream_proto::v1::ingest_service_client::IngestServiceClient;
 use collabstream_proto::v1::{self, event::Event as Ev};
-use collabstream_tests::{Node, TestCluster, free_port, wait_until};
+use collabstream_tests::{Node, Proxy, TestCluster, wait_until};
 
 const T0: i64 = 1_732_780_800_000;
 
@@ -257,18 +257,17 @@ async fn a_learner_catches_up_and_is_promoted() {
     for &k in &ks {
         write(cluster.node(leader), k).await.expect("write");
     }
-    // Node 4 starts knowing the cluster; it does not form one of its own.
-    let port = free_port().expect("port");
-    let addr = format!("127.0.0.1:{port}");
-    let mut peers: Vec<String> = (0..3).map(|i| format!("{}={}", i + 1, cluster.node(i).grpc)).collect();
+    // Node 4 starts knowing the cluster; it does not form one of its own. It is known by a
+    // relay address, bound before it starts on ports of its own choosing.
+    let front = Proxy::bind().await.expect("relay");
+    let addr = front.addr.to_string();
+    let mut peers: Vec<String> = (0..3).map(|i| format!("{}={}", i + 1, cluster.member_addr(i))).collect();
     peers.push(format!("4={addr}"));
     let peers = peers.join(",");
-    let learner = Node::start_at(
-        &dir.path().join("node-4"),
-        &addr,
-        &["--node-id", "4", "--peers", &peers, "--config", &cfg],
-    )
-    .expect("node 4 starts");
+    let learner =
+        Node::start(&dir.path().join("node-4"), &["--node-id", "4", "--peers", &peers, "--config", &cfg])
+            .expect("node 4 starts");
+    front.set_target(learner.grpc);
     // Added through a follower: the request is passed to the leader.
     let mut admin =
         AdminServiceClient::connect(cluster.node((leader + 1) % 3).grpc_url()).await.expect("admin");
