@@ -29,6 +29,31 @@ pub enum LabelError {
     MissingMetricName,
 }
 
+/// Validates and normalises a list of labels of any representation in place, with the rules
+/// of a [`Labels`] set: no empty names, empty values dropped, sorted by name, no duplicate
+/// names, a metric name present. Ingest checks wire labels with it without copying them.
+pub fn normalize_labels<L>(
+    labels: &mut Vec<L>,
+    name: impl Fn(&L) -> &str,
+    value: impl Fn(&L) -> &str,
+) -> Result<(), LabelError> {
+    if let Some(l) = labels.iter().find(|l| name(l).is_empty()) {
+        return Err(LabelError::EmptyName { value: value(l).to_string() });
+    }
+    labels.retain(|l| !value(l).is_empty());
+    // Senders mostly send sorted labels already (Prometheus always does).
+    if !labels.is_sorted_by(|a, b| name(a) <= name(b)) {
+        labels.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+    }
+    if let Some(w) = labels.windows(2).find(|w| name(&w[0]) == name(&w[1])) {
+        return Err(LabelError::DuplicateName { name: name(&w[0]).to_string() });
+    }
+    if !labels.iter().any(|l| name(l) == METRIC_NAME) {
+        return Err(LabelError::MissingMetricName);
+    }
+    Ok(())
+}
+
 /// A validated label set, sorted by name, with no empty names, no duplicates, no empty values
 /// (Prometheus treats an empty value as an absent label) and a metric name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -38,17 +63,7 @@ impl Labels {
     /// Validates and normalises `labels`. Label names and values may be any UTF-8
     /// (Prometheus 3.x); the caller has already checked the bytes are UTF-8.
     pub fn new(mut labels: Vec<Label>) -> Result<Self, LabelError> {
-        if let Some(l) = labels.iter().find(|l| l.name.is_empty()) {
-            return Err(LabelError::EmptyName { value: l.value.clone() });
-        }
-        labels.retain(|l| !l.value.is_empty());
-        labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        if let Some(w) = labels.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(LabelError::DuplicateName { name: w[0].name.clone() });
-        }
-        if !labels.iter().any(|l| l.name == METRIC_NAME) {
-            return Err(LabelError::MissingMetricName);
-        }
+        normalize_labels(&mut labels, |l| &l.name, |l| &l.value)?;
         Ok(Self(labels))
     }
 

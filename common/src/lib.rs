@@ -14,7 +14,7 @@ mod sample;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error_code::ErrorCode;
-pub use labels::{Label, LabelError, Labels, METRIC_NAME};
+pub use labels::{Label, LabelError, Labels, METRIC_NAME, normalize_labels};
 pub use sample::{STALE_NAN_BITS, Sample, TimeRange, is_stale_nan};
 
 /// Identifies one series inside one store. Assigned densely, in apply order, so that every

@@ -1,7 +1,7 @@
 //! Turning a request into a write the log accepts: valid items only, label sets normalised,
 //! and a rejection with a reason for every item left out.
 
-use collabstream_proto::series::{labels_from_v1, labels_to_v1, series_from_prompb};
+use collabstream_proto::series::{normalize_v1, series_from_prompb};
 use collabstream_proto::{events, prompb, v1};
 use v1::{ItemKind, Rejection};
 
@@ -26,14 +26,12 @@ impl Prepared {
             ..Default::default()
         };
         for (i, mut s) in req.series.into_iter().enumerate() {
-            let checked = labels_from_v1(&s.labels).map_err(|e| e.to_string()).and_then(|l| {
-                if s.samples.is_empty() { Err("series has no samples".to_string()) } else { Ok(l) }
+            // Normalised in place: the strings move on into the log entry uncopied.
+            let checked = normalize_v1(&mut s.labels).map_err(|e| e.to_string()).and_then(|()| {
+                if s.samples.is_empty() { Err("series has no samples".to_string()) } else { Ok(()) }
             });
             match checked {
-                Ok(labels) => {
-                    s.labels = labels_to_v1(&labels);
-                    p.push_series(i, s);
-                }
+                Ok(()) => p.push_series(i, s),
                 Err(reason) => p.reject_series(i, s.samples.len(), reason),
             }
         }
@@ -46,14 +44,15 @@ impl Prepared {
     /// Validates a Prometheus remote-write request.
     pub fn from_prompb(req: prompb::WriteRequest) -> Self {
         let mut p = Prepared::default();
-        for (i, ts) in req.timeseries.iter().enumerate() {
+        for (i, ts) in req.timeseries.into_iter().enumerate() {
             if ts.samples.is_empty() && ts.histograms.is_empty() {
                 // Exemplar-only series (send_exemplars: true): nothing we store, nothing wrong.
                 continue;
             }
+            let samples = ts.samples.len().max(ts.histograms.len());
             match series_from_prompb(ts) {
                 Ok(s) => p.push_series(i, s),
-                Err(e) => p.reject_series(i, ts.samples.len().max(ts.histograms.len()), e.to_string()),
+                Err(e) => p.reject_series(i, samples, e.to_string()),
             }
         }
         p

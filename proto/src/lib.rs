@@ -2,6 +2,7 @@
 //!
 //! - [`v1`]: our gRPC `IngestService`, events, and the log [`v1::Command`] the store applies.
 //! - [`prompb`]: Prometheus remote write 1.0.
+//! - [`log_view`]: a log entry read in place, for apply on every replica.
 //! - [`events_json`]: the JSON event format of `/api/v1/events` and Kafka.
 //! - conversions between wire messages and `collabstream-common` types, one module per message
 //!   family ([`series`], [`events`]).
@@ -11,6 +12,7 @@
 
 pub mod events;
 pub mod events_json;
+pub mod log_view;
 pub mod series;
 
 /// Our own API and log messages.

@@ -1,6 +1,6 @@
-//! Conversions between wire series (ours and Prometheus's) and `collabstream_common::Labels`.
+//! Wire series (ours and Prometheus's): label validation and conversion to ours.
 
-use collabstream_common::{Label, LabelError, Labels, Sample};
+use collabstream_common::{LabelError, Sample, normalize_labels};
 
 use crate::{prompb, v1};
 
@@ -17,33 +17,24 @@ pub enum SeriesError {
     NativeHistogram,
 }
 
-/// Validates our own wire series' labels.
-pub fn labels_from_v1(labels: &[v1::Label]) -> Result<Labels, SeriesError> {
-    let pairs = labels.iter().map(|l| Label::new(l.name.clone(), l.value.clone())).collect();
-    Ok(Labels::new(pairs)?)
+/// Validates and normalises our own wire series' labels in place (see
+/// [`normalize_labels`]).
+pub fn normalize_v1(labels: &mut Vec<v1::Label>) -> Result<(), SeriesError> {
+    Ok(normalize_labels(labels, |l| &l.name, |l| &l.value)?)
 }
 
-/// Validates a remote-write series' labels, including their UTF-8.
-pub fn labels_from_prompb(labels: &[prompb::Label]) -> Result<Labels, SeriesError> {
-    let mut pairs = Vec::with_capacity(labels.len());
-    for (index, l) in labels.iter().enumerate() {
+/// Converts a remote-write series into ours, refusing what we cannot store. The label bytes
+/// move into the strings (checked as UTF-8, not copied).
+pub fn series_from_prompb(ts: prompb::TimeSeries) -> Result<v1::TimeSeries, SeriesError> {
+    let mut labels = Vec::with_capacity(ts.labels.len());
+    for (index, l) in ts.labels.into_iter().enumerate() {
         let name =
-            std::str::from_utf8(&l.name).map_err(|_| SeriesError::InvalidUtf8 { which: "name", index })?;
+            String::from_utf8(l.name).map_err(|_| SeriesError::InvalidUtf8 { which: "name", index })?;
         let value =
-            std::str::from_utf8(&l.value).map_err(|_| SeriesError::InvalidUtf8 { which: "value", index })?;
-        pairs.push(Label::new(name, value));
+            String::from_utf8(l.value).map_err(|_| SeriesError::InvalidUtf8 { which: "value", index })?;
+        labels.push(v1::Label { name, value });
     }
-    Ok(Labels::new(pairs)?)
-}
-
-/// Our wire labels for a validated label set.
-pub fn labels_to_v1(labels: &Labels) -> Vec<v1::Label> {
-    labels.iter().map(|l| v1::Label { name: l.name.clone(), value: l.value.clone() }).collect()
-}
-
-/// Converts a remote-write series into ours, refusing what we cannot store.
-pub fn series_from_prompb(ts: &prompb::TimeSeries) -> Result<v1::TimeSeries, SeriesError> {
-    let labels = labels_from_prompb(&ts.labels)?;
+    normalize_v1(&mut labels)?;
     if !ts.histograms.is_empty() {
         return Err(SeriesError::NativeHistogram);
     }
@@ -51,7 +42,7 @@ pub fn series_from_prompb(ts: &prompb::TimeSeries) -> Result<v1::TimeSeries, Ser
         return Err(SeriesError::NoSamples);
     }
     Ok(v1::TimeSeries {
-        labels: labels_to_v1(&labels),
+        labels,
         samples: ts
             .samples
             .iter()
@@ -80,14 +71,28 @@ mod tests {
         prompb::Label { name: n.to_vec(), value: v.to_vec() }
     }
 
+    fn series(labels: Vec<prompb::Label>) -> prompb::TimeSeries {
+        prompb::TimeSeries {
+            labels,
+            samples: vec![prompb::Sample { value: 1.0, timestamp: 5 }],
+            exemplars: vec![],
+            histograms: vec![],
+        }
+    }
+
     #[test]
-    fn prompb_labels_are_validated() {
-        let ok = labels_from_prompb(&[pl(b"job", b"a"), pl(b"__name__", b"up")]).unwrap();
-        assert_eq!(ok.metric_name(), "up");
-        let bad = labels_from_prompb(&[pl(b"__name__", b"up"), pl(b"job", &[0xff, 0xfe])]);
+    fn prompb_labels_are_validated_and_normalised() {
+        let ok = series_from_prompb(series(vec![pl(b"job", b"a"), pl(b"__name__", b"up"), pl(b"e", b"")]))
+            .unwrap();
+        let names: Vec<&str> = ok.labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["__name__", "job"], "sorted, empty value dropped");
+        assert_eq!(ok.samples, [v1::Sample { timestamp_ms: 5, value: 1.0 }]);
+        let bad = series_from_prompb(series(vec![pl(b"__name__", b"up"), pl(b"job", &[0xff, 0xfe])]));
         assert_eq!(bad, Err(SeriesError::InvalidUtf8 { which: "value", index: 1 }));
-        let dup = labels_from_prompb(&[pl(b"__name__", b"up"), pl(b"a", b"1"), pl(b"a", b"2")]);
+        let dup = series_from_prompb(series(vec![pl(b"__name__", b"up"), pl(b"a", b"1"), pl(b"a", b"2")]));
         assert!(matches!(dup, Err(SeriesError::Label(LabelError::DuplicateName { .. }))));
+        let unnamed = series_from_prompb(series(vec![pl(b"job", b"a")]));
+        assert_eq!(unnamed, Err(SeriesError::Label(LabelError::MissingMetricName)));
     }
 
     #[test]
@@ -98,6 +103,6 @@ mod tests {
             exemplars: vec![],
             histograms: vec![vec![1, 2, 3]],
         };
-        assert_eq!(series_from_prompb(&ts), Err(SeriesError::NativeHistogram));
+        assert_eq!(series_from_prompb(ts), Err(SeriesError::NativeHistogram));
     }
 }

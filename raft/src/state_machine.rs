@@ -9,14 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use collabstream_proto::v1;
 use collabstream_store::Store;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
 };
 use parking_lot::Mutex;
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
@@ -198,10 +196,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 };
                 match e.payload {
                     EntryPayload::Normal(Request { command }) => {
-                        let cmd = v1::Command::decode(command).map_err(|x| apply_err(&x))?;
                         let bytes = encode(&meta).map_err(|x| apply_err(&x))?;
-                        let outcomes =
-                            store.apply_batch(index, &cmd, Some(bytes)).map_err(|x| apply_err(&chain(&x)))?;
+                        let outcomes = store
+                            .apply_batch(index, &command, Some(bytes))
+                            .map_err(|x| apply_err(&chain(&x)))?;
                         out.push(Response { outcomes });
                     }
                     payload => {

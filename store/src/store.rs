@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use collabstream_common::{Labels, SeriesId};
-use collabstream_proto::v1::{self, ItemKind, Rejection, command::Payload};
+use collabstream_proto::log_view::{CommandView, SeriesView, WriteView};
+use collabstream_proto::v1::{self, ItemKind, Rejection};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use rocksdb::{FlushOptions, IteratorMode, WriteBatch, WriteOptions};
@@ -198,30 +199,28 @@ impl Store {
     /// Applies log entry `index`. Deterministic: the outcome and the resulting state depend only
     /// on the state before and the entry. Entries must come in increasing index order.
     pub fn apply(&self, index: u64, cmd: &v1::Command) -> Result<ApplyOutcome> {
-        Ok(self.apply_batch(index, cmd, None)?.pop().unwrap_or_default())
+        Ok(self.apply_batch(index, &cmd.encode_to_vec(), None)?.pop().unwrap_or_default())
     }
 
-    /// Applies log entry `index`, whose command may carry a batch of writes (one outcome
-    /// each), and records `sm_meta` as the replication layer's state at this index.
+    /// Applies log entry `index`, an encoded [`v1::Command`] whose payload may carry a batch of
+    /// writes (one outcome each), and records `sm_meta` as the replication layer's state at
+    /// this index. The entry is read in place ([`CommandView`]): nothing of it is copied but
+    /// the label sets of new series.
     pub fn apply_batch(
         &self,
         index: u64,
-        cmd: &v1::Command,
+        entry: &[u8],
         sm_meta: Option<Vec<u8>>,
     ) -> Result<Vec<ApplyOutcome>> {
+        let cmd = CommandView::parse(entry).map_err(|source| Error::Entry { index, source })?;
         let mut writer = self.writer.lock();
         let applied = self.applied.load(Ordering::Acquire);
         if index <= applied {
             return Err(Error::OutOfOrderApply { index, applied });
         }
         let mut batch = WriteBatch::default();
-        let mut outcomes = Vec::new();
-        let writes: &[v1::WriteRequest] = match &cmd.payload {
-            Some(Payload::Write(req)) => std::slice::from_ref(req),
-            Some(Payload::Batch(b)) => &b.writes,
-            None => &[],
-        };
-        for (pos, req) in writes.iter().enumerate() {
+        let mut outcomes = Vec::with_capacity(cmd.writes.len());
+        for (pos, req) in cmd.writes.iter().enumerate() {
             let mut outcome = ApplyOutcome::default();
             // Events are keyed by (time, index, position); a batch numbers them across writes.
             self.apply_write(&mut writer, index, (pos as u32) << 20, req, &mut batch, &mut outcome)?;
@@ -261,18 +260,18 @@ impl Store {
         writer: &mut WriterState,
         index: u64,
         event_base: u32,
-        req: &v1::WriteRequest,
+        req: &WriteView<'_>,
         batch: &mut WriteBatch,
         outcome: &mut ApplyOutcome,
     ) -> Result<()> {
         if !req.batch_id.is_empty() {
-            if writer.dedup.contains(&req.batch_id) {
+            if writer.dedup.contains(req.batch_id) {
                 outcome.duplicate = true;
                 return Ok(());
             }
-            writer.dedup.insert(req.batch_id.clone(), self.config.dedup_capacity);
+            writer.dedup.insert(req.batch_id.to_string(), self.config.dedup_capacity);
         }
-        let entries = self.resolve_series(writer, &req.series, batch, outcome);
+        let entries = self.resolve_series(writer, req, batch, outcome);
         let cf_chunks = cf(&self.db, CF_CHUNKS);
         for (i, (series, entry)) in req.series.iter().zip(entries).enumerate() {
             let Some(entry) = entry else { continue };
@@ -280,8 +279,8 @@ impl Store {
             // Created only when a chunk is cut (every few hundred samples): a RocksDB batch is
             // an FFI allocation, too costly to make per series per request.
             let mut cut: Option<WriteBatch> = None;
-            for (j, s) in series.samples.iter().enumerate() {
-                match head.append(s.timestamp_ms, s.value, self.limits) {
+            for (j, &(ts, value)) in req.samples(series).iter().enumerate() {
+                match head.append(ts, value, self.limits) {
                     Appended::Stored => outcome.samples_accepted += 1,
                     Appended::Cut { start, samples } => {
                         outcome.samples_accepted += 1;
@@ -296,8 +295,7 @@ impl Store {
                         index: i as u32,
                         sample_index: j as u32,
                         reason: format!(
-                            "sample at {} is older than the out-of-order window ({}) allows behind the series' newest sample at {newest}",
-                            s.timestamp_ms,
+                            "sample at {ts} is older than the out-of-order window ({}) allows behind the series' newest sample at {newest}",
                             humantime::format_duration(self.config.out_of_order_window),
                         ),
                         message_index: 0,
@@ -311,14 +309,12 @@ impl Store {
             }
         }
         let cf_events = cf(&self.db, CF_EVENTS);
-        for (pos, event) in req.events.iter().enumerate() {
-            match collabstream_proto::events::timestamp_ms(event) {
+        for (pos, raw) in req.events.iter().enumerate() {
+            let event = v1::Event::decode(*raw).map_err(|source| Error::Event { index, source })?;
+            match collabstream_proto::events::timestamp_ms(&event) {
                 Some(ts) => {
-                    batch.put_cf(
-                        cf_events,
-                        keys::event_key(ts, index, event_base + pos as u32),
-                        event.encode_to_vec(),
-                    );
+                    // Stored as the leader encoded it: the same bytes on every replica.
+                    batch.put_cf(cf_events, keys::event_key(ts, index, event_base + pos as u32), raw);
                     outcome.events_accepted += 1;
                 }
                 None => outcome.rejected.push(Rejection {
@@ -337,18 +333,19 @@ impl Store {
     fn resolve_series(
         &self,
         writer: &mut WriterState,
-        series: &[v1::TimeSeries],
+        req: &WriteView<'_>,
         batch: &mut WriteBatch,
         outcome: &mut ApplyOutcome,
     ) -> Vec<Option<Arc<SeriesEntry>>> {
+        let series = &req.series;
         let mut found: Vec<Option<Arc<SeriesEntry>>> = Vec::with_capacity(series.len());
         let mut hashes = Vec::with_capacity(series.len());
         let mut missing = false;
         {
             let index = self.index.read();
             for s in series {
-                let h = Labels::hash_pairs(pairs(s));
-                let e = index.find(h, pairs(s)).cloned();
+                let h = Labels::hash_pairs(pairs(req, s));
+                let e = index.find(h, pairs(req, s)).cloned();
                 if let Some(e) = &e {
                     // A series persisted after the checkpoint and found again during replay:
                     // it was created by this very entry the first time, so keep ids in step.
@@ -368,11 +365,11 @@ impl Store {
             if found[i].is_some() {
                 continue;
             }
-            if let Some(e) = index.find(hashes[i], pairs(s)) {
+            if let Some(e) = index.find(hashes[i], pairs(req, s)) {
                 found[i] = Some(e.clone());
                 continue;
             }
-            if let Err(reason) = check_sorted_labels(s) {
+            if let Err(reason) = check_sorted_labels(req.labels(s)) {
                 outcome.rejected.push(Rejection {
                     kind: ItemKind::Series as i32,
                     index: i as u32,
@@ -384,9 +381,9 @@ impl Store {
             let id = SeriesId(writer.next_series);
             writer.next_series += 1;
             let labels = Labels::from_sorted_unchecked(
-                s.labels.iter().map(|l| collabstream_common::Label::new(&l.name, &l.value)).collect(),
+                pairs(req, s).map(|(n, v)| collabstream_common::Label::new(n, v)).collect(),
             );
-            batch.put_cf(cf_series, keys::series_key(id), series_codec::encode(pairs(s)));
+            batch.put_cf(cf_series, keys::series_key(id), series_codec::encode(pairs(req, s)));
             let entry = Arc::new(SeriesEntry::new(id, labels, HeadSeries::default()));
             index.insert(entry.clone());
             found[i] = Some(entry);
@@ -525,21 +522,24 @@ pub(crate) fn cf<'a>(db: &'a Rocks, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).expect("every column family is created at open")
 }
 
-/// A wire series' labels as (name, value) pairs.
-fn pairs(s: &v1::TimeSeries) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone + '_ {
-    s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))
+/// A series' labels in the entry as (name, value) pairs.
+fn pairs<'a>(
+    req: &'a WriteView<'a>,
+    s: &SeriesView,
+) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone + 'a {
+    req.labels(s).iter().copied()
 }
 
 /// The store trusts the proposer to send normalised label sets; this cheap check keeps a bad
 /// entry from corrupting the index if it ever does not.
-fn check_sorted_labels(s: &v1::TimeSeries) -> std::result::Result<(), String> {
-    if s.labels.iter().any(|l| l.name.is_empty() || l.value.is_empty()) {
+fn check_sorted_labels(labels: &[(&str, &str)]) -> std::result::Result<(), String> {
+    if labels.iter().any(|(n, v)| n.is_empty() || v.is_empty()) {
         return Err("label names and values must be non-empty".into());
     }
-    if s.labels.windows(2).any(|w| w[0].name >= w[1].name) {
+    if labels.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err("labels must be sorted by name without duplicates".into());
     }
-    if !s.labels.iter().any(|l| l.name == collabstream_common::METRIC_NAME) {
+    if !labels.iter().any(|(n, _)| *n == collabstream_common::METRIC_NAME) {
         return Err("missing metric name".into());
     }
     Ok(())
