@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Zero-copy: a received entry's command is a slice of the request buffer.
+        .bytes(".collabstream.v1.RaftPayload")
         .compile_protos(&files, &["proto"])?;
     Ok(())
 }

@@ -111,20 +111,30 @@ impl Labels {
 
     /// [`Labels::hash64`] of pairs that are already sorted and normalised, without building a
     /// `Labels` (the ingest hot path looks series up by their wire labels).
-    pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    /// Pairs may be strings or raw bytes (apply looks series up by label bytes it has not
+    /// checked as UTF-8: bytes equal to a stored label set are valid).
+    pub fn hash_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: impl IntoIterator<Item = (N, V)>) -> u64 {
         let mut h = FxHasher64::default();
         for (name, value) in pairs {
-            h.write(name.as_bytes());
+            h.write(name.as_ref());
             h.write_u8(0xff);
-            h.write(value.as_bytes());
+            h.write(value.as_ref());
             h.write_u8(0xfe);
         }
         h.0
     }
 
-    /// Whether these labels equal the given sorted pairs.
-    pub fn eq_pairs<'a>(&self, pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> bool {
-        self.0.len() == pairs.len() && self.0.iter().zip(pairs).all(|(l, (n, v))| l.name == n && l.value == v)
+    /// Whether these labels equal the given sorted pairs (strings or bytes).
+    pub fn eq_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        pairs: impl ExactSizeIterator<Item = (N, V)>,
+    ) -> bool {
+        self.0.len() == pairs.len()
+            && self
+                .0
+                .iter()
+                .zip(pairs)
+                .all(|(l, (n, v))| l.name.as_bytes() == n.as_ref() && l.value.as_bytes() == v.as_ref())
     }
 }
 

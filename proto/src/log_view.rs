@@ -28,8 +28,10 @@ pub struct CommandView<'a> {
 pub struct WriteView<'a> {
     pub batch_id: &'a str,
     pub series: Vec<SeriesView>,
-    /// The labels of every series, in order; a series owns `labels[series.labels]`.
-    labels: Vec<(&'a str, &'a str)>,
+    /// The labels of every series, in order; a series owns `labels[series.labels]`. Not
+    /// checked as UTF-8 here: apply finds most series by these bytes in its index, where they
+    /// were checked when the series was created, and checks the others.
+    labels: Vec<(&'a [u8], &'a [u8])>,
     samples: Vec<(i64, f64)>,
     /// Each event still encoded as a `v1::Event`.
     pub events: Vec<&'a [u8]>,
@@ -43,8 +45,8 @@ pub struct SeriesView {
 }
 
 impl<'a> WriteView<'a> {
-    /// The series' labels as (name, value) pairs, in wire order.
-    pub fn labels(&self, s: &SeriesView) -> &[(&'a str, &'a str)] {
+    /// The series' labels as (name, value) byte pairs, in wire order.
+    pub fn labels(&self, s: &SeriesView) -> &[(&'a [u8], &'a [u8])] {
         &self.labels[s.labels.clone()]
     }
 
@@ -106,12 +108,12 @@ impl<'a> WriteView<'a> {
         while let Some((field, wire)) = r.key()? {
             match (field, wire) {
                 (1, WIRE_LEN) => {
-                    let (mut name, mut value) = ("", "");
+                    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
                     let mut l = Reader(r.bytes()?);
                     while let Some((f, w)) = l.key()? {
                         match (f, w) {
-                            (1, WIRE_LEN) => name = utf8(l.bytes()?)?,
-                            (2, WIRE_LEN) => value = utf8(l.bytes()?)?,
+                            (1, WIRE_LEN) => name = l.bytes()?,
+                            (2, WIRE_LEN) => value = l.bytes()?,
                             _ => l.skip(w)?,
                         }
                     }
@@ -231,7 +233,12 @@ mod tests {
             .iter()
             .map(|s| {
                 (
-                    w.labels(s).iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+                    w.labels(s)
+                        .iter()
+                        .map(|(n, v)| {
+                            (String::from_utf8(n.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap())
+                        })
+                        .collect(),
                     w.samples(s).iter().map(|(t, v)| (*t, v.to_bits())).collect(),
                 )
             })
@@ -318,13 +325,8 @@ mod tests {
         assert!(CommandView::parse(&[0x12, 0x05, 0x0a]).is_err(), "length past the end");
         assert!(CommandView::parse(&[0xff; 11]).is_err(), "overlong varint");
         assert!(CommandView::parse(&[(1 << 3) | 3]).is_err(), "group wire type");
-        let bad_utf8 = v1::Label { name: "n".into(), value: "v".into() }.encode_to_vec();
-        let mut series = vec![(1 << 3) | 2, bad_utf8.len() as u8];
-        series.extend(bad_utf8.iter().map(|b| if *b == b'v' { 0xff } else { *b }));
-        let mut write = vec![(2 << 3) | 2, series.len() as u8];
-        write.extend(series);
-        let mut entry = vec![(2 << 3) | 2, write.len() as u8];
-        entry.extend(write);
+        // The batch id is checked as UTF-8 here (labels are checked by apply).
+        let entry = [(2 << 3) | 2, 3, (1 << 3) | 2, 1, 0xff];
         assert_eq!(CommandView::parse(&entry).unwrap_err(), ViewError("a string field is not UTF-8"));
     }
 }

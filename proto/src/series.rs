@@ -51,6 +51,34 @@ pub fn series_from_prompb(ts: prompb::TimeSeries) -> Result<v1::TimeSeries, Seri
     })
 }
 
+/// Our write as a remote-write request (its events have no remote-write form and are left out).
+pub fn to_prompb(req: &v1::WriteRequest) -> prompb::WriteRequest {
+    prompb::WriteRequest {
+        timeseries: req
+            .series
+            .iter()
+            .map(|s| prompb::TimeSeries {
+                labels: s
+                    .labels
+                    .iter()
+                    .map(|l| prompb::Label {
+                        name: l.name.clone().into_bytes(),
+                        value: l.value.clone().into_bytes(),
+                    })
+                    .collect(),
+                samples: s
+                    .samples
+                    .iter()
+                    .map(|x| prompb::Sample { value: x.value, timestamp: x.timestamp_ms })
+                    .collect(),
+                exemplars: vec![],
+                histograms: vec![],
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 impl From<&v1::Sample> for Sample {
     fn from(s: &v1::Sample) -> Self {
         Sample::new(s.timestamp_ms, s.value)

@@ -33,7 +33,7 @@ pub use admin::AdminGrpc;
 pub use collabstream_store::ApplyOutcome;
 pub use error::Error;
 pub use log_storage::LogStorage;
-pub use network::{Network, RaftGrpc};
+pub use network::{HTTP2_WINDOW, Network, RaftGrpc};
 pub use node::{RaftOptions, Writer, WriterHandle};
 pub use state_machine::StateMachine;
 pub use types::{NodeId, Request, Response, TypeConfig};

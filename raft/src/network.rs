@@ -23,16 +23,24 @@ use tonic::{Request, Status};
 
 use crate::codec::{decode, encode};
 use crate::node::Writer;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::{Entry, NodeId, TypeConfig};
 
 /// A channel to `addr` (`host:port`) that connects on first use and reconnects after failures.
 pub(crate) fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
+        // A few MiB per AppendEntries: with HTTP/2's default windows the sender stalls every
+        // 64 KiB–1 MiB until the receiver's task runs to open the window again.
+        .initial_stream_window_size(HTTP2_WINDOW)
+        .initial_connection_window_size(HTTP2_WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .connect_lazy())
 }
+
+/// HTTP/2 flow-control window of node-to-node connections, both ways (the server side is set
+/// where the node builds its gRPC server).
+pub const HTTP2_WINDOW: u32 = 16 << 20;
 
 /// Entries sent in one AppendEntries request, at most (a single larger entry goes alone).
 const MAX_APPEND_BYTES: usize = 4 << 20;
@@ -77,10 +85,12 @@ fn unreachable<E: std::error::Error>(msg: impl std::fmt::Display) -> RpcErr<E> {
 }
 
 impl Peer {
-    /// One call: encode, send with the RPC's deadline, decode the remote `Result`.
+    /// One call: encode, send with the RPC's deadline, decode the remote `Result`. `commands`
+    /// travel beside the encoded request (see [`take_commands`]).
     async fn call<Req, Resp, E>(
         &mut self,
         req: &Req,
+        commands: Vec<bytes::Bytes>,
         deadline: Duration,
         method: &'static str,
     ) -> Result<Resp, RpcErr<E>>
@@ -94,7 +104,7 @@ impl Peer {
         };
         let data =
             encode(req).map_err(|e| RPCError::Network(NetworkError::from(AnyError::error(e.to_string()))))?;
-        let mut request = Request::new(RaftPayload { data });
+        let mut request = Request::new(RaftPayload { data: data.into(), commands });
         request.set_timeout(deadline);
         let answer = match method {
             "append_entries" => client.append_entries(request).await,
@@ -151,7 +161,9 @@ impl RaftNetwork<TypeConfig> for Peer {
         // follower (fsync included) can take longer, and timing it out would only resend it.
         let deadline =
             if rpc.entries.is_empty() { option.hard_ttl() } else { option.hard_ttl().max(APPEND_DEADLINE) };
-        self.call(&rpc, deadline, "append_entries").await
+        let mut rpc = rpc;
+        let commands = take_commands(&mut rpc.entries);
+        self.call(&rpc, commands, deadline, "append_entries").await
     }
 
     async fn install_snapshot(
@@ -159,7 +171,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.call(&rpc, option.hard_ttl(), "install_snapshot").await
+        self.call(&rpc, Vec::new(), option.hard_ttl(), "install_snapshot").await
     }
 
     async fn vote(
@@ -167,7 +179,34 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call(&rpc, option.hard_ttl(), "vote").await
+        self.call(&rpc, Vec::new(), option.hard_ttl(), "vote").await
+    }
+}
+
+/// Moves the commands out of `entries`' normal entries (left empty), in order: they are sent
+/// as protobuf bytes fields, which the receiver slices out of its buffer, rather than inside the
+/// bincode, which it would copy.
+fn take_commands(entries: &mut [Entry]) -> Vec<bytes::Bytes> {
+    entries
+        .iter_mut()
+        .filter_map(|e| match &mut e.payload {
+            openraft::EntryPayload::Normal(r) => Some(std::mem::take(&mut r.command)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Puts received commands back into the normal entries they were taken from.
+fn put_commands(entries: &mut [Entry], commands: Vec<bytes::Bytes>) -> Result<(), String> {
+    let mut commands = commands.into_iter();
+    for e in entries.iter_mut() {
+        if let openraft::EntryPayload::Normal(r) = &mut e.payload {
+            r.command = commands.next().ok_or("fewer commands than normal entries")?;
+        }
+    }
+    match commands.next() {
+        Some(_) => Err("more commands than normal entries".into()),
+        None => Ok(()),
     }
 }
 
@@ -193,7 +232,7 @@ fn bad_request(e: impl std::fmt::Display) -> Status {
 
 fn reply<T: Serialize>(value: &T) -> Result<tonic::Response<RaftPayload>, Status> {
     let data = encode(value).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(tonic::Response::new(RaftPayload { data }))
+    Ok(tonic::Response::new(RaftPayload { data: data.into(), commands: Vec::new() }))
 }
 
 #[tonic::async_trait]
@@ -202,7 +241,9 @@ impl RaftService for RaftGrpc {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<tonic::Response<RaftPayload>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_request)?;
+        let payload = req.into_inner();
+        let mut rpc: AppendEntriesRequest<TypeConfig> = decode(&payload.data).map_err(bad_request)?;
+        put_commands(&mut rpc.entries, payload.commands).map_err(bad_request)?;
         reply(&self.writer.raft().append_entries(rpc).await)
     }
 
@@ -239,5 +280,34 @@ impl RaftService for RaftGrpc {
             })),
             Err(e) => Err(Status::unavailable(format!("not the leader: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{EntryPayload, LogId};
+
+    use super::*;
+    use crate::types::Request as Command;
+
+    fn entry(index: u64, command: Option<&'static [u8]>) -> Entry {
+        let payload = match command {
+            Some(c) => EntryPayload::Normal(Command { command: bytes::Bytes::from_static(c) }),
+            None => EntryPayload::Blank,
+        };
+        Entry { log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index), payload }
+    }
+
+    #[test]
+    fn commands_travel_beside_the_entries_and_come_back_in_place() {
+        let mut entries = vec![entry(1, Some(b"a")), entry(2, None), entry(3, Some(b"bc"))];
+        let commands = take_commands(&mut entries);
+        assert_eq!(commands, [&b"a"[..], &b"bc"[..]]);
+        let empty = |e: &Entry| matches!(&e.payload, EntryPayload::Normal(r) if r.command.is_empty());
+        assert!(empty(&entries[0]) && empty(&entries[2]));
+        put_commands(&mut entries, commands.clone()).unwrap();
+        assert_eq!(entries, vec![entry(1, Some(b"a")), entry(2, None), entry(3, Some(b"bc"))]);
+        assert!(put_commands(&mut entries, commands[..1].to_vec()).is_err(), "one missing");
+        assert!(put_commands(&mut entries, [commands.clone(), commands].concat()).is_err(), "too many");
     }
 }

@@ -107,6 +107,8 @@ pub async fn serve(
         let admin_service = AdminGrpc::new(writer.clone()).into_service();
         tokio::spawn(async move {
             tonic::transport::Server::builder()
+                .initial_stream_window_size(collabstream_raft::HTTP2_WINDOW)
+                .initial_connection_window_size(collabstream_raft::HTTP2_WINDOW)
                 .add_service(service)
                 .add_service(raft_service)
                 .add_service(admin_service)

@@ -40,10 +40,10 @@ impl SeriesIndex {
     }
 
     /// Finds the series whose sorted labels are `pairs`, with `hash` = `Labels::hash_pairs`.
-    pub(crate) fn find<'a>(
+    pub(crate) fn find<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         hash: u64,
-        pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+        pairs: impl ExactSizeIterator<Item = (N, V)> + Clone,
     ) -> Option<&Arc<SeriesEntry>> {
         self.by_hash
             .get(&hash)?

@@ -46,6 +46,8 @@ pub struct StoreStats {
     pub series: u64,
     pub head_samples: u64,
     pub sst_bytes: u64,
+    /// Of `sst_bytes`, the replicated log's (dropped behind snapshots).
+    pub log_sst_bytes: u64,
     pub memtable_bytes: u64,
 }
 
@@ -369,21 +371,25 @@ impl Store {
                 found[i] = Some(e.clone());
                 continue;
             }
-            if let Err(reason) = check_sorted_labels(req.labels(s)) {
-                outcome.rejected.push(Rejection {
-                    kind: ItemKind::Series as i32,
-                    index: i as u32,
-                    reason,
-                    ..Default::default()
-                });
-                continue;
-            }
+            let checked = utf8_pairs(req.labels(s)).and_then(|p| check_sorted_labels(&p).map(|()| p));
+            let pairs = match checked {
+                Ok(p) => p,
+                Err(reason) => {
+                    outcome.rejected.push(Rejection {
+                        kind: ItemKind::Series as i32,
+                        index: i as u32,
+                        reason,
+                        ..Default::default()
+                    });
+                    continue;
+                }
+            };
             let id = SeriesId(writer.next_series);
             writer.next_series += 1;
             let labels = Labels::from_sorted_unchecked(
-                pairs(req, s).map(|(n, v)| collabstream_common::Label::new(n, v)).collect(),
+                pairs.iter().map(|(n, v)| collabstream_common::Label::new(*n, *v)).collect(),
             );
-            batch.put_cf(cf_series, keys::series_key(id), series_codec::encode(pairs(req, s)));
+            batch.put_cf(cf_series, keys::series_key(id), series_codec::encode(pairs.iter().copied()));
             let entry = Arc::new(SeriesEntry::new(id, labels, HeadSeries::default()));
             index.insert(entry.clone());
             found[i] = Some(entry);
@@ -501,13 +507,18 @@ impl Store {
         for name in db::ALL_CFS {
             let cf = cf(&self.db, name);
             let prop = |p: &str| self.db.property_int_value_cf(cf, p).ok().flatten().unwrap_or(0);
-            stats.sst_bytes += prop("rocksdb.total-sst-files-size");
+            let sst = prop("rocksdb.total-sst-files-size");
+            stats.sst_bytes += sst;
+            if name == db::CF_LOG {
+                stats.log_sst_bytes = sst;
+            }
             stats.memtable_bytes += prop("rocksdb.cur-size-all-mem-tables");
         }
         stats
     }
 
-    /// Flushes and fully compacts every column family (benchmarks and maintenance).
+    /// Flushes and fully compacts every column family (benchmarks and maintenance). Call
+    /// [`Store::checkpoint`] first, or the data not yet checkpointed stays in memtables.
     pub fn compact(&self) -> Result<()> {
         for name in db::ALL_CFS {
             let cf = cf(&self.db, name);
@@ -522,12 +533,23 @@ pub(crate) fn cf<'a>(db: &'a Rocks, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).expect("every column family is created at open")
 }
 
-/// A series' labels in the entry as (name, value) pairs.
+/// A series' labels in the entry as (name, value) byte pairs.
 fn pairs<'a>(
     req: &'a WriteView<'a>,
     s: &SeriesView,
-) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone + 'a {
+) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone + 'a {
     req.labels(s).iter().copied()
+}
+
+/// The labels of a series not seen before, checked as UTF-8.
+fn utf8_pairs<'a>(labels: &[(&'a [u8], &'a [u8])]) -> std::result::Result<Vec<(&'a str, &'a str)>, String> {
+    labels
+        .iter()
+        .map(|(n, v)| match (std::str::from_utf8(n), std::str::from_utf8(v)) {
+            (Ok(n), Ok(v)) => Ok((n, v)),
+            _ => Err("label names and values must be UTF-8".to_string()),
+        })
+        .collect()
 }
 
 /// The store trusts the proposer to send normalised label sets; this cheap check keeps a bad

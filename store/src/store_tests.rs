@@ -228,3 +228,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn label_bytes_that_are_not_utf8_refuse_only_their_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config()).unwrap();
+    let cmd = write("", vec![series("m", "BAD!", &[(1, 1.0)]), series("m", "good", &[(1, 2.0)])], vec![]);
+    // The proposer never sends such bytes; a corrupted entry must still not corrupt the index.
+    let mut bytes = cmd.encode_to_vec();
+    let at = bytes.windows(4).position(|w| w == b"BAD!").unwrap();
+    bytes[at] = 0xff;
+    let outcome = store.apply_batch(1, &bytes, None).unwrap().pop().unwrap();
+    assert_eq!(outcome.samples_accepted, 1);
+    assert_eq!(outcome.rejected.len(), 1);
+    assert_eq!(
+        (outcome.rejected[0].index, outcome.rejected[0].reason.as_str()),
+        (0, "label names and values must be UTF-8")
+    );
+    assert_eq!(all(&store).len(), 1);
+}
