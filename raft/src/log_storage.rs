@@ -1,8 +1,12 @@
 //! [`LogStorage`]: openraft's log on the store's `log` column family. Appends, truncations,
 //! purges and the vote are fsynced before openraft is told they are done.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use collabstream_store::LogStore;
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -21,11 +25,56 @@ pub struct LogStorage {
     log: LogStore,
     /// The newest entries, so that replication to each follower and apply read them from
     /// memory instead of reading and decoding them from RocksDB once per reader.
-    recent: std::sync::Arc<parking_lot::Mutex<std::collections::BTreeMap<u64, Entry>>>,
+    recent: Arc<Mutex<Recent>>,
+    /// The stored size of every entry in the log, so the log can be kept to a size in bytes
+    /// (entries range from a few bytes to many MiB; a count bounds nothing).
+    sizes: Arc<Mutex<BTreeMap<u64, u64>>>,
 }
 
-/// Entries kept in [`LogStorage::recent`].
+/// At most this many entries and bytes of commands are kept in [`LogStorage::recent`].
 const RECENT: usize = 4096;
+const RECENT_BYTES: u64 = 64 << 20;
+
+/// A contiguous run of the newest entries and the bytes of their commands.
+#[derive(Debug, Default)]
+struct Recent {
+    entries: BTreeMap<u64, Entry>,
+    bytes: u64,
+}
+
+fn entry_bytes(e: &Entry) -> u64 {
+    match &e.payload {
+        openraft::EntryPayload::Normal(r) => r.command.len() as u64 + 64,
+        _ => 64,
+    }
+}
+
+impl Recent {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    fn push(&mut self, e: Entry) {
+        // Entries not following the cached ones restart the cache, which therefore always
+        // holds a contiguous run up to the log's last entry.
+        if self.entries.last_key_value().is_some_and(|(&last, _)| last + 1 != e.log_id.index) {
+            self.clear();
+        }
+        self.bytes += entry_bytes(&e);
+        self.entries.insert(e.log_id.index, e);
+        while self.entries.len() > RECENT || (self.bytes > RECENT_BYTES && self.entries.len() > 1) {
+            if let Some((_, old)) = self.entries.pop_first() {
+                self.bytes -= entry_bytes(&old);
+            }
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.entries.retain(|i, _| keep(*i));
+        self.bytes = self.entries.values().map(entry_bytes).sum();
+    }
+}
 
 fn io_read(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::read_logs(openraft::AnyError::error(e.to_string())).into()
@@ -43,8 +92,35 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl LogStorage {
-    pub fn new(log: LogStore) -> Self {
-        Self { log, recent: Default::default() }
+    /// The log storage over `log`; reads the size of every entry in it.
+    pub fn new(log: LogStore) -> Result<Self, collabstream_store::Error> {
+        let mut sizes = BTreeMap::new();
+        if let Some(first) = log.first_index()? {
+            for item in log.read_from(first) {
+                let (index, bytes) = item?;
+                sizes.insert(index, bytes.len() as u64);
+            }
+        }
+        Ok(Self { log, recent: Default::default(), sizes: Arc::new(Mutex::new(sizes)) })
+    }
+
+    /// Bytes of the entries in the log.
+    pub fn log_bytes(&self) -> u64 {
+        self.sizes.lock().values().sum()
+    }
+
+    /// The index up to which the log can be dropped so that what follows it, up to the last
+    /// entry, holds at most `keep` bytes (at least the last entry is kept).
+    pub fn purge_point(&self, keep: u64) -> Option<u64> {
+        let sizes = self.sizes.lock();
+        let mut kept = 0;
+        for (&index, &size) in sizes.iter().rev().skip(1) {
+            kept += size;
+            if kept > keep {
+                return Some(index);
+            }
+        }
+        None
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -83,8 +159,8 @@ impl RaftLogReader<TypeConfig> for LogStorage {
             // The cache always holds a contiguous run ending at the last entry of the log, so a
             // range starting inside it is served from memory entirely.
             let recent = self.recent.lock();
-            if recent.first_key_value().is_some_and(|(&first, _)| first <= from) {
-                return Ok(recent.range(from..to).map(|(_, e)| e.clone()).collect());
+            if recent.entries.first_key_value().is_some_and(|(&first, _)| first <= from) {
+                return Ok(recent.entries.range(from..to).map(|(_, e)| e.clone()).collect());
             }
         }
         self.log
@@ -143,38 +219,39 @@ impl RaftLogStorage<TypeConfig> for LogStorage {
             .map(|e| Ok((e.log_id.index, encode(e).map_err(io_write)?)))
             .collect::<Result<_, StorageError>>()?;
         let log = self.log.clone();
-        let result =
-            blocking(move || log.append(encoded.iter().map(|(i, b)| (*i, b.as_slice()))).map_err(io_write))
-                .await;
-        if result.is_ok() {
+        let result = blocking(move || {
+            log.append(encoded.iter().map(|(i, b)| (*i, b.as_slice()))).map_err(io_write)?;
+            Ok(encoded.into_iter().map(|(i, b)| (i, b.len())).collect::<Vec<_>>())
+        })
+        .await;
+        if let Ok(encoded) = &result {
+            let mut sizes = self.sizes.lock();
+            for (index, bytes) in encoded {
+                sizes.insert(*index, *bytes as u64);
+            }
+            drop(sizes);
             let mut recent = self.recent.lock();
             for e in entries {
-                // Entries not following the cached ones restart the cache, which therefore
-                // always holds a contiguous run up to the log's last entry.
-                if recent.last_key_value().is_some_and(|(&last, _)| last + 1 != e.log_id.index) {
-                    recent.clear();
-                }
-                recent.insert(e.log_id.index, e);
-            }
-            while recent.len() > RECENT {
-                recent.pop_first();
+                recent.push(e);
             }
         }
         // The entries are readable and durable once append returns: tell openraft either way.
         callback
             .log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
-        result
+        result.map(|_| ())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Invisible to readers before the call returns, as openraft requires.
-        self.recent.lock().retain(|i, _| *i < log_id.index);
+        self.recent.lock().retain(|i| i < log_id.index);
+        self.sizes.lock().retain(|i, _| *i < log_id.index);
         let log = self.log.clone();
         blocking(move || log.truncate_from(log_id.index).map_err(io_write)).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.recent.lock().retain(|i, _| *i > log_id.index);
+        self.recent.lock().retain(|i| i > log_id.index);
+        self.sizes.lock().retain(|i, _| *i > log_id.index);
         let bytes = encode(&log_id).map_err(io_write)?;
         let log = self.log.clone();
         blocking(move || log.purge_with_meta(log_id.index, PURGED, &bytes).map_err(io_write)).await

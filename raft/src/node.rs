@@ -44,6 +44,11 @@ pub struct RaftOptions {
     pub snapshot_after_entries: u64,
     /// Entries kept behind a snapshot, so a briefly lagging follower catches up from the log.
     pub keep_entries: u64,
+    /// Also take a snapshot once the log holds this many bytes...
+    pub snapshot_after_bytes: u64,
+    /// ...and keep at most this many bytes of log behind it (whichever of this and
+    /// `keep_entries` keeps less).
+    pub keep_bytes: u64,
     /// At most this many writes share one entry...
     pub max_group: usize,
     /// ...and at most this many bytes.
@@ -65,6 +70,8 @@ impl RaftOptions {
             election_timeout: Duration::from_millis(500),
             snapshot_after_entries: 50_000,
             keep_entries: 5_000,
+            snapshot_after_bytes: 256 << 20,
+            keep_bytes: 64 << 20,
             max_group: 512,
             max_group_bytes: 32 << 20,
             checkpoint_interval: Duration::from_secs(60),
@@ -158,7 +165,8 @@ impl Writer {
         let last_log = store.log().last_index()?;
         let applied = store.applied_index();
         tracing::info!(applied, last_log, to_replay = last_log.saturating_sub(applied), "recovering");
-        let log = LogStorage::new(store.log());
+        let log = LogStorage::new(store.log())?;
+        let log_handle = log.clone();
         let sm = StateMachine::new(store.clone(), options.snapshot_dir.clone())?;
         let network = Network { addresses: Arc::new(options.members.clone()) };
         let raft = Raft::new(options.node_id, config, network, log, sm)
@@ -191,8 +199,9 @@ impl Writer {
         let stop = CancellationToken::new();
         let proposer = tokio::spawn(run_proposer(writer.clone(), rx, stop.clone()));
         let checkpointer = tokio::spawn(run_checkpoints(store, options.checkpoint_interval, stop.clone()));
+        let bounder = tokio::spawn(run_log_bounds(writer.clone(), log_handle, stop.clone()));
         tracing::info!(node_id = options.node_id, members = ?options.members, "raft started");
-        Ok((writer.clone(), WriterHandle { writer, stop, tasks: vec![proposer, checkpointer] }))
+        Ok((writer.clone(), WriterHandle { writer, stop, tasks: vec![proposer, checkpointer, bounder] }))
     }
 
     pub fn raft(&self) -> &Raft {
@@ -428,6 +437,55 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
     rx.close();
     while let Ok(p) = rx.try_recv() {
         let _ = p.reply.send(Err((Error::ShuttingDown, None)));
+    }
+}
+
+/// Keeps the log to a size in bytes: once it holds `snapshot_after_bytes`, takes a snapshot
+/// and drops the log behind it but the last `keep_bytes`. (openraft's own policy counts
+/// entries, and one entry may carry a few bytes or many MiB.)
+async fn run_log_bounds(writer: Writer, log: LogStorage, stop: CancellationToken) {
+    let options = &writer.inner.options;
+    let raft = &writer.inner.raft;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        if log.log_bytes() <= options.snapshot_after_bytes {
+            continue;
+        }
+        let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
+        let snapshot_index =
+            |m: &openraft::RaftMetrics<NodeId, BasicNode>| m.snapshot.map(|l| l.index).unwrap_or(0);
+        if snapshot_index(&raft.metrics().borrow()) < applied {
+            if let Err(e) = raft.trigger().snapshot().await {
+                tracing::warn!(error = %e, "cannot start a snapshot to bound the log");
+                continue;
+            }
+            let done = raft
+                .wait(Some(Duration::from_secs(120)))
+                .metrics(|m| snapshot_index(m) >= applied, "snapshot to bound the log")
+                .await;
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "the snapshot to bound the log did not finish");
+                continue;
+            }
+        }
+        let snapshot = snapshot_index(&raft.metrics().borrow());
+        if let Some(upto) = log.purge_point(options.keep_bytes).map(|p| p.min(snapshot))
+            && upto > 0
+        {
+            tracing::info!(
+                bytes = log.log_bytes(),
+                upto,
+                "log over its size; dropping it up to the snapshot"
+            );
+            if let Err(e) = raft.trigger().purge_log(upto).await {
+                tracing::warn!(error = %e, "cannot drop the log behind the snapshot");
+            }
+        }
     }
 }
 

@@ -15,7 +15,7 @@ impl StoreBuilder<TypeConfig, LogStorage, StateMachine, tempfile::TempDir> for B
         let dir = tempfile::tempdir().expect("tempdir");
         let store =
             Arc::new(Store::open(&dir.path().join("db"), StoreConfig::default()).expect("store opens"));
-        let log = LogStorage::new(store.log());
+        let log = LogStorage::new(store.log()).expect("log storage");
         let sm = StateMachine::new(store, dir.path().join("snapshots")).expect("state machine");
         Ok((dir, log, sm))
     }

@@ -38,6 +38,10 @@ pub struct RaftConfig {
     pub snapshot_after_entries: u64,
     /// Entries kept behind a snapshot for followers that lag a little.
     pub keep_entries: u64,
+    /// Also take a snapshot once the log holds this many bytes...
+    pub snapshot_after_bytes: u64,
+    /// ...and keep at most this many bytes of log behind it.
+    pub keep_bytes: u64,
     /// How long a write waits for a leader during an election before it fails (503).
     #[serde(with = "humantime_serde")]
     pub leader_wait: std::time::Duration,
@@ -50,6 +54,8 @@ impl Default for RaftConfig {
             election_timeout: std::time::Duration::from_millis(500),
             snapshot_after_entries: 50_000,
             keep_entries: 5_000,
+            snapshot_after_bytes: 256 << 20,
+            keep_bytes: 64 << 20,
             leader_wait: std::time::Duration::from_secs(10),
         }
     }

@@ -68,6 +68,8 @@ pub async fn serve(
         election_timeout: config.raft.election_timeout,
         snapshot_after_entries: config.raft.snapshot_after_entries,
         keep_entries: config.raft.keep_entries,
+        snapshot_after_bytes: config.raft.snapshot_after_bytes,
+        keep_bytes: config.raft.keep_bytes,
         leader_wait: config.raft.leader_wait,
         checkpoint_interval: config.store.checkpoint_interval,
         ..RaftOptions::single(config.node_id, String::new(), config.data_dir.join("snapshots"))

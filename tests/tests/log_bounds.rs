@@ -1,0 +1,71 @@
+//! The replicated log is kept to a size in bytes: a node snapshots once its log holds
+//! `snapshot_after_bytes` and drops it behind the snapshot but for `keep_bytes`, and what it
+//! dropped is still there after a restart.
+
+use std::time::Duration;
+
+use collabstream_proto::v1::ingest_service_client::IngestServiceClient;
+use collabstream_proto::v1::{self, StatusRequest, admin_service_client::AdminServiceClient};
+use collabstream_tests::{Node, wait_until};
+
+const SERIES: usize = 200;
+const WRITES: i64 = 60;
+
+fn write(k: i64) -> v1::WriteRequest {
+    v1::WriteRequest {
+        series: (0..SERIES)
+            .map(|s| v1::TimeSeries {
+                labels: vec![
+                    v1::Label { name: "__name__".into(), value: "bounded_total".into() },
+                    v1::Label { name: "padding".into(), value: format!("{s:0>120}") },
+                ],
+                samples: vec![v1::Sample { timestamp_ms: 1_732_780_800_000 + k * 1000, value: k as f64 }],
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+async fn status(node: &Node) -> Option<v1::StatusResponse> {
+    let mut admin = AdminServiceClient::connect(node.grpc_url()).await.ok()?;
+    Some(admin.status(StatusRequest {}).await.ok()?.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_dropped_behind_a_snapshot_once_it_outgrows_its_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bounded.toml");
+    // Each write is ~30 KiB; entry counts alone would never snapshot here.
+    std::fs::write(
+        &cfg,
+        "[raft]\nsnapshot_after_entries = 1000000\nsnapshot_after_bytes = 524288\nkeep_bytes = 131072\n",
+    )
+    .expect("config");
+    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let data = dir.path().join("node");
+    let mut node = Node::start(&data, &["--config", &cfg]).expect("node starts");
+    let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connect");
+    for k in 0..WRITES {
+        client.write(write(k)).await.expect("write");
+    }
+    let purged = wait_until(Duration::from_secs(30), || async {
+        let s = status(&node).await?;
+        (s.purged_index.unwrap_or(0) > 0).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the log was never purged; the node's log:\n{}", node.log()));
+    let last = purged.last_log_index.unwrap_or(0);
+    let kept = last - purged.purged_index.unwrap_or(0);
+    // 128 KiB of ~30 KiB entries: a handful kept, not the whole log.
+    assert!(kept <= 8, "kept {kept} entries behind the snapshot: {purged:?}");
+    assert!(purged.snapshot_index.unwrap_or(0) >= purged.purged_index.unwrap_or(0), "{purged:?}");
+
+    node.terminate(Duration::from_secs(30)).expect("stops");
+    let node = Node::start(&data, &["--config", &cfg]).expect("restarts");
+    let exported = node.export("bounded_total").await;
+    assert_eq!(exported.len(), SERIES);
+    assert!(
+        exported.values().all(|samples| samples.len() == WRITES as usize),
+        "every sample survives the restart"
+    );
+}
