@@ -3,6 +3,7 @@
 #   clang, libclang-dev   RocksDB's bindings (bindgen) and C++ build
 #   protobuf-compiler     protoc for the gRPC/protobuf code generation
 #   prometheus            Debian's Prometheus 2.42, the reference system in the tests
+#   victoria-metrics      Debian's VictoriaMetrics 1.79, the other one (`collabstream bench`)
 #   grpcio, grpcio-tools  (PyPI) the Python client example
 set -euo pipefail
 
@@ -11,6 +12,7 @@ command -v clang >/dev/null 2>&1 || missing+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}"
@@ -18,10 +20,12 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian's package may start a Prometheus service; the tests start their own on free ports.
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-    $sudo systemctl stop prometheus || true
-  fi
+  # Debian's packages may start services; the tests start their own on free ports.
+  for service in prometheus victoria-metrics; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+      $sudo systemctl stop "$service" || true
+    fi
+  done
 fi
 
 # grpcio for the Python client example (sdk/examples/python), which a test runs.

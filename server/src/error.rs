@@ -25,6 +25,10 @@ pub enum Error {
     Cluster(String),
     #[error("write refused: {0}")]
     Write(tonic::Status),
+    #[error("remote write to {url} failed: {reason}")]
+    RemoteWrite { url: String, reason: String },
+    #[error("benchmark: {0}")]
+    Bench(String),
     #[error("socket setup")]
     Io(#[from] std::io::Error),
 }

@@ -12,17 +12,23 @@
 //! - [`produce`]: the synthetic workloads sent to a node over gRPC (`collabstream produce`,
 //!   `collabstream demo`).
 //!
+//! - [`bench`]: `collabstream bench`, the same workload against us, VictoriaMetrics and
+//!   Prometheus; [`RemoteWriteClient`] sends remote write to any of them.
+//!
 //! Libraries below never build runtimes; only `main` does.
 
+pub mod bench;
 mod cluster_cli;
 mod config;
 mod error;
 mod ops;
 mod produce;
+mod remote_write;
 mod serve;
 
 pub use cluster_cli::{ClusterAction, cluster_command};
 pub use config::{Peer, RaftConfig, ServerConfig};
 pub use error::Error;
 pub use produce::{ProduceOptions, Workload, produce};
+pub use remote_write::RemoteWriteClient;
 pub use serve::{Listeners, serve};

@@ -37,6 +37,42 @@ enum Command {
     Demo(ServerArgs),
     /// Show or change the cluster's membership through any node.
     Cluster(ClusterArgs),
+    /// Run the same remote-write workload and queries against this store, VictoriaMetrics and
+    /// Prometheus (Debian's packages) on loopback, and print a table with ratios.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Hosts of 500 node-exporter series each.
+    #[arg(long, default_value_t = 40)]
+    hosts: usize,
+    /// Samples per series, 15 s apart.
+    #[arg(long, default_value_t = 480)]
+    scrapes: usize,
+    /// Concurrent remote-write senders.
+    #[arg(long, default_value_t = 8)]
+    senders: usize,
+    /// Series per remote-write request.
+    #[arg(long, default_value_t = 2000)]
+    batch: usize,
+    /// Runs of each query (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    query_runs: usize,
+    /// Keep the systems' data here instead of a temporary directory.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Replace the generated section of this Markdown file (e.g. docs/benchmarks.md).
+    #[arg(long)]
+    update_doc: Option<PathBuf>,
+    /// The systems to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "collabstream,victoria-metrics,prometheus"
+    )]
+    systems: Vec<collabstream_server::bench::Kind>,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +223,24 @@ fn main() -> anyhow::Result<()> {
             let config = args.into_config()?;
             runtime.block_on(demo(config))
         }
+        Command::Bench(b) => runtime.block_on(async move {
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let opts = collabstream_server::bench::BenchOptions {
+                hosts: b.hosts,
+                scrapes: b.scrapes,
+                senders: b.senders,
+                batch: b.batch,
+                query_runs: b.query_runs,
+                dir: b.dir,
+                update_doc: b.update_doc,
+                systems: b.systems,
+                command: command.rsplit('/').next().unwrap_or(&command).to_string(),
+                ..Default::default()
+            };
+            let report = collabstream_server::bench::bench(opts).await?;
+            println!("{}", report.markdown());
+            anyhow::Ok(())
+        }),
         Command::Cluster(c) => runtime.block_on(async move {
             let action = match c.action {
                 ClusterCommand::Status => ClusterAction::Status,

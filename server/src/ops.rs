@@ -1,4 +1,4 @@
-//! Operational endpoints: `/healthz`, `/readyz`, `/metrics`.
+//! Operational endpoints: `/healthz`, `/readyz`, `/metrics`, and `POST /api/v1/admin/compact`.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use collabstream_ingest::IngestMetrics;
 use collabstream_store::Store;
 
@@ -25,6 +25,7 @@ pub(crate) fn router(ops: Ops) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/admin/compact", post(compact))
         .with_state(ops)
 }
 
@@ -45,6 +46,11 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         ("collabstream_active_series", "Series in the head index.", stats.series),
         ("collabstream_head_samples", "Samples held in memory in open chunks.", stats.head_samples),
         ("collabstream_rocksdb_sst_bytes", "Bytes of RocksDB SST files on disk.", stats.sst_bytes),
+        (
+            "collabstream_rocksdb_log_sst_bytes",
+            "Of the SST bytes, the replicated log's (dropped behind snapshots).",
+            stats.log_sst_bytes,
+        ),
         ("collabstream_rocksdb_memtable_bytes", "Bytes in RocksDB memtables.", stats.memtable_bytes),
         ("collabstream_applied_index", "Last applied log index.", ops.store.applied_index()),
         (
@@ -62,4 +68,38 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         env!("CARGO_PKG_VERSION")
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
+
+/// Makes everything applied durable (a checkpoint), then flushes and fully compacts RocksDB,
+/// and answers with the resulting sizes: for maintenance windows and for measuring bytes per
+/// sample. Heavy: it rewrites every SST file.
+async fn compact(State(ops): State<Ops>) -> impl IntoResponse {
+    let store = ops.store.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let index = store.checkpoint()?;
+        store.compact()?;
+        Ok::<_, collabstream_store::Error>((index, store.stats()))
+    })
+    .await;
+    match done {
+        Ok(Ok((index, stats))) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({
+                "status": "success",
+                "data": {
+                    "checkpointed_index": index,
+                    "sst_bytes": stats.sst_bytes,
+                    "log_sst_bytes": stats.log_sst_bytes,
+                    "series": stats.series,
+                }
+            })),
+        ),
+        Ok(Err(e)) => internal(format!("compaction failed: {e}; the node keeps running, try again later")),
+        Err(e) => internal(format!("compaction task failed: {e}")),
+    }
+}
+
+fn internal(error: String) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let body = serde_json::json!({"status": "error", "errorType": "internal", "error": error});
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body))
 }

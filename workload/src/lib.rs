@@ -14,4 +14,4 @@ mod meetings;
 mod node_exporter;
 
 pub use meetings::Meetings;
-pub use node_exporter::NodeExporter;
+pub use node_exporter::{NodeExporter, SERIES_PER_HOST};

@@ -30,6 +30,9 @@ struct Series {
     value: f64,
 }
 
+/// Every host exposes this many series.
+pub const SERIES_PER_HOST: usize = 500;
+
 /// Hosts × series; call [`NodeExporter::scrape`] once per interval.
 #[derive(Debug)]
 pub struct NodeExporter {
@@ -51,12 +54,17 @@ fn labels(name: &str, host: usize, extra: &[(&str, String)]) -> Vec<v1::Label> {
 impl NodeExporter {
     /// At least `total_series` series (whole hosts of 500 series each), deterministic per seed.
     pub fn new(total_series: usize, seed: u64) -> Self {
-        let mut rng = SmallRng::seed_from_u64(seed);
-        let mut series = Vec::with_capacity(total_series + 500);
-        let mut host = 0;
-        while series.len() < total_series {
+        Self::hosts(0..total_series.div_ceil(SERIES_PER_HOST), seed)
+    }
+
+    /// The hosts numbered `hosts` (`host-0003:9100`, …), so that several generators (one per
+    /// sender) produce disjoint series.
+    pub fn hosts(hosts: std::ops::Range<usize>, seed: u64) -> Self {
+        let mut rng =
+            SmallRng::seed_from_u64(seed ^ (hosts.start as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut series = Vec::with_capacity(hosts.len() * SERIES_PER_HOST);
+        for host in hosts {
             Self::host(host, &mut series, &mut rng);
-            host += 1;
         }
         Self { series, rng }
     }
@@ -212,7 +220,7 @@ impl NodeExporter {
             1.0,
         );
         // Pad each host to 500 series with textfile-collector constants.
-        for i in 0..500usize.saturating_sub(out.len() - start) {
+        for i in 0..SERIES_PER_HOST.saturating_sub(out.len() - start) {
             out.push(Series {
                 labels: labels(&format!("node_textfile_metric{i}"), h, &[]),
                 shape: Shape::Constant,
@@ -280,6 +288,9 @@ mod tests {
         let (ba, bb) = (a.scrape(15_000, 15.0, 300), b.scrape(15_000, 15.0, 300));
         assert_eq!(ba, bb);
         assert_eq!(ba.len(), 4);
+        // Generators over disjoint hosts give disjoint series.
+        let split = NodeExporter::hosts(2..3, 7).scrape(15_000, 15.0, 1_000);
+        assert!(split[0].series.iter().all(|s| s.labels.iter().any(|l| l.value == "host-0002:9100")));
         // Label sets are unique and sorted.
         let mut seen = std::collections::HashSet::new();
         for s in ba.iter().flat_map(|r| &r.series) {
