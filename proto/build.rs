@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // Zero-copy: a received entry's command is a slice of the request buffer.
         .bytes(".collabstream.v1.RaftPayload")
+        .bytes(".collabstream.v1.ForwardRequest")
         .compile_protos(&files, &["proto"])?;
     Ok(())
 }

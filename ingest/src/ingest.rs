@@ -37,8 +37,11 @@ impl Ingest {
         let mut resp = v1::WriteResponse::default();
         if !p.is_empty() {
             // The request moves into the log entry; `p` keeps the index maps and rejections.
-            let request = std::mem::take(&mut p.request);
-            let outcome = match self.writer.propose(request).await {
+            let proposed = match p.encoded.take() {
+                Some(encoded) => self.writer.propose_encoded(encoded).await,
+                None => self.writer.propose(std::mem::take(&mut p.request)).await,
+            };
+            let outcome = match proposed {
                 Ok(o) => o,
                 Err(e) => {
                     IngestMetrics::add(&self.metrics.requests_failed, 1);

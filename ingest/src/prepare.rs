@@ -1,8 +1,10 @@
 //! Turning a request into a write the log accepts: valid items only, label sets normalised,
 //! and a rejection with a reason for every item left out.
 
-use collabstream_proto::series::{normalize_v1, series_from_prompb};
-use collabstream_proto::{events, prompb, v1};
+use collabstream_proto::log_view::ViewError;
+use collabstream_proto::prompb_view::reencode;
+use collabstream_proto::series::normalize_v1;
+use collabstream_proto::{events, v1};
 use v1::{ItemKind, Rejection};
 
 /// A validated write and what validation refused. Indexes in rejections refer to the request
@@ -10,6 +12,8 @@ use v1::{ItemKind, Rejection};
 #[derive(Debug, Default)]
 pub struct Prepared {
     pub(crate) request: v1::WriteRequest,
+    /// The write already encoded (remote write); `request` is then unused.
+    pub(crate) encoded: Option<bytes::Bytes>,
     /// `request.series[i]` is item `series_map[i]` of the client's request.
     series_map: Vec<u32>,
     event_map: Vec<u32>,
@@ -41,21 +45,19 @@ impl Prepared {
         p
     }
 
-    /// Validates a Prometheus remote-write request.
-    pub fn from_prompb(req: prompb::WriteRequest) -> Self {
-        let mut p = Prepared::default();
-        for (i, ts) in req.timeseries.into_iter().enumerate() {
-            if ts.samples.is_empty() && ts.histograms.is_empty() {
-                // Exemplar-only series (send_exemplars: true): nothing we store, nothing wrong.
-                continue;
-            }
-            let samples = ts.samples.len().max(ts.histograms.len());
-            match series_from_prompb(ts) {
-                Ok(s) => p.push_series(i, s),
-                Err(e) => p.reject_series(i, samples, e.to_string()),
-            }
+    /// Validates a decompressed Prometheus remote-write body and encodes its valid series as
+    /// our write in one pass, without decoding it into owned messages. An error means the body
+    /// is not a remote-write message at all.
+    pub fn from_remote_write(body: &[u8]) -> Result<Self, ViewError> {
+        let out = reencode(body)?;
+        let mut p = Prepared { series_map: out.accepted, ..Default::default() };
+        if !p.series_map.is_empty() {
+            p.encoded = Some(out.write.into());
         }
-        p
+        for (index, samples, reason) in out.rejected {
+            p.reject_series(index as usize, samples as usize, reason.to_string());
+        }
+        Ok(p)
     }
 
     /// Events parsed by a front end (`/api/v1/events`, Kafka), each with its position.
@@ -103,7 +105,7 @@ impl Prepared {
 
     /// Nothing valid to write.
     pub fn is_empty(&self) -> bool {
-        self.request.series.is_empty() && self.request.events.is_empty()
+        self.encoded.is_none() && self.request.series.is_empty() && self.request.events.is_empty()
     }
 
     /// Maps a rejection from the applied (filtered) request back to the client's indexes.

@@ -4,8 +4,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use collabstream_proto::prompb;
-use prost::Message;
 
 use crate::error::Error;
 use crate::http::{error_response, read_body};
@@ -15,7 +13,7 @@ use crate::prepare::Prepared;
 pub(crate) async fn handle(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     match decode(&ingest, &headers, body).await {
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Some(req)) => match ingest.write(Prepared::from_prompb(req)).await {
+        Ok(Some(p)) => match ingest.write(p).await {
             Ok(resp) if resp.rejected.is_empty() => StatusCode::NO_CONTENT.into_response(),
             // 4xx tells the sender not to retry: the good series are already stored.
             Ok(resp) => error_response(&Error::BadRequest(summarize(&resp.rejected, "timeseries"))),
@@ -25,12 +23,8 @@ pub(crate) async fn handle(State(ingest): State<Ingest>, headers: HeaderMap, bod
     }
 }
 
-/// The decoded request, or `None` when it carries no series (metadata only).
-async fn decode(
-    ingest: &Ingest,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Option<prompb::WriteRequest>, Error> {
+/// The validated request, or `None` when it carries no series (metadata only).
+async fn decode(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Option<Prepared>, Error> {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
     if header(header::CONTENT_TYPE).contains("io.prometheus.write.v2") {
         return Err(Error::Unsupported(
@@ -53,7 +47,7 @@ async fn decode(
     let raw = snap::raw::Decoder::new()
         .decompress_vec(&body)
         .map_err(|e| Error::BadRequest(format!("body is not snappy block-compressed: {e}")))?;
-    let req = prompb::WriteRequest::decode(raw.as_slice())
+    let p = Prepared::from_remote_write(&raw)
         .map_err(|e| Error::BadRequest(format!("body is not a remote-write WriteRequest: {e}")))?;
-    Ok((!req.timeseries.is_empty()).then_some(req))
+    Ok((!p.is_empty() || !p.rejected.is_empty()).then_some(p))
 }

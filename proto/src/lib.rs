@@ -3,6 +3,7 @@
 //! - [`v1`]: our gRPC `IngestService`, events, and the log [`v1::Command`] the store applies.
 //! - [`prompb`]: Prometheus remote write 1.0.
 //! - [`log_view`]: a log entry read in place, for apply on every replica.
+//! - [`prompb_view`]: a remote-write body turned into a log write without owned messages.
 //! - [`events_json`]: the JSON event format of `/api/v1/events` and Kafka.
 //! - conversions between wire messages and `collabstream-common` types, one module per message
 //!   family ([`series`], [`events`]).
@@ -13,7 +14,9 @@
 pub mod events;
 pub mod events_json;
 pub mod log_view;
+pub mod prompb_view;
 pub mod series;
+mod wire;
 
 /// Our own API and log messages.
 #[allow(clippy::all, missing_debug_implementations)]

@@ -10,10 +10,8 @@
 
 use std::ops::Range;
 
-/// Why an entry could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed log entry: {0}")]
-pub struct ViewError(&'static str);
+pub use crate::wire::ViewError;
+use crate::wire::{Reader, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, utf8};
 
 /// A borrowed [`crate::v1::Command`].
 #[derive(Debug, Default)]
@@ -136,74 +134,6 @@ impl<'a> WriteView<'a> {
         }
         self.series.push(SeriesView { labels: l0..self.labels.len(), samples: s0..self.samples.len() });
         Ok(())
-    }
-}
-
-const WIRE_VARINT: u8 = 0;
-const WIRE_FIXED64: u8 = 1;
-const WIRE_LEN: u8 = 2;
-const WIRE_FIXED32: u8 = 5;
-
-fn utf8(b: &[u8]) -> Result<&str, ViewError> {
-    std::str::from_utf8(b).map_err(|_| ViewError("a string field is not UTF-8"))
-}
-
-/// The protobuf wire format, read forward over a slice.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, ViewError> {
-        let mut v = 0u64;
-        for (i, b) in self.0.iter().enumerate().take(10) {
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                self.0 = &self.0[i + 1..];
-                return Ok(v);
-            }
-        }
-        Err(ViewError("a varint is truncated or too long"))
-    }
-
-    /// The next field's number and wire type, or `None` at the end.
-    fn key(&mut self) -> Result<Option<(u32, u8)>, ViewError> {
-        if self.0.is_empty() {
-            return Ok(None);
-        }
-        let k = self.varint()?;
-        let field = u32::try_from(k >> 3).map_err(|_| ViewError("a field number is out of range"))?;
-        if field == 0 {
-            return Err(ViewError("field number 0"));
-        }
-        Ok(Some((field, (k & 7) as u8)))
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ViewError> {
-        if n > self.0.len() {
-            return Err(ViewError("a field runs past the end of its message"));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], ViewError> {
-        let n = usize::try_from(self.varint()?).map_err(|_| ViewError("a length is out of range"))?;
-        self.take(n)
-    }
-
-    fn fixed64(&mut self) -> Result<u64, ViewError> {
-        let b = self.take(8)?;
-        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    }
-
-    fn skip(&mut self, wire: u8) -> Result<(), ViewError> {
-        match wire {
-            WIRE_VARINT => self.varint().map(drop),
-            WIRE_FIXED64 => self.take(8).map(drop),
-            WIRE_LEN => self.bytes().map(drop),
-            WIRE_FIXED32 => self.take(4).map(drop),
-            _ => Err(ViewError("an unsupported wire type (groups are not used here)")),
-        }
     }
 }
 

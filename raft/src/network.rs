@@ -262,9 +262,9 @@ impl RaftService for RaftGrpc {
 
     async fn forward(
         &self,
-        req: Request<v1::WriteRequest>,
+        req: Request<v1::ForwardRequest>,
     ) -> Result<tonic::Response<v1::WriteResponse>, Status> {
-        match self.writer.propose_here(req.into_inner()).await {
+        match self.writer.propose_here(req.into_inner().write).await {
             Ok(outcome) => Ok(tonic::Response::new(crate::types::to_wire(&outcome))),
             Err(e) => Err(e.to_status()),
         }

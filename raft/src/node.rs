@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use collabstream_common::Clock;
+use collabstream_proto::v1;
 use collabstream_proto::v1::raft_service_client::RaftServiceClient;
-use collabstream_proto::v1::{self, command::Payload};
 use collabstream_store::{ApplyOutcome, Store};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
@@ -105,13 +106,14 @@ impl RaftOptions {
 
 /// A proposal's answer. A write this node could not propose because it is not the leader
 /// comes back with the error, so the caller can send it on without having kept a copy.
-type Answer = Result<ApplyOutcome, (Error, Option<v1::WriteRequest>)>;
+type Answer = Result<ApplyOutcome, Error>;
 type Reply = oneshot::Sender<Answer>;
 
 #[derive(Debug)]
+/// A write waiting for the proposer: an encoded `v1::WriteRequest`, which becomes part of a
+/// log entry by concatenation (see [`command_bytes`]).
 struct Proposal {
-    write: v1::WriteRequest,
-    size: usize,
+    write: Bytes,
     reply: Reply,
 }
 
@@ -254,20 +256,20 @@ impl Writer {
             let n = self.inner.auto_ids.fetch_add(1, Ordering::Relaxed);
             write.batch_id = format!("auto-{}-{}-{n}", self.inner.id, self.inner.clock.now_ms());
         }
+        self.propose_encoded(write.encode_to_vec().into()).await
+    }
+
+    /// [`Writer::propose`] for a write already encoded as a `v1::WriteRequest` whose label
+    /// sets are normalised (the remote-write path builds one without owned messages). It must
+    /// carry a batch id if it carries events.
+    pub async fn propose_encoded(&self, write: Bytes) -> Result<ApplyOutcome, Error> {
         let deadline = Instant::now() + self.inner.options.leader_wait;
         loop {
             let (leader, addr) = self.wait_leader(deadline).await?;
+            // `Bytes` clones share the buffer: a refused attempt leaves the write for the retry.
             let attempt = if leader == self.inner.id {
-                match self.propose_local(write).await {
-                    Ok(outcome) => return Ok(outcome),
-                    Err((e, Some(back))) => {
-                        write = back;
-                        Err(e)
-                    }
-                    Err((e, None)) => return Err(e),
-                }
+                self.propose_local(write.clone()).await
             } else {
-                // The request is consumed by the RPC; keep a copy for a retry.
                 self.forward(leader, &addr, write.clone()).await
             };
             match attempt {
@@ -309,23 +311,17 @@ impl Writer {
     }
 
     /// Proposes on this node, which must be the leader (a write forwarded by a follower).
-    pub(crate) async fn propose_here(&self, write: v1::WriteRequest) -> Result<ApplyOutcome, Error> {
-        self.propose_local(write).await.map_err(|(e, _)| e)
+    pub(crate) async fn propose_here(&self, write: Bytes) -> Result<ApplyOutcome, Error> {
+        self.propose_local(write).await
     }
 
-    async fn propose_local(&self, write: v1::WriteRequest) -> Answer {
+    async fn propose_local(&self, write: Bytes) -> Answer {
         let (reply, rx) = oneshot::channel();
-        let size = write.encoded_len();
-        self.inner.tx.send(Proposal { write, size, reply }).await.map_err(|_| (Error::ShuttingDown, None))?;
-        rx.await.map_err(|_| (Error::ShuttingDown, None))?
+        self.inner.tx.send(Proposal { write, reply }).await.map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
-    async fn forward(
-        &self,
-        leader: NodeId,
-        addr: &str,
-        write: v1::WriteRequest,
-    ) -> Result<ApplyOutcome, Error> {
+    async fn forward(&self, leader: NodeId, addr: &str, write: Bytes) -> Result<ApplyOutcome, Error> {
         let err = |reason: String| Error::Forward { leader, reason };
         let mut client = {
             let mut clients = self.inner.forward_clients.lock();
@@ -340,7 +336,7 @@ impl Writer {
                 }
             }
         };
-        match client.forward(write).await {
+        match client.forward(v1::ForwardRequest { write }).await {
             Ok(r) => Ok(crate::types::from_wire(r.into_inner())),
             Err(status) if status.code() == tonic::Code::Unavailable => {
                 Err(err(status.message().to_string()))
@@ -362,12 +358,12 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
             p = rx.recv() => match p { Some(p) => p, None => break },
             _ = stop.cancelled() => break,
         };
-        let mut bytes = first.size;
+        let mut bytes = first.write.len();
         let mut group = vec![first];
         while group.len() < max_group && bytes < max_bytes {
             match rx.try_recv() {
                 Ok(p) => {
-                    bytes += p.size;
+                    bytes += p.write.len();
                     group.push(p);
                 }
                 Err(_) => break,
@@ -378,11 +374,7 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
         tokio::spawn(async move {
             let _permit = permit;
             let (writes, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.write, p.reply)).unzip();
-            let cmd = v1::Command {
-                leader_time_ms: writer.inner.clock.now_ms(),
-                payload: Some(Payload::Batch(v1::WriteBatch { writes })),
-            };
-            let request = Request::new(&cmd);
+            let request = Request { command: command_bytes(writer.inner.clock.now_ms(), &writes) };
             // A leader cut off from its majority never commits; answer instead of hanging. The
             // entry may still commit later (or be dropped by the next leader): retry with the
             // same batch id.
@@ -391,8 +383,7 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
                 Ok(r) => r,
                 Err(_) => {
                     for reply in replies {
-                        let _ = reply
-                            .send(Err((Error::NotCommitted { waited_ms: wait.as_millis() as u64 }, None)));
+                        let _ = reply.send(Err(Error::NotCommitted { waited_ms: wait.as_millis() as u64 }));
                     }
                     return;
                 }
@@ -401,33 +392,25 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
                 Ok(resp) => {
                     let mut outcomes = resp.data.outcomes.into_iter();
                     for reply in replies {
-                        let _ = reply.send(
-                            outcomes
-                                .next()
-                                .ok_or_else(|| (Error::Raft("an outcome is missing".into()), None)),
-                        );
+                        let _ = reply
+                            .send(outcomes.next().ok_or_else(|| Error::Raft("an outcome is missing".into())));
                     }
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                    // Hand each write back, for the caller to send to the leader.
-                    let writes = match cmd.payload {
-                        Some(Payload::Batch(b)) => b.writes,
-                        _ => Vec::new(),
-                    };
-                    let mut writes = writes.into_iter();
+                    // The caller still holds each write and sends it to the leader.
                     for reply in replies {
-                        let _ = reply.send(Err((Error::NotLeader, writes.next())));
+                        let _ = reply.send(Err(Error::NotLeader));
                     }
                 }
                 Err(RaftError::Fatal(openraft::error::Fatal::Stopped)) => {
                     for reply in replies {
-                        let _ = reply.send(Err((Error::ShuttingDown, None)));
+                        let _ = reply.send(Err(Error::ShuttingDown));
                     }
                 }
                 Err(e) => {
                     let msg = e.to_string();
                     for reply in replies {
-                        let _ = reply.send(Err((Error::Raft(msg.clone()), None)));
+                        let _ = reply.send(Err(Error::Raft(msg.clone())));
                     }
                 }
             }
@@ -436,7 +419,7 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
     // Refuse what is still queued.
     rx.close();
     while let Ok(p) = rx.try_recv() {
-        let _ = p.reply.send(Err((Error::ShuttingDown, None)));
+        let _ = p.reply.send(Err(Error::ShuttingDown));
     }
 }
 
@@ -531,6 +514,56 @@ impl WriterHandle {
                 tracing::error!(error = %e, "final checkpoint failed; the log will be replayed at start")
             }
             Err(e) => tracing::error!(error = %e, "final checkpoint task failed"),
+        }
+    }
+}
+
+/// A log entry's command (`v1::Command` with a `batch` payload) built from encoded writes by
+/// concatenation: a message's encoding is its fields' encodings one after another, and a
+/// repeated message field is each element as a length-delimited field.
+pub(crate) fn command_bytes(leader_time_ms: i64, writes: &[Bytes]) -> Bytes {
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+    let batch_len: usize = writes.iter().map(|w| 1 + encoded_len_varint(w.len() as u64) + w.len()).sum();
+    let mut out = Vec::with_capacity(batch_len + 24);
+    encode_key(1, WireType::Varint, &mut out);
+    encode_varint(leader_time_ms as u64, &mut out);
+    encode_key(3, WireType::LengthDelimited, &mut out);
+    encode_varint(batch_len as u64, &mut out);
+    for w in writes {
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(w.len() as u64, &mut out);
+        out.extend_from_slice(w);
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use collabstream_proto::v1::command::Payload;
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn a_command_built_by_concatenation_is_the_command_prost_decodes() {
+        let writes = vec![
+            v1::WriteRequest { batch_id: "a".into(), ..Default::default() },
+            v1::WriteRequest {
+                series: vec![v1::TimeSeries {
+                    labels: vec![v1::Label { name: "__name__".into(), value: "x".repeat(300) }],
+                    samples: vec![v1::Sample { timestamp_ms: -3, value: 2.5 }],
+                }],
+                ..Default::default()
+            },
+        ];
+        let encoded: Vec<Bytes> = writes.iter().map(|w| w.encode_to_vec().into()).collect();
+        for time in [0, -1, 1_732_780_800_000] {
+            let cmd = v1::Command::decode(command_bytes(time, &encoded)).unwrap();
+            let expected = v1::Command {
+                leader_time_ms: time,
+                payload: Some(Payload::Batch(v1::WriteBatch { writes: writes.clone() })),
+            };
+            assert_eq!(cmd, expected);
         }
     }
 }
