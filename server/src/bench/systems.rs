@@ -218,7 +218,7 @@ impl System {
 
     /// Every file of the data directory as it stands (write-ahead logs included).
     pub(crate) fn live_bytes(&self) -> u64 {
-        file_bytes(&self.data_dir, &["snapshots", "queries.active"])
+        file_bytes(&self.data_dir, &["queries.active"])
     }
 
     /// Resident memory now and at its peak, from `/proc/<pid>/status`.
