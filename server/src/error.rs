@@ -27,6 +27,8 @@ pub enum Error {
     Write(tonic::Status),
     #[error("remote write to {url} failed: {reason}")]
     RemoteWrite { url: String, reason: String },
+    #[error("produce: {0}")]
+    Produce(String),
     #[error("benchmark: {0}")]
     Bench(String),
     #[error("socket setup")]

@@ -9,8 +9,8 @@
 //!
 //! - [`cluster_command`]: `collabstream cluster status|add-learner|promote|remove` over the
 //!   AdminService.
-//! - [`produce`]: the synthetic workloads sent to a node over gRPC (`collabstream produce`,
-//!   `collabstream demo`).
+//! - [`produce`]: the synthetic workloads sent to a node over gRPC or remote write
+//!   (`collabstream produce`, `collabstream demo`).
 //!
 //! - [`bench`]: `collabstream bench`, the same workload against us, VictoriaMetrics and
 //!   Prometheus; [`RemoteWriteClient`] sends remote write to any of them.
@@ -23,6 +23,7 @@ mod config;
 mod error;
 mod ops;
 mod produce;
+mod progress;
 mod remote_write;
 mod serve;
 

@@ -30,7 +30,7 @@ struct Cli {
 enum Command {
     /// Run a node.
     Server(ServerArgs),
-    /// Send a synthetic workload to a node over gRPC.
+    /// Send a synthetic workload to a node over gRPC or Prometheus remote write.
     Produce(ProduceArgs),
     /// Run a node with the embedded defaults and feed it the meetings and node-exporter
     /// workloads until Ctrl-C.
@@ -111,7 +111,8 @@ enum ClusterCommand {
 
 #[derive(Debug, Args)]
 struct ProduceArgs {
-    /// The node's gRPC address.
+    /// Where to send: gRPC endpoints, comma-separated (any node of a cluster; retries move on
+    /// to the next), or a Prometheus remote-write URL ending in /api/v1/write (samples only).
     #[arg(long, default_value = "http://127.0.0.1:9202")]
     target: String,
     #[arg(long, value_enum, default_value = "meetings")]
@@ -125,7 +126,7 @@ struct ProduceArgs {
     /// Stop after this long (e.g. 30s, 5m).
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<std::time::Duration>,
-    /// Stop after this many events or samples.
+    /// Stop once this many events or samples are sent (the last request may go over).
     #[arg(long)]
     count: Option<u64>,
 }

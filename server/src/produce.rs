@@ -1,14 +1,22 @@
-//! `collabstream produce`: sends a synthetic workload to a node over gRPC, with a bound on
-//! count or duration and a progress line showing the achieved rate.
+//! `collabstream produce`: sends a synthetic workload to a node (or a cluster) with a bound on
+//! count or duration and a progress bar showing the achieved rate.
+//!
+//! Targets: gRPC through the SDK (`http://host:9202`, or several nodes comma-separated: any
+//! node takes writes, and retries move on to the next), or Prometheus remote write (a URL
+//! ending in `/api/v1/write`: ours, Prometheus's or VictoriaMetrics'), which carries samples
+//! only.
 
 use std::time::{Duration, Instant};
 
 use collabstream_common::{Clock, SystemClock};
-use collabstream_proto::v1::{self, ingest_service_client::IngestServiceClient};
+use collabstream_proto::v1;
+use collabstream_sdk::{Client, ClientConfig};
 use collabstream_workload::{Meetings, NodeExporter};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
+use crate::progress::Progress;
+use crate::remote_write::RemoteWriteClient;
 
 /// Which workload to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,9 +33,51 @@ enum Source {
     Nodes(NodeExporter),
 }
 
+/// Where the workload goes.
+enum Sink {
+    Grpc(Client),
+    RemoteWrite(RemoteWriteClient),
+}
+
+impl Sink {
+    fn open(target: &str, workload: Workload) -> Result<Sink, Error> {
+        if target.trim_end_matches('/').ends_with("/api/v1/write") {
+            if workload == Workload::Meetings {
+                return Err(Error::Config(
+                    "the meetings workload is events, which remote write cannot carry; send it over gRPC \
+                     (--target http://HOST:9202) or use --workload node-exporter"
+                        .into(),
+                ));
+            }
+            return Ok(Sink::RemoteWrite(RemoteWriteClient::new(target)?));
+        }
+        let endpoints: Vec<String> = target.split(',').map(|e| e.trim().to_string()).collect();
+        let client = Client::connect(ClientConfig::new(endpoints))
+            .map_err(|e| Error::Config(format!("bad --target {target:?}: {e}")))?;
+        Ok(Sink::Grpc(client))
+    }
+
+    /// Sends one request; returns the items the target accepted.
+    async fn send(&self, req: v1::WriteRequest) -> Result<u64, Error> {
+        match self {
+            Sink::Grpc(client) => {
+                // The SDK gives each request a batch id, so its retries apply once.
+                let resp = client.write(req).await.map_err(|e| Error::Produce(e.to_string()))?;
+                Ok(resp.samples_accepted + resp.events_accepted)
+            }
+            Sink::RemoteWrite(client) => {
+                let n = req.series.iter().map(|s| s.samples.len() as u64).sum();
+                client.send(RemoteWriteClient::encode(&req)).await?;
+                Ok(n)
+            }
+        }
+    }
+}
+
 /// What to produce and for how long.
 #[derive(Debug, Clone)]
 pub struct ProduceOptions {
+    /// gRPC endpoints (comma-separated) or a remote-write URL.
     pub target: String,
     pub workload: Workload,
     /// Concurrent meetings, or series for node-exporter.
@@ -42,9 +92,7 @@ pub struct ProduceOptions {
 
 /// Runs until the duration or count is reached or `stop` fires; returns items sent.
 pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> Result<u64, Error> {
-    let mut client = IngestServiceClient::connect(opts.target.clone())
-        .await
-        .map_err(|source| Error::Connect { target: opts.target.clone(), source })?;
+    let sink = Sink::open(&opts.target, opts.workload)?;
     let clock = SystemClock;
     let started = Instant::now();
     let mut sim_ms = clock.now_ms();
@@ -54,11 +102,10 @@ pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> Result<u6
         Workload::Meetings => Source::Meetings(Meetings::new(opts.size, 1)),
         Workload::NodeExporter => Source::Nodes(NodeExporter::new(opts.size, 1)),
     };
+    let progress = Progress::new(opts.count, opts.duration, opts.quiet);
     let mut sent = 0u64;
-    let mut seq = 0u64;
-    let run_id = format!("produce-{}-{}", std::process::id(), clock.now_ms());
     let mut interval = tokio::time::interval(tick);
-    loop {
+    'run: loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = stop.cancelled() => break,
@@ -72,28 +119,18 @@ pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> Result<u6
                 .collect(),
             Source::Nodes(nodes) => nodes.scrape(sim_ms, sim_step as f64 / 1000.0, 2_000),
         };
-        for mut req in requests {
-            seq += 1;
-            // A batch id makes a retry (after a timeout, or against another node) apply once.
-            req.batch_id = format!("{run_id}-{seq}");
-            let resp = client.write(req).await.map_err(Error::Write)?.into_inner();
-            sent += resp.events_accepted + resp.samples_accepted;
+        for req in requests {
+            sent += sink.send(req).await?;
+            progress.update(sent, started.elapsed());
+            if opts.count.is_some_and(|c| sent >= c) || stop.is_cancelled() {
+                break 'run;
+            }
         }
-        let elapsed = started.elapsed();
-        if !opts.quiet {
-            eprint!(
-                "\r{} sent, {:.0}/s over {:.0?}   ",
-                sent,
-                sent as f64 / elapsed.as_secs_f64().max(1e-3),
-                elapsed
-            );
-        }
-        if opts.duration.is_some_and(|d| elapsed >= d) || opts.count.is_some_and(|c| sent >= c) {
+        progress.update(sent, started.elapsed());
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
     }
-    if !opts.quiet {
-        eprintln!();
-    }
+    progress.finish();
     Ok(sent)
 }
