@@ -4,6 +4,7 @@
 #   protobuf-compiler     protoc for the gRPC/protobuf code generation
 #   prometheus            Debian's Prometheus 2.42, the reference system in the tests
 #   victoria-metrics      Debian's VictoriaMetrics 1.79, the other one (`collabstream bench`)
+#   openssl               certificates for the SDK's TLS test
 #   grpcio, grpcio-tools  (PyPI) the Python client example
 set -euo pipefail
 
@@ -13,6 +14,7 @@ dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}"

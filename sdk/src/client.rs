@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use collabstream_proto::v1::{self, ingest_service_client::IngestServiceClient};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::error::{Error, retryable};
 
@@ -21,6 +21,36 @@ pub struct ClientConfig {
     /// Deadline of one attempt.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// TLS for every endpoint. `https://` endpoints use TLS even when this is `None`,
+    /// trusting the bundled public roots.
+    pub tls: Option<TlsOptions>,
+}
+
+/// How to check the nodes' (or their load balancer's) certificates, and who the client is.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// PEM certificates of a private CA to trust, beside the public roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The name to expect in the server certificate, when it is not the endpoint's host.
+    pub domain: Option<String>,
+    /// A PEM certificate and key for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsOptions {
+    fn client_config(&self) -> ClientTlsConfig {
+        let mut c = ClientTlsConfig::new().with_webpki_roots();
+        if let Some(ca) = &self.ca_pem {
+            c = c.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some(domain) = &self.domain {
+            c = c.domain_name(domain.clone());
+        }
+        if let Some((cert, key)) = &self.identity {
+            c = c.identity(Identity::from_pem(cert, key));
+        }
+        c
+    }
 }
 
 impl ClientConfig {
@@ -32,6 +62,7 @@ impl ClientConfig {
             max_backoff: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -61,10 +92,22 @@ impl Client {
         }
         let mut nodes = Vec::with_capacity(config.endpoints.len());
         for e in &config.endpoints {
-            let endpoint = Endpoint::from_shared(e.clone())
-                .map_err(|err| Error::Endpoint { endpoint: e.clone(), reason: err.to_string() })?
+            let bad = |err: &dyn std::fmt::Display| Error::Endpoint {
+                endpoint: e.clone(),
+                reason: err.to_string(),
+            };
+            let mut endpoint = Endpoint::from_shared(e.clone())
+                .map_err(|err| bad(&err))?
                 .connect_timeout(config.connect_timeout)
                 .timeout(config.timeout);
+            let tls = match &config.tls {
+                Some(t) => Some(t.clone()),
+                None if e.starts_with("https://") => Some(TlsOptions::default()),
+                None => None,
+            };
+            if let Some(t) = tls {
+                endpoint = endpoint.tls_config(t.client_config()).map_err(|err| bad(&err))?;
+            }
             nodes.push(IngestServiceClient::new(endpoint.connect_lazy()));
         }
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);

@@ -22,6 +22,10 @@
 //!
 //! [`BatchWriter`] batches samples and events by size and time in the background.
 //!
+//! TLS: `https://` endpoints are reached over TLS trusting the bundled public roots;
+//! [`ClientConfig::tls`] adds a private CA, the expected server name and a client certificate
+//! for mutual TLS (for nodes behind a TLS-terminating load balancer or proxy).
+//!
 //! Must not depend on: any server-side crate. It speaks only the wire format in `proto`.
 
 mod batch;
@@ -29,5 +33,5 @@ mod client;
 mod error;
 
 pub use batch::{BatchOptions, BatchStats, BatchWriter};
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, TlsOptions};
 pub use error::Error;
