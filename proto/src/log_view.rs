@@ -11,7 +11,7 @@
 use std::ops::Range;
 
 pub use crate::wire::ViewError;
-use crate::wire::{Reader, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, utf8};
+use crate::wire::{Reader, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, read_label, utf8};
 
 /// A borrowed [`crate::v1::Command`].
 #[derive(Debug, Default)]
@@ -106,16 +106,7 @@ impl<'a> WriteView<'a> {
         while let Some((field, wire)) = r.key()? {
             match (field, wire) {
                 (1, WIRE_LEN) => {
-                    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
-                    let mut l = Reader(r.bytes()?);
-                    while let Some((f, w)) = l.key()? {
-                        match (f, w) {
-                            (1, WIRE_LEN) => name = l.bytes()?,
-                            (2, WIRE_LEN) => value = l.bytes()?,
-                            _ => l.skip(w)?,
-                        }
-                    }
-                    self.labels.push((name, value));
+                    self.labels.push(read_label(r.bytes()?)?);
                 }
                 (2, WIRE_LEN) => {
                     let (mut ts, mut value) = (0i64, 0f64);
@@ -146,7 +137,10 @@ mod tests {
     use super::*;
 
     /// What prost decoding yields, as comparable pairs.
-    fn owned_pairs(req: &v1::WriteRequest) -> Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> {
+    /// Each series as (labels, (timestamp, value bits)).
+    type Pairs = Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>;
+
+    fn owned_pairs(req: &v1::WriteRequest) -> Pairs {
         req.series
             .iter()
             .map(|s| {
@@ -158,7 +152,7 @@ mod tests {
             .collect()
     }
 
-    fn view_pairs(w: &WriteView<'_>) -> Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> {
+    fn view_pairs(w: &WriteView<'_>) -> Pairs {
         w.series
             .iter()
             .map(|s| {

@@ -13,7 +13,7 @@ use collabstream_common::normalize_labels;
 use crate::series::SeriesError;
 use crate::wire::{
     Reader, ViewError, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, bytes_field_len, put_bytes, put_key, put_varint,
-    varint_len,
+    read_label, varint_len,
 };
 
 /// The result of [`reencode`].
@@ -80,16 +80,7 @@ fn read_series<'a>(buf: &'a [u8], s: &mut Series<'a>) -> Result<(), ViewError> {
     while let Some((field, wire)) = r.key()? {
         match (field, wire) {
             (1, WIRE_LEN) => {
-                let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
-                let mut l = Reader(r.bytes()?);
-                while let Some((f, w)) = l.key()? {
-                    match (f, w) {
-                        (1, WIRE_LEN) => name = l.bytes()?,
-                        (2, WIRE_LEN) => value = l.bytes()?,
-                        _ => l.skip(w)?,
-                    }
-                }
-                s.labels.push((name, value));
+                s.labels.push(read_label(r.bytes()?)?);
             }
             (2, WIRE_LEN) => {
                 // prometheus.Sample: double value = 1; int64 timestamp = 2.

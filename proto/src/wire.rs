@@ -75,6 +75,21 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A `Label { name = 1; value = 2 }` message (the same in our API and in remote write) as
+/// borrowed bytes.
+pub(crate) fn read_label(buf: &[u8]) -> Result<(&[u8], &[u8]), ViewError> {
+    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
+    let mut l = Reader(buf);
+    while let Some((f, w)) = l.key()? {
+        match (f, w) {
+            (1, WIRE_LEN) => name = l.bytes()?,
+            (2, WIRE_LEN) => value = l.bytes()?,
+            _ => l.skip(w)?,
+        }
+    }
+    Ok((name, value))
+}
+
 /// Appends a varint.
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -85,7 +100,7 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 pub(crate) fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends the key of field `field` with wire type `wire`.

@@ -225,7 +225,12 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(demo(config))
         }
         Command::Bench(b) => runtime.block_on(async move {
-            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            // The command as typed, with the program's path reduced to its name.
+            let mut args: Vec<String> = std::env::args().collect();
+            if let Some(name) = args.first().and_then(|p| std::path::Path::new(p).file_name()) {
+                args[0] = name.to_string_lossy().into_owned();
+            }
+            let command = args.join(" ");
             let opts = collabstream_server::bench::BenchOptions {
                 hosts: b.hosts,
                 scrapes: b.scrapes,
@@ -235,7 +240,7 @@ fn main() -> anyhow::Result<()> {
                 dir: b.dir,
                 update_doc: b.update_doc,
                 systems: b.systems,
-                command: command.rsplit('/').next().unwrap_or(&command).to_string(),
+                command,
                 ..Default::default()
             };
             let report = collabstream_server::bench::bench(opts).await?;

@@ -55,31 +55,10 @@ async fn acknowledged_writes_survive_sigkill() {
 
         let rw: Vec<_> =
             (0..5).map(|i| series("rs_remote", i, base + round as i64 * 1_000, 1, 0.5)).collect();
-        let prom = collabstream_proto::prompb::WriteRequest {
-            timeseries: rw
-                .iter()
-                .map(|s| collabstream_proto::prompb::TimeSeries {
-                    labels: s
-                        .labels
-                        .iter()
-                        .map(|l| collabstream_proto::prompb::Label {
-                            name: l.name.clone().into_bytes(),
-                            value: l.value.clone().into_bytes(),
-                        })
-                        .collect(),
-                    samples: s
-                        .samples
-                        .iter()
-                        .map(|x| collabstream_proto::prompb::Sample {
-                            value: x.value,
-                            timestamp: x.timestamp_ms,
-                        })
-                        .collect(),
-                    ..Default::default()
-                })
-                .collect(),
-            metadata: vec![],
-        };
+        let prom = collabstream_proto::series::to_prompb(&v1::WriteRequest {
+            series: rw.clone(),
+            ..Default::default()
+        });
         let r = http
             .post(node.url("/api/v1/write"))
             .header("Content-Encoding", "snappy")

@@ -45,6 +45,9 @@ pub struct Report {
     pub(crate) results: Vec<SystemResult>,
 }
 
+/// A row of the summary: its name, the measure, how to print it, and the target.
+type Row<'a> = (&'a str, &'a dyn Fn(&SystemResult) -> f64, &'a dyn Fn(f64) -> String, &'a str);
+
 pub(crate) fn median(times: &mut [Duration]) -> Duration {
     times.sort();
     times.get(times.len() / 2).copied().unwrap_or_default()
@@ -104,7 +107,7 @@ impl Report {
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|");
         let cell = |kind: Kind, f: &dyn Fn(&SystemResult) -> String| self.get(kind).map_or("–".into(), f);
-        let rows: [(&str, &dyn Fn(&SystemResult) -> f64, &dyn Fn(f64) -> String, &str); 5] = [
+        let rows: [Row<'_>; 5] = [
             ("ingestion, samples/s", &|r| r.samples_per_s, &|v| format!("{v:.0}"), "≥ 1.0× VM"),
             (
                 "disk, bytes/sample (compacted)",
