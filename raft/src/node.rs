@@ -426,6 +426,10 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
 /// Keeps the log to a size in bytes: once it holds `snapshot_after_bytes`, takes a snapshot
 /// and drops the log behind it but the last `keep_bytes`. (openraft's own policy counts
 /// entries, and one entry may carry a few bytes or many MiB.)
+///
+/// Building a snapshot copies the whole store into one archive, so the log is also allowed to
+/// grow to a quarter of the stored data before one is taken: the copying then costs at most
+/// four times the bytes written to the log, however large the store.
 async fn run_log_bounds(writer: Writer, log: LogStorage, stop: CancellationToken) {
     let options = &writer.inner.options;
     let raft = &writer.inner.raft;
@@ -436,7 +440,8 @@ async fn run_log_bounds(writer: Writer, log: LogStorage, stop: CancellationToken
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        if log.log_bytes() <= options.snapshot_after_bytes {
+        let bytes = log.log_bytes();
+        if bytes <= options.snapshot_after_bytes || bytes <= writer.inner.store.data_sst_bytes() / 4 {
             continue;
         }
         let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);

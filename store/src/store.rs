@@ -500,6 +500,21 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes of the stored data's SST files (the log's not counted); cheap.
+    pub fn data_sst_bytes(&self) -> u64 {
+        db::ALL_CFS
+            .iter()
+            .filter(|name| **name != db::CF_LOG)
+            .map(|name| {
+                self.db
+                    .property_int_value_cf(cf(&self.db, name), "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
     pub fn stats(&self) -> StoreStats {
         let index = self.index.read();
         let head_samples = index.entries().map(|e| e.head.lock().len() as u64).sum();

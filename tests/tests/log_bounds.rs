@@ -56,8 +56,9 @@ async fn the_log_is_dropped_behind_a_snapshot_once_it_outgrows_its_size() {
     .unwrap_or_else(|| panic!("the log was never purged; the node's log:\n{}", node.log()));
     let last = purged.last_log_index.unwrap_or(0);
     let kept = last - purged.purged_index.unwrap_or(0);
-    // 128 KiB of ~30 KiB entries: a handful kept, not the whole log.
-    assert!(kept <= 8, "kept {kept} entries behind the snapshot: {purged:?}");
+    // Entries of ~35 KiB: what stays is under snapshot_after_bytes + keep_bytes (640 KiB), not
+    // the ~2 MiB written (the purge stops at the snapshot, which may trail the last entry).
+    assert!(kept <= 20, "kept {kept} of {last} entries: {purged:?}");
     assert!(purged.snapshot_index.unwrap_or(0) >= purged.purged_index.unwrap_or(0), "{purged:?}");
 
     node.terminate(Duration::from_secs(30)).expect("stops");
