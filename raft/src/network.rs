@@ -264,7 +264,10 @@ impl RaftService for RaftGrpc {
         &self,
         req: Request<v1::ForwardRequest>,
     ) -> Result<tonic::Response<v1::WriteResponse>, Status> {
-        match self.writer.propose_here(req.into_inner().write).await {
+        let write = req.into_inner().write;
+        collabstream_proto::log_view::check_write(&write)
+            .map_err(|e| Status::invalid_argument(format!("forwarded write refused: {e}")))?;
+        match self.writer.propose_here(write).await {
             Ok(outcome) => Ok(tonic::Response::new(crate::types::to_wire(&outcome))),
             Err(e) => Err(e.to_status()),
         }

@@ -104,14 +104,14 @@ impl RaftOptions {
     }
 }
 
-/// A proposal's answer. A write this node could not propose because it is not the leader
-/// comes back with the error, so the caller can send it on without having kept a copy.
+/// A proposal's answer. The caller keeps a shared copy of the write, to send it on to the
+/// leader if this node turns out not to be it.
 type Answer = Result<ApplyOutcome, Error>;
 type Reply = oneshot::Sender<Answer>;
 
-#[derive(Debug)]
 /// A write waiting for the proposer: an encoded `v1::WriteRequest`, which becomes part of a
 /// log entry by concatenation (see [`command_bytes`]).
+#[derive(Debug)]
 struct Proposal {
     write: Bytes,
     reply: Reply,

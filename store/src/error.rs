@@ -12,8 +12,6 @@ pub enum Error {
     Corrupt { what: &'static str },
     #[error("unreadable log entry at index {index}")]
     Entry { index: u64, source: collabstream_proto::log_view::ViewError },
-    #[error("undecodable event in log entry {index}")]
-    Event { index: u64, source: prost::DecodeError },
     #[error("invalid regex {pattern:?} in matcher")]
     Regex { pattern: String, source: Box<regex::Error> },
     #[error("log entry {index} is not after the last applied index {applied}")]

@@ -214,7 +214,13 @@ impl Store {
         entry: &[u8],
         sm_meta: Option<Vec<u8>>,
     ) -> Result<Vec<ApplyOutcome>> {
-        let cmd = CommandView::parse(entry).map_err(|source| Error::Entry { index, source })?;
+        // Every proposer checks what it logs, so this is not expected; but an entry that cannot
+        // be read would fail identically on every replica, at every restart. It is applied as
+        // an entry without writes (logged, the same everywhere) instead of stopping the node.
+        let cmd = CommandView::parse(entry).unwrap_or_else(|source| {
+            tracing::error!(index, error = %Error::Entry { index, source }, "log entry skipped");
+            CommandView::default()
+        });
         let mut writer = self.writer.lock();
         let applied = self.applied.load(Ordering::Acquire);
         if index <= applied {
@@ -312,8 +318,9 @@ impl Store {
         }
         let cf_events = cf(&self.db, CF_EVENTS);
         for (pos, raw) in req.events.iter().enumerate() {
-            let event = v1::Event::decode(*raw).map_err(|source| Error::Event { index, source })?;
-            match collabstream_proto::events::timestamp_ms(&event) {
+            let timestamp =
+                v1::Event::decode(*raw).ok().and_then(|e| collabstream_proto::events::timestamp_ms(&e));
+            match timestamp {
                 Some(ts) => {
                     // Stored as the leader encoded it: the same bytes on every replica.
                     batch.put_cf(cf_events, keys::event_key(ts, index, event_base + pos as u32), raw);
@@ -322,7 +329,7 @@ impl Store {
                 None => outcome.rejected.push(Rejection {
                     kind: ItemKind::Event as i32,
                     index: pos as u32,
-                    reason: "event has no type".into(),
+                    reason: "event has no type, or is not a valid Event message".into(),
                     ..Default::default()
                 }),
             }

@@ -247,3 +247,15 @@ fn label_bytes_that_are_not_utf8_refuse_only_their_series() {
     );
     assert_eq!(all(&store).len(), 1);
 }
+
+#[test]
+fn an_unreadable_entry_is_skipped_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config()).unwrap();
+    // A length running past the end: no write can be read from it.
+    let outcomes = store.apply_batch(1, &[0x12, 0x7f, 0x0a], None).unwrap();
+    assert!(outcomes.is_empty());
+    assert_eq!(store.applied_index(), 1, "the entry counts as applied, on every replica alike");
+    let ok = store.apply(2, &write("", vec![series("m", "j", &[(1, 1.0)])], vec![])).unwrap();
+    assert_eq!(ok.samples_accepted, 1);
+}

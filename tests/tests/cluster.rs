@@ -119,6 +119,12 @@ async fn writes_through_a_follower_are_readable_on_every_node() {
         let r = write(cluster.node(follower), k).await.expect("a follower accepts writes");
         assert_eq!((r.samples_accepted, r.events_accepted), (1, 1));
     }
+    // The leader logs no forwarded write it cannot read whole: a bad one is refused up front.
+    let mut raft = v1::raft_service_client::RaftServiceClient::connect(cluster.node(leader).grpc_url())
+        .await
+        .expect("raft client");
+    let refused = raft.forward(v1::ForwardRequest { write: vec![0x12, 0x7f, 0x0a].into() }).await;
+    assert_eq!(refused.expect_err("refused").code(), tonic::Code::InvalidArgument);
     // A strong read on the other follower sees every acknowledged write at once.
     let other = (leader + 2) % 3;
     let url = cluster.node(other).url("/api/v1/query");
