@@ -3,8 +3,9 @@
 //!
 //! - [`Writer`]: any node takes writes; a follower forwards them to the leader, which groups
 //!   concurrent writes into one entry (group commit). A write is acknowledged once committed by
-//!   a majority and applied.
+//!   a majority and applied. Writes travel encoded; an entry is their concatenation.
 //! - [`LogStorage`]: openraft's log on the store's fsynced `log` column family; the vote too.
+//!   The log is kept to a size in bytes (snapshot, then drop all but the newest entries).
 //! - [`StateMachine`]: the store's deterministic apply; snapshots are RocksDB checkpoints
 //!   packed into one file and streamed in chunks.
 //! - [`RaftGrpc`] and [`Network`]: the `RaftService` (append entries, vote, install snapshot,
