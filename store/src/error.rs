@@ -10,8 +10,6 @@ pub enum Error {
     Chunk(#[from] crate::chunk::ChunkError),
     #[error("corrupt {what} record")]
     Corrupt { what: &'static str },
-    #[error("unreadable log entry at index {index}")]
-    Entry { index: u64, source: collabstream_proto::log_view::ViewError },
     #[error("invalid regex {pattern:?} in matcher")]
     Regex { pattern: String, source: Box<regex::Error> },
     #[error("log entry {index} is not after the last applied index {applied}")]

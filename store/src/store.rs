@@ -218,7 +218,7 @@ impl Store {
         // be read would fail identically on every replica, at every restart. It is applied as
         // an entry without writes (logged, the same everywhere) instead of stopping the node.
         let cmd = CommandView::parse(entry).unwrap_or_else(|source| {
-            tracing::error!(index, error = %Error::Entry { index, source }, "log entry skipped");
+            tracing::error!(index, error = %source, "unreadable log entry skipped");
             CommandView::default()
         });
         let mut writer = self.writer.lock();
@@ -509,17 +509,12 @@ impl Store {
 
     /// Bytes of the stored data's SST files (the log's not counted); cheap.
     pub fn data_sst_bytes(&self) -> u64 {
-        db::ALL_CFS
-            .iter()
-            .filter(|name| **name != db::CF_LOG)
-            .map(|name| {
-                self.db
-                    .property_int_value_cf(cf(&self.db, name), "rocksdb.total-sst-files-size")
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0)
-            })
-            .sum()
+        db::ALL_CFS.iter().filter(|name| **name != db::CF_LOG).map(|name| self.cf_int(name, SST_BYTES)).sum()
+    }
+
+    /// An integer property of a column family (0 when RocksDB has none).
+    fn cf_int(&self, name: &str, property: &str) -> u64 {
+        self.db.property_int_value_cf(cf(&self.db, name), property).ok().flatten().unwrap_or(0)
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -527,14 +522,12 @@ impl Store {
         let head_samples = index.entries().map(|e| e.head.lock().len() as u64).sum();
         let mut stats = StoreStats { series: index.len() as u64, head_samples, ..Default::default() };
         for name in db::ALL_CFS {
-            let cf = cf(&self.db, name);
-            let prop = |p: &str| self.db.property_int_value_cf(cf, p).ok().flatten().unwrap_or(0);
-            let sst = prop("rocksdb.total-sst-files-size");
+            let sst = self.cf_int(name, SST_BYTES);
             stats.sst_bytes += sst;
             if name == db::CF_LOG {
                 stats.log_sst_bytes = sst;
             }
-            stats.memtable_bytes += prop("rocksdb.cur-size-all-mem-tables");
+            stats.memtable_bytes += self.cf_int(name, "rocksdb.cur-size-all-mem-tables");
         }
         stats
     }
@@ -550,6 +543,8 @@ impl Store {
         Ok(())
     }
 }
+
+const SST_BYTES: &str = "rocksdb.total-sst-files-size";
 
 pub(crate) fn cf<'a>(db: &'a Rocks, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).expect("every column family is created at open")
