@@ -31,6 +31,11 @@ impl Ingest {
         &self.config
     }
 
+    /// The local store, whose known series the write paths name by id.
+    pub(crate) fn store(&self) -> &collabstream_store::Store {
+        self.writer.store()
+    }
+
     /// Writes the valid part of `p` and answers with counts and every rejection (validation's
     /// and the store's). Returns an error only when the write itself failed.
     pub async fn write(&self, mut p: Prepared) -> Result<v1::WriteResponse, Error> {

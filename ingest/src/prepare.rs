@@ -5,6 +5,7 @@ use collabstream_proto::log_view::ViewError;
 use collabstream_proto::prompb_view::reencode;
 use collabstream_proto::series::normalize_v1;
 use collabstream_proto::{events, v1};
+use collabstream_store::Store;
 use v1::{ItemKind, Rejection};
 
 /// A validated write and what validation refused. Indexes in rejections refer to the request
@@ -46,10 +47,13 @@ impl Prepared {
     }
 
     /// Validates a decompressed Prometheus remote-write body and encodes its valid series as
-    /// our write in one pass, without decoding it into owned messages. An error means the body
-    /// is not a remote-write message at all.
-    pub fn from_remote_write(body: &[u8]) -> Result<Self, ViewError> {
-        let out = reencode(body)?;
+    /// our write in one pass, without decoding it into owned messages; the series `store`
+    /// already has are named by id. An error means the body is not a remote-write message at
+    /// all.
+    pub fn from_remote_write(body: &[u8], store: &Store) -> Result<Self, ViewError> {
+        let known = store.known_series();
+        let out = reencode(body, &mut |keys, out| known.find_raw(keys, out))?;
+        drop(known);
         let mut p = Prepared { series_map: out.accepted, ..Default::default() };
         if !p.series_map.is_empty() {
             p.encoded = Some(out.write.into());

@@ -47,7 +47,7 @@ async fn decode(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Opti
     let raw = snap::raw::Decoder::new()
         .decompress_vec(&body)
         .map_err(|e| Error::BadRequest(format!("body is not snappy block-compressed: {e}")))?;
-    let p = Prepared::from_remote_write(&raw)
+    let p = Prepared::from_remote_write(&raw, ingest.store())
         .map_err(|e| Error::BadRequest(format!("body is not a remote-write WriteRequest: {e}")))?;
     Ok((!p.is_empty() || !p.rejected.is_empty()).then_some(p))
 }

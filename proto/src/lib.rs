@@ -2,7 +2,9 @@
 //!
 //! - [`v1`]: our gRPC `IngestService`, events, and the log [`v1::Command`] the store applies.
 //! - [`prompb`]: Prometheus remote write 1.0.
-//! - [`log_view`]: a log entry read in place, for apply on every replica.
+//! - [`log_view`]: a log entry read in place, for apply on every replica; [`log_write`]: the
+//!   [`v1::LogWrite`] an entry carries, with the series the proposer knows packed by id
+//!   ([`known_series`]).
 //! - [`prompb_view`]: a remote-write body turned into a log write without owned messages.
 //! - [`events_json`]: the JSON event format of `/api/v1/events` and Kafka.
 //! - conversions between wire messages and `collabstream-common` types, one module per message
@@ -13,7 +15,9 @@
 
 pub mod events;
 pub mod events_json;
+pub mod known_series;
 pub mod log_view;
+pub mod log_write;
 pub mod prompb_view;
 pub mod series;
 mod wire;

@@ -10,6 +10,7 @@
 
 use std::ops::Range;
 
+pub use crate::known_series::KnownReader;
 pub use crate::wire::ViewError;
 use crate::wire::{Reader, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, read_label, utf8};
 
@@ -21,7 +22,7 @@ pub struct CommandView<'a> {
     pub writes: Vec<WriteView<'a>>,
 }
 
-/// A borrowed [`crate::v1::WriteRequest`].
+/// A borrowed [`crate::v1::LogWrite`] (an encoded `v1::WriteRequest` is one too).
 #[derive(Debug, Default)]
 pub struct WriteView<'a> {
     pub batch_id: &'a str,
@@ -33,6 +34,10 @@ pub struct WriteView<'a> {
     samples: Vec<(i64, f64)>,
     /// Each event still encoded as a `v1::Event`.
     pub events: Vec<&'a [u8]>,
+    /// The series the proposer named by id, packed; checked whole by [`WriteView::parse`].
+    known: &'a [u8],
+    /// How many series and samples `known` holds.
+    known_counts: (usize, usize),
 }
 
 /// Checks that `write` is an encoded `v1::WriteRequest` that apply can read whole, events
@@ -47,7 +52,7 @@ pub fn check_write(write: &[u8]) -> Result<(), ViewError> {
     Ok(())
 }
 
-/// One series of a [`WriteView`]: where its labels and samples are.
+/// One series of a [`WriteView`] sent with its labels: where its labels and samples are.
 #[derive(Debug, Clone)]
 pub struct SeriesView {
     labels: Range<usize>,
@@ -63,6 +68,22 @@ impl<'a> WriteView<'a> {
     /// The series' samples as (timestamp ms, value).
     pub fn samples(&self, s: &SeriesView) -> &[(i64, f64)] {
         &self.samples[s.samples.clone()]
+    }
+
+    /// The series named by id, in order (they come after [`WriteView::series`]). The bytes
+    /// were checked by [`WriteView::parse`], so reading them does not fail.
+    pub fn known(&self) -> KnownReader<'a> {
+        KnownReader::new(self.known)
+    }
+
+    /// How many series [`WriteView::known`] holds.
+    pub fn known_len(&self) -> usize {
+        self.known_counts.0
+    }
+
+    /// Samples in the write, sent with labels or by id.
+    pub fn sample_count(&self) -> usize {
+        self.samples.len() + self.known_counts.1
     }
 }
 
@@ -95,7 +116,7 @@ impl<'a> CommandView<'a> {
 }
 
 impl<'a> WriteView<'a> {
-    /// Reads an encoded `v1::WriteRequest`.
+    /// Reads an encoded `v1::LogWrite` (or `v1::WriteRequest`).
     pub fn parse(buf: &'a [u8]) -> Result<Self, ViewError> {
         let mut w = WriteView::default();
         let mut r = Reader(buf);
@@ -107,6 +128,11 @@ impl<'a> WriteView<'a> {
                     w.parse_series(series)?;
                 }
                 (3, WIRE_LEN) => w.events.push(r.bytes()?),
+                (4, WIRE_LEN) => {
+                    // Last one wins, as prost does for a bytes field.
+                    w.known = r.bytes()?;
+                    w.known_counts = KnownReader::validate(w.known)?;
+                }
                 _ => r.skip(wire)?,
             }
         }
@@ -145,16 +171,19 @@ impl<'a> WriteView<'a> {
 mod tests {
     use prost::Message;
 
+    use crate::known_series::{Known, read_all};
     use crate::v1;
 
     use super::*;
 
-    /// What prost decoding yields, as comparable pairs.
-    /// Each series as (labels, (timestamp, value bits)).
-    type Pairs = Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>;
+    /// What prost decoding yields, as comparable pairs: each series with labels as (labels,
+    /// (timestamp, value bits)), and the known series as (id, (timestamp, value bits)).
+    type Labelled = (Vec<(String, String)>, Vec<(i64, u64)>);
+    type Pairs = (Vec<Labelled>, Vec<Known>);
 
-    fn owned_pairs(req: &v1::WriteRequest) -> Pairs {
-        req.series
+    fn owned_pairs(req: &v1::LogWrite) -> Pairs {
+        let labelled = req
+            .series
             .iter()
             .map(|s| {
                 (
@@ -162,11 +191,13 @@ mod tests {
                     s.samples.iter().map(|x| (x.timestamp_ms, x.value.to_bits())).collect(),
                 )
             })
-            .collect()
+            .collect();
+        (labelled, read_all(&req.known).unwrap())
     }
 
     fn view_pairs(w: &WriteView<'_>) -> Pairs {
-        w.series
+        let labelled = w
+            .series
             .iter()
             .map(|s| {
                 (
@@ -179,38 +210,52 @@ mod tests {
                     w.samples(s).iter().map(|(t, v)| (*t, v.to_bits())).collect(),
                 )
             })
-            .collect()
+            .collect();
+        (labelled, read_all(w.known).unwrap())
     }
 
-    fn decoded_write(bytes: &[u8]) -> v1::WriteRequest {
+    fn decoded_write(bytes: &[u8]) -> v1::LogWrite {
         match v1::Command::decode(bytes).unwrap().payload {
             Some(v1::command::Payload::Write(w)) => w,
             other => panic!("a single write, got {other:?}"),
         }
     }
 
-    fn write(batch: &str, n: usize) -> v1::WriteRequest {
-        v1::WriteRequest {
+    /// `n` series; every third one named by id instead of labels.
+    fn write(batch: &str, n: usize) -> v1::LogWrite {
+        let samples = |i: usize| vec![(-5 + i as i64, f64::NAN.to_bits()), (i64::MAX, (-0.0f64).to_bits())];
+        let mut known = crate::known_series::KnownWriter::default();
+        let mut series = Vec::new();
+        for i in 0..n {
+            if i % 3 == 2 {
+                known.push(1 << (7 * i), &samples(i));
+                continue;
+            }
+            series.push(v1::TimeSeries {
+                labels: vec![
+                    v1::Label { name: "__name__".into(), value: "m".into() },
+                    v1::Label { name: "ünïcode".into(), value: format!("v{i}") },
+                ],
+                samples: samples(i)
+                    .into_iter()
+                    .map(|(t, bits)| v1::Sample { timestamp_ms: t, value: f64::from_bits(bits) })
+                    .collect(),
+            });
+        }
+        let mut bytes = Vec::new();
+        known.finish_into(&mut bytes);
+        let known = v1::LogWrite::decode(bytes.as_slice()).unwrap().known;
+        v1::LogWrite {
             batch_id: batch.into(),
-            series: (0..n)
-                .map(|i| v1::TimeSeries {
-                    labels: vec![
-                        v1::Label { name: "__name__".into(), value: "m".into() },
-                        v1::Label { name: "ünïcode".into(), value: format!("v{i}") },
-                    ],
-                    samples: vec![
-                        v1::Sample { timestamp_ms: -5 + i as i64, value: f64::NAN },
-                        v1::Sample { timestamp_ms: i64::MAX, value: -0.0 },
-                    ],
-                })
-                .collect(),
+            series,
             events: vec![v1::Event::default(), v1::Event::default()],
+            known,
         }
     }
 
     #[test]
     fn reads_what_prost_decodes() {
-        let writes = vec![write("a", 3), write("", 0), write("c", 1)];
+        let writes = vec![write("a", 6), write("", 0), write("c", 1)];
         let cmd = v1::Command {
             leader_time_ms: 1_700_000_000_000,
             payload: Some(v1::command::Payload::Batch(v1::WriteBatch { writes: writes.clone() })),
@@ -234,7 +279,7 @@ mod tests {
             }
         }
         let single =
-            v1::Command { leader_time_ms: -1, payload: Some(v1::command::Payload::Write(write("s", 2))) };
+            v1::Command { leader_time_ms: -1, payload: Some(v1::command::Payload::Write(write("s", 3))) };
         let bytes = single.encode_to_vec();
         let view = CommandView::parse(&bytes).unwrap();
         assert_eq!((view.leader_time_ms, view.writes.len()), (-1, 1));
@@ -251,6 +296,14 @@ mod tests {
         let bad_event = [(3 << 3) | 2, 2, 0x0a, 0x05];
         assert!(WriteView::parse(&bad_event).is_ok(), "the view keeps events encoded");
         assert!(check_write(&bad_event).is_err());
+        // Known series are checked whole when the view is made: id 1, two samples, one given.
+        let bad_known = [(4 << 3) | 2, 11, 0x02, 0x02, 0x02, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(WriteView::parse(&bad_known).is_err());
+        let view = WriteView::parse(&good).unwrap();
+        assert_eq!((view.series.len(), view.known_len(), view.sample_count()), (2, 0, 4));
+        let mixed = write("m", 6).encode_to_vec();
+        let view = WriteView::parse(&mixed).unwrap();
+        assert_eq!((view.series.len(), view.known_len(), view.sample_count()), (4, 2, 12));
     }
 
     #[test]

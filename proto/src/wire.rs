@@ -115,6 +115,15 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Appends a `Label { name = 1; value = 2 }` as field 1 of its series, as prost encodes it
+/// (name and value must be non-empty: prost leaves empty strings out).
+pub(crate) fn put_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    put_key(out, 1, WIRE_LEN);
+    put_varint(out, (bytes_field_len(name.len()) + bytes_field_len(value.len())) as u64);
+    put_bytes(out, 1, name);
+    put_bytes(out, 2, value);
+}
+
 /// The encoded size of a length-delimited field with a one-byte key.
 pub(crate) fn bytes_field_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len

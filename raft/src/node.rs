@@ -18,7 +18,6 @@ use collabstream_store::{ApplyOutcome, Store};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use parking_lot::Mutex;
-use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -256,12 +255,25 @@ impl Writer {
             let n = self.inner.auto_ids.fetch_add(1, Ordering::Relaxed);
             write.batch_id = format!("auto-{}-{}-{n}", self.inner.id, self.inner.clock.now_ms());
         }
-        self.propose_encoded(write.encode_to_vec().into()).await
+        let (encoded, at) = {
+            let known = self.inner.store.known_series();
+            collabstream_proto::log_write::encode(&write, &mut |keys, out| known.find_raw(keys, out))
+        };
+        let mut outcome = self.propose_encoded(encoded.into()).await?;
+        // Apply numbers the series it knew after the others; rejections name the caller's.
+        for r in &mut outcome.rejected {
+            if r.kind != v1::ItemKind::Event as i32
+                && let Some(&i) = at.get(r.index as usize)
+            {
+                r.index = i;
+            }
+        }
+        Ok(outcome)
     }
 
-    /// [`Writer::propose`] for a write already encoded as a `v1::WriteRequest` whose label
-    /// sets are normalised (the remote-write path builds one without owned messages). It must
-    /// carry a batch id if it carries events.
+    /// [`Writer::propose`] for a write already encoded as a `v1::LogWrite` whose label sets are
+    /// normalised (the remote-write path builds one without owned messages), and whose series
+    /// ids, if any, come from this node's store. It must carry a batch id if it carries events.
     pub async fn propose_encoded(&self, write: Bytes) -> Result<ApplyOutcome, Error> {
         let deadline = Instant::now() + self.inner.options.leader_wait;
         loop {
@@ -551,7 +563,7 @@ mod tests {
 
     #[test]
     fn a_command_built_by_concatenation_is_the_command_prost_decodes() {
-        let writes = vec![
+        let writes = [
             v1::WriteRequest { batch_id: "a".into(), ..Default::default() },
             v1::WriteRequest {
                 series: vec![v1::TimeSeries {
@@ -566,7 +578,9 @@ mod tests {
             let cmd = v1::Command::decode(command_bytes(time, &encoded)).unwrap();
             let expected = v1::Command {
                 leader_time_ms: time,
-                payload: Some(Payload::Batch(v1::WriteBatch { writes: writes.clone() })),
+                payload: Some(Payload::Batch(v1::WriteBatch {
+                    writes: writes.iter().cloned().map(Into::into).collect(),
+                })),
             };
             assert_eq!(cmd, expected);
         }

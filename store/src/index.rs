@@ -12,9 +12,11 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use collabstream_common::{Labels, SeriesId};
-use rustc_hash::FxHashMap;
+
+use collabstream_proto::log_write::canonical_labels;
 
 use crate::head::SeriesEntry;
+use crate::label_map::LabelMap;
 use crate::matcher::{MatchOp, Matcher};
 
 /// Series ids, sorted ascending, no duplicates.
@@ -22,8 +24,8 @@ pub(crate) type Postings = Vec<SeriesId>;
 
 #[derive(Debug, Default)]
 pub(crate) struct SeriesIndex {
-    /// Label-set hash → the series with that hash (almost always one).
-    by_hash: FxHashMap<u64, Vec<SeriesId>>,
+    /// Label set → series, for writes (which look up every series they carry).
+    by_labels: LabelMap,
     /// Indexed by `SeriesId.0`; ids are dense, so this is the id → series table.
     entries: Vec<Option<Arc<SeriesEntry>>>,
     postings: HashMap<String, BTreeMap<String, Postings>>,
@@ -39,17 +41,15 @@ impl SeriesIndex {
         self.entries.get(id.0 as usize)?.as_ref()
     }
 
-    /// Finds the series whose sorted labels are `pairs`, with `hash` = `Labels::hash_pairs`.
-    pub(crate) fn find<N: AsRef<[u8]>, V: AsRef<[u8]>>(
-        &self,
-        hash: u64,
-        pairs: impl ExactSizeIterator<Item = (N, V)> + Clone,
-    ) -> Option<&Arc<SeriesEntry>> {
-        self.by_hash
-            .get(&hash)?
-            .iter()
-            .filter_map(|id| self.get(*id))
-            .find(|e| e.labels.eq_pairs(pairs.clone()))
+    /// Finds the series by its canonical label bytes
+    /// ([`canonical_labels`](collabstream_proto::log_write::canonical_labels)).
+    pub(crate) fn find(&self, canonical: &[u8]) -> Option<&Arc<SeriesEntry>> {
+        self.get(self.by_labels.find(canonical)?)
+    }
+
+    /// The ids of the series with these canonical label bytes, one per key, appended to `out`.
+    pub(crate) fn find_ids(&self, keys: &[&[u8]], out: &mut Vec<Option<SeriesId>>) {
+        self.by_labels.find_many(keys, out)
     }
 
     /// Adds a series. Ids must be inserted in increasing order, which keeps postings sorted.
@@ -60,7 +60,9 @@ impl SeriesIndex {
             self.entries.resize(slot + 1, None);
         }
         debug_assert!(self.entries[slot].is_none(), "series id {} inserted twice", id.0);
-        self.by_hash.entry(entry.labels.hash64()).or_default().push(id);
+        let mut canonical = Vec::new();
+        canonical_labels(entry.labels.iter().map(|l| (&l.name, &l.value)), &mut canonical);
+        self.by_labels.insert(&canonical, id);
         for l in &entry.labels {
             let list = self.postings.entry(l.name.clone()).or_default().entry(l.value.clone()).or_default();
             if list.last().is_some_and(|last| *last >= id) {
@@ -280,12 +282,17 @@ mod tests {
     }
 
     #[test]
-    fn finds_by_pairs() {
+    fn finds_by_canonical_labels() {
         let idx = index(&[&[("__name__", "up"), ("job", "api")]]);
-        let pairs = [("__name__", "up"), ("job", "api")];
-        let hash = Labels::hash_pairs(pairs.iter().copied());
-        assert_eq!(idx.find(hash, pairs.iter().copied()).map(|e| e.id), Some(SeriesId(1)));
-        let other = [("__name__", "up"), ("job", "x")];
-        assert!(idx.find(Labels::hash_pairs(other.iter().copied()), other.iter().copied()).is_none());
+        let canonical = |pairs: &[(&str, &str)]| {
+            let mut out = Vec::new();
+            canonical_labels(pairs.iter().copied(), &mut out);
+            out
+        };
+        assert_eq!(
+            idx.find(&canonical(&[("__name__", "up"), ("job", "api")])).map(|e| e.id),
+            Some(SeriesId(1))
+        );
+        assert!(idx.find(&canonical(&[("__name__", "up"), ("job", "x")])).is_none());
     }
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use collabstream_common::{Labels, SeriesId};
-use collabstream_proto::log_view::{CommandView, SeriesView, WriteView};
+use collabstream_proto::log_view::{CommandView, WriteView};
+use collabstream_proto::log_write::canonical_labels;
 use collabstream_proto::v1::{self, ItemKind, Rejection};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use prost::Message;
 use rocksdb::{FlushOptions, IteratorMode, WriteBatch, WriteOptions};
 
@@ -38,6 +39,39 @@ pub struct ApplyOutcome {
     pub rejected: Vec<Rejection>,
     /// The entry's batch id had been applied before, so nothing was applied again.
     pub duplicate: bool,
+}
+
+/// See [`Store::known_series`].
+pub struct KnownSeries<'a>(RwLockReadGuard<'a, SeriesIndex>);
+
+impl KnownSeries<'_> {
+    /// The ids of the series with these canonical label bytes
+    /// ([`canonical_labels`](collabstream_proto::log_write::canonical_labels)), one per key,
+    /// appended to `out`. Looking many up at once is faster than one by one: their cache misses
+    /// overlap.
+    pub fn find_many(&self, keys: &[&[u8]], out: &mut Vec<Option<SeriesId>>) {
+        self.0.find_ids(keys, out)
+    }
+
+    /// The id of one series by its canonical label bytes.
+    pub fn find(&self, canonical: &[u8]) -> Option<SeriesId> {
+        let mut out = Vec::with_capacity(1);
+        self.find_many(&[canonical], &mut out);
+        out.pop().flatten()
+    }
+
+    /// [`KnownSeries::find_many`] with raw ids, the form the wire encoders take.
+    pub fn find_raw(&self, keys: &[&[u8]], out: &mut Vec<Option<u64>>) {
+        let mut ids = Vec::with_capacity(keys.len());
+        self.find_many(keys, &mut ids);
+        out.extend(ids.into_iter().map(|id| id.map(|i| i.0)));
+    }
+}
+
+impl std::fmt::Debug for KnownSeries<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownSeries").field("series", &self.0.len()).finish()
+    }
 }
 
 /// Size and shape figures for `/metrics` and benchmarks.
@@ -243,6 +277,14 @@ impl Store {
         Ok(outcomes)
     }
 
+    /// The series applied so far, for a proposer that names series by id in the entries it
+    /// builds (`LogSeries` in `log.proto`). Every replica that applies a later entry has
+    /// applied these too, and gave them the same ids. Holds the index's read lock: look up a
+    /// request's series and drop it.
+    pub fn known_series(&self) -> KnownSeries<'_> {
+        KnownSeries(self.index.read())
+    }
+
     /// The replication layer's state recorded with the last applied entry (after a restart:
     /// with the last checkpointed one).
     pub fn sm_meta(&self) -> Vec<u8> {
@@ -280,42 +322,36 @@ impl Store {
             writer.dedup.insert(req.batch_id.to_string(), self.config.dedup_capacity);
         }
         let entries = self.resolve_series(writer, req, batch, outcome);
-        let cf_chunks = cf(&self.db, CF_CHUNKS);
         for (i, (series, entry)) in req.series.iter().zip(entries).enumerate() {
             let Some(entry) = entry else { continue };
-            let mut head = entry.head.lock();
-            // Created only when a chunk is cut (every few hundred samples): a RocksDB batch is
-            // an FFI allocation, too costly to make per series per request.
-            let mut cut: Option<WriteBatch> = None;
-            for (j, &(ts, value)) in req.samples(series).iter().enumerate() {
-                match head.append(ts, value, self.limits) {
-                    Appended::Stored => outcome.samples_accepted += 1,
-                    Appended::Cut { start, samples } => {
-                        outcome.samples_accepted += 1;
-                        cut.get_or_insert_with(WriteBatch::default).put_cf(
-                            cf_chunks,
-                            keys::chunk_key(entry.id, start),
-                            chunk::encode(&samples),
-                        );
-                    }
-                    Appended::TooOld { newest } => outcome.rejected.push(Rejection {
-                        kind: ItemKind::Sample as i32,
-                        index: i as u32,
-                        sample_index: j as u32,
-                        reason: format!(
-                            "sample at {ts} is older than the out-of-order window ({}) allows behind the series' newest sample at {newest}",
-                            humantime::format_duration(self.config.out_of_order_window),
-                        ),
-                        message_index: 0,
-                    }),
-                }
-            }
-            if let Some(cut) = cut {
-                // Written before the head lock is released, so a reader never sees a cut
-                // chunk's samples gone from the head but not yet in RocksDB.
-                self.db.write_opt(cut, &no_wal())?;
-            }
+            self.append_samples(&entry, i as u32, req.samples(series).iter().copied(), outcome)?;
         }
+        // The series the proposer named by id, numbered after those with labels.
+        let index_lock = self.index.read();
+        let mut known = req.known();
+        let mut i = req.series.len() as u32;
+        while let Some(mut s) = known.next_series().expect("WriteView::parse checked the known series whole")
+        {
+            match index_lock.get(SeriesId(s.id)) {
+                Some(entry) => {
+                    let samples = std::iter::from_fn(|| s.next_sample().ok().flatten());
+                    self.append_samples(entry, i, samples, outcome)?;
+                }
+                // Not expected (ids are never reused, and the proposer had applied the entry
+                // that created the series); refused the same way on every replica.
+                None => outcome.rejected.push(Rejection {
+                    kind: ItemKind::Series as i32,
+                    index: i,
+                    reason: format!(
+                        "series id {} is unknown to the state machine; send the series with its labels",
+                        s.id
+                    ),
+                    ..Default::default()
+                }),
+            }
+            i += 1;
+        }
+        drop(index_lock);
         let cf_events = cf(&self.db, CF_EVENTS);
         for (pos, raw) in req.events.iter().enumerate() {
             let timestamp =
@@ -337,6 +373,51 @@ impl Store {
         Ok(())
     }
 
+    /// Appends one series' samples (item `i` of the write) to its head, writing out the chunks
+    /// this cuts.
+    fn append_samples(
+        &self,
+        entry: &SeriesEntry,
+        i: u32,
+        samples: impl Iterator<Item = (i64, f64)>,
+        outcome: &mut ApplyOutcome,
+    ) -> Result<()> {
+        let cf_chunks = cf(&self.db, CF_CHUNKS);
+        let mut head = entry.head.lock();
+        // Created only when a chunk is cut (every few hundred samples): a RocksDB batch is an
+        // FFI allocation, too costly to make per series per request.
+        let mut cut: Option<WriteBatch> = None;
+        for (j, (ts, value)) in samples.enumerate() {
+            match head.append(ts, value, self.limits) {
+                Appended::Stored => outcome.samples_accepted += 1,
+                Appended::Cut { start, samples } => {
+                    outcome.samples_accepted += 1;
+                    cut.get_or_insert_with(WriteBatch::default).put_cf(
+                        cf_chunks,
+                        keys::chunk_key(entry.id, start),
+                        chunk::encode(&samples),
+                    );
+                }
+                Appended::TooOld { newest } => outcome.rejected.push(Rejection {
+                    kind: ItemKind::Sample as i32,
+                    index: i,
+                    sample_index: j as u32,
+                    reason: format!(
+                        "sample at {ts} is older than the out-of-order window ({}) allows behind the series' newest sample at {newest}",
+                        humantime::format_duration(self.config.out_of_order_window),
+                    ),
+                    message_index: 0,
+                }),
+            }
+        }
+        if let Some(cut) = cut {
+            // Written before the head lock is released, so a reader never sees a cut chunk's
+            // samples gone from the head but not yet in RocksDB.
+            self.db.write_opt(cut, &no_wal())?;
+        }
+        Ok(())
+    }
+
     /// Finds or creates the series of each wire series; `None` for a refused label set. New ids
     /// are assigned in request order, so every replica assigns the same ones.
     fn resolve_series(
@@ -348,13 +429,14 @@ impl Store {
     ) -> Vec<Option<Arc<SeriesEntry>>> {
         let series = &req.series;
         let mut found: Vec<Option<Arc<SeriesEntry>>> = Vec::with_capacity(series.len());
-        let mut hashes = Vec::with_capacity(series.len());
+        let mut canonical = Vec::new();
         let mut missing = false;
         {
             let index = self.index.read();
             for s in series {
-                let h = Labels::hash_pairs(pairs(req, s));
-                let e = index.find(h, pairs(req, s)).cloned();
+                canonical.clear();
+                canonical_labels(req.labels(s).iter().copied(), &mut canonical);
+                let e = index.find(&canonical).cloned();
                 if let Some(e) = &e {
                     // A series persisted after the checkpoint and found again during replay:
                     // it was created by this very entry the first time, so keep ids in step.
@@ -362,7 +444,6 @@ impl Store {
                 }
                 missing |= e.is_none();
                 found.push(e);
-                hashes.push(h);
             }
         }
         if !missing {
@@ -374,7 +455,10 @@ impl Store {
             if found[i].is_some() {
                 continue;
             }
-            if let Some(e) = index.find(hashes[i], pairs(req, s)) {
+            canonical.clear();
+            canonical_labels(req.labels(s).iter().copied(), &mut canonical);
+            if let Some(e) = index.find(&canonical) {
+                // Created by an earlier series of this very write.
                 found[i] = Some(e.clone());
                 continue;
             }
@@ -548,14 +632,6 @@ const SST_BYTES: &str = "rocksdb.total-sst-files-size";
 
 pub(crate) fn cf<'a>(db: &'a Rocks, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).expect("every column family is created at open")
-}
-
-/// A series' labels in the entry as (name, value) byte pairs.
-fn pairs<'a>(
-    req: &'a WriteView<'a>,
-    s: &SeriesView,
-) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone + 'a {
-    req.labels(s).iter().copied()
 }
 
 /// The labels of a series not seen before, checked as UTF-8.

@@ -31,11 +31,9 @@ fn series(name: &str, job: &str, samples: &[(i64, f64)]) -> v1::TimeSeries {
 fn write(batch_id: &str, series: Vec<v1::TimeSeries>, events: Vec<v1::Event>) -> v1::Command {
     v1::Command {
         leader_time_ms: 0,
-        payload: Some(v1::command::Payload::Write(v1::WriteRequest {
-            batch_id: batch_id.into(),
-            series,
-            events,
-        })),
+        payload: Some(v1::command::Payload::Write(
+            v1::WriteRequest { batch_id: batch_id.into(), series, events }.into(),
+        )),
     }
 }
 
@@ -96,6 +94,50 @@ fn written_series_are_queryable_at_once_and_after_restart() {
     assert_eq!(all(&store), before_more);
     assert_eq!(store.label_values("job", &[]), ["api", "web", "x"]);
     assert_eq!(store.label_names(&[Matcher::equal("__name__", "down")]), ["__name__", "job"]);
+}
+
+#[test]
+fn a_series_named_by_id_is_the_known_series_and_an_unknown_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config()).unwrap();
+    commit(&store, &write("", vec![series("up", "api", &[(1_000, 1.0)])], vec![]));
+    let canonical = |pairs: [(&str, &str); 2]| {
+        let mut out = Vec::new();
+        canonical_labels(pairs, &mut out);
+        out
+    };
+    let id = store
+        .known_series()
+        .find(&canonical([("__name__", "up"), ("job", "api")]))
+        .expect("applied series is known");
+    assert_eq!(store.known_series().find(&canonical([("job", "api"), ("__name__", "up")])), None);
+    let mut known = collabstream_proto::known_series::KnownWriter::default();
+    known.push(id.0, &[(2_000, 2f64.to_bits())]);
+    known.push(id.0 + 1_000, &[(2_000, 2f64.to_bits())]);
+    let mut bytes = Vec::new();
+    known.finish_into(&mut bytes);
+    let cmd = v1::Command {
+        leader_time_ms: 0,
+        payload: Some(v1::command::Payload::Write(v1::LogWrite {
+            series: vec![series("up", "web", &[(1, 1.0)])],
+            known: v1::LogWrite::decode(bytes.as_slice()).unwrap().known,
+            ..Default::default()
+        })),
+    };
+    let out = commit(&store, &cmd);
+    assert_eq!(out.samples_accepted, 2);
+    assert_eq!(out.rejected.len(), 1);
+    // Numbered after the one series sent with labels: the known ones are items 1 and 2.
+    assert_eq!((out.rejected[0].kind, out.rejected[0].index), (ItemKind::Series as i32, 2));
+    assert!(out.rejected[0].reason.contains("unknown"), "{}", out.rejected[0].reason);
+    let expected = vec![
+        (r#"up{job="api"}"#.to_string(), vec![(1_000, 1f64.to_bits()), (2_000, 2f64.to_bits())]),
+        (r#"up{job="web"}"#.to_string(), vec![(1, 1f64.to_bits())]),
+    ];
+    assert_eq!(all(&store), expected);
+    drop(store);
+    // Replayed from the log after a restart, the ids name the same series.
+    assert_eq!(all(&reopen(dir.path())), expected);
 }
 
 #[test]
