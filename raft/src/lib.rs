@@ -25,6 +25,7 @@ mod archive;
 mod codec;
 mod error;
 mod log_storage;
+mod log_writer;
 mod network;
 mod node;
 mod state_machine;

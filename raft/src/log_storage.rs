@@ -1,5 +1,6 @@
 //! [`LogStorage`]: openraft's log on the store's `log` column family. Appends, truncations,
-//! purges and the vote are fsynced before openraft is told they are done.
+//! purges and the vote are fsynced before openraft is told they are done; appends are written
+//! by the [`LogWriter`] thread, so openraft's core goes on while they are.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -13,6 +14,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
 
 use crate::codec::{decode, encode};
+use crate::log_writer::{LogWriter, Op};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"raft_vote";
@@ -22,9 +24,12 @@ const PURGED: &[u8] = b"raft_last_purged";
 /// openraft's log storage. Cheap to clone; clones share the database and the cache.
 #[derive(Clone, Debug)]
 pub struct LogStorage {
+    /// For reads; every write goes through `writer`.
     log: LogStore,
+    writer: LogWriter,
     /// The newest entries, so that replication to each follower and apply read them from
-    /// memory instead of reading and decoding them from RocksDB once per reader.
+    /// memory instead of reading and decoding them from RocksDB once per reader. Entries not
+    /// yet on disk are always here: readable as soon as `append` returns.
     recent: Arc<Mutex<Recent>>,
     /// The stored size of every entry in the log, so the log can be kept to a size in bytes
     /// (entries range from a few bytes to many MiB; a count bounds nothing).
@@ -55,17 +60,23 @@ impl Recent {
         self.bytes = 0;
     }
 
-    fn push(&mut self, e: Entry) {
+    /// Adds the log's new last entry; entries up to `durable` are on disk and may be evicted.
+    fn push(&mut self, e: Entry, durable: u64) {
         // Entries not following the cached ones restart the cache, which therefore always
-        // holds a contiguous run up to the log's last entry.
+        // holds a contiguous run up to the log's last entry. (openraft truncates before it
+        // appends anything but the next index, and truncation removes them from the cache too.)
         if self.entries.last_key_value().is_some_and(|(&last, _)| last + 1 != e.log_id.index) {
             self.clear();
         }
         self.bytes += entry_bytes(&e);
         self.entries.insert(e.log_id.index, e);
         while self.entries.len() > RECENT || (self.bytes > RECENT_BYTES && self.entries.len() > 1) {
-            if let Some((_, old)) = self.entries.pop_first() {
-                self.bytes -= entry_bytes(&old);
+            match self.entries.first_entry() {
+                Some(first) if *first.key() <= durable => {
+                    self.bytes -= entry_bytes(first.get());
+                    first.remove();
+                }
+                _ => break,
             }
         }
     }
@@ -84,16 +95,13 @@ fn io_write(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::write_logs(openraft::AnyError::error(e.to_string())).into()
 }
 
-/// Runs a blocking RocksDB call (an fsync, usually) off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f).await.map_err(io_write)?
+fn io_vote(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_vote(openraft::AnyError::error(e.to_string())).into()
 }
 
 impl LogStorage {
     /// The log storage over `log`; reads the size of every entry in it.
-    pub fn new(log: LogStore) -> Result<Self, collabstream_store::Error> {
+    pub fn new(log: LogStore) -> Result<Self, crate::Error> {
         let mut sizes = BTreeMap::new();
         if let Some(first) = log.first_index()? {
             for item in log.read_from(first) {
@@ -101,7 +109,19 @@ impl LogStorage {
                 sizes.insert(index, bytes.len() as u64);
             }
         }
-        Ok(Self { log, recent: Default::default(), sizes: Arc::new(Mutex::new(sizes)) })
+        let writer = LogWriter::start(log.clone(), log.last_index()?)
+            .map_err(|e| crate::Error::Raft(format!("cannot start the log writer thread: {e}")))?;
+        Ok(Self { log, writer, recent: Default::default(), sizes: Arc::new(Mutex::new(sizes)) })
+    }
+
+    /// Queues a write and waits until it is done.
+    async fn write(
+        &self,
+        op: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> Op,
+    ) -> Result<(), String> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.writer.submit(op(done))?;
+        rx.await.map_err(|_| "the log writer has stopped".to_string())?
     }
 
     /// Bytes of the entries in the log.
@@ -130,10 +150,15 @@ impl LogStorage {
         }
     }
 
-    async fn put_meta<T: serde::Serialize>(&self, key: &'static [u8], value: &T) -> Result<(), StorageError> {
-        let bytes = encode(value).map_err(io_write)?;
-        let log = self.log.clone();
-        blocking(move || log.put_meta(key, &bytes).map_err(io_write)).await
+    /// The newest entry, also when it is not on disk yet.
+    fn last_entry(&self) -> Result<Option<Entry>, StorageError> {
+        if let Some((_, e)) = self.recent.lock().entries.last_key_value() {
+            return Ok(Some(e.clone()));
+        }
+        match self.log.last_entry().map_err(io_read)? {
+            Some((_, bytes)) => Ok(Some(decode::<Entry>(&bytes).map_err(io_read)?)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -155,20 +180,26 @@ impl RaftLogReader<TypeConfig> for LogStorage {
         if from >= to {
             return Ok(Vec::new());
         }
-        {
-            // The cache always holds a contiguous run ending at the last entry of the log, so a
-            // range starting inside it is served from memory entirely.
-            let recent = self.recent.lock();
-            if recent.entries.first_key_value().is_some_and(|(&first, _)| first <= from) {
-                return Ok(recent.entries.range(from..to).map(|(_, e)| e.clone()).collect());
-            }
+        // The cache always holds a contiguous run ending at the last entry of the log, so a
+        // range starting inside it is served from memory entirely. Older entries are on disk;
+        // the lock is held while reading them so that none moves from the cache to only the
+        // disk in between (entries leave the cache only once they are durable).
+        let recent = self.recent.lock();
+        if recent.entries.first_key_value().is_some_and(|(&first, _)| first <= from) {
+            return Ok(recent.entries.range(from..to).map(|(_, e)| e.clone()).collect());
         }
-        self.log
+        let mut out: Vec<Entry> = self
+            .log
             .read_range(from, to)
             .map_err(io_read)?
             .into_iter()
             .map(|(_, bytes)| decode::<Entry>(&bytes).map_err(io_read))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let next = out.last().map_or(from, |e| e.log_id.index + 1);
+        if next < to {
+            out.extend(recent.entries.range(next..to).map(|(_, e)| e.clone()));
+        }
+        Ok(out)
     }
 }
 
@@ -177,10 +208,7 @@ impl RaftLogStorage<TypeConfig> for LogStorage {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.meta(PURGED)?;
-        let last = match self.log.last_entry().map_err(io_read)? {
-            Some((_, bytes)) => Some(decode::<Entry>(&bytes).map_err(io_read)?.log_id),
-            None => None,
-        };
+        let last = self.last_entry()?.map(|e| e.log_id);
         Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
     }
 
@@ -189,7 +217,8 @@ impl RaftLogStorage<TypeConfig> for LogStorage {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(VOTE, vote).await
+        let value = encode(vote).map_err(io_vote)?;
+        self.write(|done| Op::PutMeta { key: VOTE, value, sync: true, done }).await.map_err(io_vote)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -198,10 +227,12 @@ impl RaftLogStorage<TypeConfig> for LogStorage {
 
     /// A hint for restarts (entries up to it are re-applied at once); not fsynced, because
     /// openraft saves it at every commit and losing the latest one only delays re-apply until
-    /// the leader's next heartbeat.
+    /// the leader's next heartbeat. Queued behind the appends, not waited for: openraft calls
+    /// this from its core at every commit.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let bytes = encode(&committed).map_err(io_write)?;
-        self.log.put_meta_unsynced(COMMITTED, &bytes).map_err(io_write)
+        let value = encode(&committed).map_err(io_write)?;
+        let (done, _) = tokio::sync::oneshot::channel();
+        self.writer.submit(Op::PutMeta { key: COMMITTED, value, sync: false, done }).map_err(io_write)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -218,42 +249,37 @@ impl RaftLogStorage<TypeConfig> for LogStorage {
             .iter()
             .map(|e| Ok((e.log_id.index, encode(e).map_err(io_write)?)))
             .collect::<Result<_, StorageError>>()?;
-        let log = self.log.clone();
-        let result = blocking(move || {
-            log.append(encoded.iter().map(|(i, b)| (*i, b.as_slice()))).map_err(io_write)?;
-            Ok(encoded.into_iter().map(|(i, b)| (i, b.len())).collect::<Vec<_>>())
-        })
-        .await;
-        if let Ok(encoded) = &result {
+        {
             let mut sizes = self.sizes.lock();
-            for (index, bytes) in encoded {
-                sizes.insert(*index, *bytes as u64);
-            }
-            drop(sizes);
-            let mut recent = self.recent.lock();
-            for e in entries {
-                recent.push(e);
+            for (index, bytes) in &encoded {
+                sizes.insert(*index, bytes.len() as u64);
             }
         }
-        // The entries are readable and durable once append returns: tell openraft either way.
-        callback
-            .log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
-        result.map(|_| ())
+        {
+            // Readable from here on, as openraft requires once append returns.
+            let durable = self.writer.durable();
+            let mut recent = self.recent.lock();
+            for e in entries {
+                recent.push(e, durable);
+            }
+        }
+        let flushed = Box::new(move |result: std::io::Result<()>| callback.log_io_completed(result));
+        self.writer.submit(Op::Append { entries: encoded, flushed }).map_err(io_write)
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Invisible to readers before the call returns, as openraft requires.
         self.recent.lock().retain(|i| i < log_id.index);
         self.sizes.lock().retain(|i, _| *i < log_id.index);
-        let log = self.log.clone();
-        blocking(move || log.truncate_from(log_id.index).map_err(io_write)).await
+        let from = log_id.index;
+        self.write(|done| Op::Truncate { from, done }).await.map_err(io_write)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.recent.lock().retain(|i| i > log_id.index);
         self.sizes.lock().retain(|i, _| *i > log_id.index);
-        let bytes = encode(&log_id).map_err(io_write)?;
-        let log = self.log.clone();
-        blocking(move || log.purge_with_meta(log_id.index, PURGED, &bytes).map_err(io_write)).await
+        let value = encode(&log_id).map_err(io_write)?;
+        let upto = log_id.index;
+        self.write(|done| Op::Purge { upto, key: PURGED, value, done }).await.map_err(io_write)
     }
 }
