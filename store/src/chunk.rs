@@ -1,93 +1,272 @@
 //! The chunk codec: how a run of one series' samples is stored on disk.
 //!
-//! A chunk is columnar. Timestamps are delta-of-delta varints (a steady scrape interval costs
-//! one zero byte per sample). Values are stored, when every value of the chunk allows it, as
-//! decimal integers `m · 10^e` with one exponent per chunk (as VictoriaMetrics does), then as
-//! deltas or deltas of deltas, whichever is smaller; otherwise as the XOR of consecutive IEEE
-//! bit patterns, which keeps NaN payloads (the stale marker), ±Inf and -0.0 bit-exact. The
-//! whole body is then zstd-compressed, which squeezes the runs of zero bytes both columns
-//! produce for regular data.
+//! A chunk is columnar, and a small header carries whatever makes a column unnecessary.
+//! Timestamps that advance by one interval (a steady scrape) are the first timestamp and the
+//! interval; otherwise delta-of-delta varints. Values are, when every value of the chunk allows
+//! it, decimal integers `m · 10^e` with one exponent (as VictoriaMetrics does); their deltas are
+//! divided by their greatest common divisor (memory gauges move in pages, byte counters in
+//! blocks) and stored as deltas or deltas of deltas, whichever is smaller, or not at all when
+//! the series did not change. Otherwise values are the XOR of consecutive IEEE bit patterns,
+//! which keeps NaN payloads (the stale marker), ±Inf and -0.0 bit-exact. The columns are then
+//! zstd-compressed when that makes them smaller.
+//!
+//! Most chunks are a few hundred bytes, so fixed costs matter: the first timestamp is stored
+//! relative to a `base` the reader knows anyway (the chunk key's start time), the zstd frame
+//! goes without its magic number, and a chunk of a constant series with a steady scrape is a
+//! dozen bytes.
+//!
+//! Format 2 (what [`encode`] writes):
+//!
+//! ```text
+//! 2, flags, varint n, [n > 0: varint zz(first - base), value header], [n > 1: varint zz(delta)],
+//! columns (zstd frame without magic when flags has ZSTD)
+//! flags: ZSTD 0x01 | TS_DOD 0x02 | values (bits 2..3): XOR 0, DECIMAL_DELTA 1, DECIMAL_DOD 2, RAW_CONSTANT 3
+//! value header: XOR: first bits (8 bytes LE); RAW_CONSTANT: bits (8 bytes LE);
+//!               DECIMAL_*: varint zz(exponent), varint zz(first mantissa), varint divisor
+//!               (divisor 0: every value is the first, no column)
+//! columns: TS_DOD: n-2 varints zz(delta of deltas); then values: XOR: n-1 × 8 bytes LE;
+//!          DECIMAL_DELTA: n-1 varints zz(delta / divisor); DECIMAL_DOD: the first of those,
+//!          then n-2 varints zz(its differences)
+//! ```
 //!
 //! Decimal mode is only chosen after checking that every value decodes back to the very same
-//! bits, so the codec is lossless for every f64.
+//! bits, so the codec is lossless for every f64. Format 1 chunks are still read
+//! ([`crate::chunk_v1`]).
 
+use crate::decimal::{POW10, from_decimal, to_decimals};
 use crate::varint::{Reader, put_i64, put_u64};
 
-const VERSION: u8 = 1;
-const BODY_PLAIN: u8 = 0;
-const BODY_ZSTD: u8 = 1;
+const VERSION: u8 = 2;
+const ZSTD: u8 = 0x01;
+const TS_DOD: u8 = 0x02;
+const VALUES_SHIFT: u8 = 2;
 const VALUES_XOR: u8 = 0;
 const VALUES_DECIMAL_DELTA: u8 = 1;
 const VALUES_DECIMAL_DOD: u8 = 2;
+const VALUES_RAW_CONSTANT: u8 = 3;
 const ZSTD_LEVEL: i32 = 3;
+/// The zstd frame magic number, left out of stored frames (4 of the ~30 bytes of overhead a
+/// small chunk used to pay).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// Columns shorter than this are never worth a zstd frame.
+const ZSTD_MIN: usize = 24;
 
 /// Why stored bytes could not be decoded: the data is corrupt or from a newer version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("corrupt chunk: {0}")]
-pub struct ChunkError(&'static str);
+pub struct ChunkError(pub(crate) &'static str);
 
-/// Encodes samples (sorted by timestamp, unique timestamps) into a chunk.
-pub fn encode(samples: &[(i64, f64)]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(16 + samples.len() * 4);
-    put_u64(&mut body, samples.len() as u64);
-    encode_timestamps(&mut body, samples);
-    encode_values(&mut body, samples);
-
-    let mut out = Vec::with_capacity(body.len() / 2 + 2);
-    out.push(VERSION);
-    match compress(&body) {
-        Ok(z) if z.len() + 1 < body.len() => {
-            out.push(BODY_ZSTD);
-            put_u64(&mut out, body.len() as u64);
-            out.extend_from_slice(&z);
-        }
-        _ => {
-            out.push(BODY_PLAIN);
-            out.extend_from_slice(&body);
-        }
-    }
-    out
+/// Encodes samples (sorted by timestamp, unique timestamps) into a chunk. `base` is any
+/// timestamp the reader will pass to [`decode`] again, ideally the first sample's (the chunk
+/// key's start time), which makes the first timestamp cost one byte.
+pub fn encode(base: i64, samples: &[(i64, f64)]) -> Vec<u8> {
+    encode_with(base, samples, true)
 }
 
 /// Encodes like [`encode`] but without zstd: cheaper, for in-memory segments.
-pub(crate) fn encode_plain(samples: &[(i64, f64)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + samples.len() * 4);
+pub(crate) fn encode_plain(base: i64, samples: &[(i64, f64)]) -> Vec<u8> {
+    encode_with(base, samples, false)
+}
+
+fn encode_with(base: i64, samples: &[(i64, f64)], compress_columns: bool) -> Vec<u8> {
+    let mut header = Vec::with_capacity(32);
+    let mut columns = Vec::with_capacity(samples.len() * 3);
+    let mut flags = 0u8;
+    put_u64(&mut header, samples.len() as u64);
+    if let Some(&(first, _)) = samples.first() {
+        put_i64(&mut header, first.wrapping_sub(base));
+        flags |= encode_values(samples, &mut header, &mut columns) << VALUES_SHIFT;
+    }
+    if samples.len() > 1 {
+        let delta = samples[1].0.wrapping_sub(samples[0].0);
+        put_i64(&mut header, delta);
+        if samples.windows(2).any(|w| w[1].0.wrapping_sub(w[0].0) != delta) {
+            flags |= TS_DOD;
+            // The timestamp column goes first: it is read first.
+            let mut ts = Vec::with_capacity(samples.len());
+            encode_timestamps(samples, &mut ts);
+            ts.append(&mut columns);
+            columns = ts;
+        }
+    }
+    let mut out = Vec::with_capacity(2 + header.len() + columns.len());
+    if compress_columns
+        && columns.len() >= ZSTD_MIN
+        && let Ok(z) = compress(&columns)
+        && z.len() < columns.len()
+    {
+        flags |= ZSTD;
+        columns = z;
+    }
     out.push(VERSION);
-    out.push(BODY_PLAIN);
-    put_u64(&mut out, samples.len() as u64);
-    encode_timestamps(&mut out, samples);
-    encode_values(&mut out, samples);
+    out.push(flags);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&columns);
     out
 }
 
-/// Decodes a chunk produced by [`encode`] or [`encode_plain`].
-pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, ChunkError> {
-    let mut r = Reader::new(bytes);
-    if r.u8() != Some(VERSION) {
-        return Err(ChunkError("unknown version"));
+/// Decodes a chunk produced by [`encode`] or [`encode_plain`] with the same `base` (or one of
+/// format 1, which ignores it).
+pub fn decode(base: i64, bytes: &[u8]) -> Result<Vec<(i64, f64)>, ChunkError> {
+    match bytes.first() {
+        Some(&VERSION) => {}
+        Some(&crate::chunk_v1::VERSION) => return crate::chunk_v1::decode(bytes),
+        _ => return Err(ChunkError("unknown version")),
     }
-    let body;
-    let plain = match r.u8() {
-        Some(BODY_PLAIN) => r.rest(),
-        Some(BODY_ZSTD) => {
-            let len = r.u64().ok_or(ChunkError("truncated length"))? as usize;
-            if len > 64 << 20 {
-                return Err(ChunkError("implausible length"));
-            }
-            body = decompress(r.rest(), len).map_err(|_| ChunkError("zstd"))?;
-            &body[..]
-        }
-        _ => return Err(ChunkError("unknown body encoding")),
-    };
-    let mut r = Reader::new(plain);
+    let mut r = Reader::new(&bytes[1..]);
+    let flags = r.u8().ok_or(ChunkError("truncated flags"))?;
     let n = r.u64().ok_or(ChunkError("truncated count"))? as usize;
-    if n > plain.len() {
-        // Every sample takes at least one byte per column.
-        return Err(ChunkError("count exceeds body"));
+    if n == 0 {
+        return Ok(Vec::new());
     }
-    let ts = decode_timestamps(&mut r, n)?;
-    let values = decode_values(&mut r, n)?;
-    Ok(ts.into_iter().zip(values).collect())
+    // Every sample but a constant series' takes at least a byte of column or a bit of zstd
+    // output; a steady constant series is the one case with no column at all.
+    if n > 1 << 20 {
+        return Err(ChunkError("implausible count"));
+    }
+    let first = base.wrapping_add(r.i64().ok_or(ChunkError("truncated first timestamp"))?);
+    let values = ValueHeader::read(flags >> VALUES_SHIFT, &mut r)?;
+    let delta = if n > 1 { r.i64().ok_or(ChunkError("truncated delta"))? } else { 0 };
+    let unzipped;
+    let columns = if flags & ZSTD != 0 {
+        unzipped = decompress_frame(r.rest(), n)?;
+        &unzipped[..]
+    } else {
+        r.rest()
+    };
+    let mut c = Reader::new(columns);
+    let mut out = Vec::with_capacity(n);
+    let (mut t, mut d) = (first, delta);
+    out.push((t, 0.0));
+    for i in 1..n {
+        if flags & TS_DOD != 0 && i > 1 {
+            d = d.wrapping_add(c.i64().ok_or(ChunkError("truncated timestamps"))?);
+        }
+        t = t.wrapping_add(d);
+        out.push((t, 0.0));
+    }
+    values.decode(&mut c, &mut out)?;
+    Ok(out)
+}
+
+/// Delta-of-delta column: for the third sample on, the change of the interval.
+fn encode_timestamps(samples: &[(i64, f64)], out: &mut Vec<u8>) {
+    for w in samples.windows(3) {
+        let d1 = w[1].0.wrapping_sub(w[0].0);
+        let d2 = w[2].0.wrapping_sub(w[1].0);
+        put_i64(out, d2.wrapping_sub(d1));
+    }
+}
+
+/// Writes the value header and column; returns the value mode.
+fn encode_values(samples: &[(i64, f64)], header: &mut Vec<u8>, columns: &mut Vec<u8>) -> u8 {
+    if let Some((exp, ints)) = to_decimals(samples) {
+        let deltas: Vec<i64> = ints.windows(2).map(|w| w[1] - w[0]).collect();
+        let divisor = deltas.iter().fold(0u64, |g, d| gcd(g, d.unsigned_abs()));
+        put_i64(header, exp as i64);
+        put_i64(header, ints[0]);
+        put_u64(header, divisor);
+        if divisor == 0 {
+            return VALUES_DECIMAL_DELTA;
+        }
+        // |delta| ≤ 2^54, so a divisor always fits in an i64 and the quotients are exact.
+        let scaled: Vec<i64> = deltas.iter().map(|d| d / divisor as i64).collect();
+        let delta_cost: u64 = scaled.iter().map(|&d| zigzag_len(d)).sum();
+        let dod_cost: u64 = dods(&scaled).map(zigzag_len).sum();
+        if dod_cost < delta_cost {
+            dods(&scaled).for_each(|d| put_i64(columns, d));
+            return VALUES_DECIMAL_DOD;
+        }
+        scaled.iter().for_each(|&d| put_i64(columns, d));
+        return VALUES_DECIMAL_DELTA;
+    }
+    let first = samples[0].1.to_bits();
+    header.extend_from_slice(&first.to_le_bytes());
+    if samples.iter().all(|s| s.1.to_bits() == first) {
+        return VALUES_RAW_CONSTANT;
+    }
+    for w in samples.windows(2) {
+        columns.extend_from_slice(&(w[1].1.to_bits() ^ w[0].1.to_bits()).to_le_bytes());
+    }
+    VALUES_XOR
+}
+
+/// The first delta, then the differences between consecutive deltas.
+fn dods(deltas: &[i64]) -> impl Iterator<Item = i64> + '_ {
+    deltas.first().copied().into_iter().chain(deltas.windows(2).map(|w| w[1].wrapping_sub(w[0])))
+}
+
+/// What a chunk's header says about its values.
+enum ValueHeader {
+    Xor { first: u64 },
+    RawConstant { bits: u64 },
+    Decimal { exp: i32, first: i64, divisor: i64, dod: bool },
+}
+
+impl ValueHeader {
+    fn read(mode: u8, r: &mut Reader<'_>) -> Result<Self, ChunkError> {
+        let bits = |r: &mut Reader<'_>| {
+            let b = r.bytes(8).ok_or(ChunkError("truncated value header"))?;
+            Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        };
+        Ok(match mode {
+            VALUES_XOR => ValueHeader::Xor { first: bits(r)? },
+            VALUES_RAW_CONSTANT => ValueHeader::RawConstant { bits: bits(r)? },
+            VALUES_DECIMAL_DELTA | VALUES_DECIMAL_DOD => {
+                let exp = r.i64().ok_or(ChunkError("truncated exponent"))?;
+                let exp = i32::try_from(exp)
+                    .ok()
+                    .filter(|e| e.unsigned_abs() < POW10.len() as u32)
+                    .ok_or(ChunkError("bad exponent"))?;
+                let first = r.i64().ok_or(ChunkError("truncated first value"))?;
+                let divisor = r.u64().ok_or(ChunkError("truncated divisor"))?;
+                let divisor = i64::try_from(divisor).map_err(|_| ChunkError("bad divisor"))?;
+                ValueHeader::Decimal { exp, first, divisor, dod: mode == VALUES_DECIMAL_DOD }
+            }
+            _ => return Err(ChunkError("unknown value mode")),
+        })
+    }
+
+    /// Fills in the values of `out`, whose timestamps are set.
+    fn decode(&self, c: &mut Reader<'_>, out: &mut [(i64, f64)]) -> Result<(), ChunkError> {
+        match *self {
+            ValueHeader::RawConstant { bits } => out.iter_mut().for_each(|s| s.1 = f64::from_bits(bits)),
+            ValueHeader::Xor { first } => {
+                let mut bits = first;
+                out[0].1 = f64::from_bits(bits);
+                for s in &mut out[1..] {
+                    let b = c.bytes(8).ok_or(ChunkError("truncated values"))?;
+                    bits ^= u64::from_le_bytes(b.try_into().expect("8 bytes"));
+                    s.1 = f64::from_bits(bits);
+                }
+            }
+            ValueHeader::Decimal { exp, first, divisor, dod } => {
+                let (mut m, mut d) = (first, 0i64);
+                out[0].1 = from_decimal(m, exp);
+                for (i, s) in out[1..].iter_mut().enumerate() {
+                    if divisor != 0 {
+                        let v = c.i64().ok_or(ChunkError("truncated values"))?;
+                        d = if dod && i > 0 { d.wrapping_add(v) } else { v };
+                        m = m.wrapping_add(d.wrapping_mul(divisor));
+                    }
+                    s.1 = from_decimal(m, exp);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+fn zigzag_len(v: i64) -> u64 {
+    let u = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - u.leading_zeros() as u64).div_ceil(7).max(1)
 }
 
 thread_local! {
@@ -97,208 +276,48 @@ thread_local! {
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// A zstd frame of `body` without its magic number.
 fn compress(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with(|c| {
+    let frame = COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.is_none() {
             *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
         }
         c.as_mut().expect("set above").compress(body)
-    })
-}
-
-fn decompress(data: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        d.as_mut().expect("set above").decompress(data, len)
-    })
-}
-
-fn encode_timestamps(out: &mut Vec<u8>, samples: &[(i64, f64)]) {
-    let mut prev = 0i64;
-    let mut prev_delta = 0i64;
-    for (i, &(t, _)) in samples.iter().enumerate() {
-        match i {
-            0 => put_i64(out, t),
-            1 => {
-                prev_delta = t.wrapping_sub(prev);
-                put_i64(out, prev_delta);
-            }
-            _ => {
-                let delta = t.wrapping_sub(prev);
-                put_i64(out, delta.wrapping_sub(prev_delta));
-                prev_delta = delta;
-            }
-        }
-        prev = t;
+    })?;
+    match frame.strip_prefix(&ZSTD_MAGIC) {
+        Some(rest) => Ok(rest.to_vec()),
+        None => Err(std::io::Error::other("zstd wrote a frame without its magic number")),
     }
 }
 
-fn decode_timestamps(r: &mut Reader<'_>, n: usize) -> Result<Vec<i64>, ChunkError> {
-    let mut out = Vec::with_capacity(n);
-    let mut prev = 0i64;
-    let mut delta = 0i64;
-    for i in 0..n {
-        let v = r.i64().ok_or(ChunkError("truncated timestamps"))?;
-        let t = match i {
-            0 => v,
-            1 => {
-                delta = v;
-                prev.wrapping_add(delta)
-            }
-            _ => {
-                delta = delta.wrapping_add(v);
-                prev.wrapping_add(delta)
-            }
-        };
-        out.push(t);
-        prev = t;
-    }
-    Ok(out)
-}
-
-fn encode_values(out: &mut Vec<u8>, samples: &[(i64, f64)]) {
-    if let Some((exp, ints)) = to_decimals(samples) {
-        let delta_cost: u64 = deltas(&ints).map(zigzag_len).sum();
-        let dod_cost: u64 = deltas_of_deltas(&ints).map(zigzag_len).sum();
-        let use_dod = dod_cost < delta_cost;
-        out.push(if use_dod { VALUES_DECIMAL_DOD } else { VALUES_DECIMAL_DELTA });
-        put_i64(out, exp as i64);
-        if use_dod {
-            deltas_of_deltas(&ints).for_each(|d| put_i64(out, d));
-        } else {
-            deltas(&ints).for_each(|d| put_i64(out, d));
-        }
-        return;
-    }
-    out.push(VALUES_XOR);
-    let mut prev = 0u64;
-    for &(_, v) in samples {
-        let bits = v.to_bits();
-        out.extend_from_slice(&(bits ^ prev).to_be_bytes());
-        prev = bits;
-    }
-}
-
-fn decode_values(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, ChunkError> {
-    let mode = r.u8().ok_or(ChunkError("truncated value mode"))?;
-    let mut out = Vec::with_capacity(n);
-    if mode == VALUES_XOR {
-        let mut prev = 0u64;
-        for _ in 0..n {
-            prev ^= r.fixed_u64().ok_or(ChunkError("truncated values"))?;
-            out.push(f64::from_bits(prev));
-        }
-        return Ok(out);
-    }
-    if mode != VALUES_DECIMAL_DELTA && mode != VALUES_DECIMAL_DOD {
-        return Err(ChunkError("unknown value mode"));
-    }
-    let exp = r.i64().ok_or(ChunkError("truncated exponent"))?;
-    let exp = i32::try_from(exp)
+/// Decompresses a frame stored by [`compress`]; its content size is in its header, and at
+/// most 20 bytes a sample (two varints or a varint and 8 bytes) are expected.
+fn decompress_frame(stored: &[u8], samples: usize) -> Result<Vec<u8>, ChunkError> {
+    let mut frame = Vec::with_capacity(stored.len() + 4);
+    frame.extend_from_slice(&ZSTD_MAGIC);
+    frame.extend_from_slice(stored);
+    let size = zstd::zstd_safe::get_frame_content_size(&frame)
         .ok()
-        .filter(|e| e.unsigned_abs() < POW10.len() as u32)
-        .ok_or(ChunkError("bad exponent"))?;
-    let (mut prev, mut delta) = (0i64, 0i64);
-    for i in 0..n {
-        let v = r.i64().ok_or(ChunkError("truncated values"))?;
-        let m = if i == 0 {
-            v
-        } else if mode == VALUES_DECIMAL_DELTA {
-            prev.wrapping_add(v)
-        } else {
-            delta = delta.wrapping_add(v);
-            prev.wrapping_add(delta)
-        };
-        out.push(from_decimal(m, exp));
-        prev = m;
+        .flatten()
+        .ok_or(ChunkError("zstd frame without a content size"))?;
+    if size > (samples as u64).saturating_mul(20) + 16 {
+        return Err(ChunkError("implausible column size"));
     }
-    Ok(out)
+    decompress(&frame, size as usize)
 }
 
-/// Delta stream: first value, then differences.
-fn deltas(ints: &[i64]) -> impl Iterator<Item = i64> + '_ {
-    ints.iter().scan(0i64, |prev, &m| {
-        let d = m.wrapping_sub(*prev);
-        *prev = m;
-        Some(d)
-    })
-}
-
-/// Delta-of-delta stream: first value, first delta, then differences of deltas.
-fn deltas_of_deltas(ints: &[i64]) -> impl Iterator<Item = i64> + '_ {
-    ints.iter().enumerate().scan((0i64, 0i64), |(prev, prev_delta), (i, &m)| {
-        let out = match i {
-            0 => m,
-            _ => {
-                let d = m.wrapping_sub(*prev);
-                let dd = d.wrapping_sub(*prev_delta);
-                *prev_delta = d;
-                dd
+/// Decompresses a whole zstd frame of at most `len` bytes.
+pub(crate) fn decompress(data: &[u8], len: usize) -> Result<Vec<u8>, ChunkError> {
+    DECOMPRESSOR
+        .with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(zstd::bulk::Decompressor::new()?);
             }
-        };
-        *prev = m;
-        Some(out)
-    })
-}
-
-fn zigzag_len(v: i64) -> u64 {
-    let u = ((v << 1) ^ (v >> 63)) as u64;
-    (64 - u.leading_zeros() as u64).div_ceil(7).max(1)
-}
-
-const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
-    1e19, 1e20, 1e21, 1e22,
-];
-/// Integers up to 2^53 convert to f64 exactly.
-const MAX_EXACT: i64 = 1 << 53;
-const MAX_FRACTION_DIGITS: usize = 15;
-
-fn from_decimal(m: i64, exp: i32) -> f64 {
-    if exp >= 0 { m as f64 * POW10[exp as usize] } else { m as f64 / POW10[(-exp) as usize] }
-}
-
-/// `v` as `m · 10^-k` with the fewest fraction digits `k` that decode back to the same bits.
-fn decimal_of(v: f64) -> Option<(i64, usize)> {
-    if !v.is_finite() {
-        return None;
-    }
-    for (k, scale) in POW10.iter().enumerate().take(MAX_FRACTION_DIGITS + 1) {
-        let scaled = (v * scale).round();
-        if scaled.abs() >= MAX_EXACT as f64 {
-            return None;
-        }
-        let m = scaled as i64;
-        if from_decimal(m, -(k as i32)).to_bits() == v.to_bits() {
-            return Some((m, k));
-        }
-    }
-    None
-}
-
-/// The chunk's values as integers with one shared exponent, if every value allows it.
-fn to_decimals(samples: &[(i64, f64)]) -> Option<(i32, Vec<i64>)> {
-    let mut parts = Vec::with_capacity(samples.len());
-    let mut max_k = 0usize;
-    for &(_, v) in samples {
-        let (m, k) = decimal_of(v)?;
-        max_k = max_k.max(k);
-        parts.push((m, k));
-    }
-    let exp = -(max_k as i32);
-    let mut ints = Vec::with_capacity(parts.len());
-    for (&(m, k), &(_, v)) in parts.iter().zip(samples) {
-        let scaled = m.checked_mul(10i64.checked_pow((max_k - k) as u32)?)?;
-        if scaled.abs() >= MAX_EXACT || from_decimal(scaled, exp).to_bits() != v.to_bits() {
-            return None;
-        }
-        ints.push(scaled);
-    }
-    Some((exp, ints))
+            d.as_mut().expect("set above").decompress(data, len)
+        })
+        .map_err(|_| ChunkError("zstd"))
 }
 
 #[cfg(test)]

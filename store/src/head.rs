@@ -160,7 +160,8 @@ impl HeadSeries {
             }
             None => put_u64(&mut out, 0),
         }
-        out.extend_from_slice(&chunk::encode(&self.open.samples()));
+        // The newest timestamp is the base of the open chunk's first one: both are in the block.
+        out.extend_from_slice(&chunk::encode(self.newest.unwrap_or(0), &self.open.samples()));
         out
     }
 
@@ -172,7 +173,7 @@ impl HeadSeries {
             1 => Some(r.i64().ok_or_else(corrupt)?),
             _ => return Err(corrupt()),
         };
-        let open = OpenChunk::from_run(chunk::decode(r.rest())?);
+        let open = OpenChunk::from_run(chunk::decode(newest.unwrap_or(0), r.rest())?);
         Ok(Self { open, newest, ooo: BTreeMap::new(), block_end: i64::MIN, dirty: false })
     }
 }

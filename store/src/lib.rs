@@ -14,8 +14,10 @@
 //! numbered entries and reports what it has made durable.
 
 pub mod chunk;
+mod chunk_v1;
 mod config;
 mod db;
+mod decimal;
 mod dedup;
 mod error;
 mod head;

@@ -59,7 +59,7 @@ impl OpenChunk {
             self.frozen.push(Segment {
                 first: tail[0].0,
                 last: tail[tail.len() - 1].0,
-                bytes: chunk::encode_plain(&tail),
+                bytes: chunk::encode_plain(tail[0].0, &tail),
             });
         }
     }
@@ -82,7 +82,7 @@ impl OpenChunk {
     pub(crate) fn samples(&self) -> Run {
         let mut out = Vec::with_capacity(self.len());
         for s in &self.frozen {
-            out.extend(chunk::decode(&s.bytes).expect("segments are encoded by this process"));
+            out.extend(chunk::decode(s.first, &s.bytes).expect("segments are encoded by this process"));
         }
         out.extend_from_slice(&self.tail);
         out
@@ -92,7 +92,7 @@ impl OpenChunk {
     pub(crate) fn range(&self, range: TimeRange) -> Run {
         let mut out = Vec::new();
         for s in self.frozen.iter().filter(|s| range.overlaps(s.first, s.last)) {
-            let decoded = chunk::decode(&s.bytes).expect("segments are encoded by this process");
+            let decoded = chunk::decode(s.first, &s.bytes).expect("segments are encoded by this process");
             out.extend(decoded.into_iter().filter(|x| range.contains(x.0)));
         }
         let lo = self.tail.partition_point(|s| s.0 < range.start);

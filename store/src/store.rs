@@ -395,7 +395,7 @@ impl Store {
                     cut.get_or_insert_with(WriteBatch::default).put_cf(
                         cf_chunks,
                         keys::chunk_key(entry.id, start),
-                        chunk::encode(&samples),
+                        chunk::encode(start, &samples),
                     );
                 }
                 Appended::TooOld { newest } => outcome.rejected.push(Rejection {
@@ -583,10 +583,10 @@ impl Store {
         for (start, new) in groups {
             let key = keys::chunk_key(id, start);
             let old = match self.db.get_cf(cf_chunks, key)? {
-                Some(bytes) => chunk::decode(&bytes)?,
+                Some(bytes) => chunk::decode(start, &bytes)?,
                 None => Vec::new(),
             };
-            batch.put_cf(cf_chunks, key, chunk::encode(&merge_sorted(&old, &new)));
+            batch.put_cf(cf_chunks, key, chunk::encode(start, &merge_sorted(&old, &new)));
         }
         Ok(())
     }

@@ -45,7 +45,7 @@ impl Store {
                     break;
                 }
                 let value = it.value().ok_or(Error::Corrupt { what: "chunk" })?;
-                stored.extend(chunk::decode(value)?.into_iter().filter(|s| range.contains(s.0)));
+                stored.extend(chunk::decode(start, value)?.into_iter().filter(|s| range.contains(s.0)));
                 it.next();
             }
             it.status()?;
