@@ -6,6 +6,8 @@
 #   victoria-metrics      Debian's VictoriaMetrics 1.79, the other one (`collabstream bench`)
 #   openssl               certificates for the SDK's TLS test
 #   grpcio, grpcio-tools  (PyPI) the Python client example
+# The Kafka broker of the Kafka tests (tansu, from crates.io) is scripts/install-tansu.sh: its
+# build is long, so scripts/test.sh runs it in the background.
 set -euo pipefail
 
 missing=()

@@ -4,6 +4,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+# tansu, the Kafka broker of the Kafka tests, takes a long build on a new machine: it runs
+# beside ours and is waited for before any test runs (tests are timing-sensitive; a compile
+# beside them would make them flaky).
+tansu_log="$(mktemp -t install-tansu.XXXXXX.log)"
+# Its own process group, so that stopping early stops its cargo too.
+setsid scripts/install-tansu.sh >"$tansu_log" 2>&1 &
+tansu_pid=$!
+trap 'kill -- "-$tansu_pid" 2>/dev/null || true' EXIT
+
 # One target directory outside the clone, shared by every checkout and CI (RocksDB's C++ is
 # the slow part of a clean build; this keeps it to once per machine).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/collabstream-target}"
@@ -13,7 +22,16 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== build the collabstream binary (the end-to-end tests run it)"
+echo "== build the collabstream binary and every test (the end-to-end tests run the binary)"
 cargo build --locked --bin collabstream
+cargo test --workspace --all-targets --locked --no-run
+echo "== wait for tansu"
+if ! wait "$tansu_pid"; then
+  cat "$tansu_log"
+  echo "installing tansu failed (scripts/install-tansu.sh)" >&2
+  exit 1
+fi
+trap - EXIT
+cat "$tansu_log"
 echo "== cargo test"
 cargo test --workspace --all-targets --locked

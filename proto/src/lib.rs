@@ -6,7 +6,8 @@
 //!   [`v1::LogWrite`] an entry carries, with the series the proposer knows packed by id
 //!   ([`known_series`]).
 //! - [`prompb_view`]: a remote-write body turned into a log write without owned messages.
-//! - [`events_json`]: the JSON event format of `/api/v1/events` and Kafka.
+//! - [`events_json`]: the JSON event format of `/api/v1/events` and Kafka; [`kafka_message`]:
+//!   events as Kafka messages (topic, key, JSON or protobuf value, partition).
 //! - conversions between wire messages and `collabstream-common` types, one module per message
 //!   family ([`series`], [`events`]).
 //!
@@ -15,6 +16,7 @@
 
 pub mod events;
 pub mod events_json;
+pub mod kafka_message;
 pub mod known_series;
 pub mod log_view;
 pub mod log_write;

@@ -9,7 +9,7 @@
 //!
 //! - [`cluster_command`]: `collabstream cluster status|add-learner|promote|remove` over the
 //!   AdminService.
-//! - [`produce`]: the synthetic workloads sent to a node over gRPC or remote write
+//! - [`produce`]: the synthetic workloads sent to a node over gRPC or remote write, or to Kafka
 //!   (`collabstream produce`, `collabstream demo`).
 //!
 //! - [`bench`]: `collabstream bench`, the same workload against us, VictoriaMetrics and
@@ -21,6 +21,7 @@ pub mod bench;
 mod cluster_cli;
 mod config;
 mod error;
+mod kafka_producer;
 mod ops;
 mod produce;
 mod progress;

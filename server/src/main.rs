@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use collabstream_proto::kafka_message::KafkaFormat;
 use collabstream_server::{
     ClusterAction, Listeners, ProduceOptions, ServerConfig, Workload, cluster_command, produce, serve,
 };
@@ -30,7 +31,7 @@ struct Cli {
 enum Command {
     /// Run a node.
     Server(ServerArgs),
-    /// Send a synthetic workload to a node over gRPC or Prometheus remote write.
+    /// Send a synthetic workload to a node over gRPC or Prometheus remote write, or to Kafka.
     Produce(ProduceArgs),
     /// Run a node with the embedded defaults and feed it the meetings and node-exporter
     /// workloads until Ctrl-C.
@@ -112,9 +113,16 @@ enum ClusterCommand {
 #[derive(Debug, Args)]
 struct ProduceArgs {
     /// Where to send: gRPC endpoints, comma-separated (any node of a cluster; retries move on
-    /// to the next), or a Prometheus remote-write URL ending in /api/v1/write (samples only).
+    /// to the next); a Prometheus remote-write URL ending in /api/v1/write (samples only); or
+    /// Kafka brokers as kafka://HOST:PORT,… (events only; `kafka` alone takes the brokers in
+    /// KAFKA_BOOTSTRAP_SERVERS), each event type to its topic (user_events, chat_events,
+    /// meeting_events).
     #[arg(long, default_value = "http://127.0.0.1:9202")]
     target: String,
+    /// How events are encoded in Kafka messages: json (one event object, as POST
+    /// /api/v1/events takes it) or protobuf (a collabstream.v1.Event).
+    #[arg(long, default_value = "json")]
+    kafka_format: KafkaFormat,
     #[arg(long, value_enum, default_value = "meetings")]
     workload: Workload,
     /// Concurrent meetings, or series for node-exporter.
@@ -192,6 +200,13 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    let name = match &cli.command {
+        Command::Server(_) => "server",
+        Command::Produce(_) => "produce",
+        Command::Demo(_) => "demo",
+        Command::Bench(_) => "bench",
+        Command::Cluster(_) => "cluster",
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => {
@@ -209,6 +224,7 @@ fn main() -> anyhow::Result<()> {
             tokio::spawn(signal_shutdown(stop.clone()));
             let opts = ProduceOptions {
                 target: a.target,
+                kafka_format: a.kafka_format,
                 workload: a.workload,
                 size: a.size,
                 speed: a.speed,
@@ -258,7 +274,7 @@ fn main() -> anyhow::Result<()> {
             anyhow::Ok(())
         }),
     }
-    .context("collabstream server failed")
+    .with_context(|| format!("collabstream {name} failed"))
 }
 
 /// A node plus both workloads, until Ctrl-C.
@@ -271,6 +287,7 @@ async fn demo(config: ServerConfig) -> anyhow::Result<()> {
     let producer = |workload, size| {
         let opts = ProduceOptions {
             target: format!("http://{grpc}"),
+            kafka_format: KafkaFormat::Json,
             workload,
             size,
             speed: 1.0,

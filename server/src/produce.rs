@@ -2,9 +2,10 @@
 //! count or duration and a progress bar showing the achieved rate.
 //!
 //! Targets: gRPC through the SDK (`http://host:9202`, or several nodes comma-separated: any
-//! node takes writes, and retries move on to the next), or Prometheus remote write (a URL
-//! ending in `/api/v1/write`: ours, Prometheus's or VictoriaMetrics'), which carries samples
-//! only.
+//! node takes writes, and retries move on to the next); Prometheus remote write (a URL ending
+//! in `/api/v1/write`: ours, Prometheus's or VictoriaMetrics'), which carries samples only; or
+//! Kafka (`kafka://host:9092,…`, or `kafka` for the brokers in `KAFKA_BOOTSTRAP_SERVERS`),
+//! which carries events, each type to its topic, as the origin project's producers did.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,10 @@ use collabstream_sdk::{Client, ClientConfig};
 use collabstream_workload::{Meetings, NodeExporter};
 use tokio_util::sync::CancellationToken;
 
+use collabstream_proto::kafka_message::{KafkaFormat, KafkaTopics};
+
 use crate::error::Error;
+use crate::kafka_producer::KafkaProducer;
 use crate::progress::Progress;
 use crate::remote_write::RemoteWriteClient;
 
@@ -37,10 +41,43 @@ enum Source {
 enum Sink {
     Grpc(Client),
     RemoteWrite(RemoteWriteClient),
+    Kafka(KafkaProducer),
+}
+
+/// The bootstrap brokers of a `kafka://host:port,…` (or bare `kafka`) target, or `None` when
+/// `target` is not a Kafka target. A target without brokers takes `KAFKA_BOOTSTRAP_SERVERS`.
+fn kafka_brokers(target: &str) -> Option<Result<Vec<String>, Error>> {
+    let rest = target.strip_prefix("kafka://").or_else(|| (target == "kafka").then_some(""))?;
+    let list = if rest.trim_matches('/').is_empty() {
+        std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_default()
+    } else {
+        rest.trim_matches('/').to_string()
+    };
+    let brokers: Vec<String> =
+        list.split(',').map(str::trim).filter(|b| !b.is_empty()).map(String::from).collect();
+    Some(if brokers.is_empty() {
+        Err(Error::Config(
+            "no Kafka brokers: use --target kafka://HOST:9092 or set KAFKA_BOOTSTRAP_SERVERS".into(),
+        ))
+    } else {
+        Ok(brokers)
+    })
 }
 
 impl Sink {
-    fn open(target: &str, workload: Workload) -> Result<Sink, Error> {
+    async fn open(target: &str, workload: Workload, kafka_format: KafkaFormat) -> Result<Sink, Error> {
+        if let Some(brokers) = kafka_brokers(target) {
+            if workload != Workload::Meetings {
+                return Err(Error::Config(
+                    "Kafka carries events (the meetings workload); send node-exporter samples over gRPC or \
+                     remote write"
+                        .into(),
+                ));
+            }
+            return Ok(Sink::Kafka(
+                KafkaProducer::connect(brokers?, KafkaTopics::default(), kafka_format).await?,
+            ));
+        }
         if target.trim_end_matches('/').ends_with("/api/v1/write") {
             if workload == Workload::Meetings {
                 return Err(Error::Config(
@@ -70,6 +107,7 @@ impl Sink {
                 client.send(RemoteWriteClient::encode(&req)).await?;
                 Ok(n)
             }
+            Sink::Kafka(producer) => producer.send(&req.events).await,
         }
     }
 }
@@ -77,8 +115,10 @@ impl Sink {
 /// What to produce and for how long.
 #[derive(Debug, Clone)]
 pub struct ProduceOptions {
-    /// gRPC endpoints (comma-separated) or a remote-write URL.
+    /// gRPC endpoints (comma-separated), a remote-write URL, or `kafka://brokers`.
     pub target: String,
+    /// How events are encoded in Kafka messages.
+    pub kafka_format: KafkaFormat,
     pub workload: Workload,
     /// Concurrent meetings, or series for node-exporter.
     pub size: usize,
@@ -92,7 +132,7 @@ pub struct ProduceOptions {
 
 /// Runs until the duration or count is reached or `stop` fires; returns items sent.
 pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> Result<u64, Error> {
-    let sink = Sink::open(&opts.target, opts.workload)?;
+    let sink = Sink::open(&opts.target, opts.workload, opts.kafka_format).await?;
     let clock = SystemClock;
     let started = Instant::now();
     let mut sim_ms = clock.now_ms();

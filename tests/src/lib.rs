@@ -1,10 +1,11 @@
 //! `collabstream-tests`: end-to-end tests and the harness that runs real `collabstream`
-//! processes (and reference systems such as Prometheus) on loopback.
+//! processes (and reference systems such as Prometheus and a Kafka broker) on loopback.
 //!
 //! Every process a test starts is stopped by its pid when its handle drops, and every wait is
 //! bounded. Not published; depends on nothing but the wire formats, like a real client.
 
 mod cluster;
+mod kafka;
 mod node;
 mod prom;
 mod prometheus;
@@ -12,6 +13,7 @@ pub mod promql_suite;
 mod proxy;
 
 pub use cluster::TestCluster;
+pub use kafka::KafkaBroker;
 pub use node::{Exported, Node, binary, series_key};
 pub use prom::{remote_write_body, wait_until};
 pub use prometheus::{Prometheus, free_port};

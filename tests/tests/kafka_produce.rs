@@ -1,0 +1,164 @@
+//! `collabstream produce --target kafka://…` against a real Kafka-protocol broker (tansu on
+//! loopback): every event lands in its type's topic, keyed by its meeting, in the partition
+//! Kafka's default partitioner picks, readable in the chosen format; `kafka` alone takes the
+//! brokers from `KAFKA_BOOTSTRAP_SERVERS`; samples are refused with a clear message.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
+use collabstream_proto::v1;
+use collabstream_tests::{KafkaBroker, binary};
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::UnknownTopicHandling;
+
+async fn produce(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(binary())
+            .arg("produce")
+            .args(args)
+            .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+            .envs(env)
+            .output()
+    })
+    .await
+    .expect("joined")
+    .expect("collabstream produce runs")
+}
+
+fn sent(out: &Output) -> u64 {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "produce failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout.trim().strip_prefix("sent ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{stdout}"))
+}
+
+/// One message as read back: its partition, key, and the event its value decodes to.
+type Message = (i32, Vec<u8>, v1::Event);
+
+/// Every topic's partition count and messages.
+async fn read_all(broker: &KafkaBroker, format: KafkaFormat) -> BTreeMap<String, (i32, Vec<Message>)> {
+    let client = ClientBuilder::new(vec![broker.addr()]).build().await.expect("connect");
+    let topics = KafkaTopics::default();
+    let listed = client.list_topics().await.expect("list topics");
+    let mut out = BTreeMap::new();
+    for topic in listed {
+        let mut messages = Vec::new();
+        for &p in &topic.partitions {
+            let pc = client
+                .partition_client(&topic.name, p, UnknownTopicHandling::Error)
+                .await
+                .expect("partition");
+            let mut offset = 0;
+            // Bounded: each fetch returns at least one record until the high watermark.
+            for _ in 0..10_000 {
+                let (records, high) = pc.fetch_records(offset, 1..1_000_000, 1_000).await.expect("fetch");
+                for r in &records {
+                    let value = r.record.value.as_deref().expect("a value");
+                    let e = kafka_message::decode(&topics, &topic.name, value, format)
+                        .unwrap_or_else(|err| panic!("{}/{p}@{}: {err}", topic.name, r.offset));
+                    messages.push((p, r.record.key.clone().expect("a key"), e));
+                    offset = r.offset + 1;
+                }
+                if offset >= high {
+                    break;
+                }
+            }
+        }
+        out.insert(topic.name, (topic.partitions.len() as i32, messages));
+    }
+    out
+}
+
+fn args(s: &[&str]) -> Vec<String> {
+    s.iter().map(|x| x.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meetings_go_to_kafka_topics_by_event_type_in_either_format() {
+    let topics = KafkaTopics::default();
+    for (format, flag) in [(KafkaFormat::Json, "json"), (KafkaFormat::Protobuf, "protobuf")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = KafkaBroker::start(dir.path()).expect("tansu starts");
+        let target = format!("kafka://{}", broker.addr());
+        let out = produce(
+            args(&[
+                "--target",
+                &target,
+                "--workload",
+                "meetings",
+                "--size",
+                "20",
+                "--count",
+                "300",
+                "--speed",
+                "30",
+                "--kafka-format",
+                flag,
+            ]),
+            vec![],
+        )
+        .await;
+        let sent = sent(&out);
+        assert!(sent >= 300, "{sent}");
+
+        let by_topic = read_all(&broker, format).await;
+        let names: Vec<&str> = by_topic.keys().map(String::as_str).collect();
+        assert_eq!(names, ["chat_events", "meeting_events", "user_events"], "{by_topic:?}");
+        let total: usize = by_topic.values().map(|(_, m)| m.len()).sum();
+        assert_eq!(total as u64, sent, "every event produced is in the broker, once");
+        for (topic, (partitions, messages)) in &by_topic {
+            assert_eq!(*partitions, 3, "topics are created with three partitions");
+            for (p, key, e) in messages {
+                assert_eq!(topics.topic_for(e), Some(topic.as_str()), "{e:?} in {topic}");
+                assert_eq!(key, &kafka_message::key(e), "keyed by meeting");
+                assert_eq!(
+                    *p,
+                    kafka_message::partition_for(key, *partitions),
+                    "the default partitioner's partition for {key:?}"
+                );
+            }
+        }
+        drop(broker);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_come_from_kafka_bootstrap_servers_and_samples_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = KafkaBroker::start(dir.path()).expect("tansu starts");
+    let out = produce(
+        args(&[
+            "--target",
+            "kafka",
+            "--workload",
+            "meetings",
+            "--size",
+            "5",
+            "--count",
+            "50",
+            "--speed",
+            "30",
+        ]),
+        vec![("KAFKA_BOOTSTRAP_SERVERS", broker.addr())],
+    )
+    .await;
+    assert!(sent(&out) >= 50);
+    let total: usize = tokio::time::timeout(Duration::from_secs(60), read_all(&broker, KafkaFormat::Json))
+        .await
+        .expect("read back in time")
+        .values()
+        .map(|(_, m)| m.len())
+        .sum();
+    assert!(total >= 50);
+
+    let out = produce(args(&["--target", "kafka", "--workload", "meetings", "--count", "1"]), vec![]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KAFKA_BOOTSTRAP_SERVERS"), "{out:?}");
+
+    let target = format!("kafka://{}", broker.addr());
+    let out =
+        produce(args(&["--target", &target, "--workload", "node-exporter", "--count", "1"]), vec![]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Kafka carries events"), "{out:?}");
+}
