@@ -44,10 +44,27 @@ async fn decode(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Opti
     if len > limit {
         return Err(Error::TooLarge { size: len as u64, limit: limit as u64 });
     }
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(&body)
-        .map_err(|e| Error::BadRequest(format!("body is not snappy block-compressed: {e}")))?;
-    let p = Prepared::from_remote_write(&raw, ingest.store())
-        .map_err(|e| Error::BadRequest(format!("body is not a remote-write WriteRequest: {e}")))?;
+    let p = DECOMPRESSED.with(|buf| {
+        // One buffer per thread, kept between requests: a fresh one per request touched fresh
+        // pages (zeroed by the kernel) for every body.
+        let mut raw = buf.borrow_mut();
+        raw.resize(len, 0);
+        let n = snap::raw::Decoder::new()
+            .decompress(&body, &mut raw)
+            .map_err(|e| Error::BadRequest(format!("body is not snappy block-compressed: {e}")))?;
+        let p = Prepared::from_remote_write(&raw[..n], ingest.store())
+            .map_err(|e| Error::BadRequest(format!("body is not a remote-write WriteRequest: {e}")));
+        if raw.capacity() > KEEP_DECOMPRESSED {
+            *raw = Vec::new();
+        }
+        p
+    })?;
     Ok((!p.is_empty() || !p.rejected.is_empty()).then_some(p))
+}
+
+/// A thread keeps its decompression buffer up to this size (a rare huge body is not kept).
+const KEEP_DECOMPRESSED: usize = 16 << 20;
+
+thread_local! {
+    static DECOMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }

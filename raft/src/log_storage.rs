@@ -13,7 +13,7 @@ use collabstream_store::LogStore;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode, encode_sized};
 use crate::log_writer::{LogWriter, Op};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -247,7 +247,7 @@ impl RaftLogStorage<TypeConfig> for LogStorage {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded: Vec<(u64, Vec<u8>)> = entries
             .iter()
-            .map(|e| Ok((e.log_id.index, encode(e).map_err(io_write)?)))
+            .map(|e| Ok((e.log_id.index, encode_sized(e, entry_bytes(e) as usize).map_err(io_write)?)))
             .collect::<Result<_, StorageError>>()?;
         {
             let mut sizes = self.sizes.lock();

@@ -52,6 +52,12 @@ impl OpenChunk {
     /// Appends a sample newer than every sample held.
     pub(crate) fn push(&mut self, ts: i64, v: f64) {
         debug_assert!(self.last().is_none_or(|l| ts > l));
+        if self.tail.capacity() == 0 {
+            // The tail grows to FREEZE samples before it is frozen: starting at a quarter of
+            // that saves the first doublings (each a reallocation) of every segment of every
+            // series, without reserving it all for series that get a sample an hour.
+            self.tail.reserve_exact(FREEZE / 4);
+        }
         self.tail.push((ts, v));
         if self.tail.len() >= FREEZE {
             let tail = std::mem::take(&mut self.tail);
