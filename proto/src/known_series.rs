@@ -10,7 +10,6 @@ pub struct KnownWriter {
     bytes: Vec<u8>,
     prev_id: u64,
     prev_ts: i64,
-    series: usize,
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -37,16 +36,6 @@ impl KnownWriter {
             self.prev_ts = ts;
         }
         self.prev_id = id;
-        self.series += 1;
-    }
-
-    /// How many series were pushed.
-    pub fn len(&self) -> usize {
-        self.series
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.series == 0
     }
 
     /// Appends the `known = 4` field to an encoded `v1::LogWrite` (nothing when empty).
@@ -178,7 +167,6 @@ mod tests {
         for (id, samples) in &series {
             w.push(*id, samples);
         }
-        assert_eq!(w.len(), 4);
         let mut write = Vec::new();
         w.finish_into(&mut write);
         // Field 4, length-delimited: what prost sees as `known`.

@@ -164,22 +164,27 @@ impl TestCluster {
         .await;
         match found {
             Some(l) => Ok(l),
-            None => {
-                let mut seen = Vec::new();
-                for &i in among {
-                    let log = self.node(i).log();
-                    let tail: Vec<&str> =
-                        log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
-                    seen.push(format!(
-                        "node {}: {:?}\nlast log lines:\n{}",
-                        i + 1,
-                        self.status(i).await,
-                        tail.join("\n")
-                    ));
-                }
-                bail!("no leader agreed on by nodes {among:?} within {timeout:?}:\n{}", seen.join("\n"))
-            }
+            None => bail!(
+                "no leader agreed on by nodes {among:?} within {timeout:?}:\n{}",
+                self.describe(among).await
+            ),
         }
+    }
+
+    /// Each of `among`'s Raft status and last log lines, for a failing test to show.
+    pub async fn describe(&self, among: &[usize]) -> String {
+        let mut seen = Vec::new();
+        for &i in among {
+            let log = self.node(i).log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+            seen.push(format!(
+                "node {}: {:?}\nlast log lines:\n{}",
+                i + 1,
+                self.status(i).await,
+                tail.join("\n")
+            ));
+        }
+        seen.join("\n")
     }
 
     /// Waits until node `i` has applied at least `index`.

@@ -7,6 +7,7 @@
 mod cluster;
 mod kafka;
 mod node;
+mod produce;
 mod prom;
 mod prometheus;
 pub mod promql_suite;
@@ -15,6 +16,7 @@ mod proxy;
 pub use cluster::TestCluster;
 pub use kafka::KafkaBroker;
 pub use node::{Exported, Node, binary, series_key};
+pub use produce::{produce, sent};
 pub use prom::{remote_write_body, wait_until};
 pub use prometheus::{Prometheus, free_port};
 pub use proxy::Proxy;

@@ -170,32 +170,54 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
 
     // A client writing batches one after another to the nodes in turn; a batch is retried
     // (same id) on the next node until acknowledged. Bounded in count and time.
+    // What every failed attempt met is kept, to show if the load does not get through.
     let load = tokio::spawn(async move {
         let mut acked = Vec::new();
+        let mut failures = Vec::new();
         let started = Instant::now();
         let mut next_node = 0;
         for k in 0..120i64 {
             loop {
                 if started.elapsed() > Duration::from_secs(60) {
-                    return acked;
+                    return (acked, failures);
                 }
-                let url = urls[next_node % urls.len()].clone();
+                let node = next_node % urls.len();
                 next_node += 1;
-                let Ok(mut c) = IngestServiceClient::connect(url).await else { continue };
-                if c.write(batch(k)).await.is_ok() {
-                    acked.push(k);
-                    break;
+                let attempt = Instant::now();
+                let result = match IngestServiceClient::connect(urls[node].clone()).await {
+                    Ok(mut c) => c.write(batch(k)).await.map(drop).map_err(|s| s.message().to_string()),
+                    Err(e) => Err(format!("connect: {e}")),
+                };
+                match result {
+                    Ok(()) => {
+                        acked.push(k);
+                        break;
+                    }
+                    Err(e) => failures.push(format!(
+                        "{:.1?} batch {k} node {} after {:.1?}: {e}",
+                        started.elapsed(),
+                        node + 1,
+                        attempt.elapsed()
+                    )),
                 }
             }
         }
-        acked
+        (acked, failures)
     });
     // Kill the leader once some writes went through.
     let first = cluster.wait_applied(leader, 40, WAIT).await.expect("load is running");
     assert!(first.applied_index.unwrap_or(0) >= 40);
     cluster.kill(leader);
-    let acked = load.await.expect("load task");
-    assert_eq!(acked.len(), 120, "every batch was acknowledged eventually");
+    let (acked, failures) = load.await.expect("load task");
+    if acked.len() != 120 {
+        let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+        panic!(
+            "only {} of 120 batches were acknowledged within 60 s; failed attempts:\n{}\n{}",
+            acked.len(),
+            failures.join("\n"),
+            cluster.describe(&survivors).await
+        );
+    }
     let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     cluster.wait_leader(&survivors, WAIT).await.expect("a new leader");
     for &i in &survivors {

@@ -4,34 +4,13 @@
 //! brokers from `KAFKA_BOOTSTRAP_SERVERS`; samples are refused with a clear message.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
 use collabstream_proto::v1;
-use collabstream_tests::{KafkaBroker, binary};
+use collabstream_tests::{KafkaBroker, produce, sent};
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::UnknownTopicHandling;
-
-async fn produce(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(binary())
-            .arg("produce")
-            .args(args)
-            .env_remove("KAFKA_BOOTSTRAP_SERVERS")
-            .envs(env)
-            .output()
-    })
-    .await
-    .expect("joined")
-    .expect("collabstream produce runs")
-}
-
-fn sent(out: &Output) -> u64 {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "produce failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout.trim().strip_prefix("sent ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{stdout}"))
-}
 
 /// One message as read back: its partition, key, and the event its value decodes to.
 type Message = (i32, Vec<u8>, v1::Event);
@@ -70,10 +49,6 @@ async fn read_all(broker: &KafkaBroker, format: KafkaFormat) -> BTreeMap<String,
     out
 }
 
-fn args(s: &[&str]) -> Vec<String> {
-    s.iter().map(|x| x.to_string()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meetings_go_to_kafka_topics_by_event_type_in_either_format() {
     let topics = KafkaTopics::default();
@@ -82,7 +57,7 @@ async fn meetings_go_to_kafka_topics_by_event_type_in_either_format() {
         let broker = KafkaBroker::start(dir.path()).expect("tansu starts");
         let target = format!("kafka://{}", broker.addr());
         let out = produce(
-            args(&[
+            &[
                 "--target",
                 &target,
                 "--workload",
@@ -95,8 +70,8 @@ async fn meetings_go_to_kafka_topics_by_event_type_in_either_format() {
                 "30",
                 "--kafka-format",
                 flag,
-            ]),
-            vec![],
+            ],
+            &[],
         )
         .await;
         let sent = sent(&out);
@@ -128,19 +103,8 @@ async fn brokers_come_from_kafka_bootstrap_servers_and_samples_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = KafkaBroker::start(dir.path()).expect("tansu starts");
     let out = produce(
-        args(&[
-            "--target",
-            "kafka",
-            "--workload",
-            "meetings",
-            "--size",
-            "5",
-            "--count",
-            "50",
-            "--speed",
-            "30",
-        ]),
-        vec![("KAFKA_BOOTSTRAP_SERVERS", broker.addr())],
+        &["--target", "kafka", "--workload", "meetings", "--size", "5", "--count", "50", "--speed", "30"],
+        &[("KAFKA_BOOTSTRAP_SERVERS", broker.addr())],
     )
     .await;
     assert!(sent(&out) >= 50);
@@ -152,13 +116,12 @@ async fn brokers_come_from_kafka_bootstrap_servers_and_samples_are_refused() {
         .sum();
     assert!(total >= 50);
 
-    let out = produce(args(&["--target", "kafka", "--workload", "meetings", "--count", "1"]), vec![]).await;
+    let out = produce(&["--target", "kafka", "--workload", "meetings", "--count", "1"], &[]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("KAFKA_BOOTSTRAP_SERVERS"), "{out:?}");
 
     let target = format!("kafka://{}", broker.addr());
-    let out =
-        produce(args(&["--target", &target, "--workload", "node-exporter", "--count", "1"]), vec![]).await;
+    let out = produce(&["--target", &target, "--workload", "node-exporter", "--count", "1"], &[]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Kafka carries events"), "{out:?}");
 }

@@ -2,42 +2,29 @@
 //! meetings over gRPC through the SDK (with a dead endpoint listed first), and a clear refusal
 //! of events over remote write.
 
-use std::process::{Command, Output};
-
-use collabstream_tests::{Node, binary};
-
-async fn produce(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || Command::new(binary()).arg("produce").args(args).output())
-        .await
-        .expect("joined")
-        .expect("collabstream produce runs")
-}
-
-fn sent(out: &Output) -> u64 {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "produce failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout.trim().strip_prefix("sent ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{stdout}"))
-}
+use collabstream_tests::{Node, produce, sent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_sends_over_remote_write_and_grpc_with_a_progress_bar() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start(dir.path(), &[]).expect("node starts");
 
-    let args = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let rw = node.url("/api/v1/write");
-    let out = produce(args(&[
-        "--target",
-        &rw,
-        "--workload",
-        "node-exporter",
-        "--size",
-        "500",
-        "--count",
-        "1000",
-        "--speed",
-        "15",
-    ]))
+    let out = produce(
+        &[
+            "--target",
+            &rw,
+            "--workload",
+            "node-exporter",
+            "--size",
+            "500",
+            "--count",
+            "1000",
+            "--speed",
+            "15",
+        ],
+        &[],
+    )
     .await;
     assert!(sent(&out) >= 1000);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -48,18 +35,10 @@ async fn produce_sends_over_remote_write_and_grpc_with_a_progress_bar() {
 
     // The SDK skips the dead endpoint and moves on to the node.
     let targets = format!("http://127.0.0.1:1,{}", node.grpc_url());
-    let out = produce(args(&[
-        "--target",
-        &targets,
-        "--workload",
-        "meetings",
-        "--size",
-        "20",
-        "--count",
-        "200",
-        "--speed",
-        "30",
-    ]))
+    let out = produce(
+        &["--target", &targets, "--workload", "meetings", "--size", "20", "--count", "200", "--speed", "30"],
+        &[],
+    )
     .await;
     let n = sent(&out);
     assert!(n >= 200, "{n}");
@@ -71,7 +50,7 @@ async fn produce_sends_over_remote_write_and_grpc_with_a_progress_bar() {
         .expect("body");
     assert_eq!(events.lines().count() as u64, n, "every event sent is stored once");
 
-    let out = produce(args(&["--target", &rw, "--workload", "meetings", "--count", "10"])).await;
+    let out = produce(&["--target", &rw, "--workload", "meetings", "--count", "10"], &[]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("remote write cannot carry"), "{out:?}");
 }
