@@ -10,7 +10,11 @@ use promqltest::run::run_file;
 use promqltest::values::Value;
 
 fn testdata() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/promql-testdata");
+    // Read when the test runs: checkouts share one target directory, and a binary another
+    // checkout built would otherwise look in that checkout.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
+    let dir = manifest.join("../../shared/promql-testdata");
     assert!(
         dir.is_dir(),
         "{} not found: the Prometheus test files live beside the repository",

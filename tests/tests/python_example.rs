@@ -10,7 +10,11 @@ use collabstream_tests::Node;
 async fn python_example_writes_samples_and_events() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start(dir.path(), &[]).expect("node starts");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sdk/examples/python/ingest_example.py");
+    // When the test runs: a binary built in another checkout sharing the target directory
+    // would otherwise run that checkout's script.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
+    let script = manifest.join("../sdk/examples/python/ingest_example.py");
     let out = tokio::task::spawn_blocking({
         let target = node.grpc.to_string();
         move || Command::new("python3").arg(script).args(["--target", &target]).output()
