@@ -366,6 +366,13 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
     let (max_group, max_bytes) =
         (writer.inner.options.max_group.max(1), writer.inner.options.max_group_bytes);
     loop {
+        // A free slot first, then the group: everything that queued while both entries were
+        // in flight goes into the next one, instead of whatever had arrived when the previous
+        // group was cut.
+        let permit = tokio::select! {
+            p = inflight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.cancelled() => break,
+        };
         let first = tokio::select! {
             p = rx.recv() => match p { Some(p) => p, None => break },
             _ = stop.cancelled() => break,
@@ -381,7 +388,6 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
                 Err(_) => break,
             }
         }
-        let Ok(permit) = inflight.clone().acquire_owned().await else { break };
         let writer = writer.clone();
         tokio::spawn(async move {
             let _permit = permit;
