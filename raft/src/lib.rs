@@ -23,6 +23,7 @@
 mod admin;
 mod archive;
 mod codec;
+mod core_runtime;
 mod error;
 mod log_storage;
 mod log_writer;

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use crate::core_runtime::CoreRuntime;
 use crate::error::Error;
 use crate::log_storage::LogStorage;
 use crate::network::{Network, channel};
@@ -125,6 +126,8 @@ struct Inner {
     options: RaftOptions,
     forward_clients: Mutex<HashMap<(NodeId, String), RaftServiceClient<Channel>>>,
     auto_ids: AtomicU64,
+    /// Where `raft`'s tasks run; stops when the last writer is gone.
+    _core: CoreRuntime,
 }
 
 /// Proposes writes; cheap to clone.
@@ -170,8 +173,13 @@ impl Writer {
         let log_handle = log.clone();
         let sm = StateMachine::new(store.clone(), options.snapshot_dir.clone())?;
         let network = Network { addresses: Arc::new(options.members.clone()) };
-        let raft = Raft::new(options.node_id, config, network, log, sm)
+        let core = CoreRuntime::start()
+            .map_err(|e| Error::Raft(format!("cannot start the raft-core thread: {e}")))?;
+        let node_id = options.node_id;
+        let raft = core
+            .run(async move { Raft::new(node_id, config, network, log, sm).await })
             .await
+            .map_err(|e| Error::Raft(e.to_string()))?
             .map_err(|e| Error::Raft(e.to_string()))?;
         // The member with the lowest id forms the cluster; the others wait to hear from it. A
         // node started later with a longer --peers list (to be added as a learner) therefore
@@ -195,6 +203,7 @@ impl Writer {
             options: options.clone(),
             forward_clients: Mutex::new(HashMap::new()),
             auto_ids: AtomicU64::new(0),
+            _core: core,
         });
         let writer = Writer { inner };
         let stop = CancellationToken::new();

@@ -382,7 +382,6 @@ impl Store {
         samples: impl Iterator<Item = (i64, f64)>,
         outcome: &mut ApplyOutcome,
     ) -> Result<()> {
-        let cf_chunks = cf(&self.db, CF_CHUNKS);
         let mut head = entry.head.lock();
         // Created only when a chunk is cut (every few hundred samples): a RocksDB batch is an
         // FFI allocation, too costly to make per series per request.
@@ -392,8 +391,10 @@ impl Store {
                 Appended::Stored => outcome.samples_accepted += 1,
                 Appended::Cut { start, samples } => {
                     outcome.samples_accepted += 1;
+                    // The column family is looked up here, not per call: most calls append
+                    // a sample or two and cut nothing, and the lookup is a map search by name.
                     cut.get_or_insert_with(WriteBatch::default).put_cf(
-                        cf_chunks,
+                        cf(&self.db, CF_CHUNKS),
                         keys::chunk_key(entry.id, start),
                         chunk::encode(start, &samples),
                     );
