@@ -136,6 +136,15 @@ impl HeadSeries {
         (ooo, self.open.range(range))
     }
 
+    /// Whether the head holds a sample in `range`. The open chunk counts if its span overlaps
+    /// the range (without decoding it: a scrape interval longer than the range can make this
+    /// a false yes, which label listings accept, as Prometheus's do).
+    pub(crate) fn overlaps(&self, range: TimeRange) -> bool {
+        let open =
+            matches!((self.open.first(), self.open.last()), (Some(f), Some(l)) if range.overlaps(f, l));
+        open || (range.start <= range.end && self.ooo.range(range.start..=range.end).next().is_some())
+    }
+
     pub(crate) fn out_of_order(&self) -> &BTreeMap<i64, f64> {
         &self.ooo
     }

@@ -37,10 +37,12 @@ impl EventRead for crate::Store {
 pub trait SeriesRead: Send + Sync {
     /// Series matching every matcher with their samples in `range`, sorted by labels.
     fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>>;
-    /// Label sets of the series matching every matcher, sorted.
-    fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>>;
-    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>>;
-    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>>;
+    /// Label sets of the series matching every matcher with samples in `range`, sorted.
+    /// Listings may count a series whose samples are near the range but not in it (block
+    /// granularity, as Prometheus's); `TimeRange::ALL` lists every series.
+    fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>>;
+    fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>>;
+    fn label_values(&self, name: &str, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>>;
 }
 
 impl SeriesRead for crate::Store {
@@ -48,15 +50,15 @@ impl SeriesRead for crate::Store {
         crate::Store::select(self, matchers, range)
     }
 
-    fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>> {
-        Ok(crate::Store::series(self, matchers))
+    fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>> {
+        crate::Store::series(self, matchers, range)
     }
 
-    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>> {
-        Ok(crate::Store::label_names(self, matchers))
+    fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>> {
+        crate::Store::label_names(self, matchers, range)
     }
 
-    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>> {
-        Ok(crate::Store::label_values(self, name, matchers))
+    fn label_values(&self, name: &str, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>> {
+        crate::Store::label_values(self, name, matchers, range)
     }
 }

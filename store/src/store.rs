@@ -98,7 +98,7 @@ pub struct StoreStats {
 pub struct Store {
     pub(crate) db: Arc<Rocks>,
     config: StoreConfig,
-    limits: HeadLimits,
+    pub(crate) limits: HeadLimits,
     pub(crate) index: RwLock<SeriesIndex>,
     /// Held by apply and checkpoint: there is one writer at a time.
     pub(crate) writer: Mutex<WriterState>,

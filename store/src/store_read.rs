@@ -63,33 +63,67 @@ impl Store {
         self.index.read().select(matchers)
     }
 
-    /// Label sets of the series matching every matcher (no samples read), sorted.
-    pub fn series(&self, matchers: &[Matcher]) -> Vec<Labels> {
+    /// Label sets of the series matching every matcher with samples in `range` (no samples
+    /// read; see [`Store::series_ids_in`]), sorted.
+    pub fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>> {
+        let ids = self.series_ids_in(matchers, range)?;
         let index = self.index.read();
-        let mut out: Vec<Labels> =
-            index.select(matchers).iter().filter_map(|id| index.labels_of(*id).cloned()).collect();
+        let ids = ids.unwrap_or_else(|| index.select(&[]));
+        let mut out: Vec<Labels> = ids.iter().filter_map(|id| index.labels_of(*id).cloned()).collect();
         out.sort_unstable();
-        out
+        Ok(out)
     }
 
-    /// Label names of the series matching `matchers` (of all series when empty).
-    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        let index = self.index.read();
-        if matchers.is_empty() {
-            return index.label_names(None);
-        }
-        let ids = index.select(matchers);
-        index.label_names(Some(&ids))
+    /// Label names of the series matching `matchers` (of all series when empty) with samples
+    /// in `range`.
+    pub fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>> {
+        let ids = self.series_ids_in(matchers, range)?;
+        Ok(self.index.read().label_names(ids.as_deref()))
     }
 
-    /// Values of label `name` on the series matching `matchers` (on all series when empty).
-    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        let index = self.index.read();
-        if matchers.is_empty() {
-            return index.label_values(name, None);
+    /// Values of label `name` on the series matching `matchers` (on all series when empty)
+    /// with samples in `range`.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>> {
+        let ids = self.series_ids_in(matchers, range)?;
+        Ok(self.index.read().label_values(name, ids.as_deref()))
+    }
+
+    /// The series matching `matchers` with samples in `range`; `None` for every series (no
+    /// matchers, the whole time range), which the index answers without a list.
+    ///
+    /// A series counts if its head has samples in the range or it has a stored chunk of a
+    /// block the range overlaps: block granularity, as Prometheus answers label and series
+    /// queries (a chunk is never longer than its block, so one seek per series decides).
+    fn series_ids_in(&self, matchers: &[Matcher], range: TimeRange) -> Result<Option<Vec<SeriesId>>> {
+        if range == TimeRange::ALL {
+            return Ok((!matchers.is_empty()).then(|| self.index.read().select(matchers)));
         }
-        let ids = index.select(matchers);
-        index.label_values(name, Some(&ids))
+        if range.start > range.end {
+            return Ok(Some(Vec::new()));
+        }
+        let entries: Vec<Arc<SeriesEntry>> = {
+            let index = self.index.read();
+            index.select(matchers).iter().filter_map(|id| index.get(*id).cloned()).collect()
+        };
+        let first_block = range.start.div_euclid(self.limits.block_ms).saturating_mul(self.limits.block_ms);
+        let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_CHUNKS));
+        let mut out = Vec::new();
+        for e in entries {
+            if e.head.lock().overlaps(range) {
+                out.push(e.id);
+                continue;
+            }
+            it.seek(keys::chunk_key(e.id, first_block));
+            if it
+                .key()
+                .and_then(keys::parse_chunk_key)
+                .is_some_and(|(s, start)| s == e.id && start <= range.end)
+            {
+                out.push(e.id);
+            }
+        }
+        it.status()?;
+        Ok(Some(out))
     }
 
     /// Raw events with event time in `range`, oldest first, at most `limit`.

@@ -92,8 +92,43 @@ fn written_series_are_queryable_at_once_and_after_restart() {
     drop(store);
     let store = reopen(dir.path());
     assert_eq!(all(&store), before_more);
-    assert_eq!(store.label_values("job", &[]), ["api", "web", "x"]);
-    assert_eq!(store.label_names(&[Matcher::equal("__name__", "down")]), ["__name__", "job"]);
+    assert_eq!(store.label_values("job", &[], TimeRange::ALL).unwrap(), ["api", "web", "x"]);
+    assert_eq!(
+        store.label_names(&[Matcher::equal("__name__", "down")], TimeRange::ALL).unwrap(),
+        ["__name__", "job"]
+    );
+}
+
+#[test]
+fn listings_hold_the_series_with_samples_in_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config()).unwrap();
+    // Blocks are a minute: `old` has a stored chunk in block 0 and its newest sample in the
+    // head (block 2); `new` only a sample in the head; `early` one at 3 s, in its head.
+    commit(
+        &store,
+        &write(
+            "",
+            vec![
+                series("m", "old", &[(1_000, 1.0), (2_000, 2.0), (125_000, 3.0)]),
+                series("m", "new", &[(125_000, 1.0)]),
+                series("m", "early", &[(3_000, 1.0)]),
+            ],
+            vec![],
+        ),
+    );
+    let jobs = |start, end| store.label_values("job", &[], TimeRange::new(start, end)).unwrap();
+    assert_eq!(jobs(100_000, 130_000), ["new", "old"]);
+    // The stored chunk counts at block granularity; a head counts by the span it holds.
+    assert_eq!(jobs(1_500, 1_600), ["old"]);
+    assert_eq!(jobs(2_500, 3_500), ["early", "old"]);
+    assert!(jobs(70_000, 80_000).is_empty());
+    assert!(jobs(10, 5).is_empty());
+    assert_eq!(jobs(i64::MIN, i64::MAX), ["early", "new", "old"]);
+    let m = [Matcher::equal("job", "old")];
+    assert!(store.label_names(&m, TimeRange::new(70_000, 80_000)).unwrap().is_empty());
+    assert_eq!(store.label_names(&m, TimeRange::new(0, 200_000)).unwrap(), ["__name__", "job"]);
+    assert_eq!(store.series(&[], TimeRange::new(2_500, 2_600)).unwrap().len(), 1);
 }
 
 #[test]

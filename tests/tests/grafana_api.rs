@@ -119,6 +119,15 @@ async fn grafana_datasource_requests_get_prometheus_shapes() {
     assert_eq!(body["data"], json!(["api"]));
     let (_, body) = get(&node, "/api/v1/label/__name__/values", &[("limit", "1")]).await;
     assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
+    // A time picker a day after the data: nothing has samples there.
+    let (later, later_end) = ((t0 / 1000 + 86_400).to_string(), (t0 / 1000 + 90_000).to_string());
+    let day_later = [("start", later.as_str()), ("end", later_end.as_str())];
+    let (status, body) = get(&node, "/api/v1/labels", &day_later).await;
+    assert_eq!((status, &body["data"]), (200, &json!([])), "{body}");
+    let (_, body) = get(&node, "/api/v1/label/job/values", &day_later).await;
+    assert_eq!(body["data"], json!([]));
+    let (_, body) = get(&node, "/api/v1/series", &[("match[]", "gf_load"), day_later[0], day_later[1]]).await;
+    assert_eq!(body["data"], json!([]));
 
     // Series lookup (GET and POST) and metadata.
     let (status, body) = get(&node, "/api/v1/series", &[("match[]", "gf_requests_total{job=\"web\"}")]).await;

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use collabstream_common::Labels;
+use collabstream_common::{Labels, TimeRange};
 use collabstream_store::Matcher;
 use serde_json::{Value, json};
 
@@ -24,9 +24,9 @@ fn success(data: Value, warnings: Vec<String>) -> Response {
     Json(body).into_response()
 }
 
-/// Checks `start` and `end` (they must parse and be ordered). The index answers for every
-/// series the node holds, not only those with samples in the range.
-fn check_range(p: &Params) -> Result<(), Error> {
+/// The time range of `start` and `end` (each optional: the beginning and the end of time),
+/// which must parse and be ordered. Listings hold the series with samples in it.
+fn time_range(p: &Params) -> Result<TimeRange, Error> {
     let start = p.get("start").filter(|s| !s.is_empty()).map(|s| parse_time("start", s)).transpose()?;
     let end = p.get("end").filter(|s| !s.is_empty()).map(|s| parse_time("end", s)).transpose()?;
     if let (Some(s), Some(e)) = (start, end)
@@ -34,7 +34,7 @@ fn check_range(p: &Params) -> Result<(), Error> {
     {
         return Err(Error::BadData("end timestamp must not be before start time".into()));
     }
-    Ok(())
+    Ok(TimeRange::new(start.unwrap_or(TimeRange::ALL.start), end.unwrap_or(TimeRange::ALL.end)))
 }
 
 /// Truncates to `limit` (0: none), with Prometheus's warning when something was cut.
@@ -74,11 +74,11 @@ pub(crate) async fn labels(
     body: Bytes,
 ) -> Result<Response, Error> {
     let p = Params::new(q.as_deref(), &body);
-    check_range(&p)?;
+    let range = time_range(&p)?;
     api.consistency(&p).await?;
     let (selectors, limit) = (p.selectors()?, p.limit()?);
     let source = api.source.clone();
-    let names = blocking(move || union(&selectors, |m| Ok(source.label_names(m)?))).await?;
+    let names = blocking(move || union(&selectors, |m| Ok(source.label_names(m, range)?))).await?;
     let mut warnings = Vec::new();
     let names = limited(names, limit, &mut warnings);
     Ok(success(json!(names), warnings))
@@ -90,13 +90,13 @@ pub(crate) async fn label_values(
     RawQuery(q): RawQuery,
 ) -> Result<Response, Error> {
     let p = Params::new(q.as_deref(), &[]);
-    check_range(&p)?;
+    let range = time_range(&p)?;
     api.consistency(&p).await?;
     // Prometheus 3 accepts `U__`-escaped names for label names that are not identifiers.
     let name = unescape_label_name(&name);
     let (selectors, limit) = (p.selectors()?, p.limit()?);
     let source = api.source.clone();
-    let values = blocking(move || union(&selectors, |m| Ok(source.label_values(&name, m)?))).await?;
+    let values = blocking(move || union(&selectors, |m| Ok(source.label_values(&name, m, range)?))).await?;
     let mut warnings = Vec::new();
     let values = limited(values, limit, &mut warnings);
     Ok(success(json!(values), warnings))
@@ -108,14 +108,14 @@ pub(crate) async fn series(
     body: Bytes,
 ) -> Result<Response, Error> {
     let p = Params::new(q.as_deref(), &body);
-    check_range(&p)?;
+    let range = time_range(&p)?;
     api.consistency(&p).await?;
     let (selectors, limit) = (p.selectors()?, p.limit()?);
     if selectors.is_empty() {
         return Err(Error::BadData("no match[] parameter provided".into()));
     }
     let source = api.source.clone();
-    let series: Vec<Labels> = blocking(move || union(&selectors, |m| Ok(source.series(m)?))).await?;
+    let series: Vec<Labels> = blocking(move || union(&selectors, |m| Ok(source.series(m, range)?))).await?;
     let mut warnings = Vec::new();
     let series = limited(series, limit, &mut warnings);
     let data: Vec<Value> = series

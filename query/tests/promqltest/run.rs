@@ -37,15 +37,15 @@ impl SeriesRead for MemSource {
         Ok(out)
     }
 
-    fn series(&self, _: &[Matcher]) -> collabstream_store::Result<Vec<Labels>> {
+    fn series(&self, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<Labels>> {
         Ok(Vec::new())
     }
 
-    fn label_names(&self, _: &[Matcher]) -> collabstream_store::Result<Vec<String>> {
+    fn label_names(&self, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<String>> {
         Ok(Vec::new())
     }
 
-    fn label_values(&self, _: &str, _: &[Matcher]) -> collabstream_store::Result<Vec<String>> {
+    fn label_values(&self, _: &str, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<String>> {
         Ok(Vec::new())
     }
 }
