@@ -103,16 +103,9 @@ impl Labels {
         self.0
     }
 
-    /// A fast, process-local hash (FxHash over names and values with separators). Not stable
-    /// across versions: never persist it.
-    pub fn hash64(&self) -> u64 {
-        Self::hash_pairs(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
-    }
-
-    /// [`Labels::hash64`] of pairs that are already sorted and normalised, without building a
-    /// `Labels` (the ingest hot path looks series up by their wire labels).
-    /// Pairs may be strings or raw bytes (apply looks series up by label bytes it has not
-    /// checked as UTF-8: bytes equal to a stored label set are valid).
+    /// A fast, process-local hash of sorted label pairs (FxHash over names and values with
+    /// separators), without building a `Labels`: query evaluation groups and matches series by
+    /// the hash of some of their labels. Not stable across versions: never persist it.
     pub fn hash_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: impl IntoIterator<Item = (N, V)>) -> u64 {
         let mut h = FxHasher64::default();
         for (name, value) in pairs {
@@ -122,19 +115,6 @@ impl Labels {
             h.write_u8(0xfe);
         }
         h.0
-    }
-
-    /// Whether these labels equal the given sorted pairs (strings or bytes).
-    pub fn eq_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(
-        &self,
-        pairs: impl ExactSizeIterator<Item = (N, V)>,
-    ) -> bool {
-        self.0.len() == pairs.len()
-            && self
-                .0
-                .iter()
-                .zip(pairs)
-                .all(|(l, (n, v))| l.name.as_bytes() == n.as_ref() && l.value.as_bytes() == v.as_ref())
     }
 }
 
@@ -232,7 +212,8 @@ mod tests {
     fn hash_separates_name_and_value_boundaries() {
         let a = Labels::from_pairs(&[("__name__", "m"), ("ab", "c")]).unwrap();
         let b = Labels::from_pairs(&[("__name__", "m"), ("a", "bc")]).unwrap();
-        assert_ne!(a.hash64(), b.hash64());
-        assert_eq!(a.hash64(), a.clone().hash64());
+        let hash = |l: &Labels| Labels::hash_pairs(l.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        assert_ne!(hash(&a), hash(&b));
+        assert_eq!(hash(&a), hash(&a.clone()));
     }
 }
