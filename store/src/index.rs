@@ -47,9 +47,12 @@ impl SeriesIndex {
         self.get(self.by_labels.find(canonical)?)
     }
 
-    /// The ids of the series with these canonical label bytes, one per key, appended to `out`.
-    pub(crate) fn find_ids(&self, keys: &[&[u8]], out: &mut Vec<Option<SeriesId>>) {
-        self.by_labels.find_many(keys, out)
+    /// The ids of the series with these canonical label bytes, one per key.
+    pub(crate) fn find_ids<'a>(
+        &'a self,
+        keys: &'a [&'a [u8]],
+    ) -> impl Iterator<Item = Option<SeriesId>> + 'a {
+        self.by_labels.find_many(keys)
     }
 
     /// Adds a series. Ids must be inserted in increasing order, which keeps postings sorted.

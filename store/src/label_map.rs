@@ -40,17 +40,20 @@ impl LabelMap {
         self.find_hashed(xxh3_64(canonical), canonical)
     }
 
-    /// [`LabelMap::find`] of each key, appended to `out`. The lookups are memory-bound: done in
-    /// phases (hash every key, then probe every slot, then compare) so that the cache misses
-    /// of different keys overlap instead of waiting for one another.
-    pub(crate) fn find_many(&self, keys: &[&[u8]], out: &mut Vec<Option<SeriesId>>) {
+    /// [`LabelMap::find`] of each key, in order. The lookups are memory-bound: done in phases
+    /// (hash every key, then probe every slot, then compare as the result is read) so that the
+    /// cache misses of different keys overlap instead of waiting for one another.
+    pub(crate) fn find_many<'a>(
+        &'a self,
+        keys: &'a [&'a [u8]],
+    ) -> impl Iterator<Item = Option<SeriesId>> + 'a {
         let hashes: Vec<u64> = keys.iter().map(|k| xxh3_64(k)).collect();
         let slots: Vec<Option<&Known>> = hashes.iter().map(|h| self.first.get(h)).collect();
-        out.extend(keys.iter().zip(slots).zip(&hashes).map(|((key, slot), &hash)| match slot {
+        keys.iter().zip(slots).zip(hashes).map(move |((key, slot), hash)| match slot {
             Some(k) if *k.canonical == **key => Some(k.id),
             Some(_) => self.find_hashed(hash, key),
             None => None,
-        }));
+        })
     }
 
     fn insert_hashed(&mut self, hash: u64, canonical: &[u8], id: SeriesId) {
@@ -97,9 +100,9 @@ mod tests {
             canonical(&[("__name__", "x")]),
             canonical(&[("__name__", "up"), ("job", "api")]),
         ];
-        let mut found = vec![None];
-        map.find_many(&keys.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut found);
-        assert_eq!(found, [None, Some(SeriesId(2)), None, Some(SeriesId(1))], "appended");
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let found: Vec<_> = map.find_many(&keys).collect();
+        assert_eq!(found, [Some(SeriesId(2)), None, Some(SeriesId(1))]);
         for other in [
             &[("__name__", "up")][..],
             &[("__name__", "up"), ("job", "api"), ("x", "y")],
@@ -126,9 +129,8 @@ mod tests {
         map.first.insert(xxh3_64(&sets[1]), Known { id: SeriesId(1), canonical: sets[0].as_slice().into() });
         map.collisions
             .insert(xxh3_64(&sets[1]), vec![Known { id: SeriesId(2), canonical: sets[1].as_slice().into() }]);
-        let mut found = Vec::new();
-        map.find_many(&[sets[1].as_slice()], &mut found);
-        assert_eq!(found, [Some(SeriesId(2))]);
+        let keys = [sets[1].as_slice()];
+        assert_eq!(map.find_many(&keys).collect::<Vec<_>>(), [Some(SeriesId(2))]);
         assert_eq!(map.find_hashed(7, &canonical(&[("__name__", "d")])), None);
         assert_eq!(map.find_hashed(8, &sets[0]), None);
     }

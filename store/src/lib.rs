@@ -31,6 +31,7 @@ mod read;
 mod series_codec;
 mod snapshot;
 mod store;
+mod store_apply;
 mod store_read;
 mod varint;
 
@@ -39,4 +40,5 @@ pub use error::{Error, Result};
 pub use log::LogStore;
 pub use matcher::{MatchOp, Matcher};
 pub use read::{EventRead, SeriesData, SeriesRead};
-pub use store::{ApplyOutcome, KnownSeries, Store, StoreStats};
+pub use store::{Store, StoreStats};
+pub use store_apply::{ApplyOutcome, KnownSeries};

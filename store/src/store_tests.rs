@@ -1,11 +1,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use collabstream_proto::v1;
+use collabstream_common::TimeRange;
+use collabstream_proto::log_write::canonical_labels;
+use collabstream_proto::v1::{self, ItemKind};
 use proptest::prelude::*;
+use prost::Message;
 
 use super::*;
-use collabstream_common::TimeRange;
+use crate::ApplyOutcome;
 
 use crate::matcher::{MatchOp, Matcher};
 
@@ -141,14 +144,16 @@ fn a_series_named_by_id_is_the_known_series_and_an_unknown_id_is_refused() {
         canonical_labels(pairs, &mut out);
         out
     };
-    let id = store
-        .known_series()
-        .find(&canonical([("__name__", "up"), ("job", "api")]))
-        .expect("applied series is known");
-    assert_eq!(store.known_series().find(&canonical([("job", "api"), ("__name__", "up")])), None);
+    let find = |key: Vec<u8>| {
+        let mut out = Vec::new();
+        store.known_series().find_raw(&[key.as_slice()], &mut out);
+        out[0]
+    };
+    let id = find(canonical([("__name__", "up"), ("job", "api")])).expect("applied series is known");
+    assert_eq!(find(canonical([("job", "api"), ("__name__", "up")])), None);
     let mut known = collabstream_proto::known_series::KnownWriter::default();
-    known.push(id.0, &[(2_000, 2f64.to_bits())]);
-    known.push(id.0 + 1_000, &[(2_000, 2f64.to_bits())]);
+    known.push(id, &[(2_000, 2f64.to_bits())]);
+    known.push(id + 1_000, &[(2_000, 2f64.to_bits())]);
     let mut bytes = Vec::new();
     known.finish_into(&mut bytes);
     let cmd = v1::Command {
