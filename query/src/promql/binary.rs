@@ -186,7 +186,9 @@ fn vector_vector(
                 ));
             }
             seen.insert(0);
-        } else if !seen.insert(signature(&metric, |_| true)) {
+        } else if !seen.insert(signature(&metric, |n| !(drops_name(op) && n == METRIC_NAME))) {
+            // Prometheus removes the name from an arithmetic result before this check (with
+            // delayed name removal too), so results that differ only in it are ambiguous.
             return Err(exec("multiple matches for labels: grouping labels must ensure unique matches"));
         }
         let (l, r) = if swapped { (os.value, ms.value) } else { (ms.value, os.value) };

@@ -11,7 +11,7 @@ use promql_parser::parser::{self, Expr};
 use rustc_hash::FxHashMap;
 
 use super::annotations::Annotations;
-use super::error::{EvalError, Result, exec};
+use super::error::{EvalError, Result, duplicate_labelset, exec};
 use super::eval::{EvalLimits, Evaluator};
 use super::value::{StepSeries, Value, signature, without_name};
 
@@ -247,7 +247,13 @@ impl Engine {
                                 i
                             }
                         };
-                        series[i].2.push((t, s.value));
+                        let points = &mut series[i].2;
+                        // A second sample for the same series at this step: Prometheus refuses it
+                        // (series alike at different steps merge, below).
+                        if points.last().is_some_and(|p| p.0 == t) {
+                            return Err(duplicate_labelset());
+                        }
+                        points.push((t, s.value));
                     }
                 }
                 other => return Err(exec(format!("range query step returned a {}", other.type_name()))),
@@ -281,14 +287,10 @@ impl Engine {
     }
 }
 
-fn duplicate_labelset() -> EvalError {
-    exec("vector cannot contain metrics with the same labelset")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::Slow;
+    use crate::test_support::{Mem, Slow};
 
     #[test]
     fn a_query_past_its_timeout_stops_with_the_timeout_error() {
@@ -313,5 +315,129 @@ mod tests {
         assert!(engine.range("vector(1)", 0, 50_000, 1_000).is_ok());
         let err = engine.instant("count_over_time(vector(1)[1h:1s])", 3_600_000).unwrap_err();
         assert!(matches!(err, EvalError::TooManySamples(_)), "{err}");
+    }
+
+    const SAME_LABELSET: &str = "vector cannot contain metrics with the same labelset";
+
+    /// Samples every 15 s from 0 to 60 s: three series that differ only in `instance`, two
+    /// that differ only in their name, and one to match them against; and two series that
+    /// differ only in `instance` and are never present at the same step.
+    fn engine() -> Engine {
+        let every_15s: &[(i64, f64)] =
+            &[(0, 1.0), (15_000, 2.0), (30_000, 3.0), (45_000, 4.0), (60_000, 5.0)];
+        let source = Mem::new(&[
+            (&[("__name__", "demo_num_cpus"), ("instance", "a"), ("job", "demo")], every_15s),
+            (&[("__name__", "demo_num_cpus"), ("instance", "b"), ("job", "demo")], every_15s),
+            (&[("__name__", "demo_num_cpus"), ("instance", "c"), ("job", "demo")], every_15s),
+            (&[("__name__", "a"), ("x", "1")], every_15s),
+            (&[("__name__", "b"), ("x", "1")], every_15s),
+            (&[("__name__", "c"), ("x", "1")], every_15s),
+            (&[("__name__", "late"), ("instance", "a")], &[(0, 1.0)]),
+            (&[("__name__", "late"), ("instance", "b")], &[(1_200_000, 2.0)]),
+        ]);
+        Engine::new(Arc::new(source), EngineOptions::default())
+    }
+
+    /// `query` fails with `msg` as an execution error (422), as an instant query and as a range
+    /// query over the data.
+    fn assert_fails(engine: &Engine, query: &str, msg: &str) {
+        let results =
+            [("instant", engine.instant(query, 60_000)), ("range", engine.range(query, 0, 60_000, 15_000))];
+        for (kind, result) in results {
+            match result {
+                Ok(r) => panic!("{kind} {query}: expected {msg:?}, got {:?}", r.value),
+                Err(err) => {
+                    assert!(err.to_string().starts_with(msg), "{kind} {query}: {err}");
+                    assert!(matches!(err, EvalError::Execution(_)), "{kind} {query}: {err:?}");
+                    assert_eq!(err.code(), collabstream_common::ErrorCode::Execution);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn label_replace_that_makes_series_alike_fails_instead_of_merging_them() {
+        let engine = engine();
+        let replace = r#"label_replace(demo_num_cpus, "instance", "", "", "")"#;
+        assert_fails(&engine, replace, SAME_LABELSET);
+        // Inside other expressions too, where no later step would notice.
+        assert_fails(&engine, &format!("sum({replace})"), SAME_LABELSET);
+        assert_fails(&engine, &format!("max_over_time({replace}[1m:15s])"), SAME_LABELSET);
+        // Series that stay distinct are fine.
+        let r =
+            engine.range(r#"label_replace(demo_num_cpus, "i", "$1", "instance", "(.*)")"#, 0, 60_000, 15_000);
+        let Ok(QueryResult { value: QueryValue::Matrix(m), .. }) = r else { panic!("{r:?}") };
+        assert_eq!(m.len(), 3);
+        assert!(m.iter().all(|(_, points)| points.len() == 5), "{m:?}");
+    }
+
+    #[test]
+    fn label_join_that_makes_series_alike_fails_instead_of_merging_them() {
+        let engine = engine();
+        let join = r#"label_join(demo_num_cpus, "instance", "", "job")"#;
+        assert_fails(&engine, join, SAME_LABELSET);
+        assert_fails(&engine, &format!("count({join})"), SAME_LABELSET);
+    }
+
+    /// As in Prometheus, a range query merges series that are alike but never at the same step.
+    #[test]
+    fn series_made_alike_at_different_steps_merge_in_a_range_query() {
+        let engine = engine();
+        for query in
+            [r#"label_replace(late, "instance", "", "", "")"#, r#"label_join(late, "instance", "", "job")"#]
+        {
+            let r = engine.range(query, 0, 1_200_000, 600_000);
+            let Ok(QueryResult { value: QueryValue::Matrix(m), .. }) = r else { panic!("{query}: {r:?}") };
+            let labels = Labels::from_pairs(&[("__name__", "late")]).expect("valid");
+            assert_eq!(m, vec![(labels, vec![(0, 1.0), (1_200_000, 2.0)])], "{query}");
+        }
+    }
+
+    /// Series that differ only in their name collide when an operation drops it. Names go as
+    /// with Prometheus's delayed name removal (how its test files run), so the collision is
+    /// found at the end of the evaluation; `sum(abs(...))` sums, as those files expect.
+    #[test]
+    fn dropping_the_name_of_series_that_differ_only_in_it_fails() {
+        let engine = engine();
+        for query in [
+            r#"abs({__name__=~"a|b"})"#,
+            r#"-{__name__=~"a|b"}"#,
+            r#"{__name__=~"a|b"} * 2"#,
+            r#"2 ^ {__name__=~"a|b"}"#,
+            r#"{__name__=~"a|b"} > bool 0"#,
+            r#"timestamp({__name__=~"a|b"})"#,
+            r#"rate({__name__=~"a|b"}[1m])"#,
+            r#"max_over_time({__name__=~"a|b"}[1m])"#,
+            r#"{__name__=~"a|b"} > bool on(x) group_left c"#,
+        ] {
+            assert_fails(&engine, query, SAME_LABELSET);
+        }
+        // These keep the name.
+        for query in [r#"last_over_time({__name__=~"a|b"}[1m])"#, r#"{__name__=~"a|b"} > 0"#] {
+            assert!(engine.instant(query, 60_000).is_ok(), "{query}");
+            assert!(engine.range(query, 0, 60_000, 15_000).is_ok(), "{query}");
+        }
+    }
+
+    /// Arithmetic between vectors drops the name before matching (even with delayed name
+    /// removal), so Prometheus reports these as matching errors.
+    #[test]
+    fn arithmetic_between_vectors_fails_on_series_that_differ_only_in_their_name() {
+        let engine = engine();
+        let many_to_one = "multiple matches for labels: grouping labels must ensure unique matches";
+        let group_left = r#"{__name__=~"a|b"} + on(x) group_left c"#;
+        assert_fails(&engine, group_left, many_to_one);
+        assert_fails(&engine, &format!("sum({group_left})"), many_to_one);
+        assert_fails(&engine, r#"c - on(x) group_right {__name__=~"a|b"}"#, many_to_one);
+        assert_fails(
+            &engine,
+            r#"{__name__=~"a|b"} + c"#,
+            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+        );
+        assert_fails(
+            &engine,
+            r#"c + {__name__=~"a|b"}"#,
+            r#"found duplicate series for the match group {x="1"} on the right hand-side of the operation"#,
+        );
     }
 }

@@ -39,3 +39,9 @@ pub type Result<T> = std::result::Result<T, EvalError>;
 pub(crate) fn exec(msg: impl Into<String>) -> EvalError {
     EvalError::Execution(msg.into())
 }
+
+/// Two samples with the same labels at one time: Prometheus's error, since merging them would
+/// answer with one series holding both samples.
+pub(crate) fn duplicate_labelset() -> EvalError {
+    exec("vector cannot contain metrics with the same labelset")
+}

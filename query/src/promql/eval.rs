@@ -16,7 +16,7 @@ use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryEx
 use rustc_hash::FxHashMap;
 
 use super::annotations::Annotations;
-use super::error::{EvalError, Result, exec};
+use super::error::{EvalError, Result, duplicate_labelset, exec};
 use super::value::{Metric, Points, RangeSeries, Sample, StepSeries, Value, signature};
 use super::{aggregate, binary, functions};
 
@@ -394,7 +394,12 @@ impl<'a> Evaluator<'a> {
                     out.push((s.metric.clone(), s.drop_name, Vec::new()));
                     out.len() - 1
                 });
-                out[i].2.push((ts, s.value));
+                let points = &mut out[i].2;
+                // As in a range query: alike at one step is an error, not two points at one time.
+                if points.last().is_some_and(|p| p.0 == ts) {
+                    return Err(duplicate_labelset());
+                }
+                points.push((ts, s.value));
             }
             ts += step;
         }

@@ -8,12 +8,13 @@ use collabstream_common::{Labels, METRIC_NAME};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
+use rustc_hash::FxHashSet;
 use time::OffsetDateTime;
 
-use super::error::{Result, exec};
+use super::error::{Result, duplicate_labelset, exec};
 use super::eval::Evaluator;
 use super::stats::{go_max, go_min};
-use super::value::{Sample, Value, with_label};
+use super::value::{Sample, Value, signature, with_label};
 use super::{histogram, range_functions};
 
 pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
@@ -116,8 +117,8 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
             };
             map(v, |x| date_part(name, x))
         }
-        "label_replace" => label_replace(ev, args, t)?,
-        "label_join" => label_join(ev, args, t)?,
+        "label_replace" => distinct(label_replace(ev, args, t)?)?,
+        "label_join" => distinct(label_join(ev, args, t)?)?,
         "sort" | "sort_desc" => {
             if ev.is_range {
                 ev.annotations
@@ -258,7 +259,20 @@ fn string_args(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<Vec
     args.iter().map(|e| ev.eval_string(e, t)).collect()
 }
 
-fn label_replace(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<Value> {
+/// Besides vector matching (which has its own errors), the label functions are the only
+/// operations that can give two series the same labels at one step; dropping the name waits
+/// for the end of the evaluation. Prometheus refuses it where the function runs, so neither an
+/// enclosing aggregation nor a range query's assembly ever sees both samples.
+fn distinct(v: Vec<Sample>) -> Result<Value> {
+    let mut seen = FxHashSet::default();
+    if v.iter().all(|s| seen.insert(signature(&s.metric, |_| true))) {
+        Ok(Value::Vector(v))
+    } else {
+        Err(duplicate_labelset())
+    }
+}
+
+fn label_replace(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<Vec<Sample>> {
     if args.len() != 5 {
         return Err(exec("label_replace(v, dst, replacement, src, regex) takes 5 arguments"));
     }
@@ -285,10 +299,10 @@ fn label_replace(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<V
             s
         })
         .collect();
-    Ok(Value::Vector(out))
+    Ok(out)
 }
 
-fn label_join(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<Value> {
+fn label_join(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<Vec<Sample>> {
     if args.len() < 3 {
         return Err(exec("label_join(v, dst, separator, src...) takes at least 3 arguments"));
     }
@@ -309,7 +323,7 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<Valu
             s
         })
         .collect();
-    Ok(Value::Vector(out))
+    Ok(out)
 }
 
 /// Natural order: runs of digits compare as numbers, the rest byte-wise.
