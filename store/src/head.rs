@@ -123,6 +123,13 @@ impl HeadSeries {
             return Appended::Stored;
         }
         self.open.upsert(ts, v);
+        if self.open.len() > lim.max_samples {
+            // Inserts between the open chunk's first and last sample pass the cut above; without
+            // this one series' open chunk (and the head and chunk it is written as) would grow
+            // without bound, past what `chunk::decode` accepts at the next start.
+            let samples = self.open.take_front(lim.max_samples);
+            return Appended::Cut { start: first, samples };
+        }
         Appended::Stored
     }
 
@@ -239,6 +246,32 @@ mod tests {
             assert_eq!(h.append(t, 1.0, LIM), Appended::Stored);
         }
         assert!(matches!(h.append(1_004, 1.0, LIM), Appended::Cut { start: 1_000, .. }));
+    }
+
+    #[test]
+    fn inserts_inside_the_open_chunk_cut_it_at_the_size_limit() {
+        let mut h = HeadSeries::default();
+        h.append(10, 0.0, LIM);
+        h.append(90, 0.0, LIM);
+        let mut cut = Vec::new();
+        for t in 11..60 {
+            if let Appended::Cut { start, samples } = h.append(t, t as f64, LIM) {
+                assert!(samples.len() <= LIM.max_samples, "a cut chunk holds {}", samples.len());
+                assert_eq!(start, samples[0].0);
+                cut.extend(samples);
+            }
+            assert!(h.open.len() <= LIM.max_samples, "the open chunk holds {}", h.open.len());
+        }
+        // Nothing lost, nothing twice, and the chunks cut stay older than the open one.
+        let (ooo, open) = h.read(TimeRange::ALL);
+        assert!(cut.last().unwrap().0 < open[0].0);
+        cut.extend(ooo);
+        cut.extend(open);
+        cut.sort_by_key(|s| s.0);
+        assert_eq!(
+            cut.iter().map(|s| s.0).collect::<Vec<_>>(),
+            [vec![10], (11..60).collect(), vec![90]].concat()
+        );
     }
 
     #[test]

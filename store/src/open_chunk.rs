@@ -107,6 +107,14 @@ impl OpenChunk {
         out
     }
 
+    /// Takes the oldest `n` samples out (at least one sample stays).
+    pub(crate) fn take_front(&mut self, n: usize) -> Run {
+        let mut all = self.samples();
+        let rest = all.split_off(n.min(all.len().saturating_sub(1)));
+        *self = OpenChunk::from_run(rest);
+        all
+    }
+
     /// Takes every sample out, leaving the chunk empty.
     pub(crate) fn take(&mut self) -> Run {
         let out = self.samples();
