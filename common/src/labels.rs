@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::LabelLimits;
+
 /// The label that carries the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
@@ -27,15 +29,25 @@ pub enum LabelError {
     DuplicateName { name: String },
     #[error("missing metric name: every series needs a non-empty __name__ label")]
     MissingMetricName,
+    #[error("{count} labels, over the limit of {limit} (ingest.max_labels_per_series)")]
+    TooMany { count: usize, limit: usize },
+    #[error("label name {prefix:?} is {len} bytes, over the limit of {limit} (ingest.max_label_name_bytes)")]
+    NameTooLong { prefix: String, len: usize, limit: usize },
+    #[error(
+        "the value of label {name:?} is {len} bytes, over the limit of {limit} (ingest.max_label_value_bytes)"
+    )]
+    ValueTooLong { name: String, len: usize, limit: usize },
 }
 
 /// Validates and normalises a list of labels of any representation in place, with the rules
 /// of a [`Labels`] set: no empty names, empty values dropped, sorted by name, no duplicate
-/// names, a metric name present. Ingest checks wire labels with it without copying them.
+/// names, a metric name present, within `limits`. Ingest checks wire labels with it without
+/// copying them.
 pub fn normalize_labels<L>(
     labels: &mut Vec<L>,
     name: impl Fn(&L) -> &str,
     value: impl Fn(&L) -> &str,
+    limits: &LabelLimits,
 ) -> Result<(), LabelError> {
     if let Some(l) = labels.iter().find(|l| name(l).is_empty()) {
         return Err(LabelError::EmptyName { value: value(l).to_string() });
@@ -51,7 +63,7 @@ pub fn normalize_labels<L>(
     if !labels.iter().any(|l| name(l) == METRIC_NAME) {
         return Err(LabelError::MissingMetricName);
     }
-    Ok(())
+    limits.check(labels.len(), labels.iter().map(|l| (name(l), value(l))))
 }
 
 /// A validated label set, sorted by name, with no empty names, no duplicates, no empty values
@@ -63,7 +75,7 @@ impl Labels {
     /// Validates and normalises `labels`. Label names and values may be any UTF-8
     /// (Prometheus 3.x); the caller has already checked the bytes are UTF-8.
     pub fn new(mut labels: Vec<Label>) -> Result<Self, LabelError> {
-        normalize_labels(&mut labels, |l| &l.name, |l| &l.value)?;
+        normalize_labels(&mut labels, |l| &l.name, |l| &l.value, &LabelLimits::NONE)?;
         Ok(Self(labels))
     }
 

@@ -9,11 +9,13 @@
 
 mod clock;
 mod error_code;
+mod label_limits;
 mod labels;
 mod sample;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error_code::ErrorCode;
+pub use label_limits::LabelLimits;
 pub use labels::{Label, LabelError, Labels, METRIC_NAME, normalize_labels};
 pub use sample::{STALE_NAN_BITS, Sample, TimeRange, is_stale_nan};
 

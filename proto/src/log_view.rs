@@ -20,6 +20,8 @@ pub struct CommandView<'a> {
     pub leader_time_ms: i64,
     /// One write for a `write` payload, several for a `batch`, none without a payload.
     pub writes: Vec<WriteView<'a>>,
+    /// A `settings` payload (small: decoded, not borrowed).
+    pub settings: Option<crate::v1::ApplySettings>,
 }
 
 /// A borrowed [`crate::v1::LogWrite`] (an encoded `v1::WriteRequest` is one too).
@@ -84,7 +86,17 @@ impl<'a> CommandView<'a> {
             match (field, wire) {
                 (1, WIRE_VARINT) => cmd.leader_time_ms = r.varint()? as i64,
                 // A oneof: the last payload seen wins, as in prost.
-                (2, WIRE_LEN) => cmd.writes = vec![WriteView::parse(r.bytes()?)?],
+                (2, WIRE_LEN) => {
+                    cmd.writes = vec![WriteView::parse(r.bytes()?)?];
+                    cmd.settings = None;
+                }
+                (4, WIRE_LEN) => {
+                    use prost::Message;
+                    let settings = crate::v1::ApplySettings::decode(r.bytes()?)
+                        .map_err(|_| ViewError("the settings payload is not an ApplySettings message"))?;
+                    cmd.settings = Some(settings);
+                    cmd.writes.clear();
+                }
                 (3, WIRE_LEN) => {
                     let mut writes = Vec::new();
                     let mut batch = Reader(r.bytes()?);
@@ -95,6 +107,7 @@ impl<'a> CommandView<'a> {
                         }
                     }
                     cmd.writes = writes;
+                    cmd.settings = None;
                 }
                 _ => r.skip(wire)?,
             }

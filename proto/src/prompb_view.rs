@@ -14,7 +14,7 @@
 
 use std::ops::Range;
 
-use collabstream_common::normalize_labels;
+use collabstream_common::{LabelLimits, normalize_labels};
 
 use crate::log_write::{LogWriteBuilder, canonical_labels};
 use crate::series::SeriesError;
@@ -65,6 +65,7 @@ impl Series<'_> {
 /// message.
 pub fn reencode(
     body: &[u8],
+    limits: &LabelLimits,
     known: &mut impl FnMut(&[&[u8]], &mut Vec<Option<u64>>),
 ) -> Result<Reencoded, ViewError> {
     let mut all_samples: Vec<(i64, u64)> = Vec::with_capacity(body.len() / 64);
@@ -105,7 +106,7 @@ pub fn reencode(
             continue;
         }
         read_labels(s.raw, &mut labels)?;
-        match check(&labels, s.histograms, &mut pairs) {
+        match check(&labels, s.histograms, limits, &mut pairs) {
             Ok(()) => {
                 canonical.clear();
                 canonical_labels(pairs.iter().copied(), &mut canonical);
@@ -197,6 +198,7 @@ fn read_labels<'a>(buf: &'a [u8], labels: &mut Vec<(&'a [u8], &'a [u8])>) -> Res
 fn check<'a>(
     labels: &[(&'a [u8], &'a [u8])],
     histograms: usize,
+    limits: &LabelLimits,
     pairs: &mut Vec<(&'a str, &'a str)>,
 ) -> Result<(), SeriesError> {
     pairs.clear();
@@ -205,7 +207,7 @@ fn check<'a>(
         let value = std::str::from_utf8(v).map_err(|_| SeriesError::InvalidUtf8 { which: "value", index })?;
         pairs.push((name, value));
     }
-    normalize_labels(pairs, |p| p.0, |p| p.1)?;
+    normalize_labels(pairs, |p| p.0, |p| p.1, limits)?;
     if histograms > 0 {
         return Err(SeriesError::NativeHistogram);
     }
@@ -248,7 +250,7 @@ mod tests {
         known: &mut impl FnMut(&[&[u8]], &mut Vec<Option<u64>>),
     ) -> (v1::LogWrite, Reencoded) {
         let body = prompb::WriteRequest { timeseries: ts, ..Default::default() }.encode_to_vec();
-        let out = reencode(&body, known).unwrap();
+        let out = reencode(&body, &LabelLimits::NONE, known).unwrap();
         (v1::LogWrite::decode(out.write.as_slice()).unwrap(), out)
     }
 
@@ -279,7 +281,7 @@ mod tests {
         }
         .encode_to_vec();
         prost::encoding::bytes::encode(1, &scattered, &mut body);
-        let out = reencode(&body, &mut known).unwrap();
+        let out = reencode(&body, &LabelLimits::NONE, &mut known).unwrap();
         let w = v1::LogWrite::decode(out.write.as_slice()).unwrap();
         // The series sent with labels are numbered first, then the known ones.
         assert_eq!((out.accepted.clone(), out.samples), (vec![2, 0, 1, 3], 5));
@@ -347,7 +349,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(reencode(&[0x0a, 0x05, 0x01], &mut unknown).is_err());
-        assert_eq!(reencode(&[], &mut unknown).unwrap(), Reencoded::default());
+        assert!(reencode(&[0x0a, 0x05, 0x01], &LabelLimits::NONE, &mut unknown).is_err());
+        assert_eq!(reencode(&[], &LabelLimits::NONE, &mut unknown).unwrap(), Reencoded::default());
     }
 }

@@ -1,6 +1,6 @@
 //! Wire series (ours and Prometheus's): label validation and conversion to ours.
 
-use collabstream_common::{LabelError, Sample, normalize_labels};
+use collabstream_common::{LabelError, LabelLimits, Sample, normalize_labels};
 
 use crate::{prompb, v1};
 
@@ -17,8 +17,8 @@ pub enum SeriesError {
 
 /// Validates and normalises our own wire series' labels in place (see
 /// [`normalize_labels`]).
-pub fn normalize_v1(labels: &mut Vec<v1::Label>) -> Result<(), SeriesError> {
-    Ok(normalize_labels(labels, |l| &l.name, |l| &l.value)?)
+pub fn normalize_v1(labels: &mut Vec<v1::Label>, limits: &LabelLimits) -> Result<(), SeriesError> {
+    Ok(normalize_labels(labels, |l| &l.name, |l| &l.value, limits)?)
 }
 
 /// Our write as a remote-write request (its events have no remote-write form and are left out).

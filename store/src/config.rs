@@ -18,6 +18,8 @@ pub struct StoreConfig {
     pub chunk_max_samples: usize,
     /// How many recent batch ids are remembered to acknowledge a retried batch once.
     pub dedup_capacity: usize,
+    /// New series beyond this many are refused: every series is held in memory on every node.
+    pub max_series: usize,
     /// How often the in-memory head is made durable so the log before it can be dropped.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
@@ -30,6 +32,7 @@ impl Default for StoreConfig {
             block_duration: Duration::from_secs(2 * 3600),
             chunk_max_samples: 480,
             dedup_capacity: 100_000,
+            max_series: 4_000_000,
             checkpoint_interval: Duration::from_secs(60),
         }
     }
@@ -43,6 +46,9 @@ impl StoreConfig {
         }
         if !(2..=100_000).contains(&self.chunk_max_samples) {
             return Err("store.chunk_max_samples must be between 2 and 100000".into());
+        }
+        if self.max_series == 0 {
+            return Err("store.max_series must be at least 1".into());
         }
         if self.dedup_capacity == 0 {
             return Err("store.dedup_capacity must be at least 1".into());

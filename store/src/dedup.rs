@@ -38,9 +38,15 @@ impl Dedup {
         }
     }
 
-    /// The rows to put and delete since the last call; the checkpoint writes them.
-    pub(crate) fn take_changes(&mut self) -> (Vec<(u64, String)>, Vec<u64>) {
-        (std::mem::take(&mut self.added), std::mem::take(&mut self.evicted))
+    /// The rows to put and delete since the last [`Dedup::clear_changes`]: the checkpoint
+    /// writes them, then clears them.
+    pub(crate) fn changes(&self) -> (&[(u64, String)], &[u64]) {
+        (&self.added, &self.evicted)
+    }
+
+    pub(crate) fn clear_changes(&mut self) {
+        self.added.clear();
+        self.evicted.clear();
     }
 
     /// Restores a row read at open; rows come in sequence order.
@@ -63,9 +69,10 @@ mod tests {
         assert!(d.contains("a"));
         d.insert("c".into(), 2);
         assert!(!d.contains("a") && d.contains("b") && d.contains("c"));
-        let (added, evicted) = d.take_changes();
+        let (added, evicted) = d.changes();
         assert_eq!(added.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(evicted, [0]);
-        assert_eq!(d.take_changes(), (vec![], vec![]));
+        d.clear_changes();
+        assert_eq!(d.changes(), (&[][..], &[][..]));
     }
 }

@@ -14,6 +14,15 @@ pub enum Error {
     Regex { pattern: String, source: Box<regex::Error> },
     #[error("log entry {index} is not after the last applied index {applied}")]
     OutOfOrderApply { index: u64, applied: u64 },
+    #[error(
+        "the state machine stopped after a failed write ({reason}); fix the cause (a full disk?) and restart \
+         the node: it recovers from its last checkpoint and the log"
+    )]
+    Stopped { reason: String },
+    /// A fault injected by a test (feature `failpoints`).
+    #[cfg(any(test, feature = "failpoints"))]
+    #[error("injected fault: {0}")]
+    Injected(&'static str),
 }
 
 impl Error {
@@ -26,3 +35,15 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error with its causes, on one line.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -32,6 +32,12 @@ impl Store {
     /// (made by [`create_snapshot`](Self::create_snapshot), here or on another node), and
     /// reloads the in-memory index and heads. The log and the Raft bookkeeping stay.
     pub fn install_snapshot(&self, dir: &Path) -> Result<()> {
+        self.check_running()?;
+        let installed = self.install_snapshot_unchecked(dir);
+        self.stop_after(installed)
+    }
+
+    fn install_snapshot_unchecked(&self, dir: &Path) -> Result<()> {
         let mut writer = self.writer.lock();
         let names: Vec<&str> = db::ALL_CFS.to_vec();
         let src = Rocks::open_cf_for_read_only(&Options::default(), dir, names, false)?;
@@ -46,6 +52,10 @@ impl Store {
         for name in SNAPSHOT_CFS {
             let (dst_cf, src_cf) = (cf(&self.db, name), cf(&src, name));
             clear(&self.db, name)?;
+            #[cfg(any(test, feature = "failpoints"))]
+            if self.fail_install.swap(false, Ordering::AcqRel) {
+                return Err(crate::Error::Injected("snapshot install stopped half done"));
+            }
             let mut batch = WriteBatch::default();
             for item in src.iterator_cf(src_cf, IteratorMode::Start) {
                 let (k, v) = item?;
@@ -76,11 +86,20 @@ impl Store {
 
         let loaded = load(&self.db)?;
         *self.index.write() = loaded.index;
+        *self.settings.write() = loaded.settings;
         *writer = loaded.writer;
         self.applied.store(loaded.applied, Ordering::Release);
         self.checkpointed.store(loaded.applied, Ordering::Release);
+        self.install_interrupted.store(false, Ordering::Release);
         tracing::info!(applied = loaded.applied, "snapshot installed");
         Ok(())
+    }
+
+    /// Makes the next [`install_snapshot`](Self::install_snapshot) fail after it has cleared
+    /// part of the store, as a crash there would leave it (tests of recovery only).
+    #[cfg(any(test, feature = "failpoints"))]
+    pub fn fail_next_install_midway(&self) {
+        self.fail_install.store(true, Ordering::Release);
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use collabstream_common::SeriesId;
 use parking_lot::{Mutex, RwLock};
@@ -18,6 +18,7 @@ use crate::head::{HeadLimits, HeadSeries, SeriesEntry, merge_sorted};
 use crate::index::SeriesIndex;
 use crate::keys;
 use crate::log::LogStore;
+use crate::settings::Settings;
 use crate::{chunk, series_codec};
 
 const META_APPLIED: &[u8] = b"applied_index";
@@ -25,8 +26,10 @@ const META_NEXT_SERIES: &[u8] = b"next_series_id";
 /// The replication layer's own state at the applied index (for Raft: the last applied log id
 /// and membership), opaque to the store and made durable with it at each checkpoint.
 const META_SM: &[u8] = b"state_machine_meta";
+/// The replicated [`Settings`] in force at the applied index.
+const META_SETTINGS: &[u8] = b"apply_settings";
 /// The store's keys in the meta column family (the Raft log keeps its own there too).
-pub(crate) const META_STORE_KEYS: [&[u8]; 3] = [META_APPLIED, META_NEXT_SERIES, META_SM];
+pub(crate) const META_STORE_KEYS: [&[u8]; 4] = [META_APPLIED, META_NEXT_SERIES, META_SM, META_SETTINGS];
 
 /// Size and shape figures for `/metrics` and benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +55,28 @@ pub struct StoreStats {
 pub struct Store {
     pub(crate) db: Arc<Rocks>,
     pub(crate) config: StoreConfig,
-    pub(crate) limits: HeadLimits,
+    /// What apply depends on, as the log last set it; written by apply (under `writer`).
+    pub(crate) settings: RwLock<Settings>,
     pub(crate) index: RwLock<SeriesIndex>,
     /// Held by apply and checkpoint: there is one writer at a time.
     pub(crate) writer: Mutex<WriterState>,
     pub(crate) applied: AtomicU64,
     pub(crate) checkpointed: AtomicU64,
+    /// Set at open when a snapshot install was interrupted, cleared by the next install.
+    pub(crate) install_interrupted: AtomicBool,
+    /// Why the state machine stopped, once a write to RocksDB failed part way through an
+    /// apply or a checkpoint: the in-memory state may then hold a half-applied entry, so
+    /// nothing more is applied or checkpointed (which could make it durable). A restart
+    /// recovers from the last checkpoint and the log.
+    pub(crate) stopped: Mutex<Option<String>>,
+    /// New series refused at `max_series` since start (for `/metrics`).
+    pub(crate) series_refused: AtomicU64,
+    /// Test-only fault injection: the next snapshot install fails half done...
+    #[cfg(any(test, feature = "failpoints"))]
+    pub(crate) fail_install: AtomicBool,
+    /// ...the next apply fails at its RocksDB write.
+    #[cfg(any(test, feature = "failpoints"))]
+    pub(crate) fail_apply: AtomicBool,
 }
 
 /// State only the writer touches.
@@ -72,16 +91,21 @@ pub(crate) struct WriterState {
 
 /// What [`Store::open`] and a snapshot install load from the database.
 pub(crate) struct Loaded {
+    /// The store was found half replaced by a snapshot and wiped (see `snapshot::META_INSTALLING`).
+    pub(crate) install_interrupted: bool,
     pub(crate) applied: u64,
+    pub(crate) settings: Settings,
     pub(crate) index: SeriesIndex,
     pub(crate) writer: WriterState,
 }
 
 /// Reads the durable state: applied index, series index with heads, dedup, replication meta.
-/// A half-installed snapshot is wiped first (see `snapshot::META_INSTALLING`).
+/// A half-installed snapshot is wiped first (see `snapshot::META_INSTALLING`); the owner then
+/// installs the snapshot again ([`Store::install_interrupted`]).
 pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
-    if db.get_cf(cf(db, CF_META), crate::snapshot::META_INSTALLING)?.is_some() {
-        tracing::warn!("a snapshot install was interrupted; starting empty so the snapshot is fetched again");
+    let install_interrupted = db.get_cf(cf(db, CF_META), crate::snapshot::META_INSTALLING)?.is_some();
+    if install_interrupted {
+        tracing::warn!("a snapshot install was interrupted; the store is wiped to install it again");
         for name in [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP] {
             crate::snapshot::clear(db, name)?;
         }
@@ -106,6 +130,10 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
     let applied = meta(META_APPLIED)?;
     let next_series = meta(META_NEXT_SERIES)?.max(1);
     let sm_meta = meta_bytes(META_SM)?.unwrap_or_default();
+    let settings = match meta_bytes(META_SETTINGS)? {
+        Some(b) => Settings::decode(&b).ok_or(Error::Corrupt { what: "settings" })?,
+        None => Settings::default(),
+    };
     let mut heads: BTreeMap<SeriesId, HeadSeries> = BTreeMap::new();
     for item in db.iterator_cf(cf(db, CF_HEADS), IteratorMode::Start) {
         let (k, v) = item?;
@@ -127,7 +155,13 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
         let id = String::from_utf8(v.to_vec()).map_err(|_| Error::Corrupt { what: "dedup" })?;
         dedup.restore(seq, id);
     }
-    Ok(Loaded { applied, index, writer: WriterState { next_series, dedup, sm_meta, sm_meta_dirty: false } })
+    Ok(Loaded {
+        install_interrupted,
+        applied,
+        settings,
+        index,
+        writer: WriterState { next_series, dedup, sm_meta, sm_meta_dirty: false },
+    })
 }
 
 impl std::fmt::Debug for Store {
@@ -149,22 +183,75 @@ impl Store {
     /// Opens (or creates) the store in `path` and loads the series index and heads.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
         let db = db::open(path)?;
-        let limits = HeadLimits {
-            window_ms: config.window_ms(),
-            block_ms: config.block_ms().max(1),
-            max_samples: config.chunk_max_samples,
-        };
-        let Loaded { applied, index, writer } = load(&db)?;
+        let Loaded { install_interrupted, applied, settings, index, writer } = load(&db)?;
+        if settings != Settings::from_config(&config) {
+            tracing::info!(
+                replicated = ?settings,
+                configured = ?Settings::from_config(&config),
+                "the store settings in force differ from this node's [store] configuration; \
+                 the leader proposes its own, and apply uses the last proposed on every node"
+            );
+        }
         tracing::info!(applied, series = index.len(), "store opened");
         Ok(Self {
             db,
             config,
-            limits,
+            settings: RwLock::new(settings),
             index: RwLock::new(index),
             writer: Mutex::new(writer),
             applied: AtomicU64::new(applied),
             checkpointed: AtomicU64::new(applied),
+            install_interrupted: AtomicBool::new(install_interrupted),
+            stopped: Mutex::new(None),
+            series_refused: AtomicU64::new(0),
+            #[cfg(any(test, feature = "failpoints"))]
+            fail_install: AtomicBool::new(false),
+            #[cfg(any(test, feature = "failpoints"))]
+            fail_apply: AtomicBool::new(false),
         })
+    }
+
+    /// New series refused at the series limit since this node started.
+    pub fn series_refused(&self) -> u64 {
+        self.series_refused.load(Ordering::Relaxed)
+    }
+
+    /// Why the state machine stopped, if it has (see [`Error::Stopped`]).
+    pub fn stopped(&self) -> Option<String> {
+        self.stopped.lock().clone()
+    }
+
+    /// Fails if the state machine has stopped.
+    pub(crate) fn check_running(&self) -> Result<()> {
+        match self.stopped.lock().as_ref() {
+            Some(reason) => Err(Error::Stopped { reason: reason.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the state machine after `e` (an error that may have left a change half made).
+    pub(crate) fn stop_after<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && !matches!(e, Error::OutOfOrderApply { .. } | Error::Stopped { .. })
+        {
+            let reason = crate::error::chain(e);
+            tracing::error!(error = %reason, "state machine stopped");
+            self.stopped.lock().get_or_insert(reason);
+        }
+        result
+    }
+
+    /// Makes the next apply fail at its RocksDB write, as a full disk would (tests only).
+    #[cfg(any(test, feature = "failpoints"))]
+    pub fn fail_next_apply_write(&self) {
+        self.fail_apply.store(true, Ordering::Release);
+    }
+
+    /// Whether the store was opened half replaced by a snapshot (the node stopped during an
+    /// install) and so holds nothing: the owner must install that snapshot again before it
+    /// serves or applies anything, because the log before the snapshot may be gone.
+    pub fn install_interrupted(&self) -> bool {
+        self.install_interrupted.load(Ordering::Acquire)
     }
 
     /// The log that lives in the same database.
@@ -174,6 +261,16 @@ impl Store {
 
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// Whether the store holds no series at all.
+    pub fn is_empty(&self) -> bool {
+        self.index.read().len() == 0
+    }
+
+    /// The settings apply uses now (see [`Settings`]).
+    pub fn settings(&self) -> Settings {
+        *self.settings.read()
     }
 
     /// The index of the last entry applied.
@@ -201,17 +298,24 @@ impl Store {
     }
 
     pub(crate) fn checkpoint_locked(&self, writer: &mut WriterState) -> Result<u64> {
+        self.check_running()?;
+        let done = self.checkpoint_unchecked(writer);
+        self.stop_after(done)
+    }
+
+    fn checkpoint_unchecked(&self, writer: &mut WriterState) -> Result<u64> {
         let applied = self.applied.load(Ordering::Acquire);
         if applied == self.checkpointed.load(Ordering::Acquire) && !writer.sm_meta_dirty {
             return Ok(applied);
         }
         let index = self.index.read();
+        let limits = self.settings.read().limits();
         let mut merges = WriteBatch::default();
         let mut merged = Vec::new();
         for e in index.entries() {
             let ooo = e.head.lock().out_of_order().clone();
             if !ooo.is_empty() {
-                self.merge_out_of_order(e.id, ooo, &mut merges)?;
+                self.merge_out_of_order(e.id, ooo, limits, &mut merges)?;
                 merged.push(e.clone());
             }
         }
@@ -226,30 +330,38 @@ impl Store {
         flush.set_wait(true);
         self.db.flush_cfs_opt(&cfs, &flush)?;
 
+        // Dirty marks and dedup changes are cleared only once they are written: a failed write
+        // must leave them for the next checkpoint.
         let mut durable = WriteBatch::default();
         let cf_heads = cf(&self.db, CF_HEADS);
+        let mut written = Vec::new();
         for e in index.entries() {
-            let mut head = e.head.lock();
+            let head = e.head.lock();
             if head.dirty {
                 durable.put_cf(cf_heads, keys::series_key(e.id), head.encode());
-                head.dirty = false;
+                written.push(e.clone());
             }
         }
         let cf_dedup = cf(&self.db, CF_DEDUP);
-        let (added, evicted) = writer.dedup.take_changes();
+        let (added, evicted) = writer.dedup.changes();
         for (seq, id) in added {
-            durable.put_cf(cf_dedup, keys::u64_key(seq), id.as_bytes());
+            durable.put_cf(cf_dedup, keys::u64_key(*seq), id.as_bytes());
         }
         for seq in evicted {
-            durable.delete_cf(cf_dedup, keys::u64_key(seq));
+            durable.delete_cf(cf_dedup, keys::u64_key(*seq));
         }
         let cf_meta = cf(&self.db, CF_META);
         durable.put_cf(cf_meta, META_APPLIED, applied.to_be_bytes());
         durable.put_cf(cf_meta, META_NEXT_SERIES, writer.next_series.to_be_bytes());
         durable.put_cf(cf_meta, META_SM, &writer.sm_meta);
+        durable.put_cf(cf_meta, META_SETTINGS, self.settings.read().encode());
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
         self.db.write_opt(durable, &sync)?;
+        for e in written {
+            e.head.lock().dirty = false;
+        }
+        writer.dedup.clear_changes();
         self.checkpointed.store(applied, Ordering::Release);
         writer.sm_meta_dirty = false;
         tracing::debug!(applied, "checkpoint");
@@ -262,10 +374,11 @@ impl Store {
         &self,
         id: SeriesId,
         ooo: BTreeMap<i64, f64>,
+        limits: HeadLimits,
         batch: &mut WriteBatch,
     ) -> Result<()> {
         let cf_chunks = cf(&self.db, CF_CHUNKS);
-        let block = |t: i64| t.div_euclid(self.limits.block_ms);
+        let block = |t: i64| t.div_euclid(limits.block_ms);
         let mut groups: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
         let mut it = self.db.raw_iterator_cf(cf_chunks);
         for (ts, v) in ooo {
@@ -285,12 +398,18 @@ impl Store {
         it.status()?;
         drop(it);
         for (start, new) in groups {
-            let key = keys::chunk_key(id, start);
-            let old = match self.db.get_cf(cf_chunks, key)? {
+            let old = match self.db.get_cf(cf_chunks, keys::chunk_key(id, start))? {
                 Some(bytes) => chunk::decode(start, &bytes)?,
                 None => Vec::new(),
             };
-            batch.put_cf(cf_chunks, key, chunk::encode(start, &merge_sorted(&old, &new)));
+            // A merge may grow a chunk past the size limit: the excess goes into chunks of
+            // their own (keyed by their first sample, all before the next stored chunk, since
+            // each sample joined the chunk that starts last at or before it), so no stored
+            // chunk ever exceeds what `chunk::decode` accepts.
+            for (i, piece) in merge_sorted(&old, &new).chunks(limits.max_samples).enumerate() {
+                let at = if i == 0 { start } else { piece[0].0 };
+                batch.put_cf(cf_chunks, keys::chunk_key(id, at), chunk::encode(at, piece));
+            }
         }
         Ok(())
     }
@@ -341,3 +460,7 @@ pub(crate) fn cf<'a>(db: &'a Rocks, name: &str) -> &'a rocksdb::ColumnFamily {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "store_hazard_tests.rs"]
+mod hazard_tests;

@@ -17,6 +17,7 @@ use crate::db::{CF_CHUNKS, CF_EVENTS, CF_SERIES};
 use crate::error::{Error, Result};
 use crate::head::{Appended, HeadSeries, SeriesEntry};
 use crate::index::SeriesIndex;
+use crate::settings::Settings;
 use crate::store::{Store, WriterState, cf, no_wal};
 use crate::{chunk, keys, series_codec};
 
@@ -60,7 +61,20 @@ impl Store {
     /// writes (one outcome each), and records `sm_meta` as the replication layer's state at
     /// this index. The entry is read in place ([`CommandView`]): nothing of it is copied but
     /// the label sets of new series.
+    ///
+    /// A failed write stops the state machine ([`Store::stopped`]): nothing more is applied.
     pub fn apply_batch(
+        &self,
+        index: u64,
+        entry: &[u8],
+        sm_meta: Option<Vec<u8>>,
+    ) -> Result<Vec<ApplyOutcome>> {
+        self.check_running()?;
+        let applied = self.apply_batch_unchecked(index, entry, sm_meta);
+        self.stop_after(applied)
+    }
+
+    fn apply_batch_unchecked(
         &self,
         index: u64,
         entry: &[u8],
@@ -78,13 +92,25 @@ impl Store {
         if index <= applied {
             return Err(Error::OutOfOrderApply { index, applied });
         }
+        if let Some(p) = &cmd.settings {
+            self.apply_settings(index, p);
+        }
+        let settings = *self.settings.read();
         let mut batch = WriteBatch::default();
         let mut outcomes = Vec::with_capacity(cmd.writes.len());
-        for (pos, req) in cmd.writes.iter().enumerate() {
+        // Events are keyed by (time, index, position); positions run on across the writes of a
+        // batch, so no two events of an entry share one. (An entry is far smaller than 2^32
+        // events: its size is bounded by the proposer.)
+        let mut event_base = 0u32;
+        for req in &cmd.writes {
             let mut outcome = ApplyOutcome::default();
-            // Events are keyed by (time, index, position); a batch numbers them across writes.
-            self.apply_write(&mut writer, index, (pos as u32) << 20, req, &mut batch, &mut outcome)?;
+            self.apply_write(&mut writer, &settings, index, event_base, req, &mut batch, &mut outcome)?;
+            event_base = event_base.wrapping_add(req.events.len() as u32);
             outcomes.push(outcome);
+        }
+        #[cfg(any(test, feature = "failpoints"))]
+        if self.fail_apply.swap(false, Ordering::AcqRel) {
+            return Err(Error::Injected("the apply's write failed"));
         }
         self.db.write_opt(batch, &no_wal())?;
         if let Some(meta) = sm_meta {
@@ -106,6 +132,7 @@ impl Store {
     /// Records the replication layer's state for an entry that changes no data (a Raft
     /// membership or blank entry) and counts it as applied.
     pub fn apply_meta(&self, index: u64, sm_meta: Vec<u8>) -> Result<()> {
+        self.check_running()?;
         let mut writer = self.writer.lock();
         let applied = self.applied.load(Ordering::Acquire);
         if index <= applied && applied != 0 {
@@ -117,9 +144,28 @@ impl Store {
         Ok(())
     }
 
+    /// A settings entry: from here on apply uses these (see [`Settings`]).
+    fn apply_settings(&self, index: u64, p: &v1::ApplySettings) {
+        let empty = self.index.read().len() == 0;
+        let mut settings = self.settings.write();
+        let new = settings.updated(p, empty);
+        if new.block_ms != p.block_ms && p.block_ms != 0 && !empty {
+            tracing::warn!(
+                index,
+                block_ms = new.block_ms,
+                proposed = p.block_ms,
+                "store.block_duration is fixed once the store holds data; the proposed one is ignored"
+            );
+        }
+        tracing::info!(index, settings = ?new, "store settings set by the log");
+        *settings = new;
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn apply_write(
         &self,
         writer: &mut WriterState,
+        settings: &Settings,
         index: u64,
         event_base: u32,
         req: &WriteView<'_>,
@@ -131,12 +177,12 @@ impl Store {
                 outcome.duplicate = true;
                 return Ok(());
             }
-            writer.dedup.insert(req.batch_id.to_string(), self.config.dedup_capacity);
+            writer.dedup.insert(req.batch_id.to_string(), settings.dedup_capacity);
         }
-        let entries = self.resolve_series(writer, req, batch, outcome);
+        let entries = self.resolve_series(writer, settings, req, batch, outcome);
         for (i, (series, entry)) in req.series.iter().zip(entries).enumerate() {
             let Some(entry) = entry else { continue };
-            self.append_samples(&entry, i as u32, req.samples(series).iter().copied(), outcome)?;
+            self.append_samples(settings, &entry, i as u32, req.samples(series).iter().copied(), outcome)?;
         }
         // The series the proposer named by id, numbered after those with labels.
         let index_lock = self.index.read();
@@ -147,7 +193,7 @@ impl Store {
             match index_lock.get(SeriesId(s.id)) {
                 Some(entry) => {
                     let samples = std::iter::from_fn(|| s.next_sample().ok().flatten());
-                    self.append_samples(entry, i, samples, outcome)?;
+                    self.append_samples(settings, entry, i, samples, outcome)?;
                 }
                 // Not expected (ids are never reused, and the proposer had applied the entry
                 // that created the series); refused the same way on every replica.
@@ -171,7 +217,11 @@ impl Store {
             match timestamp {
                 Some(ts) => {
                     // Stored as the leader encoded it: the same bytes on every replica.
-                    batch.put_cf(cf_events, keys::event_key(ts, index, event_base + pos as u32), raw);
+                    batch.put_cf(
+                        cf_events,
+                        keys::event_key(ts, index, event_base.wrapping_add(pos as u32)),
+                        raw,
+                    );
                     outcome.events_accepted += 1;
                 }
                 None => outcome.rejected.push(Rejection {
@@ -189,17 +239,19 @@ impl Store {
     /// this cuts.
     fn append_samples(
         &self,
+        settings: &Settings,
         entry: &SeriesEntry,
         i: u32,
         samples: impl Iterator<Item = (i64, f64)>,
         outcome: &mut ApplyOutcome,
     ) -> Result<()> {
+        let limits = settings.limits();
         let mut head = entry.head.lock();
         // Created only when a chunk is cut (every few hundred samples): a RocksDB batch is an
         // FFI allocation, too costly to make per series per request.
         let mut cut: Option<WriteBatch> = None;
         for (j, (ts, value)) in samples.enumerate() {
-            match head.append(ts, value, self.limits) {
+            match head.append(ts, value, limits) {
                 Appended::Stored => outcome.samples_accepted += 1,
                 Appended::Cut { start, samples } => {
                     outcome.samples_accepted += 1;
@@ -217,7 +269,9 @@ impl Store {
                     sample_index: j as u32,
                     reason: format!(
                         "sample at {ts} is older than the out-of-order window ({}) allows behind the series' newest sample at {newest}",
-                        humantime::format_duration(self.config.out_of_order_window),
+                        humantime::format_duration(std::time::Duration::from_millis(
+                            settings.out_of_order_window_ms.max(0) as u64
+                        )),
                     ),
                     message_index: 0,
                 }),
@@ -236,6 +290,7 @@ impl Store {
     fn resolve_series(
         &self,
         writer: &mut WriterState,
+        settings: &Settings,
         req: &WriteView<'_>,
         batch: &mut WriteBatch,
         outcome: &mut ApplyOutcome,
@@ -273,6 +328,21 @@ impl Store {
             if let Some(e) = index.find(&canonical) {
                 // Created by an earlier series of this very write.
                 found[i] = Some(e.clone());
+                continue;
+            }
+            if index.len() >= settings.max_series {
+                // Decided by the replicated state alone, so every replica refuses the same ones.
+                self.series_refused.fetch_add(1, Ordering::Relaxed);
+                outcome.rejected.push(Rejection {
+                    kind: ItemKind::Series as i32,
+                    index: i as u32,
+                    reason: format!(
+                        "the store holds {} series, its limit (store.max_series); new series are refused until \
+                         the limit is raised",
+                        index.len()
+                    ),
+                    ..Default::default()
+                });
                 continue;
             }
             let checked = utf8_pairs(req.labels(s)).and_then(|p| check_sorted_labels(&p).map(|()| p));

@@ -105,7 +105,8 @@ impl Store {
             let index = self.index.read();
             index.select(matchers).iter().filter_map(|id| index.get(*id).cloned()).collect()
         };
-        let first_block = range.start.div_euclid(self.limits.block_ms).saturating_mul(self.limits.block_ms);
+        let block_ms = self.settings.read().limits().block_ms;
+        let first_block = range.start.div_euclid(block_ms).saturating_mul(block_ms);
         let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_CHUNKS));
         let mut out = Vec::new();
         for e in entries {

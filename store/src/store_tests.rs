@@ -12,7 +12,7 @@ use crate::ApplyOutcome;
 
 use crate::matcher::{MatchOp, Matcher};
 
-fn config() -> StoreConfig {
+pub(crate) fn config() -> StoreConfig {
     StoreConfig {
         out_of_order_window: Duration::from_secs(10),
         block_duration: Duration::from_secs(60),
@@ -21,7 +21,7 @@ fn config() -> StoreConfig {
     }
 }
 
-fn series(name: &str, job: &str, samples: &[(i64, f64)]) -> v1::TimeSeries {
+pub(crate) fn series(name: &str, job: &str, samples: &[(i64, f64)]) -> v1::TimeSeries {
     v1::TimeSeries {
         labels: vec![
             v1::Label { name: "__name__".into(), value: name.into() },
@@ -31,7 +31,7 @@ fn series(name: &str, job: &str, samples: &[(i64, f64)]) -> v1::TimeSeries {
     }
 }
 
-fn write(batch_id: &str, series: Vec<v1::TimeSeries>, events: Vec<v1::Event>) -> v1::Command {
+pub(crate) fn write(batch_id: &str, series: Vec<v1::TimeSeries>, events: Vec<v1::Event>) -> v1::Command {
     v1::Command {
         leader_time_ms: 0,
         payload: Some(v1::command::Payload::Write(
@@ -41,14 +41,26 @@ fn write(batch_id: &str, series: Vec<v1::TimeSeries>, events: Vec<v1::Event>) ->
 }
 
 /// Appends to the log, then applies: what a single-node writer does.
-fn commit(store: &Store, cmd: &v1::Command) -> ApplyOutcome {
+pub(crate) fn commit(store: &Store, cmd: &v1::Command) -> ApplyOutcome {
     let index = store.applied_index() + 1;
     store.log().append([(index, cmd.encode_to_vec().as_slice())]).unwrap();
     store.apply(index, cmd).unwrap()
 }
 
+/// A new store with the test settings (`config()`) set by the log, as a leader sets them.
+pub(crate) fn open(path: &std::path::Path) -> Store {
+    let store = Store::open(path, config()).unwrap();
+    assert_eq!(store.applied_index(), 0, "a new store");
+    let settings = v1::Command {
+        leader_time_ms: 0,
+        payload: Some(v1::command::Payload::Settings(crate::Settings::from_config(&config()).to_proto())),
+    };
+    commit(&store, &settings);
+    store
+}
+
 /// Opens a store and applies the log after its checkpoint, as the node does at start.
-fn reopen(path: &std::path::Path) -> Store {
+pub(crate) fn reopen(path: &std::path::Path) -> Store {
     let store = Store::open(path, config()).unwrap();
     let from = store.checkpointed_index() + 1;
     let entries: Vec<_> = store.log().read_from(from).map(|r| r.unwrap()).collect();
@@ -58,7 +70,7 @@ fn reopen(path: &std::path::Path) -> Store {
     store
 }
 
-fn all(store: &Store) -> Vec<(String, Vec<(i64, u64)>)> {
+pub(crate) fn all(store: &Store) -> Vec<(String, Vec<(i64, u64)>)> {
     store
         .select(&[], TimeRange::ALL)
         .unwrap()
@@ -72,7 +84,7 @@ fn all(store: &Store) -> Vec<(String, Vec<(i64, u64)>)> {
 #[test]
 fn written_series_are_queryable_at_once_and_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = open(dir.path());
     let stale = f64::from_bits(collabstream_common::STALE_NAN_BITS);
     let pts: Vec<_> = (0..12).map(|i| (1_000 + i * 1_000, i as f64)).collect();
     let out = commit(
@@ -105,7 +117,7 @@ fn written_series_are_queryable_at_once_and_after_restart() {
 #[test]
 fn listings_hold_the_series_with_samples_in_the_range() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = open(dir.path());
     // Blocks are a minute: `old` has a stored chunk in block 0 and its newest sample in the
     // head (block 2); `new` only a sample in the head; `early` one at 3 s, in its head.
     commit(
@@ -137,7 +149,7 @@ fn listings_hold_the_series_with_samples_in_the_range() {
 #[test]
 fn a_series_named_by_id_is_the_known_series_and_an_unknown_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = open(dir.path());
     commit(&store, &write("", vec![series("up", "api", &[(1_000, 1.0)])], vec![]));
     let canonical = |pairs: [(&str, &str); 2]| {
         let mut out = Vec::new();
@@ -183,7 +195,7 @@ fn a_series_named_by_id_is_the_known_series_and_an_unknown_id_is_refused() {
 #[test]
 fn a_repeated_batch_id_is_applied_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = open(dir.path());
     let cmd = write("b-1", vec![series("up", "a", &[(1, 1.0)])], vec![]);
     assert!(!commit(&store, &cmd).duplicate);
     let again = commit(&store, &write("b-1", vec![series("up", "a", &[(1, 99.0)])], vec![]));
@@ -201,7 +213,7 @@ fn replay_after_a_restart_without_checkpoint_keeps_batches_with_ids() {
     // Closing RocksDB persists the WAL-less writes made after the checkpoint; replay must still
     // apply the entries after the checkpoint, not take their batch ids for duplicates.
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = open(dir.path());
     commit(&store, &write("first", vec![series("up", "a", &[(1, 1.0)])], vec![]));
     store.checkpoint().unwrap();
     commit(&store, &write("second", vec![series("up", "a", &[(2, 2.0)])], vec![]));
@@ -214,7 +226,7 @@ fn replay_after_a_restart_without_checkpoint_keeps_batches_with_ids() {
 #[test]
 fn events_are_kept_in_time_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = open(dir.path());
     let ev = |ts: i64, user: &str| v1::Event {
         event: Some(v1::event::Event::User(v1::UserEvent {
             meeting_id: "m1".into(),
@@ -234,7 +246,7 @@ fn events_are_kept_in_time_order() {
 #[test]
 fn too_old_samples_are_rejected_with_their_position() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = open(dir.path());
     let out = commit(
         &store,
         &write("", vec![series("up", "a", &[(100_000, 1.0), (80_000, 2.0), (95_000, 3.0)])], vec![]),
@@ -271,7 +283,7 @@ proptest! {
     #[test]
     fn matches_an_in_memory_model(steps in prop::collection::vec(step(), 1..25)) {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path(), config()).unwrap();
+        let mut store = open(dir.path());
         let jobs = ["a", "b", "c"];
         let mut model: Vec<BTreeMap<i64, f64>> = vec![BTreeMap::new(); 3];
         let mut newest: Vec<Option<i64>> = vec![None; 3];
@@ -314,13 +326,13 @@ proptest! {
 #[test]
 fn label_bytes_that_are_not_utf8_refuse_only_their_series() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = open(dir.path());
     let cmd = write("", vec![series("m", "BAD!", &[(1, 1.0)]), series("m", "good", &[(1, 2.0)])], vec![]);
     // The proposer never sends such bytes; a corrupted entry must still not corrupt the index.
     let mut bytes = cmd.encode_to_vec();
     let at = bytes.windows(4).position(|w| w == b"BAD!").unwrap();
     bytes[at] = 0xff;
-    let outcome = store.apply_batch(1, &bytes, None).unwrap().pop().unwrap();
+    let outcome = store.apply_batch(store.applied_index() + 1, &bytes, None).unwrap().pop().unwrap();
     assert_eq!(outcome.samples_accepted, 1);
     assert_eq!(outcome.rejected.len(), 1);
     assert_eq!(
@@ -333,11 +345,12 @@ fn label_bytes_that_are_not_utf8_refuse_only_their_series() {
 #[test]
 fn an_unreadable_entry_is_skipped_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = open(dir.path());
     // A length running past the end: no write can be read from it.
-    let outcomes = store.apply_batch(1, &[0x12, 0x7f, 0x0a], None).unwrap();
+    let index = store.applied_index() + 1;
+    let outcomes = store.apply_batch(index, &[0x12, 0x7f, 0x0a], None).unwrap();
     assert!(outcomes.is_empty());
-    assert_eq!(store.applied_index(), 1, "the entry counts as applied, on every replica alike");
-    let ok = store.apply(2, &write("", vec![series("m", "j", &[(1, 1.0)])], vec![])).unwrap();
+    assert_eq!(store.applied_index(), index, "the entry counts as applied, on every replica alike");
+    let ok = store.apply(index + 1, &write("", vec![series("m", "j", &[(1, 1.0)])], vec![])).unwrap();
     assert_eq!(ok.samples_accepted, 1);
 }
