@@ -8,10 +8,12 @@ use collabstream_proto::v1::admin_service_client::AdminServiceClient;
 use collabstream_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
 use collabstream_proto::v1::{self, Member};
 use openraft::{BasicNode, ChangeMembers, ServerState};
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::network::channel;
 use crate::node::Writer;
+use crate::secret::{PeerChannel, RequireSecret};
 
 #[derive(Debug, Clone)]
 pub struct AdminGrpc {
@@ -23,8 +25,10 @@ impl AdminGrpc {
         Self { writer }
     }
 
-    pub fn into_service(self) -> AdminServiceServer<Self> {
-        AdminServiceServer::new(self)
+    /// The service, refusing calls without the cluster secret when the node has one.
+    pub fn into_service(self) -> InterceptedService<AdminServiceServer<Self>, RequireSecret> {
+        let secret = RequireSecret(self.writer.cluster_secret().clone());
+        InterceptedService::new(AdminServiceServer::new(self), secret)
     }
 
     /// This node's view of the cluster.
@@ -86,11 +90,12 @@ impl AdminGrpc {
     }
 
     /// The leader's admin client, when this node is not the leader.
-    fn leader_client(&self) -> Result<Option<AdminServiceClient<tonic::transport::Channel>>, Status> {
+    fn leader_client(&self) -> Result<Option<AdminServiceClient<PeerChannel>>, Status> {
         match self.writer.leader() {
             Some((id, _)) if id == self.writer.node_id() => Ok(None),
             Some((_, addr)) => Ok(Some(AdminServiceClient::new(
-                channel(&addr).map_err(|e| Status::unavailable(format!("leader address {addr}: {e}")))?,
+                channel(&addr, self.writer.cluster_secret())
+                    .map_err(|e| Status::unavailable(format!("leader address {addr}: {e}")))?,
             ))),
             None => Err(Status::unavailable("no leader is known; retry when the cluster has elected one")),
         }

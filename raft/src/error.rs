@@ -19,6 +19,11 @@ pub enum Error {
          retry with the same batch id"
     )]
     NotCommitted { waited_ms: u64 },
+    #[error(
+        "{queued_bytes} bytes of writes are already waiting to be logged on this node (raft.max_queued_bytes); \
+         retry later or send smaller batches"
+    )]
+    Overloaded { queued_bytes: usize },
     #[error("forwarding the write to the leader (node {leader}) failed: {reason}")]
     Forward { leader: u64, reason: String },
     #[error("replication failed: {0}")]
@@ -39,7 +44,9 @@ impl Error {
             | Error::NotLeader
             | Error::NoLeader { .. }
             | Error::Forward { .. }
-            | Error::NotCommitted { .. } => ErrorCode::Unavailable,
+            | Error::NotCommitted { .. }
+            // Retryable: remote-write senders retry a 503 and drop a 4xx.
+            | Error::Overloaded { .. } => ErrorCode::Unavailable,
             Error::Config(_) | Error::Membership(_) => ErrorCode::InvalidArgument,
             Error::Raft(_) | Error::Io(_) => ErrorCode::Internal,
         }

@@ -11,6 +11,7 @@
 //! - [`RaftGrpc`] and [`Network`]: the `RaftService` (append entries, vote, install snapshot,
 //!   forwarded writes, read index) over tonic, with deadlines and lazy reconnects.
 //! - [`AdminGrpc`]: cluster status and membership changes.
+//! - [`ClusterSecret`]: required of every Raft and Admin call when the cluster has one.
 //!
 //! A single node is a cluster of one: the same path, with no followers to wait for.
 //!
@@ -29,6 +30,8 @@ mod log_storage;
 mod log_writer;
 mod network;
 mod node;
+mod secret;
+mod settings_proposer;
 mod state_machine;
 mod types;
 
@@ -38,5 +41,6 @@ pub use error::Error;
 pub use log_storage::LogStorage;
 pub use network::{HTTP2_WINDOW, Network, RaftGrpc};
 pub use node::{RaftOptions, Writer, WriterHandle};
+pub use secret::{ClusterSecret, PeerChannel, RequireSecret, SECRET_HEADER};
 pub use state_machine::StateMachine;
 pub use types::{NodeId, Request, Response, TypeConfig};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use collabstream_store::LogStore;
+use collabstream_store::{LogStore, Store};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
 
@@ -34,6 +34,10 @@ pub struct LogStorage {
     /// The stored size of every entry in the log, so the log can be kept to a size in bytes
     /// (entries range from a few bytes to many MiB; a count bounds nothing).
     sizes: Arc<Mutex<BTreeMap<u64, u64>>>,
+    /// With a store set ([`LogStorage::purging_behind`]), entries the store has not made
+    /// durable are not dropped: the purge is held until it has.
+    gate: Option<Arc<Store>>,
+    purges: Arc<Mutex<Purges>>,
 }
 
 /// At most this many entries and bytes of commands are kept in [`LogStorage::recent`] (more
@@ -115,7 +119,68 @@ impl LogStorage {
         }
         let writer = LogWriter::start(log.clone(), log.last_index()?)
             .map_err(|e| crate::Error::Raft(format!("cannot start the log writer thread: {e}")))?;
-        Ok(Self { log, writer, recent: Default::default(), sizes: Arc::new(Mutex::new(sizes)) })
+        Ok(Self {
+            log,
+            writer,
+            recent: Default::default(),
+            sizes: Arc::new(Mutex::new(sizes)),
+            gate: None,
+            purges: Default::default(),
+        })
+    }
+
+    /// Drops entries only once `store` has made them durable (checkpointed).
+    ///
+    /// openraft purges the log a snapshot covers as soon as it hands the snapshot to the state
+    /// machine, while the install is still running. A node that stopped in between came back
+    /// with the log gone and the store still (or again) behind it, and could not start. A purge
+    /// past the store's checkpoint is therefore held, and carried out when the install is done
+    /// ([`LogStorage::release_held_purge`]) or with the next purge.
+    pub fn purging_behind(mut self, store: Arc<Store>) -> Self {
+        self.gate = Some(store);
+        self
+    }
+
+    /// Carries out a held purge if the store has caught up with it.
+    pub async fn release_held_purge(&self) -> Result<(), StorageError> {
+        let released = {
+            let mut purges = self.purges.lock();
+            match purges.held {
+                Some(id) if self.may_drop(id.index) => purges.held.take(),
+                _ => None,
+            }
+        };
+        match released {
+            Some(id) => self.purge_now(id).await,
+            None => Ok(()),
+        }
+    }
+
+    fn may_drop(&self, upto: u64) -> bool {
+        self.gate.as_ref().is_none_or(|store| upto <= store.checkpointed_index())
+    }
+
+    /// Queues the purge, unless one as far or further is queued already: the record of the
+    /// last purged entry only moves forward, whichever task purges first.
+    async fn purge_now(&self, log_id: LogId) -> Result<(), StorageError> {
+        let value = encode(&log_id).map_err(io_write)?;
+        let (done, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut purges = self.purges.lock();
+            if purges.queued.is_some_and(|q| q >= log_id) {
+                return Ok(());
+            }
+            purges.queued = Some(log_id);
+            if purges.held.is_some_and(|h| h <= log_id) {
+                purges.held = None;
+            }
+            self.recent.lock().retain(|i| i > log_id.index);
+            self.sizes.lock().retain(|i, _| *i > log_id.index);
+            self.writer
+                .submit(Op::Purge { upto: log_id.index, key: PURGED, value, done })
+                .map_err(io_write)?;
+        }
+        rx.await.map_err(|_| io_write("the log writer has stopped"))?.map_err(io_write)
     }
 
     /// Queues a write and waits until it is done.
@@ -164,6 +229,13 @@ impl LogStorage {
             None => Ok(None),
         }
     }
+}
+
+/// Purges queued and held back (see [`LogStorage::purging_behind`]).
+#[derive(Debug, Default)]
+struct Purges {
+    queued: Option<LogId>,
+    held: Option<LogId>,
 }
 
 impl RaftLogReader<TypeConfig> for LogStorage {
@@ -280,10 +352,14 @@ impl RaftLogStorage<TypeConfig> for LogStorage {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.recent.lock().retain(|i| i > log_id.index);
-        self.sizes.lock().retain(|i, _| *i > log_id.index);
-        let value = encode(&log_id).map_err(io_write)?;
-        let upto = log_id.index;
-        self.write(|done| Op::Purge { upto, key: PURGED, value, done }).await.map_err(io_write)
+        if !self.may_drop(log_id.index) {
+            tracing::info!(upto = log_id.index, "purge held until the store has the entries durably");
+            let mut purges = self.purges.lock();
+            if purges.held.is_none_or(|h| h < log_id) {
+                purges.held = Some(log_id);
+            }
+            return Ok(());
+        }
+        self.purge_now(log_id).await
     }
 }

@@ -18,16 +18,18 @@ use openraft::raft::{
 use openraft::{AnyError, BasicNode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
 use tonic::{Request, Status};
 
 use crate::codec::{decode, encode};
 use crate::node::Writer;
+use crate::secret::{ClusterSecret, PeerChannel, RequireSecret};
 use crate::types::{Entry, NodeId, TypeConfig};
 
 /// A channel to `addr` (`host:port`) that connects on first use and reconnects after failures.
-pub(crate) fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+pub(crate) fn channel(addr: &str, secret: &ClusterSecret) -> Result<PeerChannel, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         // A few MiB per AppendEntries: with HTTP/2's default windows the sender stalls every
@@ -35,7 +37,8 @@ pub(crate) fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .initial_stream_window_size(HTTP2_WINDOW)
         .initial_connection_window_size(HTTP2_WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .connect_lazy())
+        .connect_lazy();
+    Ok(InterceptedService::new(channel, secret.clone()))
 }
 
 /// HTTP/2 flow-control window of node-to-node connections, both ways (the server side is set
@@ -54,13 +57,14 @@ const APPEND_DEADLINE: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Default)]
 pub struct Network {
     pub(crate) addresses: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
+    pub(crate) secret: ClusterSecret,
 }
 
 /// The connection to one peer.
 #[derive(Debug)]
 pub struct Peer {
     target: NodeId,
-    client: Option<RaftServiceClient<Channel>>,
+    client: Option<RaftServiceClient<PeerChannel>>,
     addr: String,
 }
 
@@ -69,7 +73,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         let addr = self.addresses.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
-        let client = channel(&addr).ok().map(|c| {
+        let client = channel(&addr, &self.secret).ok().map(|c| {
             RaftServiceClient::new(c)
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20)
@@ -221,8 +225,13 @@ impl RaftGrpc {
         Self { writer }
     }
 
-    pub fn into_service(self) -> RaftServiceServer<Self> {
-        RaftServiceServer::new(self).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20)
+    /// The service, refusing calls without the cluster secret when the node has one.
+    pub fn into_service(self) -> InterceptedService<RaftServiceServer<Self>, RequireSecret> {
+        let secret = RequireSecret(self.writer.cluster_secret().clone());
+        let server = RaftServiceServer::new(self)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        InterceptedService::new(server, secret)
     }
 }
 

@@ -21,12 +21,12 @@ use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::core_runtime::CoreRuntime;
 use crate::error::Error;
 use crate::log_storage::LogStorage;
 use crate::network::{Network, channel};
+use crate::secret::{ClusterSecret, PeerChannel};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Raft, Request};
 
@@ -58,6 +58,12 @@ pub struct RaftOptions {
     pub checkpoint_interval: Duration,
     /// How long a write waits for a leader to be known (during an election) before failing.
     pub leader_wait: Duration,
+    /// Carried by this node's Raft and Admin calls and required of others' (none: neither).
+    pub cluster_secret: ClusterSecret,
+    /// Bytes of writes that may wait for the proposer and be in flight on this node (one
+    /// larger write alone takes all of it); beyond, a write waits up to `leader_wait`, then
+    /// fails as overloaded (503) instead of growing the queue.
+    pub max_queued_bytes: usize,
 }
 
 impl RaftOptions {
@@ -77,6 +83,8 @@ impl RaftOptions {
             max_group_bytes: 32 << 20,
             checkpoint_interval: Duration::from_secs(60),
             leader_wait: Duration::from_secs(10),
+            cluster_secret: ClusterSecret::none(),
+            max_queued_bytes: 256 << 20,
         }
     }
 
@@ -104,6 +112,11 @@ impl RaftOptions {
     }
 }
 
+/// The queue budget in bytes (a semaphore's permits are counted in `u32` per acquire).
+fn queue_budget(options: &RaftOptions) -> usize {
+    options.max_queued_bytes.clamp(1, u32::MAX as usize)
+}
+
 /// A proposal's answer. The caller keeps a shared copy of the write, to send it on to the
 /// leader if this node turns out not to be it.
 type Answer = Result<ApplyOutcome, Error>;
@@ -124,8 +137,10 @@ struct Inner {
     clock: Arc<dyn Clock>,
     tx: mpsc::Sender<Proposal>,
     options: RaftOptions,
-    forward_clients: Mutex<HashMap<(NodeId, String), RaftServiceClient<Channel>>>,
+    forward_clients: Mutex<HashMap<(NodeId, String), RaftServiceClient<PeerChannel>>>,
     auto_ids: AtomicU64,
+    /// One permit per byte of the writes queued or in flight here (`max_queued_bytes`).
+    queue_budget: Arc<Semaphore>,
     /// Where `raft`'s tasks run; stops when the last writer is gone.
     _core: CoreRuntime,
 }
@@ -169,10 +184,12 @@ impl Writer {
         let last_log = store.log().last_index()?;
         let applied = store.applied_index();
         tracing::info!(applied, last_log, to_replay = last_log.saturating_sub(applied), "recovering");
-        let log = LogStorage::new(store.log())?;
+        let log = LogStorage::new(store.log())?.purging_behind(store.clone());
         let log_handle = log.clone();
-        let sm = StateMachine::new(store.clone(), options.snapshot_dir.clone())?;
-        let network = Network { addresses: Arc::new(options.members.clone()) };
+        let sm =
+            StateMachine::new(store.clone(), options.snapshot_dir.clone())?.releasing_purges_of(log.clone());
+        let network =
+            Network { addresses: Arc::new(options.members.clone()), secret: options.cluster_secret.clone() };
         let core = CoreRuntime::start()
             .map_err(|e| Error::Raft(format!("cannot start the raft-core thread: {e}")))?;
         let node_id = options.node_id;
@@ -203,6 +220,7 @@ impl Writer {
             options: options.clone(),
             forward_clients: Mutex::new(HashMap::new()),
             auto_ids: AtomicU64::new(0),
+            queue_budget: Arc::new(Semaphore::new(queue_budget(&options))),
             _core: core,
         });
         let writer = Writer { inner };
@@ -210,8 +228,13 @@ impl Writer {
         let proposer = tokio::spawn(run_proposer(writer.clone(), rx, stop.clone()));
         let checkpointer = tokio::spawn(run_checkpoints(store, options.checkpoint_interval, stop.clone()));
         let bounder = tokio::spawn(run_log_bounds(writer.clone(), log_handle, stop.clone()));
+        let settings =
+            tokio::spawn(crate::settings_proposer::run_settings_proposer(writer.clone(), stop.clone()));
         tracing::info!(node_id = options.node_id, members = ?options.members, "raft started");
-        Ok((writer.clone(), WriterHandle { writer, stop, tasks: vec![proposer, checkpointer, bounder] }))
+        Ok((
+            writer.clone(),
+            WriterHandle { writer, stop, tasks: vec![proposer, checkpointer, bounder, settings] },
+        ))
     }
 
     pub fn raft(&self) -> &Raft {
@@ -224,6 +247,15 @@ impl Writer {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
+    }
+
+    pub fn cluster_secret(&self) -> &ClusterSecret {
+        &self.inner.options.cluster_secret
+    }
+
+    /// Bytes of writes waiting for the proposer or in flight on this node.
+    pub fn queued_bytes(&self) -> usize {
+        queue_budget(&self.inner.options).saturating_sub(self.inner.queue_budget.available_permits())
     }
 
     /// The current leader and its address, if known.
@@ -313,7 +345,8 @@ impl Writer {
             return Ok(read.map(|l| l.index).unwrap_or(0));
         } else {
             let err = |reason: String| Error::Forward { leader, reason };
-            let mut client = RaftServiceClient::new(channel(&addr).map_err(|e| err(e.to_string()))?);
+            let secret = &self.inner.options.cluster_secret;
+            let mut client = RaftServiceClient::new(channel(&addr, secret).map_err(|e| err(e.to_string()))?);
             client
                 .read_index(v1::ReadIndexRequest {})
                 .await
@@ -337,6 +370,19 @@ impl Writer {
     }
 
     async fn propose_local(&self, write: Bytes) -> Answer {
+        let budget = queue_budget(&self.inner.options);
+        let want = write.len().clamp(1, budget) as u32;
+        let wait = self.inner.options.leader_wait;
+        let _permit = match tokio::time::timeout(
+            wait,
+            self.inner.queue_budget.clone().acquire_many_owned(want),
+        )
+        .await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(Error::ShuttingDown),
+            Err(_) => return Err(Error::Overloaded { queued_bytes: self.queued_bytes() }),
+        };
         let (reply, rx) = oneshot::channel();
         self.inner.tx.send(Proposal { write, reply }).await.map_err(|_| Error::ShuttingDown)?;
         rx.await.map_err(|_| Error::ShuttingDown)?
@@ -349,7 +395,8 @@ impl Writer {
             match clients.get(&(leader, addr.to_string())) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = RaftServiceClient::new(channel(addr).map_err(|e| err(e.to_string()))?)
+                    let secret = &self.inner.options.cluster_secret;
+                    let c = RaftServiceClient::new(channel(addr, secret).map_err(|e| err(e.to_string()))?)
                         .max_decoding_message_size(256 << 20)
                         .max_encoding_message_size(256 << 20);
                     clients.insert((leader, addr.to_string()), c.clone());

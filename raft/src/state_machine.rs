@@ -3,7 +3,9 @@
 //! entry and made durable at its checkpoints, so they always match the data.
 //!
 //! Snapshots are RocksDB checkpoints of the store packed into one file (`archive`), kept in
-//! the snapshot directory as `<id>.snap` with their metadata in `<id>.meta`.
+//! the snapshot directory as `<id>.snap` with their metadata in `<id>.meta`. A received
+//! snapshot becomes the current one before the store is replaced, so an install cut short by
+//! a crash is done again at the next start; an older snapshot never replaces a newer one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use crate::LogStorage;
 use crate::archive;
 use crate::codec::{decode, encode};
 use crate::types::{Entry, LogId, Membership, NodeId, Request, Response, StorageError, TypeConfig};
@@ -95,8 +98,25 @@ impl Snapshots {
         self.dir.join(format!("tmp-{what}-{}-{n}", std::process::id()))
     }
 
-    /// Records `archive` as the current snapshot under `meta`; older snapshots are removed.
-    fn set_current(&self, meta: &Meta, archive: &Path) -> std::io::Result<PathBuf> {
+    /// Records `archive` as the current snapshot under `meta` and removes the one it replaces,
+    /// durably (the files are renamed into place and the directory synced). A snapshot older
+    /// than the current one does not replace it (a build that finishes after a newer snapshot
+    /// was installed would leave the current snapshot behind the purged log): it is removed,
+    /// and the current one is returned instead.
+    fn set_current(&self, meta: &Meta, archive: &Path) -> std::io::Result<(Meta, PathBuf)> {
+        // Held throughout, so that two snapshots set at once cannot both pass the comparison.
+        let mut current = self.current.lock();
+        if let Some((cur_meta, cur_snap)) = current.as_ref()
+            && cur_meta.last_log_id > meta.last_log_id
+        {
+            tracing::info!(
+                stale = %meta.snapshot_id,
+                current = %cur_meta.snapshot_id,
+                "a snapshot older than the current one is dropped"
+            );
+            let _ = std::fs::remove_file(archive);
+            return Ok((cur_meta.clone(), cur_snap.clone()));
+        }
         let snap = self.dir.join(format!("{}.snap", meta.snapshot_id));
         std::fs::rename(archive, &snap)?;
         let meta_path = self.dir.join(format!("{}.meta", meta.snapshot_id));
@@ -105,14 +125,15 @@ impl Snapshots {
         std::fs::write(&tmp, bytes)?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, &meta_path)?;
-        let old = self.current.lock().replace((meta.clone(), snap.clone()));
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        let old = current.replace((meta.clone(), snap.clone()));
         if let Some((old_meta, old_snap)) = old
             && old_meta.snapshot_id != meta.snapshot_id
         {
             let _ = std::fs::remove_file(old_snap);
             let _ = std::fs::remove_file(self.dir.join(format!("{}.meta", old_meta.snapshot_id)));
         }
-        Ok(snap)
+        Ok((meta.clone(), snap))
     }
 }
 
@@ -122,14 +143,54 @@ pub struct StateMachine {
     store: Arc<Store>,
     snapshots: Arc<Snapshots>,
     meta: SmMeta,
+    /// The log whose purges wait for installs ([`LogStorage::purging_behind`]).
+    log: Option<LogStorage>,
 }
 
 impl StateMachine {
     /// The state machine over `store`, keeping snapshots in `snapshot_dir`.
+    ///
+    /// If the node stopped while a snapshot was being installed, the store was left wiped
+    /// ([`Store::install_interrupted`]); the snapshot, made current before the install began,
+    /// is installed again here, before openraft reads the state.
     pub fn new(store: Arc<Store>, snapshot_dir: PathBuf) -> std::io::Result<Self> {
+        let snapshots = Arc::new(Snapshots::open(snapshot_dir)?);
+        if store.install_interrupted() {
+            let Some((meta, path)) = snapshots.current.lock().clone() else {
+                return Err(std::io::Error::other(format!(
+                    "the node stopped while installing a snapshot and no snapshot is left in {}; \
+                     move the data directory away and start the node again to rejoin with a fresh copy",
+                    snapshots.dir.display()
+                )));
+            };
+            tracing::warn!(snapshot = %meta.snapshot_id, "installing the interrupted snapshot again");
+            install(&store, &snapshots, &meta, &path).map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
         let meta = decode_meta(&store.sm_meta()).map_err(std::io::Error::other)?;
-        Ok(Self { store, snapshots: Arc::new(Snapshots::open(snapshot_dir)?), meta })
+        Ok(Self { store, snapshots, meta, log: None })
     }
+
+    /// Carries out the purges `log` holds back once an install has made them safe (pass the
+    /// log built with [`LogStorage::purging_behind`] over the same store).
+    pub fn releasing_purges_of(mut self, log: LogStorage) -> Self {
+        self.log = Some(log);
+        self
+    }
+}
+
+/// Replaces the store's content with the snapshot archive at `path` and records its meta.
+fn install(store: &Store, snapshots: &Snapshots, meta: &Meta, path: &Path) -> Result<(), StorageError> {
+    let sm = SmMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+    let sm_bytes = encode(&sm).map_err(sm_err)?;
+    let checkpoint = snapshots.temp("install");
+    let installed = archive::unpack(path, &checkpoint)
+        .map_err(snap_err)
+        .and_then(|_| store.install_snapshot(&checkpoint).map_err(|e| snap_err(chain(&e))))
+        .and_then(|_| store.set_sm_meta(sm_bytes).map_err(|e| snap_err(chain(&e))));
+    let _ = std::fs::remove_dir_all(&checkpoint);
+    installed?;
+    tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
+    Ok(())
 }
 
 fn decode_meta(bytes: &[u8]) -> Result<SmMeta, StorageError> {
@@ -161,9 +222,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let packed = archive::pack(&checkpoint, &archive_path);
             let _ = std::fs::remove_dir_all(&checkpoint);
             packed.map_err(snap_err)?;
-            let path = snapshots.set_current(&meta, &archive_path).map_err(snap_err)?;
             tracing::info!(snapshot = %meta.snapshot_id, "snapshot built");
-            Ok((meta, path))
+            snapshots.set_current(&meta, &archive_path).map_err(snap_err)
         })
         .await?;
         let file = tokio::fs::File::open(&path).await.map_err(snap_err)?;
@@ -259,22 +319,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let _ = std::fs::remove_file(incoming);
         }
         let (store, snapshots, meta_owned) = (self.store.clone(), self.snapshots.clone(), meta.clone());
-        let sm = SmMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
-        let sm_bytes = encode(&sm).map_err(sm_err)?;
-        blocking(move || {
-            let checkpoint = snapshots.temp("install");
-            let installed = archive::unpack(&path, &checkpoint)
-                .map_err(snap_err)
-                .and_then(|_| store.install_snapshot(&checkpoint).map_err(|e| snap_err(chain(&e))))
-                .and_then(|_| store.set_sm_meta(sm_bytes).map_err(|e| snap_err(chain(&e))));
-            let _ = std::fs::remove_dir_all(&checkpoint);
-            installed?;
-            snapshots.set_current(&meta_owned, &path).map_err(snap_err)?;
-            tracing::info!(snapshot = %meta_owned.snapshot_id, "snapshot installed");
-            Ok(())
+        let installed = blocking(move || {
+            // Current first, durably: if the node stops during the install, the store is found
+            // half replaced at the next start and this snapshot installed again from here
+            // (openraft may already have purged the log it covers).
+            let (current, path) = snapshots.set_current(&meta_owned, &path).map_err(snap_err)?;
+            if current.snapshot_id != meta_owned.snapshot_id {
+                // Not expected (openraft installs only snapshots newer than its own); keep the
+                // newer state rather than going back.
+                return Ok(false);
+            }
+            install(&store, &snapshots, &meta_owned, &path)?;
+            Ok(true)
         })
         .await?;
-        self.meta = sm;
+        if installed {
+            self.meta = SmMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        }
+        if let Some(log) = &self.log {
+            log.release_held_purge().await?;
+        }
         Ok(())
     }
 
@@ -287,5 +351,37 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(index: u64, id: &str) -> Meta {
+        Meta {
+            last_log_id: Some(openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
+            last_membership: Default::default(),
+            snapshot_id: id.into(),
+        }
+    }
+
+    #[test]
+    fn a_build_that_finishes_after_a_newer_install_does_not_replace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::open(dir.path().join("snapshots")).unwrap();
+        let installed = snapshots.temp("received");
+        std::fs::write(&installed, b"newer").unwrap();
+        snapshots.set_current(&meta(40, "installed"), &installed).unwrap();
+        // A build started at index 30, before the install, finishes now.
+        let built = snapshots.temp("archive");
+        std::fs::write(&built, b"older").unwrap();
+        let (current, path) = snapshots.set_current(&meta(30, "built"), &built).unwrap();
+        assert_eq!(current.snapshot_id, "installed");
+        assert_eq!(std::fs::read(&path).unwrap(), b"newer");
+        assert!(!built.exists() && !snapshots.dir.join("built.snap").exists());
+        // And so after a restart.
+        let reopened = Snapshots::open(snapshots.dir.clone()).unwrap();
+        assert_eq!(reopened.current.lock().as_ref().unwrap().0.snapshot_id, "installed");
     }
 }
