@@ -27,7 +27,11 @@ impl IngestGrpc {
     }
 
     async fn write_one(&self, req: WriteRequest) -> Result<WriteResponse, Status> {
-        self.ingest.write(Prepared::from_v1(req)).await.map_err(|e| grpc_status(e.code(), e.message()))
+        let limits = self.ingest.config().label_limits();
+        self.ingest
+            .write(Prepared::from_v1(req, &limits))
+            .await
+            .map_err(|e| grpc_status(e.code(), e.message()))
     }
 }
 

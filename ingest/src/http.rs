@@ -46,8 +46,8 @@ pub(crate) async fn read_body(limit: usize, headers: &HeaderMap, body: Body) -> 
     })
 }
 
-/// `POST /api/v1/events`: newline-delimited JSON events. An optional `X-Batch-Id` header makes
-/// a retried request apply once.
+/// `POST /api/v1/events`: newline-delimited JSON events. An optional `Idempotency-Key` (or
+/// `X-Batch-Id`) header makes a retried request apply once.
 async fn events(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     let body = match read_body(ingest.config().max_request_bytes, &headers, body).await {
         Ok(b) => b,
@@ -66,11 +66,36 @@ async fn events(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) ->
             Err(_) => Err("line is not valid UTF-8".to_string()),
         });
     }
-    let batch_id = headers.get("x-batch-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let batch_id = match idempotency_key(&headers) {
+        Ok(id) => id,
+        Err(e) => return error_response(&e),
+    };
     match ingest.write(Prepared::from_events(batch_id, parsed)).await {
         Ok(resp) => events_response(&resp, &lines),
         Err(e) => error_response(&e),
     }
+}
+
+/// The request's idempotency key: `Idempotency-Key` (the IETF draft's name), or `X-Batch-Id`
+/// (ours, before); empty when neither is sent.
+fn idempotency_key(headers: &HeaderMap) -> Result<String, Error> {
+    let mut key: Option<&str> = None;
+    for name in ["idempotency-key", "x-batch-id"] {
+        let Some(value) = headers.get(name) else { continue };
+        let value = value
+            .to_str()
+            .map_err(|_| Error::BadRequest(format!("the {name} header must be visible ASCII")))?
+            .trim();
+        match key {
+            Some(k) if k != value => {
+                return Err(Error::BadRequest(
+                    "Idempotency-Key and X-Batch-Id differ; send one of them".to_string(),
+                ));
+            }
+            _ => key = Some(value),
+        }
+    }
+    Ok(key.unwrap_or("").to_string())
 }
 
 fn events_response(resp: &v1::WriteResponse, lines: &[usize]) -> Response {

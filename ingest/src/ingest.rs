@@ -39,6 +39,7 @@ impl Ingest {
     /// Writes the valid part of `p` and answers with counts and every rejection (validation's
     /// and the store's). Returns an error only when the write itself failed.
     pub async fn write(&self, mut p: Prepared) -> Result<v1::WriteResponse, Error> {
+        check_batch_id(&p.request.batch_id)?;
         let mut resp = v1::WriteResponse::default();
         if !p.is_empty() {
             // The request moves into the log entry; `p` keeps the index maps and rejections.
@@ -89,4 +90,18 @@ pub(crate) fn summarize(rejected: &[v1::Rejection], what: &str) -> String {
         s.push_str(&format!("; and {more} more"));
     }
     s
+}
+
+/// The longest batch id (idempotency key) taken. Every replica remembers the recent ones
+/// (`store.dedup_capacity` of them), so an unbounded id would be unbounded memory.
+pub const MAX_BATCH_ID_BYTES: usize = 128;
+
+fn check_batch_id(id: &str) -> Result<(), Error> {
+    if id.len() > MAX_BATCH_ID_BYTES {
+        return Err(Error::BadRequest(format!(
+            "batch id is {} bytes, over the limit of {MAX_BATCH_ID_BYTES}; use a shorter unique id such as a UUID",
+            id.len()
+        )));
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Turning a request into a write the log accepts: valid items only, label sets normalised,
 //! and a rejection with a reason for every item left out.
 
+use collabstream_common::LabelLimits;
 use collabstream_proto::log_view::ViewError;
 use collabstream_proto::prompb_view::reencode;
 use collabstream_proto::series::normalize_v1;
@@ -24,15 +25,15 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Validates our own gRPC write.
-    pub fn from_v1(req: v1::WriteRequest) -> Self {
+    /// Validates our own gRPC write; every label set within `limits`.
+    pub fn from_v1(req: v1::WriteRequest, limits: &LabelLimits) -> Self {
         let mut p = Prepared {
             request: v1::WriteRequest { batch_id: req.batch_id, ..Default::default() },
             ..Default::default()
         };
         for (i, mut s) in req.series.into_iter().enumerate() {
             // Normalised in place: the strings move on into the log entry uncopied.
-            let checked = normalize_v1(&mut s.labels).map_err(|e| e.to_string()).and_then(|()| {
+            let checked = normalize_v1(&mut s.labels, limits).map_err(|e| e.to_string()).and_then(|()| {
                 if s.samples.is_empty() { Err("series has no samples".to_string()) } else { Ok(()) }
             });
             match checked {
@@ -50,9 +51,9 @@ impl Prepared {
     /// our write in one pass, without decoding it into owned messages; the series `store`
     /// already has are named by id. An error means the body is not a remote-write message at
     /// all.
-    pub fn from_remote_write(body: &[u8], store: &Store) -> Result<Self, ViewError> {
+    pub fn from_remote_write(body: &[u8], store: &Store, limits: &LabelLimits) -> Result<Self, ViewError> {
         let known = store.known_series();
-        let out = reencode(body, &mut |keys, out| known.find_raw(keys, out))?;
+        let out = reencode(body, limits, &mut |keys, out| known.find_raw(keys, out))?;
         drop(known);
         let mut p = Prepared { series_map: out.accepted, ..Default::default() };
         if !p.series_map.is_empty() {
@@ -147,12 +148,44 @@ mod tests {
             ],
             ..Default::default()
         };
-        let p = Prepared::from_v1(req);
+        let p = Prepared::from_v1(req, &LabelLimits::DEFAULT);
         assert_eq!(p.request.series.len(), 1);
         assert_eq!(p.request.series[0].labels[0].name, "__name__", "labels are sorted");
         assert_eq!(p.rejected.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 2]);
         assert!(p.rejected[1].reason.contains("missing metric name"));
         let back = p.map_back(Rejection { kind: ItemKind::Sample as i32, index: 0, ..Default::default() });
         assert_eq!(back.index, 1);
+    }
+
+    #[test]
+    fn label_sets_over_the_limits_are_refused_with_the_setting_to_change() {
+        let sample = vec![v1::Sample { timestamp_ms: 1, value: 1.0 }];
+        let many: Vec<_> =
+            (0..70).map(|i| label(&format!("l{i:02}"), "v")).chain([label("__name__", "m")]).collect();
+        let series = |labels: Vec<v1::Label>| v1::TimeSeries { labels, samples: sample.clone() };
+        let req = v1::WriteRequest {
+            series: vec![
+                series(many),
+                series(vec![label("__name__", "m"), label(&"n".repeat(300), "v")]),
+                series(vec![label("__name__", "m"), label("job", &"v".repeat(5000))]),
+                series(vec![label("__name__", "m"), label("job", "ok")]),
+            ],
+            ..Default::default()
+        };
+        let p = Prepared::from_v1(req, &LabelLimits::DEFAULT);
+        assert_eq!(p.request.series.len(), 1);
+        let reasons: Vec<_> = p.rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert!(
+            reasons[0].contains("71 labels, over the limit of 64 (ingest.max_labels_per_series)"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].contains("300 bytes, over the limit of 256 (ingest.max_label_name_bytes)"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[2].contains("5000 bytes, over the limit of 4096 (ingest.max_label_value_bytes)"),
+            "{reasons:?}"
+        );
     }
 }

@@ -52,7 +52,7 @@ async fn decode(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Opti
         let n = snap::raw::Decoder::new()
             .decompress(&body, &mut raw)
             .map_err(|e| Error::BadRequest(format!("body is not snappy block-compressed: {e}")))?;
-        let p = Prepared::from_remote_write(&raw[..n], ingest.store())
+        let p = Prepared::from_remote_write(&raw[..n], ingest.store(), &ingest.config().label_limits())
             .map_err(|e| Error::BadRequest(format!("body is not a remote-write WriteRequest: {e}")));
         if raw.capacity() > KEEP_DECOMPRESSED {
             *raw = Vec::new();
