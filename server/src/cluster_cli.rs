@@ -4,6 +4,8 @@
 use collabstream_proto::v1::admin_service_client::AdminServiceClient;
 use collabstream_proto::v1::{AddLearnerRequest, MembershipRequest, StatusRequest, StatusResponse};
 
+use collabstream_raft::ClusterSecret;
+
 use crate::error::Error;
 
 /// What to do.
@@ -17,11 +19,19 @@ pub enum ClusterAction {
 
 /// Runs `action` against the node at `endpoint` (its gRPC address) and renders the cluster
 /// status that results.
-pub async fn cluster_command(endpoint: &str, action: ClusterAction) -> Result<String, Error> {
+/// Calls carry `secret` (see `[cluster]`).
+pub async fn cluster_command(
+    endpoint: &str,
+    action: ClusterAction,
+    secret: ClusterSecret,
+) -> Result<String, Error> {
     let endpoint = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
-    let mut client = AdminServiceClient::connect(endpoint.clone())
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+        .map_err(|source| Error::Connect { target: endpoint.clone(), source })?
+        .connect()
         .await
         .map_err(|source| Error::Connect { target: endpoint.clone(), source })?;
+    let mut client = AdminServiceClient::with_interceptor(channel, secret);
     let refused = |s: tonic::Status| Error::Cluster(s.message().to_string());
     let status = match action {
         ClusterAction::Status => client.status(StatusRequest {}).await.map_err(refused)?.into_inner(),

@@ -8,6 +8,8 @@ use collabstream_query::QueryConfig;
 use collabstream_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster_config::ClusterConfig;
+
 /// Everything `collabstream server` needs. Each layer owns its section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -22,6 +24,7 @@ pub struct ServerConfig {
     pub ingest: IngestConfig,
     pub query: QueryConfig,
     pub raft: RaftConfig,
+    pub cluster: ClusterConfig,
 }
 
 /// Replication timing and log retention (`[raft]`).
@@ -45,6 +48,9 @@ pub struct RaftConfig {
     /// How long a write waits for a leader during an election before it fails (503).
     #[serde(with = "humantime_serde")]
     pub leader_wait: std::time::Duration,
+    /// Bytes of writes that may wait to be logged on a node; past it a write fails with 503
+    /// (retryable) instead of growing memory.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for RaftConfig {
@@ -57,6 +63,7 @@ impl Default for RaftConfig {
             snapshot_after_bytes: 256 << 20,
             keep_bytes: 64 << 20,
             leader_wait: std::time::Duration::from_secs(10),
+            max_queued_bytes: 256 << 20,
         }
     }
 }
@@ -65,6 +72,9 @@ impl RaftConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.election_timeout <= self.heartbeat_interval * 2 {
             return Err("raft.election_timeout must be more than twice raft.heartbeat_interval".into());
+        }
+        if self.max_queued_bytes < 1 << 20 {
+            return Err("raft.max_queued_bytes must be at least 1 MiB".into());
         }
         if self.snapshot_after_entries == 0 {
             return Err("raft.snapshot_after_entries must be at least 1".into());
@@ -85,6 +95,7 @@ impl Default for ServerConfig {
             ingest: IngestConfig::default(),
             query: QueryConfig::default(),
             raft: RaftConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -140,6 +151,7 @@ impl ServerConfig {
             return Err(format!("--peers must include this node (--node-id {})", self.node_id));
         }
         self.raft.validate()?;
+        self.cluster.secret()?;
         Ok(())
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod bench;
 mod cluster_cli;
+pub mod cluster_config;
 mod config;
 mod error;
 mod kafka_producer;
@@ -29,6 +30,7 @@ mod remote_write;
 mod serve;
 
 pub use cluster_cli::{ClusterAction, cluster_command};
+pub use cluster_config::ClusterConfig;
 pub use config::{Peer, RaftConfig, ServerConfig};
 pub use error::Error;
 pub use produce::{ProduceOptions, Workload, produce};

@@ -81,6 +81,10 @@ struct ClusterArgs {
     /// Any node's gRPC address.
     #[arg(long, global = true, default_value = "127.0.0.1:9202", env = "COLLABSTREAM_ENDPOINT")]
     endpoint: String,
+    /// A file with the cluster secret, when the nodes have one (or set
+    /// COLLABSTREAM_CLUSTER_SECRET, which takes precedence).
+    #[arg(long, global = true)]
+    secret_file: Option<PathBuf>,
     #[command(subcommand)]
     action: ClusterCommand,
 }
@@ -270,7 +274,11 @@ fn main() -> anyhow::Result<()> {
                 ClusterCommand::Promote { node_id } => ClusterAction::Promote { node_id },
                 ClusterCommand::Remove { node_id } => ClusterAction::Remove { node_id },
             };
-            print!("{}", cluster_command(&c.endpoint, action).await?);
+            let env = std::env::var(collabstream_server::cluster_config::SECRET_ENV).ok();
+            let secret =
+                collabstream_server::cluster_config::secret_from(env.as_deref(), c.secret_file.as_deref())
+                    .map_err(anyhow::Error::msg)?;
+            print!("{}", cluster_command(&c.endpoint, action, secret).await?);
             anyhow::Ok(())
         }),
     }

@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use collabstream_ingest::IngestMetrics;
+use collabstream_raft::Writer;
 use collabstream_store::Store;
 
 #[derive(Debug, Clone)]
@@ -18,6 +19,7 @@ pub(crate) struct Ops {
     pub(crate) ingest: Arc<IngestMetrics>,
     /// False once shutdown has begun, so load balancers stop sending traffic.
     pub(crate) ready: Arc<AtomicBool>,
+    pub(crate) writer: Writer,
 }
 
 pub(crate) fn router(ops: Ops) -> Router {
@@ -29,12 +31,20 @@ pub(crate) fn router(ops: Ops) -> Router {
         .with_state(ops)
 }
 
+/// Ready unless shutting down, or the node can no longer apply writes: its state machine
+/// stopped after a failed write, or Raft stopped. The answer says why.
 async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
-    if ops.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    if !ops.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_string());
     }
+    if let Some(reason) = ops.store.stopped() {
+        let why = collabstream_store::Error::Stopped { reason };
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"));
+    }
+    if let Err(fatal) = &ops.writer.raft().metrics().borrow().running_state {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: raft stopped: {fatal}\n"));
+    }
+    (StatusCode::OK, "ready\n".to_string())
 }
 
 async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
@@ -54,6 +64,16 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         ("collabstream_rocksdb_memtable_bytes", "Bytes in RocksDB memtables.", stats.memtable_bytes),
         ("collabstream_applied_index", "Last applied log index.", ops.store.applied_index()),
         (
+            "collabstream_write_queue_bytes",
+            "Bytes of writes waiting to be logged or in flight on this node (limit: raft.max_queued_bytes).",
+            ops.writer.queued_bytes() as u64,
+        ),
+        (
+            "collabstream_state_machine_stopped",
+            "1 once the state machine stopped after a failed write (see /readyz).",
+            u64::from(ops.store.stopped().is_some()),
+        ),
+        (
             "collabstream_checkpointed_index",
             "Last log index made durable without the log.",
             ops.store.checkpointed_index(),
@@ -62,6 +82,11 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     for (name, help, value) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
     }
+    let (name, refused) = ("collabstream_series_refused_total", ops.store.series_refused());
+    let _ = writeln!(
+        out,
+        "# HELP {name} New series refused at the series limit (store.max_series).\n# TYPE {name} counter\n{name} {refused}"
+    );
     let _ = writeln!(
         out,
         "# HELP collabstream_build_info Build information.\n# TYPE collabstream_build_info gauge\ncollabstream_build_info{{version=\"{}\"}} 1",

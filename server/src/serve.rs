@@ -72,12 +72,26 @@ pub async fn serve(
         keep_bytes: config.raft.keep_bytes,
         leader_wait: config.raft.leader_wait,
         checkpoint_interval: config.store.checkpoint_interval,
+        cluster_secret: config.cluster.secret().map_err(Error::Config)?,
+        max_queued_bytes: config.raft.max_queued_bytes,
         ..RaftOptions::single(config.node_id, String::new(), config.data_dir.join("snapshots"))
     };
+    if !options.cluster_secret.is_set() {
+        tracing::warn!(
+            "no cluster secret: any client that reaches the gRPC port can send Raft and Admin calls \
+             (change membership, append entries); set [cluster] secret_file or COLLABSTREAM_CLUSTER_SECRET \
+             to the same value on every node"
+        );
+    }
     let (writer, writer_handle) = Writer::start(store.clone(), Arc::new(SystemClock), options).await?;
     let ingest = Ingest::new(writer.clone(), config.ingest.clone());
     let ready = Arc::new(AtomicBool::new(true));
-    let ops = Ops { store: store.clone(), ingest: ingest.metrics().clone(), ready: ready.clone() };
+    let ops = Ops {
+        store: store.clone(),
+        ingest: ingest.metrics().clone(),
+        ready: ready.clone(),
+        writer: writer.clone(),
+    };
 
     let http_app = collabstream_ingest::http::router(ingest.clone())
         .merge(collabstream_query::router(

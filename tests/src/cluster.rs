@@ -18,6 +18,9 @@ use collabstream_proto::v1::admin_service_client::AdminServiceClient;
 use collabstream_proto::v1::{StatusRequest, StatusResponse};
 
 use crate::node::Node;
+
+/// The header the cluster secret travels in (`collabstream_raft::SECRET_HEADER`).
+pub const SECRET_HEADER: &str = "x-collabstream-cluster-secret";
 use crate::prom::wait_until;
 use crate::proxy::Proxy;
 
@@ -30,11 +33,24 @@ pub struct TestCluster {
     /// (from, to) → the relay `from` uses to reach `to`.
     proxies: BTreeMap<(usize, usize), Proxy>,
     extra: Vec<String>,
+    /// The cluster secret, carried by the harness's own Admin calls.
+    secret: Option<String>,
 }
 
 impl TestCluster {
     /// Starts `n` nodes (ids 1..=n) under `dir`, each with `extra` flags.
     pub async fn start(dir: &Path, n: usize, extra: &[&str]) -> anyhow::Result<TestCluster> {
+        Self::start_with(dir, n, extra, None).await
+    }
+
+    /// [`TestCluster::start`] for nodes given `secret` in `extra` (which the harness's own
+    /// status calls then carry).
+    pub async fn start_with(
+        dir: &Path,
+        n: usize,
+        extra: &[&str],
+        secret: Option<String>,
+    ) -> anyhow::Result<TestCluster> {
         let mut front = Vec::with_capacity(n);
         for _ in 0..n {
             front.push(Proxy::bind().await?);
@@ -53,6 +69,7 @@ impl TestCluster {
             nodes: (0..n).map(|_| None).collect(),
             proxies,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            secret,
         };
         for i in 0..n {
             cluster.restart(i)?;
@@ -140,7 +157,15 @@ impl TestCluster {
 
     /// Node `i`'s Raft status.
     pub async fn status(&self, i: usize) -> anyhow::Result<StatusResponse> {
-        let mut client = AdminServiceClient::connect(self.node(i).grpc_url()).await?;
+        let channel = tonic::transport::Endpoint::from_shared(self.node(i).grpc_url())?.connect().await?;
+        let secret = self.secret.clone();
+        let mut client = AdminServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            if let Some(s) = &secret {
+                let value = s.parse().map_err(|_| tonic::Status::internal("the secret is not ASCII"))?;
+                req.metadata_mut().insert(SECRET_HEADER, value);
+            }
+            Ok(req)
+        });
         Ok(client.status(StatusRequest {}).await?.into_inner())
     }
 

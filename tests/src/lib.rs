@@ -4,7 +4,7 @@
 //! Every process a test starts is stopped by its pid when its handle drops, and every wait is
 //! bounded. Not published; depends on nothing but the wire formats, like a real client.
 
-mod cluster;
+pub mod cluster;
 mod kafka;
 mod node;
 mod produce;
