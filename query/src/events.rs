@@ -14,6 +14,9 @@ use crate::error::Error;
 use crate::params::parse_time;
 
 const DEFAULT_LIMIT: usize = 100_000;
+/// The most events one request returns (they are held in memory while it is answered): page
+/// through more with `start`, from the last timestamp received.
+const MAX_LIMIT: usize = 1_000_000;
 
 pub(crate) async fn handle(
     State(source): State<Arc<dyn EventRead>>,
@@ -33,13 +36,32 @@ pub(crate) async fn handle(
             _ => {}
         }
     }
+    if limit > MAX_LIMIT {
+        return Err(Error::BadParam {
+            name: "limit",
+            reason: format!(
+                "at most {MAX_LIMIT} events a request; page with start from the last timestamp received"
+            ),
+        });
+    }
     let events = tokio::task::spawn_blocking(move || source.events(range, limit))
         .await
         .map_err(|e| Error::BadParam { name: "start", reason: format!("export task failed: {e}") })??;
-    let mut body = String::new();
-    for e in &events {
-        body.push_str(&to_json(e).to_string());
-        body.push('\n');
-    }
+    // Streamed in pieces: the JSON is several times the size of the events.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut piece = String::new();
+        for e in &events {
+            piece.push_str(&to_json(e).to_string());
+            piece.push('\n');
+            if piece.len() >= 64 << 10 && tx.blocking_send(Ok(std::mem::take(&mut piece).into())).is_err() {
+                return;
+            }
+        }
+        if !piece.is_empty() {
+            let _ = tx.blocking_send(Ok(piece.into()));
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Ok(([(header::CONTENT_TYPE, "application/stream+json")], body).into_response())
 }

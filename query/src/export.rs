@@ -1,6 +1,9 @@
 //! `GET|POST /api/v1/export?match[]=…&start=…&end=…`: raw samples as JSON lines, one series a
 //! line: `{"metric":{…},"values":[…],"timestamps":[…]}` (the VictoriaMetrics export format).
 //! Non-finite values are written as the strings `"NaN"`, `"+Inf"` and `"-Inf"`.
+//!
+//! What is read is bounded by `query.max_samples` (an export over it fails with 422 before any
+//! byte is sent), and the answer is streamed in pieces, never built whole.
 
 use std::sync::Arc;
 
@@ -9,13 +12,23 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use collabstream_common::TimeRange;
-use collabstream_store::SeriesRead;
+use collabstream_store::{SeriesData, SeriesRead};
 
 use crate::error::Error;
 use crate::params::{parse_selector, parse_time};
 
+/// What an export reads from, and how much it may read.
+#[derive(Clone)]
+pub(crate) struct Export {
+    pub(crate) source: Arc<dyn SeriesRead>,
+    pub(crate) max_samples: usize,
+}
+
+/// Bytes of JSON lines sent at a time.
+const PIECE: usize = 64 << 10;
+
 pub(crate) async fn handle(
-    State(source): State<Arc<dyn SeriesRead>>,
+    State(Export { source, max_samples }): State<Export>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, Error> {
@@ -41,29 +54,46 @@ pub(crate) async fn handle(
     if selectors.is_empty() {
         return Err(Error::BadParam { name: "match[]", reason: "at least one match[] is required".into() });
     }
-    let body = tokio::task::spawn_blocking(move || -> Result<String, Error> {
-        let mut out = String::new();
+    // Read first (bounded), so that a limit is a proper error rather than a cut-off stream.
+    let selected = tokio::task::spawn_blocking(move || -> Result<Vec<SeriesData>, Error> {
+        let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let mut held = 0usize;
         for matchers in &selectors {
-            for s in source.select(matchers, range)? {
-                if !seen.insert(s.id) {
-                    continue;
+            for s in source.select(matchers, range, max_samples - held)? {
+                if seen.insert(s.id) {
+                    held += s.samples.len();
+                    out.push(s);
                 }
-                let metric: serde_json::Map<String, serde_json::Value> =
-                    s.labels.iter().map(|l| (l.name.clone(), l.value.clone().into())).collect();
-                let values: Vec<serde_json::Value> = s.samples.iter().map(|x| json_value(x.value)).collect();
-                let timestamps: Vec<i64> = s.samples.iter().map(|x| x.timestamp_ms).collect();
-                out.push_str(
-                    &serde_json::json!({ "metric": metric, "values": values, "timestamps": timestamps })
-                        .to_string(),
-                );
-                out.push('\n');
             }
         }
         Ok(out)
     })
     .await
-    .map_err(|e| Error::BadParam { name: "match[]", reason: format!("export task failed: {e}") })??;
+    .map_err(|e| Error::Task(format!("export task failed: {e}")))??;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut piece = String::with_capacity(PIECE + 1024);
+        for s in selected {
+            let metric: serde_json::Map<String, serde_json::Value> =
+                s.labels.iter().map(|l| (l.name.clone(), l.value.clone().into())).collect();
+            let values: Vec<serde_json::Value> = s.samples.iter().map(|x| json_value(x.value)).collect();
+            let timestamps: Vec<i64> = s.samples.iter().map(|x| x.timestamp_ms).collect();
+            piece.push_str(
+                &serde_json::json!({ "metric": metric, "values": values, "timestamps": timestamps })
+                    .to_string(),
+            );
+            piece.push('\n');
+            if piece.len() >= PIECE && tx.blocking_send(Ok(Bytes::from(std::mem::take(&mut piece)))).is_err()
+            {
+                return; // The client went away.
+            }
+        }
+        if !piece.is_empty() {
+            let _ = tx.blocking_send(Ok(Bytes::from(piece)));
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Ok(([(header::CONTENT_TYPE, "application/stream+json")], body).into_response())
 }
 

@@ -41,7 +41,7 @@ pub fn router(
     api::router(series.clone(), config, barrier).merge(
         Router::new()
             .route("/api/v1/export", get(export::handle).post(export::handle))
-            .with_state(series)
+            .with_state(export::Export { source: series, max_samples: config.max_samples })
             .merge(Router::new().route("/api/v1/events/export", get(events::handle)).with_state(events)),
     )
 }

@@ -9,7 +9,7 @@ use collabstream_store::{Matcher, SeriesData, SeriesRead};
 pub(crate) struct Slow(pub Duration);
 
 impl SeriesRead for Slow {
-    fn select(&self, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<SeriesData>> {
+    fn select(&self, _: &[Matcher], _: TimeRange, _: usize) -> collabstream_store::Result<Vec<SeriesData>> {
         std::thread::sleep(self.0);
         Ok(Vec::new())
     }
@@ -42,7 +42,13 @@ impl Mem {
 }
 
 impl SeriesRead for Mem {
-    fn select(&self, matchers: &[Matcher], range: TimeRange) -> collabstream_store::Result<Vec<SeriesData>> {
+    /// Holds everything in memory already, so `max_samples` bounds nothing here.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+        _max_samples: usize,
+    ) -> collabstream_store::Result<Vec<SeriesData>> {
         let mut out = Vec::new();
         for (i, (labels, points)) in self.0.iter().enumerate() {
             if !matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or(""))) {

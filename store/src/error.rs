@@ -12,6 +12,8 @@ pub enum Error {
     Corrupt { what: &'static str },
     #[error("invalid regex {pattern:?} in matcher")]
     Regex { pattern: String, source: Box<regex::Error> },
+    #[error("reading would hold more than {limit} samples; narrow the selector or the time range")]
+    TooManySamples { limit: usize },
     #[error("log entry {index} is not after the last applied index {applied}")]
     OutOfOrderApply { index: u64, applied: u64 },
     #[error(
@@ -29,6 +31,7 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::Regex { .. } => ErrorCode::InvalidArgument,
+            Error::TooManySamples { .. } => ErrorCode::ResourceExhausted,
             _ => ErrorCode::Internal,
         }
     }

@@ -35,8 +35,10 @@ impl EventRead for crate::Store {
 
 /// What a query engine needs from storage.
 pub trait SeriesRead: Send + Sync {
-    /// Series matching every matcher with their samples in `range`, sorted by labels.
-    fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>>;
+    /// Series matching every matcher with their samples in `range`, sorted by labels. Fails
+    /// with [`Error::TooManySamples`](crate::Error::TooManySamples) as soon as more than
+    /// `max_samples` would be returned, so a wide selector never loads everything first.
+    fn select(&self, matchers: &[Matcher], range: TimeRange, max_samples: usize) -> Result<Vec<SeriesData>>;
     /// Label sets of the series matching every matcher with samples in `range`, sorted.
     /// Listings may count a series whose samples are near the range but not in it (block
     /// granularity, as Prometheus's); `TimeRange::ALL` lists every series.
@@ -46,8 +48,8 @@ pub trait SeriesRead: Send + Sync {
 }
 
 impl SeriesRead for crate::Store {
-    fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>> {
-        crate::Store::select(self, matchers, range)
+    fn select(&self, matchers: &[Matcher], range: TimeRange, max_samples: usize) -> Result<Vec<SeriesData>> {
+        crate::Store::select_limited(self, matchers, range, max_samples)
     }
 
     fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>> {

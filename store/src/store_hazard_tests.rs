@@ -200,3 +200,16 @@ fn new_series_beyond_the_limit_are_refused_alike_everywhere() {
     assert_eq!((more.samples_accepted, more.rejected.len()), (1, 0));
     assert_eq!(store.series_refused(), 1);
 }
+
+#[test]
+fn a_selection_stops_at_its_sample_budget_before_holding_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let pts: Vec<_> = (0..40).map(|i| (1_000 + i * 1_000, i as f64)).collect();
+    commit(&store, &write("", vec![series("up", "a", &pts), series("up", "b", &pts)], vec![]));
+    store.checkpoint().unwrap();
+    assert_eq!(store.select_limited(&[], TimeRange::ALL, 80).unwrap().len(), 2);
+    let err = store.select_limited(&[], TimeRange::ALL, 79).unwrap_err();
+    assert!(matches!(err, Error::TooManySamples { limit: 79 }), "{err}");
+    assert_eq!(err.code(), collabstream_common::ErrorCode::ResourceExhausted);
+}

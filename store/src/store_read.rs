@@ -21,6 +21,22 @@ use crate::{chunk, keys};
 impl Store {
     /// The series matching every matcher, with their samples in `range`, sorted by labels.
     pub fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>> {
+        self.select_limited(matchers, range, usize::MAX)
+    }
+
+    /// [`Store::select`], failing once more than `max_samples` samples are read (counted as
+    /// they are copied and decoded, before they are all held).
+    pub fn select_limited(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+        max_samples: usize,
+    ) -> Result<Vec<SeriesData>> {
+        let mut held = 0usize;
+        let mut hold = |n: usize| {
+            held = held.saturating_add(n);
+            if held > max_samples { Err(Error::TooManySamples { limit: max_samples }) } else { Ok(()) }
+        };
         let entries: Vec<Arc<SeriesEntry>> = {
             let index = self.index.read();
             index.select(matchers).iter().filter_map(|id| index.get(*id).cloned()).collect()
@@ -30,7 +46,12 @@ impl Store {
         }
         // Heads first, then a RocksDB iterator (which sees the data as of its creation): a
         // chunk cut or merged meanwhile is then seen twice (and merged), never missed.
-        let heads: Vec<_> = entries.iter().map(|e| e.head.lock().read(range)).collect();
+        let mut heads = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let (ooo, open) = e.head.lock().read(range);
+            hold(ooo.len() + open.len())?;
+            heads.push((ooo, open));
+        }
         let cf_chunks = cf(&self.db, CF_CHUNKS);
         let mut it = self.db.raw_iterator_cf(cf_chunks);
         let mut out = Vec::with_capacity(entries.len());
@@ -45,7 +66,9 @@ impl Store {
                     break;
                 }
                 let value = it.value().ok_or(Error::Corrupt { what: "chunk" })?;
+                let before = stored.len();
                 stored.extend(chunk::decode(start, value)?.into_iter().filter(|s| range.contains(s.0)));
+                hold(stored.len() - before)?;
                 it.next();
             }
             it.status()?;

@@ -159,7 +159,14 @@ impl<'a> Evaluator<'a> {
             let matchers = selector_matchers(need.vs)?;
             let range = TimeRange::new(need.lo.saturating_add(1), need.hi);
             let mut loaded = Vec::new();
-            let mut selected = self.source.select(&matchers, range)?;
+            // The store stops at what is left of the budget, before it holds everything.
+            let left = self.limits.max_samples.saturating_sub(self.samples);
+            let mut selected = self.source.select(&matchers, range, left).map_err(|e| match e {
+                collabstream_store::Error::TooManySamples { .. } => {
+                    EvalError::TooManySamples("query execution")
+                }
+                e => e.into(),
+            })?;
             // Series ids are assigned in creation order, the order Prometheus's index yields
             // series in; evaluating in that order resolves ties (topk, bottomk, limitk) the way
             // an instant query in Prometheus usually does. (Its range queries visit series in

@@ -18,7 +18,12 @@ pub struct MemSource {
 }
 
 impl SeriesRead for MemSource {
-    fn select(&self, matchers: &[Matcher], range: TimeRange) -> collabstream_store::Result<Vec<SeriesData>> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+        _max_samples: usize,
+    ) -> collabstream_store::Result<Vec<SeriesData>> {
         let mut out = Vec::new();
         for (i, (labels, points)) in self.series.iter().enumerate() {
             if !matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or(""))) {
