@@ -34,6 +34,7 @@ mod secret;
 mod settings_proposer;
 mod state_machine;
 mod types;
+mod write_queue;
 
 pub use admin::AdminGrpc;
 pub use collabstream_store::ApplyOutcome;

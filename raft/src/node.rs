@@ -29,6 +29,7 @@ use crate::network::{Network, channel};
 use crate::secret::{ClusterSecret, PeerChannel};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Raft, Request};
+use crate::write_queue::WriteQueue;
 
 /// How a node takes part in the cluster, and the tuning of its write path.
 #[derive(Debug, Clone)]
@@ -112,11 +113,6 @@ impl RaftOptions {
     }
 }
 
-/// The queue budget in bytes (a semaphore's permits are counted in `u32` per acquire).
-fn queue_budget(options: &RaftOptions) -> usize {
-    options.max_queued_bytes.clamp(1, u32::MAX as usize)
-}
-
 /// A proposal's answer. The caller keeps a shared copy of the write, to send it on to the
 /// leader if this node turns out not to be it.
 type Answer = Result<ApplyOutcome, Error>;
@@ -139,8 +135,8 @@ struct Inner {
     options: RaftOptions,
     forward_clients: Mutex<HashMap<(NodeId, String), RaftServiceClient<PeerChannel>>>,
     auto_ids: AtomicU64,
-    /// One permit per byte of the writes queued or in flight here (`max_queued_bytes`).
-    queue_budget: Arc<Semaphore>,
+    /// Bounds the bytes of writes queued or in flight here (`max_queued_bytes`).
+    queue: WriteQueue,
     /// Where `raft`'s tasks run; stops when the last writer is gone.
     _core: CoreRuntime,
 }
@@ -220,7 +216,7 @@ impl Writer {
             options: options.clone(),
             forward_clients: Mutex::new(HashMap::new()),
             auto_ids: AtomicU64::new(0),
-            queue_budget: Arc::new(Semaphore::new(queue_budget(&options))),
+            queue: WriteQueue::new(options.max_queued_bytes),
             _core: core,
         });
         let writer = Writer { inner };
@@ -255,7 +251,7 @@ impl Writer {
 
     /// Bytes of writes waiting for the proposer or in flight on this node.
     pub fn queued_bytes(&self) -> usize {
-        queue_budget(&self.inner.options).saturating_sub(self.inner.queue_budget.available_permits())
+        self.inner.queue.queued_bytes()
     }
 
     /// The current leader and its address, if known.
@@ -370,19 +366,8 @@ impl Writer {
     }
 
     async fn propose_local(&self, write: Bytes) -> Answer {
-        let budget = queue_budget(&self.inner.options);
-        let want = write.len().clamp(1, budget) as u32;
-        let wait = self.inner.options.leader_wait;
-        let _permit = match tokio::time::timeout(
-            wait,
-            self.inner.queue_budget.clone().acquire_many_owned(want),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(Error::ShuttingDown),
-            Err(_) => return Err(Error::Overloaded { queued_bytes: self.queued_bytes() }),
-        };
+        // Held until the write is answered.
+        let _room = self.inner.queue.admit(write.len(), self.inner.options.leader_wait).await?;
         let (reply, rx) = oneshot::channel();
         self.inner.tx.send(Proposal { write, reply }).await.map_err(|_| Error::ShuttingDown)?;
         rx.await.map_err(|_| Error::ShuttingDown)?
