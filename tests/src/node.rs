@@ -122,6 +122,37 @@ impl Node {
         out
     }
 
+    /// How often each chat message id is stored, read back with `GET /api/v1/events/export`.
+    pub async fn chat_message_counts(&self) -> BTreeMap<String, usize> {
+        let body = reqwest::get(self.url("/api/v1/events/export?limit=1000000"))
+            .await
+            .expect("events export request")
+            .text()
+            .await
+            .expect("events export body");
+        let mut out = BTreeMap::new();
+        for line in body.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("event JSON");
+            if let Some(id) = v["message_id"].as_str() {
+                *out.entry(id.to_string()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// Posts a snappy-compressed remote-write body; the status and the answer's text.
+    pub async fn remote_write(&self, body: Vec<u8>) -> (u16, String) {
+        let r = reqwest::Client::new()
+            .post(self.url("/api/v1/write"))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .expect("remote write request");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }

@@ -18,18 +18,6 @@ fn ts(labels: Vec<prompb::Label>, t: i64) -> prompb::TimeSeries {
     }
 }
 
-async fn post_rw(node: &Node, body: Vec<u8>) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .post(node.url("/api/v1/write"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    (r.status().as_u16(), r.text().await.unwrap_or_default())
-}
-
 async fn count(node: &Node, selector: &str) -> usize {
     node.export(selector).await.len()
 }
@@ -48,11 +36,11 @@ async fn remote_write_refuses_bad_input_and_keeps_good_series() {
     let node = Node::start(dir.path(), &[]).expect("node starts");
 
     // Undecodable bodies.
-    let (status, body) = post_rw(&node, b"definitely not snappy".to_vec()).await;
+    let (status, body) = node.remote_write(b"definitely not snappy".to_vec()).await;
     assert_eq!(status, 400);
     assert_envelope(&body, "snappy");
     let garbage = snap::raw::Encoder::new().compress_vec(&[0xff, 0xff, 0xff, 0xff]).expect("snappy");
-    let (status, body) = post_rw(&node, garbage).await;
+    let (status, body) = node.remote_write(garbage).await;
     assert_eq!(status, 400);
     assert_envelope(&body, "WriteRequest");
 
@@ -70,7 +58,7 @@ async fn remote_write_refuses_bad_input_and_keeps_good_series() {
         ],
         metadata: vec![],
     };
-    let (status, body) = post_rw(&node, remote_write_body(&req)).await;
+    let (status, body) = node.remote_write(remote_write_body(&req)).await;
     assert_eq!(status, 400, "{body}");
     assert_envelope(&body, "4 item(s) rejected");
     for reason in ["empty label name", "duplicate label name", "not valid UTF-8", "missing metric name"] {
@@ -83,7 +71,7 @@ async fn remote_write_refuses_bad_input_and_keeps_good_series() {
     let huge = vec![0u8; 200 << 20];
     let body = snap::raw::Encoder::new().compress_vec(&huge).expect("snappy");
     assert!(body.len() < 32 << 20, "compressed zeros stay under the request limit");
-    let (status, text) = post_rw(&node, body).await;
+    let (status, text) = node.remote_write(body).await;
     assert_eq!(status, 413, "{text}");
 
     // Metadata-only requests (sent every minute by Prometheus) are fine.
@@ -96,7 +84,7 @@ async fn remote_write_refuses_bad_input_and_keeps_good_series() {
             unit: String::new(),
         }],
     };
-    let (status, _) = post_rw(&node, remote_write_body(&meta)).await;
+    let (status, _) = node.remote_write(remote_write_body(&meta)).await;
     assert_eq!(status, 204);
 
     // Remote write 2.0 is refused with a hint, not misread.
@@ -174,7 +162,7 @@ async fn bodies_over_the_configured_request_limit_get_413() {
         .expect("config");
     let node = Node::start(&dir.path().join("data"), &["--config", config.to_str().expect("utf-8 path")])
         .expect("node starts");
-    let (status, body) = post_rw(&node, vec![7u8; 3000]).await;
+    let (status, body) = node.remote_write(vec![7u8; 3000]).await;
     assert_eq!(status, 413, "{body}");
     assert_envelope(&body, "over the limit");
     let r = reqwest::Client::new()
@@ -186,6 +174,6 @@ async fn bodies_over_the_configured_request_limit_get_413() {
     assert_eq!(r.status(), 413);
     // Declared decoded size over max_decoded_bytes, though the body itself is small.
     let (status, _) =
-        post_rw(&node, snap::raw::Encoder::new().compress_vec(&[0u8; 5000]).expect("snappy")).await;
+        node.remote_write(snap::raw::Encoder::new().compress_vec(&[0u8; 5000]).expect("snappy")).await;
     assert_eq!(status, 413);
 }

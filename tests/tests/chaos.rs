@@ -7,7 +7,7 @@
 //! CI runs it for 75 s. The long run (docs/reliability.md):
 //! `COLLABSTREAM_CHAOS_SECONDS=600 cargo test -p collabstream-tests --test chaos -- --nocapture`
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -119,24 +119,6 @@ async fn export_text(node: &Node) -> String {
         .expect("body")
 }
 
-/// How often each chat message id is stored on `node`.
-async fn event_counts(node: &Node) -> BTreeMap<String, usize> {
-    let body = reqwest::get(node.url("/api/v1/events/export?limit=1000000"))
-        .await
-        .expect("events")
-        .text()
-        .await
-        .expect("body");
-    let mut out = BTreeMap::new();
-    for line in body.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("event JSON");
-        if let Some(id) = v["message_id"].as_str() {
-            *out.entry(id.to_string()).or_insert(0) += 1;
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_random_kills_exactly_once() {
     let seconds: u64 =
@@ -220,7 +202,7 @@ async fn acknowledged_writes_survive_random_kills_exactly_once() {
     let mut lost = 0;
     let mut duplicated = 0;
     for i in 0..3 {
-        let events = event_counts(cluster.node(i)).await;
+        let events = cluster.node(i).chat_message_counts().await;
         lost += written.acked.iter().filter(|k| !events.contains_key(&format!("msg-{k}"))).count();
         // Acknowledged or not (a batch whose answer was lost may be stored), none twice.
         duplicated += events.values().filter(|n| **n > 1).count();

@@ -77,24 +77,6 @@ async fn samples(node: &Node) -> BTreeMap<i64, f64> {
     node.export("cl_total").await.into_values().next().unwrap_or_default()
 }
 
-/// How often each chat message id is stored on `node`.
-async fn event_counts(node: &Node) -> BTreeMap<String, usize> {
-    let body = reqwest::get(node.url("/api/v1/events/export?limit=100000"))
-        .await
-        .expect("events")
-        .text()
-        .await
-        .expect("body");
-    let mut out = BTreeMap::new();
-    for line in body.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("event JSON");
-        if let Some(id) = v["message_id"].as_str() {
-            *out.entry(id.to_string()).or_insert(0) += 1;
-        }
-    }
-    out
-}
-
 /// Waits until `node` holds exactly the batches `ks` (samples and each event once).
 async fn assert_holds(node: &Node, ks: &[i64], what: &str) {
     let want: BTreeMap<i64, f64> = ks.iter().map(|k| (T0 + k * 1000, *k as f64)).collect();
@@ -104,7 +86,7 @@ async fn assert_holds(node: &Node, ks: &[i64], what: &str) {
     })
     .await;
     assert!(got.is_some(), "{what}: samples differ: want {} got {:?}", want.len(), samples(node).await.len());
-    let events = event_counts(node).await;
+    let events = node.chat_message_counts().await;
     for k in ks {
         assert_eq!(events.get(&format!("msg-{k}")), Some(&1), "{what}: event msg-{k} stored once");
     }

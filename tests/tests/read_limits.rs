@@ -29,15 +29,7 @@ async fn wide_reads_fail_with_the_limit_instead_of_loading_everything() {
         timeseries: vec![series("a"), series("b")],
         ..Default::default()
     });
-    let r = reqwest::Client::new()
-        .post(node.url("/api/v1/write"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .expect("write");
-    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(node.remote_write(body).await.0, 204);
     let at = ((t0 + 600_000) / 1000).to_string();
 
     // One series fits; both (1,200 samples) do not.
