@@ -1,7 +1,7 @@
 //! Proposes this node's `[store]` settings when it leads and they differ from those in force.
 //!
 //! Apply depends on a few settings (the out-of-order window, the dedup capacity, the chunk
-//! size, the block length). They travel in the log (`ApplySettings`), so every replica applies
+//! size, the series limit, the block length). They travel in the log (`ApplySettings`), so every replica applies
 //! alike; this task is how an operator's configuration gets there. With nodes configured
 //! differently, the leader's configuration is the one in force while it leads.
 
@@ -24,6 +24,9 @@ pub(crate) async fn run_settings_proposer(writer: Writer, stop: CancellationToke
     let mut retry = tokio::time::interval(Duration::from_secs(5));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = None;
+    // Applied once per term at most: should apply keep something else (a value it refuses),
+    // proposing again would only fill the log.
+    let mut applied_in_term = None;
     loop {
         tokio::select! {
             changed = metrics.changed() => {
@@ -39,11 +42,11 @@ pub(crate) async fn run_settings_proposer(writer: Writer, stop: CancellationToke
             _ = retry.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let leads = {
+        let (leads, term) = {
             let m = metrics.borrow();
-            m.current_leader == Some(writer.node_id()) && m.state.is_leader()
+            (m.current_leader == Some(writer.node_id()) && m.state.is_leader(), m.current_term)
         };
-        if !leads {
+        if !leads || applied_in_term == Some(term) {
             continue;
         }
         let current = store.settings();
@@ -58,7 +61,17 @@ pub(crate) async fn run_settings_proposer(writer: Writer, stop: CancellationToke
             payload: Some(v1::command::Payload::Settings(wanted.to_proto())),
         };
         match writer.raft().client_write(Request::new(&cmd)).await {
-            Ok(_) => tracing::info!(settings = ?wanted, "proposed this node's store settings"),
+            Ok(_) => {
+                applied_in_term = Some(term);
+                tracing::info!(settings = ?wanted, "proposed this node's store settings");
+                if store.settings() != wanted {
+                    tracing::warn!(
+                        configured = ?wanted,
+                        in_force = ?store.settings(),
+                        "apply kept other store settings than this node's configuration asks for"
+                    );
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "could not propose the store settings; will retry"),
         }
     }

@@ -50,8 +50,12 @@ impl StoreConfig {
         if self.max_series == 0 {
             return Err("store.max_series must be at least 1".into());
         }
-        if self.dedup_capacity == 0 {
-            return Err("store.dedup_capacity must be at least 1".into());
+        if !(1..=10_000_000).contains(&self.dedup_capacity) {
+            return Err("store.dedup_capacity must be between 1 and 10000000".into());
+        }
+        // Apply reads 0 in a settings entry as "the default", so the smallest window is 1ms.
+        if self.out_of_order_window < Duration::from_millis(1) {
+            return Err("store.out_of_order_window must be at least 1ms".into());
         }
         if self.checkpoint_interval < Duration::from_secs(1) {
             return Err("store.checkpoint_interval must be at least 1s".into());

@@ -50,7 +50,7 @@ impl Settings {
         }
     }
 
-    /// The settings an entry sets, over `self`: a field at 0 keeps the default, and a value
+    /// The settings an entry sets, over `self`: a field at 0 means the default, and a value
     /// outside what [`StoreConfig::validate`] allows keeps the current one (a proposer checks
     /// its configuration first, so this only guards apply against a bad entry, the same way
     /// on every replica). `block_ms` changes only while `empty` (no series yet): chunks
