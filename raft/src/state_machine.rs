@@ -2,10 +2,12 @@
 //! apply; the last applied log id and the membership are recorded in the store with every
 //! entry and made durable at its checkpoints, so they always match the data.
 //!
-//! Snapshots are RocksDB checkpoints of the store packed into one file (`archive`), kept in
-//! the snapshot directory as `<id>.snap` with their metadata in `<id>.meta`. A received
-//! snapshot becomes the current one before the store is replaced, so an install cut short by
-//! a crash is done again at the next start; an older snapshot never replaces a newer one.
+//! Snapshots are RocksDB checkpoints of the store (directories of hard links to its SST
+//! files), kept in the snapshot directory as `<id>.snap` with their metadata in `<id>.meta`,
+//! and streamed to followers file by file (`archive`) without being copied first. A received
+//! snapshot is unpacked and becomes the current one before the store is replaced, so an
+//! install cut short by a crash is done again at the next start; an older snapshot never
+//! replaces a newer one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,8 +23,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use crate::LogStorage;
-use crate::archive;
+use crate::archive::{self, ArchiveReader};
 use crate::codec::{decode, encode};
+use crate::snapshot_data::SnapshotData;
 use crate::types::{Entry, LogId, Membership, NodeId, Request, Response, StorageError, TypeConfig};
 
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
@@ -79,6 +82,13 @@ impl Snapshots {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
             if let Some(id) = name.strip_suffix(".meta") {
                 let snap = dir.join(format!("{id}.snap"));
+                if snap.is_file() {
+                    // Written by a version that kept snapshots as one archive file.
+                    let unpacked = dir.join(format!("tmp-{id}-unpacked"));
+                    archive::unpack(std::fs::File::open(&snap)?, &unpacked)?;
+                    std::fs::remove_file(&snap)?;
+                    std::fs::rename(&unpacked, &snap)?;
+                }
                 let meta = std::fs::read(&path).ok().and_then(|b| decode::<Meta>(&b).ok());
                 if let (Some(meta), true) = (meta, snap.exists())
                     && best.as_ref().is_none_or(|(b, _)| b.last_log_id < meta.last_log_id)
@@ -98,12 +108,13 @@ impl Snapshots {
         self.dir.join(format!("tmp-{what}-{}-{n}", std::process::id()))
     }
 
-    /// Records `archive` as the current snapshot under `meta` and removes the one it replaces,
-    /// durably (the files are renamed into place and the directory synced). A snapshot older
+    /// Records the checkpoint directory `checkpoint` as the current snapshot under `meta` and
+    /// removes the one it replaces, durably (renamed into place and the directory synced; the
+    /// checkpoint's files must be synced already). A snapshot older
     /// than the current one does not replace it (a build that finishes after a newer snapshot
     /// was installed would leave the current snapshot behind the purged log): it is removed,
     /// and the current one is returned instead.
-    fn set_current(&self, meta: &Meta, archive: &Path) -> std::io::Result<(Meta, PathBuf)> {
+    fn set_current(&self, meta: &Meta, checkpoint: &Path) -> std::io::Result<(Meta, PathBuf)> {
         // Held throughout, so that two snapshots set at once cannot both pass the comparison.
         let mut current = self.current.lock();
         if let Some((cur_meta, cur_snap)) = current.as_ref()
@@ -114,11 +125,11 @@ impl Snapshots {
                 current = %cur_meta.snapshot_id,
                 "a snapshot older than the current one is dropped"
             );
-            let _ = std::fs::remove_file(archive);
+            let _ = std::fs::remove_dir_all(checkpoint);
             return Ok((cur_meta.clone(), cur_snap.clone()));
         }
         let snap = self.dir.join(format!("{}.snap", meta.snapshot_id));
-        std::fs::rename(archive, &snap)?;
+        std::fs::rename(checkpoint, &snap)?;
         let meta_path = self.dir.join(format!("{}.meta", meta.snapshot_id));
         let bytes = encode(meta).map_err(std::io::Error::other)?;
         let tmp = self.temp("meta");
@@ -130,10 +141,21 @@ impl Snapshots {
         if let Some((old_meta, old_snap)) = old
             && old_meta.snapshot_id != meta.snapshot_id
         {
-            let _ = std::fs::remove_file(old_snap);
+            // The meta first: a snapshot without it is ignored at the next start.
             let _ = std::fs::remove_file(self.dir.join(format!("{}.meta", old_meta.snapshot_id)));
+            let _ = std::fs::remove_dir_all(old_snap);
         }
         Ok((meta.clone(), snap))
+    }
+
+    /// The current snapshot, opened for streaming. Opened under the lock that replacing it
+    /// takes, so that its directory is not removed halfway through.
+    fn open_current(&self) -> std::io::Result<Option<(Meta, ArchiveReader)>> {
+        let current = self.current.lock();
+        match current.as_ref() {
+            Some((meta, dir)) => Ok(Some((meta.clone(), ArchiveReader::open(dir)?))),
+            None => Ok(None),
+        }
     }
 }
 
@@ -164,7 +186,7 @@ impl StateMachine {
                 )));
             };
             tracing::warn!(snapshot = %meta.snapshot_id, "installing the interrupted snapshot again");
-            install(&store, &snapshots, &meta, &path).map_err(|e| std::io::Error::other(e.to_string()))?;
+            install(&store, &meta, &path).map_err(|e| std::io::Error::other(e.to_string()))?;
         }
         let meta = decode_meta(&store.sm_meta()).map_err(std::io::Error::other)?;
         Ok(Self { store, snapshots, meta, log: None })
@@ -178,17 +200,12 @@ impl StateMachine {
     }
 }
 
-/// Replaces the store's content with the snapshot archive at `path` and records its meta.
-fn install(store: &Store, snapshots: &Snapshots, meta: &Meta, path: &Path) -> Result<(), StorageError> {
+/// Replaces the store's content with the snapshot's checkpoint in `dir` and records its meta.
+fn install(store: &Store, meta: &Meta, dir: &Path) -> Result<(), StorageError> {
     let sm = SmMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
     let sm_bytes = encode(&sm).map_err(sm_err)?;
-    let checkpoint = snapshots.temp("install");
-    let installed = archive::unpack(path, &checkpoint)
-        .map_err(snap_err)
-        .and_then(|_| store.install_snapshot(&checkpoint).map_err(|e| snap_err(chain(&e))))
-        .and_then(|_| store.set_sm_meta(sm_bytes).map_err(|e| snap_err(chain(&e))));
-    let _ = std::fs::remove_dir_all(&checkpoint);
-    installed?;
+    store.install_snapshot(dir).map_err(|e| snap_err(chain(&e)))?;
+    store.set_sm_meta(sm_bytes).map_err(|e| snap_err(chain(&e)))?;
     tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
     Ok(())
 }
@@ -207,9 +224,13 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (store, snapshots) = (self.store.clone(), self.snapshots.clone());
-        let (meta, path) = blocking(move || {
+        let (meta, reader) = blocking(move || {
             let checkpoint = snapshots.temp("checkpoint");
-            let (_, sm) = store.create_snapshot(&checkpoint).map_err(|e| snap_err(chain(&e)))?;
+            let created = store.create_snapshot(&checkpoint);
+            if created.is_err() {
+                let _ = std::fs::remove_dir_all(&checkpoint);
+            }
+            let (_, sm) = created.map_err(|e| snap_err(chain(&e)))?;
             let sm = decode_meta(&sm)?;
             let n = snapshots.seq.fetch_add(1, Ordering::Relaxed);
             let index = sm.last_applied.map(|l| l.index).unwrap_or(0);
@@ -218,16 +239,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 last_membership: sm.membership,
                 snapshot_id: format!("{index:020}-{}-{n}", std::process::id()),
             };
-            let archive_path = snapshots.temp("archive");
-            let packed = archive::pack(&checkpoint, &archive_path);
-            let _ = std::fs::remove_dir_all(&checkpoint);
-            packed.map_err(snap_err)?;
             tracing::info!(snapshot = %meta.snapshot_id, "snapshot built");
-            snapshots.set_current(&meta, &archive_path).map_err(snap_err)
+            snapshots.set_current(&meta, &checkpoint).map_err(snap_err)?;
+            // The current one: this build's, or a newer one installed meanwhile.
+            snapshots.open_current().map_err(snap_err)?.ok_or_else(|| snap_err("no current snapshot"))
         })
         .await?;
-        let file = tokio::fs::File::open(&path).await.map_err(snap_err)?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotData::Stored(reader)) })
     }
 }
 
@@ -283,7 +301,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder { store: self.store.clone(), snapshots: self.snapshots.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
         let path = self.snapshots.dir.join(format!(
             "incoming-{}-{}.snap",
             std::process::id(),
@@ -298,38 +316,49 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(snap_err)?;
         *self.snapshots.incoming.lock() = Some(path);
-        Ok(Box::new(file))
+        Ok(Box::new(SnapshotData::Receiving(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &Meta,
-        mut snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        // The data may be the file we handed out for receiving, or any other handle: copy it
-        // from the start into a file of our own.
-        snapshot.flush().await.map_err(snap_err)?;
-        snapshot.seek(std::io::SeekFrom::Start(0)).await.map_err(snap_err)?;
-        let path = self.snapshots.temp("received");
-        let mut copy = tokio::fs::File::create(&path).await.map_err(snap_err)?;
-        tokio::io::copy(&mut *snapshot, &mut copy).await.map_err(snap_err)?;
-        copy.sync_all().await.map_err(snap_err)?;
-        drop((copy, snapshot));
-        if let Some(incoming) = self.snapshots.incoming.lock().take() {
-            let _ = std::fs::remove_file(incoming);
-        }
+        // The data is normally the file handed out for receiving; a stored snapshot (openraft's
+        // full-snapshot install) is read the same way, from its start.
+        let reader: Box<dyn std::io::Read + Send> = match *snapshot {
+            SnapshotData::Receiving(mut file) => {
+                file.flush().await.map_err(snap_err)?;
+                file.seek(std::io::SeekFrom::Start(0)).await.map_err(snap_err)?;
+                Box::new(file.into_std().await)
+            }
+            SnapshotData::Stored(mut reader) => {
+                std::io::Seek::rewind(&mut reader).map_err(snap_err)?;
+                Box::new(reader)
+            }
+        };
+        let incoming = self.snapshots.incoming.lock().take();
         let (store, snapshots, meta_owned) = (self.store.clone(), self.snapshots.clone(), meta.clone());
         let installed = blocking(move || {
+            let dir = snapshots.temp("received");
+            let unpacked = archive::unpack(reader, &dir);
+            if let Some(incoming) = incoming {
+                let _ = std::fs::remove_file(incoming);
+            }
+            if let Err(e) = unpacked {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(snap_err(e));
+            }
             // Current first, durably: if the node stops during the install, the store is found
             // half replaced at the next start and this snapshot installed again from here
             // (openraft may already have purged the log it covers).
-            let (current, path) = snapshots.set_current(&meta_owned, &path).map_err(snap_err)?;
+            let (current, path) = snapshots.set_current(&meta_owned, &dir).map_err(snap_err)?;
             if current.snapshot_id != meta_owned.snapshot_id {
                 // Not expected (openraft installs only snapshots newer than its own); keep the
                 // newer state rather than going back.
                 return Ok(false);
             }
-            install(&store, &snapshots, &meta_owned, &path)?;
+            install(&store, &meta_owned, &path)?;
             Ok(true)
         })
         .await?;
@@ -343,14 +372,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let current = self.snapshots.current.lock().clone();
-        match current {
-            Some((meta, path)) => {
-                let file = tokio::fs::File::open(&path).await.map_err(snap_err)?;
-                Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
-            }
-            None => Ok(None),
-        }
+        let snapshots = self.snapshots.clone();
+        let current = blocking(move || snapshots.open_current().map_err(snap_err)).await?;
+        Ok(current.map(|(meta, reader)| Snapshot { meta, snapshot: Box::new(SnapshotData::Stored(reader)) }))
     }
 }
 
@@ -371,14 +395,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = Snapshots::open(dir.path().join("snapshots")).unwrap();
         let installed = snapshots.temp("received");
-        std::fs::write(&installed, b"newer").unwrap();
+        std::fs::create_dir(&installed).unwrap();
+        std::fs::write(installed.join("CURRENT"), b"newer").unwrap();
         snapshots.set_current(&meta(40, "installed"), &installed).unwrap();
         // A build started at index 30, before the install, finishes now.
-        let built = snapshots.temp("archive");
-        std::fs::write(&built, b"older").unwrap();
+        let built = snapshots.temp("checkpoint");
+        std::fs::create_dir(&built).unwrap();
+        std::fs::write(built.join("CURRENT"), b"older").unwrap();
         let (current, path) = snapshots.set_current(&meta(30, "built"), &built).unwrap();
         assert_eq!(current.snapshot_id, "installed");
-        assert_eq!(std::fs::read(&path).unwrap(), b"newer");
+        assert_eq!(std::fs::read(path.join("CURRENT")).unwrap(), b"newer");
         assert!(!built.exists() && !snapshots.dir.join("built.snap").exists());
         // And so after a restart.
         let reopened = Snapshots::open(snapshots.dir.clone()).unwrap();
