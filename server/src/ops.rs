@@ -41,6 +41,15 @@ async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
         let why = collabstream_store::Error::Stopped { reason };
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"));
     }
+    if let Some(failing) = ops.store.disk_failing() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: writes to the data directory fail and are being retried ({failing}); \
+                 free disk space and the node goes on by itself, losing nothing acknowledged\n"
+            ),
+        );
+    }
     if let Err(fatal) = &ops.writer.raft().metrics().borrow().running_state {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: raft stopped: {fatal}\n"));
     }
@@ -62,6 +71,16 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
             stats.log_sst_bytes,
         ),
         ("collabstream_rocksdb_memtable_bytes", "Bytes in RocksDB memtables.", stats.memtable_bytes),
+        (
+            "collabstream_rocksdb_block_cache_bytes",
+            "Bytes in RocksDB's block caches.",
+            stats.block_cache_bytes,
+        ),
+        (
+            "collabstream_rocksdb_table_reader_bytes",
+            "Bytes of RocksDB's open SST files' indexes and filters held in memory.",
+            stats.table_reader_bytes,
+        ),
         ("collabstream_applied_index", "Last applied log index.", ops.store.applied_index()),
         (
             "collabstream_write_queue_bytes",
@@ -72,6 +91,11 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
             "collabstream_state_machine_stopped",
             "1 once the state machine stopped after a failed write (see /readyz).",
             u64::from(ops.store.stopped().is_some()),
+        ),
+        (
+            "collabstream_disk_writes_failing",
+            "1 while writes to the data directory fail (a full disk) and are being retried.",
+            u64::from(ops.store.disk_failing().is_some()),
         ),
         (
             "collabstream_checkpointed_index",
@@ -86,6 +110,11 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     let _ = writeln!(
         out,
         "# HELP {name} New series refused at the series limit (store.max_series).\n# TYPE {name} counter\n{name} {refused}"
+    );
+    let (name, retries) = ("collabstream_disk_write_retries_total", ops.store.disk_retries());
+    let _ = writeln!(
+        out,
+        "# HELP {name} Writes to the data directory that failed and were retried.\n# TYPE {name} counter\n{name} {retries}"
     );
     let _ = writeln!(
         out,

@@ -19,6 +19,7 @@ mod config;
 mod db;
 mod decimal;
 mod dedup;
+mod disk_retry;
 mod error;
 mod head;
 mod index;
@@ -37,6 +38,7 @@ mod store_read;
 mod varint;
 
 pub use config::StoreConfig;
+pub use disk_retry::DiskRetry;
 pub use error::{Error, Result};
 pub use log::LogStore;
 pub use matcher::{MatchOp, Matcher};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::db::{CF_LOG, CF_META, Rocks};
+use crate::disk_retry::DiskRetry;
 use crate::error::{Error, Result};
 use crate::keys::u64_key;
 
@@ -16,6 +17,8 @@ use crate::keys::u64_key;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Rocks>,
+    /// Writes wait for disk space rather than fail (shared with the store).
+    disk: Arc<DiskRetry>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -25,8 +28,8 @@ impl std::fmt::Debug for LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Rocks>) -> Self {
-        Self { db }
+    pub(crate) fn new(db: Arc<Rocks>, disk: Arc<DiskRetry>) -> Self {
+        Self { db, disk }
     }
 
     fn cf(&self) -> &rocksdb::ColumnFamily {
@@ -40,10 +43,7 @@ impl LogStore {
         for (index, bytes) in entries {
             batch.put_cf(cf, u64_key(index), bytes);
         }
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        self.db.write_opt(batch, &opts)?;
-        Ok(())
+        self.sync_write("appending to the log", batch)
     }
 
     /// The highest index stored, or 0 for an empty log.
@@ -103,7 +103,7 @@ impl LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(), u64_key(from), u64_key(u64::MAX));
         batch.delete_cf(self.cf(), u64_key(u64::MAX));
-        self.sync_write(batch)
+        self.sync_write("truncating the log", batch)
     }
 
     /// Drops entries with index `<= upto` and records `(key, value)` in the same fsynced write.
@@ -111,7 +111,18 @@ impl LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(), u64_key(0), u64_key(upto.saturating_add(1)));
         batch.put_cf(self.meta_cf(), key, value);
-        self.sync_write(batch)
+        self.sync_write("purging the log", batch)?;
+        self.drop_purged_files(upto)
+    }
+
+    /// Deletes the SST files that hold only purged entries. The range deletion already hides
+    /// them, but their space would come back only when a compaction reached them: the log is
+    /// most of a busy node's disk, so it is given back at once.
+    fn drop_purged_files(&self, upto: u64) -> Result<()> {
+        self.disk.run("dropping purged log files", || {
+            self.db.delete_file_in_range_cf(self.cf(), u64_key(0), u64_key(upto))
+        })?;
+        Ok(())
     }
 
     /// A small durable value of the log's owner (the Raft vote, the committed index), kept
@@ -124,7 +135,7 @@ impl LogStore {
     pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.meta_cf(), key, value);
-        self.sync_write(batch)
+        self.sync_write("recording the vote", batch)
     }
 
     /// Like [`put_meta`](Self::put_meta) but without waiting for the disk: for hints that
@@ -132,7 +143,7 @@ impl LogStore {
     pub fn put_meta_unsynced(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.meta_cf(), key, value);
-        self.db.write(batch)?;
+        self.disk.run("recording a log hint", || self.db.write(WriteBatch::from_data(batch.data())))?;
         Ok(())
     }
 
@@ -140,10 +151,11 @@ impl LogStore {
         self.db.cf_handle(CF_META).expect("meta column family is created at open")
     }
 
-    fn sync_write(&self, batch: WriteBatch) -> Result<()> {
+    /// Writes `batch` fsynced, retrying while the disk is full.
+    fn sync_write(&self, what: &str, batch: WriteBatch) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.write_opt(batch, &opts)?;
+        self.disk.run(what, || self.db.write_opt(WriteBatch::from_data(batch.data()), &opts))?;
         Ok(())
     }
 
@@ -151,10 +163,8 @@ impl LogStore {
     pub fn purge(&self, upto: u64) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(), u64_key(0), u64_key(upto.saturating_add(1)));
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        self.db.write_opt(batch, &opts)?;
-        Ok(())
+        self.sync_write("purging the log", batch)?;
+        self.drop_purged_files(upto)
     }
 }
 

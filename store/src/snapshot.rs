@@ -24,7 +24,11 @@ impl Store {
     pub fn create_snapshot(&self, dir: &Path) -> Result<(u64, Vec<u8>)> {
         let mut writer = self.writer.lock();
         self.checkpoint_locked(&mut writer)?;
-        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        self.disk.run("snapshot: checkpoint", || {
+            // A checkpoint cut short leaves part of its directory behind.
+            let _ = std::fs::remove_dir_all(dir);
+            rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)
+        })?;
         Ok((self.applied.load(Ordering::Acquire), writer.sm_meta.clone()))
     }
 
@@ -45,13 +49,15 @@ impl Store {
         sync.set_sync(true);
         let mut mark = WriteBatch::default();
         mark.put_cf(cf(&self.db, CF_META), META_INSTALLING, b"1");
-        self.db.write_opt(mark, &sync)?;
+        self.write("snapshot install: marking it begun", &mark, &sync)?;
 
         let mut no_wal = WriteOptions::default();
         no_wal.disable_wal(true);
         for name in SNAPSHOT_CFS {
             let (dst_cf, src_cf) = (cf(&self.db, name), cf(&src, name));
-            clear(&self.db, name)?;
+            if let Some(batch) = clear(&self.db, name)? {
+                self.write("snapshot install: clearing", &batch, &sync)?;
+            }
             #[cfg(any(test, feature = "failpoints"))]
             if self.fail_install.swap(false, Ordering::AcqRel) {
                 return Err(crate::Error::Injected("snapshot install stopped half done"));
@@ -61,15 +67,15 @@ impl Store {
                 let (k, v) = item?;
                 batch.put_cf(dst_cf, k, v);
                 if batch.size_in_bytes() > 4 << 20 {
-                    self.db.write_opt(std::mem::take(&mut batch), &no_wal)?;
+                    self.write("snapshot install", &std::mem::take(&mut batch), &no_wal)?;
                 }
             }
-            self.db.write_opt(batch, &no_wal)?;
+            self.write("snapshot install", &batch, &no_wal)?;
         }
         let handles: Vec<_> = SNAPSHOT_CFS.iter().map(|n| cf(&self.db, n)).collect();
         let mut flush = rocksdb::FlushOptions::default();
         flush.set_wait(true);
-        self.db.flush_cfs_opt(&handles, &flush)?;
+        self.disk.run("snapshot install: flushing", || self.db.flush_cfs_opt(&handles, &flush))?;
 
         // The store's own meta last, in one fsynced write that also clears the marker.
         let mut meta = WriteBatch::default();
@@ -81,7 +87,7 @@ impl Store {
             }
         }
         meta.delete_cf(dst_meta, META_INSTALLING);
-        self.db.write_opt(meta, &sync)?;
+        self.write("snapshot install: its meta", &meta, &sync)?;
         drop(src);
 
         let loaded = load(&self.db)?;
@@ -115,18 +121,19 @@ impl Store {
     }
 }
 
-/// Deletes every key of a column family.
-pub(crate) fn clear(db: &Rocks, name: &str) -> Result<()> {
+/// A batch deleting every key of a column family (none when it is empty), to be written
+/// fsynced.
+pub(crate) fn clear(db: &Rocks, name: &str) -> Result<Option<WriteBatch>> {
     let handle = cf(db, name);
     let first = db.iterator_cf(handle, IteratorMode::Start).next().transpose()?.map(|(k, _)| k);
     let last = db.iterator_cf(handle, IteratorMode::End).next().transpose()?.map(|(k, _)| k);
-    if let (Some(first), Some(last)) = (first, last) {
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(handle, &first, &last);
-        batch.delete_cf(handle, &last);
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        db.write_opt(batch, &sync)?;
-    }
-    Ok(())
+    Ok(match (first, last) {
+        (Some(first), Some(last)) => {
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(handle, &first, &last);
+            batch.delete_cf(handle, &last);
+            Some(batch)
+        }
+        _ => None,
+    })
 }

@@ -13,6 +13,7 @@ use rocksdb::{FlushOptions, IteratorMode, WriteBatch, WriteOptions};
 use crate::config::StoreConfig;
 use crate::db::{self, CF_CHUNKS, CF_DEDUP, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES, DATA_CFS, Rocks};
 use crate::dedup::Dedup;
+use crate::disk_retry::DiskRetry;
 use crate::error::{Error, Result};
 use crate::head::{HeadLimits, HeadSeries, SeriesEntry, merge_sorted};
 use crate::index::SeriesIndex;
@@ -40,6 +41,9 @@ pub struct StoreStats {
     /// Of `sst_bytes`, the replicated log's (dropped behind snapshots).
     pub log_sst_bytes: u64,
     pub memtable_bytes: u64,
+    /// Bytes held by RocksDB's block caches and by its open SST files' indexes and filters.
+    pub block_cache_bytes: u64,
+    pub table_reader_bytes: u64,
 }
 
 /// Series, chunks, events and dedup state in one RocksDB database, changed only through
@@ -69,6 +73,8 @@ pub struct Store {
     /// nothing more is applied or checkpointed (which could make it durable). A restart
     /// recovers from the last checkpoint and the log.
     pub(crate) stopped: Mutex<Option<String>>,
+    /// Retries writes that fail for want of disk space; shared with the log.
+    pub(crate) disk: Arc<DiskRetry>,
     /// New series refused at `max_series` since start (for `/metrics`).
     pub(crate) series_refused: AtomicU64,
     /// Test-only fault injection: the next snapshot install fails half done...
@@ -107,7 +113,11 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
     if install_interrupted {
         tracing::warn!("a snapshot install was interrupted; the store is wiped to install it again");
         for name in [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP] {
-            crate::snapshot::clear(db, name)?;
+            if let Some(batch) = crate::snapshot::clear(db, name)? {
+                let mut sync = WriteOptions::default();
+                sync.set_sync(true);
+                db.write_opt(batch, &sync)?;
+            }
         }
         let mut batch = WriteBatch::default();
         for key in META_STORE_KEYS {
@@ -173,6 +183,24 @@ impl std::fmt::Debug for Store {
     }
 }
 
+impl Store {
+    /// Writes `batch`, retrying while the disk is full ([`DiskRetry`]).
+    pub(crate) fn write(&self, what: &str, batch: &WriteBatch, opts: &WriteOptions) -> Result<()> {
+        self.disk.run(what, || self.db.write_opt(WriteBatch::from_data(batch.data()), opts))?;
+        Ok(())
+    }
+
+    /// Writes that fail for want of disk space and are being retried, if any: what and why.
+    pub fn disk_failing(&self) -> Option<String> {
+        self.disk.failing()
+    }
+
+    /// Failed writes retried since start.
+    pub fn disk_retries(&self) -> u64 {
+        self.disk.retries()
+    }
+}
+
 pub(crate) fn no_wal() -> WriteOptions {
     let mut o = WriteOptions::default();
     o.disable_wal(true);
@@ -203,6 +231,7 @@ impl Store {
             checkpointed: AtomicU64::new(applied),
             install_interrupted: AtomicBool::new(install_interrupted),
             stopped: Mutex::new(None),
+            disk: Arc::new(DiskRetry::default()),
             series_refused: AtomicU64::new(0),
             #[cfg(any(test, feature = "failpoints"))]
             fail_install: AtomicBool::new(false),
@@ -256,7 +285,7 @@ impl Store {
 
     /// The log that lives in the same database.
     pub fn log(&self) -> LogStore {
-        LogStore::new(self.db.clone())
+        LogStore::new(self.db.clone(), self.disk.clone())
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -319,7 +348,7 @@ impl Store {
                 merged.push(e.clone());
             }
         }
-        self.db.write_opt(merges, &no_wal())?;
+        self.write("checkpoint: merging out-of-order samples", &merges, &no_wal())?;
         // Only now, with the merged chunks readable, leave the head. The writer lock held here
         // keeps apply from adding samples in between.
         for e in merged {
@@ -328,7 +357,7 @@ impl Store {
         let cfs: Vec<_> = DATA_CFS.iter().map(|n| cf(&self.db, n)).collect();
         let mut flush = FlushOptions::default();
         flush.set_wait(true);
-        self.db.flush_cfs_opt(&cfs, &flush)?;
+        self.disk.run("checkpoint: flushing", || self.db.flush_cfs_opt(&cfs, &flush))?;
 
         // Dirty marks and dedup changes are cleared only once they are written: a failed write
         // must leave them for the next checkpoint.
@@ -357,7 +386,7 @@ impl Store {
         durable.put_cf(cf_meta, META_SETTINGS, self.settings.read().encode());
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        self.db.write_opt(durable, &sync)?;
+        self.write("checkpoint", &durable, &sync)?;
         for e in written {
             e.head.lock().dirty = false;
         }
@@ -435,6 +464,8 @@ impl Store {
                 stats.log_sst_bytes = sst;
             }
             stats.memtable_bytes += self.cf_int(name, "rocksdb.cur-size-all-mem-tables");
+            stats.block_cache_bytes += self.cf_int(name, "rocksdb.block-cache-usage");
+            stats.table_reader_bytes += self.cf_int(name, "rocksdb.estimate-table-readers-mem");
         }
         stats
     }

@@ -112,7 +112,7 @@ impl Store {
         if self.fail_apply.swap(false, Ordering::AcqRel) {
             return Err(Error::Injected("the apply's write failed"));
         }
-        self.db.write_opt(batch, &no_wal())?;
+        self.write("applying a log entry", &batch, &no_wal())?;
         if let Some(meta) = sm_meta {
             writer.sm_meta = meta;
             writer.sm_meta_dirty = true;
@@ -280,7 +280,7 @@ impl Store {
         if let Some(cut) = cut {
             // Written before the head lock is released, so a reader never sees a cut chunk's
             // samples gone from the head but not yet in RocksDB.
-            self.db.write_opt(cut, &no_wal())?;
+            self.write("applying a log entry: a cut chunk", &cut, &no_wal())?;
         }
         Ok(())
     }
