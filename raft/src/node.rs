@@ -404,21 +404,27 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
 /// and drops the log behind it but the last `keep_bytes`. (openraft's own policy counts
 /// entries, and one entry may carry a few bytes or many MiB.)
 ///
-/// Building a snapshot copies the whole store into one archive, so the log is also allowed to
-/// grow to a quarter of the stored data before one is taken: the copying then costs at most
-/// four times the bytes written to the log, however large the store.
+/// When writes stop (the log grew by less than [`IDLE_GROWTH`] a second for [`IDLE_TICKS`]
+/// seconds) and it holds more than [`IDLE_MIN_BYTES`], the log is dropped up to a snapshot as
+/// far as every follower has it, keeping none for catching up: a quiet node then holds little
+/// more than its data. A snapshot is a checkpoint of hard links, so taking one often is cheap.
 async fn run_log_bounds(writer: Writer, log: LogStorage, stop: CancellationToken) {
     let options = &writer.inner.options;
     let raft = &writer.inner.raft;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut last_bytes, mut quiet_ticks) = (log.log_bytes(), 0u32);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
         let bytes = log.log_bytes();
-        if bytes <= options.snapshot_after_bytes || bytes <= writer.inner.store.data_sst_bytes() / 4 {
+        quiet_ticks = if bytes.saturating_sub(last_bytes) < IDLE_GROWTH { quiet_ticks + 1 } else { 0 };
+        last_bytes = bytes;
+        let over = bytes > options.snapshot_after_bytes;
+        let idle = quiet_ticks >= IDLE_TICKS && bytes > IDLE_MIN_BYTES;
+        if !over && !idle {
             continue;
         }
         let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
@@ -438,21 +444,40 @@ async fn run_log_bounds(writer: Writer, log: LogStorage, stop: CancellationToken
                 continue;
             }
         }
-        let snapshot = snapshot_index(&raft.metrics().borrow());
-        if let Some(upto) = log.purge_point(options.keep_bytes).map(|p| p.min(snapshot))
+        let (snapshot, slowest_follower) = {
+            let m = raft.metrics().borrow().clone();
+            let slowest = m.replication.as_ref().and_then(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != writer.inner.id)
+                    .map(|(_, l)| l.map_or(0, |l| l.index))
+                    .min()
+            });
+            (snapshot_index(&m), slowest)
+        };
+        let upto = if over {
+            log.purge_point(options.keep_bytes).map(|p| p.min(snapshot))
+        } else {
+            // Idle: what every follower has, up to the snapshot.
+            log.purge_point(0).map(|p| p.min(snapshot).min(slowest_follower.unwrap_or(u64::MAX)))
+        };
+        if let Some(upto) = upto
             && upto > 0
         {
-            tracing::info!(
-                bytes = log.log_bytes(),
-                upto,
-                "log over its size; dropping it up to the snapshot"
-            );
+            tracing::info!(bytes, upto, idle = !over, "dropping the log up to the snapshot");
             if let Err(e) = raft.trigger().purge_log(upto).await {
                 tracing::warn!(error = %e, "cannot drop the log behind the snapshot");
             }
         }
+        last_bytes = log.log_bytes();
     }
 }
+
+/// The log counts as idle when it grows by less than this a second...
+const IDLE_GROWTH: u64 = 64 << 10;
+/// ...for this many seconds...
+const IDLE_TICKS: u32 = 2;
+/// ...and is worth dropping when it holds more than this.
+const IDLE_MIN_BYTES: u64 = 1 << 20;
 
 async fn run_checkpoints(store: Arc<Store>, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));

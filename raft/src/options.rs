@@ -54,12 +54,12 @@ impl RaftOptions {
             node_id,
             members: BTreeMap::from([(node_id, addr)]),
             snapshot_dir,
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout: Duration::from_millis(250),
             snapshot_after_entries: 50_000,
             keep_entries: 5_000,
-            snapshot_after_bytes: 256 << 20,
-            keep_bytes: 64 << 20,
+            snapshot_after_bytes: 16 << 20,
+            keep_bytes: 4 << 20,
             max_group: 512,
             max_group_bytes: 32 << 20,
             checkpoint_interval: Duration::from_secs(60),
@@ -75,8 +75,12 @@ impl RaftOptions {
         Config {
             cluster_name: "collabstream".into(),
             heartbeat_interval: hb,
+            // openraft waits its leader lease (`election_timeout_max`) on top of the random
+            // timeout before a follower that knew a leader campaigns: a narrow range keeps
+            // failover short (2.5–3 × `el` after the last heartbeat) and still spreads the
+            // followers' elections apart.
             election_timeout_min: el,
-            election_timeout_max: el * 2,
+            election_timeout_max: (el * 3 / 2).max(el + 1),
             install_snapshot_timeout: 30_000,
             max_payload_entries: 64,
             replication_lag_threshold: self.keep_entries.max(1),

@@ -34,7 +34,8 @@ pub struct RaftConfig {
     /// How often the leader sends heartbeats.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: std::time::Duration,
-    /// A follower that hears nothing for between this and twice this starts an election.
+    /// A follower that hears nothing from a leader it knows for between 2.5 and 3 times this
+    /// starts an election (openraft adds a leader lease of 1.5 times this to the timeout).
     #[serde(with = "humantime_serde")]
     pub election_timeout: std::time::Duration,
     /// Take a snapshot, and drop the log behind it, after this many entries.
@@ -56,12 +57,12 @@ pub struct RaftConfig {
 impl Default for RaftConfig {
     fn default() -> Self {
         Self {
-            heartbeat_interval: std::time::Duration::from_millis(100),
-            election_timeout: std::time::Duration::from_millis(500),
+            heartbeat_interval: std::time::Duration::from_millis(50),
+            election_timeout: std::time::Duration::from_millis(250),
             snapshot_after_entries: 50_000,
             keep_entries: 5_000,
-            snapshot_after_bytes: 256 << 20,
-            keep_bytes: 64 << 20,
+            snapshot_after_bytes: 16 << 20,
+            keep_bytes: 4 << 20,
             leader_wait: std::time::Duration::from_secs(10),
             max_queued_bytes: 256 << 20,
         }

@@ -77,3 +77,30 @@ async fn the_log_is_dropped_behind_a_snapshot_once_it_outgrows_its_size() {
         "every sample survives the restart"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_writes_stop_drops_its_log_up_to_a_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("idle.toml");
+    // Bounds far above what is written: only the idle rule can drop anything.
+    std::fs::write(&cfg, "[raft]\nsnapshot_after_entries = 1000000\nsnapshot_after_bytes = 1073741824\n")
+        .expect("config");
+    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let data = dir.path().join("node");
+    let node = Node::start(&data, &["--config", &cfg]).expect("node starts");
+    let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connect");
+    for k in 0..WRITES {
+        client.write(write(k)).await.expect("write");
+    }
+    // ~2 MiB of log; two quiet seconds later it is dropped up to the snapshot, all but the
+    // last entry or two.
+    let kept = |s: &v1::StatusResponse| s.last_log_index.unwrap_or(0) - s.purged_index.unwrap_or(0);
+    let purged = wait_until(Duration::from_secs(20), || async {
+        let s = status(&node).await?;
+        (s.purged_index.unwrap_or(0) > 0 && kept(&s) <= 2).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the idle log was never dropped; the node's log:\n{}", node.log()));
+    assert!(purged.snapshot_index.unwrap_or(0) >= purged.purged_index.unwrap_or(0), "{purged:?}");
+    assert_eq!(node.export("bounded_total").await.len(), SERIES);
+}

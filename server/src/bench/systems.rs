@@ -285,8 +285,14 @@ fn serving_address(child: &mut Child, mut log: std::fs::File) -> Result<String, 
 }
 
 /// The total size of the regular files under `dir` (not `du`: directory entries would count
-/// 4 KiB each), skipping top-level entries named in `skip`.
+/// 4 KiB each), skipping top-level entries named in `skip`. A file with several links (our
+/// snapshots link the store's files) counts once, as it does on the disk.
 pub(crate) fn file_bytes(dir: &Path, skip: &[&str]) -> u64 {
+    file_bytes_once(dir, skip, &mut std::collections::HashSet::new())
+}
+
+fn file_bytes_once(dir: &Path, skip: &[&str], seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut total = 0;
     for e in entries.flatten() {
@@ -295,10 +301,26 @@ pub(crate) fn file_bytes(dir: &Path, skip: &[&str]) -> u64 {
         }
         let Ok(meta) = e.metadata() else { continue };
         if meta.is_dir() {
-            total += file_bytes(&e.path(), &[]);
-        } else if meta.is_file() {
+            total += file_bytes_once(&e.path(), &[], seen);
+        } else if meta.is_file() && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino()))) {
             total += meta.len();
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_linked_twice_counts_once_and_skipped_entries_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("snapshots")).unwrap();
+        std::fs::write(dir.path().join("a.sst"), vec![0u8; 1000]).unwrap();
+        std::fs::hard_link(dir.path().join("a.sst"), dir.path().join("snapshots/a.sst")).unwrap();
+        std::fs::write(dir.path().join("snapshots/MANIFEST"), vec![0u8; 10]).unwrap();
+        std::fs::write(dir.path().join("queries.active"), vec![0u8; 100]).unwrap();
+        assert_eq!(file_bytes(dir.path(), &["queries.active"]), 1010);
+    }
 }
