@@ -7,6 +7,10 @@
 //! latency p50/p99. Then it kills the leader of a three-node cluster under a light load and
 //! reports the time from the kill to the first acknowledged write. `cargo test --benches`
 //! runs it briefly as a smoke test.
+//!
+//! `BENCH_CLUSTER_SECONDS` (default `BENCH_SECONDS`) sets the three-node load apart: with 600
+//! it is the ten-minute loaded run without faults, which reports the leader changes during the
+//! load (the Raft term before and after it, as every node reports it).
 
 use std::time::{Duration, Instant};
 
@@ -79,17 +83,28 @@ async fn main() {
     let clients = env_usize("BENCH_CLIENTS", if quick { 2 } else { 32 });
     let series = env_usize("BENCH_SERIES", if quick { 50 } else { 500 });
     let seconds = env_usize("BENCH_SECONDS", if quick { 1 } else { 10 }) as u64;
+    let cluster_seconds = env_usize("BENCH_CLUSTER_SECONDS", seconds as usize) as u64;
     let dir = tempfile::tempdir().expect("tempdir");
 
     let single = {
         let node = Node::start(&dir.path().join("single"), &[]).expect("node starts");
         load(&node.grpc_url(), clients, series, seconds).await
     };
-    let (triple, failover) = {
+    let (triple, failover, terms) = {
         let mut cluster =
             TestCluster::start(&dir.path().join("cluster"), 3, &[]).await.expect("cluster starts");
         let leader = cluster.wait_leader(&[0, 1, 2], Duration::from_secs(30)).await.expect("leader");
-        let r = load(&cluster.node(leader).grpc_url(), clients, series, seconds).await;
+        let term = |s: Vec<u64>| (*s.iter().min().unwrap_or(&0), *s.iter().max().unwrap_or(&0));
+        let mut before = Vec::new();
+        for i in 0..3 {
+            before.push(cluster.status(i).await.expect("status").term);
+        }
+        let r = load(&cluster.node(leader).grpc_url(), clients, series, cluster_seconds).await;
+        let mut after = Vec::new();
+        for i in 0..3 {
+            after.push(cluster.status(i).await.expect("status").term);
+        }
+        let terms = (term(before), term(after));
 
         // Failover: kill the leader, then write to the survivors until one write is acknowledged.
         let survivors: Vec<String> =
@@ -114,7 +129,7 @@ async fn main() {
                 break killed.elapsed();
             }
         };
-        (r, acked)
+        (r, acked, terms)
     };
     println!("| nodes | samples/s | write p50 ms | write p99 ms |\n|---:|---:|---:|---:|");
     for (n, r) in [(1, &single), (3, &triple)] {
@@ -125,5 +140,11 @@ async fn main() {
          ({clients} clients × {series} samples per write, {seconds} s each)",
         triple.samples_per_s / single.samples_per_s,
         failover.as_secs_f64()
+    );
+    let ((lo, hi), (lo2, hi2)) = terms;
+    println!(
+        "leader changes during the {cluster_seconds} s three-node load: {} (Raft term {lo}..{hi} on the three nodes \
+         before it, {lo2}..{hi2} after)",
+        hi2 - hi
     );
 }

@@ -5,7 +5,8 @@
 //!    before the clock starts, so every system gets the same bytes and the sender costs the
 //!    same for each);
 //! 2. disk bytes per sample after each system's own flush (see [`System::compacted_bytes`]),
-//!    and of the live data directory;
+//!    and of the live data directory, right after ingestion and again at rest ([`AT_REST`]
+//!    after the last write);
 //! 3. resident memory per active series after ingestion;
 //! 4. PromQL range-query latency on a fixed query set over the last hour of data.
 //!
@@ -76,6 +77,11 @@ impl Default for BenchOptions {
 /// few minutes of data: Prometheus refuses (and drops whole requests with) samples more than
 /// an hour older than the newest it has.
 const SCRAPES_PER_ROUND: usize = 20;
+
+/// How long after the last write the data directory is measured "at rest": long enough for
+/// each system's background work after a burst (our log is dropped after two quiet seconds;
+/// VictoriaMetrics flushes its in-memory parts every second).
+pub(crate) const AT_REST: Duration = Duration::from_secs(10);
 
 /// The encoded workload: `bodies[sender][scrape]` holds that sender's requests of that scrape.
 struct Workload {
@@ -170,6 +176,7 @@ pub async fn bench(opts: BenchOptions) -> Result<Report, Error> {
         ingest(&system.write_url(), &workload).await?;
         system.make_queryable().await?;
         let ingest_time = started.elapsed();
+        let ingest_done = Instant::now();
         eprintln!(
             "{}: ingested {} samples in {:.1?} ({:.0} samples/s)",
             kind.name(),
@@ -181,12 +188,16 @@ pub async fn bench(opts: BenchOptions) -> Result<Report, Error> {
         let (rss, peak_rss) = system.memory();
         let timings = queries::run(&system, &query_set, workload.last_ms, opts.query_runs).await?;
         let live = system.live_bytes();
+        // Writes stopped before the queries; each system gets the same time at rest.
+        tokio::time::sleep(AT_REST.saturating_sub(ingest_done.elapsed())).await;
+        let rest = system.live_bytes();
         let compacted = system.compacted_bytes(&months).await?;
         eprintln!(
-            "{}: {:.2} bytes/sample compacted, {:.2} live",
+            "{}: {:.2} bytes/sample compacted, {:.2} live after ingestion, {:.2} at rest",
             kind.name(),
             compacted as f64 / workload.samples as f64,
-            live as f64 / workload.samples as f64
+            live as f64 / workload.samples as f64,
+            rest as f64 / workload.samples as f64
         );
         system.stop();
         results.push(SystemResult {
@@ -194,6 +205,7 @@ pub async fn bench(opts: BenchOptions) -> Result<Report, Error> {
             samples_per_s: workload.samples as f64 / ingest_time.as_secs_f64(),
             compacted_bytes: compacted,
             live_bytes: live,
+            rest_bytes: rest,
             rss,
             peak_rss,
             idle_rss,
