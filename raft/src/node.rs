@@ -414,6 +414,9 @@ async fn run_log_bounds(writer: Writer, log: LogStorage, stop: CancellationToken
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut last_bytes, mut quiet_ticks) = (log.log_bytes(), 0u32);
+    // What this task last asked to drop: while a follower is down, an idle node would
+    // otherwise ask (and log) the same purge every second.
+    let mut purged_upto = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -461,8 +464,9 @@ async fn run_log_bounds(writer: Writer, log: LogStorage, stop: CancellationToken
             log.purge_point(0).map(|p| p.min(snapshot).min(slowest_follower.unwrap_or(u64::MAX)))
         };
         if let Some(upto) = upto
-            && upto > 0
+            && upto > purged_upto
         {
+            purged_upto = upto;
             tracing::info!(bytes, upto, idle = !over, "dropping the log up to the snapshot");
             if let Err(e) = raft.trigger().purge_log(upto).await {
                 tracing::warn!(error = %e, "cannot drop the log behind the snapshot");
