@@ -3,23 +3,25 @@
 //! (unpack and load into the follower's store). The network between the two is left out: it
 //! adds the stream's bytes at the link's speed.
 //!
-//! `BENCH_SNAPSHOT_MIB` (default 1024) sets the store's size in SST bytes. The samples have
+//! `BENCH_SNAPSHOT_MIB` (default 1024; 4 when run by `cargo test`, as a smoke test without
+//! `--bench`) sets the store's size in SST bytes. The samples have
 //! random values, so that the store is as large on disk as the data it holds.
 //!
 //! ```sh
 //! CARGO_TARGET_DIR=~/.cache/collabstream-target cargo bench -p collabstream-raft --bench snapshot
 //! ```
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use collabstream_proto::v1;
-use collabstream_raft::{Request, StateMachine};
-use collabstream_store::{Store, StoreConfig};
+use common::{open, write_entry};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{Entry, RaftSnapshotBuilder};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 const SERIES: usize = 10_000;
@@ -48,21 +50,7 @@ fn entry(index: u64, rng: &mut u64) -> Entry<collabstream_raft::TypeConfig> {
                 .collect(),
         })
         .collect();
-    let cmd = v1::Command {
-        leader_time_ms: 0,
-        payload: Some(v1::command::Payload::Write(
-            v1::WriteRequest { batch_id: String::new(), series, events: vec![] }.into(),
-        )),
-    };
-    let log_id = LogId::new(CommittedLeaderId::new(1, 1), index);
-    let payload = if index == 0 { EntryPayload::Blank } else { EntryPayload::Normal(Request::new(&cmd)) };
-    Entry { log_id, payload }
-}
-
-fn open(dir: &Path) -> (Arc<Store>, StateMachine) {
-    let store = Arc::new(Store::open(&dir.join("db"), StoreConfig::default()).expect("store opens"));
-    let sm = StateMachine::new(store.clone(), dir.join("snapshots")).expect("state machine");
-    (store, sm)
+    write_entry(index, series)
 }
 
 /// Bytes of the files under `dir`, and of those among them with a single link (written for
@@ -91,8 +79,12 @@ fn mib(b: u64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let target: u64 =
-        std::env::var("BENCH_SNAPSHOT_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024) << 20;
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let target: u64 = std::env::var("BENCH_SNAPSHOT_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 4 } else { 1024 })
+        << 20;
     let root =
         tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).expect("temp dir");
     let (leader, mut leader_sm) = open(&root.path().join("leader"));
@@ -102,7 +94,7 @@ async fn main() {
     let mut index = 0u64;
     leader_sm.apply([entry(0, &mut rng)]).await.expect("apply");
     while leader.data_sst_bytes() < target {
-        let entries: Vec<_> = (0..8)
+        let entries: Vec<_> = (0..if quick { 1 } else { 8 })
             .map(|_| {
                 index += 1;
                 entry(index, &mut rng)

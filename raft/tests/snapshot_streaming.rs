@@ -2,16 +2,17 @@
 //! files instead of copying them, and a follower that receives it chunk by chunk ends with
 //! the same data.
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::Arc;
 
 use collabstream_common::TimeRange;
 use collabstream_proto::v1;
-use collabstream_raft::{Request, StateMachine};
-use collabstream_store::{Store, StoreConfig};
+use collabstream_store::Store;
+use common::{open, write_entry};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{Entry, RaftSnapshotBuilder};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 fn entry(index: u64) -> Entry<collabstream_raft::TypeConfig> {
@@ -29,21 +30,7 @@ fn entry(index: u64) -> Entry<collabstream_raft::TypeConfig> {
                 .collect(),
         })
         .collect();
-    let cmd = v1::Command {
-        leader_time_ms: 0,
-        payload: Some(v1::command::Payload::Write(
-            v1::WriteRequest { batch_id: String::new(), series, events: vec![] }.into(),
-        )),
-    };
-    let log_id = LogId::new(CommittedLeaderId::new(1, 1), index);
-    let payload = if index == 0 { EntryPayload::Blank } else { EntryPayload::Normal(Request::new(&cmd)) };
-    Entry { log_id, payload }
-}
-
-fn open(dir: &Path) -> (Arc<Store>, StateMachine) {
-    let store = Arc::new(Store::open(&dir.join("db"), StoreConfig::default()).expect("store opens"));
-    let sm = StateMachine::new(store.clone(), dir.join("snapshots")).expect("state machine");
-    (store, sm)
+    write_entry(index, series)
 }
 
 fn samples(store: &Store) -> Vec<(String, Vec<(i64, f64)>)> {

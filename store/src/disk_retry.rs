@@ -94,7 +94,7 @@ mod tests {
         drop(rocksdb::DB::open_default(&odd).unwrap());
         std::fs::remove_file(odd.join("CURRENT")).unwrap();
         std::fs::create_dir(odd.join("CURRENT")).unwrap();
-        let io_error = rocksdb::DB::open_default(&odd).err().expect("CURRENT cannot be read");
+        let Err(io_error) = rocksdb::DB::open_default(&odd) else { panic!("CURRENT cannot be read") };
         assert_eq!(io_error.kind(), ErrorKind::IOError, "{io_error}");
 
         let mut attempts = 0;
@@ -115,7 +115,7 @@ mod tests {
         let broken = db_dir.path().join("broken");
         drop(rocksdb::DB::open_default(&broken).unwrap());
         std::fs::write(broken.join("CURRENT"), b"garbage").unwrap();
-        let corrupt = rocksdb::DB::open_default(&broken).err().expect("a corrupt database does not open");
+        let Err(corrupt) = rocksdb::DB::open_default(&broken) else { panic!("a corrupt database opened") };
         assert_eq!(corrupt.kind(), ErrorKind::Corruption, "{corrupt}");
         let mut corrupt_attempts = 0;
         let out: Result<(), _> = retry.run("test write", || {
