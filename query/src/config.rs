@@ -16,7 +16,7 @@ pub struct QueryConfig {
     pub timeout: Duration,
     /// Samples one query may hold in memory.
     pub max_samples: usize,
-    /// Queries evaluated at once; more wait for a slot (within their timeout).
+    /// Queries and exports answered at once; more wait for a slot (within their timeout).
     pub max_concurrency: usize,
     /// The step of a subquery written without one, like Prometheus's evaluation interval.
     #[serde(with = "humantime_serde")]

@@ -1,5 +1,6 @@
 //! `GET /api/v1/events/export?start=…&end=…&limit=…`: raw events as JSON lines, oldest first,
-//! in the same format `POST /api/v1/events` reads (so an export can be replayed).
+//! in the same format `POST /api/v1/events` reads (so an export can be replayed). Like
+//! `/api/v1/export`, it takes a read slot and must be answered within `query.timeout`.
 
 use std::sync::Arc;
 
@@ -12,6 +13,14 @@ use collabstream_store::EventRead;
 
 use crate::error::Error;
 use crate::params::parse_time;
+use crate::read_slots::ReadSlots;
+
+/// What an events export reads from, and the slots it takes one of.
+#[derive(Clone)]
+pub(crate) struct EventsExport {
+    pub(crate) source: Arc<dyn EventRead>,
+    pub(crate) slots: ReadSlots,
+}
 
 const DEFAULT_LIMIT: usize = 100_000;
 /// The most events one request returns (they are held in memory while it is answered): page
@@ -19,7 +28,7 @@ const DEFAULT_LIMIT: usize = 100_000;
 const MAX_LIMIT: usize = 1_000_000;
 
 pub(crate) async fn handle(
-    State(source): State<Arc<dyn EventRead>>,
+    State(EventsExport { source, slots }): State<EventsExport>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Error> {
     let mut range = TimeRange::ALL;
@@ -44,24 +53,23 @@ pub(crate) async fn handle(
             ),
         });
     }
+    let slot = slots.take("the events export queue").await?;
     let events = tokio::task::spawn_blocking(move || source.events(range, limit))
         .await
         .map_err(|e| Error::BadParam { name: "start", reason: format!("export task failed: {e}") })??;
     // Streamed in pieces: the JSON is several times the size of the events.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
+    let body = slot.stream(move |send| {
         let mut piece = String::new();
         for e in &events {
             piece.push_str(&to_json(e).to_string());
             piece.push('\n');
-            if piece.len() >= 64 << 10 && tx.blocking_send(Ok(std::mem::take(&mut piece).into())).is_err() {
+            if piece.len() >= 64 << 10 && !send(std::mem::take(&mut piece)) {
                 return;
             }
         }
         if !piece.is_empty() {
-            let _ = tx.blocking_send(Ok(piece.into()));
+            send(piece);
         }
     });
-    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Ok(([(header::CONTENT_TYPE, "application/stream+json")], body).into_response())
 }

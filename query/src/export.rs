@@ -3,7 +3,9 @@
 //! Non-finite values are written as the strings `"NaN"`, `"+Inf"` and `"-Inf"`.
 //!
 //! What is read is bounded by `query.max_samples` (an export over it fails with 422 before any
-//! byte is sent), and the answer is streamed in pieces, never built whole.
+//! byte is sent), and the answer is streamed in pieces, never built whole. An export takes a
+//! slot of the pool queries use (`query.max_concurrency`), waiting for one at most
+//! `query.timeout` (503), and must be answered within that same time.
 
 use std::sync::Arc;
 
@@ -16,19 +18,21 @@ use collabstream_store::{SeriesData, SeriesRead};
 
 use crate::error::Error;
 use crate::params::{parse_selector, parse_time};
+use crate::read_slots::ReadSlots;
 
 /// What an export reads from, and how much it may read.
 #[derive(Clone)]
 pub(crate) struct Export {
     pub(crate) source: Arc<dyn SeriesRead>,
     pub(crate) max_samples: usize,
+    pub(crate) slots: ReadSlots,
 }
 
 /// Bytes of JSON lines sent at a time.
 const PIECE: usize = 64 << 10;
 
 pub(crate) async fn handle(
-    State(Export { source, max_samples }): State<Export>,
+    State(Export { source, max_samples, slots }): State<Export>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, Error> {
@@ -54,6 +58,7 @@ pub(crate) async fn handle(
     if selectors.is_empty() {
         return Err(Error::BadParam { name: "match[]", reason: "at least one match[] is required".into() });
     }
+    let slot = slots.take("the export queue").await?;
     // Read first (bounded), so that a limit is a proper error rather than a cut-off stream.
     let selected = tokio::task::spawn_blocking(move || -> Result<Vec<SeriesData>, Error> {
         let mut out = Vec::new();
@@ -71,8 +76,7 @@ pub(crate) async fn handle(
     })
     .await
     .map_err(|e| Error::Task(format!("export task failed: {e}")))??;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
+    let body = slot.stream(move |send| {
         let mut piece = String::with_capacity(PIECE + 1024);
         for s in selected {
             let metric: serde_json::Map<String, serde_json::Value> =
@@ -84,16 +88,14 @@ pub(crate) async fn handle(
                     .to_string(),
             );
             piece.push('\n');
-            if piece.len() >= PIECE && tx.blocking_send(Ok(Bytes::from(std::mem::take(&mut piece)))).is_err()
-            {
-                return; // The client went away.
+            if piece.len() >= PIECE && !send(std::mem::take(&mut piece)) {
+                return; // The client went away, or the time is up.
             }
         }
         if !piece.is_empty() {
-            let _ = tx.blocking_send(Ok(Bytes::from(piece)));
+            send(piece);
         }
     });
-    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Ok(([(header::CONTENT_TYPE, "application/stream+json")], body).into_response())
 }
 

@@ -18,6 +18,7 @@ mod events;
 mod export;
 pub mod params;
 pub mod promql;
+mod read_slots;
 #[cfg(test)]
 mod test_support;
 
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use collabstream_store::{EventRead, SeriesRead};
+use read_slots::ReadSlots;
 
 pub use api::ReadBarrier;
 pub use config::QueryConfig;
@@ -38,10 +40,21 @@ pub fn router(
     config: &QueryConfig,
     barrier: Option<Arc<dyn ReadBarrier>>,
 ) -> Router {
-    api::router(series.clone(), config, barrier).merge(
+    // Queries and exports share one pool of slots (`query.max_concurrency`): each may hold up
+    // to `query.max_samples` in memory, so the pool bounds what reads hold together.
+    let slots = ReadSlots::new(config);
+    api::router(series.clone(), config, barrier, slots.pool()).merge(
         Router::new()
             .route("/api/v1/export", get(export::handle).post(export::handle))
-            .with_state(export::Export { source: series, max_samples: config.max_samples })
-            .merge(Router::new().route("/api/v1/events/export", get(events::handle)).with_state(events)),
+            .with_state(export::Export {
+                source: series,
+                max_samples: config.max_samples,
+                slots: slots.clone(),
+            })
+            .merge(
+                Router::new()
+                    .route("/api/v1/events/export", get(events::handle))
+                    .with_state(events::EventsExport { source: events, slots }),
+            ),
     )
 }

@@ -53,17 +53,18 @@ pub(crate) struct Api {
     timeout: Duration,
 }
 
-/// The Prometheus API routes over `source`.
+/// The Prometheus API routes over `source`; a query takes one of `slots` while it runs.
 pub fn router(
     source: Arc<dyn SeriesRead>,
     config: &QueryConfig,
     barrier: Option<Arc<dyn ReadBarrier>>,
+    slots: Arc<Semaphore>,
 ) -> Router {
     let api = Api {
         engine: Engine::new(source.clone(), config.engine_options()),
         source,
         barrier,
-        slots: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+        slots,
         timeout: config.timeout,
     };
     Router::new()
