@@ -4,16 +4,17 @@
 //! RocksDB turns a full disk into a background error and refuses every write until its
 //! `SstFileManager` sees free space again and resumes the database (it polls on its own).
 //! A write of ours that fails meanwhile is retried, unchanged, until it succeeds: the log
-//! writer's appends, apply's batch and a checkpoint's writes are all the same bytes the
-//! second time, and the in-memory state they go with is changed only once they are written
-//! (or, for apply, stays as it was while the same batch is retried). Errors retrying cannot
-//! fix (corruption, a bad argument) are returned at once.
+//! writer's appends, apply's batch and a checkpoint's writes are the same bytes the second
+//! time. A checkpoint changes its in-memory marks only once its write is done; apply has
+//! already changed the in-memory state for its entry, and holds the writer lock until the
+//! batch that goes with it is written, so nothing sees one without the other. Errors retrying
+//! cannot fix (corruption, a bad argument) are returned at once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rocksdb::ErrorKind;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Tracks failing writes for readiness and `/metrics`; shared by a store and its log.
 #[derive(Debug, Default)]

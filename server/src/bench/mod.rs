@@ -5,8 +5,8 @@
 //!    before the clock starts, so every system gets the same bytes and the sender costs the
 //!    same for each);
 //! 2. disk bytes per sample after each system's own flush (see [`System::compacted_bytes`]),
-//!    and of the live data directory, right after ingestion and again at rest ([`AT_REST`]
-//!    after the last write);
+//!    and of the live data directory, after ingestion and the queries and again at rest
+//!    ([`AT_REST`] after the last write);
 //! 3. resident memory per active series after ingestion;
 //! 4. PromQL range-query latency on a fixed query set over the last hour of data.
 //!

@@ -118,7 +118,7 @@ impl Report {
                 "≤ 1.0× VM",
             ),
             (
-                "disk, bytes/sample (live data dir, right after ingestion)",
+                "disk, bytes/sample (live data dir, after ingestion and queries)",
                 &|r| r.live_bytes as f64 / n,
                 &|v| format!("{v:.2}"),
                 "≤ 2.0× VM",
