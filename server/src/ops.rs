@@ -106,6 +106,12 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     for (name, help, value) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
     }
+    let name = "collabstream_rocksdb_cf_sst_bytes";
+    let _ =
+        writeln!(out, "# HELP {name} Bytes of RocksDB SST files of each column family.\n# TYPE {name} gauge");
+    for (cf, bytes) in &stats.sst_bytes_by_cf {
+        let _ = writeln!(out, "{name}{{cf=\"{cf}\"}} {bytes}");
+    }
     let (name, refused) = ("collabstream_series_refused_total", ops.store.series_refused());
     let _ = writeln!(
         out,

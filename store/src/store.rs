@@ -33,7 +33,7 @@ const META_SETTINGS: &[u8] = b"apply_settings";
 pub(crate) const META_STORE_KEYS: [&[u8]; 4] = [META_APPLIED, META_NEXT_SERIES, META_SM, META_SETTINGS];
 
 /// Size and shape figures for `/metrics` and benchmarks.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StoreStats {
     pub series: u64,
     pub head_samples: u64,
@@ -44,6 +44,8 @@ pub struct StoreStats {
     /// Bytes held by RocksDB's block caches and by its open SST files' indexes and filters.
     pub block_cache_bytes: u64,
     pub table_reader_bytes: u64,
+    /// SST bytes of each column family, by name.
+    pub sst_bytes_by_cf: Vec<(&'static str, u64)>,
 }
 
 /// Series, chunks, events and dedup state in one RocksDB database, changed only through
@@ -460,6 +462,7 @@ impl Store {
         for name in db::ALL_CFS {
             let sst = self.cf_int(name, SST_BYTES);
             stats.sst_bytes += sst;
+            stats.sst_bytes_by_cf.push((name, sst));
             if name == db::CF_LOG {
                 stats.log_sst_bytes = sst;
             }

@@ -131,6 +131,11 @@ async fn sigterm_drains_checkpoints_and_exits_cleanly() {
         .unwrap_or_else(|| panic!("no applied index in /metrics:\n{metrics}"));
     assert!(applied >= 1, "{metrics}");
     assert!(metrics.contains("# TYPE collabstream_rocksdb_sst_bytes gauge"));
+    for family in ["log", "series", "heads", "chunks", "events"] {
+        let line = format!("collabstream_rocksdb_cf_sst_bytes{{cf=\"{family}\"}} ");
+        assert!(metrics.lines().any(|l| l.starts_with(&line)), "{line:?} missing from /metrics:\n{metrics}");
+    }
+    assert!(metrics.lines().any(|l| l == "collabstream_disk_writes_failing 0"), "{metrics}");
     assert!(node.terminate(Duration::from_secs(30)).expect("exits"), "exit status 0");
     let log = node.log();
     assert!(log.contains("store checkpointed"), "shutdown checkpoints:\n{log}");
