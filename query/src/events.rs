@@ -53,7 +53,7 @@ pub(crate) async fn handle(
             ),
         });
     }
-    let slot = slots.take("the events export queue").await?;
+    let slot = slots.take("the events export queue", slots.timeout()).await?;
     let events = tokio::task::spawn_blocking(move || source.events(range, limit))
         .await
         .map_err(|e| Error::BadParam { name: "start", reason: format!("export task failed: {e}") })??;

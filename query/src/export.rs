@@ -58,7 +58,7 @@ pub(crate) async fn handle(
     if selectors.is_empty() {
         return Err(Error::BadParam { name: "match[]", reason: "at least one match[] is required".into() });
     }
-    let slot = slots.take("the export queue").await?;
+    let slot = slots.take("the export queue", slots.timeout()).await?;
     // Read first (bounded), so that a limit is a proper error rather than a cut-off stream.
     let selected = tokio::task::spawn_blocking(move || -> Result<Vec<SeriesData>, Error> {
         let mut out = Vec::new();

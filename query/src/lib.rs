@@ -43,7 +43,7 @@ pub fn router(
     // Queries and exports share one pool of slots (`query.max_concurrency`): each may hold up
     // to `query.max_samples` in memory, so the pool bounds what reads hold together.
     let slots = ReadSlots::new(config);
-    api::router(series.clone(), config, barrier, slots.pool()).merge(
+    api::router(series.clone(), config, barrier, slots.clone()).merge(
         Router::new()
             .route("/api/v1/export", get(export::handle).post(export::handle))
             .with_state(export::Export {

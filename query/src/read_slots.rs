@@ -1,5 +1,5 @@
 //! [`ReadSlots`]: the pool of read slots (`query.max_concurrency`) that queries and exports
-//! share, and the time (`query.timeout`) an export has for waiting and answering.
+//! share, and the time (`query.timeout`) a read has for waiting and answering.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,8 +17,8 @@ pub(crate) struct ReadSlots {
     timeout: Duration,
 }
 
-/// A slot taken for an export, and when its time is up.
-pub(crate) struct ExportSlot {
+/// A slot taken for a read, and when its time is up.
+pub(crate) struct ReadSlot {
     _permit: OwnedSemaphorePermit,
     deadline: Instant,
     timeout: Duration,
@@ -29,23 +29,30 @@ impl ReadSlots {
         Self { pool: Arc::new(Semaphore::new(config.max_concurrency.max(1))), timeout: config.timeout }
     }
 
-    /// The pool itself, for the query API, which takes its slots its own way.
-    pub(crate) fn pool(&self) -> Arc<Semaphore> {
-        self.pool.clone()
+    /// `query.timeout`: the most a read may take.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
-    /// Waits for a slot, at most the timeout; the export has what is left of it to answer.
-    pub(crate) async fn take(&self, what: &'static str) -> Result<ExportSlot, Error> {
+    /// Waits for a slot, at most `timeout` (at most `query.timeout`); the read has what is
+    /// left of it to answer. `what` names the queue in the timeout error.
+    pub(crate) async fn take(&self, what: &'static str, timeout: Duration) -> Result<ReadSlot, Error> {
+        let timeout = timeout.min(self.timeout);
         let started = Instant::now();
-        let permit = tokio::time::timeout(self.timeout, self.pool.clone().acquire_owned())
+        let permit = tokio::time::timeout(timeout, self.pool.clone().acquire_owned())
             .await
             .map_err(|_| Error::QueueTimeout(what))?
             .map_err(|_| Error::Task("the read limiter is closed".into()))?;
-        Ok(ExportSlot { _permit: permit, deadline: started + self.timeout, timeout: self.timeout })
+        Ok(ReadSlot { _permit: permit, deadline: started + timeout, timeout })
     }
 }
 
-impl ExportSlot {
+impl ReadSlot {
+    /// What is left of the read's time.
+    pub(crate) fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
     /// Sends the pieces `pieces` makes on a blocking thread into a streamed body, holding the
     /// slot until the last is sent. A client that does not read the answer before the deadline
     /// gets an error in the stream (the connection is cut), not a silently shorter answer.
@@ -61,7 +68,7 @@ impl ExportSlot {
         tokio::task::spawn_blocking(move || {
             let slot = self;
             let mut send = |piece: String| -> bool {
-                let left = slot.deadline.saturating_duration_since(Instant::now());
+                let left = slot.left();
                 match runtime.block_on(tx.send_timeout(Ok(Bytes::from(piece)), left)) {
                     Ok(()) => true,
                     Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
@@ -100,19 +107,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_export_waits_for_a_slot_then_times_out() {
         let slots = slots(300);
-        let held = slots.take("the export queue").await.expect("a free slot");
+        let held = slots.take("the export queue", Duration::MAX).await.expect("a free slot");
         let started = Instant::now();
-        let second = slots.take("the export queue").await;
+        let second = slots.take("the export queue", Duration::MAX).await;
         assert!(matches!(second, Err(Error::QueueTimeout(_))), "no slot within the timeout");
         assert!(started.elapsed() >= Duration::from_millis(300));
         drop(held);
-        assert!(slots.take("the export queue").await.is_ok(), "free again");
+        assert!(slots.take("the export queue", Duration::MAX).await.is_ok(), "free again");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_that_does_not_read_loses_its_slot_and_gets_an_error_not_a_short_answer() {
         let slots = slots(400);
-        let slot = slots.take("the export queue").await.expect("a free slot");
+        let slot = slots.take("the export queue", Duration::MAX).await.expect("a free slot");
         let body = slot.stream(|send| {
             for i in 0..1000 {
                 if !send(format!("piece {i}\n")) {
@@ -124,7 +131,7 @@ mod tests {
         // back, to a take that waits from 100 ms to 500 ms.
         let started = Instant::now();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let again = slots.take("the export queue").await;
+        let again = slots.take("the export queue", Duration::MAX).await;
         assert!(again.is_ok(), "the slot was released");
         assert!(started.elapsed() < Duration::from_millis(500));
         // ...and the answer, read now, ends with an error after what was sent in time.

@@ -82,15 +82,10 @@ impl Snapshots {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
             if let Some(id) = name.strip_suffix(".meta") {
                 let snap = dir.join(format!("{id}.snap"));
-                if snap.is_file() {
-                    // Written by a version that kept snapshots as one archive file.
-                    let unpacked = dir.join(format!("tmp-{id}-unpacked"));
-                    archive::unpack(std::fs::File::open(&snap)?, &unpacked)?;
-                    std::fs::remove_file(&snap)?;
-                    std::fs::rename(&unpacked, &snap)?;
-                }
                 let meta = std::fs::read(&path).ok().and_then(|b| decode::<Meta>(&b).ok());
-                if let (Some(meta), true) = (meta, snap.exists())
+                // A snapshot is a checkpoint directory; a `.snap` file is an archive left by an
+                // earlier development build, and is not used.
+                if let (Some(meta), true) = (meta, snap.is_dir())
                     && best.as_ref().is_none_or(|(b, _)| b.last_log_id < meta.last_log_id)
                 {
                     best = Some((meta, snap));

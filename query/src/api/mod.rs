@@ -25,12 +25,11 @@ impl Api {
 }
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::read_slots::ReadSlots;
 use axum::Router;
 use axum::routing::get;
 use collabstream_store::SeriesRead;
-use tokio::sync::Semaphore;
 
 use crate::config::QueryConfig;
 use crate::promql::Engine;
@@ -48,25 +47,18 @@ pub(crate) struct Api {
     engine: Engine,
     source: Arc<dyn SeriesRead>,
     barrier: Option<Arc<dyn ReadBarrier>>,
-    /// One permit per query evaluated at once.
-    slots: Arc<Semaphore>,
-    timeout: Duration,
+    /// One slot per query evaluated at once, shared with exports.
+    slots: ReadSlots,
 }
 
 /// The Prometheus API routes over `source`; a query takes one of `slots` while it runs.
-pub fn router(
+pub(crate) fn router(
     source: Arc<dyn SeriesRead>,
     config: &QueryConfig,
     barrier: Option<Arc<dyn ReadBarrier>>,
-    slots: Arc<Semaphore>,
+    slots: ReadSlots,
 ) -> Router {
-    let api = Api {
-        engine: Engine::new(source.clone(), config.engine_options()),
-        source,
-        barrier,
-        slots,
-        timeout: config.timeout,
-    };
+    let api = Api { engine: Engine::new(source.clone(), config.engine_options()), source, barrier, slots };
     Router::new()
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
@@ -102,8 +94,7 @@ mod tests {
             engine: Engine::new(source.clone(), config.engine_options()),
             source,
             barrier: None,
-            slots: Arc::new(Semaphore::new(1)),
-            timeout: config.timeout,
+            slots: ReadSlots::new(&config),
         };
         let ask = |api: Api| async move {
             query::instant(State(api), RawQuery(Some("query=up&time=1".into())), Bytes::new())

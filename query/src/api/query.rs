@@ -1,6 +1,6 @@
 //! `/api/v1/query`, `/api/v1/query_range` and `/api/v1/format_query`.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -37,9 +37,9 @@ fn timeout(api: &Api, p: &Params) -> Result<Duration, Error> {
                     reason: "the timeout must be positive".into(),
                 });
             }
-            api.timeout.min(Duration::from_millis(ms as u64))
+            api.slots.timeout().min(Duration::from_millis(ms as u64))
         }
-        _ => api.timeout,
+        _ => api.slots.timeout(),
     })
 }
 
@@ -50,15 +50,10 @@ async fn run(
     timeout: Duration,
     f: impl FnOnce(Engine) -> Result<QueryResult, promql::EvalError> + Send + 'static,
 ) -> Result<QueryResult, Error> {
-    let started = Instant::now();
-    let permit = tokio::time::timeout(timeout, api.slots.clone().acquire_owned())
-        .await
-        .map_err(|_| Error::QueueTimeout("the query queue"))?
-        .map_err(|_| Error::Task("the query limiter is closed".into()))?;
-    let left = timeout.saturating_sub(started.elapsed());
-    let engine = api.engine.with_timeout(left);
+    let slot = api.slots.take("the query queue", timeout).await?;
+    let engine = api.engine.with_timeout(slot.left());
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _slot = slot;
         f(engine)
     })
     .await
