@@ -23,6 +23,7 @@
 
 mod admin;
 mod archive;
+mod cache_release;
 mod codec;
 mod core_runtime;
 mod error;

@@ -44,7 +44,8 @@ pub struct LogStorage {
 /// while entries are not yet durable). 16 MiB covers what followers in step read (the last
 /// few hundred entries at full ingest) and a node's apply; a follower further behind reads
 /// from RocksDB. At 64 MiB the cache was a fifth of the bench's peak RSS, with no gain in
-/// single-node or three-node throughput.
+/// single-node or three-node throughput. Entries every reader in step has read leave earlier
+/// ([`LogStorage::release_cached`]).
 const RECENT: usize = 4096;
 const RECENT_BYTES: u64 = 16 << 20;
 
@@ -86,6 +87,16 @@ impl Recent {
                 }
                 _ => break,
             }
+        }
+    }
+
+    /// Drops the entries up to `upto` that are on disk (`durable`) from the front.
+    fn release(&mut self, upto: u64, durable: u64) {
+        while let Some(first) = self.entries.first_entry()
+            && *first.key() <= upto.min(durable)
+        {
+            self.bytes -= entry_bytes(first.get());
+            first.remove();
         }
     }
 
@@ -191,6 +202,14 @@ impl LogStorage {
         let (done, rx) = tokio::sync::oneshot::channel();
         self.writer.submit(op(done))?;
         rx.await.map_err(|_| "the log writer has stopped".to_string())?
+    }
+
+    /// Drops the cached entries up to `upto` once they are on disk: the caller knows that no
+    /// reader in step needs them again (applied here and replicated to every follower). Those
+    /// that do (a follower catching up, a new leader's replication) read them from RocksDB.
+    pub fn release_cached(&self, upto: u64) {
+        let durable = self.writer.durable();
+        self.recent.lock().release(upto, durable);
     }
 
     /// Bytes of the entries in the log.
@@ -361,5 +380,40 @@ impl RaftLogStorage<TypeConfig> for LogStorage {
             return Ok(());
         }
         self.purge_now(log_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, len: usize) -> Entry {
+        Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(crate::Request { command: vec![0; len].into() }),
+        }
+    }
+
+    fn cached(r: &Recent) -> Vec<u64> {
+        r.entries.keys().copied().collect()
+    }
+
+    #[test]
+    fn release_drops_consumed_entries_that_are_on_disk() {
+        let mut r = Recent::default();
+        for i in 1..=5 {
+            r.push(entry(i, 100), 0);
+        }
+        assert_eq!(r.bytes, 5 * 164);
+        // Consumed up to 4, but only 3 on disk: an entry not yet durable stays.
+        r.release(4, 3);
+        assert_eq!(cached(&r), [4, 5]);
+        assert_eq!(r.bytes, 2 * 164);
+        r.release(10, 10);
+        assert!(cached(&r).is_empty());
+        assert_eq!(r.bytes, 0);
+        // The next entry starts a new contiguous run.
+        r.push(entry(6, 10), 5);
+        assert_eq!(cached(&r), [6]);
     }
 }

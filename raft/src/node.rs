@@ -141,13 +141,18 @@ impl Writer {
         let stop = CancellationToken::new();
         let proposer = tokio::spawn(run_proposer(writer.clone(), rx, stop.clone()));
         let checkpointer = tokio::spawn(run_checkpoints(store, options.checkpoint_interval, stop.clone()));
+        let releaser = tokio::spawn(crate::cache_release::run_cache_release(
+            writer.inner.raft.clone(),
+            log_handle.clone(),
+            stop.clone(),
+        ));
         let bounder = tokio::spawn(run_log_bounds(writer.clone(), log_handle, stop.clone()));
         let settings =
             tokio::spawn(crate::settings_proposer::run_settings_proposer(writer.clone(), stop.clone()));
         tracing::info!(node_id = options.node_id, members = ?options.members, "raft started");
         Ok((
             writer.clone(),
-            WriterHandle { writer, stop, tasks: vec![proposer, checkpointer, bounder, settings] },
+            WriterHandle { writer, stop, tasks: vec![proposer, checkpointer, releaser, bounder, settings] },
         ))
     }
 
@@ -449,13 +454,7 @@ async fn run_log_bounds(writer: Writer, log: LogStorage, stop: CancellationToken
         }
         let (snapshot, slowest_follower) = {
             let m = raft.metrics().borrow().clone();
-            let slowest = m.replication.as_ref().and_then(|r| {
-                r.iter()
-                    .filter(|(id, _)| **id != writer.inner.id)
-                    .map(|(_, l)| l.map_or(0, |l| l.index))
-                    .min()
-            });
-            (snapshot_index(&m), slowest)
+            (snapshot_index(&m), crate::cache_release::slowest_follower(&m))
         };
         let upto = if over {
             log.purge_point(options.keep_bytes).map(|p| p.min(snapshot))
