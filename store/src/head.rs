@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use crate::chunk;
 use crate::error::{Error, Result};
-use crate::open_chunk::OpenChunk;
+use crate::open_chunk::{DurableChanges, OpenChunk, Segment};
 use crate::varint::{Reader, put_i64, put_u64};
 
 /// A series: its identity and its head. The head is mutated only by the apply thread (and the
@@ -164,35 +164,61 @@ impl HeadSeries {
         self.open.len() + self.ooo.len()
     }
 
-    /// The durable form written at a checkpoint. Out-of-order samples are merged into stored
-    /// chunks before this is called, so only the newest timestamp and the open chunk remain.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// What a checkpoint writes for this series: the head record (under the series key) and the
+    /// open chunk's segment changes (under [`keys::head_segment_key`](crate::keys)). Out-of-order
+    /// samples are merged into stored chunks before this is called, so only the newest
+    /// timestamp and the open chunk remain.
+    pub(crate) fn durable_changes(&self) -> (Vec<u8>, DurableChanges<'_>) {
         debug_assert!(self.ooo.is_empty(), "checkpoint merges out-of-order samples first");
-        let mut out = Vec::new();
+        let changes = self.open.durable_changes();
+        let mut record = Vec::new();
+        put_u64(&mut record, RECORD_SEGMENTED);
         match self.newest {
             Some(n) => {
-                put_u64(&mut out, 1);
-                put_i64(&mut out, n);
+                put_u64(&mut record, 1);
+                put_i64(&mut record, n);
             }
-            None => put_u64(&mut out, 0),
+            None => put_u64(&mut record, 0),
         }
-        // The newest timestamp is the base of the open chunk's first one: both are in the block.
-        out.extend_from_slice(&chunk::encode(self.newest.unwrap_or(0), &self.open.samples()));
-        out
+        put_u64(&mut record, u64::from(changes.delete.start));
+        // The newest timestamp is the base of the tail's first one: both are in the block.
+        record.extend_from_slice(&chunk::encode(self.newest.unwrap_or(0), changes.tail));
+        (record, changes)
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
+    /// Records that what [`durable_changes`](Self::durable_changes) gave is written.
+    pub(crate) fn mark_durable(&mut self) {
+        self.dirty = false;
+        self.open.mark_durable();
+    }
+
+    /// The head from its record and its segments in order (their keys are numbered from 0).
+    pub(crate) fn decode(record: &[u8], segments: &[&[u8]]) -> Result<Self> {
         let corrupt = || Error::Corrupt { what: "head" };
-        let mut r = Reader::new(bytes);
-        let newest = match r.u64().ok_or_else(corrupt)? {
+        let mut r = Reader::new(record);
+        let mut tag = r.u64().ok_or_else(corrupt)?;
+        // Records written before segments were stored (tags 0 and 1) hold the whole open chunk.
+        let segmented = tag == RECORD_SEGMENTED;
+        if segmented {
+            tag = r.u64().ok_or_else(corrupt)?;
+        }
+        let newest = match tag {
             0 => None,
             1 => Some(r.i64().ok_or_else(corrupt)?),
             _ => return Err(corrupt()),
         };
-        let open = OpenChunk::from_run(chunk::decode(newest.unwrap_or(0), r.rest())?);
+        let count = if segmented { r.u64().ok_or_else(corrupt)? } else { 0 };
+        if count != segments.len() as u64 {
+            return Err(Error::Corrupt { what: "head: segment count" });
+        }
+        let segments = segments.iter().map(|b| Segment::decode(b)).collect::<Result<Vec<_>>>()?;
+        let open = OpenChunk::from_parts(segments, chunk::decode(newest.unwrap_or(0), r.rest())?)?;
         Ok(Self { open, newest, ooo: BTreeMap::new(), block_end: i64::MIN, dirty: false })
     }
 }
+
+/// The first number of a head record that has its segments under keys of their own.
+const RECORD_SEGMENTED: u64 = 2;
 
 /// Merges two sorted, unique-timestamp runs; `newer` wins at equal timestamps.
 pub(crate) fn merge_sorted(older: &[(i64, f64)], newer: &[(i64, f64)]) -> Vec<(i64, f64)> {
@@ -288,15 +314,82 @@ mod tests {
         assert_eq!(open, vec![(500, 1.0), (510, 3.0), (520, 4.0)]);
     }
 
+    /// A checkpoint's writes applied to a map of keys, as RocksDB would.
+    fn persist(h: &mut HeadSeries, disk: &mut BTreeMap<u32, Vec<u8>>) -> Vec<u8> {
+        let (record, changes) = h.durable_changes();
+        for (n, seg) in changes.put {
+            disk.insert(n, seg.encode());
+        }
+        for n in changes.delete {
+            disk.remove(&n);
+        }
+        h.mark_durable();
+        record
+    }
+
+    /// The samples and newest timestamp (not the cached block end).
+    fn held(h: &HeadSeries) -> (Option<i64>, Run) {
+        (h.newest, h.open.samples())
+    }
+
+    fn reload(record: &[u8], disk: &BTreeMap<u32, Vec<u8>>) -> HeadSeries {
+        assert!(disk.keys().copied().eq(0..disk.len() as u32), "segments numbered from 0: {:?}", disk.keys());
+        let segments: Vec<&[u8]> = disk.values().map(Vec::as_slice).collect();
+        HeadSeries::decode(record, &segments).unwrap()
+    }
+
     #[test]
     fn durable_form_round_trips() {
         let mut h = HeadSeries::default();
         h.append(5, f64::from_bits(collabstream_common::STALE_NAN_BITS), LIM);
         h.append(6, 2.5, LIM);
-        let back = HeadSeries::decode(&h.encode()).unwrap();
+        let back = reload(&persist(&mut h, &mut BTreeMap::new()), &BTreeMap::new());
         assert_eq!(back.newest, Some(6));
         assert_eq!(back.open.len(), 2);
         assert!(collabstream_common::is_stale_nan(back.open.samples()[0].1));
-        assert_eq!(HeadSeries::decode(&HeadSeries::default().encode()).unwrap(), HeadSeries::default());
+        let empty = persist(&mut HeadSeries::default(), &mut BTreeMap::new());
+        assert_eq!(reload(&empty, &BTreeMap::new()), HeadSeries::default());
+    }
+
+    #[test]
+    fn checkpoints_write_each_frozen_segment_once() {
+        let lim = HeadLimits { window_ms: 1_000, block_ms: 1 << 40, max_samples: 1 << 20 };
+        let (mut h, mut disk) = (HeadSeries::default(), BTreeMap::new());
+        let mut written = 0;
+        for round in 0..5i64 {
+            for i in 0..7 {
+                h.append(round * 100 + i * 10, (round * 7 + i) as f64, lim);
+            }
+            written += h.durable_changes().1.put.len();
+            let record = persist(&mut h, &mut disk);
+            assert_eq!(held(&reload(&record, &disk)), held(&h));
+            assert!(!h.dirty);
+        }
+        // 35 samples freeze into 11 segments of 3 (FREEZE under test): each written once.
+        assert_eq!((written, disk.len()), (11, 11));
+        // An insert older than the raw tail thaws the segments: they are written again and the
+        // keys past the new count are deleted.
+        h.append(15, -1.0, lim);
+        let record = persist(&mut h, &mut disk);
+        assert_eq!(held(&reload(&record, &disk)), held(&h));
+        assert_eq!(h.open.samples().iter().find(|s| s.0 == 15), Some(&(15, -1.0)));
+        // A cut leaves one sample: every segment key goes.
+        let all = h.open.take();
+        h.open.push(all[all.len() - 1].0 + 1, 0.0);
+        let record = persist(&mut h, &mut disk);
+        assert!(disk.is_empty());
+        assert_eq!(held(&reload(&record, &disk)), held(&h));
+    }
+
+    #[test]
+    fn reads_records_written_before_segments() {
+        // Tag 1 (a newest timestamp), 6, then the whole open chunk.
+        let mut old = Vec::new();
+        put_u64(&mut old, 1);
+        put_i64(&mut old, 6);
+        old.extend_from_slice(&chunk::encode(6, &[(5, 1.0), (6, 2.0)]));
+        let h = HeadSeries::decode(&old, &[]).unwrap();
+        assert_eq!((h.newest, h.open.samples()), (Some(6), vec![(5, 1.0), (6, 2.0)]));
+        assert!(HeadSeries::decode(&old, &[b"x"]).is_err());
     }
 }

@@ -39,6 +39,22 @@ pub(crate) fn parse_series_key(k: &[u8]) -> Option<SeriesId> {
     Some(SeriesId(u64::from_be_bytes(k.try_into().ok()?)))
 }
 
+/// `heads` CF: segment `n` of a series' open chunk. It sorts right after the series' head
+/// record (its key is a prefix of this one) and before the next series'.
+pub(crate) fn head_segment_key(series: SeriesId, n: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&series.0.to_be_bytes());
+    k[8..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+pub(crate) fn parse_head_segment_key(k: &[u8]) -> Option<(SeriesId, u32)> {
+    if k.len() != 12 {
+        return None;
+    }
+    Some((SeriesId(u64::from_be_bytes(k[..8].try_into().ok()?)), u32::from_be_bytes(k[8..].try_into().ok()?)))
+}
+
 /// `events` CF: (event time, log index, position in the entry). Time first so that a time
 /// range is one contiguous scan; the log position makes the key unique and deterministic.
 pub(crate) fn event_key(ts: i64, index: u64, position: u32) -> [u8; 20] {
@@ -69,5 +85,11 @@ mod tests {
         assert!(chunk_key(SeriesId(3), i64::MAX) < chunk_key(SeriesId(4), i64::MIN));
         assert_eq!(parse_chunk_key(&chunk_key(SeriesId(7), -5)), Some((SeriesId(7), -5)));
         assert_eq!(parse_series_key(&series_key(SeriesId(9))), Some(SeriesId(9)));
+        assert_eq!(parse_head_segment_key(&head_segment_key(SeriesId(9), 3)), Some((SeriesId(9), 3)));
+        // A series' record, then its segments in order, then the next series.
+        let k9 = series_key(SeriesId(9));
+        assert!(k9.as_slice() < head_segment_key(SeriesId(9), 0).as_slice());
+        assert!(head_segment_key(SeriesId(9), 1) < head_segment_key(SeriesId(9), 256));
+        assert!(head_segment_key(SeriesId(9), u32::MAX).as_slice() < series_key(SeriesId(10)).as_slice());
     }
 }

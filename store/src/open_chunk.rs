@@ -4,28 +4,80 @@
 //! are encoded into a frozen segment with the chunk codec's column encoding (without zstd,
 //! about 1–3 bytes a sample), which keeps memory per active series small without slowing the
 //! append path. Frozen segments are older than every raw sample.
+//!
+//! Frozen segments are also what a checkpoint writes once each: it writes the segments frozen
+//! since the last one and the raw tail, not the whole chunk again ([`OpenChunk::durable_changes`]).
+//! The head of a steady scrape was otherwise rewritten whole at every checkpoint (every snapshot
+//! takes one), and the stale copies were most of the live data directory during ingestion.
 
 use collabstream_common::TimeRange;
 
 use crate::chunk;
+use crate::error::{Error, Result};
 use crate::head::Run;
+use crate::varint::{Reader, put_i64};
 
 /// Raw samples kept before they are frozen into a segment. Tiny under test, so that the
 /// store's model tests (which cut chunks every few samples) go through frozen segments too.
 const FREEZE: usize = if cfg!(test) { 3 } else { 120 };
 
 #[derive(Debug, Clone, PartialEq)]
-struct Segment {
+pub(crate) struct Segment {
     first: i64,
     last: i64,
     bytes: Vec<u8>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq)]
+impl Segment {
+    /// The durable form: first and last timestamp, then the encoded samples.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + 12);
+        put_i64(&mut out, self.first);
+        put_i64(&mut out, self.last);
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    /// The segment and its number of samples.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<(Self, usize)> {
+        let corrupt = || Error::Corrupt { what: "head segment" };
+        let mut r = Reader::new(bytes);
+        let (first, last) = (r.i64().ok_or_else(corrupt)?, r.i64().ok_or_else(corrupt)?);
+        let seg = Segment { first, last, bytes: r.rest().to_vec() };
+        // Checked here so that reads of a segment loaded from disk cannot fail later.
+        let samples = chunk::decode(first, &seg.bytes)?;
+        if samples.first().map(|s| s.0) != Some(first) || samples.last().map(|s| s.0) != Some(last) {
+            return Err(corrupt());
+        }
+        Ok((seg, samples.len()))
+    }
+}
+
+#[derive(Debug, Default, Clone)]
 pub(crate) struct OpenChunk {
     frozen: Vec<Segment>,
     frozen_len: usize,
     tail: Run,
+    /// How many leading frozen segments are on disk as they are here...
+    durable: usize,
+    /// ...and how many segment keys the series has on disk (more once a rebuild shrank it).
+    on_disk: usize,
+}
+
+/// Equal samples in the same segments, whatever is on disk.
+impl PartialEq for OpenChunk {
+    fn eq(&self, other: &Self) -> bool {
+        self.frozen == other.frozen && self.tail == other.tail
+    }
+}
+
+/// What a checkpoint writes for one open chunk: segments by their number, the segment numbers
+/// to delete, and the raw tail.
+#[derive(Debug, PartialEq)]
+pub(crate) struct DurableChanges<'a> {
+    pub(crate) put: Vec<(u32, &'a Segment)>,
+    pub(crate) delete: std::ops::Range<u32>,
+    pub(crate) tail: &'a [(i64, f64)],
 }
 
 impl OpenChunk {
@@ -77,6 +129,7 @@ impl OpenChunk {
             self.tail = self.samples();
             self.frozen.clear();
             self.frozen_len = 0;
+            self.durable = 0;
         }
         match self.tail.binary_search_by_key(&ts, |s| s.0) {
             Ok(i) => self.tail[i].1 = v,
@@ -111,15 +164,56 @@ impl OpenChunk {
     pub(crate) fn take_front(&mut self, n: usize) -> Run {
         let mut all = self.samples();
         let rest = all.split_off(n.min(all.len().saturating_sub(1)));
-        *self = OpenChunk::from_run(rest);
+        self.replace(OpenChunk::from_run(rest));
         all
     }
 
     /// Takes every sample out, leaving the chunk empty.
     pub(crate) fn take(&mut self) -> Run {
         let out = self.samples();
-        *self = OpenChunk::default();
+        self.replace(OpenChunk::default());
         out
+    }
+
+    /// Replaces the samples; what is on disk stays to be overwritten or deleted.
+    fn replace(&mut self, new: OpenChunk) {
+        let on_disk = self.on_disk;
+        *self = new;
+        self.on_disk = on_disk;
+    }
+
+    /// The chunk as loaded from disk: its stored segments (with their sample counts), then the
+    /// raw tail.
+    pub(crate) fn from_parts(segments: Vec<(Segment, usize)>, tail: Run) -> Result<Self> {
+        let frozen_len = segments.iter().map(|s| s.1).sum();
+        let frozen: Vec<Segment> = segments.into_iter().map(|s| s.0).collect();
+        let ordered = frozen.windows(2).all(|w| w[0].last < w[1].first)
+            && tail.windows(2).all(|w| w[0].0 < w[1].0)
+            && match (frozen.last(), tail.first()) {
+                (Some(s), Some(t)) => s.last < t.0,
+                _ => true,
+            };
+        if !ordered {
+            return Err(Error::Corrupt { what: "head segments out of order" });
+        }
+        let n = frozen.len();
+        Ok(Self { frozen, frozen_len, tail, durable: n, on_disk: n })
+    }
+
+    /// What a checkpoint must write so that the disk holds this chunk.
+    pub(crate) fn durable_changes(&self) -> DurableChanges<'_> {
+        let n = self.frozen.len();
+        DurableChanges {
+            put: (self.durable..n).map(|i| (i as u32, &self.frozen[i])).collect(),
+            delete: n as u32..self.on_disk.max(n) as u32,
+            tail: &self.tail,
+        }
+    }
+
+    /// Records that the changes from [`durable_changes`](Self::durable_changes) are written.
+    pub(crate) fn mark_durable(&mut self) {
+        self.durable = self.frozen.len();
+        self.on_disk = self.frozen.len();
     }
 }
 

@@ -107,6 +107,46 @@ pub(crate) struct Loaded {
     pub(crate) writer: WriterState,
 }
 
+/// A series' head as stored: its record and its segments in order.
+struct StoredHead {
+    id: SeriesId,
+    record: Box<[u8]>,
+    segments: Vec<Box<[u8]>>,
+}
+
+impl StoredHead {
+    fn decode(&self) -> Result<HeadSeries> {
+        let segments: Vec<&[u8]> = self.segments.iter().map(|b| &b[..]).collect();
+        HeadSeries::decode(&self.record, &segments)
+    }
+}
+
+/// Reads every series' head: its record, then its segments numbered from 0 (keys sort so).
+fn load_heads(db: &Rocks) -> Result<BTreeMap<SeriesId, HeadSeries>> {
+    let mut heads = BTreeMap::new();
+    let mut pending: Option<StoredHead> = None;
+    for item in db.iterator_cf(cf(db, CF_HEADS), IteratorMode::Start) {
+        let (k, v) = item?;
+        if let Some(id) = keys::parse_series_key(&k) {
+            if let Some(p) = pending.replace(StoredHead { id, record: v, segments: Vec::new() }) {
+                heads.insert(p.id, p.decode()?);
+            }
+        } else {
+            let (id, n) = keys::parse_head_segment_key(&k).ok_or(Error::Corrupt { what: "head key" })?;
+            match pending.as_mut() {
+                Some(p) if p.id == id && p.segments.len() as u64 == u64::from(n) => p.segments.push(v),
+                _ => {
+                    return Err(Error::Corrupt { what: "head segment without its record or out of sequence" });
+                }
+            }
+        }
+    }
+    if let Some(p) = pending {
+        heads.insert(p.id, p.decode()?);
+    }
+    Ok(heads)
+}
+
 /// Reads the durable state: applied index, series index with heads, dedup, replication meta.
 /// A half-installed snapshot is wiped first (see `snapshot::META_INSTALLING`); the owner then
 /// installs the snapshot again ([`Store::install_interrupted`]).
@@ -146,12 +186,7 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
         Some(b) => Settings::decode(&b).ok_or(Error::Corrupt { what: "settings" })?,
         None => Settings::default(),
     };
-    let mut heads: BTreeMap<SeriesId, HeadSeries> = BTreeMap::new();
-    for item in db.iterator_cf(cf(db, CF_HEADS), IteratorMode::Start) {
-        let (k, v) = item?;
-        let id = keys::parse_series_key(&k).ok_or(Error::Corrupt { what: "head key" })?;
-        heads.insert(id, HeadSeries::decode(&v)?);
-    }
+    let mut heads = load_heads(db)?;
     let mut index = SeriesIndex::default();
     for item in db.iterator_cf(cf(db, CF_SERIES), IteratorMode::Start) {
         let (k, v) = item?;
@@ -371,7 +406,14 @@ impl Store {
         for e in index.entries() {
             let head = e.head.lock();
             if head.dirty {
-                durable.put_cf(cf_heads, keys::series_key(e.id), head.encode());
+                let (record, changes) = head.durable_changes();
+                for (n, segment) in changes.put {
+                    durable.put_cf(cf_heads, keys::head_segment_key(e.id, n), segment.encode());
+                }
+                for n in changes.delete {
+                    durable.delete_cf(cf_heads, keys::head_segment_key(e.id, n));
+                }
+                durable.put_cf(cf_heads, keys::series_key(e.id), record);
                 written.push(e.clone());
             }
         }
@@ -392,7 +434,7 @@ impl Store {
         sync.set_sync(true);
         self.write("checkpoint", &durable, &sync)?;
         for e in written {
-            e.head.lock().dirty = false;
+            e.head.lock().mark_durable();
         }
         writer.dedup.clear_changes();
         self.checkpointed.store(applied, Ordering::Release);

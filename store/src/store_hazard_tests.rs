@@ -17,10 +17,7 @@ fn stored_chunk_sizes(store: &Store) -> Vec<usize> {
         let (_, start) = keys::parse_chunk_key(&k).unwrap();
         sizes.push(chunk::decode(start, &v).unwrap().len());
     }
-    for item in store.db.iterator_cf(cf(&store.db, CF_HEADS), IteratorMode::Start) {
-        let (_, v) = item.unwrap();
-        sizes.push(HeadSeries::decode(&v).unwrap().len());
-    }
+    sizes.extend(load_heads(&store.db).unwrap().values().map(HeadSeries::len));
     sizes
 }
 
