@@ -27,6 +27,7 @@ mod cache_release;
 mod codec;
 mod core_runtime;
 mod error;
+mod log_bounds;
 mod log_storage;
 mod log_writer;
 mod network;

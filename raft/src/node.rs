@@ -146,7 +146,13 @@ impl Writer {
             log_handle.clone(),
             stop.clone(),
         ));
-        let bounder = tokio::spawn(run_log_bounds(writer.clone(), log_handle, stop.clone()));
+        let bounder = tokio::spawn(crate::log_bounds::run_log_bounds(
+            writer.inner.raft.clone(),
+            options.clone(),
+            writer.inner.store.clone(),
+            log_handle,
+            stop.clone(),
+        ));
         let settings =
             tokio::spawn(crate::settings_proposer::run_settings_proposer(writer.clone(), stop.clone()));
         tracing::info!(node_id = options.node_id, members = ?options.members, "raft started");
@@ -404,83 +410,6 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
         let _ = p.reply.send(Err(Error::ShuttingDown));
     }
 }
-
-/// Keeps the log to a size in bytes: once it holds `snapshot_after_bytes`, takes a snapshot
-/// and drops the log behind it but the last `keep_bytes`. (openraft's own policy counts
-/// entries, and one entry may carry a few bytes or many MiB.)
-///
-/// When writes stop (the log grew by less than [`IDLE_GROWTH`] a second for [`IDLE_TICKS`]
-/// seconds) and it holds more than [`IDLE_MIN_BYTES`], the log is dropped up to a snapshot as
-/// far as every follower has it, keeping none for catching up: a quiet node then holds little
-/// more than its data. A snapshot is a checkpoint of hard links, so taking one often is cheap.
-async fn run_log_bounds(writer: Writer, log: LogStorage, stop: CancellationToken) {
-    let options = &writer.inner.options;
-    let raft = &writer.inner.raft;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut last_bytes, mut quiet_ticks) = (log.log_bytes(), 0u32);
-    // What this task last asked to drop: while a follower is down, an idle node would
-    // otherwise ask (and log) the same purge every second.
-    let mut purged_upto = 0;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => return,
-        }
-        let bytes = log.log_bytes();
-        quiet_ticks = if bytes.saturating_sub(last_bytes) < IDLE_GROWTH { quiet_ticks + 1 } else { 0 };
-        last_bytes = bytes;
-        let over = bytes > options.snapshot_after_bytes;
-        let idle = quiet_ticks >= IDLE_TICKS && bytes > IDLE_MIN_BYTES;
-        if !over && !idle {
-            continue;
-        }
-        let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
-        let snapshot_index =
-            |m: &openraft::RaftMetrics<NodeId, BasicNode>| m.snapshot.map(|l| l.index).unwrap_or(0);
-        if snapshot_index(&raft.metrics().borrow()) < applied {
-            if let Err(e) = raft.trigger().snapshot().await {
-                tracing::warn!(error = %e, "cannot start a snapshot to bound the log");
-                continue;
-            }
-            let done = raft
-                .wait(Some(Duration::from_secs(120)))
-                .metrics(|m| snapshot_index(m) >= applied, "snapshot to bound the log")
-                .await;
-            if let Err(e) = done {
-                tracing::warn!(error = %e, "the snapshot to bound the log did not finish");
-                continue;
-            }
-        }
-        let (snapshot, slowest_follower) = {
-            let m = raft.metrics().borrow().clone();
-            (snapshot_index(&m), crate::cache_release::slowest_follower(&m))
-        };
-        let upto = if over {
-            log.purge_point(options.keep_bytes).map(|p| p.min(snapshot))
-        } else {
-            // Idle: what every follower has, up to the snapshot.
-            log.purge_point(0).map(|p| p.min(snapshot).min(slowest_follower.unwrap_or(u64::MAX)))
-        };
-        if let Some(upto) = upto
-            && upto > purged_upto
-        {
-            purged_upto = upto;
-            tracing::info!(bytes, upto, idle = !over, "dropping the log up to the snapshot");
-            if let Err(e) = raft.trigger().purge_log(upto).await {
-                tracing::warn!(error = %e, "cannot drop the log behind the snapshot");
-            }
-        }
-        last_bytes = log.log_bytes();
-    }
-}
-
-/// The log counts as idle when it grows by less than this a second...
-const IDLE_GROWTH: u64 = 64 << 10;
-/// ...for this many seconds...
-const IDLE_TICKS: u32 = 2;
-/// ...and is worth dropping when it holds more than this.
-const IDLE_MIN_BYTES: u64 = 1 << 20;
 
 async fn run_checkpoints(store: Arc<Store>, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
