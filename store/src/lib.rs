@@ -13,6 +13,7 @@
 //! Must not depend on: raft, ingest, query, tiering, server. It knows nothing of Raft: it sees
 //! numbered entries and reports what it has made durable.
 
+pub mod agg;
 pub mod chunk;
 mod chunk_v1;
 mod config;

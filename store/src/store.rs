@@ -136,7 +136,9 @@ fn load_heads(db: &Rocks) -> Result<BTreeMap<SeriesId, HeadSeries>> {
             match pending.as_mut() {
                 Some(p) if p.id == id && p.segments.len() as u64 == u64::from(n) => p.segments.push(v),
                 _ => {
-                    return Err(Error::Corrupt { what: "head segment without its record or out of sequence" });
+                    return Err(Error::Corrupt {
+                        what: "head segment without its record or out of sequence",
+                    });
                 }
             }
         }

@@ -77,7 +77,6 @@ impl<'a> Reader<'a> {
         &self.buf[self.pos..]
     }
 
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
     }

@@ -1,0 +1,20 @@
+//! Stream aggregation's pure logic: windows over event time, watermarks, accumulators and
+//! sketches. Called from apply, so everything here must give the same result and the same
+//! bytes on every replica for the same calls in the same order: no clocks, no randomness, no
+//! platform maths where a result is kept (see `ddsketch`), no iteration over hash maps.
+//!
+//! It must not depend on RocksDB, Raft or any I/O: the store keeps its state and feeds it
+//! events; ingest owns rules, packs and front ends.
+
+pub mod acc;
+pub mod ddsketch;
+pub mod distinct;
+pub mod window;
+pub mod windows;
+
+#[cfg(test)]
+mod windows_tests;
+
+pub use acc::{Acc, Needs, Observation, Output};
+pub use window::WindowKind;
+pub use windows::{Emission, WindowRule, Windows};

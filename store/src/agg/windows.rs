@@ -1,0 +1,162 @@
+//! [`Windows`]: one rule's tumbling or sliding windows over event time, with its watermark.
+//!
+//! The semantics are DESIGN §3's:
+//! - the watermark is the newest event time seen minus `max_out_of_orderness`, or, once the
+//!   rule has had no event for `idle_timeout` of the leader's clock, that clock minus
+//!   `max_out_of_orderness` (ticks carry the clock, so every replica computes the same);
+//! - a window `[start, end)` is emitted when the watermark reaches its end;
+//! - until the watermark reaches `end + allowed_lateness`, a late event updates it and it is
+//!   emitted again (a correction: the output at the same timestamp is replaced);
+//! - an event all of whose windows are past that is dropped and counted.
+//!
+//! Everything here is a function of the calls made, in order: no clock, no randomness, no
+//! iteration over hash maps. Keys are opaque bytes (the rule's group values, encoded by the
+//! caller), compared as bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::agg::acc::{Acc, Needs, Observation, Output};
+use crate::agg::window::WindowKind;
+
+/// A rule's window settings and outputs, as the engine needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowRule {
+    pub window: WindowKind,
+    pub outputs: Vec<Output>,
+    pub max_out_of_orderness_ms: i64,
+    pub allowed_lateness_ms: i64,
+    pub idle_timeout_ms: i64,
+    pub distinct_threshold: usize,
+}
+
+/// A window's outputs, emitted when the watermark reaches its end or corrected after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emission {
+    pub group: Vec<u8>,
+    pub start: i64,
+    pub end: i64,
+    /// One per output of the rule, in its order; `None` where the window has no value for it.
+    pub values: Vec<Option<f64>>,
+    /// A window emitted before (or one whose first event came after its end had passed).
+    pub correction: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Windows {
+    rule: WindowRule,
+    needs: Needs,
+    watermark: i64,
+    newest_event: Option<i64>,
+    last_event_clock: Option<i64>,
+    panes: BTreeMap<(i64, Vec<u8>), Acc>,
+    /// Windows with events whose end the watermark has not reached: (end, group).
+    pending: BTreeSet<(i64, Vec<u8>)>,
+    late_dropped: u64,
+}
+
+impl Windows {
+    /// The windows of `rule`, which must be tumbling or sliding and valid.
+    pub fn new(rule: WindowRule) -> Self {
+        debug_assert!(!matches!(rule.window, WindowKind::Session { .. }));
+        debug_assert!(rule.window.validate().is_ok());
+        let needs = Needs::of(&rule.outputs, rule.distinct_threshold);
+        Self {
+            rule,
+            needs,
+            watermark: i64::MIN,
+            newest_event: None,
+            last_event_clock: None,
+            panes: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            late_dropped: 0,
+        }
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    pub fn late_dropped(&self) -> u64 {
+        self.late_dropped
+    }
+
+    /// Panes held (each a window, or one hop of one, for one group).
+    pub fn open_panes(&self) -> usize {
+        self.panes.len()
+    }
+
+    /// One event of `group`, carried by an entry stamped `clock_ms` by the leader. Emissions
+    /// (corrections, and windows the watermark now passes) are appended to `out`.
+    pub fn observe(&mut self, clock_ms: i64, group: &[u8], o: &Observation, out: &mut Vec<Emission>) {
+        self.last_event_clock = Some(clock_ms);
+        let w = self.rule.window;
+        let pane = w.pane_start(o.ts);
+        if self.expired(pane) {
+            self.late_dropped += 1;
+            return;
+        }
+        self.panes.entry((pane, group.to_vec())).or_default().add(o, self.needs);
+        for end in w.window_ends(pane) {
+            if end > self.watermark {
+                self.pending.insert((end, group.to_vec()));
+            } else if end.saturating_add(self.rule.allowed_lateness_ms) > self.watermark {
+                out.push(self.emission(end, group, true));
+            }
+        }
+        self.newest_event = Some(self.newest_event.map_or(o.ts, |n| n.max(o.ts)));
+        self.advance(o.ts.saturating_sub(self.rule.max_out_of_orderness_ms), out);
+    }
+
+    /// A tick of the leader's clock: a rule idle for `idle_timeout` moves its watermark to the
+    /// clock minus `max_out_of_orderness`, closing its windows.
+    pub fn tick(&mut self, clock_ms: i64, out: &mut Vec<Emission>) {
+        if let Some(last) = self.last_event_clock
+            && clock_ms.saturating_sub(last) >= self.rule.idle_timeout_ms
+        {
+            self.advance(clock_ms.saturating_sub(self.rule.max_out_of_orderness_ms), out);
+        }
+    }
+
+    /// Whether every window holding the pane starting at `pane` is past its lateness.
+    fn expired(&self, pane: i64) -> bool {
+        let last_end = pane.saturating_add(self.rule.window.size_ms());
+        last_end.saturating_add(self.rule.allowed_lateness_ms) <= self.watermark
+    }
+
+    fn advance(&mut self, to: i64, out: &mut Vec<Emission>) {
+        if to <= self.watermark {
+            return;
+        }
+        self.watermark = to;
+        while let Some(first) = self.pending.first()
+            && first.0 <= to
+        {
+            let Some((end, group)) = self.pending.pop_first() else { break };
+            out.push(self.emission(end, &group, false));
+        }
+        // Panes whose every window is past its lateness can take no more events.
+        while let Some(((pane, _), _)) = self.panes.first_key_value() {
+            if !self.expired(*pane) {
+                break;
+            }
+            self.panes.pop_first();
+        }
+    }
+
+    /// The outputs of the window of `group` ending at `end`: its panes merged in ascending order.
+    fn emission(&self, end: i64, group: &[u8], correction: bool) -> Emission {
+        let w = self.rule.window;
+        let (size, pane_ms) = (w.size_ms(), w.pane_ms());
+        let start = end - size;
+        let mut acc = Acc::default();
+        let mut key = (start, group.to_vec());
+        while key.0 < end {
+            if let Some(p) = self.panes.get(&key) {
+                acc.merge(p, self.needs);
+            }
+            key.0 += pane_ms;
+        }
+        let values = self.rule.outputs.iter().map(|o| acc.output(*o, size)).collect();
+        Emission { group: group.to_vec(), start, end, values, correction }
+    }
+}
