@@ -9,12 +9,19 @@
 pub mod acc;
 pub mod ddsketch;
 pub mod distinct;
+pub mod rule;
+pub mod sessions;
+pub mod watermark;
 pub mod window;
 pub mod windows;
 
 #[cfg(test)]
+mod sessions_tests;
+#[cfg(test)]
 mod windows_tests;
 
 pub use acc::{Acc, Needs, Observation, Output};
+pub use rule::{Emission, EmissionKind, WindowRule};
+pub use sessions::Sessions;
 pub use window::WindowKind;
-pub use windows::{Emission, WindowRule, Windows};
+pub use windows::Windows;

@@ -15,39 +15,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::agg::acc::{Acc, Needs, Observation, Output};
+use crate::agg::acc::{Acc, Needs, Observation};
+use crate::agg::rule::{Emission, EmissionKind, WindowRule};
+use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
-
-/// A rule's window settings and outputs, as the engine needs them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WindowRule {
-    pub window: WindowKind,
-    pub outputs: Vec<Output>,
-    pub max_out_of_orderness_ms: i64,
-    pub allowed_lateness_ms: i64,
-    pub idle_timeout_ms: i64,
-    pub distinct_threshold: usize,
-}
-
-/// A window's outputs, emitted when the watermark reaches its end or corrected after.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Emission {
-    pub group: Vec<u8>,
-    pub start: i64,
-    pub end: i64,
-    /// One per output of the rule, in its order; `None` where the window has no value for it.
-    pub values: Vec<Option<f64>>,
-    /// A window emitted before (or one whose first event came after its end had passed).
-    pub correction: bool,
-}
 
 #[derive(Debug, Clone)]
 pub struct Windows {
     rule: WindowRule,
     needs: Needs,
-    watermark: i64,
-    newest_event: Option<i64>,
-    last_event_clock: Option<i64>,
+    watermark: Watermark,
     panes: BTreeMap<(i64, Vec<u8>), Acc>,
     /// Windows with events whose end the watermark has not reached: (end, group).
     pending: BTreeSet<(i64, Vec<u8>)>,
@@ -60,20 +37,12 @@ impl Windows {
         debug_assert!(!matches!(rule.window, WindowKind::Session { .. }));
         debug_assert!(rule.window.validate().is_ok());
         let needs = Needs::of(&rule.outputs, rule.distinct_threshold);
-        Self {
-            rule,
-            needs,
-            watermark: i64::MIN,
-            newest_event: None,
-            last_event_clock: None,
-            panes: BTreeMap::new(),
-            pending: BTreeSet::new(),
-            late_dropped: 0,
-        }
+        let watermark = Watermark::new(rule.max_out_of_orderness_ms, rule.idle_timeout_ms);
+        Self { rule, needs, watermark, panes: BTreeMap::new(), pending: BTreeSet::new(), late_dropped: 0 }
     }
 
     pub fn watermark(&self) -> i64 {
-        self.watermark
+        self.watermark.get()
     }
 
     pub fn late_dropped(&self) -> u64 {
@@ -88,51 +57,50 @@ impl Windows {
     /// One event of `group`, carried by an entry stamped `clock_ms` by the leader. Emissions
     /// (corrections, and windows the watermark now passes) are appended to `out`.
     pub fn observe(&mut self, clock_ms: i64, group: &[u8], o: &Observation, out: &mut Vec<Emission>) {
-        self.last_event_clock = Some(clock_ms);
         let w = self.rule.window;
         let pane = w.pane_start(o.ts);
         if self.expired(pane) {
             self.late_dropped += 1;
+            // Still an event: the rule is not idle (its time is behind the watermark).
+            let moved = self.watermark.on_event(clock_ms, o.ts);
+            debug_assert!(moved.is_none());
             return;
         }
         self.panes.entry((pane, group.to_vec())).or_default().add(o, self.needs);
+        let wm = self.watermark.get();
         for end in w.window_ends(pane) {
-            if end > self.watermark {
+            if end > wm {
                 self.pending.insert((end, group.to_vec()));
-            } else if end.saturating_add(self.rule.allowed_lateness_ms) > self.watermark {
-                out.push(self.emission(end, group, true));
+            } else if end.saturating_add(self.rule.allowed_lateness_ms) > wm {
+                out.push(self.emission(end, group, EmissionKind::Correction));
             }
         }
-        self.newest_event = Some(self.newest_event.map_or(o.ts, |n| n.max(o.ts)));
-        self.advance(o.ts.saturating_sub(self.rule.max_out_of_orderness_ms), out);
+        if let Some(to) = self.watermark.on_event(clock_ms, o.ts) {
+            self.advance(to, out);
+        }
     }
 
     /// A tick of the leader's clock: a rule idle for `idle_timeout` moves its watermark to the
     /// clock minus `max_out_of_orderness`, closing its windows.
     pub fn tick(&mut self, clock_ms: i64, out: &mut Vec<Emission>) {
-        if let Some(last) = self.last_event_clock
-            && clock_ms.saturating_sub(last) >= self.rule.idle_timeout_ms
-        {
-            self.advance(clock_ms.saturating_sub(self.rule.max_out_of_orderness_ms), out);
+        if let Some(to) = self.watermark.on_tick(clock_ms) {
+            self.advance(to, out);
         }
     }
 
     /// Whether every window holding the pane starting at `pane` is past its lateness.
     fn expired(&self, pane: i64) -> bool {
         let last_end = pane.saturating_add(self.rule.window.size_ms());
-        last_end.saturating_add(self.rule.allowed_lateness_ms) <= self.watermark
+        last_end.saturating_add(self.rule.allowed_lateness_ms) <= self.watermark.get()
     }
 
+    /// Emits the windows the watermark, now at `to`, has reached, and drops expired panes.
     fn advance(&mut self, to: i64, out: &mut Vec<Emission>) {
-        if to <= self.watermark {
-            return;
-        }
-        self.watermark = to;
         while let Some(first) = self.pending.first()
             && first.0 <= to
         {
             let Some((end, group)) = self.pending.pop_first() else { break };
-            out.push(self.emission(end, &group, false));
+            out.push(self.emission(end, &group, EmissionKind::First));
         }
         // Panes whose every window is past its lateness can take no more events.
         while let Some(((pane, _), _)) = self.panes.first_key_value() {
@@ -144,7 +112,7 @@ impl Windows {
     }
 
     /// The outputs of the window of `group` ending at `end`: its panes merged in ascending order.
-    fn emission(&self, end: i64, group: &[u8], correction: bool) -> Emission {
+    fn emission(&self, end: i64, group: &[u8], kind: EmissionKind) -> Emission {
         let w = self.rule.window;
         let (size, pane_ms) = (w.size_ms(), w.pane_ms());
         let start = end - size;
@@ -157,6 +125,6 @@ impl Windows {
             key.0 += pane_ms;
         }
         let values = self.rule.outputs.iter().map(|o| acc.output(*o, size)).collect();
-        Emission { group: group.to_vec(), start, end, values, correction }
+        Emission { group: group.to_vec(), start, end, values, kind }
     }
 }

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::agg::distinct::hash;
-use crate::agg::{Emission, Observation, Output, WindowKind, WindowRule, Windows};
+use crate::agg::{Emission, EmissionKind, Observation, Output, WindowKind, WindowRule, Windows};
 
 /// One step of a stream: an event or a tick of the leader's clock.
 #[derive(Debug, Clone)]
-enum Step {
+pub(super) enum Step {
     Event { ts: i64, group: u8, value: Option<f64>, user: u8 },
     Tick,
 }
@@ -26,7 +26,7 @@ const OUTPUTS: [Output; 9] = [
     Output::Quantile(0.9),
 ];
 
-fn rule(window: WindowKind) -> WindowRule {
+pub(super) fn rule(window: WindowKind) -> WindowRule {
     WindowRule {
         window,
         outputs: OUTPUTS.to_vec(),
@@ -39,7 +39,7 @@ fn rule(window: WindowKind) -> WindowRule {
 
 /// Events drift forward with jitter (out of order) and now and then far back (late); each
 /// step moves the clock a second.
-fn steps() -> impl Strategy<Value = Vec<Step>> {
+pub(super) fn steps() -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
         8 => (0i64..4_000, -6_000i64..3_000, 0u8..3, proptest::option::of(-50.0f64..50.0), 0u8..12)
             .prop_map(|(advance, jitter, group, value, user)| (advance, Step::Event { ts: jitter, group, value, user })),
@@ -64,7 +64,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
 }
 
 /// The clock of step `i`: a second a step, starting where event times start.
-fn clock(i: usize) -> i64 {
+pub(super) fn clock(i: usize) -> i64 {
     100_000 + i as i64 * 1_000
 }
 
@@ -87,7 +87,7 @@ fn run(r: &WindowRule, steps: &[Step]) -> (Windows, Vec<Emission>) {
 /// slow way: replay the watermark, then aggregate each window from the events that arrived
 /// while it could still take them.
 /// An event as the reference keeps it: event time, value, user.
-type Seen = (i64, Option<f64>, u8);
+pub(super) type Seen = (i64, Option<f64>, u8);
 
 struct Reference {
     /// (end, group) → the events it finally holds, in log order.
@@ -129,11 +129,7 @@ fn reference(r: &WindowRule, steps: &[Step]) -> Reference {
     Reference { windows, dropped, watermark: wm }
 }
 
-fn check_window(
-    r: &WindowRule,
-    got: &Emission,
-    events: &[(i64, Option<f64>, u8)],
-) -> Result<(), TestCaseError> {
+pub(super) fn check_window(r: &WindowRule, got: &Emission, events: &[Seen]) -> Result<(), TestCaseError> {
     let values: Vec<f64> = events.iter().filter_map(|e| e.1).filter(|v| !v.is_nan()).collect();
     let users: std::collections::BTreeSet<u8> = events.iter().map(|e| e.2).collect();
     let last = events.iter().filter(|e| e.1.is_some()).fold(None, |acc: Option<(i64, f64)>, e| match acc {
@@ -156,7 +152,7 @@ fn check_window(
             (Output::Min, v) => *v == sorted.first().copied(),
             (Output::Max, v) => *v == sorted.last().copied(),
             (Output::Last, v) => *v == last.map(|l| l.1),
-            (Output::Rate, Some(v)) => close(*v, events.len() as f64 * 1000.0 / r.window.size_ms() as f64),
+            (Output::Rate, Some(v)) => close(*v, events.len() as f64 * 1000.0 / (got.end - got.start) as f64),
             // Distinct is exact up to the threshold and within 4 standard errors past it.
             (Output::Distinct, Some(v)) => {
                 let want = users.len() as f64;
@@ -253,12 +249,20 @@ fn emission_correction_drop_and_idle_at_their_boundaries() {
     w.observe(0, b"g", &event(6_999), &mut out);
     assert!(out.is_empty(), "the watermark (4999) has not reached the end (5000): {out:?}");
     w.observe(0, b"g", &event(7_000), &mut out);
-    let first =
-        Emission { group: b"g".to_vec(), start: 0, end: 5_000, values: vec![Some(1.0)], correction: false };
+    let first = Emission {
+        group: b"g".to_vec(),
+        start: 0,
+        end: 5_000,
+        values: vec![Some(1.0)],
+        kind: EmissionKind::First,
+    };
     assert_eq!(std::mem::take(&mut out), std::slice::from_ref(&first));
     // Late, within the lateness: the window is emitted again, corrected.
     w.observe(0, b"g", &event(2_000), &mut out);
-    assert_eq!(std::mem::take(&mut out), [Emission { values: vec![Some(2.0)], correction: true, ..first }]);
+    assert_eq!(
+        std::mem::take(&mut out),
+        [Emission { values: vec![Some(2.0)], kind: EmissionKind::Correction, ..first }]
+    );
     // The watermark reaches end + lateness (15000): the window takes no more events.
     w.observe(0, b"g", &event(16_999), &mut out);
     w.observe(0, b"g", &event(4_999), &mut out);
@@ -294,7 +298,25 @@ fn a_late_event_corrects_only_the_sliding_windows_still_within_lateness() {
     // is exactly at its end + lateness and takes no more.
     w.observe(0, b"g", &event(1_500), &mut out);
     assert_eq!(
-        out.iter().map(|e| (e.end, e.values[0], e.correction)).collect::<Vec<_>>(),
-        [(4_000, Some(2.0), true), (6_000, Some(2.0), true)]
+        out.iter().map(|e| (e.end, e.values[0], e.kind)).collect::<Vec<_>>(),
+        [(4_000, Some(2.0), EmissionKind::Correction), (6_000, Some(2.0), EmissionKind::Correction)]
     );
+}
+
+#[test]
+fn a_dropped_late_event_still_keeps_the_rule_from_being_idle() {
+    let mut w = Windows::new(WindowRule {
+        outputs: vec![Output::Count],
+        ..rule(WindowKind::Tumbling { size_ms: 5_000 })
+    });
+    let event = |ts| Observation { ts, value: None, distinct: None };
+    let mut out = Vec::new();
+    w.observe(40_000, b"g", &event(30_000), &mut out);
+    w.observe(42_000, b"g", &event(1_000), &mut out);
+    assert_eq!(w.late_dropped(), 1);
+    // 3 s (idle_timeout) after the first event's clock but 1 s after the dropped one's.
+    w.tick(43_000, &mut out);
+    assert_eq!(w.watermark(), 28_000);
+    w.tick(45_000, &mut out);
+    assert_eq!(w.watermark(), 43_000);
 }

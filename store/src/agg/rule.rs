@@ -1,0 +1,40 @@
+//! [`WindowRule`], what the window engines need of a rule, and the [`Emission`]s they make.
+
+use crate::agg::acc::Output;
+use crate::agg::window::WindowKind;
+
+/// A rule's window settings and outputs, as the engines need them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowRule {
+    pub window: WindowKind,
+    pub outputs: Vec<Output>,
+    pub max_out_of_orderness_ms: i64,
+    pub allowed_lateness_ms: i64,
+    pub idle_timeout_ms: i64,
+    pub distinct_threshold: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmissionKind {
+    /// The window's first output, as the watermark reaches its end.
+    First,
+    /// A window emitted before, with a late event: its output at the same timestamp replaces
+    /// the earlier one. (Also a window whose first event came after its end had passed.)
+    Correction,
+    /// A session emitted before that a late event merged into a longer one: its output at
+    /// `end` is withdrawn (written as a stale marker), and the merged session is emitted.
+    Retraction,
+}
+
+/// A window's outputs for one group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emission {
+    pub group: Vec<u8>,
+    pub start: i64,
+    /// The output's timestamp.
+    pub end: i64,
+    /// One per output of the rule, in its order; `None` where the window has no value for it
+    /// (and for every output of a retraction).
+    pub values: Vec<Option<f64>>,
+    pub kind: EmissionKind,
+}

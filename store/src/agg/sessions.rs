@@ -1,0 +1,169 @@
+//! [`Sessions`]: one rule's session windows: a group's events separated by less than `gap`.
+//!
+//! A session of events from `first` to `last` is the window `[first, last + gap)`, emitted at
+//! its end once the watermark reaches it. Watermark, lateness and dropping are as for
+//! [`Windows`](crate::agg::Windows); what differs is that a late event can lengthen an emitted
+//! session or join two of them. Its output then moves to the new end: the earlier output is
+//! withdrawn ([`EmissionKind::Retraction`], written as a stale marker at its timestamp) and the
+//! merged session is emitted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::agg::acc::{Acc, Needs, Observation};
+use crate::agg::rule::{Emission, EmissionKind, WindowRule};
+use crate::agg::watermark::Watermark;
+use crate::agg::window::WindowKind;
+
+#[derive(Debug, Clone)]
+struct Session {
+    last: i64,
+    acc: Acc,
+    emitted: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    rule: WindowRule,
+    gap: i64,
+    needs: Needs,
+    watermark: Watermark,
+    /// Open sessions by (group, first event time).
+    open: BTreeMap<(Vec<u8>, i64), Session>,
+    /// Sessions not emitted yet, by (end, group, start).
+    pending: BTreeSet<(i64, Vec<u8>, i64)>,
+    /// Every open session by (end, group, start), to drop them once past their lateness.
+    by_end: BTreeSet<(i64, Vec<u8>, i64)>,
+    late_dropped: u64,
+}
+
+impl Sessions {
+    /// The sessions of `rule`, whose window must be a valid session window.
+    pub fn new(rule: WindowRule) -> Self {
+        debug_assert!(matches!(rule.window, WindowKind::Session { .. }));
+        debug_assert!(rule.window.validate().is_ok());
+        let needs = Needs::of(&rule.outputs, rule.distinct_threshold);
+        let watermark = Watermark::new(rule.max_out_of_orderness_ms, rule.idle_timeout_ms);
+        let gap = rule.window.size_ms();
+        Self {
+            rule,
+            gap,
+            needs,
+            watermark,
+            open: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            by_end: BTreeSet::new(),
+            late_dropped: 0,
+        }
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermark.get()
+    }
+
+    pub fn late_dropped(&self) -> u64 {
+        self.late_dropped
+    }
+
+    pub fn open_sessions(&self) -> usize {
+        self.open.len()
+    }
+
+    /// One event of `group`, carried by an entry stamped `clock_ms`.
+    pub fn observe(&mut self, clock_ms: i64, group: &[u8], o: &Observation, out: &mut Vec<Emission>) {
+        let wm = self.watermark.get();
+        let ts = o.ts;
+        // Sessions this event touches: they start before its own would end, and end after it.
+        let touched: Vec<i64> = self
+            .open
+            .range((group.to_vec(), i64::MIN)..(group.to_vec(), ts.saturating_add(self.gap)))
+            .filter(|(_, s)| s.last.saturating_add(self.gap) > ts)
+            .map(|((_, start), _)| *start)
+            .collect();
+        if touched.is_empty()
+            && ts.saturating_add(self.gap).saturating_add(self.rule.allowed_lateness_ms) <= wm
+        {
+            self.late_dropped += 1;
+            // Still an event: the rule is not idle (its time is behind the watermark).
+            let moved = self.watermark.on_event(clock_ms, o.ts);
+            debug_assert!(moved.is_none());
+            return;
+        }
+        // The merged session ends after the latest of its events.
+        let last = touched
+            .iter()
+            .filter_map(|s| self.open.get(&(group.to_vec(), *s)))
+            .fold(ts, |l, s| l.max(s.last));
+        let end = last.saturating_add(self.gap);
+        let (mut start, mut acc) = (ts, Acc::default());
+        for s in touched {
+            let Some(old) = self.open.remove(&(group.to_vec(), s)) else { continue };
+            let old_end = old.last.saturating_add(self.gap);
+            self.pending.remove(&(old_end, group.to_vec(), s));
+            self.by_end.remove(&(old_end, group.to_vec(), s));
+            if old.emitted && old_end != end {
+                out.push(self.retraction(group, s, old_end));
+            }
+            start = start.min(s);
+            acc.merge(&old.acc, self.needs);
+        }
+        acc.add(o, self.needs);
+        let emitted = end <= wm;
+        if emitted {
+            out.push(self.emission(group, start, end, &acc, EmissionKind::Correction));
+        } else {
+            self.pending.insert((end, group.to_vec(), start));
+        }
+        self.by_end.insert((end, group.to_vec(), start));
+        self.open.insert((group.to_vec(), start), Session { last, acc, emitted });
+        if let Some(to) = self.watermark.on_event(clock_ms, ts) {
+            self.advance(to, out);
+        }
+    }
+
+    /// A tick of the leader's clock (see [`Watermark::on_tick`]).
+    pub fn tick(&mut self, clock_ms: i64, out: &mut Vec<Emission>) {
+        if let Some(to) = self.watermark.on_tick(clock_ms) {
+            self.advance(to, out);
+        }
+    }
+
+    fn advance(&mut self, to: i64, out: &mut Vec<Emission>) {
+        while let Some(first) = self.pending.first()
+            && first.0 <= to
+        {
+            let Some((end, group, start)) = self.pending.pop_first() else { break };
+            if let Some(s) = self.open.get_mut(&(group.clone(), start)) {
+                s.emitted = true;
+                let e = Self::emission_of(&self.rule, &group, start, end, &s.acc, EmissionKind::First);
+                out.push(e);
+            }
+        }
+        while let Some(first) = self.by_end.first()
+            && first.0.saturating_add(self.rule.allowed_lateness_ms) <= to
+        {
+            let Some((_, group, start)) = self.by_end.pop_first() else { break };
+            self.open.remove(&(group, start));
+        }
+    }
+
+    fn emission(&self, group: &[u8], start: i64, end: i64, acc: &Acc, kind: EmissionKind) -> Emission {
+        Self::emission_of(&self.rule, group, start, end, acc, kind)
+    }
+
+    fn emission_of(
+        rule: &WindowRule,
+        group: &[u8],
+        start: i64,
+        end: i64,
+        acc: &Acc,
+        kind: EmissionKind,
+    ) -> Emission {
+        let values = rule.outputs.iter().map(|o| acc.output(*o, end - start)).collect();
+        Emission { group: group.to_vec(), start, end, values, kind }
+    }
+
+    fn retraction(&self, group: &[u8], start: i64, end: i64) -> Emission {
+        let values = vec![None; self.rule.outputs.len()];
+        Emission { group: group.to_vec(), start, end, values, kind: EmissionKind::Retraction }
+    }
+}
