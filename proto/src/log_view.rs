@@ -5,8 +5,10 @@
 //! entry with prost allocates two strings per label of every series, which cost more than the
 //! apply itself. The view borrows label names and values from the entry's bytes and keeps all
 //! labels and samples of a write in two flat vectors; events stay encoded until apply needs
-//! them. It reads exactly what prost would (last value wins for scalars and oneofs, unknown
-//! fields skipped), which the tests check against prost's own decoding.
+//! them. It reads what prost would (last value wins for scalars and oneofs), which the tests
+//! check against prost's own decoding, except that a field it does not know is an error, not
+//! skipped: an entry written by a newer version must stop a replica that cannot apply it
+//! whole, rather than be applied in part and leave the replicas different without a sign.
 
 use std::ops::Range;
 
@@ -92,8 +94,14 @@ impl<'a> CommandView<'a> {
                 }
                 (4, WIRE_LEN) => {
                     use prost::Message;
-                    let settings = crate::v1::ApplySettings::decode(r.bytes()?)
+                    let bytes = r.bytes()?;
+                    let settings = crate::v1::ApplySettings::decode(bytes)
                         .map_err(|_| ViewError("the settings payload is not an ApplySettings message"))?;
+                    // prost skips unknown fields; what it read re-encodes to fewer bytes then
+                    // (our encodings are prost's own, so the lengths match otherwise).
+                    if settings.encoded_len() != bytes.len() {
+                        return Err(ViewError("an ApplySettings field this version does not know"));
+                    }
                     cmd.settings = Some(settings);
                     cmd.writes.clear();
                 }
@@ -103,13 +111,13 @@ impl<'a> CommandView<'a> {
                     while let Some((f, w)) = batch.key()? {
                         match (f, w) {
                             (1, WIRE_LEN) => writes.push(WriteView::parse(batch.bytes()?)?),
-                            _ => batch.skip(w)?,
+                            _ => return Err(ViewError("a WriteBatch field this version does not know")),
                         }
                     }
                     cmd.writes = writes;
                     cmd.settings = None;
                 }
-                _ => r.skip(wire)?,
+                _ => return Err(ViewError("a Command field or payload this version does not know")),
             }
         }
         Ok(cmd)
@@ -134,7 +142,7 @@ impl<'a> WriteView<'a> {
                     w.known = r.bytes()?;
                     KnownReader::validate(w.known)?;
                 }
-                _ => r.skip(wire)?,
+                _ => return Err(ViewError("a LogWrite field this version does not know")),
             }
         }
         Ok(w)
@@ -146,7 +154,7 @@ impl<'a> WriteView<'a> {
         while let Some((field, wire)) = r.key()? {
             match (field, wire) {
                 (1, WIRE_LEN) => {
-                    self.labels.push(read_label(r.bytes()?)?);
+                    self.labels.push(read_label_strict(r.bytes()?)?);
                 }
                 (2, WIRE_LEN) => {
                     let (mut ts, mut value) = (0i64, 0f64);
@@ -155,17 +163,31 @@ impl<'a> WriteView<'a> {
                         match (f, w) {
                             (1, WIRE_VARINT) => ts = s.varint()? as i64,
                             (2, WIRE_FIXED64) => value = f64::from_bits(s.fixed64()?),
-                            _ => s.skip(w)?,
+                            _ => return Err(ViewError("a Sample field this version does not know")),
                         }
                     }
                     self.samples.push((ts, value));
                 }
-                _ => r.skip(wire)?,
+                _ => return Err(ViewError("a TimeSeries field this version does not know")),
             }
         }
         self.series.push(SeriesView { labels: l0..self.labels.len(), samples: s0..self.samples.len() });
         Ok(())
     }
+}
+
+/// A `Label` of a log entry: as [`read_label`], but an unknown field is an error.
+fn read_label_strict(buf: &[u8]) -> Result<(&[u8], &[u8]), ViewError> {
+    let mut l = Reader(buf);
+    while let Some((f, w)) = l.key()? {
+        match (f, w) {
+            (1 | 2, WIRE_LEN) => {
+                l.bytes()?;
+            }
+            _ => return Err(ViewError("a Label field this version does not know")),
+        }
+    }
+    read_label(buf)
 }
 
 #[cfg(test)]
@@ -306,15 +328,43 @@ mod tests {
     }
 
     #[test]
-    fn skips_unknown_fields_and_refuses_garbage() {
-        // Field 15 (varint), field 14 (fixed32), field 13 (bytes) before the payload.
-        let mut bytes = vec![15 << 3, 0x96, 0x01, (14 << 3) | 5, 1, 2, 3, 4, (13 << 3) | 2, 2, b'x', b'y'];
+    fn refuses_unknown_fields_at_every_level_and_garbage() {
+        // A length-delimited field (every length here is under 128: one byte).
+        fn field(n: u8, body: &[u8]) -> Vec<u8> {
+            let mut out = vec![(n << 3) | 2, body.len() as u8];
+            out.extend_from_slice(body);
+            out
+        }
+        let unknown = [(9 << 3), 1]; // field 9, a varint
+        let with = |mut body: Vec<u8>| {
+            body.extend_from_slice(&unknown);
+            body
+        };
+        let label = [field(1, b"__name__"), field(2, b"up")].concat();
+        let sample = [vec![1 << 3, 5], vec![(2 << 3) | 1], 1.5f64.to_bits().to_le_bytes().to_vec()].concat();
+        let series = |label: &[u8], sample: &[u8]| [field(1, label), field(2, sample)].concat();
+        let command = |write: &[u8]| field(2, write);
+        let good = command(&field(2, &series(&label, &sample)));
+        assert_eq!(CommandView::parse(&good).unwrap().writes[0].series.len(), 1);
         let cmd =
             v1::Command { leader_time_ms: 7, payload: Some(v1::command::Payload::Write(write("b", 1))) };
-        bytes.extend(cmd.encode_to_vec());
-        let view = CommandView::parse(&bytes).unwrap();
-        assert_eq!(view.leader_time_ms, 7);
-        assert_eq!(view_pairs(&view.writes[0]), owned_pairs(&decoded_write(&bytes)));
+        let settings = v1::ApplySettings { dedup_capacity: 5, ..Default::default() }.encode_to_vec();
+        for (entry, what) in [
+            (with(cmd.encode_to_vec()), "Command"),
+            (field(3, &with(field(1, &write("b", 1).encode_to_vec()))), "WriteBatch"),
+            (command(&with(field(2, &series(&label, &sample)))), "LogWrite"),
+            (command(&field(2, &with(series(&label, &sample)))), "TimeSeries"),
+            (command(&field(2, &series(&with(label.clone()), &sample))), "Label"),
+            (command(&field(2, &series(&label, &with(sample.clone())))), "Sample"),
+            (field(4, &with(settings.clone())), "ApplySettings"),
+        ] {
+            let err = CommandView::parse(&entry).unwrap_err();
+            assert!(
+                err.0.contains(&format!("{what} field")) && err.0.contains("this version does not know"),
+                "{err}"
+            );
+        }
+        assert_eq!(CommandView::parse(&field(4, &settings)).unwrap().settings.unwrap().dedup_capacity, 5);
 
         // Field 1 takes bytes 0..2; the payload (field 2) runs to the end, so every cut but the
         // one between the two fields ends inside a field and is refused, never misread.

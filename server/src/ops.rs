@@ -32,7 +32,8 @@ pub(crate) fn router(ops: Ops) -> Router {
 }
 
 /// Ready unless shutting down, or the node can no longer apply writes: its state machine
-/// stopped after a failed write, or Raft stopped. The answer says why.
+/// stopped (after a failed write, or at an entry it cannot read), or Raft stopped. The answer
+/// says why.
 async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
     if !ops.ready.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_string());
@@ -89,7 +90,7 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         ),
         (
             "collabstream_state_machine_stopped",
-            "1 once the state machine stopped after a failed write (see /readyz).",
+            "1 once the state machine stopped: a failed write, or an entry it cannot read (see /readyz).",
             u64::from(ops.store.stopped().is_some()),
         ),
         (

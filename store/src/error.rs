@@ -17,8 +17,13 @@ pub enum Error {
     #[error("log entry {index} is not after the last applied index {applied}")]
     OutOfOrderApply { index: u64, applied: u64 },
     #[error(
-        "the state machine stopped after a failed write ({reason}); fix the cause (a full disk?) and restart \
-         the node: it recovers from its last checkpoint and the log"
+        "log entry {index} cannot be applied by this version ({reason}): it was written by a newer \
+         version of collabstream; upgrade this node and restart it"
+    )]
+    UnknownEntry { index: u64, reason: String },
+    #[error(
+        "the state machine stopped ({reason}); fix the cause (a full disk? a node older than its log?) and \
+         restart the node: it recovers from its last checkpoint and the log"
     )]
     Stopped { reason: String },
     /// A fault injected by a test (feature `failpoints`).

@@ -80,13 +80,12 @@ impl Store {
         entry: &[u8],
         sm_meta: Option<Vec<u8>>,
     ) -> Result<Vec<ApplyOutcome>> {
-        // Every proposer checks what it logs, so this is not expected; but an entry that cannot
-        // be read would fail identically on every replica, at every restart. It is applied as
-        // an entry without writes (logged, the same everywhere) instead of stopping the node.
-        let cmd = CommandView::parse(entry).unwrap_or_else(|source| {
-            tracing::error!(index, error = %source, "unreadable log entry skipped");
-            CommandView::default()
-        });
+        // Every proposer checks what it logs, so an entry this node cannot read whole was
+        // written by a newer version. Skipping it (or what of it is not understood) would leave
+        // this replica different from the others without a sign: apply stops instead, and the
+        // node says why (`/readyz`) until it is upgraded.
+        let cmd = CommandView::parse(entry)
+            .map_err(|source| Error::UnknownEntry { index, reason: source.to_string() })?;
         let mut writer = self.writer.lock();
         let applied = self.applied.load(Ordering::Acquire);
         if index <= applied {

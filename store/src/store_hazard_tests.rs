@@ -210,3 +210,23 @@ fn a_selection_stops_at_its_sample_budget_before_holding_everything() {
     assert!(matches!(err, Error::TooManySamples { limit: 79 }), "{err}");
     assert_eq!(err.code(), collabstream_common::ErrorCode::ResourceExhausted);
 }
+
+#[test]
+fn an_entry_with_a_command_this_version_does_not_know_stops_apply() {
+    // Once, an entry that could not be read was applied as an empty one, and unknown fields
+    // were skipped: replicas on different versions could diverge without a sign.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    commit(&store, &write("", vec![series("up", "a", &[(1_000, 1.0)])], vec![]));
+    let index = store.applied_index() + 1;
+    // Field 12 of Command, a length-delimited payload this version has never heard of.
+    let entry = [(12 << 3) | 2, 3, 1, 2, 3];
+    let Err(e) = store.apply_batch(index, &entry, None) else { panic!("applied an entry it cannot read") };
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("log entry {index}")) && msg.contains("newer version"), "{msg}");
+    assert_eq!(store.applied_index(), index - 1, "nothing of it applied");
+    let reason = store.stopped().expect("the node reports why it stopped");
+    assert!(reason.contains("Command field"), "{reason}");
+    let next = write("", vec![series("up", "b", &[(2_000, 2.0)])], vec![]);
+    assert!(matches!(store.apply(index + 1, &next), Err(Error::Stopped { .. })));
+}

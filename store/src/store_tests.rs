@@ -343,14 +343,14 @@ fn label_bytes_that_are_not_utf8_refuse_only_their_series() {
 }
 
 #[test]
-fn an_unreadable_entry_is_skipped_not_fatal() {
+fn an_unreadable_entry_stops_apply_and_names_itself() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    // A length running past the end: no write can be read from it.
+    // A length running past the end: no write can be read from it. It was once applied as an
+    // empty entry; the replicas that could read it would then differ from this one.
     let index = store.applied_index() + 1;
-    let outcomes = store.apply_batch(index, &[0x12, 0x7f, 0x0a], None).unwrap();
-    assert!(outcomes.is_empty());
-    assert_eq!(store.applied_index(), index, "the entry counts as applied, on every replica alike");
-    let ok = store.apply(index + 1, &write("", vec![series("m", "j", &[(1, 1.0)])], vec![])).unwrap();
-    assert_eq!(ok.samples_accepted, 1);
+    let Err(e) = store.apply_batch(index, &[0x12, 0x7f, 0x0a], None) else { panic!("applied garbage") };
+    assert!(e.to_string().contains(&format!("log entry {index} cannot be applied")), "{e}");
+    assert_eq!(store.applied_index(), index - 1);
+    assert!(store.stopped().is_some());
 }
