@@ -92,7 +92,7 @@ impl Store {
             return Err(Error::OutOfOrderApply { index, applied });
         }
         if let Some(p) = &cmd.settings {
-            self.apply_settings(index, p);
+            self.apply_settings(index, p, &writer);
         }
         let settings = *self.settings.read();
         let mut batch = WriteBatch::default();
@@ -144,8 +144,12 @@ impl Store {
     }
 
     /// A settings entry: from here on apply uses these (see [`Settings`]).
-    fn apply_settings(&self, index: u64, p: &v1::ApplySettings) {
-        let empty = self.index.read().len() == 0;
+    fn apply_settings(&self, index: u64, p: &v1::ApplySettings, writer: &WriterState) {
+        // Whether a series had been created before this entry, from the replicated state: the
+        // index itself may hold series from after the checkpoint during a replay (RocksDB
+        // flushes the WAL-less memtables when it closes), which once made a replay refuse the
+        // block duration the first run had taken, and cut chunks elsewhere.
+        let empty = writer.next_series <= 1;
         let mut settings = self.settings.write();
         let new = settings.updated(p, empty);
         if new.block_ms != p.block_ms && p.block_ms != 0 && !empty {

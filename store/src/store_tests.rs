@@ -354,3 +354,22 @@ fn an_unreadable_entry_stops_apply_and_names_itself() {
     assert_eq!(store.applied_index(), index - 1);
     assert!(store.stopped().is_some());
 }
+
+#[test]
+fn a_replay_after_a_clean_close_cuts_chunks_where_the_first_run_did() {
+    // RocksDB flushes the WAL-less memtables when it closes, so the series created after the
+    // last checkpoint are on disk when the log is replayed. The settings entry that sets the
+    // block duration was then refused ("the store holds data"): the replay kept 2 h blocks,
+    // cut the chunks elsewhere, and read every sample of a chunk twice.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for tss in [vec![2_000, 60_000], vec![60_250, 60_500, 60_750, 61_000], vec![61_250]] {
+        let wire = tss.iter().map(|t| series("m", "a", &[(*t, 0.0)])).collect();
+        commit(&store, &write("", wire, vec![]));
+    }
+    assert_eq!(store.checkpointed_index(), 0, "no checkpoint: the restart replays everything");
+    let before = all(&store);
+    drop(store);
+    let store = reopen(dir.path());
+    assert_eq!(all(&store), before);
+}
