@@ -63,16 +63,6 @@ impl Needs {
     }
 }
 
-/// One event as a window sees it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Observation {
-    pub ts: i64,
-    /// `None` for events that are only counted (a join), and NaN values are not aggregated.
-    pub value: Option<f64>,
-    /// The hash of the distinct key ([`crate::agg::distinct::hash`]), if the rule counts one.
-    pub distinct: Option<u64>,
-}
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Acc {
     count: u64,
@@ -87,9 +77,12 @@ pub struct Acc {
 }
 
 impl Acc {
-    pub fn add(&mut self, o: &Observation, needs: Needs) {
+    /// Adds one event at `ts`: its value (`None` for an event that is only counted; NaN is
+    /// counted but not aggregated) and the hash of its distinct key
+    /// ([`crate::agg::distinct::hash`]).
+    pub fn add(&mut self, ts: i64, value: Option<f64>, distinct: Option<u64>, needs: Needs) {
         self.count += 1;
-        if let Some(v) = o.value.filter(|v| !v.is_nan()) {
+        if let Some(v) = value.filter(|v| !v.is_nan()) {
             if self.values == 0 {
                 (self.min, self.max) = (v, v);
             } else {
@@ -98,15 +91,15 @@ impl Acc {
             }
             self.values += 1;
             self.sum += v;
-            if self.last.is_none_or(|(t, _)| o.ts >= t) {
-                self.last = Some((o.ts, v));
+            if self.last.is_none_or(|(t, _)| ts >= t) {
+                self.last = Some((ts, v));
             }
             if needs.quantiles {
                 self.sketch.get_or_insert_default().add(v);
             }
         }
         if needs.distinct
-            && let Some(h) = o.distinct
+            && let Some(h) = distinct
         {
             self.distinct.get_or_insert_default().add(h, needs.distinct_threshold);
         }
@@ -192,17 +185,7 @@ impl Acc {
         }
     }
 
-    /// The state [`encode`](Self::encode) wrote; all of `bytes`.
-    pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes);
-        let a = Self::decode_from(&mut r)?;
-        if !r.is_empty() {
-            return Err(Error::Corrupt { what: "aggregate state: trailing bytes" });
-        }
-        Ok(a)
-    }
-
-    fn decode_from(r: &mut Reader<'_>) -> Result<Self> {
+    pub(crate) fn decode_from(r: &mut Reader<'_>) -> Result<Self> {
         let corrupt = || Error::Corrupt { what: "aggregate state" };
         let f = |r: &mut Reader<'_>| r.fixed_u64().map(f64::from_bits).ok_or_else(corrupt);
         let mut a = Acc {
@@ -231,21 +214,18 @@ mod tests {
     use super::*;
     use crate::agg::distinct::hash;
 
-    fn obs(ts: i64, value: Option<f64>, user: &str) -> Observation {
-        Observation { ts, value, distinct: Some(hash(user.as_bytes())) }
+    fn add(a: &mut Acc, ts: i64, value: Option<f64>, user: &str, needs: Needs) {
+        a.add(ts, value, Some(hash(user.as_bytes())), needs);
     }
 
     #[test]
     fn outputs_of_a_window() {
         let needs = Needs { distinct: true, quantiles: true, distinct_threshold: 10 };
         let mut a = Acc::default();
-        for o in [
-            obs(5, Some(3.0), "u1"),
-            obs(9, Some(1.0), "u2"),
-            obs(7, None, "u1"),
-            obs(9, Some(f64::NAN), "u3"),
-        ] {
-            a.add(&o, needs);
+        for (ts, v, user) in
+            [(5, Some(3.0), "u1"), (9, Some(1.0), "u2"), (7, None, "u1"), (9, Some(f64::NAN), "u3")]
+        {
+            add(&mut a, ts, v, user, needs);
         }
         let out = |o| a.output(o, 30_000);
         assert_eq!(out(Output::Count), Some(4.0));
@@ -259,18 +239,18 @@ mod tests {
         assert_eq!(Acc::default().output(Output::Avg, 1), None);
         let mut bytes = Vec::new();
         a.encode(&mut bytes);
-        assert_eq!(Acc::decode(&bytes).unwrap(), a);
-        assert!(Acc::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(Acc::decode_from(&mut Reader::new(&bytes)).unwrap(), a);
+        assert!(Acc::decode_from(&mut Reader::new(&bytes[..bytes.len() - 1])).is_err());
     }
 
     #[test]
     fn a_tie_on_last_goes_to_the_later_event() {
         let needs = Needs::default();
         let (mut a, mut b) = (Acc::default(), Acc::default());
-        a.add(&obs(10, Some(1.0), ""), needs);
-        a.add(&obs(10, Some(2.0), ""), needs);
+        add(&mut a, 10, Some(1.0), "", needs);
+        add(&mut a, 10, Some(2.0), "", needs);
         assert_eq!(a.output(Output::Last, 1), Some(2.0));
-        b.add(&obs(10, Some(3.0), ""), needs);
+        add(&mut b, 10, Some(3.0), "", needs);
         a.merge(&b, needs);
         assert_eq!(a.output(Output::Last, 1), Some(3.0));
     }

@@ -9,6 +9,8 @@
 pub mod acc;
 pub mod ddsketch;
 pub mod distinct;
+pub mod formula;
+pub mod measures;
 pub mod rule;
 pub mod sessions;
 pub mod watermark;
@@ -20,7 +22,9 @@ mod sessions_tests;
 #[cfg(test)]
 mod windows_tests;
 
-pub use acc::{Acc, Needs, Observation, Output};
+pub use acc::{Acc, Needs, Output};
+pub use formula::{Formula, Health, MeasureId};
+pub use measures::{Input, Measures, Observation};
 pub use rule::{Emission, EmissionKind, WindowRule};
 pub use sessions::Sessions;
 pub use window::WindowKind;

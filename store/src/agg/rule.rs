@@ -1,13 +1,14 @@
 //! [`WindowRule`], what the window engines need of a rule, and the [`Emission`]s they make.
 
-use crate::agg::acc::Output;
+use crate::agg::formula::Formula;
 use crate::agg::window::WindowKind;
 
 /// A rule's window settings and outputs, as the engines need them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowRule {
     pub window: WindowKind,
-    pub outputs: Vec<Output>,
+    /// One value per formula per window, in this order.
+    pub outputs: Vec<Formula>,
     pub max_out_of_orderness_ms: i64,
     pub allowed_lateness_ms: i64,
     pub idle_timeout_ms: i64,

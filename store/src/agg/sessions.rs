@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::agg::acc::{Acc, Needs, Observation};
+use crate::agg::acc::Needs;
+use crate::agg::formula;
+use crate::agg::measures::{Measures, Observation};
 use crate::agg::rule::{Emission, EmissionKind, WindowRule};
 use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
@@ -17,7 +19,7 @@ use crate::agg::window::WindowKind;
 #[derive(Debug, Clone)]
 struct Session {
     last: i64,
-    acc: Acc,
+    acc: Measures,
     emitted: bool,
 }
 
@@ -25,7 +27,8 @@ struct Session {
 pub struct Sessions {
     rule: WindowRule,
     gap: i64,
-    needs: Needs,
+    /// What each measure accumulates.
+    needs: Vec<Needs>,
     watermark: Watermark,
     /// Open sessions by (group, first event time).
     open: BTreeMap<(Vec<u8>, i64), Session>,
@@ -41,7 +44,7 @@ impl Sessions {
     pub fn new(rule: WindowRule) -> Self {
         debug_assert!(matches!(rule.window, WindowKind::Session { .. }));
         debug_assert!(rule.window.validate().is_ok());
-        let needs = Needs::of(&rule.outputs, rule.distinct_threshold);
+        let needs = formula::needs(&rule.outputs, rule.distinct_threshold);
         let watermark = Watermark::new(rule.max_out_of_orderness_ms, rule.idle_timeout_ms);
         let gap = rule.window.size_ms();
         Self {
@@ -94,7 +97,7 @@ impl Sessions {
             .filter_map(|s| self.open.get(&(group.to_vec(), *s)))
             .fold(ts, |l, s| l.max(s.last));
         let end = last.saturating_add(self.gap);
-        let (mut start, mut acc) = (ts, Acc::default());
+        let (mut start, mut acc) = (ts, Measures::default());
         for s in touched {
             let Some(old) = self.open.remove(&(group.to_vec(), s)) else { continue };
             let old_end = old.last.saturating_add(self.gap);
@@ -104,9 +107,9 @@ impl Sessions {
                 out.push(self.retraction(group, s, old_end));
             }
             start = start.min(s);
-            acc.merge(&old.acc, self.needs);
+            acc.merge(&old.acc, &self.needs);
         }
-        acc.add(o, self.needs);
+        acc.add(o, &self.needs);
         let emitted = end <= wm;
         if emitted {
             out.push(self.emission(group, start, end, &acc, EmissionKind::Correction));
@@ -146,7 +149,7 @@ impl Sessions {
         }
     }
 
-    fn emission(&self, group: &[u8], start: i64, end: i64, acc: &Acc, kind: EmissionKind) -> Emission {
+    fn emission(&self, group: &[u8], start: i64, end: i64, acc: &Measures, kind: EmissionKind) -> Emission {
         Self::emission_of(&self.rule, group, start, end, acc, kind)
     }
 
@@ -155,10 +158,10 @@ impl Sessions {
         group: &[u8],
         start: i64,
         end: i64,
-        acc: &Acc,
+        acc: &Measures,
         kind: EmissionKind,
     ) -> Emission {
-        let values = rule.outputs.iter().map(|o| acc.output(*o, end - start)).collect();
+        let values = rule.outputs.iter().map(|f| f.eval(acc, end - start)).collect();
         Emission { group: group.to_vec(), start, end, values, kind }
     }
 

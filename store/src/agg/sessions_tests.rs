@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::agg::distinct::hash;
-use crate::agg::windows_tests::{Seen, Step, check_window, clock, rule, steps};
-use crate::agg::{Emission, EmissionKind, Observation, Output, Sessions, WindowKind, WindowRule};
+use crate::agg::windows_tests::{Seen, Step, check_window, clock, count, rule, steps};
+use crate::agg::{Emission, EmissionKind, Observation, Sessions, WindowKind, WindowRule};
 
 /// What a reader of the output series sees in the end: (group, end) → the emission there.
 fn published(emitted: &[Emission]) -> BTreeMap<(u8, i64), &Emission> {
@@ -101,7 +101,7 @@ fn run(r: &WindowRule, steps: &[Step]) -> (Sessions, Vec<Emission>) {
     for (i, step) in steps.iter().enumerate() {
         match step {
             Step::Event { ts, group, value, user } => {
-                let o = Observation { ts: *ts, value: *value, distinct: Some(hash(&[*user])) };
+                let o = Observation::single(*ts, *value, Some(hash(&[*user])));
                 s.observe(clock(i), &[*group], &o, &mut out);
             }
             Step::Tick => s.tick(clock(i), &mut out),
@@ -131,9 +131,9 @@ proptest! {
 
 #[test]
 fn a_late_event_that_joins_two_sessions_withdraws_both_and_emits_one() {
-    let r = WindowRule { outputs: vec![Output::Count], ..rule(WindowKind::Session { gap_ms: 1_000 }) };
+    let r = WindowRule { outputs: vec![count()], ..rule(WindowKind::Session { gap_ms: 1_000 }) };
     let mut s = Sessions::new(r);
-    let event = |ts| Observation { ts, value: Some(1.0), distinct: None };
+    let event = |ts| Observation::single(ts, Some(1.0), None);
     let mut out = Vec::new();
     for ts in [10_000, 10_500, 12_000, 20_000] {
         s.observe(0, b"g", &event(ts), &mut out);
@@ -160,9 +160,9 @@ fn a_late_event_that_joins_two_sessions_withdraws_both_and_emits_one() {
 
 #[test]
 fn a_late_event_into_a_session_ending_at_the_watermark_corrects_it_at_once() {
-    let r = WindowRule { outputs: vec![Output::Count], ..rule(WindowKind::Session { gap_ms: 1_000 }) };
+    let r = WindowRule { outputs: vec![count()], ..rule(WindowKind::Session { gap_ms: 1_000 }) };
     let mut s = Sessions::new(r);
-    let event = |ts| Observation { ts, value: None, distinct: None };
+    let event = |ts| Observation::single(ts, None, None);
     let mut out = Vec::new();
     s.observe(0, b"g", &event(10_000), &mut out);
     s.observe(0, b"g", &event(13_000), &mut out);

@@ -15,7 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::agg::acc::{Acc, Needs, Observation};
+use crate::agg::acc::Needs;
+use crate::agg::formula;
+use crate::agg::measures::{Measures, Observation};
 use crate::agg::rule::{Emission, EmissionKind, WindowRule};
 use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
@@ -23,9 +25,10 @@ use crate::agg::window::WindowKind;
 #[derive(Debug, Clone)]
 pub struct Windows {
     rule: WindowRule,
-    needs: Needs,
+    /// What each measure accumulates.
+    needs: Vec<Needs>,
     watermark: Watermark,
-    panes: BTreeMap<(i64, Vec<u8>), Acc>,
+    panes: BTreeMap<(i64, Vec<u8>), Measures>,
     /// Windows with events whose end the watermark has not reached: (end, group).
     pending: BTreeSet<(i64, Vec<u8>)>,
     late_dropped: u64,
@@ -36,7 +39,7 @@ impl Windows {
     pub fn new(rule: WindowRule) -> Self {
         debug_assert!(!matches!(rule.window, WindowKind::Session { .. }));
         debug_assert!(rule.window.validate().is_ok());
-        let needs = Needs::of(&rule.outputs, rule.distinct_threshold);
+        let needs = formula::needs(&rule.outputs, rule.distinct_threshold);
         let watermark = Watermark::new(rule.max_out_of_orderness_ms, rule.idle_timeout_ms);
         Self { rule, needs, watermark, panes: BTreeMap::new(), pending: BTreeSet::new(), late_dropped: 0 }
     }
@@ -66,7 +69,7 @@ impl Windows {
             debug_assert!(moved.is_none());
             return;
         }
-        self.panes.entry((pane, group.to_vec())).or_default().add(o, self.needs);
+        self.panes.entry((pane, group.to_vec())).or_default().add(o, &self.needs);
         let wm = self.watermark.get();
         for end in w.window_ends(pane) {
             if end > wm {
@@ -116,15 +119,15 @@ impl Windows {
         let w = self.rule.window;
         let (size, pane_ms) = (w.size_ms(), w.pane_ms());
         let start = end - size;
-        let mut acc = Acc::default();
+        let mut acc = Measures::default();
         let mut key = (start, group.to_vec());
         while key.0 < end {
             if let Some(p) = self.panes.get(&key) {
-                acc.merge(p, self.needs);
+                acc.merge(p, &self.needs);
             }
             key.0 += pane_ms;
         }
-        let values = self.rule.outputs.iter().map(|o| acc.output(*o, size)).collect();
+        let values = self.rule.outputs.iter().map(|f| f.eval(&acc, size)).collect();
         Emission { group: group.to_vec(), start, end, values, kind }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::agg::distinct::hash;
-use crate::agg::{Emission, EmissionKind, Observation, Output, WindowKind, WindowRule, Windows};
+use crate::agg::{Emission, EmissionKind, Formula, Observation, Output, WindowKind, WindowRule, Windows};
 
 /// One step of a stream: an event or a tick of the leader's clock.
 #[derive(Debug, Clone)]
@@ -26,10 +26,15 @@ const OUTPUTS: [Output; 9] = [
     Output::Quantile(0.9),
 ];
 
+/// The count of measure 0.
+pub(super) fn count() -> Formula {
+    Formula::Of { measure: 0, output: Output::Count }
+}
+
 pub(super) fn rule(window: WindowKind) -> WindowRule {
     WindowRule {
         window,
-        outputs: OUTPUTS.to_vec(),
+        outputs: OUTPUTS.iter().map(|o| Formula::Of { measure: 0, output: *o }).collect(),
         max_out_of_orderness_ms: 2_000,
         allowed_lateness_ms: 10_000,
         idle_timeout_ms: 3_000,
@@ -74,7 +79,7 @@ fn run(r: &WindowRule, steps: &[Step]) -> (Windows, Vec<Emission>) {
     for (i, s) in steps.iter().enumerate() {
         match s {
             Step::Event { ts, group, value, user } => {
-                let o = Observation { ts: *ts, value: *value, distinct: Some(hash(&[*user])) };
+                let o = Observation::single(*ts, *value, Some(hash(&[*user])));
                 w.observe(clock(i), &[*group], &o, &mut out);
             }
             Step::Tick => w.tick(clock(i), &mut out),
@@ -141,7 +146,8 @@ pub(super) fn check_window(r: &WindowRule, got: &Emission, events: &[Seen]) -> R
     sorted.sort_by(f64::total_cmp);
     let sum: f64 = values.iter().sum();
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
-    for (o, v) in r.outputs.iter().zip(&got.values) {
+    for (f, v) in r.outputs.iter().zip(&got.values) {
+        let Formula::Of { output: o, .. } = f else { panic!("the tests' rules read one measure") };
         let ok = match (o, v) {
             (Output::Count, Some(v)) => *v == events.len() as f64,
             (Output::Sum, Some(v)) => close(*v, sum),
@@ -239,11 +245,9 @@ fn the_same_calls_give_the_same_emissions() {
 
 #[test]
 fn emission_correction_drop_and_idle_at_their_boundaries() {
-    let mut w = Windows::new(WindowRule {
-        outputs: vec![Output::Count],
-        ..rule(WindowKind::Tumbling { size_ms: 5_000 })
-    });
-    let event = |ts| Observation { ts, value: Some(1.0), distinct: None };
+    let mut w =
+        Windows::new(WindowRule { outputs: vec![count()], ..rule(WindowKind::Tumbling { size_ms: 5_000 }) });
+    let event = |ts| Observation::single(ts, Some(1.0), None);
     let mut out = Vec::new();
     w.observe(0, b"g", &event(1_000), &mut out);
     w.observe(0, b"g", &event(6_999), &mut out);
@@ -285,10 +289,10 @@ fn emission_correction_drop_and_idle_at_their_boundaries() {
 #[test]
 fn a_late_event_corrects_only_the_sliding_windows_still_within_lateness() {
     let mut w = Windows::new(WindowRule {
-        outputs: vec![Output::Count],
+        outputs: vec![count()],
         ..rule(WindowKind::Sliding { size_ms: 6_000, hop_ms: 2_000 })
     });
-    let event = |ts| Observation { ts, value: Some(1.0), distinct: None };
+    let event = |ts| Observation::single(ts, Some(1.0), None);
     let mut out = Vec::new();
     w.observe(0, b"g", &event(1_000), &mut out);
     w.observe(0, b"g", &event(14_000), &mut out);
@@ -305,11 +309,9 @@ fn a_late_event_corrects_only_the_sliding_windows_still_within_lateness() {
 
 #[test]
 fn a_dropped_late_event_still_keeps_the_rule_from_being_idle() {
-    let mut w = Windows::new(WindowRule {
-        outputs: vec![Output::Count],
-        ..rule(WindowKind::Tumbling { size_ms: 5_000 })
-    });
-    let event = |ts| Observation { ts, value: None, distinct: None };
+    let mut w =
+        Windows::new(WindowRule { outputs: vec![count()], ..rule(WindowKind::Tumbling { size_ms: 5_000 }) });
+    let event = |ts| Observation::single(ts, None, None);
     let mut out = Vec::new();
     w.observe(40_000, b"g", &event(30_000), &mut out);
     w.observe(42_000, b"g", &event(1_000), &mut out);
