@@ -13,12 +13,15 @@ pub mod formula;
 pub mod measures;
 pub mod rule;
 pub mod sessions;
+pub mod state;
 pub mod watermark;
 pub mod window;
 pub mod windows;
 
 #[cfg(test)]
 mod sessions_tests;
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod windows_tests;
 
@@ -27,5 +30,6 @@ pub use formula::{Formula, Health, MeasureId};
 pub use measures::{Input, Measures, Observation};
 pub use rule::{Emission, EmissionKind, WindowRule};
 pub use sessions::Sessions;
+pub use state::Changes;
 pub use window::WindowKind;
 pub use windows::Windows;

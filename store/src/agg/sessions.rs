@@ -13,8 +13,11 @@ use crate::agg::acc::Needs;
 use crate::agg::formula;
 use crate::agg::measures::{Measures, Observation};
 use crate::agg::rule::{Emission, EmissionKind, WindowRule};
+use crate::agg::state::{Changes, Meta, parse_row_key, row_key};
 use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
+use crate::error::{Error, Result};
+use crate::varint::{Reader, put_i64, put_u64};
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -37,6 +40,31 @@ pub struct Sessions {
     /// Every open session by (end, group, start), to drop them once past their lateness.
     by_end: BTreeSet<(i64, Vec<u8>, i64)>,
     late_dropped: u64,
+    /// Sessions changed, added or dropped since the last [`Sessions::take_changes`]:
+    /// (group, start).
+    dirty: BTreeSet<(Vec<u8>, i64)>,
+}
+
+impl Session {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_i64(&mut out, self.last);
+        put_u64(&mut out, u64::from(self.emitted));
+        self.acc.encode(&mut out);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let corrupt = || Error::Corrupt { what: "session" };
+        let mut r = Reader::new(bytes);
+        let last = r.i64().ok_or_else(corrupt)?;
+        let emitted = match r.u64().ok_or_else(corrupt)? {
+            0 => false,
+            1 => true,
+            _ => return Err(corrupt()),
+        };
+        Ok(Self { last, emitted, acc: Measures::decode(r.rest())? })
+    }
 }
 
 impl Sessions {
@@ -56,7 +84,46 @@ impl Sessions {
             pending: BTreeSet::new(),
             by_end: BTreeSet::new(),
             late_dropped: 0,
+            dirty: BTreeSet::new(),
         }
+    }
+
+    /// The sessions of `rule` as a checkpoint left them: its meta row and every state row.
+    pub fn restore<'a>(
+        rule: WindowRule,
+        meta: &[u8],
+        rows: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<Self> {
+        let mut s = Self::new(rule);
+        let meta = Meta::decode(meta)?;
+        s.watermark = s.watermark.restored((meta.watermark, meta.last_event_clock));
+        s.late_dropped = meta.late_dropped;
+        for (k, v) in rows {
+            // Keyed by start first, so that the rows of one time sort together on disk.
+            let (start, group) = parse_row_key(k)?;
+            let session = Session::decode(v)?;
+            let end = session.last.saturating_add(s.gap);
+            if !session.emitted {
+                s.pending.insert((end, group.clone(), start));
+            }
+            s.by_end.insert((end, group.clone(), start));
+            s.open.insert((group, start), session);
+        }
+        Ok(s)
+    }
+
+    /// The rows changed since the last call, for a checkpoint.
+    pub fn take_changes(&mut self) -> Changes {
+        let (watermark, last_event_clock) = self.watermark.saved();
+        let meta = Meta { watermark, last_event_clock, late_dropped: self.late_dropped }.encode();
+        let rows = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|(group, start)| {
+                let value = self.open.get(&(group.clone(), start)).map(Session::encode);
+                (row_key(start, &group), value)
+            })
+            .collect();
+        Changes { meta, rows }
     }
 
     pub fn watermark(&self) -> i64 {
@@ -100,6 +167,7 @@ impl Sessions {
         let (mut start, mut acc) = (ts, Measures::default());
         for s in touched {
             let Some(old) = self.open.remove(&(group.to_vec(), s)) else { continue };
+            self.dirty.insert((group.to_vec(), s));
             let old_end = old.last.saturating_add(self.gap);
             self.pending.remove(&(old_end, group.to_vec(), s));
             self.by_end.remove(&(old_end, group.to_vec(), s));
@@ -118,6 +186,7 @@ impl Sessions {
         }
         self.by_end.insert((end, group.to_vec(), start));
         self.open.insert((group.to_vec(), start), Session { last, acc, emitted });
+        self.dirty.insert((group.to_vec(), start));
         if let Some(to) = self.watermark.on_event(clock_ms, ts) {
             self.advance(to, out);
         }
@@ -137,6 +206,7 @@ impl Sessions {
             let Some((end, group, start)) = self.pending.pop_first() else { break };
             if let Some(s) = self.open.get_mut(&(group.clone(), start)) {
                 s.emitted = true;
+                self.dirty.insert((group.clone(), start));
                 let e = Self::emission_of(&self.rule, &group, start, end, &s.acc, EmissionKind::First);
                 out.push(e);
             }
@@ -145,7 +215,8 @@ impl Sessions {
             && first.0.saturating_add(self.rule.allowed_lateness_ms) <= to
         {
             let Some((_, group, start)) = self.by_end.pop_first() else { break };
-            self.open.remove(&(group, start));
+            self.open.remove(&(group.clone(), start));
+            self.dirty.insert((group, start));
         }
     }
 

@@ -20,6 +20,16 @@ impl Watermark {
         self.value
     }
 
+    /// What a checkpoint keeps of it (the settings come from the rule).
+    pub(crate) fn saved(&self) -> (i64, Option<i64>) {
+        (self.value, self.last_event_clock)
+    }
+
+    /// The watermark as [`saved`](Self::saved).
+    pub(crate) fn restored(self, (value, last_event_clock): (i64, Option<i64>)) -> Self {
+        Self { value, last_event_clock, ..self }
+    }
+
     /// An event at `ts` in an entry stamped `clock_ms`; the new watermark if it moved.
     pub fn on_event(&mut self, clock_ms: i64, ts: i64) -> Option<i64> {
         self.last_event_clock = Some(clock_ms);

@@ -19,6 +19,7 @@ use crate::agg::acc::Needs;
 use crate::agg::formula;
 use crate::agg::measures::{Measures, Observation};
 use crate::agg::rule::{Emission, EmissionKind, WindowRule};
+use crate::agg::state::{Changes, Meta, parse_row_key, row_key};
 use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
 
@@ -32,6 +33,8 @@ pub struct Windows {
     /// Windows with events whose end the watermark has not reached: (end, group).
     pending: BTreeSet<(i64, Vec<u8>)>,
     late_dropped: u64,
+    /// Panes changed or dropped since the last [`Windows::take_changes`].
+    dirty: BTreeSet<(i64, Vec<u8>)>,
 }
 
 impl Windows {
@@ -41,7 +44,55 @@ impl Windows {
         debug_assert!(rule.window.validate().is_ok());
         let needs = formula::needs(&rule.outputs, rule.distinct_threshold);
         let watermark = Watermark::new(rule.max_out_of_orderness_ms, rule.idle_timeout_ms);
-        Self { rule, needs, watermark, panes: BTreeMap::new(), pending: BTreeSet::new(), late_dropped: 0 }
+        Self {
+            rule,
+            needs,
+            watermark,
+            panes: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            late_dropped: 0,
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// The windows of `rule` as a checkpoint left them: its meta row and every state row.
+    pub fn restore<'a>(
+        rule: WindowRule,
+        meta: &[u8],
+        rows: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> crate::Result<Self> {
+        let mut w = Self::new(rule);
+        let meta = Meta::decode(meta)?;
+        w.watermark = w.watermark.restored((meta.watermark, meta.last_event_clock));
+        w.late_dropped = meta.late_dropped;
+        let wm = w.watermark.get();
+        for (k, v) in rows {
+            let (pane, group) = parse_row_key(k)?;
+            // The windows of the pane the watermark has not reached are still to be emitted.
+            for end in w.rule.window.window_ends(pane).filter(|e| *e > wm) {
+                w.pending.insert((end, group.clone()));
+            }
+            w.panes.insert((pane, group), Measures::decode(v)?);
+        }
+        Ok(w)
+    }
+
+    /// The rows changed since the last call, for a checkpoint.
+    pub fn take_changes(&mut self) -> Changes {
+        let (watermark, last_event_clock) = self.watermark.saved();
+        let meta = Meta { watermark, last_event_clock, late_dropped: self.late_dropped }.encode();
+        let rows = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|key| {
+                let value = self.panes.get(&key).map(|m| {
+                    let mut out = Vec::new();
+                    m.encode(&mut out);
+                    out
+                });
+                (row_key(key.0, &key.1), value)
+            })
+            .collect();
+        Changes { meta, rows }
     }
 
     pub fn watermark(&self) -> i64 {
@@ -70,6 +121,7 @@ impl Windows {
             return;
         }
         self.panes.entry((pane, group.to_vec())).or_default().add(o, &self.needs);
+        self.dirty.insert((pane, group.to_vec()));
         let wm = self.watermark.get();
         for end in w.window_ends(pane) {
             if end > wm {
@@ -110,7 +162,9 @@ impl Windows {
             if !self.expired(*pane) {
                 break;
             }
-            self.panes.pop_first();
+            if let Some((key, _)) = self.panes.pop_first() {
+                self.dirty.insert(key);
+            }
         }
     }
 
