@@ -11,6 +11,7 @@ pub mod ddsketch;
 pub mod distinct;
 pub mod formula;
 pub mod measures;
+pub mod meetings;
 pub mod rule;
 pub mod sessions;
 pub mod state;
@@ -18,6 +19,8 @@ pub mod watermark;
 pub mod window;
 pub mod windows;
 
+#[cfg(test)]
+mod meetings_tests;
 #[cfg(test)]
 mod sessions_tests;
 #[cfg(test)]
