@@ -24,6 +24,8 @@ pub struct CommandView<'a> {
     pub writes: Vec<WriteView<'a>>,
     /// A `settings` payload (small: decoded, not borrowed).
     pub settings: Option<crate::v1::ApplySettings>,
+    /// A `tick` payload.
+    pub tick: bool,
 }
 
 /// A borrowed [`crate::v1::LogWrite`] (an encoded `v1::WriteRequest` is one too).
@@ -91,6 +93,15 @@ impl<'a> CommandView<'a> {
                 (2, WIRE_LEN) => {
                     cmd.writes = vec![WriteView::parse(r.bytes()?)?];
                     cmd.settings = None;
+                    cmd.tick = false;
+                }
+                (5, WIRE_LEN) => {
+                    if !r.bytes()?.is_empty() {
+                        return Err(ViewError("a Tick field this version does not know"));
+                    }
+                    cmd.writes.clear();
+                    cmd.settings = None;
+                    cmd.tick = true;
                 }
                 (4, WIRE_LEN) => {
                     use prost::Message;
@@ -104,6 +115,7 @@ impl<'a> CommandView<'a> {
                     }
                     cmd.settings = Some(settings);
                     cmd.writes.clear();
+                    cmd.tick = false;
                 }
                 (3, WIRE_LEN) => {
                     let mut writes = Vec::new();
@@ -116,6 +128,7 @@ impl<'a> CommandView<'a> {
                     }
                     cmd.writes = writes;
                     cmd.settings = None;
+                    cmd.tick = false;
                 }
                 _ => return Err(ViewError("a Command field or payload this version does not know")),
             }
@@ -357,6 +370,7 @@ mod tests {
             (command(&field(2, &series(&with(label.clone()), &sample))), "Label"),
             (command(&field(2, &series(&label, &with(sample.clone())))), "Sample"),
             (field(4, &with(settings.clone())), "ApplySettings"),
+            (field(5, &with(Vec::new())), "Tick"),
         ] {
             let err = CommandView::parse(&entry).unwrap_err();
             assert!(
@@ -365,6 +379,10 @@ mod tests {
             );
         }
         assert_eq!(CommandView::parse(&field(4, &settings)).unwrap().settings.unwrap().dedup_capacity, 5);
+        let tick = v1::Command { leader_time_ms: 9, payload: Some(v1::command::Payload::Tick(v1::Tick {})) };
+        let tick = tick.encode_to_vec();
+        let view = CommandView::parse(&tick).unwrap();
+        assert!(view.tick && view.writes.is_empty() && view.leader_time_ms == 9);
 
         // Field 1 takes bytes 0..2; the payload (field 2) runs to the end, so every cut but the
         // one between the two fields ends inside a field and is refused, never misread.

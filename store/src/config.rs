@@ -23,6 +23,9 @@ pub struct StoreConfig {
     /// How often the in-memory head is made durable so the log before it can be dropped.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// The meetings rule pack (DESIGN §3): `meeting_active_users` and the other meeting
+    /// metrics, computed from the events as they are applied.
+    pub meetings_pack: bool,
 }
 
 impl Default for StoreConfig {
@@ -34,6 +37,7 @@ impl Default for StoreConfig {
             dedup_capacity: 100_000,
             max_series: 4_000_000,
             checkpoint_interval: Duration::from_secs(60),
+            meetings_pack: true,
         }
     }
 }
@@ -52,6 +56,19 @@ impl StoreConfig {
         }
         if !(1..=10_000_000).contains(&self.dedup_capacity) {
             return Err("store.dedup_capacity must be between 1 and 10000000".into());
+        }
+        // A late event corrects its window's output at the window's end: the head must still
+        // take a sample that old.
+        let pack_late = Duration::from_millis(
+            (crate::agg::meetings::MAX_OUT_OF_ORDERNESS_MS + crate::agg::meetings::ALLOWED_LATENESS_MS)
+                as u64,
+        );
+        if self.meetings_pack && self.out_of_order_window < pack_late {
+            return Err(format!(
+                "store.out_of_order_window must be at least {} while store.meetings_pack is on (its windows \
+                 are corrected that late)",
+                humantime::format_duration(pack_late)
+            ));
         }
         // Apply reads 0 in a settings entry as "the default", so the smallest window is 1ms.
         if self.out_of_order_window < Duration::from_millis(1) {

@@ -19,6 +19,8 @@ pub struct Settings {
     pub chunk_max_samples: usize,
     pub block_ms: i64,
     pub max_series: usize,
+    /// Whether the meetings rule pack runs (DESIGN §3: on unless turned off).
+    pub meetings_pack: bool,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Settings {
             chunk_max_samples: c.chunk_max_samples,
             block_ms: c.block_ms(),
             max_series: c.max_series,
+            meetings_pack: c.meetings_pack,
         }
     }
 
@@ -47,6 +50,7 @@ impl Settings {
             chunk_max_samples: self.chunk_max_samples as u64,
             block_ms: self.block_ms,
             max_series: self.max_series as u64,
+            meetings_pack: if self.meetings_pack { 1 } else { 2 },
         }
     }
 
@@ -88,6 +92,12 @@ impl Settings {
             chunk_max_samples: chunk as usize,
             block_ms: if empty { block } else { self.block_ms },
             max_series: max_series as usize,
+            meetings_pack: match p.meetings_pack {
+                0 => d.meetings_pack,
+                1 => true,
+                2 => false,
+                _ => self.meetings_pack,
+            },
         }
     }
 
@@ -121,11 +131,13 @@ mod tests {
             chunk_max_samples: 1, // below the minimum: the current value stays
             block_ms: 3_600_000,
             max_series: 0,
+            meetings_pack: 2,
         };
         let fresh = s.updated(&p, true);
         assert_eq!((fresh.out_of_order_window_ms, fresh.dedup_capacity), (10_000, 7));
         assert_eq!((fresh.chunk_max_samples, fresh.block_ms), (s.chunk_max_samples, 3_600_000));
         assert_eq!(s.updated(&p, false).block_ms, s.block_ms);
+        assert!(s.meetings_pack && !fresh.meetings_pack);
         assert_eq!(Settings::decode(&fresh.encode()), Some(fresh));
         // Zero fields mean the defaults, so an empty message goes back to them.
         assert_eq!(fresh.updated(&v1::ApplySettings::default(), true), Settings::default());

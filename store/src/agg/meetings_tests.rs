@@ -3,7 +3,8 @@
 use collabstream_proto::v1;
 use collabstream_proto::v1::event::Event;
 
-use crate::agg::meetings::{PackRule, rules};
+use crate::agg::event_rule::EventRule;
+use crate::agg::meetings::rules;
 use crate::agg::{Emission, EmissionKind, Windows};
 
 fn user(meeting: &str, user: &str, action: v1::UserAction, ts: i64) -> v1::Event {
@@ -43,23 +44,23 @@ fn quality(meeting: &str, latency_ms: f64, loss: f64, jitter_ms: f64, ts: i64) -
 
 /// The pack's engines, fed in order; emissions by rule name.
 struct Pack {
-    rules: Vec<(PackRule, Windows)>,
-    out: Vec<(&'static str, Emission)>,
+    rules: Vec<(EventRule, Windows)>,
+    out: Vec<(String, Emission)>,
 }
 
 impl Pack {
     fn new() -> Self {
-        let rules = rules().into_iter().map(|r| (r.clone(), Windows::new(r.rule))).collect();
+        let rules = rules().into_iter().map(|r| (r.clone(), Windows::new(r.window))).collect();
         Self { rules, out: Vec::new() }
     }
 
     fn feed(&mut self, events: &[v1::Event]) {
         for e in events {
             for (rule, w) in &mut self.rules {
-                if let Some((meeting, o)) = rule.observe(e) {
+                if let Some((group, o)) = rule.observe(e) {
                     let mut out = Vec::new();
-                    w.observe(0, meeting.as_bytes(), &o, &mut out);
-                    self.out.extend(out.into_iter().map(|x| (rule.name, x)));
+                    w.observe(0, &group, &o, &mut out);
+                    self.out.extend(out.into_iter().map(|x| (rule.name.clone(), x)));
                 }
             }
         }
@@ -67,7 +68,7 @@ impl Pack {
 
     /// The last values emitted by `rule` for meeting m1's window ending at `end`, with their kind.
     fn last(&self, rule: &str, end: i64) -> Option<(EmissionKind, Vec<Option<f64>>)> {
-        let m1 = |e: &Emission| e.group == b"m1";
+        let m1 = |e: &Emission| e.group == b"\x02m1";
         self.out
             .iter()
             .rev()
@@ -87,8 +88,10 @@ fn a_meeting_with_a_bad_network_is_poor_with_score_zero() {
     assert_eq!((kind, values), (EmissionKind::First, vec![Some(0.0), Some(0.0), Some(1.0), Some(0.0)]));
     let series = &rules().into_iter().find(|r| r.name == "meeting_health").unwrap().series;
     assert_eq!(series[2].metric, "meeting_health");
-    assert_eq!(series[2].labels, [("status", "poor")]);
+    assert_eq!(series[2].labels, [("status".to_string(), "poor".to_string())]);
     assert_eq!(series[3].metric, "meeting_health_score");
+    let health = rules().into_iter().find(|r| r.name == "meeting_health").unwrap();
+    assert_eq!(health.group_labels(b"\x02m1"), Some(vec![("meeting_id", "m1".to_string())]));
 }
 
 #[test]

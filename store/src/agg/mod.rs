@@ -9,6 +9,7 @@
 pub mod acc;
 pub mod ddsketch;
 pub mod distinct;
+pub mod event_rule;
 pub mod formula;
 pub mod measures;
 pub mod meetings;

@@ -140,6 +140,13 @@ impl Sessions {
 
     /// One event of `group`, carried by an entry stamped `clock_ms`.
     pub fn observe(&mut self, clock_ms: i64, group: &[u8], o: &Observation, out: &mut Vec<Emission>) {
+        if o.inputs.is_empty() {
+            // Feeds no measure: it only tells the time.
+            if let Some(to) = self.watermark.on_event(clock_ms, o.ts) {
+                self.advance(to, out);
+            }
+            return;
+        }
         let wm = self.watermark.get();
         let ts = o.ts;
         // Sessions this event touches: they start before its own would end, and end after it.

@@ -111,6 +111,13 @@ impl Windows {
     /// One event of `group`, carried by an entry stamped `clock_ms` by the leader. Emissions
     /// (corrections, and windows the watermark now passes) are appended to `out`.
     pub fn observe(&mut self, clock_ms: i64, group: &[u8], o: &Observation, out: &mut Vec<Emission>) {
+        if o.inputs.is_empty() {
+            // Feeds no measure: it only tells the time.
+            if let Some(to) = self.watermark.on_event(clock_ms, o.ts) {
+                self.advance(to, out);
+            }
+            return;
+        }
         let w = self.rule.window;
         let pane = w.pane_start(o.ts);
         if self.expired(pane) {
