@@ -26,7 +26,11 @@ pub(crate) const CF_EVENTS: &str = "events";
 /// Sequence → batch id, for deduplicating retried batches. Written at checkpoints only.
 pub(crate) const CF_DEDUP: &str = "dedup";
 
-pub(crate) const ALL_CFS: [&str; 7] = [CF_LOG, CF_META, CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP];
+/// Aggregation rules' window state: (rule, row) → state. Written at checkpoints only.
+pub(crate) const CF_AGG: &str = "agg";
+
+pub(crate) const ALL_CFS: [&str; 8] =
+    [CF_LOG, CF_META, CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP, CF_AGG];
 
 /// The CFs whose content the store writes without RocksDB's WAL: the log is the write-ahead
 /// log for them, and a checkpoint flushes them before it records the applied index.

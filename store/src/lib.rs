@@ -14,6 +14,7 @@
 //! numbered entries and reports what it has made durable.
 
 pub mod agg;
+mod aggregations;
 pub mod chunk;
 mod chunk_v1;
 mod config;
@@ -35,6 +36,7 @@ mod settings;
 mod snapshot;
 mod store;
 mod store_apply;
+mod store_outputs;
 mod store_read;
 mod varint;
 

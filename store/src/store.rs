@@ -10,8 +10,11 @@ use collabstream_common::SeriesId;
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{FlushOptions, IteratorMode, WriteBatch, WriteOptions};
 
+use crate::aggregations::Aggregations;
 use crate::config::StoreConfig;
-use crate::db::{self, CF_CHUNKS, CF_DEDUP, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES, DATA_CFS, Rocks};
+use crate::db::{
+    self, CF_AGG, CF_CHUNKS, CF_DEDUP, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES, DATA_CFS, Rocks,
+};
 use crate::dedup::Dedup;
 use crate::disk_retry::DiskRetry;
 use crate::error::{Error, Result};
@@ -79,6 +82,8 @@ pub struct Store {
     pub(crate) disk: Arc<DiskRetry>,
     /// New series refused at `max_series` since start (for `/metrics`).
     pub(crate) series_refused: AtomicU64,
+    /// Aggregation output samples the head refused (see [`Store::outputs_refused`]).
+    pub(crate) outputs_refused: AtomicU64,
     /// Test-only fault injection: the next snapshot install fails half done...
     #[cfg(any(test, feature = "failpoints"))]
     pub(crate) fail_install: AtomicBool,
@@ -95,6 +100,8 @@ pub(crate) struct WriterState {
     pub(crate) sm_meta: Vec<u8>,
     /// Changed since the last checkpoint (a membership entry changes it without data).
     pub(crate) sm_meta_dirty: bool,
+    /// The aggregation rules in force and their window state.
+    pub(crate) aggs: Aggregations,
 }
 
 /// What [`Store::open`] and a snapshot install load from the database.
@@ -156,7 +163,7 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
     let install_interrupted = db.get_cf(cf(db, CF_META), crate::snapshot::META_INSTALLING)?.is_some();
     if install_interrupted {
         tracing::warn!("a snapshot install was interrupted; the store is wiped to install it again");
-        for name in [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP] {
+        for name in [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP, CF_AGG] {
             if let Some(batch) = crate::snapshot::clear(db, name)? {
                 let mut sync = WriteOptions::default();
                 sync.set_sync(true);
@@ -209,7 +216,13 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
         applied,
         settings,
         index,
-        writer: WriterState { next_series, dedup, sm_meta, sm_meta_dirty: false },
+        writer: WriterState {
+            next_series,
+            dedup,
+            sm_meta,
+            sm_meta_dirty: false,
+            aggs: Aggregations::load(db, settings.meetings_pack)?,
+        },
     })
 }
 
@@ -274,6 +287,7 @@ impl Store {
             stopped: Mutex::new(None),
             disk: Arc::new(DiskRetry::default()),
             series_refused: AtomicU64::new(0),
+            outputs_refused: AtomicU64::new(0),
             #[cfg(any(test, feature = "failpoints"))]
             fail_install: AtomicBool::new(false),
             #[cfg(any(test, feature = "failpoints"))]
@@ -282,6 +296,12 @@ impl Store {
     }
 
     /// New series refused at the series limit since this node started.
+    /// Aggregation output samples refused since start: a window corrected later than the
+    /// out-of-order window lets a sample in.
+    pub fn outputs_refused(&self) -> u64 {
+        self.outputs_refused.load(Ordering::Relaxed)
+    }
+
     pub fn series_refused(&self) -> u64 {
         self.series_refused.load(Ordering::Relaxed)
     }
@@ -427,6 +447,18 @@ impl Store {
         for seq in evicted {
             durable.delete_cf(cf_dedup, keys::u64_key(*seq));
         }
+        // Aggregation state as of `applied`, in the same synced batch (see `aggregations`).
+        let cf_agg = cf(&self.db, CF_AGG);
+        let agg = writer.aggs.take_changes();
+        for (from, to) in agg.dropped {
+            durable.delete_range_cf(cf_agg, from, to);
+        }
+        for (k, v) in agg.rows {
+            match v {
+                Some(v) => durable.put_cf(cf_agg, k, v),
+                None => durable.delete_cf(cf_agg, k),
+            }
+        }
         let cf_meta = cf(&self.db, CF_META);
         durable.put_cf(cf_meta, META_APPLIED, applied.to_be_bytes());
         durable.put_cf(cf_meta, META_NEXT_SERIES, writer.next_series.to_be_bytes());
@@ -544,3 +576,7 @@ mod tests;
 #[cfg(test)]
 #[path = "store_hazard_tests.rs"]
 mod hazard_tests;
+
+#[cfg(test)]
+#[path = "store_agg_tests.rs"]
+mod agg_tests;

@@ -13,6 +13,7 @@ use parking_lot::RwLockReadGuard;
 use prost::Message;
 use rocksdb::WriteBatch;
 
+use crate::aggregations::Emitted;
 use crate::db::{CF_CHUNKS, CF_EVENTS, CF_SERIES};
 use crate::error::{Error, Result};
 use crate::head::{Appended, HeadSeries, SeriesEntry};
@@ -92,7 +93,7 @@ impl Store {
             return Err(Error::OutOfOrderApply { index, applied });
         }
         if let Some(p) = &cmd.settings {
-            self.apply_settings(index, p, &writer);
+            self.apply_settings(index, p, &mut writer);
         }
         let settings = *self.settings.read();
         let mut batch = WriteBatch::default();
@@ -101,12 +102,18 @@ impl Store {
         // batch, so no two events of an entry share one. (An entry is far smaller than 2^32
         // events: its size is bounded by the proposer.)
         let mut event_base = 0u32;
+        let mut emitted = Vec::new();
         for req in &cmd.writes {
             let mut outcome = ApplyOutcome::default();
-            self.apply_write(&mut writer, &settings, index, event_base, req, &mut batch, &mut outcome)?;
+            let at = EntryAt { index, clock: cmd.leader_time_ms, event_base };
+            self.apply_write(&mut writer, &settings, at, req, &mut batch, &mut outcome, &mut emitted)?;
             event_base = event_base.wrapping_add(req.events.len() as u32);
             outcomes.push(outcome);
         }
+        if cmd.tick {
+            writer.aggs.tick(cmd.leader_time_ms, &mut emitted);
+        }
+        self.write_outputs(&mut writer, &settings, emitted, &mut batch)?;
         #[cfg(any(test, feature = "failpoints"))]
         if self.fail_apply.swap(false, Ordering::AcqRel) {
             return Err(Error::Injected("the apply's write failed"));
@@ -144,7 +151,7 @@ impl Store {
     }
 
     /// A settings entry: from here on apply uses these (see [`Settings`]).
-    fn apply_settings(&self, index: u64, p: &v1::ApplySettings, writer: &WriterState) {
+    fn apply_settings(&self, index: u64, p: &v1::ApplySettings, writer: &mut WriterState) {
         // Whether a series had been created before this entry, from the replicated state: the
         // index itself may hold series from after the checkpoint during a replay (RocksDB
         // flushes the WAL-less memtables when it closes), which once made a replay refuse the
@@ -161,6 +168,7 @@ impl Store {
             );
         }
         tracing::info!(index, settings = ?new, "store settings set by the log");
+        writer.aggs.set_meetings_pack(new.meetings_pack);
         *settings = new;
     }
 
@@ -169,12 +177,13 @@ impl Store {
         &self,
         writer: &mut WriterState,
         settings: &Settings,
-        index: u64,
-        event_base: u32,
+        at: EntryAt,
         req: &WriteView<'_>,
         batch: &mut WriteBatch,
         outcome: &mut ApplyOutcome,
+        emitted: &mut Emitted,
     ) -> Result<()> {
+        let EntryAt { index, clock, event_base } = at;
         if !req.batch_id.is_empty() {
             if writer.dedup.contains(req.batch_id) {
                 outcome.duplicate = true;
@@ -215,10 +224,13 @@ impl Store {
         drop(index_lock);
         let cf_events = cf(&self.db, CF_EVENTS);
         for (pos, raw) in req.events.iter().enumerate() {
-            let timestamp =
-                v1::Event::decode(*raw).ok().and_then(|e| collabstream_proto::events::timestamp_ms(&e));
+            let event = v1::Event::decode(*raw).ok();
+            let timestamp = event.as_ref().and_then(collabstream_proto::events::timestamp_ms);
             match timestamp {
                 Some(ts) => {
+                    if let Some(e) = &event {
+                        writer.aggs.observe(clock, e, emitted);
+                    }
                     // Stored as the leader encoded it: the same bytes on every replica.
                     batch.put_cf(
                         cf_events,
@@ -240,7 +252,7 @@ impl Store {
 
     /// Appends one series' samples (item `i` of the write) to its head, writing out the chunks
     /// this cuts.
-    fn append_samples(
+    pub(crate) fn append_samples(
         &self,
         settings: &Settings,
         entry: &SeriesEntry,
@@ -321,7 +333,6 @@ impl Store {
             return found;
         }
         let mut index = self.index.write();
-        let cf_series = cf(&self.db, CF_SERIES);
         for (i, s) in series.iter().enumerate() {
             if found[i].is_some() {
                 continue;
@@ -361,21 +372,46 @@ impl Store {
                     continue;
                 }
             };
-            let id = SeriesId(writer.next_series);
-            writer.next_series += 1;
-            let labels = Labels::from_sorted_unchecked(
-                pairs.iter().map(|(n, v)| collabstream_common::Label::new(*n, *v)).collect(),
-            );
-            batch.put_cf(cf_series, keys::series_key(id), series_codec::encode(pairs.iter().copied()));
-            let entry = Arc::new(SeriesEntry::new(id, labels, HeadSeries::default()));
-            index.insert(entry.clone());
-            found[i] = Some(entry);
+            found[i] = Some(self.insert_series(writer, &mut index, &pairs, batch));
         }
         found
+    }
+
+    /// Creates a series with `pairs` (valid, sorted label pairs): the next id, its labels in
+    /// the batch, and the index.
+    pub(crate) fn insert_series(
+        &self,
+        writer: &mut WriterState,
+        index: &mut SeriesIndex,
+        pairs: &[(&str, &str)],
+        batch: &mut WriteBatch,
+    ) -> Arc<SeriesEntry> {
+        let id = SeriesId(writer.next_series);
+        writer.next_series += 1;
+        let labels = Labels::from_sorted_unchecked(
+            pairs.iter().map(|(n, v)| collabstream_common::Label::new(*n, *v)).collect(),
+        );
+        batch.put_cf(
+            cf(&self.db, CF_SERIES),
+            keys::series_key(id),
+            series_codec::encode(pairs.iter().copied()),
+        );
+        let entry = Arc::new(SeriesEntry::new(id, labels, HeadSeries::default()));
+        index.insert(entry.clone());
+        entry
     }
 }
 
 /// The labels of a series not seen before, checked as UTF-8.
+/// Where in the log a write is applied: its entry's index and leader clock, and the position
+/// of its first event among the entry's.
+#[derive(Debug, Clone, Copy)]
+struct EntryAt {
+    index: u64,
+    clock: i64,
+    event_base: u32,
+}
+
 fn utf8_pairs<'a>(labels: &[(&'a [u8], &'a [u8])]) -> std::result::Result<Vec<(&'a str, &'a str)>, String> {
     labels
         .iter()

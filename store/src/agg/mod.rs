@@ -30,6 +30,7 @@ mod state_tests;
 mod windows_tests;
 
 pub use acc::{Acc, Needs, Output};
+pub use event_rule::{EventField, EventFilter, EventRule, MeasureSpec, OutputSeries};
 pub use formula::{Formula, Health, MeasureId};
 pub use measures::{Input, Measures, Observation};
 pub use rule::{Emission, EmissionKind, WindowRule};

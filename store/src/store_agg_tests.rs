@@ -1,0 +1,152 @@
+//! The meetings pack inside apply: events become meeting series, exactly once across restarts.
+
+use std::time::Duration;
+
+use collabstream_common::TimeRange;
+use collabstream_proto::v1;
+use collabstream_proto::v1::event::Event;
+use prost::Message;
+
+use super::tests::{all, commit, write};
+use super::*;
+use crate::matcher::{MatchOp, Matcher};
+
+/// The pack needs an out-of-order window of at least 5 min 5 s (its corrections).
+fn config() -> StoreConfig {
+    StoreConfig { out_of_order_window: Duration::from_secs(3600), ..StoreConfig::default() }
+}
+
+fn open(path: &std::path::Path) -> Store {
+    let store = Store::open(path, config()).unwrap();
+    let settings = v1::Command {
+        leader_time_ms: 0,
+        payload: Some(v1::command::Payload::Settings(crate::Settings::from_config(&config()).to_proto())),
+    };
+    commit(&store, &settings);
+    store
+}
+
+fn reopen(path: &std::path::Path) -> Store {
+    let store = Store::open(path, config()).unwrap();
+    let from = store.checkpointed_index() + 1;
+    let entries: Vec<_> = store.log().read_from(from).map(|r| r.unwrap()).collect();
+    for (index, bytes) in entries {
+        store.apply(index, &v1::Command::decode(&*bytes).unwrap()).unwrap();
+    }
+    store
+}
+
+fn join(meeting: &str, user: &str, ts: i64) -> v1::Event {
+    let e = v1::UserEvent {
+        meeting_id: meeting.into(),
+        user_id: user.into(),
+        action: v1::UserAction::Join as i32,
+        timestamp_ms: ts,
+        ..Default::default()
+    };
+    v1::Event { event: Some(Event::User(e)) }
+}
+
+fn quality(meeting: &str, latency_ms: f64, ts: i64) -> v1::Event {
+    let e = v1::MeetingEvent {
+        meeting_id: meeting.into(),
+        kind: v1::MeetingKind::Quality as i32,
+        latency_ms,
+        timestamp_ms: ts,
+        ..Default::default()
+    };
+    v1::Event { event: Some(Event::Meeting(e)) }
+}
+
+fn tick(clock: i64) -> v1::Command {
+    v1::Command { leader_time_ms: clock, payload: Some(v1::command::Payload::Tick(v1::Tick {})) }
+}
+
+/// The samples of `metric` for meeting `m`, with the other labels.
+fn values(store: &Store, metric: &str, m: &str) -> Vec<(String, i64, f64)> {
+    let matchers = [
+        Matcher::new(MatchOp::Equal, "__name__", metric).unwrap(),
+        Matcher::new(MatchOp::Equal, "meeting_id", m).unwrap(),
+    ];
+    let mut out = Vec::new();
+    for s in store.select(&matchers, TimeRange::ALL).unwrap() {
+        for x in &s.samples {
+            out.push((s.labels.to_string(), x.timestamp_ms, x.value));
+        }
+    }
+    out
+}
+
+#[test]
+fn events_become_meeting_series_when_their_windows_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let events = vec![join("m1", "u1", 1_000), join("m1", "u2", 2_000), quality("m1", 420.0, 3_000)];
+    commit(&store, &write("", vec![], events));
+    assert!(values(&store, "meeting_active_users", "m1").is_empty(), "the window is still open");
+    // An event 5 s (max out-of-orderness) past 30 s closes [0, 30 s).
+    commit(&store, &write("", vec![], vec![join("m2", "x", 35_000)]));
+    assert_eq!(
+        values(&store, "meeting_active_users", "m1"),
+        [(r#"meeting_active_users{meeting_id="m1"}"#.to_string(), 30_000, 2.0)]
+    );
+    let health = values(&store, "meeting_health", "m1");
+    assert_eq!(health.len(), 3);
+    assert!(health.contains(&(r#"meeting_health{meeting_id="m1", status="poor"}"#.to_string(), 30_000, 1.0)));
+    assert!(health.contains(&(r#"meeting_health{meeting_id="m1", status="good"}"#.to_string(), 30_000, 0.0)));
+    assert_eq!(values(&store, "meeting_health_score", "m1")[0].2, 0.0);
+}
+
+#[test]
+fn a_tick_closes_the_windows_of_an_idle_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Events stamped with the leader's clock at 1 s; then nothing.
+    let mut cmd = write("", vec![], vec![join("m1", "u1", 1_000)]);
+    cmd.leader_time_ms = 1_000;
+    commit(&store, &cmd);
+    commit(&store, &tick(30_000));
+    assert!(values(&store, "meeting_active_users", "m1").is_empty(), "idle for 29 s only");
+    // Idle for 30 s: the watermark moves to the clock minus 5 s (36 s), past the window's end.
+    commit(&store, &tick(41_000));
+    assert_eq!(values(&store, "meeting_active_users", "m1").len(), 1);
+}
+
+#[test]
+fn a_restart_neither_loses_nor_counts_twice() {
+    let batches: Vec<Vec<v1::Event>> = (0..12)
+        .map(|b| {
+            (0..5)
+                .map(|i| join(&format!("m{}", i % 2), &format!("u{}", (b * 5 + i) % 7), b * 4_000 + i * 100))
+                .collect()
+        })
+        .collect();
+    // Never stopped.
+    let whole_dir = tempfile::tempdir().unwrap();
+    let whole = open(whole_dir.path());
+    for b in &batches {
+        commit(&whole, &write("", vec![], b.clone()));
+    }
+    let want = all(&whole);
+    assert!(want.iter().any(|(s, _)| s.starts_with("meeting_active_users")), "{want:?}");
+    // Checkpointed after 4 batches, stopped after 8 (dropped: RocksDB flushes what it holds,
+    // so the replay starts over state written after the checkpoint too), restarted.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for (i, b) in batches.iter().enumerate().take(8) {
+        commit(&store, &write("", vec![], b.clone()));
+        if i == 3 {
+            store.checkpoint().unwrap();
+        }
+    }
+    drop(store);
+    let store = reopen(dir.path());
+    for b in &batches[8..] {
+        commit(&store, &write("", vec![], b.clone()));
+    }
+    assert_eq!(all(&store), want);
+    // And again from a checkpoint taken after everything.
+    store.checkpoint().unwrap();
+    drop(store);
+    assert_eq!(all(&reopen(dir.path())), want);
+}
