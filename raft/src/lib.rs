@@ -37,6 +37,7 @@ mod secret;
 mod settings_proposer;
 mod snapshot_data;
 mod state_machine;
+mod tick_proposer;
 mod types;
 mod write_queue;
 

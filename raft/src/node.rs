@@ -155,10 +155,15 @@ impl Writer {
         ));
         let settings =
             tokio::spawn(crate::settings_proposer::run_settings_proposer(writer.clone(), stop.clone()));
+        let ticks = tokio::spawn(crate::tick_proposer::run_tick_proposer(writer.clone(), stop.clone()));
         tracing::info!(node_id = options.node_id, members = ?options.members, "raft started");
         Ok((
             writer.clone(),
-            WriterHandle { writer, stop, tasks: vec![proposer, checkpointer, releaser, bounder, settings] },
+            WriterHandle {
+                writer,
+                stop,
+                tasks: vec![proposer, checkpointer, releaser, bounder, settings, ticks],
+            },
         ))
     }
 
@@ -168,6 +173,11 @@ impl Writer {
 
     pub fn node_id(&self) -> NodeId {
         self.inner.id
+    }
+
+    /// The leader's clock as this node reads it, for the entries it proposes.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     pub fn store(&self) -> &Arc<Store> {

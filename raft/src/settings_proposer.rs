@@ -57,7 +57,7 @@ pub(crate) async fn run_settings_proposer(writer: Writer, stop: CancellationToke
             continue;
         }
         let cmd = v1::Command {
-            leader_time_ms: 0,
+            leader_time_ms: writer.now_ms(),
             payload: Some(v1::command::Payload::Settings(wanted.to_proto())),
         };
         match writer.raft().client_write(Request::new(&cmd)).await {

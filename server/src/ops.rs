@@ -118,6 +118,41 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         out,
         "# HELP {name} New series refused at the series limit (store.max_series).\n# TYPE {name} counter\n{name} {refused}"
     );
+    let (name, refused) = ("collabstream_aggregation_outputs_refused_total", ops.store.outputs_refused());
+    let _ = writeln!(
+        out,
+        "# HELP {name} Aggregation output samples refused: corrections older than store.out_of_order_window allows.\n# TYPE {name} counter\n{name} {refused}"
+    );
+    let rules = ops.store.aggregation_stats();
+    for (name, help, kind, value) in [
+        (
+            "collabstream_late_events_dropped_total",
+            "Events past their windows' allowed lateness, dropped, by rule.",
+            "counter",
+            &(|r: &collabstream_store::RuleStats| r.late_dropped.to_string())
+                as &dyn Fn(&collabstream_store::RuleStats) -> String,
+        ),
+        ("collabstream_aggregation_open_keys", "Window panes or sessions held, by rule.", "gauge", &|r| {
+            r.open_keys.to_string()
+        }),
+        (
+            "collabstream_aggregation_watermark_seconds",
+            "Event time up to which each rule takes its windows to be complete.",
+            "gauge",
+            &|r| {
+                if r.watermark == i64::MIN {
+                    "NaN".to_string()
+                } else {
+                    format!("{}", r.watermark as f64 / 1000.0)
+                }
+            },
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in &rules {
+            let _ = writeln!(out, "{name}{{rule=\"{}\"}} {}", r.rule, value(r));
+        }
+    }
     let (name, retries) = ("collabstream_disk_write_retries_total", ops.store.disk_retries());
     let _ = writeln!(
         out,

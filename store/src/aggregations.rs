@@ -61,6 +61,26 @@ impl Engine {
             Engine::Sessions(s) => s.take_changes(),
         }
     }
+
+    fn stats(&self, rule: &str) -> RuleStats {
+        let (watermark, late_dropped, open_keys) = match self {
+            Engine::Windows(w) => (w.watermark(), w.late_dropped(), w.open_panes()),
+            Engine::Sessions(s) => (s.watermark(), s.late_dropped(), s.open_sessions()),
+        };
+        RuleStats { rule: rule.to_string(), watermark, late_dropped, open_keys }
+    }
+}
+
+/// What `/metrics` shows of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleStats {
+    pub rule: String,
+    /// Event time (ms) up to which the rule takes its windows to be complete.
+    pub watermark: i64,
+    /// Events past their windows' allowed lateness, dropped.
+    pub late_dropped: u64,
+    /// Panes or sessions held, over all groups.
+    pub open_keys: usize,
 }
 
 /// The rules in force and their state.
@@ -149,6 +169,10 @@ impl Aggregations {
         } else if !on && running {
             self.dropped.extend(self.running.drain(..).map(|(r, _)| r.name));
         }
+    }
+
+    pub(crate) fn stats(&self) -> Vec<RuleStats> {
+        self.running.iter().map(|(r, e)| e.stats(&r.name)).collect()
     }
 
     pub(crate) fn rule(&self, i: usize) -> Option<&EventRule> {

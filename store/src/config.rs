@@ -24,7 +24,9 @@ pub struct StoreConfig {
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
     /// The meetings rule pack (DESIGN §3): `meeting_active_users` and the other meeting
-    /// metrics, computed from the events as they are applied.
+    /// metrics, computed from the events as they are applied. Its windows are corrected up to
+    /// 5 min 5 s late; with a shorter `out_of_order_window` those corrections are refused
+    /// (counted in `collabstream_aggregation_outputs_refused_total`).
     pub meetings_pack: bool,
 }
 
@@ -56,19 +58,6 @@ impl StoreConfig {
         }
         if !(1..=10_000_000).contains(&self.dedup_capacity) {
             return Err("store.dedup_capacity must be between 1 and 10000000".into());
-        }
-        // A late event corrects its window's output at the window's end: the head must still
-        // take a sample that old.
-        let pack_late = Duration::from_millis(
-            (crate::agg::meetings::MAX_OUT_OF_ORDERNESS_MS + crate::agg::meetings::ALLOWED_LATENESS_MS)
-                as u64,
-        );
-        if self.meetings_pack && self.out_of_order_window < pack_late {
-            return Err(format!(
-                "store.out_of_order_window must be at least {} while store.meetings_pack is on (its windows \
-                 are corrected that late)",
-                humantime::format_duration(pack_late)
-            ));
         }
         // Apply reads 0 in a settings entry as "the default", so the smallest window is 1ms.
         if self.out_of_order_window < Duration::from_millis(1) {

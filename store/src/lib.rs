@@ -15,6 +15,7 @@
 
 pub mod agg;
 mod aggregations;
+pub use aggregations::RuleStats;
 pub mod chunk;
 mod chunk_v1;
 mod config;

@@ -94,6 +94,7 @@ impl Store {
         *self.index.write() = loaded.index;
         *self.settings.write() = loaded.settings;
         *writer = loaded.writer;
+        *self.agg_stats.lock() = writer.aggs.stats();
         self.applied.store(loaded.applied, Ordering::Release);
         self.checkpointed.store(loaded.applied, Ordering::Release);
         self.install_interrupted.store(false, Ordering::Release);

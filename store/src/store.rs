@@ -84,6 +84,9 @@ pub struct Store {
     pub(crate) series_refused: AtomicU64,
     /// Aggregation output samples the head refused (see [`Store::outputs_refused`]).
     pub(crate) outputs_refused: AtomicU64,
+    /// The rules' figures as of the last entry that moved them: read without the writer's
+    /// lock, which apply holds while a write is retried (a full disk).
+    pub(crate) agg_stats: Mutex<Vec<crate::aggregations::RuleStats>>,
     /// Test-only fault injection: the next snapshot install fails half done...
     #[cfg(any(test, feature = "failpoints"))]
     pub(crate) fail_install: AtomicBool,
@@ -275,6 +278,18 @@ impl Store {
             );
         }
         tracing::info!(applied, series = index.len(), "store opened");
+        let agg_stats = writer.aggs.stats();
+        let pack_late =
+            crate::agg::meetings::MAX_OUT_OF_ORDERNESS_MS + crate::agg::meetings::ALLOWED_LATENESS_MS;
+        if config.meetings_pack && config.window_ms() < pack_late {
+            tracing::warn!(
+                out_of_order_window_ms = config.window_ms(),
+                needed_ms = pack_late,
+                "the meetings pack corrects windows up to 5m 5s late, and store.out_of_order_window refuses \
+                 samples that old: late corrections will be dropped and counted; widen the window or set \
+                 store.meetings_pack = false"
+            );
+        }
         Ok(Self {
             db,
             config,
@@ -288,6 +303,7 @@ impl Store {
             disk: Arc::new(DiskRetry::default()),
             series_refused: AtomicU64::new(0),
             outputs_refused: AtomicU64::new(0),
+            agg_stats: Mutex::new(agg_stats),
             #[cfg(any(test, feature = "failpoints"))]
             fail_install: AtomicBool::new(false),
             #[cfg(any(test, feature = "failpoints"))]
@@ -359,6 +375,16 @@ impl Store {
     }
 
     /// The settings apply uses now (see [`Settings`]).
+    /// The aggregation rules running, with their watermark, late drops and open keys.
+    pub fn aggregation_stats(&self) -> Vec<crate::aggregations::RuleStats> {
+        self.agg_stats.lock().clone()
+    }
+
+    /// Whether aggregation rules are running (the leader then ticks).
+    pub fn aggregating(&self) -> bool {
+        self.settings.read().meetings_pack
+    }
+
     pub fn settings(&self) -> Settings {
         *self.settings.read()
     }

@@ -113,7 +113,12 @@ impl Store {
         if cmd.tick {
             writer.aggs.tick(cmd.leader_time_ms, &mut emitted);
         }
+        let aggregated =
+            cmd.tick || cmd.settings.is_some() || cmd.writes.iter().any(|w| !w.events.is_empty());
         self.write_outputs(&mut writer, &settings, emitted, &mut batch)?;
+        if aggregated {
+            *self.agg_stats.lock() = writer.aggs.stats();
+        }
         #[cfg(any(test, feature = "failpoints"))]
         if self.fail_apply.swap(false, Ordering::AcqRel) {
             return Err(Error::Injected("the apply's write failed"));
