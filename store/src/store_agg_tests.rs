@@ -5,7 +5,6 @@ use std::time::Duration;
 use collabstream_common::TimeRange;
 use collabstream_proto::v1;
 use collabstream_proto::v1::event::Event;
-use prost::Message;
 
 use super::tests::{all, commit, write};
 use super::*;
@@ -27,13 +26,7 @@ fn open(path: &std::path::Path) -> Store {
 }
 
 fn reopen(path: &std::path::Path) -> Store {
-    let store = Store::open(path, config()).unwrap();
-    let from = store.checkpointed_index() + 1;
-    let entries: Vec<_> = store.log().read_from(from).map(|r| r.unwrap()).collect();
-    for (index, bytes) in entries {
-        store.apply(index, &v1::Command::decode(&*bytes).unwrap()).unwrap();
-    }
-    store
+    super::tests::reopen_with(path, config())
 }
 
 fn join(meeting: &str, user: &str, ts: i64) -> v1::Event {

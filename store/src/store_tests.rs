@@ -61,7 +61,12 @@ pub(crate) fn open(path: &std::path::Path) -> Store {
 
 /// Opens a store and applies the log after its checkpoint, as the node does at start.
 pub(crate) fn reopen(path: &std::path::Path) -> Store {
-    let store = Store::open(path, config()).unwrap();
+    reopen_with(path, config())
+}
+
+/// [`reopen`] with another configuration.
+pub(crate) fn reopen_with(path: &std::path::Path, config: StoreConfig) -> Store {
+    let store = Store::open(path, config).unwrap();
     let from = store.checkpointed_index() + 1;
     let entries: Vec<_> = store.log().read_from(from).map(|r| r.unwrap()).collect();
     for (index, bytes) in entries {

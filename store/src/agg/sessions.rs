@@ -39,7 +39,6 @@ pub struct Sessions {
     pending: BTreeSet<(i64, Vec<u8>, i64)>,
     /// Every open session by (end, group, start), to drop them once past their lateness.
     by_end: BTreeSet<(i64, Vec<u8>, i64)>,
-    late_dropped: u64,
     /// Sessions changed, added or dropped since the last [`Sessions::take_changes`]:
     /// (group, start).
     dirty: BTreeSet<(Vec<u8>, i64)>,
@@ -83,7 +82,6 @@ impl Sessions {
             open: BTreeMap::new(),
             pending: BTreeSet::new(),
             by_end: BTreeSet::new(),
-            late_dropped: 0,
             dirty: BTreeSet::new(),
         }
     }
@@ -95,9 +93,7 @@ impl Sessions {
         rows: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<Self> {
         let mut s = Self::new(rule);
-        let meta = Meta::decode(meta)?;
-        s.watermark = s.watermark.restored((meta.watermark, meta.last_event_clock));
-        s.late_dropped = meta.late_dropped;
+        s.watermark = s.watermark.clone().restored(Meta::decode(meta)?);
         for (k, v) in rows {
             // Keyed by start first, so that the rows of one time sort together on disk.
             let (start, group) = parse_row_key(k)?;
@@ -114,8 +110,7 @@ impl Sessions {
 
     /// The rows changed since the last call, for a checkpoint.
     pub fn take_changes(&mut self) -> Changes {
-        let (watermark, last_event_clock) = self.watermark.saved();
-        let meta = Meta { watermark, last_event_clock, late_dropped: self.late_dropped }.encode();
+        let meta = self.watermark.saved().encode();
         let rows = std::mem::take(&mut self.dirty)
             .into_iter()
             .map(|(group, start)| {
@@ -131,7 +126,7 @@ impl Sessions {
     }
 
     pub fn late_dropped(&self) -> u64 {
-        self.late_dropped
+        self.watermark.late_dropped()
     }
 
     pub fn open_sessions(&self) -> usize {
@@ -159,10 +154,7 @@ impl Sessions {
         if touched.is_empty()
             && ts.saturating_add(self.gap).saturating_add(self.rule.allowed_lateness_ms) <= wm
         {
-            self.late_dropped += 1;
-            // Still an event: the rule is not idle (its time is behind the watermark).
-            let moved = self.watermark.on_event(clock_ms, o.ts);
-            debug_assert!(moved.is_none());
+            self.watermark.drop_late(clock_ms, o.ts);
             return;
         }
         // The merged session ends after the latest of its events.

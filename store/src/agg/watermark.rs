@@ -1,5 +1,7 @@
 //! [`Watermark`]: how far a rule's event time is taken to be complete (DESIGN §3).
 
+use crate::agg::state::Meta;
+
 /// The newest event time seen minus `max_out_of_orderness`; once no event has come for
 /// `idle_timeout` of the leader's clock, the clock minus `max_out_of_orderness`. It never moves
 /// back, and starts at `i64::MIN` (nothing complete).
@@ -9,25 +11,55 @@ pub struct Watermark {
     last_event_clock: Option<i64>,
     max_out_of_orderness_ms: i64,
     idle_timeout_ms: i64,
+    /// Events that came after their windows' allowed lateness (counted here: they tell the
+    /// time too).
+    late_dropped: u64,
 }
 
 impl Watermark {
     pub fn new(max_out_of_orderness_ms: i64, idle_timeout_ms: i64) -> Self {
-        Self { value: i64::MIN, last_event_clock: None, max_out_of_orderness_ms, idle_timeout_ms }
+        Self {
+            value: i64::MIN,
+            last_event_clock: None,
+            max_out_of_orderness_ms,
+            idle_timeout_ms,
+            late_dropped: 0,
+        }
     }
 
     pub fn get(&self) -> i64 {
         self.value
     }
 
+    pub fn late_dropped(&self) -> u64 {
+        self.late_dropped
+    }
+
+    /// An event at `ts`, in an entry stamped `clock_ms`, too late for any of its windows: it
+    /// is counted, and the rule is not idle.
+    pub fn drop_late(&mut self, clock_ms: i64, ts: i64) {
+        self.late_dropped += 1;
+        let moved = self.on_event(clock_ms, ts);
+        debug_assert!(moved.is_none(), "a late event is behind the watermark");
+    }
+
     /// What a checkpoint keeps of it (the settings come from the rule).
-    pub(crate) fn saved(&self) -> (i64, Option<i64>) {
-        (self.value, self.last_event_clock)
+    pub(crate) fn saved(&self) -> Meta {
+        Meta {
+            watermark: self.value,
+            last_event_clock: self.last_event_clock,
+            late_dropped: self.late_dropped,
+        }
     }
 
     /// The watermark as [`saved`](Self::saved).
-    pub(crate) fn restored(self, (value, last_event_clock): (i64, Option<i64>)) -> Self {
-        Self { value, last_event_clock, ..self }
+    pub(crate) fn restored(self, m: Meta) -> Self {
+        Self {
+            value: m.watermark,
+            last_event_clock: m.last_event_clock,
+            late_dropped: m.late_dropped,
+            ..self
+        }
     }
 
     /// An event at `ts` in an entry stamped `clock_ms`; the new watermark if it moved.

@@ -32,7 +32,6 @@ pub struct Windows {
     panes: BTreeMap<(i64, Vec<u8>), Measures>,
     /// Windows with events whose end the watermark has not reached: (end, group).
     pending: BTreeSet<(i64, Vec<u8>)>,
-    late_dropped: u64,
     /// Panes changed or dropped since the last [`Windows::take_changes`].
     dirty: BTreeSet<(i64, Vec<u8>)>,
 }
@@ -50,7 +49,6 @@ impl Windows {
             watermark,
             panes: BTreeMap::new(),
             pending: BTreeSet::new(),
-            late_dropped: 0,
             dirty: BTreeSet::new(),
         }
     }
@@ -62,9 +60,7 @@ impl Windows {
         rows: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> crate::Result<Self> {
         let mut w = Self::new(rule);
-        let meta = Meta::decode(meta)?;
-        w.watermark = w.watermark.restored((meta.watermark, meta.last_event_clock));
-        w.late_dropped = meta.late_dropped;
+        w.watermark = w.watermark.clone().restored(Meta::decode(meta)?);
         let wm = w.watermark.get();
         for (k, v) in rows {
             let (pane, group) = parse_row_key(k)?;
@@ -79,8 +75,7 @@ impl Windows {
 
     /// The rows changed since the last call, for a checkpoint.
     pub fn take_changes(&mut self) -> Changes {
-        let (watermark, last_event_clock) = self.watermark.saved();
-        let meta = Meta { watermark, last_event_clock, late_dropped: self.late_dropped }.encode();
+        let meta = self.watermark.saved().encode();
         let rows = std::mem::take(&mut self.dirty)
             .into_iter()
             .map(|key| {
@@ -100,7 +95,7 @@ impl Windows {
     }
 
     pub fn late_dropped(&self) -> u64 {
-        self.late_dropped
+        self.watermark.late_dropped()
     }
 
     /// Panes held (each a window, or one hop of one, for one group).
@@ -121,10 +116,7 @@ impl Windows {
         let w = self.rule.window;
         let pane = w.pane_start(o.ts);
         if self.expired(pane) {
-            self.late_dropped += 1;
-            // Still an event: the rule is not idle (its time is behind the watermark).
-            let moved = self.watermark.on_event(clock_ms, o.ts);
-            debug_assert!(moved.is_none());
+            self.watermark.drop_late(clock_ms, o.ts);
             return;
         }
         self.panes.entry((pane, group.to_vec())).or_default().add(o, &self.needs);
