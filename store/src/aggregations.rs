@@ -165,7 +165,9 @@ impl Aggregations {
                     (r, e)
                 })
                 .collect();
-            self.dropped.retain(|name| !self.running.iter().any(|(r, _)| &r.name == name));
+            // Rules dropped and started again since the last checkpoint keep their place in
+            // `dropped`: their old rows are deleted before the new ones are written (the
+            // checkpoint's batch deletes first), so a restart never reads the two mixed.
         } else if !on && running {
             self.dropped.extend(self.running.drain(..).map(|(r, _)| r.name));
         }

@@ -143,3 +143,29 @@ fn a_restart_neither_loses_nor_counts_twice() {
     drop(store);
     assert_eq!(all(&reopen(dir.path())), want);
 }
+
+#[test]
+fn turning_the_pack_off_and_on_leaves_no_old_state_behind() {
+    let settings = |pack: u32| v1::Command {
+        leader_time_ms: 0,
+        payload: Some(v1::command::Payload::Settings(v1::ApplySettings {
+            meetings_pack: pack,
+            ..crate::Settings::from_config(&config()).to_proto()
+        })),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    commit(&store, &write("", vec![], vec![join("m9", "u1", 1_000), join("m9", "u2", 2_000)]));
+    store.checkpoint().unwrap();
+    // Off and on again before the next checkpoint: the windows start over, empty.
+    commit(&store, &settings(2));
+    commit(&store, &settings(1));
+    commit(&store, &write("", vec![], vec![join("m1", "u3", 3_000)]));
+    store.checkpoint().unwrap();
+    drop(store);
+    let store = reopen(dir.path());
+    commit(&store, &write("", vec![], vec![join("m2", "x", 40_000)]));
+    // m1's window from after the switch; nothing of m9's, whose rows were deleted, not mixed in.
+    assert_eq!(values(&store, "meeting_active_users", "m1")[0].2, 1.0);
+    assert_eq!(values(&store, "meeting_active_users", "m9"), []);
+}
