@@ -4,7 +4,9 @@
 //! platform maths where a result is kept (see `ddsketch`), no iteration over hash maps.
 //!
 //! It must not depend on RocksDB, Raft or any I/O: the store keeps its state and feeds it
-//! events; ingest owns rules, packs and front ends.
+//! events. Rules are data ([`EventRule`]); DESIGN gives their definition (packs, front ends) to
+//! ingest. The meetings pack is declared here (`meetings`) until rules travel in the log, which
+//! the rules API brings; then it moves.
 
 pub mod acc;
 pub mod ddsketch;
