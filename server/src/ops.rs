@@ -135,6 +135,21 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         ("collabstream_aggregation_open_keys", "Window panes or sessions held, by rule.", "gauge", &|r| {
             r.open_keys.to_string()
         }),
+        ("collabstream_aggregation_events_total", "Events each rule took, since start.", "counter", &|r| {
+            r.events.to_string()
+        }),
+        (
+            "collabstream_aggregation_windows_emitted_total",
+            "Windows emitted when the watermark reached their end, by rule, since start.",
+            "counter",
+            &|r| r.emitted.to_string(),
+        ),
+        (
+            "collabstream_aggregation_corrections_total",
+            "Windows emitted again for late events (or withdrawn sessions), by rule, since start.",
+            "counter",
+            &|r| r.corrections.to_string(),
+        ),
         (
             "collabstream_aggregation_watermark_seconds",
             "Event time up to which each rule takes its windows to be complete.",

@@ -9,7 +9,7 @@
 use collabstream_proto::v1;
 use rocksdb::IteratorMode;
 
-use crate::agg::{Changes, Emission, EventRule, Sessions, WindowKind, Windows, meetings};
+use crate::agg::{Changes, Emission, EmissionKind, EventRule, Sessions, WindowKind, Windows, meetings};
 use crate::db::{CF_AGG, Rocks};
 use crate::error::{Error, Result};
 use crate::store::cf;
@@ -67,7 +67,15 @@ impl Engine {
             Engine::Windows(w) => (w.watermark(), w.late_dropped(), w.open_panes()),
             Engine::Sessions(s) => (s.watermark(), s.late_dropped(), s.open_sessions()),
         };
-        RuleStats { rule: rule.to_string(), watermark, late_dropped, open_keys }
+        RuleStats {
+            rule: rule.to_string(),
+            watermark,
+            late_dropped,
+            open_keys,
+            events: 0,
+            emitted: 0,
+            corrections: 0,
+        }
     }
 }
 
@@ -81,12 +89,38 @@ pub struct RuleStats {
     pub late_dropped: u64,
     /// Panes or sessions held, over all groups.
     pub open_keys: usize,
+    /// Since this process started: events the rule took, windows emitted for the first time,
+    /// and windows emitted again (corrections and withdrawn sessions).
+    pub events: u64,
+    pub emitted: u64,
+    pub corrections: u64,
+}
+
+/// A rule's counters since this process started.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    events: u64,
+    emitted: u64,
+    corrections: u64,
+}
+
+impl Counts {
+    fn count(&mut self, emitted: &[Emission]) {
+        for e in emitted {
+            match e.kind {
+                EmissionKind::First => self.emitted += 1,
+                EmissionKind::Correction | EmissionKind::Retraction => self.corrections += 1,
+            }
+        }
+    }
 }
 
 /// The rules in force and their state.
 #[derive(Debug, Default)]
 pub(crate) struct Aggregations {
     running: Vec<(EventRule, Engine)>,
+    /// One per rule running, in the same order.
+    counts: Vec<Counts>,
     /// Rules dropped since the last checkpoint, whose rows it deletes.
     dropped: Vec<String>,
 }
@@ -150,6 +184,7 @@ impl Aggregations {
                 None => Engine::new(&rule),
             };
             aggs.running.push((rule, engine));
+            aggs.counts.push(Counts::default());
         }
         Ok(aggs)
     }
@@ -165,16 +200,27 @@ impl Aggregations {
                     (r, e)
                 })
                 .collect();
+            self.counts = vec![Counts::default(); self.running.len()];
             // Rules dropped and started again since the last checkpoint keep their place in
             // `dropped`: their old rows are deleted before the new ones are written (the
             // checkpoint's batch deletes first), so a restart never reads the two mixed.
         } else if !on && running {
             self.dropped.extend(self.running.drain(..).map(|(r, _)| r.name));
+            self.counts.clear();
         }
     }
 
     pub(crate) fn stats(&self) -> Vec<RuleStats> {
-        self.running.iter().map(|(r, e)| e.stats(&r.name)).collect()
+        self.running
+            .iter()
+            .zip(&self.counts)
+            .map(|((r, e), c)| RuleStats {
+                events: c.events,
+                emitted: c.emitted,
+                corrections: c.corrections,
+                ..e.stats(&r.name)
+            })
+            .collect()
     }
 
     pub(crate) fn rule(&self, i: usize) -> Option<&EventRule> {
@@ -187,6 +233,10 @@ impl Aggregations {
         for (i, (rule, engine)) in self.running.iter_mut().enumerate() {
             if let Some((group, o)) = rule.observe(e) {
                 engine.observe(clock, &group, &o, &mut emitted);
+                if let Some(c) = self.counts.get_mut(i) {
+                    c.events += 1;
+                    c.count(&emitted);
+                }
                 out.extend(emitted.drain(..).map(|x| (i, x)));
             }
         }
@@ -197,6 +247,9 @@ impl Aggregations {
         let mut emitted = Vec::new();
         for (i, (_, engine)) in self.running.iter_mut().enumerate() {
             engine.tick(clock, &mut emitted);
+            if let Some(c) = self.counts.get_mut(i) {
+                c.count(&emitted);
+            }
             out.extend(emitted.drain(..).map(|x| (i, x)));
         }
     }

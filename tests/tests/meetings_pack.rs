@@ -127,6 +127,15 @@ async fn meeting_events_become_meeting_series() {
     .expect("the late event is counted");
     assert!(metrics.contains(r#"collabstream_aggregation_open_keys{rule="meeting_health"}"#), "{metrics}");
     assert!(metrics.contains(r#"collabstream_aggregation_watermark_seconds{rule="meeting_churn_rate"}"#));
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{rule=\"meeting_active_users\"}} ")))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    // The 6 + 1 events of the first two posts, then the late one (taken, and dropped).
+    assert_eq!(counter("collabstream_aggregation_events_total"), Some(8), "{metrics}");
+    assert!(counter("collabstream_aggregation_windows_emitted_total").is_some_and(|n| n >= 2), "{metrics}");
 
     // Killed and restarted: the same, from the log and the checkpoint.
     node.kill9();
