@@ -113,10 +113,10 @@ impl Store {
         if cmd.tick {
             writer.aggs.tick(cmd.leader_time_ms, &mut emitted);
         }
-        let aggregated =
-            cmd.tick || cmd.settings.is_some() || cmd.writes.iter().any(|w| !w.events.is_empty());
         self.write_outputs(&mut writer, &settings, emitted, &mut batch)?;
-        if aggregated {
+        // Refreshed once a second (the leader's tick), not per entry: it allocates, and apply is
+        // the hot path. `/metrics` trails by at most that second.
+        if cmd.tick || cmd.settings.is_some() {
             *self.agg_stats.lock() = writer.aggs.stats();
         }
         #[cfg(any(test, feature = "failpoints"))]
