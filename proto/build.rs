@@ -2,6 +2,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
+        "proto/collabstream/v1/aggregation.proto",
         "proto/collabstream/v1/ingest.proto",
         "proto/collabstream/v1/log.proto",
         "proto/collabstream/v1/raft.proto",

@@ -65,21 +65,12 @@ pub fn parse_event(json: &str, default_type: Option<&str>) -> Result<v1::Event, 
             user_id: raw.user_id,
             message_id: raw.message_id,
             length: raw.length,
-            kind: match raw.kind.as_deref() {
-                None | Some("message") => v1::ChatKind::Message,
-                Some("reaction") => v1::ChatKind::Reaction,
-                Some(other) => return Err(format!("unknown chat kind {other:?}: use message or reaction")),
-            } as i32,
+            kind: chat_kind(raw.kind.as_deref().unwrap_or("message"))? as i32,
             timestamp_ms: ts,
         }),
         "meeting" => {
             let kind = match raw.kind.as_deref() {
-                Some("start") => v1::MeetingKind::Start,
-                Some("end") => v1::MeetingKind::End,
-                Some("quality") => v1::MeetingKind::Quality,
-                Some(other) => {
-                    return Err(format!("unknown meeting kind {other:?}: use start, end or quality"));
-                }
+                Some(k) => meeting_kind(k)?,
                 None => return Err("kind is required for meeting events: start, end or quality".into()),
             };
             Kind::Meeting(v1::MeetingEvent {
@@ -142,12 +133,32 @@ fn user_action_name(a: v1::UserAction) -> &'static str {
     ACTIONS.iter().find(|(_, x)| *x == a).map_or("unspecified", |(n, _)| n)
 }
 
-fn user_action(s: &str) -> Result<v1::UserAction, String> {
+/// A user event's action by its JSON name.
+pub fn user_action(s: &str) -> Result<v1::UserAction, String> {
     ACTIONS.iter().find(|(n, _)| *n == s).map(|(_, a)| *a).ok_or_else(|| {
         format!(
             "unknown action {s:?}: use join, leave, mute, unmute, camera_on, camera_off, screen_share_start or screen_share_stop"
         )
     })
+}
+
+/// A chat event's kind by its JSON name.
+pub fn chat_kind(s: &str) -> Result<v1::ChatKind, String> {
+    match s {
+        "message" => Ok(v1::ChatKind::Message),
+        "reaction" => Ok(v1::ChatKind::Reaction),
+        other => Err(format!("unknown chat kind {other:?}: use message or reaction")),
+    }
+}
+
+/// A meeting event's kind by its JSON name.
+pub fn meeting_kind(s: &str) -> Result<v1::MeetingKind, String> {
+    match s {
+        "start" => Ok(v1::MeetingKind::Start),
+        "end" => Ok(v1::MeetingKind::End),
+        "quality" => Ok(v1::MeetingKind::Quality),
+        other => Err(format!("unknown meeting kind {other:?}: use start, end or quality")),
+    }
 }
 
 fn parse_timestamp(v: &serde_json::Value) -> Result<i64, String> {

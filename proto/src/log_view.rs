@@ -26,6 +26,8 @@ pub struct CommandView<'a> {
     pub settings: Option<crate::v1::ApplySettings>,
     /// A `tick` payload.
     pub tick: bool,
+    /// A `rules` payload (small: decoded, not borrowed).
+    pub rule_change: Option<crate::v1::RuleChange>,
 }
 
 /// A borrowed [`crate::v1::LogWrite`] (an encoded `v1::WriteRequest` is one too).
@@ -89,33 +91,35 @@ impl<'a> CommandView<'a> {
         while let Some((field, wire)) = r.key()? {
             match (field, wire) {
                 (1, WIRE_VARINT) => cmd.leader_time_ms = r.varint()? as i64,
-                // A oneof: the last payload seen wins, as in prost.
                 (2, WIRE_LEN) => {
-                    cmd.writes = vec![WriteView::parse(r.bytes()?)?];
-                    cmd.settings = None;
-                    cmd.tick = false;
+                    let write = WriteView::parse(r.bytes()?)?;
+                    cmd.clear_payload();
+                    cmd.writes = vec![write];
                 }
                 (5, WIRE_LEN) => {
                     if !r.bytes()?.is_empty() {
                         return Err(ViewError("a Tick field this version does not know"));
                     }
-                    cmd.writes.clear();
-                    cmd.settings = None;
+                    cmd.clear_payload();
                     cmd.tick = true;
                 }
                 (4, WIRE_LEN) => {
-                    use prost::Message;
-                    let bytes = r.bytes()?;
-                    let settings = crate::v1::ApplySettings::decode(bytes)
-                        .map_err(|_| ViewError("the settings payload is not an ApplySettings message"))?;
-                    // prost skips unknown fields; what it read re-encodes to fewer bytes then
-                    // (our encodings are prost's own, so the lengths match otherwise).
-                    if settings.encoded_len() != bytes.len() {
-                        return Err(ViewError("an ApplySettings field this version does not know"));
-                    }
+                    let settings = decode_whole(
+                        r.bytes()?,
+                        "the settings payload is not an ApplySettings message",
+                        "an ApplySettings field this version does not know",
+                    )?;
+                    cmd.clear_payload();
                     cmd.settings = Some(settings);
-                    cmd.writes.clear();
-                    cmd.tick = false;
+                }
+                (6, WIRE_LEN) => {
+                    let change = decode_whole(
+                        r.bytes()?,
+                        "the rules payload is not a RuleChange message",
+                        "a RuleChange or AggregationRule field this version does not know",
+                    )?;
+                    cmd.clear_payload();
+                    cmd.rule_change = Some(change);
                 }
                 (3, WIRE_LEN) => {
                     let mut writes = Vec::new();
@@ -126,15 +130,36 @@ impl<'a> CommandView<'a> {
                             _ => return Err(ViewError("a WriteBatch field this version does not know")),
                         }
                     }
+                    cmd.clear_payload();
                     cmd.writes = writes;
-                    cmd.settings = None;
-                    cmd.tick = false;
                 }
                 _ => return Err(ViewError("a Command field or payload this version does not know")),
             }
         }
         Ok(cmd)
     }
+
+    /// A oneof: the last payload seen wins, as in prost.
+    fn clear_payload(&mut self) {
+        self.writes.clear();
+        self.settings = None;
+        self.tick = false;
+        self.rule_change = None;
+    }
+}
+
+/// Decodes a small payload whole: prost skips unknown fields, and what it read then re-encodes
+/// to fewer bytes (our encodings are prost's own, so the lengths match otherwise).
+fn decode_whole<M: prost::Message + Default>(
+    bytes: &[u8],
+    invalid: &'static str,
+    unknown: &'static str,
+) -> Result<M, ViewError> {
+    let m = M::decode(bytes).map_err(|_| ViewError(invalid))?;
+    if m.encoded_len() != bytes.len() {
+        return Err(ViewError(unknown));
+    }
+    Ok(m)
 }
 
 impl<'a> WriteView<'a> {
@@ -362,6 +387,8 @@ mod tests {
         let cmd =
             v1::Command { leader_time_ms: 7, payload: Some(v1::command::Payload::Write(write("b", 1))) };
         let settings = v1::ApplySettings { dedup_capacity: 5, ..Default::default() }.encode_to_vec();
+        let rule = v1::AggregationRule { name: "r".into(), ..Default::default() }.encode_to_vec();
+        let change = |rule: &[u8]| field(6, &field(1, rule));
         for (entry, what) in [
             (with(cmd.encode_to_vec()), "Command"),
             (field(3, &with(field(1, &write("b", 1).encode_to_vec()))), "WriteBatch"),
@@ -371,6 +398,10 @@ mod tests {
             (command(&field(2, &series(&label, &with(sample.clone())))), "Sample"),
             (field(4, &with(settings.clone())), "ApplySettings"),
             (field(5, &with(Vec::new())), "Tick"),
+            // Which of the two levels is not told apart (see `decode_whole`).
+            (field(6, &with(field(1, &rule))), "RuleChange or AggregationRule"),
+            // Field 9 is the rule's hop: field 30 instead (its key takes two bytes).
+            (change(&[rule.clone(), vec![0xf0, 0x01, 1]].concat()), "RuleChange or AggregationRule"),
         ] {
             let err = CommandView::parse(&entry).unwrap_err();
             assert!(
@@ -383,6 +414,8 @@ mod tests {
         let tick = tick.encode_to_vec();
         let view = CommandView::parse(&tick).unwrap();
         assert!(view.tick && view.writes.is_empty() && view.leader_time_ms == 9);
+        let created = CommandView::parse(&change(&rule)).unwrap().rule_change.unwrap().change;
+        assert!(matches!(created, Some(v1::rule_change::Change::Create(r)) if r.name == "r"));
 
         // Field 1 takes bytes 0..2; the payload (field 2) runs to the end, so every cut but the
         // one between the two fields ends inside a field and is refused, never misread.

@@ -5,96 +5,24 @@
 //! it. Its rows are written in the checkpoint's synced batch with the applied index, never
 //! between checkpoints, so that after a crash the rows are the state as of the index the log
 //! is replayed from (see `agg::state`).
+//!
+//! Rules run in a fixed order, the same on every replica and after every restart (the order
+//! of their outputs decides the ids of new series): the meetings pack's in its order, then
+//! the users' by name.
+//!
+//! Keys: a user rule's definition at `0, name`; a rule's meta row at `len, name, 0` and its
+//! state rows at `len, name, 1, row` (a name is never empty, so the two never meet).
 
 use collabstream_proto::v1;
+use prost::Message;
 use rocksdb::IteratorMode;
 
-use crate::agg::{Changes, Emission, EmissionKind, EventRule, Sessions, WindowKind, Windows, meetings};
+use crate::agg::{Emission, EmissionKind, EventRule, meetings, rule_proto};
+use crate::agg_engine::Engine;
+pub use crate::agg_engine::RuleStats;
 use crate::db::{CF_AGG, Rocks};
 use crate::error::{Error, Result};
 use crate::store::cf;
-
-#[derive(Debug)]
-enum Engine {
-    Windows(Windows),
-    Sessions(Sessions),
-}
-
-impl Engine {
-    fn new(rule: &EventRule) -> Self {
-        match rule.window.window {
-            WindowKind::Session { .. } => Engine::Sessions(Sessions::new(rule.window.clone())),
-            _ => Engine::Windows(Windows::new(rule.window.clone())),
-        }
-    }
-
-    fn restore<'a>(
-        rule: &EventRule,
-        meta: &[u8],
-        rows: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-    ) -> Result<Self> {
-        Ok(match rule.window.window {
-            WindowKind::Session { .. } => {
-                Engine::Sessions(Sessions::restore(rule.window.clone(), meta, rows)?)
-            }
-            _ => Engine::Windows(Windows::restore(rule.window.clone(), meta, rows)?),
-        })
-    }
-
-    fn observe(&mut self, clock: i64, group: &[u8], o: &crate::agg::Observation, out: &mut Vec<Emission>) {
-        match self {
-            Engine::Windows(w) => w.observe(clock, group, o, out),
-            Engine::Sessions(s) => s.observe(clock, group, o, out),
-        }
-    }
-
-    fn tick(&mut self, clock: i64, out: &mut Vec<Emission>) {
-        match self {
-            Engine::Windows(w) => w.tick(clock, out),
-            Engine::Sessions(s) => s.tick(clock, out),
-        }
-    }
-
-    fn take_changes(&mut self) -> Changes {
-        match self {
-            Engine::Windows(w) => w.take_changes(),
-            Engine::Sessions(s) => s.take_changes(),
-        }
-    }
-
-    fn stats(&self, rule: &str) -> RuleStats {
-        let (watermark, late_dropped, open_keys) = match self {
-            Engine::Windows(w) => (w.watermark(), w.late_dropped(), w.open_panes()),
-            Engine::Sessions(s) => (s.watermark(), s.late_dropped(), s.open_sessions()),
-        };
-        RuleStats {
-            rule: rule.to_string(),
-            watermark,
-            late_dropped,
-            open_keys,
-            events: 0,
-            emitted: 0,
-            corrections: 0,
-        }
-    }
-}
-
-/// What `/metrics` shows of a rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleStats {
-    pub rule: String,
-    /// Event time (ms) up to which the rule takes its windows to be complete.
-    pub watermark: i64,
-    /// Events past their windows' allowed lateness, dropped.
-    pub late_dropped: u64,
-    /// Panes or sessions held, over all groups.
-    pub open_keys: usize,
-    /// Since this process started: events the rule took, windows emitted for the first time,
-    /// and windows emitted again (corrections and withdrawn sessions).
-    pub events: u64,
-    pub emitted: u64,
-    pub corrections: u64,
-}
 
 /// A rule's counters since this process started.
 #[derive(Debug, Clone, Copy, Default)]
@@ -115,21 +43,40 @@ impl Counts {
     }
 }
 
+#[derive(Debug)]
+struct Running {
+    rule: EventRule,
+    engine: Engine,
+    counts: Counts,
+    /// The user's definition; `None` for a pack's rule.
+    def: Option<v1::AggregationRule>,
+}
+
+/// What a rule change did: the API's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleOutcome {
+    Changed,
+    /// The rule already ran as defined, or was not there to delete.
+    Unchanged,
+    /// Refused, and why (the same on every replica).
+    Refused(String),
+}
+
 /// The rules in force and their state.
 #[derive(Debug, Default)]
 pub(crate) struct Aggregations {
-    running: Vec<(EventRule, Engine)>,
-    /// One per rule running, in the same order.
-    counts: Vec<Counts>,
+    running: Vec<Running>,
     /// Rules dropped since the last checkpoint, whose rows it deletes.
     dropped: Vec<String>,
+    /// Definitions created (`Some`) and deleted since the last checkpoint, in order.
+    defs: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Emissions of one rule, by its position among those running.
 pub(crate) type Emitted = Vec<(usize, Emission)>;
 
-/// What a checkpoint writes to the `agg` column family: rows to put (`Some`) or delete, and
-/// the key ranges of dropped rules.
+/// What a checkpoint writes to the `agg` column family: the key ranges of dropped rules to
+/// delete first, then rows to put (`Some`) or delete.
 #[derive(Debug, Default)]
 pub(crate) struct AggWrites {
     pub(crate) rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
@@ -157,86 +104,165 @@ fn row_key(rule: &str, row: &[u8]) -> Vec<u8> {
     k
 }
 
+fn def_key(rule: &str) -> Vec<u8> {
+    let mut k = vec![0];
+    k.extend_from_slice(rule.as_bytes());
+    k
+}
+
+/// A rule's engine with the state the database holds for it, or a new one.
+fn restore(db: &Rocks, rule: &EventRule) -> Result<Engine> {
+    let p = prefix(&rule.name);
+    let mut meta = None;
+    let mut rows = Vec::new();
+    for item in db.iterator_cf(cf(db, CF_AGG), IteratorMode::From(&p, rocksdb::Direction::Forward)) {
+        let (k, v) = item?;
+        let Some(rest) = k.strip_prefix(p.as_slice()) else { break };
+        match rest.split_first() {
+            Some((0, [])) => meta = Some(v),
+            Some((1, row)) => rows.push((row.to_vec(), v)),
+            _ => return Err(Error::Corrupt { what: "aggregation key" }),
+        }
+    }
+    match meta {
+        Some(meta) => Engine::restore(rule, &meta, rows.iter().map(|(k, v)| (k.as_slice(), &v[..]))),
+        None => Ok(Engine::new(rule)),
+    }
+}
+
+impl Running {
+    fn new(rule: EventRule, engine: Engine, def: Option<v1::AggregationRule>) -> Self {
+        Running { rule, engine, counts: Counts::default(), def }
+    }
+}
+
 impl Aggregations {
-    /// The rules in force per `meetings_pack`, with the state the database holds for them.
+    /// The rules in force (the meetings pack per `meetings_pack`, and the users'), with the
+    /// state the database holds for them.
     pub(crate) fn load(db: &Rocks, meetings_pack: bool) -> Result<Self> {
         let mut aggs = Aggregations::default();
-        if !meetings_pack {
-            return Ok(aggs);
-        }
-        for rule in meetings::rules() {
-            let p = prefix(&rule.name);
-            let mut meta = None;
-            let mut rows = Vec::new();
-            for item in db.iterator_cf(cf(db, CF_AGG), IteratorMode::From(&p, rocksdb::Direction::Forward)) {
-                let (k, v) = item?;
-                let Some(rest) = k.strip_prefix(p.as_slice()) else { break };
-                match rest.split_first() {
-                    Some((0, [])) => meta = Some(v),
-                    Some((1, row)) => rows.push((row.to_vec(), v)),
-                    _ => return Err(Error::Corrupt { what: "aggregation key" }),
-                }
+        if meetings_pack {
+            for rule in meetings::rules() {
+                let engine = restore(db, &rule)?;
+                aggs.running.push(Running::new(rule, engine, None));
             }
-            let engine = match meta {
-                Some(meta) => {
-                    Engine::restore(&rule, &meta, rows.iter().map(|(k, v)| (k.as_slice(), &v[..])))?
-                }
-                None => Engine::new(&rule),
-            };
-            aggs.running.push((rule, engine));
-            aggs.counts.push(Counts::default());
+        }
+        for item in db.iterator_cf(cf(db, CF_AGG), IteratorMode::From(&[0], rocksdb::Direction::Forward)) {
+            let (k, v) = item?;
+            if k.first() != Some(&0) {
+                break;
+            }
+            let corrupt = |_| Error::Corrupt { what: "aggregation rule definition" };
+            let def = v1::AggregationRule::decode(&v[..]).map_err(|e| corrupt(e.to_string()))?;
+            // Accepted once, so not checked against today's settings again.
+            let rule = rule_proto::event_rule(&def, i64::MAX).map_err(corrupt)?;
+            let engine = restore(db, &rule)?;
+            aggs.running.push(Running::new(rule, engine, Some(def)));
         }
         Ok(aggs)
     }
 
     /// Turns the meetings pack on or off, from a settings entry.
     pub(crate) fn set_meetings_pack(&mut self, on: bool) {
-        let running = !self.running.is_empty();
+        let running = self.running.iter().any(|r| r.def.is_none());
         if on && !running {
-            self.running = meetings::rules()
-                .into_iter()
-                .map(|r| {
-                    let e = Engine::new(&r);
-                    (r, e)
-                })
-                .collect();
-            self.counts = vec![Counts::default(); self.running.len()];
+            let pack = meetings::rules().into_iter().map(|r| {
+                let e = Engine::new(&r);
+                Running::new(r, e, None)
+            });
+            self.running.splice(0..0, pack);
             // Rules dropped and started again since the last checkpoint keep their place in
             // `dropped`: their old rows are deleted before the new ones are written (the
             // checkpoint's batch deletes first), so a restart never reads the two mixed.
         } else if !on && running {
-            self.dropped.extend(self.running.drain(..).map(|(r, _)| r.name));
-            self.counts.clear();
+            let (pack, users): (Vec<_>, Vec<_>) = self.running.drain(..).partition(|r| r.def.is_none());
+            self.dropped.extend(pack.into_iter().map(|r| r.rule.name));
+            self.running = users;
         }
+    }
+
+    /// A rule change from the log, checked as [`rule_proto::event_rule`] does, with the
+    /// store's out-of-order window as the longest allowed lateness.
+    pub(crate) fn change(&mut self, change: &v1::RuleChange, out_of_order_window_ms: i64) -> RuleOutcome {
+        match &change.change {
+            Some(v1::rule_change::Change::Create(def)) => self.create(def, out_of_order_window_ms),
+            Some(v1::rule_change::Change::Delete(name)) => self.delete(name),
+            None => RuleOutcome::Refused("the rule change is empty".into()),
+        }
+    }
+
+    fn create(&mut self, def: &v1::AggregationRule, out_of_order_window_ms: i64) -> RuleOutcome {
+        if let Some(r) = self.running.iter().find(|r| r.rule.name == def.name) {
+            return match &r.def {
+                Some(d) if d == def => RuleOutcome::Unchanged,
+                Some(_) => RuleOutcome::Refused(format!(
+                    "a rule named {} runs with another definition; delete it first",
+                    def.name
+                )),
+                None => RuleOutcome::Refused(format!("{} is a rule of the meetings pack", def.name)),
+            };
+        }
+        let rule = match rule_proto::event_rule(def, out_of_order_window_ms) {
+            Ok(r) => r,
+            Err(e) => return RuleOutcome::Refused(e),
+        };
+        let at = self
+            .running
+            .iter()
+            .position(|r| r.def.is_some() && r.rule.name > def.name)
+            .unwrap_or(self.running.len());
+        let engine = Engine::new(&rule);
+        self.running.insert(at, Running::new(rule, engine, Some(def.clone())));
+        self.defs.push((def.name.clone(), Some(def.encode_to_vec())));
+        RuleOutcome::Changed
+    }
+
+    fn delete(&mut self, name: &str) -> RuleOutcome {
+        let Some(at) = self.running.iter().position(|r| r.rule.name == name) else {
+            return RuleOutcome::Unchanged;
+        };
+        if self.running[at].def.is_none() {
+            return RuleOutcome::Refused(format!(
+                "{name} is a rule of the meetings pack; turn the pack off with store.meetings_pack = false"
+            ));
+        }
+        self.running.remove(at);
+        self.dropped.push(name.to_string());
+        self.defs.push((name.to_string(), None));
+        RuleOutcome::Changed
+    }
+
+    /// The users' rules in force, by name, and the names of the packs' rules.
+    pub(crate) fn definitions(&self) -> (Vec<v1::AggregationRule>, Vec<String>) {
+        let users = self.running.iter().filter_map(|r| r.def.clone()).collect();
+        let pack = self.running.iter().filter(|r| r.def.is_none()).map(|r| r.rule.name.clone()).collect();
+        (users, pack)
     }
 
     pub(crate) fn stats(&self) -> Vec<RuleStats> {
         self.running
             .iter()
-            .zip(&self.counts)
-            .map(|((r, e), c)| RuleStats {
-                events: c.events,
-                emitted: c.emitted,
-                corrections: c.corrections,
-                ..e.stats(&r.name)
+            .map(|r| RuleStats {
+                events: r.counts.events,
+                emitted: r.counts.emitted,
+                corrections: r.counts.corrections,
+                ..r.engine.stats(&r.rule.name)
             })
             .collect()
     }
 
     pub(crate) fn rule(&self, i: usize) -> Option<&EventRule> {
-        self.running.get(i).map(|(r, _)| r)
+        self.running.get(i).map(|r| &r.rule)
     }
 
     /// One applied event, in an entry stamped `clock` by the leader.
     pub(crate) fn observe(&mut self, clock: i64, e: &v1::Event, out: &mut Emitted) {
         let mut emitted = Vec::new();
-        for (i, (rule, engine)) in self.running.iter_mut().enumerate() {
-            if let Some((group, o)) = rule.observe(e) {
-                engine.observe(clock, &group, &o, &mut emitted);
-                if let Some(c) = self.counts.get_mut(i) {
-                    c.events += 1;
-                    c.count(&emitted);
-                }
+        for (i, r) in self.running.iter_mut().enumerate() {
+            if let Some((group, o)) = r.rule.observe(e) {
+                r.engine.observe(clock, &group, &o, &mut emitted);
+                r.counts.events += 1;
+                r.counts.count(&emitted);
                 out.extend(emitted.drain(..).map(|x| (i, x)));
             }
         }
@@ -245,22 +271,20 @@ impl Aggregations {
     /// A tick of the leader's clock.
     pub(crate) fn tick(&mut self, clock: i64, out: &mut Emitted) {
         let mut emitted = Vec::new();
-        for (i, (_, engine)) in self.running.iter_mut().enumerate() {
-            engine.tick(clock, &mut emitted);
-            if let Some(c) = self.counts.get_mut(i) {
-                c.count(&emitted);
-            }
+        for (i, r) in self.running.iter_mut().enumerate() {
+            r.engine.tick(clock, &mut emitted);
+            r.counts.count(&emitted);
             out.extend(emitted.drain(..).map(|x| (i, x)));
         }
     }
 
     /// What the next checkpoint writes (see [`AggWrites`]).
     pub(crate) fn take_changes(&mut self) -> AggWrites {
-        let mut rows = Vec::new();
-        for (rule, engine) in &mut self.running {
-            let c = engine.take_changes();
-            rows.push((meta_key(&rule.name), Some(c.meta)));
-            rows.extend(c.rows.into_iter().map(|(k, v)| (row_key(&rule.name, &k), v)));
+        let mut rows: Vec<_> = self.defs.drain(..).map(|(name, def)| (def_key(&name), def)).collect();
+        for r in &mut self.running {
+            let c = r.engine.take_changes();
+            rows.push((meta_key(&r.rule.name), Some(c.meta)));
+            rows.extend(c.rows.into_iter().map(|(k, v)| (row_key(&r.rule.name, &k), v)));
         }
         let dropped = self
             .dropped

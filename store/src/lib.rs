@@ -14,8 +14,9 @@
 //! numbered entries and reports what it has made durable.
 
 pub mod agg;
+mod agg_engine;
 mod aggregations;
-pub use aggregations::RuleStats;
+pub use aggregations::{RuleOutcome, RuleStats};
 pub mod chunk;
 mod chunk_v1;
 mod config;

@@ -374,7 +374,6 @@ impl Store {
         self.index.read().len() == 0
     }
 
-    /// The settings apply uses now (see [`Settings`]).
     /// The aggregation rules running, with their watermark, late drops and open keys.
     pub fn aggregation_stats(&self) -> Vec<crate::aggregations::RuleStats> {
         self.agg_stats.lock().clone()
@@ -382,9 +381,16 @@ impl Store {
 
     /// Whether aggregation rules are running (the leader then ticks).
     pub fn aggregating(&self) -> bool {
-        self.settings.read().meetings_pack
+        !self.agg_stats.lock().is_empty()
     }
 
+    /// The users' aggregation rules in force, by name, and the names of the built-in packs'
+    /// rules running. Waits for the entry being applied, if any.
+    pub fn aggregation_rules(&self) -> (Vec<collabstream_proto::v1::AggregationRule>, Vec<String>) {
+        self.writer.lock().aggs.definitions()
+    }
+
+    /// The settings apply uses now (see [`Settings`]).
     pub fn settings(&self) -> Settings {
         *self.settings.read()
     }
@@ -606,3 +612,7 @@ mod hazard_tests;
 #[cfg(test)]
 #[path = "store_agg_tests.rs"]
 mod agg_tests;
+
+#[cfg(test)]
+#[path = "store_rules_tests.rs"]
+mod rules_tests;

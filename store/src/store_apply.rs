@@ -14,6 +14,7 @@ use prost::Message;
 use rocksdb::WriteBatch;
 
 use crate::aggregations::Emitted;
+use crate::aggregations::RuleOutcome;
 use crate::db::{CF_CHUNKS, CF_EVENTS, CF_SERIES};
 use crate::error::{Error, Result};
 use crate::head::{Appended, HeadSeries, SeriesEntry};
@@ -30,6 +31,8 @@ pub struct ApplyOutcome {
     pub rejected: Vec<Rejection>,
     /// The entry's batch id had been applied before, so nothing was applied again.
     pub duplicate: bool,
+    /// For a rule change (an entry without writes, answered by this one outcome): what it did.
+    pub rule_change: Option<RuleOutcome>,
 }
 
 /// See [`Store::known_series`].
@@ -113,10 +116,15 @@ impl Store {
         if cmd.tick {
             writer.aggs.tick(cmd.leader_time_ms, &mut emitted);
         }
+        if let Some(change) = &cmd.rule_change {
+            let outcome = writer.aggs.change(change, settings.out_of_order_window_ms);
+            tracing::info!(index, ?change, ?outcome, "aggregation rule change applied");
+            outcomes.push(ApplyOutcome { rule_change: Some(outcome), ..ApplyOutcome::default() });
+        }
         self.write_outputs(&mut writer, &settings, emitted, &mut batch)?;
         // Refreshed once a second (the leader's tick), not per entry: it allocates, and apply is
         // the hot path. `/metrics` trails by at most that second.
-        if cmd.tick || cmd.settings.is_some() {
+        if cmd.tick || cmd.settings.is_some() || cmd.rule_change.is_some() {
             *self.agg_stats.lock() = writer.aggs.stats();
         }
         #[cfg(any(test, feature = "failpoints"))]

@@ -62,7 +62,12 @@ impl Store {
             canonical_labels(labels.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), &mut canonical);
             let found = self.index.read().find(&canonical).cloned();
             let entry = match found {
-                Some(e) => e,
+                Some(e) => {
+                    // Persisted after the checkpoint and found again during a replay: created
+                    // by this very entry the first time, so keep ids in step (as for writes).
+                    writer.next_series = writer.next_series.max(e.id.0 + 1);
+                    e
+                }
                 None => {
                     let mut index = self.index.write();
                     if index.len() >= settings.max_series {

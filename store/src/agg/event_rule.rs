@@ -41,6 +41,23 @@ impl EventField {
         }
     }
 
+    /// A text field (tenant, meeting_id, user_id) by its name.
+    pub fn text_named(name: &str) -> Option<Self> {
+        [EventField::Tenant, EventField::MeetingId, EventField::UserId].into_iter().find(|f| f.name() == name)
+    }
+
+    /// A numeric field by its name, with the event kind that has it.
+    pub fn number_named(name: &str) -> Option<(Self, &'static str)> {
+        [
+            (EventField::LatencyMs, "meeting"),
+            (EventField::JitterMs, "meeting"),
+            (EventField::PacketLossPct, "meeting"),
+            (EventField::Length, "chat"),
+        ]
+        .into_iter()
+        .find(|(f, _)| f.name() == name)
+    }
+
     fn text(self, e: &Event) -> Option<&str> {
         let (tenant, meeting, user) = match e {
             Event::User(u) => (&u.tenant, &u.meeting_id, &u.user_id),
@@ -109,6 +126,9 @@ pub struct OutputSeries {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRule {
     pub name: String,
+    /// Only events whose text fields equal these values are taken by a measure (they still
+    /// move the watermark: they are part of the same stream's time).
+    pub filter: Vec<(EventField, String)>,
     pub group_by: Vec<EventField>,
     pub measures: Vec<MeasureSpec>,
     pub window: WindowRule,
@@ -123,7 +143,8 @@ impl EventRule {
         let event = e.event.as_ref()?;
         let ts = collabstream_proto::events::timestamp_ms(e)?;
         let mut inputs = Vec::new();
-        for (i, m) in self.measures.iter().enumerate() {
+        let taken = self.filter.iter().all(|(f, v)| f.text(event) == Some(v.as_str()));
+        for (i, m) in self.measures.iter().enumerate().filter(|_| taken) {
             if !m.events.matches(event) {
                 continue;
             }

@@ -60,6 +60,7 @@ fn pack_rule(
     let (formulas, series) = outputs.into_iter().unzip();
     EventRule {
         name: name.to_string(),
+        filter: Vec::new(),
         group_by: vec![EventField::MeetingId],
         measures,
         window: rule(window, formulas),

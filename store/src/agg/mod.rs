@@ -16,6 +16,7 @@ pub mod formula;
 pub mod measures;
 pub mod meetings;
 pub mod rule;
+pub mod rule_proto;
 pub mod sessions;
 pub mod state;
 pub mod watermark;

@@ -1,0 +1,87 @@
+//! [`Engine`]: the window engine a rule runs (panes for tumbling and sliding windows, sessions),
+//! behind one interface, and the [`RuleStats`] `/metrics` shows of it.
+
+use crate::agg::{Changes, Emission, EventRule, Observation, Sessions, WindowKind, Windows};
+use crate::error::Result;
+
+#[derive(Debug)]
+pub(crate) enum Engine {
+    Windows(Windows),
+    Sessions(Sessions),
+}
+
+impl Engine {
+    pub(crate) fn new(rule: &EventRule) -> Self {
+        match rule.window.window {
+            WindowKind::Session { .. } => Engine::Sessions(Sessions::new(rule.window.clone())),
+            _ => Engine::Windows(Windows::new(rule.window.clone())),
+        }
+    }
+
+    pub(crate) fn restore<'a>(
+        rule: &EventRule,
+        meta: &[u8],
+        rows: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<Self> {
+        Ok(match rule.window.window {
+            WindowKind::Session { .. } => {
+                Engine::Sessions(Sessions::restore(rule.window.clone(), meta, rows)?)
+            }
+            _ => Engine::Windows(Windows::restore(rule.window.clone(), meta, rows)?),
+        })
+    }
+
+    pub(crate) fn observe(&mut self, clock: i64, group: &[u8], o: &Observation, out: &mut Vec<Emission>) {
+        match self {
+            Engine::Windows(w) => w.observe(clock, group, o, out),
+            Engine::Sessions(s) => s.observe(clock, group, o, out),
+        }
+    }
+
+    pub(crate) fn tick(&mut self, clock: i64, out: &mut Vec<Emission>) {
+        match self {
+            Engine::Windows(w) => w.tick(clock, out),
+            Engine::Sessions(s) => s.tick(clock, out),
+        }
+    }
+
+    pub(crate) fn take_changes(&mut self) -> Changes {
+        match self {
+            Engine::Windows(w) => w.take_changes(),
+            Engine::Sessions(s) => s.take_changes(),
+        }
+    }
+
+    pub(crate) fn stats(&self, rule: &str) -> RuleStats {
+        let (watermark, late_dropped, open_keys) = match self {
+            Engine::Windows(w) => (w.watermark(), w.late_dropped(), w.open_panes()),
+            Engine::Sessions(s) => (s.watermark(), s.late_dropped(), s.open_sessions()),
+        };
+        RuleStats {
+            rule: rule.to_string(),
+            watermark,
+            late_dropped,
+            open_keys,
+            events: 0,
+            emitted: 0,
+            corrections: 0,
+        }
+    }
+}
+
+/// What `/metrics` shows of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleStats {
+    pub rule: String,
+    /// Event time (ms) up to which the rule takes its windows to be complete.
+    pub watermark: i64,
+    /// Events past their windows' allowed lateness, dropped.
+    pub late_dropped: u64,
+    /// Panes or sessions held, over all groups.
+    pub open_keys: usize,
+    /// Since this process started: events the rule took, windows emitted for the first time,
+    /// and windows emitted again (corrections and withdrawn sessions).
+    pub events: u64,
+    pub emitted: u64,
+    pub corrections: u64,
+}
