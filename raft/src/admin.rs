@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use collabstream_proto::v1::admin_service_client::AdminServiceClient;
 use collabstream_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
+use collabstream_proto::v1::rule_change::Change;
 use collabstream_proto::v1::{self, Member};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use tonic::service::interceptor::InterceptedService;
@@ -14,6 +15,18 @@ use tonic::{Request, Response, Status};
 use crate::network::channel;
 use crate::node::Writer;
 use crate::secret::{PeerChannel, RequireSecret};
+
+/// The leader's admin client, when this node is not the leader.
+pub(crate) fn leader_admin(writer: &Writer) -> Result<Option<AdminServiceClient<PeerChannel>>, Status> {
+    match writer.leader() {
+        Some((id, _)) if id == writer.node_id() => Ok(None),
+        Some((_, addr)) => Ok(Some(AdminServiceClient::new(
+            channel(&addr, writer.cluster_secret())
+                .map_err(|e| Status::unavailable(format!("leader address {addr}: {e}")))?,
+        ))),
+        None => Err(Status::unavailable("no leader is known; retry when the cluster has elected one")),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct AdminGrpc {
@@ -89,16 +102,8 @@ impl AdminGrpc {
         }
     }
 
-    /// The leader's admin client, when this node is not the leader.
     fn leader_client(&self) -> Result<Option<AdminServiceClient<PeerChannel>>, Status> {
-        match self.writer.leader() {
-            Some((id, _)) if id == self.writer.node_id() => Ok(None),
-            Some((_, addr)) => Ok(Some(AdminServiceClient::new(
-                channel(&addr, self.writer.cluster_secret())
-                    .map_err(|e| Status::unavailable(format!("leader address {addr}: {e}")))?,
-            ))),
-            None => Err(Status::unavailable("no leader is known; retry when the cluster has elected one")),
-        }
+        leader_admin(&self.writer)
     }
 
     async fn change(
@@ -172,5 +177,31 @@ impl AdminService for AdminGrpc {
             self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await?;
         }
         self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await
+    }
+
+    async fn list_aggregations(
+        &self,
+        _req: Request<v1::ListAggregationsRequest>,
+    ) -> Result<Response<v1::ListAggregationsResponse>, Status> {
+        let (rules, pack_rules) = self.writer.store().aggregation_rules();
+        Ok(Response::new(v1::ListAggregationsResponse { rules, pack_rules }))
+    }
+
+    async fn create_aggregation(
+        &self,
+        req: Request<v1::CreateAggregationRequest>,
+    ) -> Result<Response<v1::AggregationChangeResponse>, Status> {
+        let rule = req.into_inner().rule.ok_or_else(|| Status::invalid_argument("rule: missing"))?;
+        let changed = crate::rules::change_rule(&self.writer, Change::Create(rule)).await?;
+        Ok(Response::new(v1::AggregationChangeResponse { changed }))
+    }
+
+    async fn delete_aggregation(
+        &self,
+        req: Request<v1::DeleteAggregationRequest>,
+    ) -> Result<Response<v1::AggregationChangeResponse>, Status> {
+        let name = req.into_inner().name;
+        let changed = crate::rules::change_rule(&self.writer, Change::Delete(name)).await?;
+        Ok(Response::new(v1::AggregationChangeResponse { changed }))
     }
 }

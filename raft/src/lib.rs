@@ -10,7 +10,8 @@
 //!   packed into one file and streamed in chunks.
 //! - [`RaftGrpc`] and [`Network`]: the `RaftService` (append entries, vote, install snapshot,
 //!   forwarded writes, read index) over tonic, with deadlines and lazy reconnects.
-//! - [`AdminGrpc`]: cluster status and membership changes.
+//! - [`AdminGrpc`]: cluster status, membership changes and aggregation rules ([`change_rule`]:
+//!   checked, committed by the leader; configured rules kept in force by it).
 //! - [`ClusterSecret`]: required of every Raft and Admin call when the cluster has one.
 //!
 //! A single node is a cluster of one: the same path, with no followers to wait for.
@@ -33,6 +34,7 @@ mod log_writer;
 mod network;
 mod node;
 mod options;
+mod rules;
 mod secret;
 mod settings_proposer;
 mod snapshot_data;
@@ -49,6 +51,7 @@ pub use log_storage::LogStorage;
 pub use network::{HTTP2_WINDOW, Network, RaftGrpc};
 pub use node::{Writer, WriterHandle};
 pub use options::RaftOptions;
+pub use rules::change_rule;
 pub use secret::{ClusterSecret, PeerChannel, RequireSecret, SECRET_HEADER};
 pub use snapshot_data::SnapshotData;
 pub use state_machine::StateMachine;

@@ -156,13 +156,18 @@ impl Writer {
         let settings =
             tokio::spawn(crate::settings_proposer::run_settings_proposer(writer.clone(), stop.clone()));
         let ticks = tokio::spawn(crate::tick_proposer::run_tick_proposer(writer.clone(), stop.clone()));
+        let rules = tokio::spawn(crate::rules::run_rules_proposer(
+            writer.clone(),
+            options.aggregation_rules.clone(),
+            stop.clone(),
+        ));
         tracing::info!(node_id = options.node_id, members = ?options.members, "raft started");
         Ok((
             writer.clone(),
             WriterHandle {
                 writer,
                 stop,
-                tasks: vec![proposer, checkpointer, releaser, bounder, settings, ticks],
+                tasks: vec![proposer, checkpointer, releaser, bounder, settings, ticks, rules],
             },
         ))
     }

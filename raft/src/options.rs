@@ -45,6 +45,9 @@ pub struct RaftOptions {
     /// larger write alone takes all of it); beyond, a write waits up to `leader_wait`, then
     /// fails as overloaded (503) instead of growing the queue.
     pub max_queued_bytes: usize,
+    /// Aggregation rules from this node's configuration (origin `config`), kept in force while
+    /// it leads.
+    pub aggregation_rules: Vec<collabstream_proto::v1::AggregationRule>,
 }
 
 impl RaftOptions {
@@ -66,6 +69,7 @@ impl RaftOptions {
             leader_wait: Duration::from_secs(10),
             cluster_secret: ClusterSecret::none(),
             max_queued_bytes: 256 << 20,
+            aggregation_rules: Vec::new(),
         }
     }
 

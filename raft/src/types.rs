@@ -76,12 +76,19 @@ pub(crate) fn from_wire(r: v1::WriteResponse) -> ApplyOutcome {
         events_accepted: r.events_accepted,
         rejected: r.rejected,
         duplicate: r.duplicate_batches > 0,
+        rule_change: None,
     }
 }
 
 impl Serialize for Response {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let wire = v1::ApplyResults { results: self.outcomes.iter().map(to_wire).collect() };
+        use collabstream_store::RuleOutcome;
+        let rule_change = self.outcomes.iter().find_map(|o| o.rule_change.as_ref()).map(|r| match r {
+            RuleOutcome::Changed => v1::RuleChangeResult { changed: true, refused: String::new() },
+            RuleOutcome::Unchanged => v1::RuleChangeResult::default(),
+            RuleOutcome::Refused(why) => v1::RuleChangeResult { changed: false, refused: why.clone() },
+        });
+        let wire = v1::ApplyResults { results: self.outcomes.iter().map(to_wire).collect(), rule_change };
         s.serialize_bytes(&wire.encode_to_vec())
     }
 }
@@ -90,7 +97,17 @@ impl<'de> Deserialize<'de> for Response {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = bytes::deserialize(d)?;
         let wire = v1::ApplyResults::decode(raw.as_slice()).map_err(serde::de::Error::custom)?;
-        Ok(Self { outcomes: wire.results.into_iter().map(from_wire).collect() })
+        let mut outcomes: Vec<ApplyOutcome> = wire.results.into_iter().map(from_wire).collect();
+        // A rule change's answer belongs to its entry's one outcome.
+        if let (Some(r), Some(o)) = (wire.rule_change, outcomes.first_mut()) {
+            use collabstream_store::RuleOutcome;
+            o.rule_change = Some(match (r.changed, r.refused) {
+                (_, why) if !why.is_empty() => RuleOutcome::Refused(why),
+                (true, _) => RuleOutcome::Changed,
+                (false, _) => RuleOutcome::Unchanged,
+            });
+        }
+        Ok(Self { outcomes })
     }
 }
 
