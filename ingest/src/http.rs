@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{delete, get, post};
 use collabstream_proto::v1;
 
 use crate::error::{Error, http_status, prometheus_error_body};
@@ -14,11 +14,17 @@ use crate::ingest::Ingest;
 use crate::prepare::Prepared;
 use collabstream_proto::events_json::parse_event;
 
-/// `POST /api/v1/write` and `POST /api/v1/events`.
+/// `POST /api/v1/write`, `POST /api/v1/events` and `/api/v1/aggregations`.
 pub fn router(ingest: Ingest) -> Router {
+    use crate::rules_http;
     Router::new()
         .route("/api/v1/write", post(crate::remote_write::handle))
         .route("/api/v1/events", post(events))
+        .route(
+            "/api/v1/aggregations",
+            get(rules_http::list).post(rules_http::create).delete(rules_http::delete_query),
+        )
+        .route("/api/v1/aggregations/{name}", delete(rules_http::delete_named))
         .with_state(ingest)
 }
 

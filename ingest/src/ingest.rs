@@ -31,6 +31,11 @@ impl Ingest {
         &self.config
     }
 
+    /// The node's writer, for the changes that are not writes (aggregation rules).
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
     /// The local store, whose known series the write paths name by id.
     pub(crate) fn store(&self) -> &collabstream_store::Store {
         self.writer.store()

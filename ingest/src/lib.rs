@@ -4,7 +4,8 @@
 //!   accepted and what was refused and why.
 //! - [`grpc::IngestGrpc`]: the gRPC `IngestService` (`Write`, `WriteStream`).
 //! - [`http::router`]: `POST /api/v1/write` (Prometheus remote write 1.0) and
-//!   `POST /api/v1/events` (newline-delimited JSON events).
+//!   `POST /api/v1/events` (newline-delimited JSON events); `/api/v1/aggregations`, the
+//!   aggregation rules ([`RuleSpec`], as users write them in TOML and JSON).
 //! - [`IngestMetrics`]: counters for `/metrics`.
 //!
 //! Bad items are refused one by one with a reason; the good items of the same request are
@@ -20,9 +21,12 @@ mod ingest;
 mod metrics;
 mod prepare;
 mod remote_write;
+mod rule_spec;
+mod rules_http;
 
 pub use config::IngestConfig;
 pub use error::{Error, http_status, prometheus_error_body};
 pub use ingest::Ingest;
 pub use metrics::IngestMetrics;
 pub use prepare::Prepared;
+pub use rule_spec::RuleSpec;

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use collabstream_ingest::IngestConfig;
+use collabstream_ingest::{IngestConfig, RuleSpec};
+use collabstream_proto::v1;
 use collabstream_query::QueryConfig;
 use collabstream_store::StoreConfig;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,8 @@ pub struct ServerConfig {
     pub query: QueryConfig,
     pub raft: RaftConfig,
     pub cluster: ClusterConfig,
+    /// `[[aggregations]]`: aggregation rules the leader keeps in force (see `RuleSpec`).
+    pub aggregations: Vec<RuleSpec>,
 }
 
 /// Replication timing and log retention (`[raft]`).
@@ -97,6 +100,7 @@ impl Default for ServerConfig {
             query: QueryConfig::default(),
             raft: RaftConfig::default(),
             cluster: ClusterConfig::default(),
+            aggregations: Vec::new(),
         }
     }
 }
@@ -153,7 +157,26 @@ impl ServerConfig {
         }
         self.raft.validate()?;
         self.cluster.secret()?;
+        self.aggregation_rules()?;
         Ok(())
+    }
+
+    /// The configured aggregation rules as the log carries them, each checked as apply
+    /// checks it (against this node's out-of-order window).
+    ///
+    /// `window_ms` is the store section's own; what is in force may differ (the leader's).
+    pub fn aggregation_rules(&self) -> Result<Vec<v1::AggregationRule>, String> {
+        let mut rules: Vec<v1::AggregationRule> = Vec::with_capacity(self.aggregations.len());
+        for (i, spec) in self.aggregations.iter().enumerate() {
+            let at = |e: String| format!("aggregations[{i}] ({:?}): {e}", spec.name);
+            let rule = spec.to_proto("config").map_err(at)?;
+            collabstream_store::agg::rule_proto::event_rule(&rule, self.store.window_ms()).map_err(at)?;
+            if rules.iter().any(|r| r.name == rule.name) {
+                return Err(at("another configured rule has this name".into()));
+            }
+            rules.push(rule);
+        }
+        Ok(rules)
     }
 }
 
@@ -171,6 +194,9 @@ mod tests {
         let c = ServerConfig::from_toml_file(&path).unwrap();
         c.validate().unwrap();
         assert_eq!(c.store.block_duration, std::time::Duration::from_secs(7200));
+        let rules = c.aggregation_rules().unwrap();
+        assert_eq!(rules[0].name, "chat_message_length");
+        assert_eq!(rules[0].origin, "config");
     }
 
     #[test]
@@ -189,5 +215,23 @@ mod tests {
         assert!(other.validate().unwrap_err().contains("must include this node"));
         let single = ServerConfig { peers: "1=127.0.0.1:1".into(), ..Default::default() };
         single.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_configured_rules_are_named_at_start() {
+        let rule = |extra: &str| {
+            format!(
+                "[[aggregations]]\nname = \"r\"\nevents = \"chat\"\nwindow = \"1m\"\noutputs = [\"count\"]\n{extra}"
+            )
+        };
+        let c = ServerConfig::from_toml(&rule("")).unwrap();
+        assert_eq!(c.aggregation_rules().unwrap()[0].size_ms, 60_000);
+        let e = ServerConfig::from_toml(&rule("group_by = [\"room\"]")).unwrap().validate().unwrap_err();
+        assert!(e.starts_with("aggregations[0] (\"r\"): group_by: unknown text field"), "{e}");
+        let e = ServerConfig::from_toml(&rule("allowed_lateness = \"2h\"")).unwrap().validate().unwrap_err();
+        assert!(e.contains("store.out_of_order_window"), "{e}");
+        let twice = format!("{}\n{}", rule(""), rule(""));
+        let e = ServerConfig::from_toml(&twice).unwrap().validate().unwrap_err();
+        assert!(e.contains("aggregations[1]") && e.contains("another configured rule"), "{e}");
     }
 }

@@ -74,6 +74,7 @@ pub async fn serve(
         checkpoint_interval: config.store.checkpoint_interval,
         cluster_secret: config.cluster.secret().map_err(Error::Config)?,
         max_queued_bytes: config.raft.max_queued_bytes,
+        aggregation_rules: config.aggregation_rules().map_err(Error::Config)?,
         ..RaftOptions::single(config.node_id, String::new(), config.data_dir.join("snapshots"))
     };
     if !options.cluster_secret.is_set() {

@@ -69,7 +69,7 @@ impl StoreConfig {
         Ok(())
     }
 
-    pub(crate) fn window_ms(&self) -> i64 {
+    pub fn window_ms(&self) -> i64 {
         self.out_of_order_window.as_millis() as i64
     }
 
