@@ -4,9 +4,11 @@
 //! platform maths where a result is kept (see `ddsketch`), no iteration over hash maps.
 //!
 //! It must not depend on RocksDB, Raft or any I/O: the store keeps its state and feeds it
-//! events. Rules are data ([`EventRule`]); DESIGN gives their definition (packs, front ends) to
-//! ingest. The meetings pack is declared here (`meetings`) until rules travel in the log, which
-//! the rules API brings; then it moves.
+//! events. Rules are data ([`EventRule`]). Users' rules travel in the log as
+//! `v1::AggregationRule` and are checked and built here (`rule_proto`), so that apply decides
+//! alike everywhere; ingest owns their front ends. The meetings pack is still declared here
+//! (`meetings`): its combined formulas (engagement, health) are not outputs a user rule can
+//! name, so moving it to ingest means putting formulas in the log message first.
 
 pub mod acc;
 pub mod ddsketch;
