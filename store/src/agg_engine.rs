@@ -1,7 +1,7 @@
 //! [`Engine`]: the window engine a rule runs (panes for tumbling and sliding windows, sessions),
 //! behind one interface, and the [`RuleStats`] `/metrics` shows of it.
 
-use crate::agg::{Changes, Emission, EventRule, Observation, Sessions, WindowKind, Windows};
+use crate::agg::{Changes, Emission, Observation, Sessions, WindowKind, WindowRule, Windows};
 use crate::error::Result;
 
 #[derive(Debug)]
@@ -11,23 +11,21 @@ pub(crate) enum Engine {
 }
 
 impl Engine {
-    pub(crate) fn new(rule: &EventRule) -> Self {
-        match rule.window.window {
-            WindowKind::Session { .. } => Engine::Sessions(Sessions::new(rule.window.clone())),
-            _ => Engine::Windows(Windows::new(rule.window.clone())),
+    pub(crate) fn new(rule: &WindowRule) -> Self {
+        match rule.window {
+            WindowKind::Session { .. } => Engine::Sessions(Sessions::new(rule.clone())),
+            _ => Engine::Windows(Windows::new(rule.clone())),
         }
     }
 
     pub(crate) fn restore<'a>(
-        rule: &EventRule,
+        rule: &WindowRule,
         meta: &[u8],
         rows: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<Self> {
-        Ok(match rule.window.window {
-            WindowKind::Session { .. } => {
-                Engine::Sessions(Sessions::restore(rule.window.clone(), meta, rows)?)
-            }
-            _ => Engine::Windows(Windows::restore(rule.window.clone(), meta, rows)?),
+        Ok(match rule.window {
+            WindowKind::Session { .. } => Engine::Sessions(Sessions::restore(rule.clone(), meta, rows)?),
+            _ => Engine::Windows(Windows::restore(rule.clone(), meta, rows)?),
         })
     }
 
@@ -65,6 +63,7 @@ impl Engine {
             events: 0,
             emitted: 0,
             corrections: 0,
+            samples_ignored: 0,
         }
     }
 }
@@ -84,4 +83,6 @@ pub struct RuleStats {
     pub events: u64,
     pub emitted: u64,
     pub corrections: u64,
+    /// A sample rule's samples at or before their series' last (resent or out of order).
+    pub samples_ignored: u64,
 }

@@ -10,14 +10,16 @@
 //! of their outputs decides the ids of new series): the meetings pack's in its order, then
 //! the users' by name.
 //!
-//! Keys: a user rule's definition at `0, name`; a rule's meta row at `len, name, 0` and its
-//! state rows at `len, name, 1, row` (a name is never empty, so the two never meet).
+//! Keys: a user rule's definition at `0, name`; a rule's meta row at `len, name, 0`, its window
+//! state rows at `len, name, 1, row`, and a sample rule's last sample per input series at
+//! `len, name, 2, series key` (a name is never empty, so definitions and state never meet).
 
 use collabstream_proto::v1;
 use prost::Message;
 use rocksdb::IteratorMode;
 
-use crate::agg::{Emission, EmissionKind, EventRule, meetings, rule_proto};
+use crate::agg::sample_rule::{SeriesLast, series_key};
+use crate::agg::{Emission, EmissionKind, Rule, meetings, rule_proto};
 use crate::agg_engine::Engine;
 pub use crate::agg_engine::RuleStats;
 use crate::db::{CF_AGG, Rocks};
@@ -45,11 +47,13 @@ impl Counts {
 
 #[derive(Debug)]
 struct Running {
-    rule: EventRule,
+    rule: Rule,
     engine: Engine,
     counts: Counts,
     /// The user's definition; `None` for a pack's rule.
     def: Option<v1::AggregationRule>,
+    /// A sample rule's input series (empty for an event rule).
+    last: SeriesLast,
 }
 
 /// What a rule change did: the API's answer.
@@ -70,6 +74,8 @@ pub(crate) struct Aggregations {
     dropped: Vec<String>,
     /// Definitions created (`Some`) and deleted since the last checkpoint, in order.
     defs: Vec<(String, Option<Vec<u8>>)>,
+    /// Whether any rule over samples runs (apply looks at samples only then).
+    samples: bool,
 }
 
 /// Emissions of one rule, by its position among those running.
@@ -83,7 +89,7 @@ pub(crate) struct AggWrites {
     pub(crate) dropped: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A rule's rows: its name, then 0 for its meta row or 1 and a state row's key.
+/// A rule's rows: its name, then 0 for its meta row, or a tag and a state row's key.
 fn prefix(rule: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(rule.len() + 2);
     k.push(rule.len().min(255) as u8);
@@ -97,9 +103,10 @@ fn meta_key(rule: &str) -> Vec<u8> {
     k
 }
 
-fn row_key(rule: &str, row: &[u8]) -> Vec<u8> {
+/// A state row: `tag` 1 for the windows', 2 for a sample rule's input series.
+fn row_key(rule: &str, tag: u8, row: &[u8]) -> Vec<u8> {
     let mut k = prefix(rule);
-    k.push(1);
+    k.push(tag);
     k.extend_from_slice(row);
     k
 }
@@ -110,29 +117,38 @@ fn def_key(rule: &str) -> Vec<u8> {
     k
 }
 
-/// A rule's engine with the state the database holds for it, or a new one.
-fn restore(db: &Rocks, rule: &EventRule) -> Result<Engine> {
-    let p = prefix(&rule.name);
+/// A rule's engine and input series with the state the database holds for them, or new ones.
+fn restore(db: &Rocks, rule: &Rule) -> Result<(Engine, SeriesLast)> {
+    let p = prefix(rule.name());
     let mut meta = None;
     let mut rows = Vec::new();
+    let mut series = Vec::new();
     for item in db.iterator_cf(cf(db, CF_AGG), IteratorMode::From(&p, rocksdb::Direction::Forward)) {
         let (k, v) = item?;
         let Some(rest) = k.strip_prefix(p.as_slice()) else { break };
         match rest.split_first() {
             Some((0, [])) => meta = Some(v),
             Some((1, row)) => rows.push((row.to_vec(), v)),
+            Some((2, key)) => series.push((key.to_vec(), v)),
             _ => return Err(Error::Corrupt { what: "aggregation key" }),
         }
     }
-    match meta {
-        Some(meta) => Engine::restore(rule, &meta, rows.iter().map(|(k, v)| (k.as_slice(), &v[..]))),
-        None => Ok(Engine::new(rule)),
-    }
+    let window = rule.window();
+    let engine = match meta {
+        Some(meta) => Engine::restore(window, &meta, rows.iter().map(|(k, v)| (k.as_slice(), &v[..])))?,
+        None => Engine::new(window),
+    };
+    Ok((engine, SeriesLast::restore(series.iter().map(|(k, v)| (k.as_slice(), &v[..])))?))
 }
 
 impl Running {
-    fn new(rule: EventRule, engine: Engine, def: Option<v1::AggregationRule>) -> Self {
-        Running { rule, engine, counts: Counts::default(), def }
+    fn new(rule: Rule, (engine, last): (Engine, SeriesLast), def: Option<v1::AggregationRule>) -> Self {
+        Running { rule, engine, counts: Counts::default(), def, last }
+    }
+
+    fn fresh(rule: Rule, def: Option<v1::AggregationRule>) -> Self {
+        let engine = Engine::new(rule.window());
+        Running::new(rule, (engine, SeriesLast::default()), def)
     }
 }
 
@@ -142,9 +158,9 @@ impl Aggregations {
     pub(crate) fn load(db: &Rocks, meetings_pack: bool) -> Result<Self> {
         let mut aggs = Aggregations::default();
         if meetings_pack {
-            for rule in meetings::rules() {
-                let engine = restore(db, &rule)?;
-                aggs.running.push(Running::new(rule, engine, None));
+            for rule in meetings::rules().into_iter().map(Rule::Events) {
+                let state = restore(db, &rule)?;
+                aggs.running.push(Running::new(rule, state, None));
             }
         }
         for item in db.iterator_cf(cf(db, CF_AGG), IteratorMode::From(&[0], rocksdb::Direction::Forward)) {
@@ -155,10 +171,11 @@ impl Aggregations {
             let corrupt = |_| Error::Corrupt { what: "aggregation rule definition" };
             let def = v1::AggregationRule::decode(&v[..]).map_err(|e| corrupt(e.to_string()))?;
             // Accepted once, so not checked against today's settings again.
-            let rule = rule_proto::event_rule(&def, i64::MAX).map_err(corrupt)?;
-            let engine = restore(db, &rule)?;
-            aggs.running.push(Running::new(rule, engine, Some(def)));
+            let rule = rule_proto::rule(&def, i64::MAX).map_err(corrupt)?;
+            let state = restore(db, &rule)?;
+            aggs.running.push(Running::new(rule, state, Some(def)));
         }
+        aggs.samples = aggs.running.iter().any(|r| matches!(r.rule, Rule::Samples(_)));
         Ok(aggs)
     }
 
@@ -166,17 +183,14 @@ impl Aggregations {
     pub(crate) fn set_meetings_pack(&mut self, on: bool) {
         let running = self.running.iter().any(|r| r.def.is_none());
         if on && !running {
-            let pack = meetings::rules().into_iter().map(|r| {
-                let e = Engine::new(&r);
-                Running::new(r, e, None)
-            });
+            let pack = meetings::rules().into_iter().map(|r| Running::fresh(Rule::Events(r), None));
             self.running.splice(0..0, pack);
             // Rules dropped and started again since the last checkpoint keep their place in
             // `dropped`: their old rows are deleted before the new ones are written (the
             // checkpoint's batch deletes first), so a restart never reads the two mixed.
         } else if !on && running {
             let (pack, users): (Vec<_>, Vec<_>) = self.running.drain(..).partition(|r| r.def.is_none());
-            self.dropped.extend(pack.into_iter().map(|r| r.rule.name));
+            self.dropped.extend(pack.into_iter().map(|r| r.rule.name().to_string()));
             self.running = users;
         }
     }
@@ -192,7 +206,7 @@ impl Aggregations {
     }
 
     fn create(&mut self, def: &v1::AggregationRule, out_of_order_window_ms: i64) -> RuleOutcome {
-        if let Some(r) = self.running.iter().find(|r| r.rule.name == def.name) {
+        if let Some(r) = self.running.iter().find(|r| r.rule.name() == def.name) {
             return match &r.def {
                 Some(d) if d == def => RuleOutcome::Unchanged,
                 Some(_) => RuleOutcome::Refused(format!(
@@ -202,23 +216,23 @@ impl Aggregations {
                 None => RuleOutcome::Refused(format!("{} is a rule of the meetings pack", def.name)),
             };
         }
-        let rule = match rule_proto::event_rule(def, out_of_order_window_ms) {
+        let rule = match rule_proto::rule(def, out_of_order_window_ms) {
             Ok(r) => r,
             Err(e) => return RuleOutcome::Refused(e),
         };
         let at = self
             .running
             .iter()
-            .position(|r| r.def.is_some() && r.rule.name > def.name)
+            .position(|r| r.def.is_some() && r.rule.name() > def.name.as_str())
             .unwrap_or(self.running.len());
-        let engine = Engine::new(&rule);
-        self.running.insert(at, Running::new(rule, engine, Some(def.clone())));
+        self.samples |= matches!(rule, Rule::Samples(_));
+        self.running.insert(at, Running::fresh(rule, Some(def.clone())));
         self.defs.push((def.name.clone(), Some(def.encode_to_vec())));
         RuleOutcome::Changed
     }
 
     fn delete(&mut self, name: &str) -> RuleOutcome {
-        let Some(at) = self.running.iter().position(|r| r.rule.name == name) else {
+        let Some(at) = self.running.iter().position(|r| r.rule.name() == name) else {
             return RuleOutcome::Unchanged;
         };
         if self.running[at].def.is_none() {
@@ -227,6 +241,7 @@ impl Aggregations {
             ));
         }
         self.running.remove(at);
+        self.samples = self.running.iter().any(|r| matches!(r.rule, Rule::Samples(_)));
         self.dropped.push(name.to_string());
         self.defs.push((name.to_string(), None));
         RuleOutcome::Changed
@@ -235,7 +250,8 @@ impl Aggregations {
     /// The users' rules in force, by name, and the names of the packs' rules.
     pub(crate) fn definitions(&self) -> (Vec<v1::AggregationRule>, Vec<String>) {
         let users = self.running.iter().filter_map(|r| r.def.clone()).collect();
-        let pack = self.running.iter().filter(|r| r.def.is_none()).map(|r| r.rule.name.clone()).collect();
+        let pack =
+            self.running.iter().filter(|r| r.def.is_none()).map(|r| r.rule.name().to_string()).collect();
         (users, pack)
     }
 
@@ -246,20 +262,60 @@ impl Aggregations {
                 events: r.counts.events,
                 emitted: r.counts.emitted,
                 corrections: r.counts.corrections,
-                ..r.engine.stats(&r.rule.name)
+                samples_ignored: r.last.ignored,
+                ..r.engine.stats(r.rule.name())
             })
             .collect()
     }
 
-    pub(crate) fn rule(&self, i: usize) -> Option<&EventRule> {
+    pub(crate) fn rule(&self, i: usize) -> Option<&Rule> {
         self.running.get(i).map(|r| &r.rule)
+    }
+
+    /// Whether any rule over samples runs.
+    pub(crate) fn takes_samples(&self) -> bool {
+        self.samples
+    }
+
+    /// The samples of one series (labels sorted by name), in an entry stamped `clock`: each
+    /// rule whose selector matches takes them. Whether they are to be stored too (no matching
+    /// rule has `keep_input = false`).
+    pub(crate) fn observe_samples(
+        &mut self,
+        clock: i64,
+        labels: &[(&str, &str)],
+        samples: &[(i64, f64)],
+        out: &mut Emitted,
+    ) -> bool {
+        let mut keep = true;
+        let mut key = None;
+        let mut emitted = Vec::new();
+        for (i, r) in self.running.iter_mut().enumerate() {
+            let Rule::Samples(rule) = &r.rule else { continue };
+            if !rule.matches(labels) {
+                continue;
+            }
+            keep &= rule.keep_input;
+            let key = *key.get_or_insert_with(|| series_key(labels));
+            let group = rule.group(labels);
+            for (ts, value) in samples {
+                if let Some(o) = r.last.observe(key, *ts, *value) {
+                    r.engine.observe(clock, &group, &o, &mut emitted);
+                    r.counts.events += 1;
+                    r.counts.count(&emitted);
+                    out.extend(emitted.drain(..).map(|x| (i, x)));
+                }
+            }
+        }
+        keep
     }
 
     /// One applied event, in an entry stamped `clock` by the leader.
     pub(crate) fn observe(&mut self, clock: i64, e: &v1::Event, out: &mut Emitted) {
         let mut emitted = Vec::new();
         for (i, r) in self.running.iter_mut().enumerate() {
-            if let Some((group, o)) = r.rule.observe(e) {
+            let Rule::Events(rule) = &r.rule else { continue };
+            if let Some((group, o)) = rule.observe(e) {
                 r.engine.observe(clock, &group, &o, &mut emitted);
                 r.counts.events += 1;
                 r.counts.count(&emitted);
@@ -282,16 +338,18 @@ impl Aggregations {
     pub(crate) fn take_changes(&mut self) -> AggWrites {
         let mut rows: Vec<_> = self.defs.drain(..).map(|(name, def)| (def_key(&name), def)).collect();
         for r in &mut self.running {
+            let name = r.rule.name();
             let c = r.engine.take_changes();
-            rows.push((meta_key(&r.rule.name), Some(c.meta)));
-            rows.extend(c.rows.into_iter().map(|(k, v)| (row_key(&r.rule.name, &k), v)));
+            rows.push((meta_key(name), Some(c.meta)));
+            rows.extend(c.rows.into_iter().map(|(k, v)| (row_key(name, 1, &k), v)));
+            rows.extend(r.last.take_changes().into_iter().map(|(k, v)| (row_key(name, 2, &k), v)));
         }
         let dropped = self
             .dropped
             .drain(..)
             .map(|name| {
                 let mut end = prefix(&name);
-                end.push(2);
+                end.push(3);
                 (prefix(&name), end)
             })
             .collect();

@@ -616,3 +616,7 @@ mod agg_tests;
 #[cfg(test)]
 #[path = "store_rules_tests.rs"]
 mod rules_tests;
+
+#[cfg(test)]
+#[path = "store_samples_tests.rs"]
+mod samples_tests;

@@ -204,9 +204,27 @@ impl Store {
             }
             writer.dedup.insert(req.batch_id.to_string(), settings.dedup_capacity);
         }
-        let entries = self.resolve_series(writer, settings, req, batch, outcome);
+        // Rules over samples take them first: a series whose samples a rule keeps no input of
+        // is then neither created nor stored.
+        let mut aggregated_only = Vec::new();
+        if writer.aggs.takes_samples() {
+            for s in &req.series {
+                let samples = req.samples(s);
+                let pairs = utf8_pairs(req.labels(s)).and_then(|p| check_sorted_labels(&p).map(|()| p));
+                // A bad label set is refused by `resolve_series`, and taken by no rule.
+                let keep = match pairs {
+                    Ok(pairs) => writer.aggs.observe_samples(clock, &pairs, samples, emitted),
+                    Err(_) => true,
+                };
+                if !keep {
+                    outcome.samples_accepted += samples.len() as u64;
+                }
+                aggregated_only.push(!keep);
+            }
+        }
+        let entries = self.resolve_series(writer, settings, req, &aggregated_only, batch, outcome);
         for (i, (series, entry)) in req.series.iter().zip(entries).enumerate() {
-            let Some(entry) = entry else { continue };
+            let Some(entry) = entry.filter(|_| aggregated_only.get(i) != Some(&true)) else { continue };
             self.append_samples(settings, &entry, i as u32, req.samples(series).iter().copied(), outcome)?;
         }
         // The series the proposer named by id, numbered after those with labels.
@@ -216,6 +234,17 @@ impl Store {
         while let Some(mut s) = known.next_series().expect("WriteView::parse checked the known series whole")
         {
             match index_lock.get(SeriesId(s.id)) {
+                Some(entry) if writer.aggs.takes_samples() => {
+                    let samples: Vec<(i64, f64)> =
+                        std::iter::from_fn(|| s.next_sample().ok().flatten()).collect();
+                    let pairs: Vec<(&str, &str)> =
+                        entry.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+                    if writer.aggs.observe_samples(clock, &pairs, &samples, emitted) {
+                        self.append_samples(settings, entry, i, samples.into_iter(), outcome)?;
+                    } else {
+                        outcome.samples_accepted += samples.len() as u64;
+                    }
+                }
                 Some(entry) => {
                     let samples = std::iter::from_fn(|| s.next_sample().ok().flatten());
                     self.append_samples(settings, entry, i, samples, outcome)?;
@@ -313,13 +342,15 @@ impl Store {
         Ok(())
     }
 
-    /// Finds or creates the series of each wire series; `None` for a refused label set. New ids
+    /// Finds or creates the series of each wire series; `None` for a refused label set, and
+    /// for one `aggregated_only` marks (whose samples only rules take; empty: none). New ids
     /// are assigned in request order, so every replica assigns the same ones.
     fn resolve_series(
         &self,
         writer: &mut WriterState,
         settings: &Settings,
         req: &WriteView<'_>,
+        aggregated_only: &[bool],
         batch: &mut WriteBatch,
         outcome: &mut ApplyOutcome,
     ) -> Vec<Option<Arc<SeriesEntry>>> {
@@ -347,7 +378,7 @@ impl Store {
         }
         let mut index = self.index.write();
         for (i, s) in series.iter().enumerate() {
-            if found[i].is_some() {
+            if found[i].is_some() || aggregated_only.get(i) == Some(&true) {
                 continue;
             }
             canonical.clear();
@@ -415,7 +446,6 @@ impl Store {
     }
 }
 
-/// The labels of a series not seen before, checked as UTF-8.
 /// Where in the log a write is applied: its entry's index and leader clock, and the position
 /// of its first event among the entry's.
 #[derive(Debug, Clone, Copy)]
@@ -425,6 +455,7 @@ struct EntryAt {
     event_base: u32,
 }
 
+/// The labels of a series not seen before, checked as UTF-8.
 fn utf8_pairs<'a>(labels: &[(&'a [u8], &'a [u8])]) -> std::result::Result<Vec<(&'a str, &'a str)>, String> {
     labels
         .iter()

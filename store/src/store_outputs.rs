@@ -36,7 +36,7 @@ impl Store {
         for (i, e) in emitted {
             let Some(rule) = writer.aggs.rule(i) else { continue };
             let Some(group) = rule.group_labels(&e.group) else { continue };
-            for (series, value) in rule.series.iter().zip(&e.values) {
+            for (series, value) in rule.series().iter().zip(&e.values) {
                 let value = match (e.kind, value) {
                     (EmissionKind::Retraction, _) => f64::from_bits(STALE_NAN_BITS),
                     (_, Some(v)) => *v,
@@ -50,6 +50,9 @@ impl Store {
                 // An empty group value is no label, as in Prometheus.
                 labels.retain(|(_, v)| !v.is_empty());
                 labels.sort();
+                // A group label named as the output's own (an input's `quantile`, grouped
+                // `without`) is not a second label of that name.
+                labels.dedup_by(|a, b| a.0 == b.0);
                 samples.push((labels, e.end, value));
             }
         }

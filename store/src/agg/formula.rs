@@ -68,6 +68,12 @@ pub enum Formula {
     HealthIs { latency: MeasureId, loss: MeasureId, jitter: MeasureId, is: Health },
     /// The health's score; none without reports.
     HealthScore { latency: MeasureId, loss: MeasureId, jitter: MeasureId },
+    /// A measure's sum per second of the window (a sample rule's `rate_sum`: counter increases
+    /// per second).
+    SumPerSecond { measure: MeasureId },
+    /// [`Formula::SumPerSecond`] of `sum` over the distinct keys of `per` (`rate_avg`: per
+    /// input series); none without keys.
+    SumPerSecondPer { sum: MeasureId, per: MeasureId },
 }
 
 impl Formula {
@@ -88,6 +94,8 @@ impl Formula {
             | Formula::HealthScore { latency, loss, jitter } => {
                 vec![(latency, Output::Avg), (loss, Output::Avg), (jitter, Output::Avg)]
             }
+            Formula::SumPerSecond { measure } => vec![(measure, Output::Sum)],
+            Formula::SumPerSecondPer { sum, per } => vec![(sum, Output::Sum), (per, Output::Distinct)],
         }
     }
 
@@ -127,8 +135,21 @@ impl Formula {
                 );
                 Some(h.score())
             }
+            Formula::SumPerSecond { measure } => per_second(get(measure, Output::Sum)?, length_ms),
+            Formula::SumPerSecondPer { sum, per } => {
+                let keys = get(per, Output::Distinct)?;
+                if keys <= 0.0 {
+                    return None;
+                }
+                Some(per_second(get(sum, Output::Sum)?, length_ms)? / keys)
+            }
         }
     }
+}
+
+/// `value` per second of a window `length_ms` long.
+fn per_second(value: f64, length_ms: i64) -> Option<f64> {
+    (length_ms > 0).then(|| value * 1000.0 / length_ms as f64)
 }
 
 /// What each measure must accumulate for `formulas`, indexed by measure.

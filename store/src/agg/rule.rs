@@ -39,3 +39,44 @@ pub struct Emission {
     pub values: Vec<Option<f64>>,
     pub kind: EmissionKind,
 }
+
+/// A rule of either source, as apply runs it.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    Events(crate::agg::EventRule),
+    Samples(crate::agg::sample_rule::SampleRule),
+}
+
+impl Rule {
+    pub fn name(&self) -> &str {
+        match self {
+            Rule::Events(r) => &r.name,
+            Rule::Samples(r) => &r.name,
+        }
+    }
+
+    pub fn window(&self) -> &WindowRule {
+        match self {
+            Rule::Events(r) => &r.window,
+            Rule::Samples(r) => &r.window,
+        }
+    }
+
+    /// One per output, in order.
+    pub fn series(&self) -> &[crate::agg::OutputSeries] {
+        match self {
+            Rule::Events(r) => &r.series,
+            Rule::Samples(r) => &r.series,
+        }
+    }
+
+    /// A group's labels, from its key.
+    pub fn group_labels(&self, group: &[u8]) -> Option<Vec<(String, String)>> {
+        match self {
+            Rule::Events(r) => {
+                Some(r.group_labels(group)?.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
+            }
+            Rule::Samples(_) => crate::agg::sample_rule::SampleRule::group_labels(group),
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! A user's rule ([`v1::AggregationRule`], as the log carries it) checked and turned into an
-//! [`EventRule`].
+//! [`EventRule`] or, with a series selector, a [`SampleRule`].
 //!
 //! Apply calls this for every rule change, so it must decide the same on every replica: it
 //! reads only the message and the settings it is given. The API checks a rule with the same
@@ -13,8 +13,10 @@ use crate::agg::acc::Output;
 use crate::agg::event_rule::{EventField, EventFilter, EventRule, MeasureSpec, OutputSeries};
 use crate::agg::formula::Formula;
 use crate::agg::meetings;
-use crate::agg::rule::WindowRule;
+use crate::agg::rule::{Rule, WindowRule};
+use crate::agg::sample_rule::{Grouping, INCREASES, SAMPLES, SampleRule};
 use crate::agg::window::WindowKind;
+use crate::matcher::{MatchOp, Matcher};
 
 /// Longest rule name: it prefixes every output series and every state row.
 pub const MAX_NAME_LEN: usize = 128;
@@ -30,10 +32,19 @@ pub const ORIGINS: [&str; 2] = ["api", "config"];
 /// Checks `def` and builds its rule. `max_lateness_ms` is the store's out-of-order window: a
 /// correction is a sample up to the allowed lateness older than its series' newest, and a
 /// longer lateness would have its corrections refused. Errors name the field at fault.
+pub fn rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<Rule, String> {
+    if def.r#match.is_empty() {
+        event_rule(def, max_lateness_ms).map(Rule::Events)
+    } else {
+        sample_rule(def, max_lateness_ms).map(Rule::Samples)
+    }
+}
+
+/// [`rule`] for a rule over events.
 pub fn event_rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<EventRule, String> {
-    check_name(&def.name)?;
-    if !ORIGINS.contains(&def.origin.as_str()) {
-        return Err(format!("origin: must be api or config, got {:?}", def.origin));
+    check_common(def)?;
+    if !def.without.is_empty() || def.keep_input {
+        return Err("without and keep_input: these are for rules over samples (give match)".into());
     }
     let events = event_filter(&def.events, &def.actions)?;
     let value = match def.value.as_str() {
@@ -71,10 +82,142 @@ pub fn event_rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<Eve
         return Err(format!("where and group_by: at most {MAX_PARTS} fields each"));
     }
     let outputs = outputs(&def.outputs, value.is_some(), distinct.is_some())?;
-    let window = window(def)?;
+    let formulas = outputs.iter().map(|o| Formula::Of { measure: 0, output: *o }).collect();
+    let series = outputs.iter().map(|o| output_series(&def.name, o.name(), *o)).collect();
+    Ok(EventRule {
+        name: def.name.clone(),
+        filter,
+        group_by,
+        measures: vec![MeasureSpec { events, value, distinct }],
+        window: window_rule(def, formulas, max_lateness_ms)?,
+        series,
+    })
+}
+
+/// [`rule`] for a rule over samples.
+pub fn sample_rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<SampleRule, String> {
+    check_common(def)?;
+    if !def.events.is_empty() || !def.actions.is_empty() || !def.r#where.is_empty() {
+        return Err("events, actions and where: a rule over samples (match) takes none of these".into());
+    }
+    if !def.value.is_empty() || !def.distinct.is_empty() {
+        return Err(
+            "value and distinct: a rule over samples aggregates the samples' values and counts series".into(),
+        );
+    }
+    let mut matchers = Vec::with_capacity(def.r#match.len());
+    for m in &def.r#match {
+        let op = match m.op.as_str() {
+            "=" => MatchOp::Equal,
+            "!=" => MatchOp::NotEqual,
+            "=~" => MatchOp::Regex,
+            "!~" => MatchOp::NotRegex,
+            other => return Err(format!("match: unknown matcher operator {other:?}: use =, !=, =~ or !~")),
+        };
+        check_label_name(&m.name).map_err(|e| format!("match: {e}"))?;
+        matchers.push(Matcher::new(op, &m.name, &m.value).map_err(|e| format!("match: {e}"))?);
+    }
+    if matchers.iter().all(Matcher::matches_empty) {
+        return Err(
+            "match: the selector needs a matcher that does not match the empty string, as in Prometheus"
+                .into(),
+        );
+    }
+    if matchers.len() > MAX_PARTS || def.group_by.len() > MAX_PARTS || def.without.len() > MAX_PARTS {
+        return Err(format!("match, group_by and without: at most {MAX_PARTS} each"));
+    }
+    let names = |what: &str, list: &[String]| -> Result<Vec<String>, String> {
+        for (i, n) in list.iter().enumerate() {
+            check_label_name(n).map_err(|e| format!("{what}: {e}"))?;
+            if n == collabstream_common::METRIC_NAME {
+                return Err(format!("{what}: the outputs are named by the rule, not by the inputs' {n}"));
+            }
+            if list[..i].contains(n) {
+                return Err(format!("{what}: {n} is listed twice"));
+            }
+        }
+        Ok(list.to_vec())
+    };
+    let grouping = match (def.group_by.is_empty(), def.without.is_empty()) {
+        (_, true) => Grouping::By(names("group_by", &def.group_by)?),
+        (true, false) => {
+            let mut without = names("without", &def.without)?;
+            without.sort();
+            Grouping::Without(without)
+        }
+        (false, false) => return Err("group_by and without: give one of them".into()),
+    };
+    let mut formulas = Vec::with_capacity(def.outputs.len());
+    let mut series = Vec::with_capacity(def.outputs.len());
+    check_outputs_len(&def.outputs)?;
+    for d in &def.outputs {
+        let (formula, output) = sample_output(d)?;
+        if formulas.contains(&formula) {
+            return Err(format!("outputs: {} is listed twice", describe(output, &d.kind)));
+        }
+        formulas.push(formula);
+        series.push(output_series(&def.name, &d.kind, output));
+    }
+    Ok(SampleRule {
+        name: def.name.clone(),
+        matchers,
+        grouping,
+        keep_input: def.keep_input,
+        window: window_rule(def, formulas, max_lateness_ms)?,
+        series,
+    })
+}
+
+/// A sample rule's output: its formula over the rule's two measures, and the accumulator it
+/// names (for its series' labels).
+fn sample_output(d: &v1::RuleOutput) -> Result<(Formula, Output), String> {
+    let of = |measure, output| (Formula::Of { measure, output }, output);
+    Ok(match d.kind.as_str() {
+        "count_samples" => of(SAMPLES, Output::Count),
+        "sum_samples" => of(SAMPLES, Output::Sum),
+        "avg" => of(SAMPLES, Output::Avg),
+        "min" => of(SAMPLES, Output::Min),
+        "max" => of(SAMPLES, Output::Max),
+        "last" => of(SAMPLES, Output::Last),
+        "count_series" => of(SAMPLES, Output::Distinct),
+        "increase" => of(INCREASES, Output::Sum),
+        "rate_sum" => (Formula::SumPerSecond { measure: INCREASES }, Output::Sum),
+        "rate_avg" => (Formula::SumPerSecondPer { sum: INCREASES, per: SAMPLES }, Output::Sum),
+        "quantile" if (0.0..=1.0).contains(&d.quantile) => of(SAMPLES, Output::Quantile(d.quantile)),
+        "quantile" => return Err(format!("outputs: a quantile must be between 0 and 1, got {}", d.quantile)),
+        other => {
+            return Err(format!(
+                "outputs: unknown output {other:?} for samples: use count_samples, sum_samples, avg, min, max, last, \
+                 count_series, increase, rate_sum, rate_avg or quantile"
+            ));
+        }
+    })
+}
+
+fn check_common(def: &v1::AggregationRule) -> Result<(), String> {
+    check_name(&def.name)?;
+    if !ORIGINS.contains(&def.origin.as_str()) {
+        return Err(format!("origin: must be api or config, got {:?}", def.origin));
+    }
+    Ok(())
+}
+
+fn check_label_name(n: &str) -> Result<(), String> {
+    let mut chars = n.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok { Ok(()) } else { Err(format!("{n:?} is not a label name")) }
+}
+
+/// The window and the settings every rule has.
+fn window_rule(
+    def: &v1::AggregationRule,
+    outputs: Vec<Formula>,
+    max_lateness_ms: i64,
+) -> Result<WindowRule, String> {
     let window_rule = WindowRule {
-        window,
-        outputs: outputs.iter().map(|o| Formula::Of { measure: 0, output: *o }).collect(),
+        window: window(def)?,
+        outputs,
         max_out_of_orderness_ms: in_range("max_out_of_orderness", def.max_out_of_orderness_ms, 0, DAY_MS)?,
         allowed_lateness_ms: in_range("allowed_lateness", def.allowed_lateness_ms, 0, DAY_MS)?,
         idle_timeout_ms: in_range("idle_timeout", def.idle_timeout_ms, 1, DAY_MS)?,
@@ -95,25 +238,17 @@ pub fn event_rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<Eve
             window_rule.allowed_lateness_ms
         ));
     }
-    let series = outputs.iter().map(|o| output_series(&def.name, *o)).collect();
-    Ok(EventRule {
-        name: def.name.clone(),
-        filter,
-        group_by,
-        measures: vec![MeasureSpec { events, value, distinct }],
-        window: window_rule,
-        series,
-    })
+    Ok(window_rule)
 }
 
 /// The series an output is written to: `<rule>_<output>`, quantiles with their `quantile`
 /// label as Prometheus' summaries have it.
-fn output_series(rule: &str, o: Output) -> OutputSeries {
+fn output_series(rule: &str, name: &str, o: Output) -> OutputSeries {
     let labels = match o {
         Output::Quantile(q) => vec![("quantile".to_string(), q.to_string())],
         _ => Vec::new(),
     };
-    OutputSeries { metric: format!("{rule}_{}", o.name()), labels }
+    OutputSeries { metric: format!("{rule}_{name}"), labels }
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -149,10 +284,15 @@ fn event_filter(events: &str, actions: &[String]) -> Result<EventFilter, String>
     })
 }
 
-fn outputs(defs: &[v1::RuleOutput], has_value: bool, has_distinct: bool) -> Result<Vec<Output>, String> {
+fn check_outputs_len(defs: &[v1::RuleOutput]) -> Result<(), String> {
     if defs.is_empty() || defs.len() > MAX_PARTS {
         return Err(format!("outputs: a rule needs 1 to {MAX_PARTS} outputs, got {}", defs.len()));
     }
+    Ok(())
+}
+
+fn outputs(defs: &[v1::RuleOutput], has_value: bool, has_distinct: bool) -> Result<Vec<Output>, String> {
+    check_outputs_len(defs)?;
     let mut out: Vec<Output> = Vec::with_capacity(defs.len());
     for d in defs {
         let o = match d.kind.as_str() {
@@ -183,17 +323,17 @@ fn outputs(defs: &[v1::RuleOutput], has_value: bool, has_distinct: bool) -> Resu
             return Err("outputs: distinct needs a distinct field (distinct = \"user_id\", …)".into());
         }
         if out.contains(&o) {
-            return Err(format!("outputs: {} is listed twice", describe(o)));
+            return Err(format!("outputs: {} is listed twice", describe(o, &d.kind)));
         }
         out.push(o);
     }
     Ok(out)
 }
 
-fn describe(o: Output) -> String {
+fn describe(o: Output, kind: &str) -> String {
     match o {
         Output::Quantile(q) => format!("quantile {q}"),
-        o => o.name().to_string(),
+        _ => kind.to_string(),
     }
 }
 
@@ -305,6 +445,77 @@ mod tests {
         ];
         for (d, why) in cases {
             let err = event_rule(&d, 3_600_000).unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+
+    fn samples() -> v1::AggregationRule {
+        let m = |name: &str, op: &str, value: &str| v1::LabelMatcher {
+            name: name.into(),
+            op: op.into(),
+            value: value.into(),
+        };
+        v1::AggregationRule {
+            name: "http".into(),
+            r#match: vec![m("__name__", "=", "http_requests_total"), m("job", "=~", "api|web")],
+            group_by: vec!["job".into()],
+            size_ms: 60_000,
+            outputs: ["increase", "rate_avg", "count_series"]
+                .iter()
+                .map(|k| v1::RuleOutput { kind: (*k).into(), quantile: 0.0 })
+                .collect(),
+            idle_timeout_ms: 30_000,
+            distinct_threshold: 1_000,
+            origin: "config".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_rule_over_samples_is_checked_too() {
+        let Rule::Samples(r) = rule(&samples(), 3_600_000).unwrap() else { panic!("a sample rule") };
+        assert_eq!(r.series[0].metric, "http_increase");
+        assert!(r.matches(&[("__name__", "http_requests_total"), ("job", "web")]));
+        assert!(!r.matches(&[("__name__", "http_requests_total"), ("job", "batch")]));
+        let m = |name: &str, op: &str, value: &str| v1::LabelMatcher {
+            name: name.into(),
+            op: op.into(),
+            value: value.into(),
+        };
+        let out = |k: &str| vec![v1::RuleOutput { kind: k.into(), quantile: 0.0 }];
+        let cases: Vec<(v1::AggregationRule, &str)> = vec![
+            (
+                v1::AggregationRule { r#match: vec![m("job", "==", "x")], ..samples() },
+                "match: unknown matcher operator",
+            ),
+            (v1::AggregationRule { r#match: vec![m("job", "=~", "(")], ..samples() }, "match:"),
+            (
+                v1::AggregationRule { r#match: vec![m("job", "=~", ".*")], ..samples() },
+                "does not match the empty string",
+            ),
+            (v1::AggregationRule { r#match: vec![m("1job", "=", "x")], ..samples() }, "not a label name"),
+            (
+                v1::AggregationRule { without: vec!["instance".into()], ..samples() },
+                "group_by and without: give one",
+            ),
+            (
+                v1::AggregationRule { group_by: vec!["__name__".into()], ..samples() },
+                "group_by: the outputs are named",
+            ),
+            (v1::AggregationRule { events: "chat".into(), ..samples() }, "takes none of these"),
+            (v1::AggregationRule { value: "length".into(), ..samples() }, "value and distinct"),
+            (
+                v1::AggregationRule { outputs: out("count"), ..samples() },
+                "unknown output \"count\" for samples",
+            ),
+            (
+                v1::AggregationRule { outputs: [out("increase"), out("increase")].concat(), ..samples() },
+                "listed twice",
+            ),
+            (v1::AggregationRule { keep_input: true, ..def() }, "for rules over samples"),
+        ];
+        for (d, why) in cases {
+            let err = rule(&d, 3_600_000).unwrap_err();
             assert!(err.contains(why), "{why}: {err}");
         }
     }
