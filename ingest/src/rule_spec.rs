@@ -13,6 +13,14 @@
 //! group_by = ["meeting_id"]
 //! window = "1m"                 # tumbling; with hop = "10s", sliding; or session_gap = "30s" alone
 //! outputs = ["count", "avg", "quantile(0.95)", "distinct"]
+//!
+//! [[aggregations]]              # streaming aggregation of incoming samples
+//! name = "http_requests"        # outputs: http_requests_increase{job=…}, …
+//! match = 'http_requests_total{env="prod"}'
+//! interval = "1m"               # (the same as window)
+//! by = ["job"]                  # (the same as group_by), or without = ["instance"]
+//! outputs = ["increase", "rate_sum", "count_series", "quantiles(0.5, 0.99)"]
+//! keep_input = false            # store only the outputs (default: the samples too)
 //! ```
 
 use std::collections::BTreeMap;
@@ -26,8 +34,12 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     pub name: String,
-    #[serde(default = "any")]
-    pub events: String,
+    /// Events: user, chat, meeting or any (the default, without `match`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<String>,
+    /// Samples: the series selector whose samples the rule takes.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<String>,
     #[serde(default, rename = "where", skip_serializing_if = "BTreeMap::is_empty")]
@@ -36,9 +48,11 @@ pub struct RuleSpec {
     pub value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distinct: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "by")]
     pub group_by: Vec<String>,
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without: Vec<String>,
+    #[serde(default, alias = "interval", with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub window: Option<Duration>,
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub hop: Option<Duration>,
@@ -53,11 +67,15 @@ pub struct RuleSpec {
     pub idle_timeout: Duration,
     #[serde(default = "distinct_threshold")]
     pub distinct_threshold: u64,
+    /// Samples: whether matching samples are stored besides the outputs.
+    #[serde(default = "keep_input")]
+    pub keep_input: bool,
 }
 
-// The defaults are the meetings pack's (DESIGN §3).
-fn any() -> String {
-    "any".into()
+// The defaults are the meetings pack's (DESIGN §3); input samples are kept unless a rule says
+// otherwise (nothing is lost by default).
+fn keep_input() -> bool {
+    true
 }
 fn max_out_of_orderness() -> Duration {
     Duration::from_millis(meetings::MAX_OUT_OF_ORDERNESS_MS as u64)
@@ -84,7 +102,21 @@ impl RuleSpec {
     /// The rule as the log carries it, from `origin` ("api" or "config"). What only the
     /// store can check (fields, windows, limits) it checks when the rule is proposed.
     pub fn to_proto(&self, origin: &str) -> Result<v1::AggregationRule, String> {
-        let outputs = self.outputs.iter().map(|o| parse_output(o)).collect::<Result<Vec<_>, _>>()?;
+        let mut outputs = Vec::with_capacity(self.outputs.len());
+        for o in &self.outputs {
+            outputs.extend(parse_output(o)?);
+        }
+        let (events, matchers) = match (&self.events, &self.selector) {
+            (Some(_), Some(_)) => {
+                return Err("events and match: a rule takes events or samples, not both".into());
+            }
+            (None, None) => ("any".to_string(), Vec::new()),
+            (Some(e), None) => (e.clone(), Vec::new()),
+            (None, Some(sel)) => (String::new(), parse_selector(sel)?),
+        };
+        if matchers.is_empty() && !self.keep_input {
+            return Err("keep_input: only a rule over samples (match) can keep them out".into());
+        }
         let size = self.window.map(ms).unwrap_or(0);
         if self.window.is_some() && self.session_gap.is_some() {
             return Err(
@@ -94,7 +126,7 @@ impl RuleSpec {
         }
         Ok(v1::AggregationRule {
             name: self.name.clone(),
-            events: self.events.clone(),
+            events,
             actions: self.actions.clone(),
             r#where: self
                 .filter
@@ -113,15 +145,23 @@ impl RuleSpec {
             idle_timeout_ms: ms(self.idle_timeout),
             distinct_threshold: self.distinct_threshold,
             origin: origin.to_string(),
+            r#match: matchers,
+            without: self.without.clone(),
+            // The log carries it for sample rules only (an event rule has none to keep).
+            keep_input: self.keep_input && self.selector.is_some(),
         })
     }
 
     /// The rule as a user would have written it.
     pub fn from_proto(r: &v1::AggregationRule) -> Self {
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let sample = !r.r#match.is_empty();
         RuleSpec {
             name: r.name.clone(),
-            events: r.events.clone(),
+            events: opt(&r.events),
+            selector: sample.then(|| selector_text(&r.r#match)),
+            without: r.without.clone(),
+            keep_input: r.keep_input || !sample,
             actions: r.actions.clone(),
             filter: r.r#where.iter().map(|w| (w.field.clone(), w.value.clone())).collect(),
             value: opt(&r.value),
@@ -151,16 +191,64 @@ impl RuleSpec {
     }
 }
 
-/// `count`, …, or `quantile(φ)`.
-fn parse_output(s: &str) -> Result<v1::RuleOutput, String> {
+/// `count`, …, `quantile(φ)`, or VictoriaMetrics' `quantiles(φ1, φ2, …)`.
+fn parse_output(s: &str) -> Result<Vec<v1::RuleOutput>, String> {
     let s = s.trim();
-    if let Some(arg) = s.strip_prefix("quantile(").and_then(|r| r.strip_suffix(')')) {
-        let q: f64 = arg.trim().parse().map_err(|_| {
-            format!("outputs: {s:?}: the quantile must be a number between 0 and 1, as in quantile(0.95)")
-        })?;
-        return Ok(v1::RuleOutput { kind: "quantile".into(), quantile: q });
+    let args = s
+        .strip_prefix("quantile(")
+        .or_else(|| s.strip_prefix("quantiles("))
+        .and_then(|r| r.strip_suffix(')'));
+    let Some(args) = args else {
+        return Ok(vec![v1::RuleOutput { kind: s.to_string(), quantile: 0.0 }]);
+    };
+    args.split(',')
+        .map(|q| {
+            let q: f64 = q.trim().parse().map_err(|_| {
+                format!("outputs: {s:?}: a quantile must be a number between 0 and 1, as in quantile(0.95)")
+            })?;
+            Ok(v1::RuleOutput { kind: "quantile".into(), quantile: q })
+        })
+        .collect()
+}
+
+/// The matchers of a series selector such as `http_requests_total{job=~"api|web"}`.
+fn parse_selector(s: &str) -> Result<Vec<v1::LabelMatcher>, String> {
+    use promql_parser::label::MatchOp;
+    use promql_parser::parser::{self, Expr};
+    let expr = parser::parse(s).map_err(|e| format!("match: {s:?}: {e}"))?;
+    let Expr::VectorSelector(vs) = expr else {
+        return Err(format!(
+            "match: {s:?} is not a series selector such as http_requests_total{{job=\"api\"}}"
+        ));
+    };
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(format!(
+            "match: {s:?}: `or` between matchers is not supported; use one rule per selector"
+        ));
     }
-    Ok(v1::RuleOutput { kind: s.to_string(), quantile: 0.0 })
+    let mut out = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+    if let Some(name) = &vs.name {
+        out.push(v1::LabelMatcher { name: "__name__".into(), op: "=".into(), value: name.clone() });
+    }
+    for m in &vs.matchers.matchers {
+        let op = match m.op {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Re(_) => "=~",
+            MatchOp::NotRe(_) => "!~",
+        };
+        out.push(v1::LabelMatcher { name: m.name.clone(), op: op.into(), value: m.value.clone() });
+    }
+    Ok(out)
+}
+
+/// A selector's text from its matchers (`{__name__="x",job="a"}`), as `parse_selector` reads it.
+fn selector_text(matchers: &[v1::LabelMatcher]) -> String {
+    let parts: Vec<String> = matchers
+        .iter()
+        .map(|m| format!("{}{}{}", m.name, m.op, serde_json::Value::String(m.value.clone())))
+        .collect();
+    format!("{{{}}}", parts.join(","))
 }
 
 #[cfg(test)]
@@ -209,5 +297,34 @@ mod tests {
         assert!(spec.to_proto("api").unwrap_err().contains("quantile(0.95)"));
         let spec: RuleSpec = toml::from_str(&format!("{TOML}\nsession_gap = \"30s\"")).unwrap();
         assert!(spec.to_proto("api").unwrap_err().starts_with("window and session_gap"));
+    }
+
+    #[test]
+    fn a_rule_over_samples_reads_as_victoriametrics_users_write_it() {
+        let spec: RuleSpec = toml::from_str(
+            r#"
+            name = "http_requests"
+            match = 'http_requests_total{env=~"prod|staging"}'
+            interval = "1m"
+            by = ["job"]
+            outputs = ["increase", "count_series", "quantiles(0.5, 0.99)"]
+            keep_input = false
+            "#,
+        )
+        .unwrap();
+        let rule = spec.to_proto("api").unwrap();
+        assert_eq!(rule.events, "");
+        assert_eq!(rule.r#match.len(), 2);
+        assert_eq!((rule.r#match[1].name.as_str(), rule.r#match[1].op.as_str()), ("env", "=~"));
+        assert_eq!(rule.outputs.len(), 4, "two quantiles");
+        assert!(!rule.keep_input);
+        assert!(collabstream_store::agg::rule_proto::rule(&rule, i64::MAX).is_ok());
+        let json = serde_json::to_string(&RuleSpec::from_proto(&rule)).unwrap();
+        let back: RuleSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.to_proto("api").unwrap(), rule, "{json}");
+        let both = RuleSpec { events: Some("chat".into()), ..spec.clone() };
+        assert!(both.to_proto("api").unwrap_err().starts_with("events and match"));
+        let bad = RuleSpec { selector: Some("rate(x[5m])".into()), ..spec };
+        assert!(bad.to_proto("api").unwrap_err().contains("is not a series selector"));
     }
 }
