@@ -279,7 +279,7 @@ mod tests {
             (rule.max_out_of_orderness_ms, rule.allowed_lateness_ms, rule.idle_timeout_ms),
             (5_000, 120_000, 30_000)
         );
-        assert!(collabstream_store::agg::rule_proto::event_rule(&rule, i64::MAX).is_ok());
+        assert!(collabstream_store::agg::rule_proto::rule(&rule, i64::MAX).is_ok());
         let json = serde_json::to_string(&RuleSpec::from_proto(&rule)).unwrap();
         let back: RuleSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, spec, "{json}");

@@ -53,7 +53,7 @@ fn check(writer: &Writer, change: &Change) -> Result<(), Status> {
     let (users, pack) = store.aggregation_rules();
     match change {
         Change::Create(def) => {
-            rule_proto::event_rule(def, store.settings().out_of_order_window_ms)
+            rule_proto::rule(def, store.settings().out_of_order_window_ms)
                 .map_err(|e| Status::invalid_argument(format!("rule {:?}: {e}", def.name)))?;
             if users.iter().any(|r| r.name == def.name && r != def) {
                 return Err(Status::already_exists(format!(

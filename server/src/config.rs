@@ -170,7 +170,7 @@ impl ServerConfig {
         for (i, spec) in self.aggregations.iter().enumerate() {
             let at = |e: String| format!("aggregations[{i}] ({:?}): {e}", spec.name);
             let rule = spec.to_proto("config").map_err(at)?;
-            collabstream_store::agg::rule_proto::event_rule(&rule, self.store.window_ms()).map_err(at)?;
+            collabstream_store::agg::rule_proto::rule(&rule, self.store.window_ms()).map_err(at)?;
             if rules.iter().any(|r| r.name == rule.name) {
                 return Err(at("another configured rule has this name".into()));
             }

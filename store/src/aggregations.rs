@@ -195,7 +195,7 @@ impl Aggregations {
         }
     }
 
-    /// A rule change from the log, checked as [`rule_proto::event_rule`] does, with the
+    /// A rule change from the log, checked as [`rule_proto::rule`] does, with the
     /// store's out-of-order window as the longest allowed lateness.
     pub(crate) fn change(&mut self, change: &v1::RuleChange, out_of_order_window_ms: i64) -> RuleOutcome {
         match &change.change {

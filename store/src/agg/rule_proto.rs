@@ -41,7 +41,7 @@ pub fn rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<Rule, Str
 }
 
 /// [`rule`] for a rule over events.
-pub fn event_rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<EventRule, String> {
+fn event_rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<EventRule, String> {
     check_common(def)?;
     if !def.without.is_empty() || def.keep_input {
         return Err("without and keep_input: these are for rules over samples (give match)".into());
@@ -95,7 +95,7 @@ pub fn event_rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<Eve
 }
 
 /// [`rule`] for a rule over samples.
-pub fn sample_rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<SampleRule, String> {
+fn sample_rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<SampleRule, String> {
     check_common(def)?;
     if !def.events.is_empty() || !def.actions.is_empty() || !def.r#where.is_empty() {
         return Err("events, actions and where: a rule over samples (match) takes none of these".into());
