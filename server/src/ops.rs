@@ -135,9 +135,24 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         ("collabstream_aggregation_open_keys", "Window panes or sessions held, by rule.", "gauge", &|r| {
             r.open_keys.to_string()
         }),
-        ("collabstream_aggregation_events_total", "Events each rule took, since start.", "counter", &|r| {
-            r.events.to_string()
-        }),
+        (
+            "collabstream_aggregation_events_total",
+            "Events (or samples) each rule took, since start.",
+            "counter",
+            &|r| r.events.to_string(),
+        ),
+        (
+            "collabstream_aggregation_samples_ignored_total",
+            "Samples a rule over samples ignored as at or before their series' last (resent or out of order), since start.",
+            "counter",
+            &|r| r.samples_ignored.to_string(),
+        ),
+        (
+            "collabstream_aggregation_input_series",
+            "Input series a rule over samples remembers a last sample of.",
+            "gauge",
+            &|r| r.input_series.to_string(),
+        ),
         (
             "collabstream_aggregation_windows_emitted_total",
             "Windows emitted when the watermark reached their end, by rule, since start.",

@@ -64,6 +64,7 @@ impl Engine {
             emitted: 0,
             corrections: 0,
             samples_ignored: 0,
+            input_series: 0,
         }
     }
 }
@@ -85,4 +86,6 @@ pub struct RuleStats {
     pub corrections: u64,
     /// A sample rule's samples at or before their series' last (resent or out of order).
     pub samples_ignored: u64,
+    /// A sample rule's input series (each with its last sample held).
+    pub input_series: usize,
 }

@@ -263,6 +263,7 @@ impl Aggregations {
                 emitted: r.counts.emitted,
                 corrections: r.counts.corrections,
                 samples_ignored: r.last.ignored,
+                input_series: r.last.len(),
                 ..r.engine.stats(r.rule.name())
             })
             .collect()

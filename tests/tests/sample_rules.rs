@@ -170,4 +170,14 @@ async fn outputs_equal_promql_over_the_raw_samples() {
     let end = (base + 60_000) as f64 / 1000.0;
     let want = query(&node, "sum by (job) (sum_over_time(requests_total[1m]))", end - 0.001).await;
     assert!(same(&query(&node, "dropped_sum_samples", end).await, &want));
+
+    // Self-monitoring (refreshed at the leader's ticks): every sample taken once, five series.
+    let taken = wait_until(Duration::from_secs(10), || async {
+        let m = reqwest::get(node.url("/metrics")).await.ok()?.text().await.ok()?;
+        let events = m.lines().any(|l| l == r#"collabstream_aggregation_events_total{rule="reqs"} 345"#);
+        let series = m.lines().any(|l| l == r#"collabstream_aggregation_input_series{rule="reqs"} 5"#);
+        (events && series).then_some(())
+    })
+    .await;
+    assert!(taken.is_some(), "{}", reqwest::get(node.url("/metrics")).await.unwrap().text().await.unwrap());
 }
