@@ -25,6 +25,7 @@ pub fn router(ingest: Ingest) -> Router {
             get(rules_http::list).post(rules_http::create).delete(rules_http::delete_query),
         )
         .route("/api/v1/aggregations/{name}", delete(rules_http::delete_named))
+        .route("/api/v1/aggregations/{name}/rows", get(rules_http::rows))
         .with_state(ingest)
 }
 

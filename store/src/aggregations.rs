@@ -76,6 +76,8 @@ pub(crate) struct Aggregations {
     defs: Vec<(String, Option<Vec<u8>>)>,
     /// Whether any rule over samples runs (apply looks at samples only then).
     samples: bool,
+    /// Rules dropped by the entry being applied, whose rows it deletes.
+    dropped_rows: Vec<String>,
 }
 
 /// Emissions of one rule, by its position among those running.
@@ -190,7 +192,9 @@ impl Aggregations {
             // checkpoint's batch deletes first), so a restart never reads the two mixed.
         } else if !on && running {
             let (pack, users): (Vec<_>, Vec<_>) = self.running.drain(..).partition(|r| r.def.is_none());
-            self.dropped.extend(pack.into_iter().map(|r| r.rule.name().to_string()));
+            let names: Vec<String> = pack.into_iter().map(|r| r.rule.name().to_string()).collect();
+            self.dropped_rows.extend(names.iter().cloned());
+            self.dropped.extend(names);
             self.running = users;
         }
     }
@@ -243,8 +247,19 @@ impl Aggregations {
         self.running.remove(at);
         self.samples = self.running.iter().any(|r| matches!(r.rule, Rule::Samples(_)));
         self.dropped.push(name.to_string());
+        self.dropped_rows.push(name.to_string());
         self.defs.push((name.to_string(), None));
         RuleOutcome::Changed
+    }
+
+    /// The rules dropped since the last call, whose rows the entry deletes.
+    pub(crate) fn take_dropped_rows(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.dropped_rows)
+    }
+
+    /// The rule running under `name`, if any.
+    pub(crate) fn rule_named(&self, name: &str) -> Option<&Rule> {
+        self.running.iter().map(|r| &r.rule).find(|r| r.name() == name)
     }
 
     /// The users' rules in force, by name, and the names of the packs' rules.

@@ -29,12 +29,16 @@ pub(crate) const CF_DEDUP: &str = "dedup";
 /// Aggregation rules' window state: (rule, row) → state. Written at checkpoints only.
 pub(crate) const CF_AGG: &str = "agg";
 
-pub(crate) const ALL_CFS: [&str; 8] =
-    [CF_LOG, CF_META, CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP, CF_AGG];
+/// Aggregation rules' emitted windows: (rule, window end, group) → start, group labels,
+/// outputs. Written by apply, like samples.
+pub(crate) const CF_AGG_ROWS: &str = "agg_rows";
+
+pub(crate) const ALL_CFS: [&str; 9] =
+    [CF_LOG, CF_META, CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP, CF_AGG, CF_AGG_ROWS];
 
 /// The CFs whose content the store writes without RocksDB's WAL: the log is the write-ahead
 /// log for them, and a checkpoint flushes them before it records the applied index.
-pub(crate) const DATA_CFS: [&str; 3] = [CF_SERIES, CF_CHUNKS, CF_EVENTS];
+pub(crate) const DATA_CFS: [&str; 4] = [CF_SERIES, CF_CHUNKS, CF_EVENTS, CF_AGG_ROWS];
 
 fn cf_options(name: &str) -> Options {
     let mut o = Options::default();

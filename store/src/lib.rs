@@ -15,7 +15,9 @@
 
 pub mod agg;
 mod agg_engine;
+mod agg_rows;
 mod aggregations;
+pub use agg_rows::AggRow;
 pub use aggregations::{RuleOutcome, RuleStats};
 pub mod chunk;
 mod chunk_v1;
@@ -37,6 +39,7 @@ mod series_codec;
 mod settings;
 mod snapshot;
 mod store;
+mod store_aggs;
 mod store_apply;
 mod store_outputs;
 mod store_read;

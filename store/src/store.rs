@@ -13,7 +13,7 @@ use rocksdb::{FlushOptions, IteratorMode, WriteBatch, WriteOptions};
 use crate::aggregations::Aggregations;
 use crate::config::StoreConfig;
 use crate::db::{
-    self, CF_AGG, CF_CHUNKS, CF_DEDUP, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES, DATA_CFS, Rocks,
+    self, CF_AGG, CF_AGG_ROWS, CF_CHUNKS, CF_DEDUP, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES, DATA_CFS, Rocks,
 };
 use crate::dedup::Dedup;
 use crate::disk_retry::DiskRetry;
@@ -166,7 +166,7 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
     let install_interrupted = db.get_cf(cf(db, CF_META), crate::snapshot::META_INSTALLING)?.is_some();
     if install_interrupted {
         tracing::warn!("a snapshot install was interrupted; the store is wiped to install it again");
-        for name in [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP, CF_AGG] {
+        for name in [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP, CF_AGG, CF_AGG_ROWS] {
             if let Some(batch) = crate::snapshot::clear(db, name)? {
                 let mut sync = WriteOptions::default();
                 sync.set_sync(true);
@@ -312,12 +312,6 @@ impl Store {
     }
 
     /// New series refused at the series limit since this node started.
-    /// Aggregation output samples refused since start: a window corrected later than the
-    /// out-of-order window lets a sample in.
-    pub fn outputs_refused(&self) -> u64 {
-        self.outputs_refused.load(Ordering::Relaxed)
-    }
-
     pub fn series_refused(&self) -> u64 {
         self.series_refused.load(Ordering::Relaxed)
     }
@@ -372,22 +366,6 @@ impl Store {
     /// Whether the store holds no series at all.
     pub fn is_empty(&self) -> bool {
         self.index.read().len() == 0
-    }
-
-    /// The aggregation rules running, with their watermark, late drops and open keys.
-    pub fn aggregation_stats(&self) -> Vec<crate::aggregations::RuleStats> {
-        self.agg_stats.lock().clone()
-    }
-
-    /// Whether aggregation rules are running (the leader then ticks).
-    pub fn aggregating(&self) -> bool {
-        !self.agg_stats.lock().is_empty()
-    }
-
-    /// The users' aggregation rules in force, by name, and the names of the built-in packs'
-    /// rules running. Waits for the entry being applied, if any.
-    pub fn aggregation_rules(&self) -> (Vec<collabstream_proto::v1::AggregationRule>, Vec<String>) {
-        self.writer.lock().aggs.definitions()
     }
 
     /// The settings apply uses now (see [`Settings`]).

@@ -121,6 +121,9 @@ impl Store {
             tracing::info!(index, ?change, ?outcome, "aggregation rule change applied");
             outcomes.push(ApplyOutcome { rule_change: Some(outcome), ..ApplyOutcome::default() });
         }
+        for name in writer.aggs.take_dropped_rows() {
+            crate::agg_rows::drop_rule(&mut batch, &self.db, &name);
+        }
         self.write_outputs(&mut writer, &settings, emitted, &mut batch)?;
         // Refreshed once a second (the leader's tick), not per entry: it allocates, and apply is
         // the hot path. `/metrics` trails by at most that second.

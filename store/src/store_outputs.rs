@@ -13,6 +13,7 @@ use collabstream_proto::log_write::canonical_labels;
 use rocksdb::WriteBatch;
 
 use crate::agg::EmissionKind;
+use crate::agg_rows::{self, AggRow};
 use crate::aggregations::Emitted;
 use crate::error::Result;
 use crate::settings::Settings;
@@ -36,6 +37,14 @@ impl Store {
         for (i, e) in emitted {
             let Some(rule) = writer.aggs.rule(i) else { continue };
             let Some(group) = rule.group_labels(&e.group) else { continue };
+            match e.kind {
+                EmissionKind::Retraction => agg_rows::delete(batch, &self.db, rule.name(), e.end, &e.group),
+                _ => {
+                    let row =
+                        AggRow { group: group.clone(), start: e.start, end: e.end, values: e.values.clone() };
+                    agg_rows::put(batch, &self.db, rule.name(), &e.group, &row);
+                }
+            }
             for (series, value) in rule.series().iter().zip(&e.values) {
                 let value = match (e.kind, value) {
                     (EmissionKind::Retraction, _) => f64::from_bits(STALE_NAN_BITS),

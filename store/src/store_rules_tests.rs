@@ -9,8 +9,8 @@ use collabstream_proto::v1::event::Event;
 
 use super::tests::{all, commit, write};
 use super::*;
-use crate::RuleOutcome;
 use crate::matcher::{MatchOp, Matcher};
+use crate::{AggRow, RuleOutcome};
 
 fn config() -> StoreConfig {
     StoreConfig { out_of_order_window: Duration::from_secs(3600), ..StoreConfig::default() }
@@ -191,4 +191,48 @@ fn rules_and_their_windows_survive_restarts_exactly_once() {
     let gone = store.aggregation_stats().into_iter().find(|s| s.rule == "gone").unwrap();
     // m1's two panes (the first kept for its allowed lateness); a third would be m9's.
     assert_eq!(gone.open_keys, 2);
+}
+
+#[test]
+fn a_rules_rows_are_its_windows_corrected_in_place_and_dropped_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.aggregation_rows("chat_len", TimeRange::ALL, 10).unwrap(), None);
+    commit(&store, &create(rule("chat_len")));
+    let events = vec![chat("m1", "u1", 10, 1_000), chat("m1", "u2", 32, 2_000), chat("m2", "u3", 5, 3_000)];
+    commit(&store, &write("", vec![], events));
+    commit(&store, &write("", vec![], vec![chat("m3", "x", 1, 10_000)]));
+    let (columns, rows) = store.aggregation_rows("chat_len", TimeRange::ALL, 10).unwrap().unwrap();
+    assert_eq!(columns, ["chat_len_count", "chat_len_sum", "chat_len_max"]);
+    let m1 = |values: Vec<Option<f64>>| AggRow {
+        group: vec![("meeting_id".to_string(), "m1".to_string())],
+        start: 0,
+        end: 10_000,
+        values,
+    };
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0], m1(vec![Some(2.0), Some(42.0), Some(32.0)]));
+    // A late message (within the allowed lateness) corrects the row in place.
+    commit(&store, &write("", vec![], vec![chat("m1", "u9", 50, 4_000)]));
+    let (_, rows) = store.aggregation_rows("chat_len", TimeRange::ALL, 10).unwrap().unwrap();
+    assert_eq!(rows[0], m1(vec![Some(3.0), Some(92.0), Some(50.0)]));
+    assert!(
+        store
+            .aggregation_rows("chat_len", TimeRange { start: 10_001, end: i64::MAX }, 10)
+            .unwrap()
+            .unwrap()
+            .1
+            .is_empty()
+    );
+    // Dropped with the rule: created again, it has none of the old rows.
+    commit(&store, &delete("chat_len"));
+    commit(&store, &create(rule("chat_len")));
+    assert!(store.aggregation_rows("chat_len", TimeRange::ALL, 10).unwrap().unwrap().1.is_empty());
+    // The pack's rows are there too, its columns named after its series.
+    let (columns, rows) = store.aggregation_rows("meeting_health", TimeRange::ALL, 10).unwrap().unwrap();
+    assert_eq!(
+        columns,
+        ["meeting_health_good", "meeting_health_fair", "meeting_health_poor", "meeting_health_score"]
+    );
+    assert!(rows.is_empty(), "no quality reports");
 }

@@ -155,6 +155,48 @@ async fn rules_are_the_same_on_every_node_and_their_outputs_too() {
         assert!((median - 200.0).abs() <= 2.0, "within DDSketch's 1 %: {median}");
     }
 
+    // The rule's rows: one per group and window, on any node.
+    let url = cluster.node(follower).url("/api/v1/aggregations/quality_latency/rows");
+    let body: Value = reqwest::Client::new()
+        .get(&url)
+        .query(&[("start", (w as f64 / 1000.0).to_string()), ("end", at.to_string())])
+        .send()
+        .await
+        .expect("rows answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        body["data"]["columns"],
+        json!([
+            "quality_latency_count",
+            "quality_latency_avg",
+            "quality_latency_max",
+            "quality_latency_quantile_0_5"
+        ]),
+        "{body}"
+    );
+    let row = &body["data"]["rows"][0];
+    assert_eq!(row["group"], json!({"meeting_id": "m1"}), "{body}");
+    assert_eq!(
+        (row["start"].as_f64(), row["end"].as_f64()),
+        (Some(w as f64 / 1000.0), Some(at - 1.0)),
+        "{body}"
+    );
+    assert_eq!(
+        row["values"].as_array().map(|v| v[..3].to_vec()),
+        Some(vec![json!(3.0), json!(200.0), json!(300.0)]),
+        "{body}"
+    );
+    let r = reqwest::get(format!("{url}?start=soon")).await.expect("answered");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert!(body["error"].as_str().unwrap().contains("start: \"soon\" is neither"), "{body}");
+    let r = reqwest::get(cluster.node(follower).url("/api/v1/aggregations/nothing/rows"))
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 404);
+
     // Deleted through another node: gone everywhere; kept so across a SIGKILL and restart.
     let r = reqwest::Client::new()
         .delete(cluster.node(writer).url("/api/v1/aggregations?name=quality_latency"))

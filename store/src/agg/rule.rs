@@ -70,6 +70,23 @@ impl Rule {
         }
     }
 
+    /// A name per output, for tables and the read API: its series' metric name, then the
+    /// values of its own labels (`meeting_health_good`, `latency_quantile_0_95`), with what
+    /// is not a letter, digit or underscore as `_`.
+    pub fn columns(&self) -> Vec<String> {
+        self.series()
+            .iter()
+            .map(|s| {
+                let mut name = s.metric.clone();
+                for (_, v) in &s.labels {
+                    name.push('_');
+                    name.extend(v.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }));
+                }
+                name
+            })
+            .collect()
+    }
+
     /// A group's labels, from its key.
     pub fn group_labels(&self, group: &[u8]) -> Option<Vec<(String, String)>> {
         match self {
