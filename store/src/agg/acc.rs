@@ -73,7 +73,9 @@ pub struct Acc {
     /// Event time and value of the latest value.
     last: Option<(i64, f64)>,
     distinct: Option<Distinct>,
-    sketch: Option<DdSketch>,
+    /// Boxed: most accumulators have none, and a pane holds one per measure (unboxed, every
+    /// accumulator was 176 bytes instead of 96).
+    sketch: Option<Box<DdSketch>>,
 }
 
 impl Acc {
@@ -203,7 +205,7 @@ impl Acc {
             a.distinct = Some(Distinct::decode_from(r)?);
         }
         if r.u64().ok_or_else(corrupt)? == 1 {
-            a.sketch = Some(DdSketch::decode_from(r)?);
+            a.sketch = Some(Box::new(DdSketch::decode_from(r)?));
         }
         Ok(a)
     }
@@ -253,5 +255,13 @@ mod tests {
         add(&mut b, 10, Some(3.0), "", needs);
         a.merge(&b, needs);
         assert_eq!(a.output(Output::Last, 1), Some(3.0));
+    }
+
+    #[test]
+    fn an_accumulator_stays_small() {
+        // A pane holds one per measure of its rule; a million open panes hold millions.
+        // 176 bytes with the sketch unboxed (its two maps and four counters inline).
+        assert_eq!(std::mem::size_of::<Option<DdSketch>>(), 88);
+        assert!(std::mem::size_of::<Acc>() <= 96, "{}", std::mem::size_of::<Acc>());
     }
 }

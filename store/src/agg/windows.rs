@@ -13,7 +13,8 @@
 //! iteration over hash maps. Keys are opaque bytes (the rule's group values, encoded by the
 //! caller), compared as bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use crate::agg::acc::Needs;
 use crate::agg::formula;
@@ -23,17 +24,23 @@ use crate::agg::state::{Changes, Meta, parse_row_key, row_key};
 use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
 
+/// A group's key, held once however many panes and windows name it.
+type Group = Arc<[u8]>;
+
 #[derive(Debug, Clone)]
 pub struct Windows {
     rule: WindowRule,
     /// What each measure accumulates.
     needs: Vec<Needs>,
     watermark: Watermark,
-    panes: BTreeMap<(i64, Vec<u8>), Measures>,
+    panes: BTreeMap<(i64, Group), Measures>,
     /// Windows with events whose end the watermark has not reached: (end, group).
-    pending: BTreeSet<(i64, Vec<u8>)>,
+    pending: BTreeSet<(i64, Group)>,
     /// Panes changed or dropped since the last [`Windows::take_changes`].
-    dirty: BTreeSet<(i64, Vec<u8>)>,
+    dirty: BTreeSet<(i64, Group)>,
+    /// The groups named above, each once. Only looked up, never iterated for a result, so
+    /// its hash order cannot reach an output.
+    groups: HashSet<Group>,
 }
 
 impl Windows {
@@ -50,6 +57,7 @@ impl Windows {
             panes: BTreeMap::new(),
             pending: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            groups: HashSet::new(),
         }
     }
 
@@ -64,6 +72,7 @@ impl Windows {
         let wm = w.watermark.get();
         for (k, v) in rows {
             let (pane, group) = parse_row_key(k)?;
+            let group = w.group(&group);
             // The windows of the pane the watermark has not reached are still to be emitted.
             for end in w.rule.window.window_ends(pane).filter(|e| *e > wm) {
                 w.pending.insert((end, group.clone()));
@@ -87,6 +96,8 @@ impl Windows {
                 (row_key(key.0, &key.1), value)
             })
             .collect();
+        // Groups no pane or window names any more (the set's own reference is the last).
+        self.groups.retain(|g| Arc::strong_count(g) > 1);
         Changes { meta, rows }
     }
 
@@ -119,14 +130,15 @@ impl Windows {
             self.watermark.drop_late(clock_ms, o.ts);
             return;
         }
-        self.panes.entry((pane, group.to_vec())).or_default().add(o, &self.needs);
-        self.dirty.insert((pane, group.to_vec()));
+        let group = self.group(group);
+        self.panes.entry((pane, group.clone())).or_default().add(o, &self.needs);
+        self.dirty.insert((pane, group.clone()));
         let wm = self.watermark.get();
         for end in w.window_ends(pane) {
             if end > wm {
-                self.pending.insert((end, group.to_vec()));
+                self.pending.insert((end, group.clone()));
             } else if end.saturating_add(self.rule.allowed_lateness_ms) > wm {
-                out.push(self.emission(end, group, EmissionKind::Correction));
+                out.push(self.emission(end, &group, EmissionKind::Correction));
             }
         }
         if let Some(to) = self.watermark.on_event(clock_ms, o.ts) {
@@ -140,6 +152,16 @@ impl Windows {
         if let Some(to) = self.watermark.on_tick(clock_ms) {
             self.advance(to, out);
         }
+    }
+
+    /// The group's shared key.
+    fn group(&mut self, group: &[u8]) -> Group {
+        if let Some(g) = self.groups.get(group) {
+            return g.clone();
+        }
+        let g: Group = group.into();
+        self.groups.insert(g.clone());
+        g
     }
 
     /// Whether every window holding the pane starting at `pane` is past its lateness.
@@ -168,12 +190,12 @@ impl Windows {
     }
 
     /// The outputs of the window of `group` ending at `end`: its panes merged in ascending order.
-    fn emission(&self, end: i64, group: &[u8], kind: EmissionKind) -> Emission {
+    fn emission(&self, end: i64, group: &Group, kind: EmissionKind) -> Emission {
         let w = self.rule.window;
         let (size, pane_ms) = (w.size_ms(), w.pane_ms());
         let start = end - size;
         let mut acc = Measures::default();
-        let mut key = (start, group.to_vec());
+        let mut key = (start, group.clone());
         while key.0 < end {
             if let Some(p) = self.panes.get(&key) {
                 acc.merge(p, &self.needs);
