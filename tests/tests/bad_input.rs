@@ -127,6 +127,44 @@ async fn grpc_refuses_bad_items_with_details_and_keeps_good_ones() {
     assert_eq!(count(&node, "grpc_good").await, 1);
 }
 
+/// A store-side refusal names the client's item, through validation's filtering and apply's
+/// numbering (series it already knows are sent by id, after the others).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_rejections_name_the_clients_items_after_filtering_and_reordering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]).expect("node starts");
+    let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connects");
+    let l = |n: &str, v: &str| v1::Label { name: n.into(), value: v.into() };
+    let series = |name: &str, t: i64| v1::TimeSeries {
+        labels: vec![l("__name__", name)],
+        samples: vec![v1::Sample { timestamp_ms: t, value: 1.0 }],
+    };
+    let now = 1_732_780_800_000;
+    let first = v1::WriteRequest { series: vec![series("known_a", now)], ..Default::default() };
+    client.write(first).await.expect("first write");
+    // Item 0 fails validation, item 1 (known, sent by id after the new item 2) is two hours
+    // older than its newest sample, past the store's one-hour out-of-order window.
+    let bad = v1::TimeSeries {
+        labels: vec![l("zone", "eu")],
+        samples: vec![v1::Sample { timestamp_ms: now, value: 1.0 }],
+    };
+    let req = v1::WriteRequest {
+        series: vec![bad, series("known_a", now - 7_200_000), series("new_b", now)],
+        ..Default::default()
+    };
+    let status = client.write(req).await.expect_err("two items refused");
+    let details = v1::WriteResponse::decode(status.details()).expect("details carry the response");
+    let named: Vec<(i32, u32, u32)> =
+        details.rejected.iter().map(|r| (r.kind, r.index, r.sample_index)).collect();
+    assert_eq!(
+        named,
+        [(v1::ItemKind::Series as i32, 0, 0), (v1::ItemKind::Sample as i32, 1, 0)],
+        "{:?}",
+        details.rejected
+    );
+    assert_eq!(details.samples_accepted, 1, "new_b's");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_endpoint_reports_each_bad_line() {
     let dir = tempfile::tempdir().expect("tempdir");
