@@ -1,6 +1,7 @@
 //! [`Ingest`]: the one path every front end writes through.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use collabstream_proto::v1;
 use collabstream_raft::Writer;
@@ -16,11 +17,19 @@ pub struct Ingest {
     writer: Writer,
     metrics: Arc<IngestMetrics>,
     config: Arc<IngestConfig>,
+    /// Numbers the batch ids this node gives writes with events and none of their own.
+    auto_ids: Arc<AtomicU64>,
 }
 
 impl Ingest {
     pub fn new(writer: Writer, config: IngestConfig) -> Self {
-        Self { writer, metrics: Arc::default(), config: Arc::new(config) }
+        Self { writer, metrics: Arc::default(), config: Arc::new(config), auto_ids: Arc::default() }
+    }
+
+    /// A batch id no other write has: this node's id, its clock and a counter.
+    fn auto_id(&self) -> String {
+        let n = self.auto_ids.fetch_add(1, Ordering::Relaxed);
+        format!("auto-{}-{}-{n}", self.writer.node_id(), self.writer.now_ms())
     }
 
     pub fn metrics(&self) -> &Arc<IngestMetrics> {
@@ -46,28 +55,22 @@ impl Ingest {
     pub async fn write(&self, mut p: Prepared) -> Result<v1::WriteResponse, Error> {
         check_batch_id(&p.request.batch_id)?;
         let mut resp = v1::WriteResponse::default();
-        if !p.is_empty() {
-            // The request moves into the log entry; `p` keeps the index maps and rejections.
-            let proposed = match p.encoded.take() {
-                Some(encoded) => self.writer.propose_encoded(encoded).await,
-                None => self.writer.propose(std::mem::take(&mut p.request)).await,
-            };
-            let outcome = match proposed {
-                Ok(o) => o,
+        // The request moves into the log entry; `p` keeps the index maps and rejections.
+        if let Some(encoded) = p.encode(self.store(), || self.auto_id()) {
+            resp = match self.writer.propose(encoded).await {
+                Ok(r) => r,
                 Err(e) => {
                     IngestMetrics::add(&self.metrics.requests_failed, 1);
                     return Err(e.into());
                 }
             };
-            if outcome.duplicate {
-                resp.duplicate_batches = 1;
+            if resp.duplicate_batches > 0 {
                 IngestMetrics::add(&self.metrics.duplicate_batches, 1);
             }
-            resp.samples_accepted = outcome.samples_accepted;
-            resp.events_accepted = outcome.events_accepted;
-            let applied_rejections = outcome.rejected.len() as u64;
-            IngestMetrics::add(&self.metrics.samples_rejected, applied_rejections);
-            resp.rejected.extend(outcome.rejected.into_iter().map(|r| p.map_back(r)));
+            IngestMetrics::add(&self.metrics.samples_rejected, resp.rejected.len() as u64);
+            for r in &mut resp.rejected {
+                *r = p.map_back(std::mem::take(r));
+            }
         }
         IngestMetrics::add(&self.metrics.samples_ingested, resp.samples_accepted);
         IngestMetrics::add(&self.metrics.events_ingested, resp.events_accepted);

@@ -16,7 +16,8 @@ pub struct Prepared {
     pub(crate) request: v1::WriteRequest,
     /// The write already encoded (remote write); `request` is then unused.
     pub(crate) encoded: Option<bytes::Bytes>,
-    /// `request.series[i]` is item `series_map[i]` of the client's request.
+    /// `request.series[i]` is item `series_map[i]` of the client's request; once encoded,
+    /// apply's series `i` is.
     series_map: Vec<u32>,
     event_map: Vec<u32>,
     pub(crate) rejected: Vec<Rejection>,
@@ -108,12 +109,37 @@ impl Prepared {
         }
     }
 
+    /// The write as the log carries it (a `v1::LogWrite`), unless already encoded: a write
+    /// with events and no batch id gets `auto_id()`, so that a retry after an ambiguous
+    /// failure (a leader change mid-commit) cannot store its events twice (samples are
+    /// idempotent, events are not); the series `store` knows are named by id, and the index
+    /// maps follow apply's numbering (those come after the others).
+    pub(crate) fn encode(&mut self, store: &Store, auto_id: impl FnOnce() -> String) -> Option<bytes::Bytes> {
+        if let Some(encoded) = self.encoded.take() {
+            return Some(encoded);
+        }
+        if self.request.series.is_empty() && self.request.events.is_empty() {
+            return None;
+        }
+        if self.request.batch_id.is_empty() && !self.request.events.is_empty() {
+            self.request.batch_id = auto_id();
+        }
+        let (encoded, at) = {
+            let known = store.known_series();
+            collabstream_proto::log_write::encode(&self.request, &mut |keys, out| known.find_raw(keys, out))
+        };
+        // Apply's item `k` is `request.series[at[k]]`, which is the client's `series_map[..]`.
+        self.series_map = at.iter().map(|&i| self.series_map.get(i as usize).copied().unwrap_or(i)).collect();
+        self.request = v1::WriteRequest::default();
+        Some(encoded.into())
+    }
+
     /// Nothing valid to write.
     pub fn is_empty(&self) -> bool {
         self.encoded.is_none() && self.request.series.is_empty() && self.request.events.is_empty()
     }
 
-    /// Maps a rejection from the applied (filtered) request back to the client's indexes.
+    /// Maps a rejection from apply's numbering back to the client's indexes.
     pub(crate) fn map_back(&self, mut r: Rejection) -> Rejection {
         let map = if r.kind == ItemKind::Event as i32 { &self.event_map } else { &self.series_map };
         if let Some(orig) = map.get(r.index as usize) {
@@ -187,5 +213,41 @@ mod tests {
             reasons[2].contains("5000 bytes, over the limit of 4096 (ingest.max_label_value_bytes)"),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn encoding_gives_events_a_batch_id_and_follows_apply_numbering() {
+        use collabstream_proto::log_view::WriteView;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), collabstream_store::StoreConfig::default()).unwrap();
+        let sample = vec![v1::Sample { timestamp_ms: 1, value: 1.0 }];
+        let series =
+            |name: &str| v1::TimeSeries { labels: vec![label("__name__", name)], samples: sample.clone() };
+        let event = v1::Event {
+            event: Some(v1::event::Event::User(v1::UserEvent {
+                meeting_id: "m".into(),
+                user_id: "u".into(),
+                action: v1::UserAction::Join as i32,
+                timestamp_ms: 1,
+                ..Default::default()
+            })),
+        };
+        // Samples only: no id (they are idempotent), and the client's indexes kept.
+        let mut p = Prepared::from_v1(
+            v1::WriteRequest { series: vec![v1::TimeSeries::default(), series("a")], ..Default::default() },
+            &LabelLimits::DEFAULT,
+        );
+        let bytes = p.encode(&store, || unreachable!("samples need no id")).unwrap();
+        assert_eq!(WriteView::parse(&bytes).unwrap().batch_id, "");
+        let back = p.map_back(Rejection { kind: ItemKind::Sample as i32, index: 0, ..Default::default() });
+        assert_eq!(back.index, 1);
+        // With events and no id: the one given; with an id of its own: that one.
+        let mut p = Prepared::from_events(String::new(), vec![Ok(event.clone())]);
+        let bytes = p.encode(&store, || "auto-1-2-3".into()).unwrap();
+        assert_eq!(WriteView::parse(&bytes).unwrap().batch_id, "auto-1-2-3");
+        let mut p = Prepared::from_events("mine".into(), vec![Ok(event)]);
+        let bytes = p.encode(&store, || unreachable!("it has one")).unwrap();
+        assert_eq!(WriteView::parse(&bytes).unwrap().batch_id, "mine");
+        assert!(Prepared::default().encode(&store, String::new).is_none(), "nothing to write");
     }
 }

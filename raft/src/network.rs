@@ -277,7 +277,7 @@ impl RaftService for RaftGrpc {
         collabstream_proto::log_view::check_write(&write)
             .map_err(|e| Status::invalid_argument(format!("forwarded write refused: {e}")))?;
         match self.writer.propose_here(write).await {
-            Ok(outcome) => Ok(tonic::Response::new(crate::types::to_wire(&outcome))),
+            Ok(answer) => Ok(tonic::Response::new(answer)),
             Err(e) => Err(e.to_status()),
         }
     }

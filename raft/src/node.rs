@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,8 +35,8 @@ use crate::write_queue::WriteQueue;
 type Answer = Result<ApplyOutcome, Error>;
 type Reply = oneshot::Sender<Answer>;
 
-/// A write waiting for the proposer: an encoded `v1::WriteRequest`, which becomes part of a
-/// log entry by concatenation (see [`command_bytes`]).
+/// A write waiting for the proposer: an encoded `v1::LogWrite`, which becomes part of a log
+/// entry by concatenation (see [`command_bytes`]).
 #[derive(Debug)]
 struct Proposal {
     write: Bytes,
@@ -52,7 +51,6 @@ struct Inner {
     tx: mpsc::Sender<Proposal>,
     options: RaftOptions,
     forward_clients: Mutex<HashMap<(NodeId, String), RaftServiceClient<PeerChannel>>>,
-    auto_ids: AtomicU64,
     /// Bounds the bytes of writes queued or in flight here (`max_queued_bytes`).
     queue: WriteQueue,
     /// Where `raft`'s tasks run; stops when the last writer is gone.
@@ -133,7 +131,6 @@ impl Writer {
             tx,
             options: options.clone(),
             forward_clients: Mutex::new(HashMap::new()),
-            auto_ids: AtomicU64::new(0),
             queue: WriteQueue::new(options.max_queued_bytes),
             _core: core,
         });
@@ -180,8 +177,9 @@ impl Writer {
         self.inner.id
     }
 
-    /// The leader's clock as this node reads it, for the entries it proposes.
-    pub(crate) fn now_ms(&self) -> i64 {
+    /// The leader's clock as this node reads it, for the entries it proposes (and the batch
+    /// ids ingest gives writes that have none).
+    pub fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
     }
 
@@ -226,42 +224,18 @@ impl Writer {
         }
     }
 
-    /// Proposes a validated write and waits until it is committed and applied (here, when this
-    /// node leads; on the leader, when it forwards).
-    pub async fn propose(&self, mut write: v1::WriteRequest) -> Result<ApplyOutcome, Error> {
-        // Samples are idempotent (same timestamp, same value); events are not. Give a write
-        // with events an id, so that retrying it after an ambiguous failure (a leader change
-        // mid-commit) cannot store its events twice.
-        if write.batch_id.is_empty() && !write.events.is_empty() {
-            let n = self.inner.auto_ids.fetch_add(1, Ordering::Relaxed);
-            write.batch_id = format!("auto-{}-{}-{n}", self.inner.id, self.inner.clock.now_ms());
-        }
-        let (encoded, at) = {
-            let known = self.inner.store.known_series();
-            collabstream_proto::log_write::encode(&write, &mut |keys, out| known.find_raw(keys, out))
-        };
-        let mut outcome = self.propose_encoded(encoded.into()).await?;
-        // Apply numbers the series it knew after the others; rejections name the caller's.
-        for r in &mut outcome.rejected {
-            if r.kind != v1::ItemKind::Event as i32
-                && let Some(&i) = at.get(r.index as usize)
-            {
-                r.index = i;
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// [`Writer::propose`] for a write already encoded as a `v1::LogWrite` whose label sets are
-    /// normalised (the remote-write path builds one without owned messages), and whose series
-    /// ids, if any, come from this node's store. It must carry a batch id if it carries events.
-    pub async fn propose_encoded(&self, write: Bytes) -> Result<ApplyOutcome, Error> {
+    /// Proposes a write and waits until it is committed and applied (here, when this node
+    /// leads; on the leader, when it forwards), answering as the client is answered. The write
+    /// is an encoded `v1::LogWrite` whose label sets are normalised and whose series ids, if
+    /// any, come from this node's store; it carries a batch id if it carries events (ingest
+    /// makes it so). Rejections are numbered as apply numbers the write's items.
+    pub async fn propose(&self, write: Bytes) -> Result<v1::WriteResponse, Error> {
         let deadline = Instant::now() + self.inner.options.leader_wait;
         loop {
             let (leader, addr) = self.wait_leader(deadline).await?;
             // `Bytes` clones share the buffer: a refused attempt leaves the write for the retry.
             let attempt = if leader == self.inner.id {
-                self.propose_local(write.clone()).await
+                self.propose_here(write.clone()).await
             } else {
                 self.forward(leader, &addr, write.clone()).await
             };
@@ -304,9 +278,10 @@ impl Writer {
         Ok(index)
     }
 
-    /// Proposes on this node, which must be the leader (a write forwarded by a follower).
-    pub(crate) async fn propose_here(&self, write: Bytes) -> Result<ApplyOutcome, Error> {
-        self.propose_local(write).await
+    /// Proposes on this node, which must be the leader (a write of its own, or one forwarded
+    /// by a follower).
+    pub(crate) async fn propose_here(&self, write: Bytes) -> Result<v1::WriteResponse, Error> {
+        self.propose_local(write).await.map(|o| v1::WriteResponse::from(&o))
     }
 
     async fn propose_local(&self, write: Bytes) -> Answer {
@@ -317,7 +292,7 @@ impl Writer {
         rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
-    async fn forward(&self, leader: NodeId, addr: &str, write: Bytes) -> Result<ApplyOutcome, Error> {
+    async fn forward(&self, leader: NodeId, addr: &str, write: Bytes) -> Result<v1::WriteResponse, Error> {
         let err = |reason: String| Error::Forward { leader, reason };
         let mut client = {
             let mut clients = self.inner.forward_clients.lock();
@@ -334,7 +309,7 @@ impl Writer {
             }
         };
         match client.forward(v1::ForwardRequest { write }).await {
-            Ok(r) => Ok(crate::types::from_wire(r.into_inner())),
+            Ok(r) => Ok(r.into_inner()),
             Err(status) if status.code() == tonic::Code::Unavailable => {
                 Err(err(status.message().to_string()))
             }

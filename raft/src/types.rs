@@ -61,16 +61,7 @@ pub struct Response {
     pub outcomes: Vec<ApplyOutcome>,
 }
 
-pub(crate) fn to_wire(o: &ApplyOutcome) -> v1::WriteResponse {
-    v1::WriteResponse {
-        samples_accepted: o.samples_accepted,
-        events_accepted: o.events_accepted,
-        rejected: o.rejected.clone(),
-        duplicate_batches: u64::from(o.duplicate),
-    }
-}
-
-pub(crate) fn from_wire(r: v1::WriteResponse) -> ApplyOutcome {
+fn from_wire(r: v1::WriteResponse) -> ApplyOutcome {
     ApplyOutcome {
         samples_accepted: r.samples_accepted,
         events_accepted: r.events_accepted,
@@ -88,7 +79,10 @@ impl Serialize for Response {
             RuleOutcome::Unchanged => v1::RuleChangeResult::default(),
             RuleOutcome::Refused(why) => v1::RuleChangeResult { changed: false, refused: why.clone() },
         });
-        let wire = v1::ApplyResults { results: self.outcomes.iter().map(to_wire).collect(), rule_change };
+        let wire = v1::ApplyResults {
+            results: self.outcomes.iter().map(v1::WriteResponse::from).collect(),
+            rule_change,
+        };
         s.serialize_bytes(&wire.encode_to_vec())
     }
 }

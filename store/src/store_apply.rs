@@ -35,6 +35,18 @@ pub struct ApplyOutcome {
     pub rule_change: Option<RuleOutcome>,
 }
 
+impl From<&ApplyOutcome> for v1::WriteResponse {
+    /// The outcome as a client sees it (a rule change's answer is not part of it).
+    fn from(o: &ApplyOutcome) -> Self {
+        v1::WriteResponse {
+            samples_accepted: o.samples_accepted,
+            events_accepted: o.events_accepted,
+            rejected: o.rejected.clone(),
+            duplicate_batches: u64::from(o.duplicate),
+        }
+    }
+}
+
 /// See [`Store::known_series`].
 pub struct KnownSeries<'a>(RwLockReadGuard<'a, SeriesIndex>);
 
