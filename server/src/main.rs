@@ -335,6 +335,7 @@ async fn demo(config: ServerConfig) -> anyhow::Result<()> {
         "collabstream demo: a node with the embedded defaults, fed 50 live meetings and 1,000 node-exporter series.\n\n\
          PromQL:        curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=sum by (mode) (rate(node_cpu_seconds_total[1m]))'\n\
          meetings:      curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=topk(5, meeting_active_users)'\n\
+         \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=bottomk(5, meeting_health_score)'\n\
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=count by (status) (meeting_health == 1)'\n\
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=avg(meeting_engagement_score)'\n\
          \u{20}              (each meeting's 30 s and 1 min windows, ready once they close)\n\
