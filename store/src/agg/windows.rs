@@ -13,6 +13,7 @@
 //! iteration over hash maps. Keys are opaque bytes (the rule's group values, encoded by the
 //! caller), compared as bytes.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
@@ -27,16 +28,25 @@ use crate::agg::window::WindowKind;
 /// A group's key, held once however many panes and windows name it.
 type Group = Arc<[u8]>;
 
+/// One pane of one group: what it accumulated, and whether that changed since the last
+/// [`Windows::take_changes`].
+#[derive(Debug, Clone, Default)]
+struct Pane {
+    measures: Measures,
+    dirty: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Windows {
     rule: WindowRule,
     /// What each measure accumulates.
     needs: Vec<Needs>,
     watermark: Watermark,
-    panes: BTreeMap<(i64, Group), Measures>,
+    panes: BTreeMap<(i64, Group), Pane>,
     /// Windows with events whose end the watermark has not reached: (end, group).
     pending: BTreeSet<(i64, Group)>,
-    /// Panes changed or dropped since the last [`Windows::take_changes`].
+    /// Panes changed or dropped since the last [`Windows::take_changes`] (a pane's own flag
+    /// says whether it is here, so a busy pane costs one lookup an event, not two).
     dirty: BTreeSet<(i64, Group)>,
     /// The groups named above, each once. Only looked up, never iterated for a result, so
     /// its hash order cannot reach an output.
@@ -77,7 +87,7 @@ impl Windows {
             for end in w.rule.window.window_ends(pane).filter(|e| *e > wm) {
                 w.pending.insert((end, group.clone()));
             }
-            w.panes.insert((pane, group), Measures::decode(v)?);
+            w.panes.insert((pane, group), Pane { measures: Measures::decode(v)?, dirty: false });
         }
         Ok(w)
     }
@@ -88,9 +98,10 @@ impl Windows {
         let rows = std::mem::take(&mut self.dirty)
             .into_iter()
             .map(|key| {
-                let value = self.panes.get(&key).map(|m| {
+                let value = self.panes.get_mut(&key).map(|p| {
+                    p.dirty = false;
                     let mut out = Vec::new();
-                    m.encode(&mut out);
+                    p.measures.encode(&mut out);
                     out
                 });
                 (row_key(key.0, &key.1), value)
@@ -131,12 +142,23 @@ impl Windows {
             return;
         }
         let group = self.group(group);
-        self.panes.entry((pane, group.clone())).or_default().add(o, &self.needs);
-        self.dirty.insert((pane, group.clone()));
+        let (new, p) = match self.panes.entry((pane, group.clone())) {
+            Entry::Occupied(e) => (false, e.into_mut()),
+            Entry::Vacant(e) => (true, e.insert(Pane::default())),
+        };
+        p.measures.add(o, &self.needs);
+        if !p.dirty {
+            p.dirty = true;
+            self.dirty.insert((pane, group.clone()));
+        }
         let wm = self.watermark.get();
         for end in w.window_ends(pane) {
             if end > wm {
-                self.pending.insert((end, group.clone()));
+                // A pane that existed already has its windows the watermark has not reached
+                // pending (the watermark never moves back).
+                if new {
+                    self.pending.insert((end, group.clone()));
+                }
             } else if end.saturating_add(self.rule.allowed_lateness_ms) > wm {
                 out.push(self.emission(end, &group, EmissionKind::Correction));
             }
@@ -198,7 +220,7 @@ impl Windows {
         let mut key = (start, group.clone());
         while key.0 < end {
             if let Some(p) = self.panes.get(&key) {
-                acc.merge(p, &self.needs);
+                acc.merge(&p.measures, &self.needs);
             }
             key.0 += pane_ms;
         }
