@@ -148,6 +148,12 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
             &|r| r.samples_ignored.to_string(),
         ),
         (
+            "collabstream_aggregation_state_bytes",
+            "Bytes of a rule's state rows as its checkpoints wrote them (windows or sessions, and a sample rule's last sample per series).",
+            "gauge",
+            &|r| r.state_bytes.to_string(),
+        ),
+        (
             "collabstream_aggregation_input_series",
             "Input series a rule over samples remembers a last sample of.",
             "gauge",

@@ -51,9 +51,9 @@ impl Engine {
     }
 
     pub(crate) fn stats(&self, rule: &str) -> RuleStats {
-        let (watermark, late_dropped, open_keys) = match self {
-            Engine::Windows(w) => (w.watermark(), w.late_dropped(), w.open_panes()),
-            Engine::Sessions(s) => (s.watermark(), s.late_dropped(), s.open_sessions()),
+        let (watermark, late_dropped, open_keys, state_bytes) = match self {
+            Engine::Windows(w) => (w.watermark(), w.late_dropped(), w.open_panes(), w.state_bytes()),
+            Engine::Sessions(s) => (s.watermark(), s.late_dropped(), s.open_sessions(), s.state_bytes()),
         };
         RuleStats {
             rule: rule.to_string(),
@@ -65,6 +65,7 @@ impl Engine {
             corrections: 0,
             samples_ignored: 0,
             input_series: 0,
+            state_bytes,
         }
     }
 }
@@ -88,4 +89,7 @@ pub struct RuleStats {
     pub samples_ignored: u64,
     /// A sample rule's input series (each with its last sample held).
     pub input_series: usize,
+    /// Bytes of the rule's state rows as its checkpoints wrote them: windows or sessions,
+    /// and a sample rule's last sample per input series.
+    pub state_bytes: u64,
 }

@@ -176,7 +176,13 @@ async fn outputs_equal_promql_over_the_raw_samples() {
         let m = reqwest::get(node.url("/metrics")).await.ok()?.text().await.ok()?;
         let events = m.lines().any(|l| l == r#"collabstream_aggregation_events_total{rule="reqs"} 345"#);
         let series = m.lines().any(|l| l == r#"collabstream_aggregation_input_series{rule="reqs"} 5"#);
-        (events && series).then_some(())
+        // At least the five series' rows (the windows' come with the next checkpoint).
+        let bytes = m
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"collabstream_aggregation_state_bytes{rule="reqs"} "#))
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|b| b >= 5 * 24);
+        (events && series && bytes).then_some(())
     })
     .await;
     assert!(taken.is_some(), "{}", reqwest::get(node.url("/metrics")).await.unwrap().text().await.unwrap());

@@ -24,6 +24,8 @@ struct Session {
     last: i64,
     acc: Measures,
     emitted: bool,
+    /// Bytes of its row as the last checkpoint wrote it (0 if none has).
+    bytes: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct Sessions {
     /// Sessions changed, added or dropped since the last [`Sessions::take_changes`]:
     /// (group, start).
     dirty: BTreeSet<(Vec<u8>, i64)>,
+    /// The bytes of the open sessions' rows, as written (see [`Sessions::state_bytes`]).
+    state_bytes: u64,
 }
 
 impl Session {
@@ -62,7 +66,7 @@ impl Session {
             1 => true,
             _ => return Err(corrupt()),
         };
-        Ok(Self { last, emitted, acc: Measures::decode(r.rest())? })
+        Ok(Self { last, emitted, acc: Measures::decode(r.rest())?, bytes: bytes.len() as u32 })
     }
 }
 
@@ -83,6 +87,7 @@ impl Sessions {
             pending: BTreeSet::new(),
             by_end: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            state_bytes: 0,
         }
     }
 
@@ -103,6 +108,7 @@ impl Sessions {
                 s.pending.insert((end, group.clone(), start));
             }
             s.by_end.insert((end, group.clone(), start));
+            s.state_bytes += u64::from(session.bytes);
             s.open.insert((group, start), session);
         }
         Ok(s)
@@ -111,13 +117,16 @@ impl Sessions {
     /// The rows changed since the last call, for a checkpoint.
     pub fn take_changes(&mut self) -> Changes {
         let meta = self.watermark.saved().encode();
-        let rows = std::mem::take(&mut self.dirty)
-            .into_iter()
-            .map(|(group, start)| {
-                let value = self.open.get(&(group.clone(), start)).map(Session::encode);
-                (row_key(start, &group), value)
-            })
-            .collect();
+        let mut rows = Vec::with_capacity(self.dirty.len());
+        for (group, start) in std::mem::take(&mut self.dirty) {
+            let value = self.open.get_mut(&(group.clone(), start)).map(|s| {
+                let row = s.encode();
+                self.state_bytes = self.state_bytes - u64::from(s.bytes) + row.len() as u64;
+                s.bytes = row.len() as u32;
+                row
+            });
+            rows.push((row_key(start, &group), value));
+        }
         Changes { meta, rows }
     }
 
@@ -131,6 +140,12 @@ impl Sessions {
 
     pub fn open_sessions(&self) -> usize {
         self.open.len()
+    }
+
+    /// The bytes of the open sessions' rows as checkpoints wrote them (a session changed
+    /// since counts its last written row; a new one, nothing yet).
+    pub fn state_bytes(&self) -> u64 {
+        self.state_bytes
     }
 
     /// One event of `group`, carried by an entry stamped `clock_ms`.
@@ -166,6 +181,7 @@ impl Sessions {
         let (mut start, mut acc) = (ts, Measures::default());
         for s in touched {
             let Some(old) = self.open.remove(&(group.to_vec(), s)) else { continue };
+            self.state_bytes -= u64::from(old.bytes);
             self.dirty.insert((group.to_vec(), s));
             let old_end = old.last.saturating_add(self.gap);
             self.pending.remove(&(old_end, group.to_vec(), s));
@@ -184,7 +200,7 @@ impl Sessions {
             self.pending.insert((end, group.to_vec(), start));
         }
         self.by_end.insert((end, group.to_vec(), start));
-        self.open.insert((group.to_vec(), start), Session { last, acc, emitted });
+        self.open.insert((group.to_vec(), start), Session { last, acc, emitted, bytes: 0 });
         self.dirty.insert((group.to_vec(), start));
         if let Some(to) = self.watermark.on_event(clock_ms, ts) {
             self.advance(to, out);
@@ -214,7 +230,9 @@ impl Sessions {
             && first.0.saturating_add(self.rule.allowed_lateness_ms) <= to
         {
             let Some((_, group, start)) = self.by_end.pop_first() else { break };
-            self.open.remove(&(group.clone(), start));
+            if let Some(s) = self.open.remove(&(group.clone(), start)) {
+                self.state_bytes -= u64::from(s.bytes);
+            }
             self.dirty.insert((group, start));
         }
     }

@@ -15,6 +15,7 @@ trait Engine: Sized {
     fn restore_from(r: WindowRule, disk: &Disk) -> Self;
     fn step(&mut self, i: usize, s: &Step, out: &mut Vec<Emission>);
     fn changes(&mut self) -> Changes;
+    fn bytes(&self) -> u64;
 }
 
 macro_rules! engine {
@@ -39,6 +40,9 @@ macro_rules! engine {
             fn changes(&mut self) -> Changes {
                 self.take_changes()
             }
+            fn bytes(&self) -> u64 {
+                self.state_bytes()
+            }
         }
     };
 }
@@ -53,6 +57,12 @@ struct Disk {
 }
 
 impl Disk {
+    /// The bytes of its rows' values: what an engine's `state_bytes` says right after the
+    /// checkpoint that wrote them.
+    fn bytes(&self) -> u64 {
+        self.rows.values().map(|v| v.len() as u64).sum()
+    }
+
     fn write(&mut self, c: Changes) {
         self.meta = c.meta;
         for (k, v) in c.rows {
@@ -99,6 +109,7 @@ fn check<E: Engine>(
         first.step(i, s, &mut out);
         if i + 1 == checkpoint {
             disk.write(first.changes());
+            prop_assert_eq!(first.bytes(), disk.bytes());
         }
     }
     publish(&mut seen, std::mem::take(&mut out));
@@ -109,6 +120,8 @@ fn check<E: Engine>(
     }
     publish(&mut seen, out);
     disk.write(second.changes());
+    prop_assert_eq!(second.bytes(), disk.bytes());
+    prop_assert_eq!(whole.bytes(), whole_disk.bytes());
     prop_assert_eq!(seen, whole_seen);
     prop_assert_eq!(disk, whole_disk);
     Ok(())

@@ -34,6 +34,8 @@ type Group = Arc<[u8]>;
 struct Pane {
     measures: Measures,
     dirty: bool,
+    /// Bytes of its row as the last checkpoint wrote it (0 if none has).
+    bytes: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +53,8 @@ pub struct Windows {
     /// The groups named above, each once. Only looked up, never iterated for a result, so
     /// its hash order cannot reach an output.
     groups: HashSet<Group>,
+    /// The bytes of the panes' rows, as written (see [`Windows::state_bytes`]).
+    state_bytes: u64,
 }
 
 impl Windows {
@@ -68,6 +72,7 @@ impl Windows {
             pending: BTreeSet::new(),
             dirty: BTreeSet::new(),
             groups: HashSet::new(),
+            state_bytes: 0,
         }
     }
 
@@ -87,7 +92,11 @@ impl Windows {
             for end in w.rule.window.window_ends(pane).filter(|e| *e > wm) {
                 w.pending.insert((end, group.clone()));
             }
-            w.panes.insert((pane, group), Pane { measures: Measures::decode(v)?, dirty: false });
+            w.state_bytes += v.len() as u64;
+            w.panes.insert(
+                (pane, group),
+                Pane { measures: Measures::decode(v)?, dirty: false, bytes: v.len() as u32 },
+            );
         }
         Ok(w)
     }
@@ -102,6 +111,8 @@ impl Windows {
                     p.dirty = false;
                     let mut out = Vec::new();
                     p.measures.encode(&mut out);
+                    self.state_bytes = self.state_bytes - u64::from(p.bytes) + out.len() as u64;
+                    p.bytes = out.len() as u32;
                     out
                 });
                 (row_key(key.0, &key.1), value)
@@ -123,6 +134,12 @@ impl Windows {
     /// Panes held (each a window, or one hop of one, for one group).
     pub fn open_panes(&self) -> usize {
         self.panes.len()
+    }
+
+    /// The bytes of the panes' rows as checkpoints wrote them (a pane changed since counts
+    /// its last written row; a new one, nothing yet).
+    pub fn state_bytes(&self) -> u64 {
+        self.state_bytes
     }
 
     /// One event of `group`, carried by an entry stamped `clock_ms` by the leader. Emissions
@@ -205,7 +222,8 @@ impl Windows {
             if !self.expired(*pane) {
                 break;
             }
-            if let Some((key, _)) = self.panes.pop_first() {
+            if let Some((key, p)) = self.panes.pop_first() {
+                self.state_bytes -= u64::from(p.bytes);
                 self.dirty.insert(key);
             }
         }
