@@ -10,12 +10,13 @@ use super::tests::{all, commit, write};
 use super::*;
 use crate::matcher::{MatchOp, Matcher};
 
-/// The pack needs an out-of-order window of at least 5 min 5 s (its corrections).
-fn config() -> StoreConfig {
+/// The pack needs an out-of-order window of at least 5 min 5 s (its corrections); the rules'
+/// tests use the same.
+pub(crate) fn config() -> StoreConfig {
     StoreConfig { out_of_order_window: Duration::from_secs(3600), ..StoreConfig::default() }
 }
 
-fn open(path: &std::path::Path) -> Store {
+pub(crate) fn open(path: &std::path::Path) -> Store {
     let store = Store::open(path, config()).unwrap();
     let settings = v1::Command {
         leader_time_ms: 0,

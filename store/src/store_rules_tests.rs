@@ -1,30 +1,15 @@
 //! Users' aggregation rules inside apply: created and deleted by log entries, answered alike
 //! on every replica, and run exactly once across restarts.
 
-use std::time::Duration;
-
 use collabstream_common::TimeRange;
 use collabstream_proto::v1;
 use collabstream_proto::v1::event::Event;
 
+use super::agg_tests::{config, open};
 use super::tests::{all, commit, write};
 use super::*;
 use crate::matcher::{MatchOp, Matcher};
 use crate::{AggRow, RuleOutcome};
-
-fn config() -> StoreConfig {
-    StoreConfig { out_of_order_window: Duration::from_secs(3600), ..StoreConfig::default() }
-}
-
-fn open(path: &std::path::Path) -> Store {
-    let store = Store::open(path, config()).unwrap();
-    let settings = v1::Command {
-        leader_time_ms: 0,
-        payload: Some(v1::command::Payload::Settings(crate::Settings::from_config(&config()).to_proto())),
-    };
-    commit(&store, &settings);
-    store
-}
 
 fn chat(meeting: &str, user: &str, length: u32, ts: i64) -> v1::Event {
     let e = v1::ChatEvent {

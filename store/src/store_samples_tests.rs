@@ -3,28 +3,14 @@
 //! write counts once; a restart neither loses nor recounts.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use collabstream_common::TimeRange;
 use collabstream_proto::v1;
 
+use super::agg_tests::{config, open};
 use super::tests::{all, commit, write};
 use super::*;
 use crate::matcher::{MatchOp, Matcher};
-
-fn config() -> StoreConfig {
-    StoreConfig { out_of_order_window: Duration::from_secs(3600), ..StoreConfig::default() }
-}
-
-fn open(path: &std::path::Path) -> Store {
-    let store = Store::open(path, config()).unwrap();
-    let settings = v1::Command {
-        leader_time_ms: 0,
-        payload: Some(v1::command::Payload::Settings(crate::Settings::from_config(&config()).to_proto())),
-    };
-    commit(&store, &settings);
-    store
-}
 
 const OUTPUTS: [&str; 10] = [
     "count_samples",
