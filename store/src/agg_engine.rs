@@ -1,7 +1,7 @@
 //! [`Engine`]: the window engine a rule runs (panes for tumbling and sliding windows, sessions),
 //! behind one interface, and the [`RuleStats`] `/metrics` shows of it.
 
-use crate::agg::{Changes, Emission, Observation, Sessions, WindowKind, WindowRule, Windows};
+use crate::agg::{Changes, ColdRows, Emission, Observation, Sessions, WindowKind, WindowRule, Windows};
 use crate::error::Result;
 
 #[derive(Debug)]
@@ -29,17 +29,47 @@ impl Engine {
         })
     }
 
-    pub(crate) fn observe(&mut self, clock: i64, group: &[u8], o: &Observation, out: &mut Vec<Emission>) {
+    /// Windows read the panes they let go of from memory through `cold`; sessions are all
+    /// in memory.
+    pub(crate) fn observe(
+        &mut self,
+        clock: i64,
+        group: &[u8],
+        o: &Observation,
+        cold: &dyn ColdRows,
+        out: &mut Vec<Emission>,
+    ) -> Result<()> {
         match self {
-            Engine::Windows(w) => w.observe(clock, group, o, out),
-            Engine::Sessions(s) => s.observe(clock, group, o, out),
+            Engine::Windows(w) => w.observe(clock, group, o, cold, out),
+            Engine::Sessions(s) => {
+                s.observe(clock, group, o, out);
+                Ok(())
+            }
         }
     }
 
-    pub(crate) fn tick(&mut self, clock: i64, out: &mut Vec<Emission>) {
+    pub(crate) fn tick(&mut self, clock: i64, cold: &dyn ColdRows, out: &mut Vec<Emission>) -> Result<()> {
         match self {
-            Engine::Windows(w) => w.tick(clock, out),
-            Engine::Sessions(s) => s.tick(clock, out),
+            Engine::Windows(w) => w.tick(clock, cold, out),
+            Engine::Sessions(s) => {
+                s.tick(clock, out);
+                Ok(())
+            }
+        }
+    }
+
+    /// Lets go of window panes from memory beyond `keep` (see [`Windows::evict`]).
+    pub(crate) fn evict(&mut self, keep: usize) {
+        if let Engine::Windows(w) = self {
+            w.evict(keep);
+        }
+    }
+
+    /// Keys held in memory.
+    pub(crate) fn hot_keys(&self) -> usize {
+        match self {
+            Engine::Windows(w) => w.hot_panes(),
+            Engine::Sessions(s) => s.open_sessions(),
         }
     }
 

@@ -19,7 +19,8 @@ use prost::Message;
 use rocksdb::IteratorMode;
 
 use crate::agg::sample_rule::{SeriesLast, series_key};
-use crate::agg::{Emission, EmissionKind, Rule, meetings, rule_proto};
+use crate::agg::state::time_bound;
+use crate::agg::{ColdRows, Emission, EmissionKind, Rule, meetings, rule_proto};
 use crate::agg_engine::Engine;
 pub use crate::agg_engine::RuleStats;
 use crate::db::{CF_AGG, Rocks};
@@ -83,8 +84,9 @@ pub(crate) struct Aggregations {
 /// Emissions of one rule, by its position among those running.
 pub(crate) type Emitted = Vec<(usize, Emission)>;
 
-/// What a checkpoint writes to the `agg` column family: the key ranges of dropped rules to
-/// delete first, then rows to put (`Some`) or delete.
+/// What a checkpoint writes to the `agg` column family: the key ranges to delete first (of
+/// dropped rules, and of panes that expired out of memory), then rows to put (`Some`) or
+/// delete.
 #[derive(Debug, Default)]
 pub(crate) struct AggWrites {
     pub(crate) rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
@@ -117,6 +119,28 @@ fn def_key(rule: &str) -> Vec<u8> {
     let mut k = vec![0];
     k.extend_from_slice(rule.as_bytes());
     k
+}
+
+/// A rule's window rows as the last checkpoint wrote them, for the panes its engine let go of
+/// from memory.
+struct RuleRows<'a> {
+    db: &'a Rocks,
+    prefix: Vec<u8>,
+}
+
+impl<'a> RuleRows<'a> {
+    fn new(db: &'a Rocks, rule: &str) -> Self {
+        RuleRows { db, prefix: row_key(rule, 1, &[]) }
+    }
+}
+
+impl ColdRows for RuleRows<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut k = Vec::with_capacity(self.prefix.len() + key.len());
+        k.extend_from_slice(&self.prefix);
+        k.extend_from_slice(key);
+        Ok(self.db.get_cf(cf(self.db, CF_AGG), k)?)
+    }
 }
 
 /// A rule's engine and input series with the state the database holds for them, or new ones.
@@ -303,11 +327,12 @@ impl Aggregations {
     /// rule has `keep_input = false`).
     pub(crate) fn observe_samples(
         &mut self,
+        db: &Rocks,
         clock: i64,
         labels: &[(&str, &str)],
         samples: &[(i64, f64)],
         out: &mut Emitted,
-    ) -> bool {
+    ) -> Result<bool> {
         let mut keep = true;
         let mut key = None;
         let mut emitted = Vec::new();
@@ -319,53 +344,74 @@ impl Aggregations {
             keep &= rule.keep_input;
             let key = *key.get_or_insert_with(|| series_key(labels));
             let group = rule.group(labels);
+            let cold = RuleRows::new(db, rule.name.as_str());
             for (ts, value) in samples {
                 if let Some(o) = r.last.observe(key, *ts, *value) {
-                    r.engine.observe(clock, &group, &o, &mut emitted);
+                    r.engine.observe(clock, &group, &o, &cold, &mut emitted)?;
                     r.counts.events += 1;
                     r.counts.count(&emitted);
                     out.extend(emitted.drain(..).map(|x| (i, x)));
                 }
             }
         }
-        keep
+        Ok(keep)
     }
 
     /// One applied event, in an entry stamped `clock` by the leader.
-    pub(crate) fn observe(&mut self, clock: i64, e: &v1::Event, out: &mut Emitted) {
+    pub(crate) fn observe(&mut self, db: &Rocks, clock: i64, e: &v1::Event, out: &mut Emitted) -> Result<()> {
         let mut emitted = Vec::new();
         for (i, r) in self.running.iter_mut().enumerate() {
             let Rule::Events(rule) = &r.rule else { continue };
             if let Some((group, o)) = rule.observe(e) {
-                r.engine.observe(clock, &group, &o, &mut emitted);
+                let cold = RuleRows::new(db, &rule.name);
+                r.engine.observe(clock, &group, &o, &cold, &mut emitted)?;
                 r.counts.events += 1;
                 r.counts.count(&emitted);
                 out.extend(emitted.drain(..).map(|x| (i, x)));
             }
         }
+        Ok(())
     }
 
     /// A tick of the leader's clock.
-    pub(crate) fn tick(&mut self, clock: i64, out: &mut Emitted) {
+    pub(crate) fn tick(&mut self, db: &Rocks, clock: i64, out: &mut Emitted) -> Result<()> {
         let mut emitted = Vec::new();
         for (i, r) in self.running.iter_mut().enumerate() {
-            r.engine.tick(clock, &mut emitted);
+            r.engine.tick(clock, &RuleRows::new(db, r.rule.name()), &mut emitted)?;
             r.counts.count(&emitted);
             out.extend(emitted.drain(..).map(|x| (i, x)));
         }
+        Ok(())
+    }
+
+    /// Lets go of the oldest window panes of each rule from memory beyond `keep`: right after
+    /// a checkpoint wrote them, so that they are read back from their rows.
+    pub(crate) fn evict(&mut self, keep: usize) {
+        for r in &mut self.running {
+            r.engine.evict(keep);
+        }
+    }
+
+    /// The most keys one rule holds in memory.
+    pub(crate) fn hot_keys(&self) -> usize {
+        self.running.iter().map(|r| r.engine.hot_keys()).max().unwrap_or(0)
     }
 
     /// What the next checkpoint writes (see [`AggWrites`]).
     pub(crate) fn take_changes(&mut self) -> AggWrites {
         let mut rows: Vec<_> = self.defs.drain(..).map(|(name, def)| (def_key(&name), def)).collect();
+        let mut expired = Vec::new();
         for r in &mut self.running {
             let name = r.rule.name();
             let c = r.engine.take_changes();
+            if let Some(before) = c.delete_before {
+                expired.push((row_key(name, 1, &[]), row_key(name, 1, &time_bound(before))));
+            }
             rows.push((meta_key(name), Some(c.meta)));
             rows.extend(c.rows.into_iter().map(|(k, v)| (row_key(name, 1, &k), v)));
             rows.extend(r.last.take_changes().into_iter().map(|(k, v)| (row_key(name, 2, &k), v)));
         }
-        let dropped = self
+        let mut dropped: Vec<_> = self
             .dropped
             .drain(..)
             .map(|name| {
@@ -374,6 +420,7 @@ impl Aggregations {
                 (prefix(&name), end)
             })
             .collect();
+        dropped.extend(expired);
         AggWrites { rows, dropped }
     }
 }

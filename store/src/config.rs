@@ -28,6 +28,10 @@ pub struct StoreConfig {
     /// 5 min 5 s late; with a shorter `out_of_order_window` those corrections are refused
     /// (counted in `collabstream_aggregation_outputs_refused_total`).
     pub meetings_pack: bool,
+    /// Window panes each aggregation rule holds in memory; older ones are let go of after a
+    /// checkpoint and read back from RocksDB when touched, and apply takes a checkpoint when a
+    /// rule holds twice this many. This node's own bound: the outputs do not depend on it.
+    pub aggregation_keys_in_memory: usize,
 }
 
 impl Default for StoreConfig {
@@ -40,6 +44,7 @@ impl Default for StoreConfig {
             max_series: 4_000_000,
             checkpoint_interval: Duration::from_secs(60),
             meetings_pack: true,
+            aggregation_keys_in_memory: 100_000,
         }
     }
 }
@@ -55,6 +60,9 @@ impl StoreConfig {
         }
         if self.max_series == 0 {
             return Err("store.max_series must be at least 1".into());
+        }
+        if self.aggregation_keys_in_memory == 0 {
+            return Err("store.aggregation_keys_in_memory must be at least 1".into());
         }
         if !(1..=10_000_000).contains(&self.dedup_capacity) {
             return Err("store.dedup_capacity must be between 1 and 10000000".into());

@@ -96,6 +96,7 @@ impl Store {
         *self.index.write() = loaded.index;
         *self.settings.write() = loaded.settings;
         *writer = loaded.writer;
+        writer.aggs.evict(self.config.aggregation_keys_in_memory);
         *self.agg_stats.lock() = writer.aggs.stats();
         self.applied.store(loaded.applied, Ordering::Release);
         self.checkpointed.store(loaded.applied, Ordering::Release);

@@ -268,7 +268,9 @@ impl Store {
     /// Opens (or creates) the store in `path` and loads the series index and heads.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
         let db = db::open(path)?;
-        let Loaded { install_interrupted, applied, settings, index, writer } = load(&db)?;
+        let Loaded { install_interrupted, applied, settings, index, mut writer } = load(&db)?;
+        // The rows are what was loaded: the oldest panes need not stay in memory.
+        writer.aggs.evict(config.aggregation_keys_in_memory);
         if settings != Settings::from_config(&config) {
             tracing::info!(
                 replicated = ?settings,
@@ -480,6 +482,8 @@ impl Store {
         for e in written {
             e.head.lock().mark_durable();
         }
+        // Every pane is clean now, its row just written: the oldest can leave memory.
+        writer.aggs.evict(self.config.aggregation_keys_in_memory);
         writer.dedup.clear_changes();
         self.checkpointed.store(applied, Ordering::Release);
         writer.sm_meta_dirty = false;

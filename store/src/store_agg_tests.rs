@@ -170,3 +170,51 @@ fn turning_the_pack_off_and_on_leaves_no_old_state_behind() {
     assert_eq!(values(&store, "meeting_active_users", "m1")[0].2, 1.0);
     assert_eq!(values(&store, "meeting_active_users", "m9"), []);
 }
+
+#[test]
+fn windows_out_of_memory_give_the_same_series() {
+    // Forty meetings over three minutes, with late joins: every rule holds more panes than
+    // one, so the small store checkpoints often and reads panes back from its rows.
+    let batches: Vec<Vec<v1::Event>> = (0..36)
+        .map(|b| {
+            (0..8)
+                .map(|i| {
+                    let late = if i == 7 { 40_000 } else { 0 };
+                    join(
+                        &format!("m{}", (b * 8 + i) % 40),
+                        &format!("u{}", (b + i) % 9),
+                        b * 5_000 + i * 100 - late,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let whole_dir = tempfile::tempdir().unwrap();
+    let whole = open(whole_dir.path());
+    for b in &batches {
+        commit(&whole, &write("", vec![], b.clone()));
+    }
+    let want = all(&whole);
+    assert!(want.iter().filter(|(s, _)| s.starts_with("meeting_active_users")).count() >= 30, "{want:?}");
+    let small_config = || StoreConfig { aggregation_keys_in_memory: 1, ..config() };
+    let dir = tempfile::tempdir().unwrap();
+    let small = Store::open(dir.path(), small_config()).unwrap();
+    let settings = v1::Command {
+        leader_time_ms: 0,
+        payload: Some(v1::command::Payload::Settings(
+            crate::Settings::from_config(&small_config()).to_proto(),
+        )),
+    };
+    commit(&small, &settings);
+    let mut small = small;
+    for (i, b) in batches.iter().enumerate() {
+        commit(&small, &write("", vec![], b.clone()));
+        if i == 20 {
+            drop(small);
+            small = super::tests::reopen_with(dir.path(), small_config());
+        }
+    }
+    assert_eq!(all(&small), want);
+    let held = small.aggregation_stats();
+    assert!(held.iter().any(|r| r.open_keys > 2), "{held:?}");
+}

@@ -126,7 +126,7 @@ impl Store {
             outcomes.push(outcome);
         }
         if cmd.tick {
-            writer.aggs.tick(cmd.leader_time_ms, &mut emitted);
+            writer.aggs.tick(&self.db, cmd.leader_time_ms, &mut emitted)?;
         }
         if let Some(change) = &cmd.rule_change {
             let outcome = writer.aggs.change(change, settings.out_of_order_window_ms);
@@ -152,6 +152,11 @@ impl Store {
             writer.sm_meta_dirty = true;
         }
         self.applied.store(index, Ordering::Release);
+        // Window panes changed since the last checkpoint must stay in memory until it writes
+        // them: past twice the bound, take one now, so that the older panes can go.
+        if writer.aggs.hot_keys() > 2 * self.config.aggregation_keys_in_memory {
+            self.checkpoint_locked(&mut writer)?;
+        }
         Ok(outcomes)
     }
 
@@ -228,7 +233,7 @@ impl Store {
                 let pairs = utf8_pairs(req.labels(s)).and_then(|p| check_sorted_labels(&p).map(|()| p));
                 // A bad label set is refused by `resolve_series`, and taken by no rule.
                 let keep = match pairs {
-                    Ok(pairs) => writer.aggs.observe_samples(clock, &pairs, samples, emitted),
+                    Ok(pairs) => writer.aggs.observe_samples(&self.db, clock, &pairs, samples, emitted)?,
                     Err(_) => true,
                 };
                 if !keep {
@@ -254,7 +259,7 @@ impl Store {
                         std::iter::from_fn(|| s.next_sample().ok().flatten()).collect();
                     let pairs: Vec<(&str, &str)> =
                         entry.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
-                    if writer.aggs.observe_samples(clock, &pairs, &samples, emitted) {
+                    if writer.aggs.observe_samples(&self.db, clock, &pairs, &samples, emitted)? {
                         self.append_samples(settings, entry, i, samples.into_iter(), outcome)?;
                     } else {
                         outcome.samples_accepted += samples.len() as u64;
@@ -286,7 +291,7 @@ impl Store {
             match timestamp {
                 Some(ts) => {
                     if let Some(e) = &event {
-                        writer.aggs.observe(clock, e, emitted);
+                        writer.aggs.observe(&self.db, clock, e, emitted)?;
                     }
                     // Stored as the leader encoded it: the same bytes on every replica.
                     batch.put_cf(

@@ -59,7 +59,7 @@ impl Pack {
             for (rule, w) in &mut self.rules {
                 if let Some((group, o)) = rule.observe(e) {
                     let mut out = Vec::new();
-                    w.observe(0, &group, &o, &mut out);
+                    w.observe(0, &group, &o, &crate::agg::NoColdRows, &mut out).unwrap();
                     self.out.extend(out.into_iter().map(|x| (rule.name.clone(), x)));
                 }
             }

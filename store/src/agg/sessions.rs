@@ -127,7 +127,7 @@ impl Sessions {
             });
             rows.push((row_key(start, &group), value));
         }
-        Changes { meta, rows }
+        Changes { meta, rows, delete_before: None }
     }
 
     pub fn watermark(&self) -> i64 {

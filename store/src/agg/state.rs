@@ -10,11 +10,30 @@ use crate::keys::{from_ordered_i64, ordered_i64};
 use crate::varint::{Reader, put_i64, put_u64};
 
 /// A rule's rows changed since the last call: the meta row (watermark and counters), and
-/// state rows to write (`Some`) or delete (`None`), by key.
+/// state rows to write (`Some`) or delete (`None`), by key; and, first, every row keyed before
+/// `delete_before` (a time, as [`row_key`] orders it) to delete: panes that expired while
+/// out of memory.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Changes {
     pub meta: Vec<u8>,
     pub rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub delete_before: Option<i64>,
+}
+
+/// Where an engine finds the rows it let go of from memory: the state rows (keyed by
+/// [`row_key`]) as the last checkpoint wrote them.
+pub trait ColdRows {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+}
+
+/// Nothing out of memory: for an engine that never lets go of a row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoColdRows;
+
+impl ColdRows for NoColdRows {
+    fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 /// What an engine keeps besides its rows.
@@ -55,6 +74,11 @@ impl Meta {
         }
         Ok(Self { watermark, last_event_clock, late_dropped })
     }
+}
+
+/// The bytes every row key of a time before `time` sorts below.
+pub(crate) fn time_bound(time: i64) -> [u8; 8] {
+    ordered_i64(time)
 }
 
 /// A row key: a time (the pane's or session's start, ordered as bytes), then the group.

@@ -7,19 +7,23 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::agg::distinct::hash;
+use crate::agg::state::time_bound;
 use crate::agg::windows_tests::{Step, clock, rule, steps};
-use crate::agg::{Changes, Emission, EmissionKind, Observation, Sessions, WindowKind, WindowRule, Windows};
+use crate::agg::{
+    Changes, ColdRows, Emission, EmissionKind, Observation, Sessions, WindowKind, WindowRule, Windows,
+};
 
 trait Engine: Sized {
     fn create(r: WindowRule) -> Self;
     fn restore_from(r: WindowRule, disk: &Disk) -> Self;
-    fn step(&mut self, i: usize, s: &Step, out: &mut Vec<Emission>);
+    /// One step; panes out of memory are read from `disk`.
+    fn step(&mut self, i: usize, s: &Step, disk: &Disk, out: &mut Vec<Emission>);
     fn changes(&mut self) -> Changes;
     fn bytes(&self) -> u64;
 }
 
 macro_rules! engine {
-    ($t:ty) => {
+    ($t:ty, $observe:expr, $tick:expr) => {
         impl Engine for $t {
             fn create(r: WindowRule) -> Self {
                 <$t>::new(r)
@@ -28,13 +32,13 @@ macro_rules! engine {
                 let rows = disk.rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
                 <$t>::restore(r, &disk.meta, rows).unwrap()
             }
-            fn step(&mut self, i: usize, s: &Step, out: &mut Vec<Emission>) {
+            fn step(&mut self, i: usize, s: &Step, disk: &Disk, out: &mut Vec<Emission>) {
                 match s {
                     Step::Event { ts, group, value, user } => {
                         let o = Observation::single(*ts, *value, Some(hash(&[*user])));
-                        self.observe(clock(i), &[*group], &o, out);
+                        $observe(self, clock(i), &[*group], &o, disk, out);
                     }
-                    Step::Tick => self.tick(clock(i), out),
+                    Step::Tick => $tick(self, clock(i), disk, out),
                 }
             }
             fn changes(&mut self) -> Changes {
@@ -46,8 +50,19 @@ macro_rules! engine {
         }
     };
 }
-engine!(Windows);
-engine!(Sessions);
+engine!(
+    Windows,
+    |w: &mut Windows, c, g: &[u8], o: &Observation, d: &Disk, out: &mut Vec<Emission>| w
+        .observe(c, g, o, d, out)
+        .unwrap(),
+    |w: &mut Windows, c, d: &Disk, out: &mut Vec<Emission>| w.tick(c, d, out).unwrap()
+);
+engine!(
+    Sessions,
+    |s: &mut Sessions, c, g: &[u8], o: &Observation, _: &Disk, out: &mut Vec<Emission>| s
+        .observe(c, g, o, out),
+    |s: &mut Sessions, c, _: &Disk, out: &mut Vec<Emission>| s.tick(c, out)
+);
 
 /// What a checkpoint has written.
 #[derive(Debug, Default, PartialEq)]
@@ -65,12 +80,22 @@ impl Disk {
 
     fn write(&mut self, c: Changes) {
         self.meta = c.meta;
+        if let Some(before) = c.delete_before {
+            let bound = time_bound(before);
+            self.rows.retain(|k, _| k.as_slice() >= bound.as_slice());
+        }
         for (k, v) in c.rows {
             match v {
                 Some(v) => self.rows.insert(k, v),
                 None => self.rows.remove(&k),
             };
         }
+    }
+}
+
+impl ColdRows for Disk {
+    fn get(&self, key: &[u8]) -> crate::Result<Option<Vec<u8>>> {
+        Ok(self.rows.get(key).cloned())
     }
 }
 
@@ -98,7 +123,7 @@ fn check<E: Engine>(
     let mut whole = E::create(r.clone());
     let (mut whole_disk, mut whole_seen, mut out) = (Disk::default(), BTreeMap::new(), Vec::new());
     for (i, s) in steps.iter().enumerate() {
-        whole.step(i, s, &mut out);
+        whole.step(i, s, &whole_disk, &mut out);
     }
     publish(&mut whole_seen, std::mem::take(&mut out));
     whole_disk.write(whole.changes());
@@ -106,7 +131,7 @@ fn check<E: Engine>(
     let mut first = E::create(r.clone());
     let (mut disk, mut seen) = (Disk::default(), BTreeMap::new());
     for (i, s) in steps.iter().enumerate().take(crash) {
-        first.step(i, s, &mut out);
+        first.step(i, s, &disk, &mut out);
         if i + 1 == checkpoint {
             disk.write(first.changes());
             prop_assert_eq!(first.bytes(), disk.bytes());
@@ -116,7 +141,7 @@ fn check<E: Engine>(
     drop(first);
     let mut second = if checkpoint == 0 { E::create(r.clone()) } else { E::restore_from(r, &disk) };
     for (i, s) in steps.iter().enumerate().skip(checkpoint) {
-        second.step(i, s, &mut out);
+        second.step(i, s, &disk, &mut out);
     }
     publish(&mut seen, out);
     disk.write(second.changes());
@@ -127,8 +152,54 @@ fn check<E: Engine>(
     Ok(())
 }
 
+/// Windows that let go of all but `keep` panes after each checkpoint (every `every` steps)
+/// and read them back from the rows publish and write exactly what windows holding every
+/// pane do.
+fn check_evicting(
+    window: WindowKind,
+    steps: &[Step],
+    every: usize,
+    keep: usize,
+) -> Result<(), TestCaseError> {
+    let r = rule(window);
+    let (mut whole, mut whole_disk, mut whole_seen) =
+        (Windows::new(r.clone()), Disk::default(), BTreeMap::new());
+    let (mut small, mut disk, mut seen) = (Windows::new(r), Disk::default(), BTreeMap::new());
+    let mut out = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        whole.step(i, s, &whole_disk, &mut out);
+        publish(&mut whole_seen, std::mem::take(&mut out));
+        small.step(i, s, &disk, &mut out);
+        publish(&mut seen, std::mem::take(&mut out));
+        if (i + 1) % every == 0 {
+            whole_disk.write(whole.changes());
+            disk.write(small.changes());
+            prop_assert_eq!(small.bytes(), disk.bytes());
+            small.evict(keep);
+            prop_assert!(small.hot_panes() <= keep);
+            prop_assert_eq!(small.open_panes(), whole.open_panes());
+        }
+    }
+    whole_disk.write(whole.changes());
+    disk.write(small.changes());
+    prop_assert_eq!(seen, whole_seen);
+    prop_assert_eq!(&disk, &whole_disk);
+    prop_assert_eq!(small.bytes(), disk.bytes());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(100))]
+
+    #[test]
+    fn tumbling_windows_out_of_memory_give_the_same(steps in steps(), every in 1usize..30, keep in 0usize..4) {
+        check_evicting(WindowKind::Tumbling { size_ms: 5_000 }, &steps, every, keep)?;
+    }
+
+    #[test]
+    fn sliding_windows_out_of_memory_give_the_same(steps in steps(), every in 1usize..30, keep in 0usize..4) {
+        check_evicting(WindowKind::Sliding { size_ms: 6_000, hop_ms: 2_000 }, &steps, every, keep)?;
+    }
 
     #[test]
     fn tumbling_windows_survive_a_restart(steps in steps(), checkpoint in 0usize..250, crash in 0usize..250) {

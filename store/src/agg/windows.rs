@@ -21,7 +21,7 @@ use crate::agg::acc::Needs;
 use crate::agg::formula;
 use crate::agg::measures::{Measures, Observation};
 use crate::agg::rule::{Emission, EmissionKind, WindowRule};
-use crate::agg::state::{Changes, Meta, parse_row_key, row_key};
+use crate::agg::state::{Changes, ColdRows, Meta, parse_row_key, row_key};
 use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
 
@@ -55,6 +55,10 @@ pub struct Windows {
     groups: HashSet<Group>,
     /// The bytes of the panes' rows, as written (see [`Windows::state_bytes`]).
     state_bytes: u64,
+    /// Panes let go of from memory ([`Windows::evict`]), whose rows the last checkpoint wrote:
+    /// how many, and their bytes, by pane start. A pane missing from `panes` is looked for
+    /// in the rows only when its start is here, so new panes cost no read.
+    cold: BTreeMap<i64, (u64, u64)>,
 }
 
 impl Windows {
@@ -73,6 +77,7 @@ impl Windows {
             dirty: BTreeSet::new(),
             groups: HashSet::new(),
             state_bytes: 0,
+            cold: BTreeMap::new(),
         }
     }
 
@@ -120,7 +125,56 @@ impl Windows {
             .collect();
         // Groups no pane or window names any more (the set's own reference is the last).
         self.groups.retain(|g| Arc::strong_count(g) > 1);
-        Changes { meta, rows }
+        // Panes out of memory that have expired since: their rows go by range, first.
+        let cutoff = self.first_live_pane();
+        let mut delete_before = None;
+        while let Some((&pane, &(_, bytes))) = self.cold.first_key_value()
+            && pane < cutoff
+        {
+            self.cold.pop_first();
+            self.state_bytes -= bytes;
+            delete_before = Some(cutoff);
+        }
+        Changes { meta, rows, delete_before }
+    }
+
+    /// Lets go of the oldest panes from memory until at most `keep` are held. Called right
+    /// after [`Windows::take_changes`] was written (every pane is then clean and its row
+    /// is what the last checkpoint wrote); `observe` and emissions read them back through
+    /// their [`ColdRows`]. Outputs do not depend on what is held.
+    pub fn evict(&mut self, keep: usize) {
+        while self.panes.len() > keep {
+            let Some((&(pane, _), p)) = self.panes.first_key_value() else { break };
+            if p.dirty {
+                break;
+            }
+            if let Some((_, p)) = self.panes.pop_first() {
+                let c = self.cold.entry(pane).or_default();
+                c.0 += 1;
+                c.1 += u64::from(p.bytes);
+            }
+        }
+    }
+
+    /// Panes held in memory (the others are in the rows).
+    pub fn hot_panes(&self) -> usize {
+        self.panes.len()
+    }
+
+    /// The start of the oldest pane that can still take events: panes starting before it are
+    /// past their windows' lateness.
+    fn first_live_pane(&self) -> i64 {
+        let reach = self.rule.window.size_ms().saturating_add(self.rule.allowed_lateness_ms);
+        self.watermark.get().saturating_sub(reach).saturating_add(1)
+    }
+
+    /// A pane out of memory, read back; `None` if it has no row.
+    fn cold_pane(&self, pane: i64, group: &[u8], cold: &dyn ColdRows) -> crate::Result<Option<Pane>> {
+        if self.cold.get(&pane).is_none_or(|c| c.0 == 0) {
+            return Ok(None);
+        }
+        let Some(row) = cold.get(&row_key(pane, group))? else { return Ok(None) };
+        Ok(Some(Pane { measures: Measures::decode(&row)?, dirty: false, bytes: row.len() as u32 }))
     }
 
     pub fn watermark(&self) -> i64 {
@@ -131,9 +185,9 @@ impl Windows {
         self.watermark.late_dropped()
     }
 
-    /// Panes held (each a window, or one hop of one, for one group).
+    /// Panes held, in memory or not (each a window, or one hop of one, for one group).
     pub fn open_panes(&self) -> usize {
-        self.panes.len()
+        self.panes.len() + self.cold.values().map(|c| c.0 as usize).sum::<usize>()
     }
 
     /// The bytes of the panes' rows as checkpoints wrote them (a pane changed since counts
@@ -144,24 +198,47 @@ impl Windows {
 
     /// One event of `group`, carried by an entry stamped `clock_ms` by the leader. Emissions
     /// (corrections, and windows the watermark now passes) are appended to `out`.
-    pub fn observe(&mut self, clock_ms: i64, group: &[u8], o: &Observation, out: &mut Vec<Emission>) {
+    /// Panes out of memory are read back through `cold`.
+    pub fn observe(
+        &mut self,
+        clock_ms: i64,
+        group: &[u8],
+        o: &Observation,
+        cold: &dyn ColdRows,
+        out: &mut Vec<Emission>,
+    ) -> crate::Result<()> {
         if o.inputs.is_empty() {
             // Feeds no measure: it only tells the time.
             if let Some(to) = self.watermark.on_event(clock_ms, o.ts) {
-                self.advance(to, out);
+                self.advance(to, cold, out)?;
             }
-            return;
+            return Ok(());
         }
         let w = self.rule.window;
         let pane = w.pane_start(o.ts);
         if self.expired(pane) {
             self.watermark.drop_late(clock_ms, o.ts);
-            return;
+            return Ok(());
         }
         let group = self.group(group);
+        let back = if self.panes.contains_key(&(pane, group.clone())) {
+            None
+        } else {
+            self.cold_pane(pane, &group, cold)?
+        };
+        if let Some(p) = &back
+            && let Some(c) = self.cold.get_mut(&pane)
+        {
+            // Back in memory (its windows are still pending: the set keeps every group).
+            c.0 -= 1;
+            c.1 -= u64::from(p.bytes);
+        }
         let (new, p) = match self.panes.entry((pane, group.clone())) {
             Entry::Occupied(e) => (false, e.into_mut()),
-            Entry::Vacant(e) => (true, e.insert(Pane::default())),
+            Entry::Vacant(e) => match back {
+                Some(p) => (false, e.insert(p)),
+                None => (true, e.insert(Pane::default())),
+            },
         };
         p.measures.add(o, &self.needs);
         if !p.dirty {
@@ -177,20 +254,22 @@ impl Windows {
                     self.pending.insert((end, group.clone()));
                 }
             } else if end.saturating_add(self.rule.allowed_lateness_ms) > wm {
-                out.push(self.emission(end, &group, EmissionKind::Correction));
+                out.push(self.emission(end, &group, EmissionKind::Correction, cold)?);
             }
         }
         if let Some(to) = self.watermark.on_event(clock_ms, o.ts) {
-            self.advance(to, out);
+            self.advance(to, cold, out)?;
         }
+        Ok(())
     }
 
     /// A tick of the leader's clock: a rule idle for `idle_timeout` moves its watermark to the
     /// clock minus `max_out_of_orderness`, closing its windows.
-    pub fn tick(&mut self, clock_ms: i64, out: &mut Vec<Emission>) {
+    pub fn tick(&mut self, clock_ms: i64, cold: &dyn ColdRows, out: &mut Vec<Emission>) -> crate::Result<()> {
         if let Some(to) = self.watermark.on_tick(clock_ms) {
-            self.advance(to, out);
+            self.advance(to, cold, out)?;
         }
+        Ok(())
     }
 
     /// The group's shared key.
@@ -210,12 +289,12 @@ impl Windows {
     }
 
     /// Emits the windows the watermark, now at `to`, has reached, and drops expired panes.
-    fn advance(&mut self, to: i64, out: &mut Vec<Emission>) {
+    fn advance(&mut self, to: i64, cold: &dyn ColdRows, out: &mut Vec<Emission>) -> crate::Result<()> {
         while let Some(first) = self.pending.first()
             && first.0 <= to
         {
             let Some((end, group)) = self.pending.pop_first() else { break };
-            out.push(self.emission(end, &group, EmissionKind::First));
+            out.push(self.emission(end, &group, EmissionKind::First, cold)?);
         }
         // Panes whose every window is past its lateness can take no more events.
         while let Some(((pane, _), _)) = self.panes.first_key_value() {
@@ -227,22 +306,35 @@ impl Windows {
                 self.dirty.insert(key);
             }
         }
+        Ok(())
     }
 
     /// The outputs of the window of `group` ending at `end`: its panes merged in ascending order.
-    fn emission(&self, end: i64, group: &Group, kind: EmissionKind) -> Emission {
+    fn emission(
+        &self,
+        end: i64,
+        group: &Group,
+        kind: EmissionKind,
+        cold: &dyn ColdRows,
+    ) -> crate::Result<Emission> {
         let w = self.rule.window;
         let (size, pane_ms) = (w.size_ms(), w.pane_ms());
         let start = end - size;
         let mut acc = Measures::default();
         let mut key = (start, group.clone());
         while key.0 < end {
-            if let Some(p) = self.panes.get(&key) {
-                acc.merge(&p.measures, &self.needs);
+            match self.panes.get(&key) {
+                Some(p) => acc.merge(&p.measures, &self.needs),
+                // Read, not brought back: a closing window's panes are rarely touched again.
+                None => {
+                    if let Some(p) = self.cold_pane(key.0, group, cold)? {
+                        acc.merge(&p.measures, &self.needs);
+                    }
+                }
             }
             key.0 += pane_ms;
         }
         let values = self.rule.outputs.iter().map(|f| f.eval(&acc, size)).collect();
-        Emission { group: group.to_vec(), start, end, values, kind }
+        Ok(Emission { group: group.to_vec(), start, end, values, kind })
     }
 }

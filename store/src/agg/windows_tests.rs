@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::agg::distinct::hash;
-use crate::agg::{Emission, EmissionKind, Formula, Observation, Output, WindowKind, WindowRule, Windows};
+use crate::agg::{
+    Emission, EmissionKind, Formula, NoColdRows, Observation, Output, WindowKind, WindowRule, Windows,
+};
 
 /// One step of a stream: an event or a tick of the leader's clock.
 #[derive(Debug, Clone)]
@@ -80,9 +82,9 @@ fn run(r: &WindowRule, steps: &[Step]) -> (Windows, Vec<Emission>) {
         match s {
             Step::Event { ts, group, value, user } => {
                 let o = Observation::single(*ts, *value, Some(hash(&[*user])));
-                w.observe(clock(i), &[*group], &o, &mut out);
+                w.observe(clock(i), &[*group], &o, &NoColdRows, &mut out).unwrap();
             }
-            Step::Tick => w.tick(clock(i), &mut out),
+            Step::Tick => w.tick(clock(i), &NoColdRows, &mut out).unwrap(),
         }
     }
     (w, out)
@@ -249,10 +251,10 @@ fn emission_correction_drop_and_idle_at_their_boundaries() {
         Windows::new(WindowRule { outputs: vec![count()], ..rule(WindowKind::Tumbling { size_ms: 5_000 }) });
     let event = |ts| Observation::single(ts, Some(1.0), None);
     let mut out = Vec::new();
-    w.observe(0, b"g", &event(1_000), &mut out);
-    w.observe(0, b"g", &event(6_999), &mut out);
+    w.observe(0, b"g", &event(1_000), &NoColdRows, &mut out).unwrap();
+    w.observe(0, b"g", &event(6_999), &NoColdRows, &mut out).unwrap();
     assert!(out.is_empty(), "the watermark (4999) has not reached the end (5000): {out:?}");
-    w.observe(0, b"g", &event(7_000), &mut out);
+    w.observe(0, b"g", &event(7_000), &NoColdRows, &mut out).unwrap();
     let first = Emission {
         group: b"g".to_vec(),
         start: 0,
@@ -262,26 +264,26 @@ fn emission_correction_drop_and_idle_at_their_boundaries() {
     };
     assert_eq!(std::mem::take(&mut out), std::slice::from_ref(&first));
     // Late, within the lateness: the window is emitted again, corrected.
-    w.observe(0, b"g", &event(2_000), &mut out);
+    w.observe(0, b"g", &event(2_000), &NoColdRows, &mut out).unwrap();
     assert_eq!(
         std::mem::take(&mut out),
         [Emission { values: vec![Some(2.0)], kind: EmissionKind::Correction, ..first }]
     );
     // The watermark reaches end + lateness (15000): the window takes no more events.
-    w.observe(0, b"g", &event(16_999), &mut out);
-    w.observe(0, b"g", &event(4_999), &mut out);
+    w.observe(0, b"g", &event(16_999), &NoColdRows, &mut out).unwrap();
+    w.observe(0, b"g", &event(4_999), &NoColdRows, &mut out).unwrap();
     assert_eq!(w.late_dropped(), 0);
-    w.observe(0, b"g", &event(17_000), &mut out);
+    w.observe(0, b"g", &event(17_000), &NoColdRows, &mut out).unwrap();
     out.clear();
-    w.observe(0, b"g", &event(4_999), &mut out);
+    w.observe(0, b"g", &event(4_999), &NoColdRows, &mut out).unwrap();
     assert_eq!((w.late_dropped(), out.len()), (1, 0));
     // Idle: a tick 3 s (idle_timeout) after the last event's clock moves the watermark to the
     // tick's clock minus max_out_of_orderness, which closes [15 s, 20 s).
-    w.tick(2_999, &mut out);
+    w.tick(2_999, &NoColdRows, &mut out).unwrap();
     assert!(out.is_empty());
-    w.tick(3_000, &mut out);
+    w.tick(3_000, &NoColdRows, &mut out).unwrap();
     assert_eq!(w.watermark(), 17_000 - 2_000, "a clock behind the events does not move it back");
-    w.tick(22_000, &mut out);
+    w.tick(22_000, &NoColdRows, &mut out).unwrap();
     assert_eq!(w.watermark(), 20_000);
     assert_eq!(out.iter().map(|e| (e.end, e.values[0])).collect::<Vec<_>>(), [(20_000, Some(2.0))]);
 }
@@ -294,13 +296,13 @@ fn a_late_event_corrects_only_the_sliding_windows_still_within_lateness() {
     });
     let event = |ts| Observation::single(ts, Some(1.0), None);
     let mut out = Vec::new();
-    w.observe(0, b"g", &event(1_000), &mut out);
-    w.observe(0, b"g", &event(14_000), &mut out);
+    w.observe(0, b"g", &event(1_000), &NoColdRows, &mut out).unwrap();
+    w.observe(0, b"g", &event(14_000), &NoColdRows, &mut out).unwrap();
     assert_eq!(w.watermark(), 12_000);
     out.clear();
     // The pane [0, 2 s) is in the windows ending at 2, 4 and 6 s; at watermark 12 s the first
     // is exactly at its end + lateness and takes no more.
-    w.observe(0, b"g", &event(1_500), &mut out);
+    w.observe(0, b"g", &event(1_500), &NoColdRows, &mut out).unwrap();
     assert_eq!(
         out.iter().map(|e| (e.end, e.values[0], e.kind)).collect::<Vec<_>>(),
         [(4_000, Some(2.0), EmissionKind::Correction), (6_000, Some(2.0), EmissionKind::Correction)]
@@ -313,12 +315,12 @@ fn a_dropped_late_event_still_keeps_the_rule_from_being_idle() {
         Windows::new(WindowRule { outputs: vec![count()], ..rule(WindowKind::Tumbling { size_ms: 5_000 }) });
     let event = |ts| Observation::single(ts, None, None);
     let mut out = Vec::new();
-    w.observe(40_000, b"g", &event(30_000), &mut out);
-    w.observe(42_000, b"g", &event(1_000), &mut out);
+    w.observe(40_000, b"g", &event(30_000), &NoColdRows, &mut out).unwrap();
+    w.observe(42_000, b"g", &event(1_000), &NoColdRows, &mut out).unwrap();
     assert_eq!(w.late_dropped(), 1);
     // 3 s (idle_timeout) after the first event's clock but 1 s after the dropped one's.
-    w.tick(43_000, &mut out);
+    w.tick(43_000, &NoColdRows, &mut out).unwrap();
     assert_eq!(w.watermark(), 28_000);
-    w.tick(45_000, &mut out);
+    w.tick(45_000, &NoColdRows, &mut out).unwrap();
     assert_eq!(w.watermark(), 43_000);
 }
