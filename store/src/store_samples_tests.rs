@@ -12,7 +12,7 @@ use super::tests::{all, commit, write};
 use super::*;
 use crate::matcher::{MatchOp, Matcher};
 
-const OUTPUTS: [&str; 10] = [
+const OUTPUTS: [&str; 11] = [
     "count_samples",
     "sum_samples",
     "avg",
@@ -21,6 +21,7 @@ const OUTPUTS: [&str; 10] = [
     "last",
     "count_series",
     "increase",
+    "total",
     "rate_sum",
     "rate_avg",
 ];
@@ -139,10 +140,14 @@ fn reference(writes: &[v1::Command]) -> BTreeMap<(String, i64), BTreeMap<&'stati
             }
         }
     }
+    // `total`: a job's increases in every window up to this one (a job's samples are never
+    // the 70 s apart, out of orderness and a window, that would start its carry from 0).
+    let mut running: BTreeMap<String, f64> = BTreeMap::new();
     windows
         .into_iter()
         .filter(|((_, end), _)| *end < 500_000)
         .map(|(k, w)| {
+            let total = *running.entry(k.0.clone()).and_modify(|t| *t += w.increase).or_insert(w.increase);
             let rate = w.increase * 1000.0 / 10_000.0;
             let count = w.series.len() as f64;
             let outputs = BTreeMap::from([
@@ -154,6 +159,7 @@ fn reference(writes: &[v1::Command]) -> BTreeMap<(String, i64), BTreeMap<&'stati
                 ("last", w.last.1),
                 ("count_series", count),
                 ("increase", w.increase),
+                ("total", total),
                 ("rate_sum", rate),
                 ("rate_avg", rate / count),
             ]);

@@ -74,6 +74,11 @@ pub enum Formula {
     /// [`Formula::SumPerSecond`] of `sum` over the distinct keys of `per` (`rate_avg`: per
     /// input series); none without keys.
     SumPerSecondPer { sum: MeasureId, per: MeasureId },
+    /// The measure's sums of every window of the group up to this one's end, carried from
+    /// window to window (a sample rule's `total` over the increases: an output counter). The
+    /// windows compute it from their carry ([`crate::agg::totals::Totals`]): a window's
+    /// measures alone do not hold it, so [`Formula::eval`] gives none.
+    Total { measure: MeasureId },
 }
 
 impl Formula {
@@ -96,6 +101,7 @@ impl Formula {
             }
             Formula::SumPerSecond { measure } => vec![(measure, Output::Sum)],
             Formula::SumPerSecondPer { sum, per } => vec![(sum, Output::Sum), (per, Output::Distinct)],
+            Formula::Total { measure } => vec![(measure, Output::Sum)],
         }
     }
 
@@ -143,6 +149,7 @@ impl Formula {
                 }
                 Some(per_second(get(sum, Output::Sum)?, length_ms)? / keys)
             }
+            Formula::Total { .. } => None,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod rule_proto;
 pub mod sample_rule;
 pub mod sessions;
 pub mod state;
+pub(crate) mod totals;
 pub mod watermark;
 pub mod window;
 pub mod windows;
@@ -32,6 +33,8 @@ mod meetings_tests;
 mod sessions_tests;
 #[cfg(test)]
 mod state_tests;
+#[cfg(test)]
+mod totals_tests;
 #[cfg(test)]
 mod windows_tests;
 

@@ -158,14 +158,15 @@ fn sample_rule(def: &v1::AggregationRule, max_lateness_ms: i64) -> Result<Sample
         formulas.push(formula);
         series.push(output_series(&def.name, &d.kind, output));
     }
-    Ok(SampleRule {
-        name: def.name.clone(),
-        matchers,
-        grouping,
-        keep_input: def.keep_input,
-        window: window_rule(def, formulas, max_lateness_ms)?,
-        series,
-    })
+    let window = window_rule(def, formulas, max_lateness_ms)?;
+    if matches!(window.window, WindowKind::Session { .. })
+        && window.outputs.iter().any(|f| matches!(f, Formula::Total { .. }))
+    {
+        return Err("outputs: total carries a sum from window to window, which sessions do not have; use \
+                    increase, or a size (tumbling) or a size and a hop (sliding)"
+            .into());
+    }
+    Ok(SampleRule { name: def.name.clone(), matchers, grouping, keep_input: def.keep_input, window, series })
 }
 
 /// A sample rule's output: its formula over the rule's two measures, and the accumulator it
@@ -183,12 +184,13 @@ fn sample_output(d: &v1::RuleOutput) -> Result<(Formula, Output), String> {
         "increase" => of(INCREASES, Output::Sum),
         "rate_sum" => (Formula::SumPerSecond { measure: INCREASES }, Output::Sum),
         "rate_avg" => (Formula::SumPerSecondPer { sum: INCREASES, per: SAMPLES }, Output::Sum),
+        "total" => (Formula::Total { measure: INCREASES }, Output::Sum),
         "quantile" if (0.0..=1.0).contains(&d.quantile) => of(SAMPLES, Output::Quantile(d.quantile)),
         "quantile" => return Err(format!("outputs: a quantile must be between 0 and 1, got {}", d.quantile)),
         other => {
             return Err(format!(
                 "outputs: unknown output {other:?} for samples: use count_samples, sum_samples, avg, min, max, last, \
-                 count_series, increase, rate_sum, rate_avg or quantile"
+                 count_series, increase, total, rate_sum, rate_avg or quantile"
             ));
         }
     })
@@ -513,6 +515,10 @@ mod tests {
                 "listed twice",
             ),
             (v1::AggregationRule { keep_input: true, ..def() }, "for rules over samples"),
+            (
+                v1::AggregationRule { outputs: out("total"), size_ms: 0, session_gap_ms: 5_000, ..samples() },
+                "total carries a sum from window to window, which sessions do not have",
+            ),
         ];
         for (d, why) in cases {
             let err = rule(&d, 3_600_000).unwrap_err();

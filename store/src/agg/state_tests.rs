@@ -8,10 +8,20 @@ use proptest::prelude::*;
 
 use crate::agg::distinct::hash;
 use crate::agg::state::time_bound;
-use crate::agg::windows_tests::{Step, clock, rule, steps};
+use crate::agg::windows_tests::{Step, clock, steps};
 use crate::agg::{
-    Changes, ColdRows, Emission, EmissionKind, Observation, Sessions, WindowKind, WindowRule, Windows,
+    Changes, ColdRows, Emission, EmissionKind, Formula, Observation, Sessions, WindowKind, WindowRule,
+    Windows,
 };
+
+/// The windows tests' rule, and for windows a `total` too: its carries are state as well.
+fn rule(window: WindowKind) -> WindowRule {
+    let mut r = crate::agg::windows_tests::rule(window);
+    if !matches!(window, WindowKind::Session { .. }) {
+        r.outputs.push(Formula::Total { measure: 0 });
+    }
+    r
+}
 
 trait Engine: Sized {
     fn create(r: WindowRule) -> Self;

@@ -18,10 +18,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use crate::agg::acc::Needs;
-use crate::agg::formula;
+use crate::agg::formula::{self, Formula};
 use crate::agg::measures::{Measures, Observation};
 use crate::agg::rule::{Emission, EmissionKind, WindowRule};
 use crate::agg::state::{Changes, ColdRows, Meta, parse_row_key, row_key};
+use crate::agg::totals::{CARRY_ROW_TIME, Totals};
 use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
 
@@ -59,6 +60,8 @@ pub struct Windows {
     /// how many, and their bytes, by pane start. A pane missing from `panes` is looked for
     /// in the rows only when its start is here, so new panes cost no read.
     cold: BTreeMap<i64, (u64, u64)>,
+    /// The groups' running sums, for a `total` output (see [`Totals`]).
+    totals: Option<Totals>,
 }
 
 impl Windows {
@@ -68,6 +71,10 @@ impl Windows {
         debug_assert!(rule.window.validate().is_ok());
         let needs = formula::needs(&rule.outputs, rule.distinct_threshold);
         let watermark = Watermark::new(rule.max_out_of_orderness_ms, rule.idle_timeout_ms);
+        let totals = rule.outputs.iter().find_map(|f| match f {
+            Formula::Total { measure } => Some(Totals::new(*measure)),
+            _ => None,
+        });
         Self {
             rule,
             needs,
@@ -78,6 +85,7 @@ impl Windows {
             groups: HashSet::new(),
             state_bytes: 0,
             cold: BTreeMap::new(),
+            totals,
         }
     }
 
@@ -93,6 +101,11 @@ impl Windows {
         for (k, v) in rows {
             let (pane, group) = parse_row_key(k)?;
             let group = w.group(&group);
+            if pane == CARRY_ROW_TIME {
+                let totals = w.totals.as_mut().ok_or(crate::Error::Corrupt { what: "aggregation total" })?;
+                totals.restore(group, v)?;
+                continue;
+            }
             // The windows of the pane the watermark has not reached are still to be emitted.
             for end in w.rule.window.window_ends(pane).filter(|e| *e > wm) {
                 w.pending.insert((end, group.clone()));
@@ -109,7 +122,7 @@ impl Windows {
     /// The rows changed since the last call, for a checkpoint.
     pub fn take_changes(&mut self) -> Changes {
         let meta = self.watermark.saved().encode();
-        let rows = std::mem::take(&mut self.dirty)
+        let mut rows: Vec<_> = std::mem::take(&mut self.dirty)
             .into_iter()
             .map(|key| {
                 let value = self.panes.get_mut(&key).map(|p| {
@@ -123,7 +136,11 @@ impl Windows {
                 (row_key(key.0, &key.1), value)
             })
             .collect();
-        // Groups no pane or window names any more (the set's own reference is the last).
+        let expired = self.expired_fn();
+        if let Some(t) = &mut self.totals {
+            rows.extend(t.take_changes(expired));
+        }
+        // Groups no pane, window or carry names any more (the set's own reference is the last).
         self.groups.retain(|g| Arc::strong_count(g) > 1);
         // Panes out of memory that have expired since: their rows go by range, first.
         let cutoff = self.first_live_pane();
@@ -193,7 +210,7 @@ impl Windows {
     /// The bytes of the panes' rows as checkpoints wrote them (a pane changed since counts
     /// its last written row; a new one, nothing yet).
     pub fn state_bytes(&self) -> u64 {
-        self.state_bytes
+        self.state_bytes + self.totals.as_ref().map_or(0, Totals::row_bytes)
     }
 
     /// One event of `group`, carried by an entry stamped `clock_ms` by the leader. Emissions
@@ -245,8 +262,14 @@ impl Windows {
             p.dirty = true;
             self.dirty.insert((pane, group.clone()));
         }
+        let expired = self.expired_fn();
+        if let Some(t) = &mut self.totals {
+            t.observe(&group, pane, o, expired);
+        }
         let wm = self.watermark.get();
+        let mut last_end = pane;
         for end in w.window_ends(pane) {
+            last_end = end;
             if end > wm {
                 // A pane that existed already has its windows the watermark has not reached
                 // pending (the watermark never moves back).
@@ -256,6 +279,9 @@ impl Windows {
             } else if end.saturating_add(self.rule.allowed_lateness_ms) > wm {
                 out.push(self.emission(end, &group, EmissionKind::Correction, cold)?);
             }
+        }
+        if self.totals.is_some() && last_end <= wm {
+            self.correct_later_totals(last_end, &group, cold, out)?;
         }
         if let Some(to) = self.watermark.on_event(clock_ms, o.ts) {
             self.advance(to, cold, out)?;
@@ -284,8 +310,14 @@ impl Windows {
 
     /// Whether every window holding the pane starting at `pane` is past its lateness.
     fn expired(&self, pane: i64) -> bool {
-        let last_end = pane.saturating_add(self.rule.window.size_ms());
-        last_end.saturating_add(self.rule.allowed_lateness_ms) <= self.watermark.get()
+        self.expired_fn()(pane)
+    }
+
+    /// [`Windows::expired`] as of now, borrowing nothing.
+    fn expired_fn(&self) -> impl Fn(i64) -> bool + use<> {
+        let (size, lateness, wm) =
+            (self.rule.window.size_ms(), self.rule.allowed_lateness_ms, self.watermark.get());
+        move |pane: i64| pane.saturating_add(size).saturating_add(lateness) <= wm
     }
 
     /// Emits the windows the watermark, now at `to`, has reached, and drops expired panes.
@@ -317,24 +349,81 @@ impl Windows {
         kind: EmissionKind,
         cold: &dyn ColdRows,
     ) -> crate::Result<Emission> {
-        let w = self.rule.window;
-        let (size, pane_ms) = (w.size_ms(), w.pane_ms());
+        let size = self.rule.window.size_ms();
         let start = end - size;
+        let (acc, _) = self.merged(start, end, group, cold)?;
+        let mut values = Vec::with_capacity(self.rule.outputs.len());
+        for f in &self.rule.outputs {
+            values.push(match f {
+                Formula::Total { .. } => self.total(end, group, cold)?,
+                _ => f.eval(&acc, size),
+            });
+        }
+        Ok(Emission { group: group.to_vec(), start, end, values, kind })
+    }
+
+    /// The group's panes from `start` to `end` merged in ascending order, and whether it has any.
+    fn merged(
+        &self,
+        start: i64,
+        end: i64,
+        group: &Group,
+        cold: &dyn ColdRows,
+    ) -> crate::Result<(Measures, bool)> {
+        let pane_ms = self.rule.window.pane_ms();
         let mut acc = Measures::default();
+        let mut any = false;
         let mut key = (start, group.clone());
         while key.0 < end {
             match self.panes.get(&key) {
-                Some(p) => acc.merge(&p.measures, &self.needs),
+                Some(p) => {
+                    acc.merge(&p.measures, &self.needs);
+                    any = true;
+                }
                 // Read, not brought back: a closing window's panes are rarely touched again.
                 None => {
                     if let Some(p) = self.cold_pane(key.0, group, cold)? {
                         acc.merge(&p.measures, &self.needs);
+                        any = true;
                     }
                 }
             }
             key.0 += pane_ms;
         }
-        let values = self.rule.outputs.iter().map(|f| f.eval(&acc, size)).collect();
-        Ok(Emission { group: group.to_vec(), start, end, values, kind })
+        Ok((acc, any))
+    }
+
+    /// The group's `total` at `end`: its carry less the sums of its panes from `end` on.
+    fn total(&self, end: i64, group: &Group, cold: &dyn ColdRows) -> crate::Result<Option<f64>> {
+        let Some(t) = &self.totals else { return Ok(None) };
+        let Some((carry, last_pane)) = t.carry(group) else { return Ok(None) };
+        let later_end = last_pane.saturating_add(self.rule.window.pane_ms());
+        let (later, _) =
+            if end < later_end { self.merged(end, later_end, group, cold)? } else { Default::default() };
+        let later = later.output(t.measure(), crate::agg::Output::Sum, 0).unwrap_or(0.0);
+        Ok(Some(carry - later))
+    }
+
+    /// After a late observation corrected windows up to `after`: the group's later windows
+    /// already emitted, whose totals it changed too.
+    fn correct_later_totals(
+        &self,
+        after: i64,
+        group: &Group,
+        cold: &dyn ColdRows,
+        out: &mut Vec<Emission>,
+    ) -> crate::Result<()> {
+        let (size, pane_ms) = (self.rule.window.size_ms(), self.rule.window.pane_ms());
+        let newest = self.totals.as_ref().and_then(|t| t.carry(group)).map_or(after, |(_, last)| last);
+        let stop = self.watermark.get().min(newest.saturating_add(size));
+        let mut end = after.saturating_add(pane_ms);
+        while end <= stop {
+            // A window with no pane of the group was never emitted for it.
+            if self.merged(end - size, end, group, cold)?.1 {
+                out.push(self.emission(end, group, EmissionKind::Correction, cold)?);
+            }
+            end = end.saturating_add(pane_ms);
+        }
+        Ok(())
     }
 }
