@@ -65,11 +65,11 @@ impl Engine {
         }
     }
 
-    /// Keys held in memory.
-    pub(crate) fn hot_keys(&self) -> usize {
+    /// Keys held in memory that [`Engine::evict`] can let go of (sessions stay in memory).
+    pub(crate) fn evictable_keys(&self) -> usize {
         match self {
             Engine::Windows(w) => w.hot_panes(),
-            Engine::Sessions(s) => s.open_sessions(),
+            Engine::Sessions(_) => 0,
         }
     }
 

@@ -384,17 +384,23 @@ impl Aggregations {
         Ok(())
     }
 
-    /// Lets go of the oldest window panes of each rule from memory beyond `keep`: right after
-    /// a checkpoint wrote them, so that they are read back from their rows.
+    /// Lets go of the oldest window panes from memory beyond `keep` over all rules, each rule
+    /// keeping a share of `keep` as large as its share of the panes held: right after a
+    /// checkpoint wrote them, so that they are read back from their rows.
     pub(crate) fn evict(&mut self, keep: usize) {
+        let held = self.hot_keys();
+        if held <= keep {
+            return;
+        }
         for r in &mut self.running {
-            r.engine.evict(keep);
+            let share = (keep as u128 * r.engine.evictable_keys() as u128 / held as u128) as usize;
+            r.engine.evict(share);
         }
     }
 
-    /// The most keys one rule holds in memory.
+    /// Window panes held in memory, over all rules.
     pub(crate) fn hot_keys(&self) -> usize {
-        self.running.iter().map(|r| r.engine.hot_keys()).max().unwrap_or(0)
+        self.running.iter().map(|r| r.engine.evictable_keys()).sum()
     }
 
     /// What the next checkpoint writes (see [`AggWrites`]).

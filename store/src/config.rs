@@ -28,9 +28,10 @@ pub struct StoreConfig {
     /// 5 min 5 s late; with a shorter `out_of_order_window` those corrections are refused
     /// (counted in `collabstream_aggregation_outputs_refused_total`).
     pub meetings_pack: bool,
-    /// Window panes each aggregation rule holds in memory; older ones are let go of after a
-    /// checkpoint and read back from RocksDB when touched, and apply takes a checkpoint when a
-    /// rule holds twice this many. This node's own bound: the outputs do not depend on it.
+    /// Window panes the aggregation rules hold in memory, all rules together (each keeps a
+    /// share as large as its share of the panes); older ones are let go of after a checkpoint
+    /// and read back from RocksDB when touched, and apply takes a checkpoint when the rules
+    /// hold twice this many. This node's own bound: the outputs do not depend on it.
     pub aggregation_keys_in_memory: usize,
 }
 

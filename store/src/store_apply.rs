@@ -153,7 +153,8 @@ impl Store {
         }
         self.applied.store(index, Ordering::Release);
         // Window panes changed since the last checkpoint must stay in memory until it writes
-        // them: past twice the bound, take one now, so that the older panes can go.
+        // them: past twice the bound (over all rules), take one now, so that the older panes
+        // can go.
         if writer.aggs.hot_keys() > 2 * self.config.aggregation_keys_in_memory {
             self.checkpoint_locked(&mut writer)?;
         }
