@@ -58,6 +58,15 @@ impl Engine {
         }
     }
 
+    /// The corrections an entry's late events made (see [`Windows::flush_corrections`]);
+    /// sessions emit theirs at once.
+    pub(crate) fn flush(&mut self, cold: &dyn ColdRows, out: &mut Vec<Emission>) -> Result<()> {
+        match self {
+            Engine::Windows(w) => w.flush_corrections(cold, out),
+            Engine::Sessions(_) => Ok(()),
+        }
+    }
+
     /// Lets go of window panes from memory beyond `keep` (see [`Windows::evict`]).
     pub(crate) fn evict(&mut self, keep: usize) {
         if let Engine::Windows(w) = self {

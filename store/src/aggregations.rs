@@ -373,6 +373,17 @@ impl Aggregations {
         Ok(())
     }
 
+    /// The end of a log entry: every rule emits the corrections its late events made.
+    pub(crate) fn flush(&mut self, db: &Rocks, out: &mut Emitted) -> Result<()> {
+        let mut emitted = Vec::new();
+        for (i, r) in self.running.iter_mut().enumerate() {
+            r.engine.flush(&RuleRows::new(db, r.rule.name()), &mut emitted)?;
+            r.counts.count(&emitted);
+            out.extend(emitted.drain(..).map(|x| (i, x)));
+        }
+        Ok(())
+    }
+
     /// A tick of the leader's clock.
     pub(crate) fn tick(&mut self, db: &Rocks, clock: i64, out: &mut Emitted) -> Result<()> {
         let mut emitted = Vec::new();

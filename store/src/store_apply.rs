@@ -128,6 +128,8 @@ impl Store {
         if cmd.tick {
             writer.aggs.tick(&self.db, cmd.leader_time_ms, &mut emitted)?;
         }
+        // A window late events changed is emitted again once an entry, not once an event.
+        writer.aggs.flush(&self.db, &mut emitted)?;
         if let Some(change) = &cmd.rule_change {
             let outcome = writer.aggs.change(change, settings.out_of_order_window_ms);
             tracing::info!(index, ?change, ?outcome, "aggregation rule change applied");

@@ -54,15 +54,18 @@ impl Pack {
         Self { rules, out: Vec::new() }
     }
 
+    /// The events as one log entry.
     fn feed(&mut self, events: &[v1::Event]) {
-        for e in events {
-            for (rule, w) in &mut self.rules {
+        let cold = crate::agg::NoColdRows;
+        for (rule, w) in &mut self.rules {
+            let mut out = Vec::new();
+            for e in events {
                 if let Some((group, o)) = rule.observe(e) {
-                    let mut out = Vec::new();
-                    w.observe(0, &group, &o, &crate::agg::NoColdRows, &mut out).unwrap();
-                    self.out.extend(out.into_iter().map(|x| (rule.name.clone(), x)));
+                    w.observe(0, &group, &o, &cold, &mut out).unwrap();
                 }
             }
+            w.flush_corrections(&cold, &mut out).unwrap();
+            self.out.extend(out.into_iter().map(|x| (rule.name.clone(), x)));
         }
     }
 

@@ -17,6 +17,7 @@ pub mod event_rule;
 pub mod formula;
 pub mod measures;
 pub mod meetings;
+pub(crate) mod panes;
 pub mod rule;
 pub mod rule_proto;
 pub mod sample_rule;

@@ -29,11 +29,13 @@ trait Engine: Sized {
     /// One step; panes out of memory are read from `disk`.
     fn step(&mut self, i: usize, s: &Step, disk: &Disk, out: &mut Vec<Emission>);
     fn changes(&mut self) -> Changes;
+    /// The end of an entry.
+    fn flush(&mut self, disk: &Disk, out: &mut Vec<Emission>);
     fn bytes(&self) -> u64;
 }
 
 macro_rules! engine {
-    ($t:ty, $observe:expr, $tick:expr) => {
+    ($t:ty, $flush:expr, $observe:expr, $tick:expr) => {
         impl Engine for $t {
             fn create(r: WindowRule) -> Self {
                 <$t>::new(r)
@@ -50,9 +52,14 @@ macro_rules! engine {
                     }
                     Step::Tick => $tick(self, clock(i), disk, out),
                 }
+                // Each step an entry of its own.
+                self.flush(disk, out);
             }
             fn changes(&mut self) -> Changes {
                 self.take_changes()
+            }
+            fn flush(&mut self, disk: &Disk, out: &mut Vec<Emission>) {
+                $flush(self, disk, out)
             }
             fn bytes(&self) -> u64 {
                 self.state_bytes()
@@ -62,6 +69,7 @@ macro_rules! engine {
 }
 engine!(
     Windows,
+    |w: &mut Windows, d: &Disk, out: &mut Vec<Emission>| w.flush_corrections(d, out).unwrap(),
     |w: &mut Windows, c, g: &[u8], o: &Observation, d: &Disk, out: &mut Vec<Emission>| w
         .observe(c, g, o, d, out)
         .unwrap(),
@@ -69,6 +77,7 @@ engine!(
 );
 engine!(
     Sessions,
+    |_: &mut Sessions, _: &Disk, _: &mut Vec<Emission>| {},
     |s: &mut Sessions, c, g: &[u8], o: &Observation, _: &Disk, out: &mut Vec<Emission>| s
         .observe(c, g, o, out),
     |s: &mut Sessions, c, _: &Disk, out: &mut Vec<Emission>| s.tick(c, out)

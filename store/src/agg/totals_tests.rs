@@ -35,6 +35,7 @@ fn run(r: &WindowRule, steps: &[Step]) -> Vec<Emission> {
             }
             Step::Tick => w.tick(clock(i), &NoColdRows, &mut out).unwrap(),
         }
+        w.flush_corrections(&NoColdRows, &mut out).unwrap();
     }
     out
 }
@@ -147,6 +148,7 @@ fn a_late_value_corrects_the_later_totals_and_a_gap_starts_again_from_zero() {
     // The emissions of group g after one event of `group`.
     let mut at = |w: &mut Windows, group: &[u8], ts: i64, v: f64| {
         w.observe(0, group, &Observation::single(ts, Some(v), None), &NoColdRows, &mut out).unwrap();
+        w.flush_corrections(&NoColdRows, &mut out).unwrap();
         let got =
             out.iter().filter(|e| e.group == b"g").map(|e| (e.end, e.values[1], e.kind)).collect::<Vec<_>>();
         out.clear();

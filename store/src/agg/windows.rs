@@ -13,31 +13,20 @@
 //! iteration over hash maps. Keys are opaque bytes (the rule's group values, encoded by the
 //! caller), compared as bytes.
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
 
 use crate::agg::acc::Needs;
 use crate::agg::formula::{self, Formula};
 use crate::agg::measures::{Measures, Observation};
+use crate::agg::panes::{Group, Pane, Panes};
 use crate::agg::rule::{Emission, EmissionKind, WindowRule};
 use crate::agg::state::{Changes, ColdRows, Meta, parse_row_key, row_key};
 use crate::agg::totals::{CARRY_ROW_TIME, Totals};
 use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
-
-/// A group's key, held once however many panes and windows name it.
-type Group = Arc<[u8]>;
-
-/// One pane of one group: what it accumulated, and whether that changed since the last
-/// [`Windows::take_changes`].
-#[derive(Debug, Clone, Default)]
-struct Pane {
-    measures: Measures,
-    dirty: bool,
-    /// Bytes of its row as the last checkpoint wrote it (0 if none has).
-    bytes: u32,
-}
 
 #[derive(Debug, Clone)]
 pub struct Windows {
@@ -45,7 +34,7 @@ pub struct Windows {
     /// What each measure accumulates.
     needs: Vec<Needs>,
     watermark: Watermark,
-    panes: BTreeMap<(i64, Group), Pane>,
+    panes: Panes,
     /// Windows with events whose end the watermark has not reached: (end, group).
     pending: BTreeSet<(i64, Group)>,
     /// Panes changed or dropped since the last [`Windows::take_changes`] (a pane's own flag
@@ -53,7 +42,7 @@ pub struct Windows {
     dirty: BTreeSet<(i64, Group)>,
     /// The groups named above, each once. Only looked up, never iterated for a result, so
     /// its hash order cannot reach an output.
-    groups: HashSet<Group>,
+    groups: FxHashSet<Group>,
     /// The bytes of the panes' rows, as written (see [`Windows::state_bytes`]).
     state_bytes: u64,
     /// Panes let go of from memory ([`Windows::evict`]), whose rows the last checkpoint wrote:
@@ -62,6 +51,10 @@ pub struct Windows {
     cold: BTreeMap<i64, (u64, u64)>,
     /// The groups' running sums, for a `total` output (see [`Totals`]).
     totals: Option<Totals>,
+    /// Windows already emitted that late events changed since the last
+    /// [`Windows::flush_corrections`]: emitted again once, however many events changed them.
+    /// Flushed at the end of each log entry, so never part of a checkpoint.
+    corrections: BTreeSet<(i64, Group)>,
 }
 
 impl Windows {
@@ -79,13 +72,14 @@ impl Windows {
             rule,
             needs,
             watermark,
-            panes: BTreeMap::new(),
+            panes: Panes::default(),
             pending: BTreeSet::new(),
             dirty: BTreeSet::new(),
-            groups: HashSet::new(),
+            groups: FxHashSet::default(),
             state_bytes: 0,
             cold: BTreeMap::new(),
             totals,
+            corrections: BTreeSet::new(),
         }
     }
 
@@ -111,21 +105,20 @@ impl Windows {
                 w.pending.insert((end, group.clone()));
             }
             w.state_bytes += v.len() as u64;
-            w.panes.insert(
-                (pane, group),
-                Pane { measures: Measures::decode(v)?, dirty: false, bytes: v.len() as u32 },
-            );
+            let measures = Measures::decode(v)?;
+            w.panes.get_or_insert(pane, group, || Pane { measures, dirty: false, bytes: v.len() as u32 });
         }
         Ok(w)
     }
 
     /// The rows changed since the last call, for a checkpoint.
     pub fn take_changes(&mut self) -> Changes {
+        debug_assert!(self.corrections.is_empty(), "corrections are flushed at the end of each entry");
         let meta = self.watermark.saved().encode();
         let mut rows: Vec<_> = std::mem::take(&mut self.dirty)
             .into_iter()
             .map(|key| {
-                let value = self.panes.get_mut(&key).map(|p| {
+                let value = self.panes.get_mut(key.0, &key.1).map(|p| {
                     p.dirty = false;
                     let mut out = Vec::new();
                     p.measures.encode(&mut out);
@@ -160,17 +153,12 @@ impl Windows {
     /// is what the last checkpoint wrote); `observe` and emissions read them back through
     /// their [`ColdRows`]. Outputs do not depend on what is held.
     pub fn evict(&mut self, keep: usize) {
-        while self.panes.len() > keep {
-            let Some((&(pane, _), p)) = self.panes.first_key_value() else { break };
-            if p.dirty {
-                break;
-            }
-            if let Some((_, p)) = self.panes.pop_first() {
-                let c = self.cold.entry(pane).or_default();
-                c.0 += 1;
-                c.1 += u64::from(p.bytes);
-            }
-        }
+        let cold = &mut self.cold;
+        self.panes.let_go(keep, |pane, p| {
+            let c = cold.entry(pane).or_default();
+            c.0 += 1;
+            c.1 += u64::from(p.bytes);
+        });
     }
 
     /// Panes held in memory (the others are in the rows).
@@ -187,7 +175,17 @@ impl Windows {
 
     /// A pane out of memory, read back; `None` if it has no row.
     fn cold_pane(&self, pane: i64, group: &[u8], cold: &dyn ColdRows) -> crate::Result<Option<Pane>> {
-        if self.cold.get(&pane).is_none_or(|c| c.0 == 0) {
+        Self::read_cold(&self.cold, pane, group, cold)
+    }
+
+    /// [`Windows::cold_pane`] from the counts of panes out of memory alone.
+    fn read_cold(
+        counts: &BTreeMap<i64, (u64, u64)>,
+        pane: i64,
+        group: &[u8],
+        cold: &dyn ColdRows,
+    ) -> crate::Result<Option<Pane>> {
+        if counts.get(&pane).is_none_or(|c| c.0 == 0) {
             return Ok(None);
         }
         let Some(row) = cold.get(&row_key(pane, group))? else { return Ok(None) };
@@ -213,9 +211,9 @@ impl Windows {
         self.state_bytes + self.totals.as_ref().map_or(0, Totals::row_bytes)
     }
 
-    /// One event of `group`, carried by an entry stamped `clock_ms` by the leader. Emissions
-    /// (corrections, and windows the watermark now passes) are appended to `out`.
-    /// Panes out of memory are read back through `cold`.
+    /// One event of `group`, carried by an entry stamped `clock_ms` by the leader. Windows the
+    /// watermark now passes are appended to `out`; the windows it corrects wait for
+    /// [`Windows::flush_corrections`]. Panes out of memory are read back through `cold`.
     pub fn observe(
         &mut self,
         clock_ms: i64,
@@ -238,25 +236,17 @@ impl Windows {
             return Ok(());
         }
         let group = self.group(group);
-        let back = if self.panes.contains_key(&(pane, group.clone())) {
-            None
-        } else {
-            self.cold_pane(pane, &group, cold)?
-        };
-        if let Some(p) = &back
-            && let Some(c) = self.cold.get_mut(&pane)
-        {
+        let (held, p) = self.panes.get_or_insert(pane, group.clone(), Pane::default);
+        let mut new = !held;
+        if new && let Some(back) = Self::read_cold(&self.cold, pane, &group, cold)? {
             // Back in memory (its windows are still pending: the set keeps every group).
-            c.0 -= 1;
-            c.1 -= u64::from(p.bytes);
+            if let Some(c) = self.cold.get_mut(&pane) {
+                c.0 -= 1;
+                c.1 -= u64::from(back.bytes);
+            }
+            *p = back;
+            new = false;
         }
-        let (new, p) = match self.panes.entry((pane, group.clone())) {
-            Entry::Occupied(e) => (false, e.into_mut()),
-            Entry::Vacant(e) => match back {
-                Some(p) => (false, e.insert(p)),
-                None => (true, e.insert(Pane::default())),
-            },
-        };
         p.measures.add(o, &self.needs);
         if !p.dirty {
             p.dirty = true;
@@ -277,11 +267,11 @@ impl Windows {
                     self.pending.insert((end, group.clone()));
                 }
             } else if end.saturating_add(self.rule.allowed_lateness_ms) > wm {
-                out.push(self.emission(end, &group, EmissionKind::Correction, cold)?);
+                self.corrections.insert((end, group.clone()));
             }
         }
         if self.totals.is_some() && last_end <= wm {
-            self.correct_later_totals(last_end, &group, cold, out)?;
+            self.correct_later_totals(last_end, &group);
         }
         if let Some(to) = self.watermark.on_event(clock_ms, o.ts) {
             self.advance(to, cold, out)?;
@@ -322,36 +312,42 @@ impl Windows {
 
     /// Emits the windows the watermark, now at `to`, has reached, and drops expired panes.
     fn advance(&mut self, to: i64, cold: &dyn ColdRows, out: &mut Vec<Emission>) -> crate::Result<()> {
+        self.flush_corrections(cold, out)?;
         while let Some(first) = self.pending.first()
             && first.0 <= to
         {
             let Some((end, group)) = self.pending.pop_first() else { break };
-            out.push(self.emission(end, &group, EmissionKind::First, cold)?);
+            out.extend(self.emission(end, &group, EmissionKind::First, cold)?);
         }
         // Panes whose every window is past its lateness can take no more events.
-        while let Some(((pane, _), _)) = self.panes.first_key_value() {
-            if !self.expired(*pane) {
+        while let Some(pane) = self.panes.first_start() {
+            if !self.expired(pane) {
                 break;
             }
-            if let Some((key, p)) = self.panes.pop_first() {
+            let Some((pane, gone)) = self.panes.pop_first_start() else { break };
+            for (group, p) in gone {
                 self.state_bytes -= u64::from(p.bytes);
-                self.dirty.insert(key);
+                self.dirty.insert((pane, group));
             }
         }
         Ok(())
     }
 
-    /// The outputs of the window of `group` ending at `end`: its panes merged in ascending order.
+    /// The outputs of the window of `group` ending at `end`: its panes merged in ascending
+    /// order; none if the group has no pane in it.
     fn emission(
         &self,
         end: i64,
         group: &Group,
         kind: EmissionKind,
         cold: &dyn ColdRows,
-    ) -> crate::Result<Emission> {
+    ) -> crate::Result<Option<Emission>> {
         let size = self.rule.window.size_ms();
         let start = end - size;
-        let (acc, _) = self.merged(start, end, group, cold)?;
+        let (acc, any) = self.merged(start, end, group, cold)?;
+        if !any {
+            return Ok(None);
+        }
         let mut values = Vec::with_capacity(self.rule.outputs.len());
         for f in &self.rule.outputs {
             values.push(match f {
@@ -359,7 +355,7 @@ impl Windows {
                 _ => f.eval(&acc, size),
             });
         }
-        Ok(Emission { group: group.to_vec(), start, end, values, kind })
+        Ok(Some(Emission { group: group.to_vec(), start, end, values, kind }))
     }
 
     /// The group's panes from `start` to `end` merged in ascending order, and whether it has any.
@@ -373,22 +369,22 @@ impl Windows {
         let pane_ms = self.rule.window.pane_ms();
         let mut acc = Measures::default();
         let mut any = false;
-        let mut key = (start, group.clone());
-        while key.0 < end {
-            match self.panes.get(&key) {
+        let mut pane = start;
+        while pane < end {
+            match self.panes.get(pane, group) {
                 Some(p) => {
                     acc.merge(&p.measures, &self.needs);
                     any = true;
                 }
                 // Read, not brought back: a closing window's panes are rarely touched again.
                 None => {
-                    if let Some(p) = self.cold_pane(key.0, group, cold)? {
+                    if let Some(p) = self.cold_pane(pane, group, cold)? {
                         acc.merge(&p.measures, &self.needs);
                         any = true;
                     }
                 }
             }
-            key.0 += pane_ms;
+            pane += pane_ms;
         }
         Ok((acc, any))
     }
@@ -405,24 +401,27 @@ impl Windows {
     }
 
     /// After a late observation corrected windows up to `after`: the group's later windows
-    /// already emitted, whose totals it changed too.
-    fn correct_later_totals(
-        &self,
-        after: i64,
-        group: &Group,
-        cold: &dyn ColdRows,
-        out: &mut Vec<Emission>,
-    ) -> crate::Result<()> {
+    /// already emitted, whose totals it changed too (those without a pane of the group were
+    /// never emitted for it, and are left out when flushed).
+    fn correct_later_totals(&mut self, after: i64, group: &Group) {
         let (size, pane_ms) = (self.rule.window.size_ms(), self.rule.window.pane_ms());
         let newest = self.totals.as_ref().and_then(|t| t.carry(group)).map_or(after, |(_, last)| last);
         let stop = self.watermark.get().min(newest.saturating_add(size));
         let mut end = after.saturating_add(pane_ms);
         while end <= stop {
-            // A window with no pane of the group was never emitted for it.
-            if self.merged(end - size, end, group, cold)?.1 {
-                out.push(self.emission(end, group, EmissionKind::Correction, cold)?);
-            }
+            self.corrections.insert((end, group.clone()));
             end = end.saturating_add(pane_ms);
+        }
+    }
+
+    /// Emits the corrections late events made since the last call, each window once, in
+    /// (end, group) order. Called at the end of each log entry, and before the watermark
+    /// moves (panes it expires must still be there).
+    pub fn flush_corrections(&mut self, cold: &dyn ColdRows, out: &mut Vec<Emission>) -> crate::Result<()> {
+        for (end, group) in std::mem::take(&mut self.corrections) {
+            if let Some(e) = self.emission(end, &group, EmissionKind::Correction, cold)? {
+                out.push(e);
+            }
         }
         Ok(())
     }

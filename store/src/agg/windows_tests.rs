@@ -86,6 +86,8 @@ fn run(r: &WindowRule, steps: &[Step]) -> (Windows, Vec<Emission>) {
             }
             Step::Tick => w.tick(clock(i), &NoColdRows, &mut out).unwrap(),
         }
+        // Each step an entry of its own.
+        w.flush_corrections(&NoColdRows, &mut out).unwrap();
     }
     (w, out)
 }
@@ -263,11 +265,15 @@ fn emission_correction_drop_and_idle_at_their_boundaries() {
         kind: EmissionKind::First,
     };
     assert_eq!(std::mem::take(&mut out), std::slice::from_ref(&first));
-    // Late, within the lateness: the window is emitted again, corrected.
+    // Late, within the lateness: the window is emitted again, corrected, at the entry's end,
+    // once however many late events it took.
     w.observe(0, b"g", &event(2_000), &NoColdRows, &mut out).unwrap();
+    assert!(out.is_empty());
+    w.observe(0, b"g", &event(3_000), &NoColdRows, &mut out).unwrap();
+    w.flush_corrections(&NoColdRows, &mut out).unwrap();
     assert_eq!(
         std::mem::take(&mut out),
-        [Emission { values: vec![Some(2.0)], kind: EmissionKind::Correction, ..first }]
+        [Emission { values: vec![Some(3.0)], kind: EmissionKind::Correction, ..first }]
     );
     // The watermark reaches end + lateness (15000): the window takes no more events.
     w.observe(0, b"g", &event(16_999), &NoColdRows, &mut out).unwrap();
@@ -286,6 +292,15 @@ fn emission_correction_drop_and_idle_at_their_boundaries() {
     w.tick(22_000, &NoColdRows, &mut out).unwrap();
     assert_eq!(w.watermark(), 20_000);
     assert_eq!(out.iter().map(|e| (e.end, e.values[0])).collect::<Vec<_>>(), [(20_000, Some(2.0))]);
+    // A correction still waiting when the watermark moves is emitted before the panes it
+    // needs can expire.
+    w.observe(0, b"g", &event(19_000), &NoColdRows, &mut out).unwrap();
+    out.clear();
+    w.observe(0, b"g", &event(36_000), &NoColdRows, &mut out).unwrap();
+    assert_eq!(
+        out.iter().map(|e| (e.end, e.values[0], e.kind)).collect::<Vec<_>>(),
+        [(20_000, Some(3.0), EmissionKind::Correction)]
+    );
 }
 
 #[test]
@@ -303,6 +318,7 @@ fn a_late_event_corrects_only_the_sliding_windows_still_within_lateness() {
     // The pane [0, 2 s) is in the windows ending at 2, 4 and 6 s; at watermark 12 s the first
     // is exactly at its end + lateness and takes no more.
     w.observe(0, b"g", &event(1_500), &NoColdRows, &mut out).unwrap();
+    w.flush_corrections(&NoColdRows, &mut out).unwrap();
     assert_eq!(
         out.iter().map(|e| (e.end, e.values[0], e.kind)).collect::<Vec<_>>(),
         [(4_000, Some(2.0), EmissionKind::Correction), (6_000, Some(2.0), EmissionKind::Correction)]
