@@ -67,7 +67,10 @@ impl Ingest {
             if resp.duplicate_batches > 0 {
                 IngestMetrics::add(&self.metrics.duplicate_batches, 1);
             }
-            IngestMetrics::add(&self.metrics.samples_rejected, resp.rejected.len() as u64);
+            // Apply refuses events one by one, and samples by series or one by one.
+            let events = resp.rejected.iter().filter(|r| r.kind == v1::ItemKind::Event as i32).count() as u64;
+            IngestMetrics::add(&self.metrics.events_rejected, events);
+            IngestMetrics::add(&self.metrics.samples_rejected, resp.rejected.len() as u64 - events);
             for r in &mut resp.rejected {
                 *r = p.map_back(std::mem::take(r));
             }

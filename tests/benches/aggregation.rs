@@ -1,7 +1,8 @@
 //! The meetings workload through ingest, Raft and the meetings pack: events/s on one node and
 //! on three, next to remote-write samples/s to the same node in the same run; the latency from
 //! a window's end passing the watermark to its output in PromQL; resident memory with many
-//! open window keys.
+//! open window keys; and the CPU the nodes used while taking the events (to tell a saturated
+//! node from a pipeline waiting on itself).
 //!
 //! `cargo bench -p collabstream-tests --bench aggregation` (with a release `collabstream`:
 //! `cargo build --release -p collabstream-server`, found next to the bench binary or at
@@ -199,6 +200,16 @@ async fn metric_sum(node: &Node, name: &str) -> f64 {
         .sum()
 }
 
+/// CPU time the node has used so far, in seconds (user and system, from /proc).
+fn cpu_seconds(node: &Node) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", node.pid().expect("running"))).expect("stat");
+    // Fields after the command name (which may hold spaces) start after its closing paren.
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
 fn rss_mib(node: &Node) -> f64 {
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", node.pid().expect("running"))).expect("status");
@@ -262,8 +273,10 @@ async fn main() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start(&dir.path().join("one"), &[]).expect("node");
+    let cpu_before = cpu_seconds(&node);
     let (accepted, took) = send_events(&node.grpc_url(), writes.clone(), clients).await;
     let one_events = accepted as f64 / took.as_secs_f64();
+    let one_cores = (cpu_seconds(&node) - cpu_before) / took.as_secs_f64();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let corrections = metric_sum(&node, "collabstream_aggregation_corrections_total").await;
     let late = metric_sum(&node, "collabstream_late_events_dropped_total").await;
@@ -284,13 +297,20 @@ async fn main() {
 
     let cluster = TestCluster::start(&dir.path().join("three"), 3, &[]).await.expect("cluster");
     let leader = cluster.wait_leader(&[0, 1, 2], Duration::from_secs(30)).await.expect("leader");
+    let cpu3 = |c: &TestCluster| (0..3).map(|i| cpu_seconds(c.node(i))).sum::<f64>();
+    let cpu_before = cpu3(&cluster);
     let (accepted3, took3) = send_events(&cluster.node(leader).grpc_url(), writes.clone(), clients).await;
     let three_events = accepted3 as f64 / took3.as_secs_f64();
+    let three_cores = (cpu3(&cluster) - cpu_before) / took3.as_secs_f64();
     drop(cluster);
 
     println!("| figure | value |\n|---|---|");
     println!("| events/s, 1 node (ingest + Raft + meetings pack) | {one_events:.0} |");
     println!("| events/s, 3 nodes | {three_events:.0} |");
+    println!(
+        "| CPU the node(s) used while taking the events, 1 node / 3 nodes together (of {} cores) | {one_cores:.2} / {three_cores:.2} |",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!("| remote-write samples/s, same node, same run | {rw:.0} |");
     println!("| events/s ÷ remote-write samples/s (1 node) | {:.2} |", one_events / rw);
     println!(
