@@ -410,6 +410,9 @@ impl Store {
         if applied == self.checkpointed.load(Ordering::Acquire) && !writer.sm_meta_dirty {
             return Ok(applied);
         }
+        // Apply waits for the whole checkpoint (it holds the writer's lock): a long one shows
+        // in the log, with where its time went.
+        let started = std::time::Instant::now();
         let index = self.index.read();
         let limits = self.settings.read().limits();
         let mut merges = WriteBatch::default();
@@ -431,6 +434,7 @@ impl Store {
         let mut flush = FlushOptions::default();
         flush.set_wait(true);
         self.disk.run("checkpoint: flushing", || self.db.flush_cfs_opt(&cfs, &flush))?;
+        let flushed = started.elapsed();
 
         // Dirty marks and dedup changes are cleared only once they are written: a failed write
         // must leave them for the next checkpoint.
@@ -487,7 +491,12 @@ impl Store {
         writer.dedup.clear_changes();
         self.checkpointed.store(applied, Ordering::Release);
         writer.sm_meta_dirty = false;
-        tracing::debug!(applied, "checkpoint");
+        let took = started.elapsed();
+        if took >= std::time::Duration::from_millis(100) {
+            tracing::info!(applied, ?took, until_flushed = ?flushed, "a long checkpoint (apply waited for it)");
+        } else {
+            tracing::debug!(applied, ?took, "checkpoint");
+        }
         Ok(applied)
     }
 
