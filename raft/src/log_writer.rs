@@ -41,6 +41,24 @@ pub(crate) struct LogWriter {
     /// Every entry up to this index is on disk (0: none yet). Read by the entry cache, which
     /// must keep entries that are not.
     durable: Arc<AtomicU64>,
+    /// Declared after `tx`: when the last clone goes, its sender is dropped first, the thread
+    /// sees the channel closed and returns, and this joins it. So the log's RocksDB handle is
+    /// closed before the writer is gone, and never by a thread racing the process's exit (a
+    /// test process once aborted in RocksDB's teardown: "pthread lock: Invalid argument").
+    _joiner: Arc<Joiner>,
+}
+
+/// Joins the writer thread when dropped (unless dropped on that thread itself).
+struct Joiner(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Joiner {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take()
+            && handle.thread().id() != std::thread::current().id()
+        {
+            let _ = handle.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -55,10 +73,10 @@ impl LogWriter {
         let (tx, rx) = mpsc::channel();
         let durable = Arc::new(AtomicU64::new(last));
         let thread_durable = durable.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || run(&log, &rx, &thread_durable))?;
-        Ok(Self { tx, durable })
+        Ok(Self { tx, durable, _joiner: Arc::new(Joiner(Some(handle))) })
     }
 
     /// Queues `op`. Fails only when the thread is gone, which it is only after a failed write

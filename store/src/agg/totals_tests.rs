@@ -7,11 +7,8 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::windows_tests::{Step, clock, steps};
-use crate::agg::distinct::hash;
-use crate::agg::{
-    Emission, EmissionKind, Formula, NoColdRows, Observation, Output, WindowKind, WindowRule, Windows,
-};
+use super::windows_tests::{Step, clock, run, steps};
+use crate::agg::{EmissionKind, Formula, NoColdRows, Observation, Output, WindowKind, WindowRule, Windows};
 
 fn rule(window: WindowKind) -> WindowRule {
     WindowRule {
@@ -22,22 +19,6 @@ fn rule(window: WindowKind) -> WindowRule {
         idle_timeout_ms: 3_000,
         distinct_threshold: 8,
     }
-}
-
-fn run(r: &WindowRule, steps: &[Step]) -> Vec<Emission> {
-    let mut w = Windows::new(r.clone());
-    let mut out = Vec::new();
-    for (i, s) in steps.iter().enumerate() {
-        match s {
-            Step::Event { ts, group, value, user } => {
-                let o = Observation::single(*ts, *value, Some(hash(&[*user])));
-                w.observe(clock(i), &[*group], &o, &NoColdRows, &mut out).unwrap();
-            }
-            Step::Tick => w.tick(clock(i), &NoColdRows, &mut out).unwrap(),
-        }
-        w.flush_corrections(&NoColdRows, &mut out).unwrap();
-    }
-    out
 }
 
 /// An accepted event as the reference keeps it.
@@ -108,7 +89,7 @@ fn reference(r: &WindowRule, steps: &[Step]) -> BTreeMap<(i64, u8), (f64, f64)> 
 
 fn check(window: WindowKind, steps: &[Step]) -> Result<(), TestCaseError> {
     let r = rule(window);
-    let emitted = run(&r, steps);
+    let (_, emitted) = run(&r, steps);
     let mut last: BTreeMap<(i64, u8), (f64, f64)> = BTreeMap::new();
     for e in &emitted {
         let (Some(sum), Some(total)) = (e.values[0], e.values[1]) else {

@@ -75,7 +75,7 @@ pub(super) fn clock(i: usize) -> i64 {
     100_000 + i as i64 * 1_000
 }
 
-fn run(r: &WindowRule, steps: &[Step]) -> (Windows, Vec<Emission>) {
+pub(super) fn run(r: &WindowRule, steps: &[Step]) -> (Windows, Vec<Emission>) {
     let mut w = Windows::new(r.clone());
     let mut out = Vec::new();
     for (i, s) in steps.iter().enumerate() {
