@@ -41,6 +41,7 @@ mod snapshot;
 mod store;
 mod store_aggs;
 mod store_apply;
+mod store_checkpoint;
 mod store_outputs;
 mod store_read;
 mod varint;

@@ -8,6 +8,7 @@ use rocksdb::IteratorMode;
 
 use super::tests::{all, commit, config, open, reopen, series, write};
 use super::*;
+use crate::chunk;
 
 /// Every stored chunk and head, decoded: what `Store::open` must read back.
 fn stored_chunk_sizes(store: &Store) -> Vec<usize> {
