@@ -122,6 +122,23 @@ impl Node {
         out
     }
 
+    /// The answer of `GET /api/v1/query` for `query`, at `time` (Unix seconds) or now.
+    pub async fn query(&self, query: &str, time: Option<f64>) -> serde_json::Value {
+        let mut params = vec![("query", query.to_string())];
+        if let Some(t) = time {
+            params.push(("time", format!("{t:.3}")));
+        }
+        reqwest::Client::new()
+            .get(self.url("/api/v1/query"))
+            .query(&params)
+            .send()
+            .await
+            .expect("query answered")
+            .json()
+            .await
+            .expect("query JSON")
+    }
+
     /// How often each chat message id is stored, read back with `GET /api/v1/events/export`.
     pub async fn chat_message_counts(&self) -> BTreeMap<String, usize> {
         let body = reqwest::get(self.url("/api/v1/events/export?limit=1000000"))

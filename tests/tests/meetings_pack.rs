@@ -4,7 +4,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use collabstream_tests::{Node, wait_until};
-use serde_json::Value;
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as i64
@@ -22,16 +21,7 @@ async fn post_events(node: &Node, lines: &[String]) {
 
 /// `query`'s value for each result's `meeting_id` (and `status`, where there is one).
 async fn query(node: &Node, query: &str) -> Vec<(String, f64)> {
-    let url = node.url("/api/v1/query");
-    let body: Value = reqwest::Client::new()
-        .get(url)
-        .query(&[("query", query)])
-        .send()
-        .await
-        .expect("query answered")
-        .json()
-        .await
-        .expect("json");
+    let body = node.query(query, None).await;
     let mut out: Vec<(String, f64)> = body["data"]["result"]
         .as_array()
         .map(|r| {

@@ -42,15 +42,7 @@ fn series(name: &str, job: &str, instance: &str, samples: Vec<prompb::Sample>) -
 
 /// Results of `query` at `time` (unix seconds): the `job` label → value.
 async fn query(node: &Node, query: &str, time: f64) -> Vec<(String, f64)> {
-    let body: Value = reqwest::Client::new()
-        .get(node.url("/api/v1/query"))
-        .query(&[("query", query), ("time", &format!("{time:.3}"))])
-        .send()
-        .await
-        .expect("query answered")
-        .json()
-        .await
-        .expect("json");
+    let body = node.query(query, Some(time)).await;
     assert_eq!(body["status"], "success", "{query}: {body}");
     let mut out: Vec<(String, f64)> = body["data"]["result"]
         .as_array()
