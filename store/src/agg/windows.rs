@@ -174,11 +174,8 @@ impl Windows {
     }
 
     /// A pane out of memory, read back; `None` if it has no row.
-    fn cold_pane(&self, pane: i64, group: &[u8], cold: &dyn ColdRows) -> crate::Result<Option<Pane>> {
-        Self::read_cold(&self.cold, pane, group, cold)
-    }
-
-    /// [`Windows::cold_pane`] from the counts of panes out of memory alone.
+    /// Takes the counts of panes out of memory (not `&self`), so that it can be called while
+    /// a pane is borrowed.
     fn read_cold(
         counts: &BTreeMap<i64, (u64, u64)>,
         pane: i64,
@@ -378,7 +375,7 @@ impl Windows {
                 }
                 // Read, not brought back: a closing window's panes are rarely touched again.
                 None => {
-                    if let Some(p) = self.cold_pane(pane, group, cold)? {
+                    if let Some(p) = Self::read_cold(&self.cold, pane, group, cold)? {
                         acc.merge(&p.measures, &self.needs);
                         any = true;
                     }
