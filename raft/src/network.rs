@@ -146,25 +146,17 @@ impl RaftNetwork<TypeConfig> for Peer {
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
         // Keep one request to a few MiB: a leader catching a follower up would otherwise send
         // hundreds of MiB at once, which the follower cannot append within any deadline.
-        let mut bytes = 0usize;
-        let fits = rpc
-            .entries
-            .iter()
-            .take_while(|e| {
-                bytes += match &e.payload {
-                    openraft::EntryPayload::Normal(r) => r.command.len(),
-                    _ => 64,
-                };
-                bytes <= MAX_APPEND_BYTES
-            })
-            .count();
+        let (fits, bytes) = entries_that_fit(rpc.entries.iter().map(entry_bytes));
         if fits < rpc.entries.len() {
-            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fits.max(1) as u64)));
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fits as u64)));
         }
         // openraft's deadline is the heartbeat interval; appending a batch of entries on a busy
         // follower (fsync included) can take longer, and timing it out would only resend it.
-        let deadline =
-            if rpc.entries.is_empty() { option.hard_ttl() } else { option.hard_ttl().max(APPEND_DEADLINE) };
+        let deadline = if rpc.entries.is_empty() {
+            option.hard_ttl()
+        } else {
+            option.hard_ttl().max(append_deadline(bytes))
+        };
         let mut rpc = rpc;
         let commands = take_commands(&mut rpc.entries);
         self.call(&rpc, commands, deadline, "append_entries").await
@@ -185,6 +177,36 @@ impl RaftNetwork<TypeConfig> for Peer {
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
         self.call(&rpc, Vec::new(), option.hard_ttl(), "vote").await
     }
+}
+
+/// The bytes an entry adds to an AppendEntries request.
+fn entry_bytes(e: &Entry) -> usize {
+    match &e.payload {
+        openraft::EntryPayload::Normal(r) => r.command.len(),
+        _ => 64,
+    }
+}
+
+/// How many of the leading entries (of these sizes) one request carries, and their bytes: as
+/// many as fit in [`MAX_APPEND_BYTES`], and always the first, however large (an entry can
+/// only travel whole; refusing it alone would never replicate it, nor anything after it).
+fn entries_that_fit(sizes: impl IntoIterator<Item = usize>) -> (usize, usize) {
+    let (mut n, mut bytes) = (0, 0);
+    for size in sizes {
+        if n > 0 && bytes + size > MAX_APPEND_BYTES {
+            break;
+        }
+        n += 1;
+        bytes += size;
+    }
+    (n, bytes)
+}
+
+/// The deadline of a request carrying `bytes` of entries: [`APPEND_DEADLINE`] for each
+/// [`MAX_APPEND_BYTES`] begun, so that a single large entry is not timed out (and resent) at
+/// the pace of a small request.
+fn append_deadline(bytes: usize) -> Duration {
+    APPEND_DEADLINE * bytes.div_ceil(MAX_APPEND_BYTES).max(1) as u32
 }
 
 /// Moves the commands out of `entries`' normal entries (left empty), in order: they are sent
@@ -308,6 +330,19 @@ mod tests {
             None => EntryPayload::Blank,
         };
         Entry { log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index), payload }
+    }
+
+    #[test]
+    fn a_request_takes_what_fits_and_always_the_first_entry() {
+        let m = MAX_APPEND_BYTES;
+        assert_eq!(entries_that_fit([1, 2, 3]), (3, 6));
+        assert_eq!(entries_that_fit([m / 2, m / 2, 1]), (2, m));
+        assert_eq!(entries_that_fit([3 * m, 1]), (1, 3 * m), "a large entry goes alone");
+        assert_eq!(entries_that_fit([1, 3 * m]), (1, 1), "and after the others");
+        assert_eq!(entries_that_fit([]), (0, 0));
+        assert_eq!(append_deadline(0), APPEND_DEADLINE);
+        assert_eq!(append_deadline(m), APPEND_DEADLINE);
+        assert_eq!(append_deadline(3 * m + 1), APPEND_DEADLINE * 4);
     }
 
     #[test]

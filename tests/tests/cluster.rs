@@ -337,3 +337,43 @@ async fn sdk_writes_survive_a_leader_change() {
         assert_holds(cluster.node(i), &ks, &format!("survivor {}", i + 1)).await;
     }
 }
+
+/// One write larger than an append request's share (4 MiB) still reaches the followers: it
+/// goes alone. It used to be refused as too large at every try, even alone, so the cluster
+/// never committed it (nor anything after it) and every client waited out `leader_wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_larger_than_an_append_request_commits_on_every_node() {
+    let (_serial, _dir, _cfg, cluster, leader) = three_nodes().await;
+    let n = 24_000usize;
+    let pad = "x".repeat(200);
+    let events: Vec<v1::Event> = (0..n)
+        .map(|i| v1::Event {
+            event: Some(Ev::Chat(v1::ChatEvent {
+                meeting_id: "m1".into(),
+                user_id: "u1".into(),
+                message_id: format!("big-{i}-{pad}"),
+                length: 1,
+                timestamp_ms: T0 + i as i64,
+                ..Default::default()
+            })),
+        })
+        .collect();
+    let request = v1::WriteRequest { batch_id: "big".into(), series: vec![], events };
+    assert!(prost::Message::encoded_len(&request) > 5 << 20, "larger than an append request");
+    let mut client = IngestServiceClient::connect(cluster.node(leader).grpc_url())
+        .await
+        .expect("connect")
+        .max_encoding_message_size(64 << 20);
+    let r = client.write(request).await.expect("the large write commits").into_inner();
+    assert_eq!(r.events_accepted, n as u64);
+    // And the cluster goes on committing after it.
+    write(cluster.node(leader), 1).await.expect("a write after the large one");
+    for i in 0..3 {
+        let held = wait_until(WAIT, || async {
+            let c = cluster.node(i).chat_message_counts().await;
+            (c.len() == n + 1).then_some(c)
+        })
+        .await;
+        assert!(held.is_some(), "node {} holds the large write and the next", i + 1);
+    }
+}
