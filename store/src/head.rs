@@ -67,6 +67,17 @@ pub(crate) struct HeadSeries {
     block_end: i64,
     /// Changed since the last checkpoint.
     pub(crate) dirty: bool,
+    /// Bumped by every change, so that a checkpoint can tell whether the head changed after it
+    /// captured it.
+    version: u64,
+}
+
+/// What a checkpoint captured of a head ([`HeadSeries::durable_changes`]), to pass to
+/// [`HeadSeries::mark_durable`] once written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadWritten {
+    version: u64,
+    open: crate::open_chunk::Written,
 }
 
 impl Default for HeadSeries {
@@ -77,6 +88,7 @@ impl Default for HeadSeries {
             ooo: BTreeMap::new(),
             block_end: i64::MIN,
             dirty: false,
+            version: 0,
         }
     }
 }
@@ -93,6 +105,7 @@ impl HeadSeries {
             return Appended::TooOld { newest };
         }
         self.dirty = true;
+        self.version += 1;
         self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
         let Some(first) = self.open.first() else {
             if self.ooo.range(ts..).next().is_some() {
@@ -168,9 +181,9 @@ impl HeadSeries {
     /// open chunk's segment changes (under [`keys::head_segment_key`](crate::keys)). Out-of-order
     /// samples are merged into stored chunks before this is called, so only the newest
     /// timestamp and the open chunk remain.
-    pub(crate) fn durable_changes(&self) -> (Vec<u8>, DurableChanges<'_>) {
+    pub(crate) fn durable_changes(&self) -> (Vec<u8>, DurableChanges<'_>, HeadWritten) {
         debug_assert!(self.ooo.is_empty(), "checkpoint merges out-of-order samples first");
-        let changes = self.open.durable_changes();
+        let (changes, open) = self.open.durable_changes();
         let mut record = Vec::new();
         put_u64(&mut record, RECORD_SEGMENTED);
         match self.newest {
@@ -183,13 +196,16 @@ impl HeadSeries {
         put_u64(&mut record, u64::from(changes.delete.start));
         // The newest timestamp is the base of the tail's first one: both are in the block.
         record.extend_from_slice(&chunk::encode(self.newest.unwrap_or(0), changes.tail));
-        (record, changes)
+        (record, changes, HeadWritten { version: self.version, open })
     }
 
-    /// Records that what [`durable_changes`](Self::durable_changes) gave is written.
-    pub(crate) fn mark_durable(&mut self) {
-        self.dirty = false;
-        self.open.mark_durable();
+    /// Records that what [`durable_changes`](Self::durable_changes) gave is written. A head
+    /// changed since stays dirty: apply runs while a checkpoint writes.
+    pub(crate) fn mark_durable(&mut self, w: HeadWritten) {
+        if self.version == w.version {
+            self.dirty = false;
+        }
+        self.open.mark_durable(w.open);
     }
 
     /// The head from its record and its segments in order (their keys are numbered from 0).
@@ -213,7 +229,7 @@ impl HeadSeries {
         }
         let segments = segments.iter().map(|b| Segment::decode(b)).collect::<Result<Vec<_>>>()?;
         let open = OpenChunk::from_parts(segments, chunk::decode(newest.unwrap_or(0), r.rest())?)?;
-        Ok(Self { open, newest, ooo: BTreeMap::new(), block_end: i64::MIN, dirty: false })
+        Ok(Self { open, newest, ooo: BTreeMap::new(), block_end: i64::MIN, dirty: false, version: 0 })
     }
 }
 
@@ -316,14 +332,14 @@ mod tests {
 
     /// A checkpoint's writes applied to a map of keys, as RocksDB would.
     fn persist(h: &mut HeadSeries, disk: &mut BTreeMap<u32, Vec<u8>>) -> Vec<u8> {
-        let (record, changes) = h.durable_changes();
+        let (record, changes, written) = h.durable_changes();
         for (n, seg) in changes.put {
             disk.insert(n, seg.encode());
         }
         for n in changes.delete {
             disk.remove(&n);
         }
-        h.mark_durable();
+        h.mark_durable(written);
         record
     }
 
@@ -349,6 +365,52 @@ mod tests {
         assert!(collabstream_common::is_stale_nan(back.open.samples()[0].1));
         let empty = persist(&mut HeadSeries::default(), &mut BTreeMap::new());
         assert_eq!(reload(&empty, &BTreeMap::new()), HeadSeries::default());
+    }
+
+    /// A checkpoint captures a head under apply's lock and marks it once its write is done;
+    /// apply goes on in between. What it wrote reloads as the head it captured, and whatever
+    /// apply did meanwhile (more segments frozen, segments thawed by an older sample, a cut)
+    /// keeps the head dirty and is written by the next checkpoint.
+    #[test]
+    fn changes_made_while_a_checkpoint_writes_are_written_by_the_next() {
+        let lim = HeadLimits { window_ms: 1_000, block_ms: 10_000, max_samples: 1 << 20 };
+        let meanwhile: [(&str, &[i64]); 4] = [
+            ("more segments", &[100, 110, 120, 130, 140]),
+            ("a thaw", &[15]),
+            ("a cut", &[20_000, 20_010, 20_020, 20_030]),
+            ("nothing", &[]),
+        ];
+        for (what, late) in meanwhile {
+            let (mut h, mut disk) = (HeadSeries::default(), BTreeMap::new());
+            for t in (0..40).map(|i| i * 10) {
+                h.append(t, t as f64, lim);
+            }
+            persist(&mut h, &mut disk);
+            for t in [400, 410, 420, 430] {
+                h.append(t, t as f64, lim);
+            }
+            let captured = held(&h);
+            let (record, changes, written) = h.durable_changes();
+            let puts: Vec<(u32, Vec<u8>)> = changes.put.iter().map(|(n, s)| (*n, s.encode())).collect();
+            let deletes = changes.delete.clone();
+            for t in late {
+                h.append(*t, -(*t as f64), lim);
+            }
+            disk.extend(puts);
+            for n in deletes {
+                disk.remove(&n);
+            }
+            h.mark_durable(written);
+            assert_eq!(held(&reload(&record, &disk)), captured, "{what}: the disk holds what was captured");
+            assert_eq!(h.dirty, !late.is_empty(), "{what}");
+            let record = persist(&mut h, &mut disk);
+            assert_eq!(
+                held(&reload(&record, &disk)),
+                held(&h),
+                "{what}: the next checkpoint writes the rest"
+            );
+            assert!(!h.dirty);
+        }
     }
 
     #[test]

@@ -62,6 +62,17 @@ pub(crate) struct OpenChunk {
     durable: usize,
     /// ...and how many segment keys the series has on disk (more once a rebuild shrank it).
     on_disk: usize,
+    /// Bumped whenever the frozen segments are replaced (thawed or taken): a segment numbered
+    /// `n` before is then not the segment numbered `n` after.
+    generation: u64,
+}
+
+/// What a checkpoint captured of an open chunk, to mark once its write is done (apply may
+/// have changed the chunk in between).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Written {
+    frozen: usize,
+    generation: u64,
 }
 
 /// Equal samples in the same segments, whatever is on disk.
@@ -130,6 +141,7 @@ impl OpenChunk {
             self.frozen.clear();
             self.frozen_len = 0;
             self.durable = 0;
+            self.generation += 1;
         }
         match self.tail.binary_search_by_key(&ts, |s| s.0) {
             Ok(i) => self.tail[i].1 = v,
@@ -177,9 +189,10 @@ impl OpenChunk {
 
     /// Replaces the samples; what is on disk stays to be overwritten or deleted.
     fn replace(&mut self, new: OpenChunk) {
-        let on_disk = self.on_disk;
+        let (on_disk, generation) = (self.on_disk, self.generation);
         *self = new;
         self.on_disk = on_disk;
+        self.generation = generation + 1;
     }
 
     /// The chunk as loaded from disk: its stored segments (with their sample counts), then the
@@ -197,23 +210,29 @@ impl OpenChunk {
             return Err(Error::Corrupt { what: "head segments out of order" });
         }
         let n = frozen.len();
-        Ok(Self { frozen, frozen_len, tail, durable: n, on_disk: n })
+        Ok(Self { frozen, frozen_len, tail, durable: n, on_disk: n, generation: 0 })
     }
 
-    /// What a checkpoint must write so that the disk holds this chunk.
-    pub(crate) fn durable_changes(&self) -> DurableChanges<'_> {
+    /// What a checkpoint must write so that the disk holds this chunk, and what to pass to
+    /// [`mark_durable`](Self::mark_durable) once it is written.
+    pub(crate) fn durable_changes(&self) -> (DurableChanges<'_>, Written) {
         let n = self.frozen.len();
-        DurableChanges {
+        let changes = DurableChanges {
             put: (self.durable..n).map(|i| (i as u32, &self.frozen[i])).collect(),
             delete: n as u32..self.on_disk.max(n) as u32,
             tail: &self.tail,
-        }
+        };
+        (changes, Written { frozen: n, generation: self.generation })
     }
 
-    /// Records that the changes from [`durable_changes`](Self::durable_changes) are written.
-    pub(crate) fn mark_durable(&mut self) {
-        self.durable = self.frozen.len();
-        self.on_disk = self.frozen.len();
+    /// Records that the changes [`durable_changes`](Self::durable_changes) gave are written:
+    /// the disk holds exactly the `n` segments it had then, and they are still this chunk's
+    /// first `n` unless the segments were replaced since.
+    pub(crate) fn mark_durable(&mut self, w: Written) {
+        self.on_disk = w.frozen;
+        if self.generation == w.generation {
+            self.durable = w.frozen;
+        }
     }
 }
 

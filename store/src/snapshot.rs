@@ -24,14 +24,17 @@ impl Store {
     /// Checkpoints, then writes a RocksDB checkpoint of the database into `dir` (which must not
     /// exist). Returns the applied index and the replication meta the snapshot holds.
     pub fn create_snapshot(&self, dir: &Path) -> Result<(u64, Vec<u8>)> {
-        let mut writer = self.writer.lock();
-        self.checkpoint_locked(&mut writer)?;
+        let _one = self.checkpointing.lock();
+        let (applied, sm_meta) = self.checkpoint_beside_apply()?;
+        // No other checkpoint runs until this returns, so the store's own rows still say
+        // `applied`; apply goes on meanwhile, and the data it writes ahead of `applied` is what
+        // a node installing this snapshot writes again alike when it applies the entries after.
         self.disk.run("snapshot: checkpoint", || {
             // A checkpoint cut short leaves part of its directory behind.
             let _ = std::fs::remove_dir_all(dir);
             rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)
         })?;
-        Ok((self.applied.load(Ordering::Acquire), writer.sm_meta.clone()))
+        Ok((applied, sm_meta))
     }
 
     /// Replaces every series, sample, event and dedup entry with those of the snapshot in `dir`
@@ -44,6 +47,7 @@ impl Store {
     }
 
     fn install_snapshot_unchecked(&self, dir: &Path) -> Result<()> {
+        let _one = self.checkpointing.lock();
         let mut writer = self.writer.lock();
         let names: Vec<&str> = db::ALL_CFS.to_vec();
         let src = Rocks::open_cf_for_read_only(&Options::default(), dir, names, false)?;
@@ -117,6 +121,7 @@ impl Store {
     /// Replaces the replication layer's record (after a snapshot install, with the snapshot's
     /// own metadata) and makes it durable.
     pub fn set_sm_meta(&self, sm_meta: Vec<u8>) -> Result<()> {
+        let _one = self.checkpointing.lock();
         let mut writer = self.writer.lock();
         writer.sm_meta = sm_meta;
         writer.sm_meta_dirty = true;

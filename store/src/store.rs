@@ -60,15 +60,19 @@ pub struct StoreStats {
 /// [`Store::checkpointed_index`] again, and because apply is deterministic and its writes are
 /// idempotent, the result is the same state.
 ///
-/// `apply` and `checkpoint` are serialised by `writer`; reads run concurrently with them.
+/// `apply` and the part of `checkpoint` that takes the state are serialised by `writer`;
+/// reads run concurrently with them.
 pub struct Store {
     pub(crate) db: Arc<Rocks>,
     pub(crate) config: StoreConfig,
     /// What apply depends on, as the log last set it; written by apply (under `writer`).
     pub(crate) settings: RwLock<Settings>,
     pub(crate) index: RwLock<SeriesIndex>,
-    /// Held by apply and checkpoint: there is one writer at a time.
+    /// Held by apply, and by a checkpoint while it takes the state it writes.
     pub(crate) writer: Mutex<WriterState>,
+    /// Held by a checkpoint from start to end (and a snapshot's creation or install), taken
+    /// before `writer`: one checkpoint at a time, so none writes an older state over a newer.
+    pub(crate) checkpointing: Mutex<()>,
     pub(crate) applied: AtomicU64,
     pub(crate) checkpointed: AtomicU64,
     /// Set at open when a snapshot install was interrupted, cleared by the next install.
@@ -298,6 +302,7 @@ impl Store {
             settings: RwLock::new(settings),
             index: RwLock::new(index),
             writer: Mutex::new(writer),
+            checkpointing: Mutex::new(()),
             applied: AtomicU64::new(applied),
             checkpointed: AtomicU64::new(applied),
             install_interrupted: AtomicBool::new(install_interrupted),
@@ -448,6 +453,10 @@ mod hazard_tests;
 #[cfg(test)]
 #[path = "store_agg_tests.rs"]
 mod agg_tests;
+
+#[cfg(test)]
+#[path = "store_checkpoint_tests.rs"]
+mod checkpoint_tests;
 
 #[cfg(test)]
 #[path = "store_rules_tests.rs"]

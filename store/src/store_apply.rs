@@ -157,7 +157,10 @@ impl Store {
         // Window panes changed since the last checkpoint must stay in memory until it writes
         // them: past twice the bound (over all rules), take one now, so that the older panes
         // can go.
-        if writer.aggs.hot_keys() > 2 * self.config.aggregation_keys_in_memory {
+        // (Unless a checkpoint is under way: it lets panes go when its write is done.)
+        if writer.aggs.hot_keys() > 2 * self.config.aggregation_keys_in_memory
+            && let Some(_one) = self.checkpointing.try_lock()
+        {
             self.checkpoint_locked(&mut writer)?;
         }
         Ok(outcomes)

@@ -2,7 +2,9 @@
 //! dropped (the data column families are written without RocksDB's WAL; see `db`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use rocksdb::{FlushOptions, WriteBatch, WriteOptions};
 
@@ -10,33 +12,90 @@ use collabstream_common::SeriesId;
 
 use crate::db::{CF_AGG, CF_CHUNKS, CF_DEDUP, CF_HEADS, CF_META, DATA_CFS};
 use crate::error::Result;
-use crate::head::{HeadLimits, merge_sorted};
+use crate::head::{HeadLimits, HeadWritten, SeriesEntry, merge_sorted};
 use crate::store::{META_APPLIED, META_NEXT_SERIES, META_SETTINGS, META_SM, Store, WriterState, cf, no_wal};
 use crate::{chunk, keys};
 
+/// A checkpoint's writes, taken under apply's lock at index `applied`, and what to mark once
+/// they are on disk.
+struct Captured {
+    applied: u64,
+    /// The replication layer's record as of `applied` (a snapshot's metadata).
+    sm_meta: Vec<u8>,
+    /// Heads, deduplication ids, window state and meta, written in one fsynced batch once the
+    /// data column families are flushed.
+    durable: WriteBatch,
+    heads: Vec<(Arc<SeriesEntry>, HeadWritten)>,
+    /// How many deduplication changes the batch holds (see `Dedup::clear_changes`).
+    dedup: (usize, usize),
+    /// How long apply waited: the capture, under its lock.
+    held: Duration,
+}
+
 impl Store {
     /// Makes everything applied so far durable, so the log up to the returned index may be
-    /// dropped. Merges out-of-order samples into their chunks, flushes the data column
-    /// families, then records heads and the applied index in one fsynced write.
+    /// dropped. Apply waits only while the state is taken (out-of-order samples merged into
+    /// their chunks, heads, deduplication ids and window state encoded); the flush of the data
+    /// column families and the fsynced write run beside it.
     pub fn checkpoint(&self) -> Result<u64> {
-        let mut writer = self.writer.lock();
-        self.checkpoint_locked(&mut writer)
+        let _one = self.checkpointing.lock();
+        Ok(self.checkpoint_beside_apply()?.0)
     }
 
+    /// [`Store::checkpoint`] for a caller that holds `checkpointing`; also gives the
+    /// replication layer's record as of the returned index.
+    ///
+    /// Why apply may go on: the data column families are written without RocksDB's WAL, so
+    /// what the checkpoint needs of them is that every write up to `applied` is flushed. The
+    /// flush starts after the capture, so it takes all of those and perhaps some of the
+    /// entries after: data ahead of the checkpoint, which a replay after a crash writes again
+    /// alike (see `db::open`; RocksDB flushes a full memtable on its own in the same way).
+    /// What only checkpoints write (heads, deduplication ids, window state, meta) is taken
+    /// as of `applied`, and one checkpoint runs at a time (`checkpointing`).
+    pub(crate) fn checkpoint_beside_apply(&self) -> Result<(u64, Vec<u8>)> {
+        self.checkpoint_in_steps(|| ())
+    }
+
+    /// [`Store::checkpoint_beside_apply`] with `meanwhile` run between the capture and the
+    /// write, where apply may run (tests apply entries there).
+    pub(crate) fn checkpoint_in_steps(&self, meanwhile: impl FnOnce()) -> Result<(u64, Vec<u8>)> {
+        let started = Instant::now();
+        let captured = {
+            let mut writer = self.writer.lock();
+            self.check_running()?;
+            match self.stop_after(self.capture(&mut writer, started))? {
+                Some(c) => c,
+                None => return Ok((self.applied.load(Ordering::Acquire), writer.sm_meta.clone())),
+            }
+        };
+        meanwhile();
+        let flushed = self.stop_after(self.write_captured(&captured))?;
+        let mut writer = self.writer.lock();
+        Ok(self.finish(&mut writer, captured, started, flushed))
+    }
+
+    /// The whole checkpoint under apply's lock, which the caller holds with `checkpointing`
+    /// (apply itself, when its window state outgrows memory; a replaced record).
     pub(crate) fn checkpoint_locked(&self, writer: &mut WriterState) -> Result<u64> {
         self.check_running()?;
-        let done = self.checkpoint_unchecked(writer);
+        let started = Instant::now();
+        let done = self.capture(writer, started).and_then(|captured| match captured {
+            Some(c) => {
+                let flushed = self.write_captured(&c)?;
+                Ok(self.finish(writer, c, started, flushed).0)
+            }
+            None => Ok(self.applied.load(Ordering::Acquire)),
+        });
         self.stop_after(done)
     }
 
-    fn checkpoint_unchecked(&self, writer: &mut WriterState) -> Result<u64> {
+    /// Takes what a checkpoint writes as of the last applied entry; `None` if nothing changed
+    /// since the last checkpoint.
+    fn capture(&self, writer: &mut WriterState, started: Instant) -> Result<Option<Captured>> {
         let applied = self.applied.load(Ordering::Acquire);
         if applied == self.checkpointed.load(Ordering::Acquire) && !writer.sm_meta_dirty {
-            return Ok(applied);
+            return Ok(None);
         }
-        // Apply waits for the whole checkpoint (it holds the writer's lock): a long one shows
-        // in the log, with where its time went.
-        let started = std::time::Instant::now();
         let index = self.index.read();
         let limits = self.settings.read().limits();
         let mut merges = WriteBatch::default();
@@ -48,27 +107,22 @@ impl Store {
                 merged.push(e.clone());
             }
         }
+        // Chunks, like samples: flushed with the data column families.
         self.write("checkpoint: merging out-of-order samples", &merges, &no_wal())?;
         // Only now, with the merged chunks readable, leave the head. The writer lock held here
         // keeps apply from adding samples in between.
         for e in merged {
             e.head.lock().clear_out_of_order();
         }
-        let cfs: Vec<_> = DATA_CFS.iter().map(|n| cf(&self.db, n)).collect();
-        let mut flush = FlushOptions::default();
-        flush.set_wait(true);
-        self.disk.run("checkpoint: flushing", || self.db.flush_cfs_opt(&cfs, &flush))?;
-        let flushed = started.elapsed();
 
-        // Dirty marks and dedup changes are cleared only once they are written: a failed write
-        // must leave them for the next checkpoint.
+        // Dirty marks and dedup changes are cleared only once they are written (`finish`).
         let mut durable = WriteBatch::default();
         let cf_heads = cf(&self.db, CF_HEADS);
-        let mut written = Vec::new();
+        let mut heads = Vec::new();
         for e in index.entries() {
             let head = e.head.lock();
             if head.dirty {
-                let (record, changes) = head.durable_changes();
+                let (record, changes, written) = head.durable_changes();
                 for (n, segment) in changes.put {
                     durable.put_cf(cf_heads, keys::head_segment_key(e.id, n), segment.encode());
                 }
@@ -76,7 +130,7 @@ impl Store {
                     durable.delete_cf(cf_heads, keys::head_segment_key(e.id, n));
                 }
                 durable.put_cf(cf_heads, keys::series_key(e.id), record);
-                written.push(e.clone());
+                heads.push((e.clone(), written));
             }
         }
         let cf_dedup = cf(&self.db, CF_DEDUP);
@@ -87,7 +141,9 @@ impl Store {
         for seq in evicted {
             durable.delete_cf(cf_dedup, keys::u64_key(*seq));
         }
+        let dedup = (added.len(), evicted.len());
         // Aggregation state as of `applied`, in the same synced batch (see `aggregations`).
+        // Panes are clean from here; those apply changes before `finish` are dirty again.
         let cf_agg = cf(&self.db, CF_AGG);
         let agg = writer.aggs.take_changes();
         for (from, to) in agg.dropped {
@@ -104,24 +160,57 @@ impl Store {
         durable.put_cf(cf_meta, META_NEXT_SERIES, writer.next_series.to_be_bytes());
         durable.put_cf(cf_meta, META_SM, &writer.sm_meta);
         durable.put_cf(cf_meta, META_SETTINGS, self.settings.read().encode());
+        Ok(Some(Captured {
+            applied,
+            sm_meta: writer.sm_meta.clone(),
+            durable,
+            heads,
+            dedup,
+            held: started.elapsed(),
+        }))
+    }
+
+    /// Flushes the data column families (everything applied up to the capture, and perhaps
+    /// more), then writes the captured batch fsynced. Gives the time the flush took.
+    fn write_captured(&self, c: &Captured) -> Result<Duration> {
+        let started = Instant::now();
+        let cfs: Vec<_> = DATA_CFS.iter().map(|n| cf(&self.db, n)).collect();
+        let mut flush = FlushOptions::default();
+        flush.set_wait(true);
+        self.disk.run("checkpoint: flushing", || self.db.flush_cfs_opt(&cfs, &flush))?;
+        let flushed = started.elapsed();
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        self.write("checkpoint", &durable, &sync)?;
-        for e in written {
-            e.head.lock().mark_durable();
+        self.write("checkpoint", &c.durable, &sync)?;
+        Ok(flushed)
+    }
+
+    /// Marks what the checkpoint wrote as durable and lets the oldest clean panes leave memory.
+    fn finish(
+        &self,
+        writer: &mut WriterState,
+        c: Captured,
+        started: Instant,
+        flushed: Duration,
+    ) -> (u64, Vec<u8>) {
+        for (e, written) in c.heads {
+            e.head.lock().mark_durable(written);
         }
-        // Every pane is clean now, its row just written: the oldest can leave memory.
+        // Every pane apply has not changed since the capture is clean, its row just written:
+        // the oldest can leave memory.
         writer.aggs.evict(self.config.aggregation_keys_in_memory);
-        writer.dedup.clear_changes();
-        self.checkpointed.store(applied, Ordering::Release);
-        writer.sm_meta_dirty = false;
-        let took = started.elapsed();
-        if took >= std::time::Duration::from_millis(100) {
-            tracing::info!(applied, ?took, until_flushed = ?flushed, "a long checkpoint (apply waited for it)");
-        } else {
-            tracing::debug!(applied, ?took, "checkpoint");
+        writer.dedup.clear_changes(c.dedup);
+        self.checkpointed.store(c.applied, Ordering::Release);
+        if self.applied.load(Ordering::Acquire) == c.applied {
+            writer.sm_meta_dirty = false;
         }
-        Ok(applied)
+        let took = started.elapsed();
+        if took >= Duration::from_millis(100) {
+            tracing::info!(applied = c.applied, ?took, apply_waited = ?c.held, ?flushed, "a long checkpoint");
+        } else {
+            tracing::debug!(applied = c.applied, ?took, apply_waited = ?c.held, "checkpoint");
+        }
+        (c.applied, c.sm_meta)
     }
 
     /// Writes accepted out-of-order samples into the stored chunk of their block that starts
