@@ -21,8 +21,11 @@ pub(crate) const CF_SERIES: &str = "series";
 pub(crate) const CF_HEADS: &str = "heads";
 /// (series id, chunk start) → encoded chunk.
 pub(crate) const CF_CHUNKS: &str = "chunks";
-/// (time, log index, position) → encoded event.
+/// (log index, write number) → the write's events (see `event_blocks`).
 pub(crate) const CF_EVENTS: &str = "events";
+/// (minute of event time, log index, write number) → nothing: the blocks holding events of
+/// that minute.
+pub(crate) const CF_EVENT_TIMES: &str = "event_times";
 /// Sequence → batch id, for deduplicating retried batches. Written at checkpoints only.
 pub(crate) const CF_DEDUP: &str = "dedup";
 
@@ -33,12 +36,22 @@ pub(crate) const CF_AGG: &str = "agg";
 /// outputs. Written by apply, like samples.
 pub(crate) const CF_AGG_ROWS: &str = "agg_rows";
 
-pub(crate) const ALL_CFS: [&str; 9] =
-    [CF_LOG, CF_META, CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP, CF_AGG, CF_AGG_ROWS];
+pub(crate) const ALL_CFS: [&str; 10] = [
+    CF_LOG,
+    CF_META,
+    CF_SERIES,
+    CF_HEADS,
+    CF_CHUNKS,
+    CF_EVENTS,
+    CF_EVENT_TIMES,
+    CF_DEDUP,
+    CF_AGG,
+    CF_AGG_ROWS,
+];
 
 /// The CFs whose content the store writes without RocksDB's WAL: the log is the write-ahead
 /// log for them, and a checkpoint flushes them before it records the applied index.
-pub(crate) const DATA_CFS: [&str; 4] = [CF_SERIES, CF_CHUNKS, CF_EVENTS, CF_AGG_ROWS];
+pub(crate) const DATA_CFS: [&str; 5] = [CF_SERIES, CF_CHUNKS, CF_EVENTS, CF_EVENT_TIMES, CF_AGG_ROWS];
 
 fn cf_options(name: &str) -> Options {
     let mut o = Options::default();

@@ -55,16 +55,6 @@ pub(crate) fn parse_head_segment_key(k: &[u8]) -> Option<(SeriesId, u32)> {
     Some((SeriesId(u64::from_be_bytes(k[..8].try_into().ok()?)), u32::from_be_bytes(k[8..].try_into().ok()?)))
 }
 
-/// `events` CF: (event time, log index, position in the entry). Time first so that a time
-/// range is one contiguous scan; the log position makes the key unique and deterministic.
-pub(crate) fn event_key(ts: i64, index: u64, position: u32) -> [u8; 20] {
-    let mut k = [0u8; 20];
-    k[..8].copy_from_slice(&ordered_i64(ts));
-    k[8..16].copy_from_slice(&index.to_be_bytes());
-    k[16..].copy_from_slice(&position.to_be_bytes());
-    k
-}
-
 /// `log` CF and `dedup` CF: a u64 sequence.
 pub(crate) fn u64_key(v: u64) -> [u8; 8] {
     v.to_be_bytes()
@@ -80,7 +70,6 @@ mod tests {
         for w in values.windows(2) {
             assert!(ordered_i64(w[0]) < ordered_i64(w[1]));
             assert!(chunk_key(SeriesId(3), w[0]) < chunk_key(SeriesId(3), w[1]));
-            assert!(event_key(w[0], 9, 9) < event_key(w[1], 0, 0));
         }
         assert!(chunk_key(SeriesId(3), i64::MAX) < chunk_key(SeriesId(4), i64::MIN));
         assert_eq!(parse_chunk_key(&chunk_key(SeriesId(7), -5)), Some((SeriesId(7), -5)));

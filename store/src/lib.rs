@@ -27,6 +27,7 @@ mod decimal;
 mod dedup;
 mod disk_retry;
 mod error;
+mod event_blocks;
 mod head;
 mod index;
 mod keys;

@@ -7,14 +7,16 @@ use std::sync::atomic::Ordering;
 use rocksdb::{IteratorMode, Options, WriteBatch, WriteOptions};
 
 use crate::db::{
-    self, CF_AGG, CF_AGG_ROWS, CF_CHUNKS, CF_DEDUP, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES, Rocks,
+    self, CF_AGG, CF_AGG_ROWS, CF_CHUNKS, CF_DEDUP, CF_EVENT_TIMES, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES,
+    Rocks,
 };
 use crate::error::Result;
 use crate::store::{META_STORE_KEYS, Store, cf, load};
 
 /// Column families a snapshot carries whole. `meta` is carried key by key (the Raft vote and
 /// log bookkeeping in it stay the node's own); `log` not at all.
-const SNAPSHOT_CFS: [&str; 7] = [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP, CF_AGG, CF_AGG_ROWS];
+const SNAPSHOT_CFS: [&str; 8] =
+    [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_EVENT_TIMES, CF_DEDUP, CF_AGG, CF_AGG_ROWS];
 
 /// Set while an install is half done. A store opened with it set starts empty, so the
 /// replication layer fetches the snapshot again instead of serving a mix of old and new data.

@@ -13,7 +13,8 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 use crate::aggregations::Aggregations;
 use crate::config::StoreConfig;
 use crate::db::{
-    self, CF_AGG, CF_AGG_ROWS, CF_CHUNKS, CF_DEDUP, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES, Rocks,
+    self, CF_AGG, CF_AGG_ROWS, CF_CHUNKS, CF_DEDUP, CF_EVENT_TIMES, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES,
+    Rocks,
 };
 use crate::dedup::Dedup;
 use crate::disk_retry::DiskRetry;
@@ -170,7 +171,8 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
     let install_interrupted = db.get_cf(cf(db, CF_META), crate::snapshot::META_INSTALLING)?.is_some();
     if install_interrupted {
         tracing::warn!("a snapshot install was interrupted; the store is wiped to install it again");
-        for name in [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_DEDUP, CF_AGG, CF_AGG_ROWS] {
+        for name in [CF_SERIES, CF_HEADS, CF_CHUNKS, CF_EVENTS, CF_EVENT_TIMES, CF_DEDUP, CF_AGG, CF_AGG_ROWS]
+        {
             if let Some(batch) = crate::snapshot::clear(db, name)? {
                 let mut sync = WriteOptions::default();
                 sync.set_sync(true);

@@ -15,8 +15,9 @@ use rocksdb::WriteBatch;
 
 use crate::aggregations::Emitted;
 use crate::aggregations::RuleOutcome;
-use crate::db::{CF_CHUNKS, CF_EVENTS, CF_SERIES};
+use crate::db::{CF_CHUNKS, CF_SERIES};
 use crate::error::{Error, Result};
+use crate::event_blocks::EventBlock;
 use crate::head::{Appended, HeadSeries, SeriesEntry};
 use crate::index::SeriesIndex;
 use crate::settings::Settings;
@@ -118,9 +119,9 @@ impl Store {
         // events: its size is bounded by the proposer.)
         let mut event_base = 0u32;
         let mut emitted = Vec::new();
-        for req in &cmd.writes {
+        for (write, req) in (0u32..).zip(&cmd.writes) {
             let mut outcome = ApplyOutcome::default();
-            let at = EntryAt { index, clock: cmd.leader_time_ms, event_base };
+            let at = EntryAt { index, write, clock: cmd.leader_time_ms, event_base };
             self.apply_write(&mut writer, &settings, at, req, &mut batch, &mut outcome, &mut emitted)?;
             event_base = event_base.wrapping_add(req.events.len() as u32);
             outcomes.push(outcome);
@@ -222,7 +223,7 @@ impl Store {
         outcome: &mut ApplyOutcome,
         emitted: &mut Emitted,
     ) -> Result<()> {
-        let EntryAt { index, clock, event_base } = at;
+        let EntryAt { index, write, clock, event_base } = at;
         if !req.batch_id.is_empty() {
             if writer.dedup.contains(req.batch_id) {
                 outcome.duplicate = true;
@@ -290,7 +291,7 @@ impl Store {
             i += 1;
         }
         drop(index_lock);
-        let cf_events = cf(&self.db, CF_EVENTS);
+        let mut block = EventBlock::default();
         for (pos, raw) in req.events.iter().enumerate() {
             let event = v1::Event::decode(*raw).ok();
             let timestamp = event.as_ref().and_then(collabstream_proto::events::timestamp_ms);
@@ -300,11 +301,7 @@ impl Store {
                         writer.aggs.observe(&self.db, clock, e, emitted)?;
                     }
                     // Stored as the leader encoded it: the same bytes on every replica.
-                    batch.put_cf(
-                        cf_events,
-                        keys::event_key(ts, index, event_base.wrapping_add(pos as u32)),
-                        raw,
-                    );
+                    block.push(ts, event_base.wrapping_add(pos as u32), raw);
                     outcome.events_accepted += 1;
                 }
                 None => outcome.rejected.push(Rejection {
@@ -315,6 +312,7 @@ impl Store {
                 }),
             }
         }
+        block.write(&self.db, batch, index, write);
         Ok(())
     }
 
@@ -477,6 +475,8 @@ impl Store {
 #[derive(Debug, Clone, Copy)]
 struct EntryAt {
     index: u64,
+    /// The write's number in the entry.
+    write: u32,
     clock: i64,
     event_base: u32,
 }

@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use collabstream_common::{Labels, SeriesId, TimeRange};
 use collabstream_proto::v1;
-use prost::Message;
-use rocksdb::IteratorMode;
 
-use crate::db::{CF_CHUNKS, CF_EVENTS};
+use crate::db::CF_CHUNKS;
 use crate::error::{Error, Result};
 use crate::head::{SeriesEntry, merge_sorted};
 use crate::matcher::Matcher;
@@ -152,17 +150,6 @@ impl Store {
 
     /// Raw events with event time in `range`, oldest first, at most `limit`.
     pub fn events(&self, range: TimeRange, limit: usize) -> Result<Vec<v1::Event>> {
-        let from = keys::event_key(range.start, 0, 0);
-        let mut out = Vec::new();
-        let mode = IteratorMode::From(&from, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(cf(&self.db, CF_EVENTS), mode) {
-            let (k, v) = item?;
-            let ts = keys::from_ordered_i64(&k[..8]).ok_or(Error::Corrupt { what: "event key" })?;
-            if ts > range.end || out.len() >= limit {
-                break;
-            }
-            out.push(v1::Event::decode(&*v).map_err(|_| Error::Corrupt { what: "event" })?);
-        }
-        Ok(out)
+        crate::event_blocks::read(&self.db, range, limit)
     }
 }

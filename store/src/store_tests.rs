@@ -248,6 +248,82 @@ fn events_are_kept_in_time_order() {
     assert_eq!(ts, [10, 20]);
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Events of entries of one to three writes, spread over several minutes of event time in
+    /// any order, some of them refused: any time range reads back the accepted ones in (time,
+    /// log index, position) order, cut at the limit, before and after a restart.
+    #[test]
+    fn events_read_back_by_time_whatever_order_they_came_in(
+        entries in prop::collection::vec(
+            prop::collection::vec(prop::collection::vec((-200_000i64..400_000, any::<bool>()), 0..6), 1..4),
+            1..8,
+        ),
+        ranges in prop::collection::vec((-250_000i64..450_000, 0i64..300_000, 1usize..40), 1..6),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let ev = |ts: i64, valid: bool| v1::Event {
+            event: valid.then(|| v1::event::Event::Chat(v1::ChatEvent {
+                meeting_id: "m1".into(),
+                user_id: "u1".into(),
+                message_id: format!("msg-{ts}"),
+                timestamp_ms: ts,
+                ..Default::default()
+            })),
+        };
+        let mut model = Vec::new();
+        for writes in &entries {
+            let index = store.applied_index() + 1;
+            let mut position = 0u32;
+            let mut logged = Vec::new();
+            for w in writes {
+                for &(ts, valid) in w {
+                    if valid {
+                        model.push(((ts, index, position), format!("msg-{ts}")));
+                    }
+                    position += 1;
+                }
+                let events = w.iter().map(|&(ts, valid)| ev(ts, valid)).collect();
+                logged.push(v1::WriteRequest { batch_id: String::new(), series: vec![], events }.into());
+            }
+            let cmd = v1::Command {
+                leader_time_ms: 0,
+                payload: Some(v1::command::Payload::Batch(v1::WriteBatch { writes: logged })),
+            };
+            store.log().append([(index, cmd.encode_to_vec().as_slice())]).unwrap();
+            store.apply(index, &cmd).unwrap();
+        }
+        model.sort();
+        for restart in [false, true] {
+            if restart {
+                drop(store);
+                store = reopen(dir.path());
+            }
+            for &(start, len, limit) in &ranges {
+                let range = TimeRange::new(start, start + len);
+                let want: Vec<_> = model
+                    .iter()
+                    .filter(|((ts, _, _), _)| range.start <= *ts && *ts <= range.end)
+                    .take(limit)
+                    .map(|(_, id)| id.clone())
+                    .collect();
+                let got: Vec<_> = store
+                    .events(range, limit)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| match e.event {
+                        Some(v1::event::Event::Chat(c)) => c.message_id,
+                        other => panic!("{other:?}"),
+                    })
+                    .collect();
+                prop_assert_eq!(got, want, "range {:?} limit {} restart {}", range, limit, restart);
+            }
+        }
+    }
+}
+
 #[test]
 fn too_old_samples_are_rejected_with_their_position() {
     let dir = tempfile::tempdir().unwrap();
