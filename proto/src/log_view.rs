@@ -44,6 +44,8 @@ pub struct WriteView<'a> {
     pub events: Vec<&'a [u8]>,
     /// The series the proposer named by id, packed; checked whole by [`WriteView::parse`].
     known: &'a [u8],
+    /// The Kafka spans the write holds (see `LogWrite.sources`).
+    pub sources: Vec<crate::v1::SourceSpan>,
 }
 
 /// Checks that `write` is an encoded `v1::WriteRequest` that apply can read whole, events
@@ -180,6 +182,11 @@ impl<'a> WriteView<'a> {
                     w.known = r.bytes()?;
                     KnownReader::validate(w.known)?;
                 }
+                (5, WIRE_LEN) => w.sources.push(decode_whole(
+                    r.bytes()?,
+                    "a SourceSpan that is not a valid message",
+                    "a SourceSpan field this version does not know",
+                )?),
                 _ => return Err(ViewError("a LogWrite field this version does not know")),
             }
         }
@@ -311,6 +318,14 @@ mod tests {
             series,
             events: vec![v1::Event::default(), v1::Event::default()],
             known,
+            sources: (0..n as i32)
+                .map(|p| v1::SourceSpan {
+                    topic: "chat_events".into(),
+                    partition: p,
+                    from_offset: 0,
+                    to_offset: 9,
+                })
+                .collect(),
         }
     }
 
@@ -334,6 +349,7 @@ mod tests {
         for (v, w) in view.writes.iter().zip(&decoded.writes) {
             assert_eq!(v.batch_id, w.batch_id);
             assert_eq!(view_pairs(v), owned_pairs(w));
+            assert_eq!(v.sources, w.sources);
             assert_eq!(v.events.len(), w.events.len());
             for (raw, e) in v.events.iter().zip(&w.events) {
                 assert_eq!(&v1::Event::decode(*raw).unwrap(), e);
@@ -396,6 +412,7 @@ mod tests {
             (command(&field(2, &with(series(&label, &sample)))), "TimeSeries"),
             (command(&field(2, &series(&with(label.clone()), &sample))), "Label"),
             (command(&field(2, &series(&label, &with(sample.clone())))), "Sample"),
+            (command(&field(5, &with(field(1, b"chat_events")))), "SourceSpan"),
             (field(4, &with(settings.clone())), "ApplySettings"),
             (field(5, &with(Vec::new())), "Tick"),
             // Which of the two levels is not told apart (see `decode_whole`).

@@ -11,7 +11,13 @@ use crate::wire::{
 impl From<v1::WriteRequest> for v1::LogWrite {
     /// The same bytes once encoded: the two messages share their field numbers.
     fn from(w: v1::WriteRequest) -> Self {
-        v1::LogWrite { batch_id: w.batch_id, series: w.series, events: w.events, known: Vec::new() }
+        v1::LogWrite {
+            batch_id: w.batch_id,
+            series: w.series,
+            events: w.events,
+            known: Vec::new(),
+            sources: Vec::new(),
+        }
     }
 }
 

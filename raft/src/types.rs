@@ -68,6 +68,7 @@ fn from_wire(r: v1::WriteResponse) -> ApplyOutcome {
         rejected: r.rejected,
         duplicate: r.duplicate_batches > 0,
         rule_change: None,
+        refused: None,
     }
 }
 
@@ -79,9 +80,15 @@ impl Serialize for Response {
             RuleOutcome::Unchanged => v1::RuleChangeResult::default(),
             RuleOutcome::Refused(why) => v1::RuleChangeResult { changed: false, refused: why.clone() },
         });
+        let refused = if self.outcomes.iter().any(|o| o.refused.is_some()) {
+            self.outcomes.iter().map(|o| o.refused.clone().unwrap_or_default()).collect()
+        } else {
+            Vec::new()
+        };
         let wire = v1::ApplyResults {
             results: self.outcomes.iter().map(v1::WriteResponse::from).collect(),
             rule_change,
+            refused,
         };
         s.serialize_bytes(&wire.encode_to_vec())
     }
@@ -92,6 +99,9 @@ impl<'de> Deserialize<'de> for Response {
         let raw = bytes::deserialize(d)?;
         let wire = v1::ApplyResults::decode(raw.as_slice()).map_err(serde::de::Error::custom)?;
         let mut outcomes: Vec<ApplyOutcome> = wire.results.into_iter().map(from_wire).collect();
+        for (o, why) in outcomes.iter_mut().zip(wire.refused) {
+            o.refused = (!why.is_empty()).then_some(why);
+        }
         // A rule change's answer belongs to its entry's one outcome.
         if let (Some(r), Some(o)) = (wire.rule_change, outcomes.first_mut()) {
             use collabstream_store::RuleOutcome;
@@ -133,5 +143,22 @@ mod bytes {
             }
         }
         d.deserialize_byte_buf(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_keeps_its_outcomes_and_refusals_through_the_wire() {
+        let taken = ApplyOutcome { events_accepted: 3, ..Default::default() };
+        let refused =
+            ApplyOutcome { refused: Some("source span t/0 [2, 4) ...".into()), ..Default::default() };
+        for outcomes in [vec![taken.clone()], vec![taken, refused]] {
+            let r = Response { outcomes };
+            let back: Response = crate::codec::decode(&crate::codec::encode(&r).unwrap()).unwrap();
+            assert_eq!(back, r);
+        }
     }
 }

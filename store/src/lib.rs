@@ -39,6 +39,7 @@ mod read;
 mod series_codec;
 mod settings;
 mod snapshot;
+mod source_offsets;
 mod store;
 mod store_aggs;
 mod store_apply;

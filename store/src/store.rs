@@ -25,6 +25,7 @@ use crate::keys;
 use crate::log::LogStore;
 use crate::series_codec;
 use crate::settings::Settings;
+use crate::source_offsets::SourceOffsets;
 
 pub(crate) const META_APPLIED: &[u8] = b"applied_index";
 pub(crate) const META_NEXT_SERIES: &[u8] = b"next_series_id";
@@ -34,7 +35,10 @@ pub(crate) const META_SM: &[u8] = b"state_machine_meta";
 /// The replicated [`Settings`] in force at the applied index.
 pub(crate) const META_SETTINGS: &[u8] = b"apply_settings";
 /// The store's keys in the meta column family (the Raft log keeps its own there too).
-pub(crate) const META_STORE_KEYS: [&[u8]; 4] = [META_APPLIED, META_NEXT_SERIES, META_SM, META_SETTINGS];
+/// Where each Kafka partition's applied messages end (see `source_offsets`).
+pub(crate) const META_SOURCES: &[u8] = b"source_offsets";
+pub(crate) const META_STORE_KEYS: [&[u8]; 5] =
+    [META_APPLIED, META_NEXT_SERIES, META_SM, META_SETTINGS, META_SOURCES];
 
 /// Size and shape figures for `/metrics` and benchmarks.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -110,6 +114,8 @@ pub(crate) struct WriterState {
     pub(crate) sm_meta_dirty: bool,
     /// The aggregation rules in force and their window state.
     pub(crate) aggs: Aggregations,
+    /// Where the Kafka partitions' applied messages end.
+    pub(crate) sources: SourceOffsets,
 }
 
 /// What [`Store::open`] and a snapshot install load from the database.
@@ -200,6 +206,10 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
     let applied = meta(META_APPLIED)?;
     let next_series = meta(META_NEXT_SERIES)?.max(1);
     let sm_meta = meta_bytes(META_SM)?.unwrap_or_default();
+    let sources = match meta_bytes(META_SOURCES)? {
+        Some(b) => SourceOffsets::decode(&b)?,
+        None => SourceOffsets::default(),
+    };
     let settings = match meta_bytes(META_SETTINGS)? {
         Some(b) => Settings::decode(&b).ok_or(Error::Corrupt { what: "settings" })?,
         None => Settings::default(),
@@ -231,6 +241,7 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
             sm_meta,
             sm_meta_dirty: false,
             aggs: Aggregations::load(db, settings.meetings_pack)?,
+            sources,
         },
     })
 }
@@ -328,6 +339,12 @@ impl Store {
     /// Why the state machine stopped, if it has (see [`Error::Stopped`]).
     pub fn stopped(&self) -> Option<String> {
         self.stopped.lock().clone()
+    }
+
+    /// Each Kafka partition's offset after its last applied message: where a new leader's
+    /// consumer resumes (partitions never applied are absent).
+    pub fn source_offsets(&self) -> std::collections::BTreeMap<(String, i32), i64> {
+        self.writer.lock().sources.get()
     }
 
     /// Fails if the state machine has stopped.
@@ -459,6 +476,10 @@ mod agg_tests;
 #[cfg(test)]
 #[path = "store_checkpoint_tests.rs"]
 mod checkpoint_tests;
+
+#[cfg(test)]
+#[path = "store_sources_tests.rs"]
+mod sources_tests;
 
 #[cfg(test)]
 #[path = "store_rules_tests.rs"]

@@ -34,6 +34,9 @@ pub struct ApplyOutcome {
     pub duplicate: bool,
     /// For a rule change (an entry without writes, answered by this one outcome): what it did.
     pub rule_change: Option<RuleOutcome>,
+    /// Why the whole write was refused: its Kafka spans do not continue their partitions
+    /// (see `source_offsets`). Nothing of it was applied.
+    pub refused: Option<String>,
 }
 
 impl From<&ApplyOutcome> for v1::WriteResponse {
@@ -224,6 +227,11 @@ impl Store {
         emitted: &mut Emitted,
     ) -> Result<()> {
         let EntryAt { index, write, clock, event_base } = at;
+        if let Err(reason) = writer.sources.check(&req.sources) {
+            outcome.refused = Some(reason);
+            return Ok(());
+        }
+        writer.sources.advance(&req.sources);
         if !req.batch_id.is_empty() {
             if writer.dedup.contains(req.batch_id) {
                 outcome.duplicate = true;

@@ -13,7 +13,9 @@ use collabstream_common::SeriesId;
 use crate::db::{CF_AGG, CF_CHUNKS, CF_DEDUP, CF_HEADS, CF_META, DATA_CFS};
 use crate::error::Result;
 use crate::head::{HeadLimits, HeadWritten, SeriesEntry, merge_sorted};
-use crate::store::{META_APPLIED, META_NEXT_SERIES, META_SETTINGS, META_SM, Store, WriterState, cf, no_wal};
+use crate::store::{
+    META_APPLIED, META_NEXT_SERIES, META_SETTINGS, META_SM, META_SOURCES, Store, WriterState, cf, no_wal,
+};
 use crate::{chunk, keys};
 
 /// A checkpoint's writes, taken under apply's lock at index `applied`, and what to mark once
@@ -160,6 +162,8 @@ impl Store {
         durable.put_cf(cf_meta, META_NEXT_SERIES, writer.next_series.to_be_bytes());
         durable.put_cf(cf_meta, META_SM, &writer.sm_meta);
         durable.put_cf(cf_meta, META_SETTINGS, self.settings.read().encode());
+        // Small (a row per partition), so written whole each time.
+        durable.put_cf(cf_meta, META_SOURCES, writer.sources.encode());
         Ok(Some(Captured {
             applied,
             sm_meta: writer.sm_meta.clone(),
