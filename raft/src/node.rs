@@ -278,6 +278,21 @@ impl Writer {
         Ok(index)
     }
 
+    /// Whether this node is the leader (as far as it knows).
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id)
+    }
+
+    /// Proposes a write of this node's own making, only while it leads, and answers with the
+    /// whole outcome (a refusal of its Kafka spans included): the Kafka consumer, which must
+    /// stop rather than hand its batches to another leader.
+    pub async fn propose_as_leader(&self, write: Bytes) -> Answer {
+        if !self.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        self.propose_local(write).await
+    }
+
     /// Proposes on this node, which must be the leader (a write of its own, or one forwarded
     /// by a follower).
     pub(crate) async fn propose_here(&self, write: Bytes) -> Result<v1::WriteResponse, Error> {

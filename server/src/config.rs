@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use collabstream_ingest::kafka_consumer::KafkaConfig;
 use collabstream_ingest::{IngestConfig, RuleSpec};
 use collabstream_proto::v1;
 use collabstream_query::QueryConfig;
@@ -28,6 +29,8 @@ pub struct ServerConfig {
     pub cluster: ClusterConfig,
     /// `[[aggregations]]`: aggregation rules the leader keeps in force (see `RuleSpec`).
     pub aggregations: Vec<RuleSpec>,
+    /// `[kafka]`: the event topics the leader consumes (none without brokers).
+    pub kafka: KafkaConfig,
 }
 
 /// Replication timing and log retention (`[raft]`).
@@ -101,6 +104,7 @@ impl Default for ServerConfig {
             raft: RaftConfig::default(),
             cluster: ClusterConfig::default(),
             aggregations: Vec::new(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -156,6 +160,7 @@ impl ServerConfig {
             return Err(format!("--peers must include this node (--node-id {})", self.node_id));
         }
         self.raft.validate()?;
+        self.kafka.validate()?;
         self.cluster.secret()?;
         self.aggregation_rules()?;
         Ok(())
@@ -197,6 +202,18 @@ mod tests {
         let rules = c.aggregation_rules().unwrap();
         assert_eq!(rules[0].name, "chat_message_length");
         assert_eq!(rules[0].origin, "config");
+        assert_eq!(
+            c.kafka,
+            collabstream_ingest::kafka_consumer::KafkaConfig::default(),
+            "the defaults, spelled out"
+        );
+    }
+
+    #[test]
+    fn kafka_settings_are_checked() {
+        let c = ServerConfig::from_toml("[kafka]\nbrokers = [\"b:9092\"]\nmax_batch_bytes = 10\n").unwrap();
+        assert!(c.validate().unwrap_err().contains("kafka.max_batch_bytes"));
+        assert!(ServerConfig::from_toml("[kafka]\nformat = \"avro\"\n").is_err(), "not yet");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use collabstream_ingest::IngestMetrics;
+use collabstream_ingest::kafka_consumer::KafkaMetrics;
 use collabstream_raft::Writer;
 use collabstream_store::Store;
 
@@ -20,6 +21,8 @@ pub(crate) struct Ops {
     /// False once shutdown has begun, so load balancers stop sending traffic.
     pub(crate) ready: Arc<AtomicBool>,
     pub(crate) writer: Writer,
+    /// The Kafka consumer's counters, when it is configured.
+    pub(crate) kafka: Option<Arc<KafkaMetrics>>,
 }
 
 pub(crate) fn router(ops: Ops) -> Router {
@@ -123,6 +126,30 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         out,
         "# HELP {name} Aggregation output samples refused: corrections older than store.out_of_order_window allows.\n# TYPE {name} counter\n{name} {refused}"
     );
+    if let Some(k) = &ops.kafka {
+        for (name, help, v) in [
+            (
+                "collabstream_kafka_messages_total",
+                "Kafka messages consumed (while this node led).",
+                &k.messages,
+            ),
+            ("collabstream_kafka_bytes_total", "Bytes of Kafka message values consumed.", &k.bytes),
+            ("collabstream_kafka_events_total", "Events read from Kafka messages and proposed.", &k.events),
+            (
+                "collabstream_kafka_poison_messages_total",
+                "Kafka messages that are not events, skipped.",
+                &k.poison,
+            ),
+            (
+                "collabstream_kafka_batches_refused_total",
+                "Consumed batches apply refused: their messages were logged already (by another leader).",
+                &k.refused,
+            ),
+        ] {
+            let v = v.load(Ordering::Relaxed);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
+    }
     let rules = ops.store.aggregation_stats();
     for (name, help, kind, value) in [
         (

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use collabstream_common::SystemClock;
 use collabstream_ingest::Ingest;
 use collabstream_ingest::grpc::IngestGrpc;
+use collabstream_ingest::kafka_consumer::{self, KafkaMetrics};
 use collabstream_raft::{AdminGrpc, RaftGrpc, RaftOptions, Writer};
 use collabstream_store::{EventRead, SeriesRead, Store};
 use tokio_util::sync::CancellationToken;
@@ -87,11 +88,25 @@ pub async fn serve(
     let (writer, writer_handle) = Writer::start(store.clone(), Arc::new(SystemClock), options).await?;
     let ingest = Ingest::new(writer.clone(), config.ingest.clone());
     let ready = Arc::new(AtomicBool::new(true));
+    let kafka_metrics = Arc::new(KafkaMetrics::default());
+    let kafka = if config.kafka.brokers_or_env().is_empty() {
+        None
+    } else {
+        tracing::info!(brokers = ?config.kafka.brokers_or_env(), "kafka consumer on (while this node leads)");
+        let run = kafka_consumer::run(
+            writer.clone(),
+            config.kafka.clone(),
+            kafka_metrics.clone(),
+            shutdown.child_token(),
+        );
+        Some(tokio::spawn(run))
+    };
     let ops = Ops {
         store: store.clone(),
         ingest: ingest.metrics().clone(),
         ready: ready.clone(),
         writer: writer.clone(),
+        kafka: kafka.is_some().then(|| kafka_metrics.clone()),
     };
 
     let http_app = collabstream_ingest::http::router(ingest.clone())
@@ -142,6 +157,10 @@ pub async fn serve(
     let (h, g) = tokio::join!(http, grpc);
     h?.map_err(|e| Error::Serve { what: "HTTP server", source: Box::new(e) })?;
     g?.map_err(|e| Error::Serve { what: "gRPC server", source: Box::new(e) })?;
+    // Its batch in flight is answered (applied or not) before the writer goes.
+    if let Some(k) = kafka {
+        let _ = k.await;
+    }
     drop(ingest);
     drop(writer);
     writer_handle.shutdown().await;

@@ -1,0 +1,128 @@
+//! The node consumes the event topics from a real Kafka-protocol broker (tansu on loopback):
+//! every message produced becomes one stored event, across a SIGKILL mid-stream and a restart
+//! (the offsets are applied with the events); messages that are not events are counted and
+//! skipped without stalling their partition.
+
+use std::time::Duration;
+
+use collabstream_proto::events_json;
+use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
+use collabstream_tests::{KafkaBroker, Node, produce, sent, wait_until};
+use prost::Message;
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::record::Record;
+
+/// Every message of the event topics, decoded (poison left out), as encoded events.
+async fn in_kafka(broker: &KafkaBroker) -> Vec<Vec<u8>> {
+    let client = ClientBuilder::new(vec![broker.addr()]).build().await.expect("connect");
+    let topics = KafkaTopics::default();
+    let mut out = Vec::new();
+    for topic in client.list_topics().await.expect("topics") {
+        for &p in &topic.partitions {
+            let pc = client
+                .partition_client(&topic.name, p, UnknownTopicHandling::Error)
+                .await
+                .expect("partition");
+            let mut offset = 0;
+            for _ in 0..10_000 {
+                let (records, high) = pc.fetch_records(offset, 1..1_000_000, 100).await.expect("fetch");
+                for r in &records {
+                    let value = r.record.value.as_deref().unwrap_or_default();
+                    if let Ok(e) = kafka_message::decode(&topics, &topic.name, value, KafkaFormat::Json) {
+                        out.push(e.encode_to_vec());
+                    }
+                    offset = r.offset + 1;
+                }
+                if offset >= high {
+                    break;
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every event the node stores, encoded.
+async fn stored(node: &Node) -> Vec<Vec<u8>> {
+    let body = reqwest::get(node.url("/api/v1/events/export?limit=1000000"))
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("body");
+    let mut out: Vec<Vec<u8>> = body
+        .lines()
+        .map(|l| events_json::parse_event(l, None).expect("exported JSON").encode_to_vec())
+        .collect();
+    out.sort();
+    out
+}
+
+async fn metric(node: &Node, name: &str) -> f64 {
+    let body = reqwest::get(node.url("/metrics")).await.expect("metrics").text().await.expect("body");
+    body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(f64::NAN)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_becomes_one_event_across_a_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = KafkaBroker::start(dir.path()).expect("tansu starts");
+    let target = format!("kafka://{}", broker.addr());
+    let args =
+        ["--target", &target, "--workload", "meetings", "--size", "20", "--count", "3000", "--speed", "60"];
+    let produced = sent(&produce(&args, &[]).await);
+    // Poison in the middle of a partition: the consumer must read past it.
+    let client = ClientBuilder::new(vec![broker.addr()]).build().await.expect("connect");
+    let pc = client.partition_client("chat_events", 0, UnknownTopicHandling::Error).await.expect("partition");
+    let poison = |v: &[u8]| Record {
+        key: Some(b"m".to_vec()),
+        value: Some(v.to_vec()),
+        headers: Default::default(),
+        timestamp: rskafka::chrono::DateTime::from_timestamp_millis(1_732_780_800_000).expect("a time"),
+    };
+    pc.produce(vec![poison(b"not json"), poison(b"{\"type\":\"chat\"}")], Compression::NoCompression)
+        .await
+        .expect("produce poison");
+    let more = sent(&produce(&args, &[]).await);
+    let want = in_kafka(&broker).await;
+    assert_eq!(want.len() as u64, produced + more, "what the broker holds");
+
+    // Small fetches, so that the stream spans many log entries and the kill lands inside it.
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("[kafka]\nbrokers = [\"{}\"]\nmax_batch_bytes = 4096\nmax_wait = \"50ms\"\n", broker.addr()),
+    )
+    .expect("config");
+    let config = config.to_str().expect("utf-8").to_string();
+    let data = dir.path().join("node");
+    let mut node = Node::start(&data, &["--config", &config]).expect("node");
+    let started = wait_until(Duration::from_secs(60), || async {
+        let n = stored(&node).await.len();
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert!(started.is_some(), "the node consumes");
+    let poison_before = metric(&node, "collabstream_kafka_poison_messages_total").await;
+    node.kill9();
+    let node = Node::start(&data, &["--config", &config]).expect("node restarts");
+    let done = wait_until(Duration::from_secs(120), || async {
+        let got = stored(&node).await;
+        (got.len() >= want.len()).then_some(got)
+    })
+    .await;
+    let Some(got) = done else { panic!("not all of {} messages consumed in time", want.len()) };
+    assert_eq!(got.len(), want.len(), "each message once, none twice");
+    assert_eq!(got, want, "the same events");
+    // Counted by whichever node read them (both, if the first was killed before its batch
+    // with them was committed); either way the partition went on past them.
+    let poison_after = metric(&node, "collabstream_kafka_poison_messages_total").await;
+    assert!(poison_before + poison_after >= 2.0, "{poison_before} + {poison_after}");
+    // Nothing more arrives later (a duplicate batch would be refused, not stored).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stored(&node).await.len(), want.len());
+    drop(node);
+    drop(broker);
+}
