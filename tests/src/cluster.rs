@@ -183,6 +183,10 @@ impl TestCluster {
                 leader = Some(l);
             }
             let l = (leader? - 1) as usize;
+            // Members may still name a leader just killed.
+            if !self.is_running(l) {
+                return None;
+            }
             let s = self.status(l).await.ok()?;
             (s.state == "leader").then_some(l)
         })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use collabstream_proto::events_json;
 use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
-use collabstream_tests::{KafkaBroker, Node, produce, sent, wait_until};
+use collabstream_tests::{KafkaBroker, Node, TestCluster, produce, sent, wait_until};
 use prost::Message;
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -124,5 +124,90 @@ async fn every_message_becomes_one_event_across_a_sigkill() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stored(&node).await.len(), want.len());
     drop(node);
+    drop(broker);
+}
+
+/// Issue 14's acceptance: the leader of a three-node cluster SIGKILLed twice while it
+/// consumes; every node ends with exactly the broker's events, and the same meeting series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_consumes_once_through_two_leader_kills() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = KafkaBroker::start(dir.path()).expect("tansu starts");
+    let target = format!("kafka://{}", broker.addr());
+    let args =
+        ["--target", &target, "--workload", "meetings", "--size", "20", "--count", "6000", "--speed", "60"];
+    sent(&produce(&args, &[]).await);
+    let want = in_kafka(&broker).await;
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = [\"{}\"]\nmax_batch_bytes = 2048\nmax_wait = \"50ms\"\n\n\
+             [raft]\nheartbeat_interval = \"100ms\"\nelection_timeout = \"600ms\"\nleader_wait = \"3s\"\n",
+            broker.addr()
+        ),
+    )
+    .expect("config");
+    let config = config.to_str().expect("utf-8").to_string();
+    let mut cluster =
+        TestCluster::start(&dir.path().join("cluster"), 3, &["--config", &config]).await.expect("cluster");
+    let wait = Duration::from_secs(30);
+    let mut consumed = 0;
+    for round in 0..2 {
+        let leader = cluster.wait_leader(&[0, 1, 2], wait).await.expect("a leader");
+        let more = wait_until(Duration::from_secs(60), || async {
+            let n = stored(cluster.node(leader)).await.len();
+            (n > consumed).then_some(n)
+        })
+        .await;
+        let Some(more) = more else {
+            panic!("round {round}: the leader consumes:\n{}", cluster.describe(&[leader]).await)
+        };
+        consumed = more;
+        assert!(consumed < want.len(), "round {round}: killed before the end ({consumed} of {})", want.len());
+        cluster.kill(leader);
+        let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+        cluster.wait_leader(&others, wait).await.expect("a new leader");
+        cluster.restart(leader).expect("the old leader restarts");
+    }
+    for i in 0..3 {
+        let got = wait_until(Duration::from_secs(120), || async {
+            let got = stored(cluster.node(i)).await;
+            (got.len() >= want.len()).then_some(got)
+        })
+        .await;
+        let Some(got) = got else {
+            let n = stored(cluster.node(i)).await.len();
+            let kafka: Vec<String> = (0..3)
+                .flat_map(|j| {
+                    let log = cluster.node(j).log();
+                    let lines: Vec<String> = log
+                        .lines()
+                        .filter(|l| l.contains("kafka"))
+                        .map(|l| format!("node {}: {l}", j + 1))
+                        .collect();
+                    lines.into_iter().rev().take(30).rev().collect::<Vec<_>>()
+                })
+                .collect();
+            panic!(
+                "node {}: {n} of {} messages in time\n{}\n{}",
+                i + 1,
+                want.len(),
+                kafka.join("\n"),
+                cluster.describe(&[0, 1, 2]).await
+            )
+        };
+        assert_eq!(got, want, "node {}: each message once", i + 1);
+    }
+    // The meetings pack's series alike everywhere (polled: the leader's ticks go on closing
+    // windows until every meeting has been idle long enough).
+    let series = |i: usize| cluster.node(i).export("{__name__=~\"meeting_.*\"}");
+    let alike = wait_until(Duration::from_secs(90), || async {
+        let (a, b, c) = (series(0).await, series(1).await, series(2).await);
+        (!a.is_empty() && a == b && b == c).then_some(a.len())
+    })
+    .await;
+    assert!(alike.is_some(), "the three nodes end with the same meeting series");
+    drop(cluster);
     drop(broker);
 }
