@@ -17,13 +17,7 @@ pub(crate) fn config() -> StoreConfig {
 }
 
 pub(crate) fn open(path: &std::path::Path) -> Store {
-    let store = Store::open(path, config()).unwrap();
-    let settings = v1::Command {
-        leader_time_ms: 0,
-        payload: Some(v1::command::Payload::Settings(crate::Settings::from_config(&config()).to_proto())),
-    };
-    commit(&store, &settings);
-    store
+    super::tests::open_with(path, config())
 }
 
 fn reopen(path: &std::path::Path) -> Store {

@@ -15,13 +15,7 @@ fn config() -> StoreConfig {
 }
 
 fn open(path: &std::path::Path) -> Store {
-    let store = Store::open(path, config()).unwrap();
-    let settings = v1::Command {
-        leader_time_ms: 0,
-        payload: Some(v1::command::Payload::Settings(crate::Settings::from_config(&config()).to_proto())),
-    };
-    commit(&store, &settings);
-    store
+    super::tests::open_with(path, config())
 }
 
 /// Batch `b`: four samples for each of three series (enough to freeze head segments), one of

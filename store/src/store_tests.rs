@@ -49,12 +49,17 @@ pub(crate) fn commit(store: &Store, cmd: &v1::Command) -> ApplyOutcome {
 
 /// A new store with the test settings (`config()`) set by the log, as a leader sets them.
 pub(crate) fn open(path: &std::path::Path) -> Store {
-    let store = Store::open(path, config()).unwrap();
-    assert_eq!(store.applied_index(), 0, "a new store");
+    open_with(path, config())
+}
+
+/// [`open`] with another configuration, whose settings the log sets.
+pub(crate) fn open_with(path: &std::path::Path, config: StoreConfig) -> Store {
     let settings = v1::Command {
         leader_time_ms: 0,
-        payload: Some(v1::command::Payload::Settings(crate::Settings::from_config(&config()).to_proto())),
+        payload: Some(v1::command::Payload::Settings(crate::Settings::from_config(&config).to_proto())),
     };
+    let store = Store::open(path, config).unwrap();
+    assert_eq!(store.applied_index(), 0, "a new store");
     commit(&store, &settings);
     store
 }

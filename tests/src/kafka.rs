@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, bail};
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::UnknownTopicHandling;
 
 use crate::free_port;
 
@@ -80,6 +84,48 @@ impl KafkaBroker {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Every message the broker holds: by topic, its partition count and its messages as
+    /// (partition, key, value), in offset order within each partition.
+    pub async fn messages(&self) -> BTreeMap<String, (i32, Vec<KafkaMessage>)> {
+        let client = ClientBuilder::new(vec![self.addr()]).build().await.expect("connect");
+        let mut out = BTreeMap::new();
+        for topic in client.list_topics().await.expect("list topics") {
+            let mut messages = Vec::new();
+            for &p in &topic.partitions {
+                let pc = client
+                    .partition_client(&topic.name, p, UnknownTopicHandling::Error)
+                    .await
+                    .expect("partition");
+                let mut offset = 0;
+                // Bounded: each fetch returns at least one record until the high watermark.
+                for _ in 0..10_000 {
+                    let (records, high) = pc.fetch_records(offset, 1..1_000_000, 100).await.expect("fetch");
+                    for r in records {
+                        offset = r.offset + 1;
+                        messages.push(KafkaMessage {
+                            partition: p,
+                            key: r.record.key.unwrap_or_default(),
+                            value: r.record.value.unwrap_or_default(),
+                        });
+                    }
+                    if offset >= high {
+                        break;
+                    }
+                }
+            }
+            out.insert(topic.name, (topic.partitions.len() as i32, messages));
+        }
+        out
+    }
+}
+
+/// One message read back from the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaMessage {
+    pub partition: i32,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
 }
 
 impl Drop for KafkaBroker {

@@ -14,7 +14,7 @@ pub mod promql_suite;
 mod proxy;
 
 pub use cluster::TestCluster;
-pub use kafka::KafkaBroker;
+pub use kafka::{KafkaBroker, KafkaMessage};
 pub use node::{Exported, Node, binary, series_key};
 pub use produce::{produce, sent};
 pub use prom::{remote_write_body, wait_until};

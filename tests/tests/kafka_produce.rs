@@ -9,42 +9,24 @@ use std::time::Duration;
 use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
 use collabstream_proto::v1;
 use collabstream_tests::{KafkaBroker, produce, sent};
-use rskafka::client::ClientBuilder;
-use rskafka::client::partition::UnknownTopicHandling;
 
 /// One message as read back: its partition, key, and the event its value decodes to.
 type Message = (i32, Vec<u8>, v1::Event);
 
 /// Every topic's partition count and messages.
 async fn read_all(broker: &KafkaBroker, format: KafkaFormat) -> BTreeMap<String, (i32, Vec<Message>)> {
-    let client = ClientBuilder::new(vec![broker.addr()]).build().await.expect("connect");
     let topics = KafkaTopics::default();
-    let listed = client.list_topics().await.expect("list topics");
     let mut out = BTreeMap::new();
-    for topic in listed {
-        let mut messages = Vec::new();
-        for &p in &topic.partitions {
-            let pc = client
-                .partition_client(&topic.name, p, UnknownTopicHandling::Error)
-                .await
-                .expect("partition");
-            let mut offset = 0;
-            // Bounded: each fetch returns at least one record until the high watermark.
-            for _ in 0..10_000 {
-                let (records, high) = pc.fetch_records(offset, 1..1_000_000, 1_000).await.expect("fetch");
-                for r in &records {
-                    let value = r.record.value.as_deref().expect("a value");
-                    let e = kafka_message::decode(&topics, &topic.name, value, format)
-                        .unwrap_or_else(|err| panic!("{}/{p}@{}: {err}", topic.name, r.offset));
-                    messages.push((p, r.record.key.clone().expect("a key"), e));
-                    offset = r.offset + 1;
-                }
-                if offset >= high {
-                    break;
-                }
-            }
-        }
-        out.insert(topic.name, (topic.partitions.len() as i32, messages));
+    for (topic, (partitions, messages)) in broker.messages().await {
+        let decoded = messages
+            .into_iter()
+            .map(|m| {
+                let e = kafka_message::decode(&topics, &topic, &m.value, format)
+                    .unwrap_or_else(|err| panic!("{topic}/{}: {err}", m.partition));
+                (m.partition, m.key, e)
+            })
+            .collect();
+        out.insert(topic, (partitions, decoded));
     }
     out
 }
