@@ -23,6 +23,7 @@ use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
 use collabstream_proto::v1;
 use collabstream_raft::{Error as RaftError, Writer};
 use prost::Message;
+use rskafka::BackoffConfig;
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
@@ -128,7 +129,17 @@ async fn lead(
     stop: CancellationToken,
 ) {
     let client = loop {
-        match ClientBuilder::new(brokers.clone()).build().await {
+        // The client's own retries end after a while, so that the log says why nothing comes
+        // (by default they go on for ever, backing off up to 500 s).
+        let retries = BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+            deadline: Some(Duration::from_secs(10)),
+        };
+        let client = ClientBuilder::new(brokers.clone()).backoff_config(retries);
+        let Some(built) = or_stop(&stop, client.build()).await else { return };
+        match built {
             Ok(c) => break Arc::new(c),
             Err(e) => {
                 tracing::warn!(error = %e, ?brokers, "kafka: cannot connect; retrying");
@@ -142,7 +153,8 @@ async fn lead(
     let mut partitions = JoinSet::new();
     for topic in [&topics.user, &topics.chat, &topics.meeting] {
         let ids = loop {
-            match client.list_topics().await {
+            let Some(listed) = or_stop(&stop, client.list_topics()).await else { return };
+            match listed {
                 Ok(list) => {
                     if let Some(t) = list.into_iter().find(|t| &t.name == topic) {
                         break t.partitions;
@@ -171,6 +183,15 @@ async fn lead(
     while partitions.join_next().await.is_some() {}
 }
 
+/// `f`'s output, or `None` once stopped: the client's calls retry on their own for as long as
+/// the brokers are unreachable, and a node that no longer leads (or shuts down) must not wait.
+async fn or_stop<T>(stop: &CancellationToken, f: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        out = f => Some(out),
+        _ = stop.cancelled() => None,
+    }
+}
+
 /// Sleeps `d`; true if stopped meanwhile.
 async fn pause(stop: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
@@ -191,11 +212,10 @@ struct Consumer {
 impl Consumer {
     async fn run(self, stop: CancellationToken) {
         let pc = loop {
-            match self
-                .client
-                .partition_client(self.topic.clone(), self.partition, UnknownTopicHandling::Retry)
-                .await
-            {
+            let made =
+                self.client.partition_client(self.topic.clone(), self.partition, UnknownTopicHandling::Retry);
+            let Some(made) = or_stop(&stop, made).await else { return };
+            match made {
                 Ok(pc) => break pc,
                 Err(e) => {
                     tracing::warn!(error = %e, topic = self.topic, partition = self.partition, "kafka: no partition client");
@@ -209,9 +229,10 @@ impl Consumer {
         while !stop.is_cancelled() {
             let from = match offset {
                 Some(o) => o,
-                None => match self.resume_at(&pc).await {
-                    Ok(o) => *offset.insert(o),
-                    Err(e) => {
+                None => match or_stop(&stop, self.resume_at(&pc)).await {
+                    None => return,
+                    Some(Ok(o)) => *offset.insert(o),
+                    Some(Err(e)) => {
                         tracing::warn!(error = %e, topic = self.topic, partition = self.partition, "kafka: no offset");
                         if pause(&stop, Duration::from_secs(1)).await {
                             return;

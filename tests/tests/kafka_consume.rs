@@ -195,3 +195,33 @@ async fn a_cluster_consumes_once_through_two_leader_kills() {
     drop(cluster);
     drop(broker);
 }
+
+/// The client retries unreachable brokers on its own, for as long as they stay away: a node
+/// must still answer, and stop on SIGTERM, without waiting for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_brokers_neither_block_writes_nor_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, format!("[kafka]\nbrokers = [\"127.0.0.1:{port}\"]\n")).expect("config");
+    let mut node = Node::start(&dir.path().join("node"), &["--config", config.to_str().expect("utf-8")])
+        .expect("node starts");
+    // Writes go on while the consumer waits for its brokers.
+    let line = r#"{"type":"chat","meeting_id":"m1","user_id":"u1","message_id":"x","length":1,"timestamp":1732780800000}"#;
+    let answer = reqwest::Client::new()
+        .post(node.url("/api/v1/events"))
+        .body(line)
+        .send()
+        .await
+        .expect("events request");
+    assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    let said = wait_until(Duration::from_secs(30), || async {
+        node.log().contains("kafka: cannot connect").then_some(())
+    })
+    .await;
+    assert!(said.is_some(), "the consumer says why it waits");
+    let stopped =
+        tokio::task::spawn_blocking(move || node.terminate(Duration::from_secs(10))).await.expect("join");
+    assert!(stopped.expect("the node stops within 10 s of SIGTERM"), "and exits 0");
+}
