@@ -94,6 +94,21 @@ pub struct KafkaMetrics {
     pub poison: AtomicU64,
     /// Batches apply refused because another leader had logged their messages already.
     pub refused: AtomicU64,
+    /// (topic, partition) → messages in the partition not yet applied, as of the last fetch;
+    /// empty while this node does not lead.
+    pub lag: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+impl KafkaMetrics {
+    fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        let mut l = self.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        l.insert((topic.to_string(), partition), lag.max(0));
+    }
+
+    /// Each partition's lag, for `/metrics`.
+    pub fn lags(&self) -> BTreeMap<(String, i32), i64> {
+        self.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 /// Consumes while this node leads, until `stop`.
@@ -116,6 +131,7 @@ pub async fn run(writer: Writer, config: KafkaConfig, metrics: Arc<KafkaMetrics>
         }
         term.cancel();
         while tasks.join_next().await.is_some() {}
+        metrics.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         tracing::info!("kafka consumer stopped: this node no longer leads");
     }
 }
@@ -248,7 +264,10 @@ impl Consumer {
                 _ = stop.cancelled() => return,
             };
             let records = match fetched {
-                Ok((records, _high)) => records,
+                Ok((records, high)) => {
+                    self.metrics.set_lag(&self.topic, self.partition, high - from);
+                    (records, high)
+                }
                 Err(KafkaError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. }) => {
                     // Retention removed what we had not read: start again from what is kept.
                     tracing::warn!(
@@ -268,12 +287,16 @@ impl Consumer {
                     continue;
                 }
             };
+            let (records, high) = records;
             let Some(last) = records.iter().map(|r| r.offset).max() else { continue };
             let to = last + 1;
             let write = self.batch(&records, from, to);
             match self.writer.propose_as_leader(write.encode_to_vec().into()).await {
                 Ok(outcome) => match outcome.refused {
-                    None => offset = Some(to),
+                    None => {
+                        offset = Some(to);
+                        self.metrics.set_lag(&self.topic, self.partition, high - to);
+                    }
                     Some(why) => {
                         // Logged by another leader already: read on from what was applied.
                         self.metrics.refused.fetch_add(1, Ordering::Relaxed);

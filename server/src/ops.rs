@@ -149,6 +149,14 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
             let v = v.load(Ordering::Relaxed);
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }
+        let name = "collabstream_kafka_lag_messages";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Messages of each partition not yet applied, as of the last fetch (only on the leader).\n# TYPE {name} gauge"
+        );
+        for ((topic, partition), lag) in k.lags() {
+            let _ = writeln!(out, "{name}{{topic=\"{topic}\",partition=\"{partition}\"}} {lag}");
+        }
     }
     let rules = ops.store.aggregation_stats();
     for (name, help, kind, value) in [

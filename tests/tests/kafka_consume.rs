@@ -104,6 +104,12 @@ async fn every_message_becomes_one_event_across_a_sigkill() {
     // with them was committed); either way the partition went on past them.
     let poison_after = metric(&node, "collabstream_kafka_poison_messages_total").await;
     assert!(poison_before + poison_after >= 2.0, "{poison_before} + {poison_after}");
+    // Every partition's lag is 0 once all is applied.
+    let body = reqwest::get(node.url("/metrics")).await.expect("metrics").text().await.expect("body");
+    let lags: Vec<&str> =
+        body.lines().filter(|l| l.starts_with("collabstream_kafka_lag_messages{")).collect();
+    assert_eq!(lags.len(), 9, "three topics of three partitions: {lags:?}");
+    assert!(lags.iter().all(|l| l.ends_with(" 0")), "{lags:?}");
     // Nothing more arrives later (a duplicate batch would be refused, not stored).
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stored(&node).await.len(), want.len());
