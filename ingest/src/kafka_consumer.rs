@@ -117,10 +117,10 @@ pub async fn run(writer: Writer, config: KafkaConfig, metrics: Arc<KafkaMetrics>
     let config = Arc::new(config);
     while !stop.is_cancelled() {
         if !writer.is_leader() {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
-                _ = stop.cancelled() => return,
+            if pause(&stop, Duration::from_millis(200)).await {
+                return;
             }
+            continue;
         }
         // This term's consumers, stopped as soon as the node no longer leads.
         let term = stop.child_token();
@@ -144,16 +144,16 @@ async fn lead(
     metrics: Arc<KafkaMetrics>,
     stop: CancellationToken,
 ) {
+    // The client's own retries end after a while, so that the log says why nothing comes (by
+    // default they go on for ever, backing off up to 500 s).
+    let retries = BackoffConfig {
+        init_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+        base: 2.0,
+        deadline: Some(Duration::from_secs(10)),
+    };
     let client = loop {
-        // The client's own retries end after a while, so that the log says why nothing comes
-        // (by default they go on for ever, backing off up to 500 s).
-        let retries = BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            base: 2.0,
-            deadline: Some(Duration::from_secs(10)),
-        };
-        let client = ClientBuilder::new(brokers.clone()).backoff_config(retries);
+        let client = ClientBuilder::new(brokers.clone()).backoff_config(retries.clone());
         let Some(built) = or_stop(&stop, client.build()).await else { return };
         match built {
             Ok(c) => break Arc::new(c),
@@ -210,10 +210,7 @@ async fn or_stop<T>(stop: &CancellationToken, f: impl std::future::Future<Output
 
 /// Sleeps `d`; true if stopped meanwhile.
 async fn pause(stop: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = stop.cancelled() => true,
-    }
+    or_stop(stop, tokio::time::sleep(d)).await.is_none()
 }
 
 struct Consumer {
@@ -259,15 +256,10 @@ impl Consumer {
             };
             let max_bytes = i32::try_from(self.config.max_batch_bytes).unwrap_or(i32::MAX);
             let max_wait = i32::try_from(self.config.max_wait.as_millis()).unwrap_or(i32::MAX);
-            let fetched = tokio::select! {
-                f = pc.fetch_records(from, 1..max_bytes, max_wait) => f,
-                _ = stop.cancelled() => return,
-            };
-            let records = match fetched {
-                Ok((records, high)) => {
-                    self.metrics.set_lag(&self.topic, self.partition, high - from);
-                    (records, high)
-                }
+            let fetch = pc.fetch_records(from, 1..max_bytes, max_wait);
+            let Some(fetched) = or_stop(&stop, fetch).await else { return };
+            let (records, high) = match fetched {
+                Ok(fetched) => fetched,
                 Err(KafkaError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. }) => {
                     // Retention removed what we had not read: start again from what is kept.
                     tracing::warn!(
@@ -287,7 +279,7 @@ impl Consumer {
                     continue;
                 }
             };
-            let (records, high) = records;
+            self.metrics.set_lag(&self.topic, self.partition, high - from);
             let Some(last) = records.iter().map(|r| r.offset).max() else { continue };
             let to = last + 1;
             let write = self.batch(&records, from, to);

@@ -89,10 +89,11 @@ pub async fn serve(
     let ingest = Ingest::new(writer.clone(), config.ingest.clone());
     let ready = Arc::new(AtomicBool::new(true));
     let kafka_metrics = Arc::new(KafkaMetrics::default());
-    let kafka = if config.kafka.brokers_or_env().is_empty() {
+    let brokers = config.kafka.brokers_or_env();
+    let kafka = if brokers.is_empty() {
         None
     } else {
-        tracing::info!(brokers = ?config.kafka.brokers_or_env(), "kafka consumer on (while this node leads)");
+        tracing::info!(?brokers, "kafka consumer on (while this node leads)");
         let run = kafka_consumer::run(
             writer.clone(),
             config.kafka.clone(),

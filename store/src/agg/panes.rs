@@ -72,16 +72,40 @@ impl Panes {
         Some((start, gone))
     }
 
-    /// Lets go of clean panes from the earliest until at most `keep` are held or the next is
-    /// a changed one; calls `gone` with each.
+    /// Lets go of clean panes, earliest first, until at most `keep` are held; calls `gone`
+    /// with each. Changed panes stay (their rows are not written yet), and are passed over:
+    /// a checkpoint runs beside apply, so a pane apply changed meanwhile must not keep the
+    /// clean ones after it in memory.
     pub(crate) fn let_go(&mut self, keep: usize, mut gone: impl FnMut(i64, &Pane)) {
-        while self.map.len() > keep {
-            let Some(e) = self.map.first_entry() else { return };
-            if e.get().dirty {
-                return;
-            }
-            let ((start, _), p) = e.remove_entry();
-            gone(start, &p);
+        let excess = self.map.len().saturating_sub(keep);
+        if excess == 0 {
+            return;
         }
+        let clean: Vec<(i64, Group)> =
+            self.map.iter().filter(|(_, p)| !p.dirty).take(excess).map(|(k, _)| k.clone()).collect();
+        for key in clean {
+            if let Some(p) = self.map.remove(&key) {
+                gone(key.0, &p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_pane_stays_and_the_clean_ones_after_it_go() {
+        let mut panes = Panes::default();
+        for (start, dirty) in [(0, false), (10, true), (20, false), (30, false)] {
+            panes.get_or_insert(start, Group::from(&b"g"[..]), || Pane { dirty, ..Pane::default() });
+        }
+        let mut gone = Vec::new();
+        panes.let_go(1, |start, _| gone.push(start));
+        assert_eq!(gone, [0, 20, 30], "the oldest clean panes, past the changed one");
+        assert_eq!(panes.first_start(), Some(10));
+        panes.let_go(0, |start, _| gone.push(start));
+        assert_eq!(panes.len(), 1, "a changed pane is never let go of");
     }
 }

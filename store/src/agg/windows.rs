@@ -148,10 +148,10 @@ impl Windows {
         Changes { meta, rows, delete_before }
     }
 
-    /// Lets go of the oldest panes from memory until at most `keep` are held. Called right
-    /// after [`Windows::take_changes`] was written (every pane is then clean and its row
-    /// is what the last checkpoint wrote); `observe` and emissions read them back through
-    /// their [`ColdRows`]. Outputs do not depend on what is held.
+    /// Lets go of the oldest clean panes from memory until at most `keep` are held. Called
+    /// once [`Windows::take_changes`] was written: a clean pane's row is then what it holds
+    /// (panes changed since stay); `observe` and emissions read them back through their
+    /// [`ColdRows`]. Outputs do not depend on what is held.
     pub fn evict(&mut self, keep: usize) {
         let cold = &mut self.cold;
         self.panes.let_go(keep, |pane, p| {
