@@ -18,7 +18,7 @@ mod error;
 pub mod grpc;
 pub mod http;
 mod ingest;
-pub mod kafka_consumer;
+pub mod kafka;
 mod metrics;
 mod prepare;
 mod remote_write;

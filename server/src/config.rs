@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use collabstream_ingest::kafka_consumer::KafkaConfig;
+use collabstream_ingest::kafka::KafkaConfig;
 use collabstream_ingest::{IngestConfig, RuleSpec};
 use collabstream_proto::v1;
 use collabstream_query::QueryConfig;
@@ -202,18 +202,15 @@ mod tests {
         let rules = c.aggregation_rules().unwrap();
         assert_eq!(rules[0].name, "chat_message_length");
         assert_eq!(rules[0].origin, "config");
-        assert_eq!(
-            c.kafka,
-            collabstream_ingest::kafka_consumer::KafkaConfig::default(),
-            "the defaults, spelled out"
-        );
+        assert_eq!(c.kafka, collabstream_ingest::kafka::KafkaConfig::default(), "the defaults, spelled out");
     }
 
     #[test]
     fn kafka_settings_are_checked() {
         let c = ServerConfig::from_toml("[kafka]\nbrokers = [\"b:9092\"]\nmax_batch_bytes = 10\n").unwrap();
         assert!(c.validate().unwrap_err().contains("kafka.max_batch_bytes"));
-        assert!(ServerConfig::from_toml("[kafka]\nformat = \"avro\"\n").is_err(), "not yet");
+        let avro = ServerConfig::from_toml("[kafka]\nformat = \"avro\"\n").unwrap();
+        assert!(avro.validate().unwrap_err().contains("kafka.schema_registry"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use collabstream_ingest::IngestMetrics;
-use collabstream_ingest::kafka_consumer::KafkaMetrics;
+use collabstream_ingest::kafka::KafkaMetrics;
 use collabstream_raft::Writer;
 use collabstream_store::Store;
 
@@ -130,7 +130,7 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         for (name, help, v) in [
             (
                 "collabstream_kafka_messages_total",
-                "Kafka messages consumed (while this node led).",
+                "Kafka messages consumed and applied (while this node led).",
                 &k.messages,
             ),
             ("collabstream_kafka_bytes_total", "Bytes of Kafka message values consumed.", &k.bytes),
@@ -139,6 +139,16 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
                 "collabstream_kafka_poison_messages_total",
                 "Kafka messages that are not events, skipped.",
                 &k.poison,
+            ),
+            (
+                "collabstream_kafka_dead_lettered_total",
+                "Poison messages copied to the dead-letter topic.",
+                &k.dead_lettered,
+            ),
+            (
+                "collabstream_kafka_group_commit_failures_total",
+                "Offset commits to the consumer group (for Kafka's lag tools) that failed.",
+                &k.group_commit_failures,
             ),
             (
                 "collabstream_kafka_batches_refused_total",

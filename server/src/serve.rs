@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use collabstream_common::SystemClock;
 use collabstream_ingest::Ingest;
 use collabstream_ingest::grpc::IngestGrpc;
-use collabstream_ingest::kafka_consumer::{self, KafkaMetrics};
+use collabstream_ingest::kafka::{self, KafkaMetrics};
 use collabstream_raft::{AdminGrpc, RaftGrpc, RaftOptions, Writer};
 use collabstream_store::{EventRead, SeriesRead, Store};
 use tokio_util::sync::CancellationToken;
@@ -94,12 +94,8 @@ pub async fn serve(
         None
     } else {
         tracing::info!(?brokers, "kafka consumer on (while this node leads)");
-        let run = kafka_consumer::run(
-            writer.clone(),
-            config.kafka.clone(),
-            kafka_metrics.clone(),
-            shutdown.child_token(),
-        );
+        let run =
+            kafka::run(writer.clone(), config.kafka.clone(), kafka_metrics.clone(), shutdown.child_token());
         Some(tokio::spawn(run))
     };
     let ops = Ops {
