@@ -6,6 +6,10 @@
 #   victoria-metrics      Debian's VictoriaMetrics 1.79, the other one (`collabstream bench`)
 #   openssl               certificates for the SDK's TLS test
 #   grpcio, grpcio-tools  (PyPI) the Python client example
+#   confluent-kafka, fastavro  (PyPI) another producer than ours, compressed and Avro, in the
+#                         Kafka tests
+#   moto[server]          (PyPI) an S3-compatible server: the Kafka broker's storage when it
+#                         must survive a restart, and the cold tier's object store
 # The Kafka broker of the Kafka tests (tansu, from crates.io) is scripts/install-tansu.sh: its
 # build is long, so scripts/test.sh runs it in the background.
 set -euo pipefail
@@ -36,6 +40,16 @@ fi
 if ! python3 -c "import grpc, grpc_tools" >/dev/null 2>&1; then
   echo "install-deps: installing grpcio grpcio-tools"
   python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-tools
+fi
+
+# The other Python pieces of the tests, each checked by importing it.
+pypi=()
+python3 -c "import confluent_kafka" >/dev/null 2>&1 || pypi+=(confluent-kafka)
+python3 -c "import fastavro" >/dev/null 2>&1 || pypi+=(fastavro)
+command -v moto_server >/dev/null 2>&1 || pypi+=("moto[server]")
+if ((${#pypi[@]})); then
+  echo "install-deps: installing ${pypi[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${pypi[@]}"
 fi
 
 for component in rustfmt clippy; do

@@ -1,6 +1,7 @@
 //! [`KafkaBroker`]: a real Kafka-protocol broker on loopback, started by a test: tansu
 //! (`cargo install tansu --locked --features dynostore`, which `scripts/install-deps.sh` does)
-//! with its in-memory storage.
+//! with its in-memory storage, or on an S3-compatible store ([`crate::Moto`]) when it must
+//! survive a restart.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,13 @@ pub struct KafkaBroker {
     child: Child,
     pub port: u16,
     log: PathBuf,
+    command: Command,
+}
+
+/// Starts `command`, appending its output to `log`.
+fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    command.stdout(out.try_clone()?).stderr(out).spawn().context("cannot start tansu")
 }
 
 /// Where tansu is: on `PATH` or in cargo's bin directory.
@@ -44,35 +52,70 @@ impl KafkaBroker {
     /// Starts a broker keeping its data in memory, logging into `dir`, and waits until it
     /// accepts connections.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(dir, "memory://tansu/", &[])
+    }
+
+    /// Starts a broker keeping its data in `bucket` of an S3-compatible store (moto), so that
+    /// it can be killed and [restarted](Self::restart) without losing a message.
+    pub fn start_on_s3(dir: &Path, endpoint: &str, bucket: &str) -> anyhow::Result<Self> {
+        let env = [
+            ("AWS_ENDPOINT", endpoint),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ];
+        Self::start_with(dir, &format!("s3://{bucket}/"), &env)
+    }
+
+    fn start_with(dir: &Path, storage: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let port = free_port()?;
+        let mut command = Command::new(tansu()?);
         let url = format!("tcp://127.0.0.1:{port}");
-        let log = dir.join("tansu.log");
-        let out = std::fs::File::create(&log)?;
-        let child = Command::new(tansu()?)
+        command
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", storage])
             // Its flags also come from these; none of the caller's may leak in.
             .env_remove("STORAGE_ENGINE")
             .env_remove("LISTENER_URL")
             .env_remove("ADVERTISED_LISTENER_URL")
             .env_remove("SCHEMA_REGISTRY")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .context("cannot start tansu")?;
-        let mut broker = Self { child, port, log };
+            .envs(env.iter().copied())
+            .stdin(Stdio::null());
+        let log = dir.join("tansu.log");
+        let mut broker = Self { child: spawn(&mut command, &log)?, port, log, command };
+        broker.wait_listening()?;
+        Ok(broker)
+    }
+
+    /// SIGKILLs the broker, and starts it again on the same port and storage after `down`.
+    pub fn restart(&mut self, down: Duration) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = spawn(&mut self.command, &self.log)?;
+        self.wait_listening()
+    }
+
+    fn wait_listening(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = broker.child.try_wait()? {
-                bail!("tansu exited with {status}:\n{}", broker.log());
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("tansu exited with {status}:\n{}", self.log());
             }
             if Instant::now() > deadline {
-                bail!("tansu did not listen on {port} within 30 s:\n{}", broker.log());
+                bail!("tansu did not listen on {} within 30 s:\n{}", self.port, self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(broker)
+        Ok(())
+    }
+
+    /// Creates `topic` with `partitions` (tansu creates none on its own).
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let client = ClientBuilder::new(vec![self.addr()]).build().await.expect("connect");
+        let controller = client.controller_client().expect("controller");
+        controller.create_topic(topic, partitions, 1, 10_000).await.expect("topic created");
     }
 
     /// `host:port` for clients.
@@ -105,8 +148,10 @@ impl KafkaBroker {
                         offset = r.offset + 1;
                         messages.push(KafkaMessage {
                             partition: p,
+                            offset: r.offset,
                             key: r.record.key.unwrap_or_default(),
                             value: r.record.value.unwrap_or_default(),
+                            headers: r.record.headers,
                         });
                     }
                     if offset >= high {
@@ -124,8 +169,10 @@ impl KafkaBroker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaMessage {
     pub partition: i32,
+    pub offset: i64,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+    pub headers: BTreeMap<String, Vec<u8>>,
 }
 
 impl Drop for KafkaBroker {

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 mod kafka;
+mod moto;
 mod node;
 mod produce;
 mod prom;
@@ -15,6 +16,7 @@ mod proxy;
 
 pub use cluster::TestCluster;
 pub use kafka::{KafkaBroker, KafkaMessage};
+pub use moto::Moto;
 pub use node::{Exported, Node, binary, series_key};
 pub use produce::{produce, sent};
 pub use prom::{remote_write_body, wait_until};

@@ -139,6 +139,34 @@ impl Node {
             .expect("query JSON")
     }
 
+    /// Every event the node stores, read back with `GET /api/v1/events/export`, each encoded as
+    /// a protobuf `v1.Event`, sorted: comparable with what was sent, as a multiset.
+    pub async fn stored_events(&self) -> Vec<Vec<u8>> {
+        let body = reqwest::get(self.url("/api/v1/events/export?limit=1000000"))
+            .await
+            .expect("events export request")
+            .text()
+            .await
+            .expect("events export body");
+        let mut out: Vec<Vec<u8>> = body
+            .lines()
+            .map(|l| {
+                let e = collabstream_proto::events_json::parse_event(l, None).expect("exported JSON");
+                prost::Message::encode_to_vec(&e)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The value of an unlabelled series on `/metrics`; NaN when it is not there.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let body = reqwest::get(self.url("/metrics")).await.expect("metrics").text().await.expect("body");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+            .unwrap_or(f64::NAN)
+    }
+
     /// How often each chat message id is stored, read back with `GET /api/v1/events/export`.
     pub async fn chat_message_counts(&self) -> BTreeMap<String, usize> {
         let body = reqwest::get(self.url("/api/v1/events/export?limit=1000000"))

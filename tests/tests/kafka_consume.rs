@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use collabstream_proto::events_json;
 use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
-use collabstream_tests::{KafkaBroker, Node, TestCluster, produce, sent, wait_until};
+use collabstream_tests::{KafkaBroker, Moto, Node, TestCluster, produce, sent, wait_until};
 use prost::Message;
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -26,27 +25,6 @@ async fn in_kafka(broker: &KafkaBroker) -> Vec<Vec<u8>> {
     }
     out.sort();
     out
-}
-
-/// Every event the node stores, encoded.
-async fn stored(node: &Node) -> Vec<Vec<u8>> {
-    let body = reqwest::get(node.url("/api/v1/events/export?limit=1000000"))
-        .await
-        .expect("export")
-        .text()
-        .await
-        .expect("body");
-    let mut out: Vec<Vec<u8>> = body
-        .lines()
-        .map(|l| events_json::parse_event(l, None).expect("exported JSON").encode_to_vec())
-        .collect();
-    out.sort();
-    out
-}
-
-async fn metric(node: &Node, name: &str) -> f64 {
-    let body = reqwest::get(node.url("/metrics")).await.expect("metrics").text().await.expect("body");
-    body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(f64::NAN)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,16 +62,16 @@ async fn every_message_becomes_one_event_across_a_sigkill() {
     let data = dir.path().join("node");
     let mut node = Node::start(&data, &["--config", &config]).expect("node");
     let started = wait_until(Duration::from_secs(60), || async {
-        let n = stored(&node).await.len();
+        let n = node.stored_events().await.len();
         (n > 0).then_some(n)
     })
     .await;
     assert!(started.is_some(), "the node consumes");
-    let poison_before = metric(&node, "collabstream_kafka_poison_messages_total").await;
+    let poison_before = node.metric("collabstream_kafka_poison_messages_total").await;
     node.kill9();
     let node = Node::start(&data, &["--config", &config]).expect("node restarts");
     let done = wait_until(Duration::from_secs(120), || async {
-        let got = stored(&node).await;
+        let got = node.stored_events().await;
         (got.len() >= want.len()).then_some(got)
     })
     .await;
@@ -102,7 +80,7 @@ async fn every_message_becomes_one_event_across_a_sigkill() {
     assert_eq!(got, want, "the same events");
     // Counted by whichever node read them (both, if the first was killed before its batch
     // with them was committed); either way the partition went on past them.
-    let poison_after = metric(&node, "collabstream_kafka_poison_messages_total").await;
+    let poison_after = node.metric("collabstream_kafka_poison_messages_total").await;
     assert!(poison_before + poison_after >= 2.0, "{poison_before} + {poison_after}");
     // Every partition's lag is 0 once all is applied.
     let body = reqwest::get(node.url("/metrics")).await.expect("metrics").text().await.expect("body");
@@ -112,9 +90,74 @@ async fn every_message_becomes_one_event_across_a_sigkill() {
     assert!(lags.iter().all(|l| l.ends_with(" 0")), "{lags:?}");
     // Nothing more arrives later (a duplicate batch would be refused, not stored).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(stored(&node).await.len(), want.len());
+    assert_eq!(node.stored_events().await.len(), want.len());
     drop(node);
     drop(broker);
+}
+
+/// A broker killed and restarted (its data on an S3-compatible store) with messages not yet
+/// consumed: the node, connected and fetching when the broker goes, retries, resumes where
+/// apply left off, and stores every message once, those produced before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = Moto::start(dir.path()).expect("moto starts");
+    moto.create_bucket("tansu").await.expect("bucket");
+    let mut broker = KafkaBroker::start_on_s3(dir.path(), &moto.endpoint(), "tansu").expect("tansu starts");
+    let target = format!("kafka://{}", broker.addr());
+    let args =
+        ["--target", &target, "--workload", "meetings", "--size", "20", "--count", "3000", "--speed", "60"];
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("[kafka]\nbrokers = [\"{}\"]\nmax_batch_bytes = 2048\nmax_wait = \"50ms\"\n", broker.addr()),
+    )
+    .expect("config");
+    // The first messages, consumed: the node is connected and fetching.
+    sent(&produce(&args, &[]).await);
+    let node =
+        Node::start(&dir.path().join("node"), &["--config", config.to_str().expect("utf-8")]).expect("node");
+    let first = in_kafka(&broker).await;
+    consumed(&node, &first).await;
+    // A backlog the node has not read when the broker dies: it is frozen meanwhile.
+    let pid = node.pid().expect("running").to_string();
+    let signal = |s: &str| {
+        assert!(std::process::Command::new("kill").args([s, &pid]).status().expect("kill").success())
+    };
+    signal("-STOP");
+    sent(&produce(&args, &[]).await);
+    let backlog = in_kafka(&broker).await;
+    assert!(backlog.len() > first.len());
+    broker.restart(Duration::from_secs(3)).expect("tansu restarts");
+    assert_eq!(in_kafka(&broker).await, backlog, "the broker kept what it had");
+    // Woken while the broker is down the next time, its fetches fail and are retried (by
+    // rskafka within a fetch, by the consumer after).
+    signal("-CONT");
+    broker.restart(Duration::from_secs(3)).expect("tansu restarts again");
+    let retried = wait_until(Duration::from_secs(30), || async {
+        node.log().contains("Failed to connect to broker").then_some(())
+    })
+    .await;
+    assert!(retried.is_some(), "the consumer saw the broker go:\n{}", node.log());
+    sent(&produce(&args, &[]).await);
+    let want = in_kafka(&broker).await;
+    consumed(&node, &want).await;
+    drop(node);
+    drop(broker);
+    drop(moto);
+}
+
+/// Waits until `node` stores exactly `want`.
+async fn consumed(node: &Node, want: &[Vec<u8>]) {
+    let done = wait_until(Duration::from_secs(120), || async {
+        let got = node.stored_events().await;
+        (got.len() >= want.len()).then_some(got)
+    })
+    .await;
+    let Some(got) = done else {
+        panic!("not all of {} messages consumed in time:\n{}", want.len(), node.log())
+    };
+    assert_eq!(got, want, "each message once");
 }
 
 /// Issue 14's acceptance: the leader of a three-node cluster SIGKILLed twice while it
@@ -146,7 +189,7 @@ async fn a_cluster_consumes_once_through_two_leader_kills() {
     for round in 0..2 {
         let leader = cluster.wait_leader(&[0, 1, 2], wait).await.expect("a leader");
         let more = wait_until(Duration::from_secs(60), || async {
-            let n = stored(cluster.node(leader)).await.len();
+            let n = cluster.node(leader).stored_events().await.len();
             (n > consumed).then_some(n)
         })
         .await;
@@ -162,12 +205,12 @@ async fn a_cluster_consumes_once_through_two_leader_kills() {
     }
     for i in 0..3 {
         let got = wait_until(Duration::from_secs(120), || async {
-            let got = stored(cluster.node(i)).await;
+            let got = cluster.node(i).stored_events().await;
             (got.len() >= want.len()).then_some(got)
         })
         .await;
         let Some(got) = got else {
-            let n = stored(cluster.node(i)).await.len();
+            let n = cluster.node(i).stored_events().await.len();
             let kafka: Vec<String> = (0..3)
                 .flat_map(|j| {
                     let log = cluster.node(j).log();

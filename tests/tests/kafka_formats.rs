@@ -1,0 +1,216 @@
+//! Messages from another producer than ours (Python confluent-kafka, that is librdkafka):
+//! batches compressed with gzip, snappy, lz4 and zstd; JSON that leaves `type` to its topic;
+//! Avro in the Confluent wire format with its schemas from a registry or from `.avsc` files.
+//! And what the consumer leaves for Kafka's own tools: poison copied to the dead-letter topic
+//! saying where it came from, and the applied offsets in the consumer group.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use collabstream_proto::events_json;
+use collabstream_tests::{KafkaBroker, Node, wait_until};
+use prost::Message;
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::record::Record;
+
+const TOPICS: [&str; 3] = ["user_events", "chat_events", "meeting_events"];
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// Runs `tests/python/kafka_producer.py`; the events it produced, encoded and sorted.
+async fn python_produce(broker: &KafkaBroker, extra: &[&str]) -> Vec<Vec<u8>> {
+    let script = repo("tests/python/kafka_producer.py");
+    let mut args = vec![script.display().to_string(), "--brokers".into(), broker.addr()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let out = tokio::task::spawn_blocking(move || Command::new("python3").args(&args).output())
+        .await
+        .expect("join")
+        .expect("python3 runs (scripts/install-deps.sh installs confluent-kafka and fastavro)");
+    assert!(out.status.success(), "the Python producer failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut events: Vec<Vec<u8>> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| events_json::parse_event(l, None).expect("the producer's event").encode_to_vec())
+        .collect();
+    events.sort();
+    events
+}
+
+/// One message of `value` into `topic`'s `partition`, by rskafka; its offset.
+async fn produce_one(broker: &KafkaBroker, topic: &str, partition: i32, value: &[u8]) -> i64 {
+    let client = ClientBuilder::new(vec![broker.addr()]).build().await.expect("connect");
+    let pc = client.partition_client(topic, partition, UnknownTopicHandling::Error).await.expect("partition");
+    let record = Record {
+        key: Some(b"m-poison".to_vec()),
+        value: Some(value.to_vec()),
+        headers: Default::default(),
+        timestamp: rskafka::chrono::DateTime::from_timestamp_millis(1_732_780_800_000).expect("a time"),
+    };
+    pc.produce(vec![record], Compression::NoCompression).await.expect("produced")[0]
+}
+
+/// A node consuming with `kafka` (TOML lines of `[kafka]`, brokers added).
+fn start_node(dir: &Path, name: &str, broker: &KafkaBroker, kafka: &str) -> Node {
+    let config = dir.join(format!("{name}.toml"));
+    let text = format!("[kafka]\nbrokers = [\"{}\"]\nmax_wait = \"50ms\"\n{kafka}", broker.addr());
+    std::fs::write(&config, text).expect("config");
+    Node::start(&dir.join(name), &["--config", config.to_str().expect("utf-8")]).expect("node starts")
+}
+
+/// Waits until `node` stores exactly `want`.
+async fn consumed(node: &Node, want: &[Vec<u8>]) {
+    let got = wait_until(Duration::from_secs(90), || async {
+        let got = node.stored_events().await;
+        (got.len() >= want.len()).then_some(got)
+    })
+    .await;
+    let Some(got) = got else {
+        let kafka: Vec<_> = node.log().lines().filter(|l| l.contains("kafka")).map(String::from).collect();
+        panic!("{} of {} events in time:\n{}", node.stored_events().await.len(), want.len(), kafka.join("\n"))
+    };
+    assert_eq!(got, want, "each message once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_json_dead_letters_and_the_groups_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = KafkaBroker::start(dir.path()).expect("tansu starts");
+    for t in &TOPICS[..2] {
+        broker.create_topic(t, 3).await;
+    }
+    let kafka = "dead_letter_topic = \"dead_letters\"\ngroup = \"lag-tools\"\n";
+    let node = start_node(dir.path(), "node", &broker, kafka);
+    // A topic made after the consumer started is found and read too.
+    broker.create_topic(TOPICS[2], 3).await;
+    let want = python_produce(&broker, &["--count", "400"]).await;
+    let poison_at = produce_one(&broker, "chat_events", 1, b"not json").await;
+    consumed(&node, &want).await;
+
+    // The poison: counted, and copied with where it came from and why.
+    let letters = wait_until(Duration::from_secs(30), || async {
+        broker.messages().await.remove("dead_letters").filter(|(_, m)| !m.is_empty())
+    })
+    .await;
+    let (_, letters) = letters.expect("the dead-letter topic has the poison");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let h = |k: &str| String::from_utf8_lossy(&letters[0].headers[k]).into_owned();
+    assert_eq!(letters[0].value, b"not json");
+    assert_eq!(letters[0].key, b"m-poison");
+    assert_eq!((h("collabstream.topic"), h("collabstream.partition")), ("chat_events".into(), "1".into()));
+    assert_eq!(h("collabstream.offset"), poison_at.to_string());
+    assert!(h("collabstream.error").contains("invalid JSON"), "{}", h("collabstream.error"));
+    assert_eq!(node.metric("collabstream_kafka_poison_messages_total").await, 1.0);
+    assert_eq!(node.metric("collabstream_kafka_dead_lettered_total").await, 1.0);
+
+    // The group's committed offsets, as Kafka's tools read them (librdkafka), reach each
+    // partition's end.
+    let mut ends = BTreeMap::new();
+    for (topic, (_, messages)) in broker.messages().await {
+        for m in messages.iter().filter(|_| TOPICS.contains(&topic.as_str())) {
+            let end = ends.entry(format!("{topic}/{}", m.partition)).or_insert(0);
+            *end = (*end).max(m.offset + 1);
+        }
+    }
+    let committed = wait_until(Duration::from_secs(30), || async {
+        let got = group_offsets(&broker, "lag-tools").await;
+        (got == ends).then_some(got)
+    })
+    .await;
+    assert!(
+        committed.is_some(),
+        "group offsets {:?}, partition ends {ends:?}",
+        group_offsets(&broker, "lag-tools").await
+    );
+    drop(node);
+    drop(broker);
+}
+
+/// `topic/partition` → the offset committed for `group`, read with confluent-kafka.
+async fn group_offsets(broker: &KafkaBroker, group: &str) -> BTreeMap<String, i64> {
+    let script = format!(
+        "from confluent_kafka import Consumer, TopicPartition\n\
+         c = Consumer({{'bootstrap.servers': '{}', 'group.id': '{group}', 'enable.auto.commit': False}})\n\
+         tps = [TopicPartition(t, p) for t in {TOPICS:?} for p in range(3)]\n\
+         for tp in c.committed(tps, timeout=10):\n    if tp.offset >= 0: print(f'{{tp.topic}}/{{tp.partition}} {{tp.offset}}')\n\
+         c.close()\n",
+        broker.addr()
+    );
+    let out = tokio::task::spawn_blocking(move || Command::new("python3").args(["-c", &script]).output())
+        .await
+        .expect("join")
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.parse().expect("an offset"))))
+        .collect()
+}
+
+/// A Confluent-compatible schema registry's one read call, `GET /schemas/ids/{id}`, serving
+/// `deploy/avro`'s schemas as ids 11, 12 and 13; its address.
+async fn schema_registry() -> String {
+    use axum::extract::Path as UrlPath;
+    use axum::http::StatusCode;
+    let app = axum::Router::new().route(
+        "/schemas/ids/{id}",
+        axum::routing::get(|UrlPath(id): UrlPath<u32>| async move {
+            let name = match id {
+                11 => "user_event",
+                12 => "chat_event",
+                13 => "meeting_event",
+                _ => {
+                    let body = serde_json::json!({"error_code": 40403, "message": "Schema not found"});
+                    return (StatusCode::NOT_FOUND, axum::Json(body));
+                }
+            };
+            let schema =
+                std::fs::read_to_string(repo(&format!("deploy/avro/{name}.avsc"))).expect("schema file");
+            (StatusCode::OK, axum::Json(serde_json::json!({ "schema": schema })))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_with_a_schema_registry_and_with_schema_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = KafkaBroker::start(dir.path()).expect("tansu starts");
+    for t in TOPICS {
+        broker.create_topic(t, 3).await;
+    }
+    let schemas = repo("deploy/avro");
+    let schemas = schemas.to_str().expect("utf-8");
+    let args = ["--count", "300", "--format", "avro", "--schema-dir", schemas, "--schema-ids", "11,12,13"];
+    let want = python_produce(&broker, &args).await;
+    // Schema 12 (chat), but not a datum of it.
+    produce_one(&broker, "chat_events", 0, &[0, 0, 0, 0, 12, 0xff]).await;
+
+    let registry = schema_registry().await;
+    let by_registry = start_node(
+        dir.path(),
+        "registry",
+        &broker,
+        &format!("format = \"avro\"\nschema_registry = \"{registry}\"\n"),
+    );
+    let by_files = start_node(
+        dir.path(),
+        "files",
+        &broker,
+        &format!("format = \"avro\"\navro_schema_dir = \"{schemas}\"\n"),
+    );
+    consumed(&by_registry, &want).await;
+    consumed(&by_files, &want).await;
+    for node in [&by_registry, &by_files] {
+        assert_eq!(node.metric("collabstream_kafka_poison_messages_total").await, 1.0);
+    }
+    drop((by_registry, by_files));
+    drop(broker);
+}
