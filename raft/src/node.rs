@@ -53,6 +53,9 @@ struct Inner {
     forward_clients: Mutex<HashMap<(NodeId, String), RaftServiceClient<PeerChannel>>>,
     /// Bounds the bytes of writes queued or in flight here (`max_queued_bytes`).
     queue: WriteQueue,
+    /// The term in which this node, leading, brought the configured aggregation rules in force
+    /// (0: none yet); see [`Writer::configured_rules_in_force`].
+    rules_term: tokio::sync::watch::Sender<u64>,
     /// Where `raft`'s tasks run; stops when the last writer is gone.
     _core: CoreRuntime,
 }
@@ -132,6 +135,7 @@ impl Writer {
             options: options.clone(),
             forward_clients: Mutex::new(HashMap::new()),
             queue: WriteQueue::new(options.max_queued_bytes),
+            rules_term: tokio::sync::watch::Sender::new(0),
             _core: core,
         });
         let writer = Writer { inner };
@@ -281,6 +285,20 @@ impl Writer {
     /// Whether this node is the leader (as far as it knows).
     pub fn is_leader(&self) -> bool {
         self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id)
+    }
+
+    /// Whether this node leads and has brought the configured aggregation rules in force in
+    /// its term: a source of events it reads itself (Kafka) waits for this, so that a rule in
+    /// the configuration sees the stream from its first message.
+    pub fn configured_rules_in_force(&self) -> bool {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        m.current_leader == Some(self.inner.id) && *self.inner.rules_term.borrow() == m.current_term
+    }
+
+    /// Records that the configured rules are in force in `term` (the rules proposer).
+    pub(crate) fn set_rules_in_force(&self, term: u64) {
+        self.inner.rules_term.send_replace(term);
     }
 
     /// Proposes a write of this node's own making, only while it leads, and answers with the

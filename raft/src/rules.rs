@@ -84,10 +84,13 @@ pub(crate) async fn run_rules_proposer(
 ) {
     let mut retry = tokio::time::interval(Duration::from_secs(5));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Woken by a change of leader too: the Kafka consumer waits for this after an election.
+    let mut metrics = writer.raft().metrics();
     let mut done_in_term = None;
     loop {
         tokio::select! {
             _ = retry.tick() => {}
+            changed = metrics.changed() => if changed.is_err() { return },
             _ = stop.cancelled() => return,
         }
         let (leads, term) = {
@@ -100,7 +103,10 @@ pub(crate) async fn run_rules_proposer(
             continue;
         }
         match reconcile(&writer, &configured).await {
-            Ok(()) => done_in_term = Some(term),
+            Ok(()) => {
+                done_in_term = Some(term);
+                writer.set_rules_in_force(term);
+            }
             Err(e) => {
                 tracing::warn!(error = %e.message(), "could not bring the configured aggregation rules in force; will retry")
             }

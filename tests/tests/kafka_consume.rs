@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
-use collabstream_tests::{KafkaBroker, Moto, Node, TestCluster, produce, sent, wait_until};
+use collabstream_proto::v1;
+use collabstream_tests::{KafkaBroker, Moto, Node, TestCluster, produce, sent, series_key, wait_until};
 use prost::Message;
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -147,6 +148,36 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     drop(moto);
 }
 
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.expect("a clock after 1970").as_millis() as i64
+}
+
+/// `events` into their topics as JSON, keyed and partitioned by meeting as our producer does.
+async fn produce_events(broker: &KafkaBroker, events: &[v1::Event]) {
+    let topics = KafkaTopics::default();
+    let client = ClientBuilder::new(vec![broker.addr()]).build().await.expect("connect");
+    let mut by_partition: std::collections::BTreeMap<(String, i32), Vec<Record>> = Default::default();
+    for e in events {
+        let topic = topics.topic_for(e).expect("typed").to_string();
+        let key = kafka_message::key(e);
+        let partition = kafka_message::partition_for(&key, 3);
+        by_partition.entry((topic, partition)).or_default().push(Record {
+            key: Some(key),
+            value: Some(kafka_message::encode(e, KafkaFormat::Json)),
+            headers: Default::default(),
+            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(now_ms()).expect("a time"),
+        });
+    }
+    for ((topic, partition), records) in by_partition {
+        let pc =
+            client.partition_client(topic, partition, UnknownTopicHandling::Error).await.expect("partition");
+        for chunk in records.chunks(500) {
+            pc.produce(chunk.to_vec(), Compression::NoCompression).await.expect("produced");
+        }
+    }
+}
+
 /// Waits until `node` stores exactly `want`.
 async fn consumed(node: &Node, want: &[Vec<u8>]) {
     let done = wait_until(Duration::from_secs(120), || async {
@@ -161,22 +192,56 @@ async fn consumed(node: &Node, want: &[Vec<u8>]) {
 }
 
 /// Issue 14's acceptance: the leader of a three-node cluster SIGKILLed twice while it
-/// consumes; every node ends with exactly the broker's events, and the same meeting series.
+/// consumes; every node ends with exactly the broker's events, a rule's aggregates equal to
+/// the values computed here from what was produced, and the same meeting series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_consumes_once_through_two_leader_kills() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = KafkaBroker::start(dir.path()).expect("tansu starts");
-    let target = format!("kafka://{}", broker.addr());
-    let args =
-        ["--target", &target, "--workload", "meetings", "--size", "20", "--count", "6000", "--speed", "60"];
-    sent(&produce(&args, &[]).await);
+    for t in KafkaTopics::default().all() {
+        broker.create_topic(t, 3).await;
+    }
+    // Two minutes of chat messages from ten minutes ago, by meeting; the rule counts and sums
+    // their lengths per meeting and minute. Partitions consumed unevenly, or a stream idle
+    // through a failover, may close a window early: its late events correct it (lateness 50
+    // minutes), so the final values must be exact.
+    let base = (now_ms() - 600_000).div_euclid(60_000) * 60_000;
+    let events: Vec<v1::Event> = (0..24_000i64)
+        .map(|i| {
+            let chat = v1::ChatEvent {
+                meeting_id: format!("m{}", i % 8),
+                user_id: format!("u{}", i % 13),
+                message_id: format!("x{i}"),
+                length: (i % 97) as u32,
+                timestamp_ms: base + i * 5,
+                ..Default::default()
+            };
+            v1::Event { event: Some(v1::event::Event::Chat(chat)) }
+        })
+        .collect();
+    produce_events(&broker, &events).await;
     let want = in_kafka(&broker).await;
+    assert_eq!(want.len(), events.len());
+    let mut expected = collabstream_tests::Exported::new();
+    for e in &events {
+        let Some(v1::event::Event::Chat(c)) = &e.event else { unreachable!() };
+        let end = c.timestamp_ms.div_euclid(60_000) * 60_000 + 60_000;
+        for (output, add) in [("count", 1.0), ("sum", f64::from(c.length))] {
+            let name = format!("kafka_chat_{output}");
+            let key =
+                series_key([("__name__", name.as_str()), ("meeting_id", c.meeting_id.as_str())].into_iter());
+            *expected.entry(key).or_default().entry(end).or_default() += add;
+        }
+    }
     let config = dir.path().join("node.toml");
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = [\"{}\"]\nmax_batch_bytes = 2048\nmax_wait = \"50ms\"\n\n\
-             [raft]\nheartbeat_interval = \"100ms\"\nelection_timeout = \"600ms\"\nleader_wait = \"3s\"\n",
+            "[kafka]\nbrokers = [\"{}\"]\nmax_batch_bytes = 1024\nmax_wait = \"50ms\"\n\n\
+             [raft]\nheartbeat_interval = \"100ms\"\nelection_timeout = \"600ms\"\nleader_wait = \"3s\"\n\n\
+             [[aggregations]]\nname = \"kafka_chat\"\nevents = \"chat\"\nvalue = \"length\"\n\
+             group_by = [\"meeting_id\"]\nwindow = \"1m\"\noutputs = [\"count\", \"sum\"]\n\
+             max_out_of_orderness = \"2m\"\nallowed_lateness = \"50m\"\nidle_timeout = \"5s\"\n",
             broker.addr()
         ),
     )
@@ -185,20 +250,25 @@ async fn a_cluster_consumes_once_through_two_leader_kills() {
     let mut cluster =
         TestCluster::start(&dir.path().join("cluster"), 3, &["--config", &config]).await.expect("cluster");
     let wait = Duration::from_secs(30);
-    let mut consumed = 0;
     for round in 0..2 {
         let leader = cluster.wait_leader(&[0, 1, 2], wait).await.expect("a leader");
-        let more = wait_until(Duration::from_secs(60), || async {
-            let n = cluster.node(leader).stored_events().await.len();
-            (n > consumed).then_some(n)
+        // Killed as soon as it has applied a batch of its own, with messages still to read.
+        let lag = wait_until(Duration::from_secs(60), || async {
+            let node = cluster.node(leader);
+            let body = reqwest::get(node.url("/metrics")).await.ok()?.text().await.ok()?;
+            let lag: f64 = body
+                .lines()
+                .filter(|l| l.starts_with("collabstream_kafka_lag_messages{"))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum();
+            (node.metric("collabstream_kafka_messages_total").await > 0.0).then_some(lag)
         })
         .await;
-        let Some(more) = more else {
+        let Some(lag) = lag else {
             panic!("round {round}: the leader consumes:\n{}", cluster.describe(&[leader]).await)
         };
-        consumed = more;
-        assert!(consumed < want.len(), "round {round}: killed before the end ({consumed} of {})", want.len());
         cluster.kill(leader);
+        assert!(lag > 0.0, "round {round}: killed before the end of the stream");
         let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
         cluster.wait_leader(&others, wait).await.expect("a new leader");
         cluster.restart(leader).expect("the old leader restarts");
@@ -231,6 +301,24 @@ async fn a_cluster_consumes_once_through_two_leader_kills() {
             )
         };
         assert_eq!(got, want, "node {}: each message once", i + 1);
+    }
+    // The rule's outputs, exactly as computed from the events, on every node (polled: the
+    // windows close once the stream has been idle for 5 s of the leader's clock).
+    for i in 0..3 {
+        let got = wait_until(Duration::from_secs(60), || async {
+            let got = cluster.node(i).export("{__name__=~\"kafka_chat_.*\"}").await;
+            (got == expected).then_some(())
+        })
+        .await;
+        if got.is_none() {
+            let node = cluster.node(i);
+            let rules = reqwest::get(node.url("/api/v1/aggregations")).await.expect("rules").text().await;
+            let metrics =
+                reqwest::get(node.url("/metrics")).await.expect("metrics").text().await.unwrap_or_default();
+            let metrics: Vec<&str> = metrics.lines().filter(|l| l.contains("kafka_chat")).collect();
+            let got = node.export("{__name__=~\"kafka_chat_.*\"}").await;
+            assert_eq!(got, expected, "node {}: the rule's aggregates\n{rules:?}\n{metrics:?}", i + 1);
+        }
     }
     // The meetings pack's series alike everywhere (polled: the leader's ticks go on closing
     // windows until every meeting has been idle long enough).

@@ -33,7 +33,8 @@ pub async fn run(writer: Writer, config: KafkaConfig, metrics: Arc<KafkaMetrics>
     };
     let config = Arc::new(config);
     while !stop.is_cancelled() {
-        if !writer.is_leader() {
+        // Not before the configured rules are in force, so that they see every message.
+        if !writer.configured_rules_in_force() {
             if pause(&stop, Duration::from_millis(200)).await {
                 return;
             }
