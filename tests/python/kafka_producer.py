@@ -5,7 +5,7 @@ Confluent wire format (a zero byte, the schema id, the datum; fastavro and deplo
 schemas). Prints each event it produced, as the JSON of POST /api/v1/events, one a line.
 
   kafka_producer.py --brokers 127.0.0.1:9092 --count 400 [--format avro --schema-dir deploy/avro
-                    --schema-ids 1,2,3]
+                    --schema-ids 1,2,3] [--create-topics 3] [--option security.protocol=SSL ...]
 """
 import argparse
 import io
@@ -40,7 +40,20 @@ def main():
     p.add_argument("--format", choices=["json", "avro"], default="json")
     p.add_argument("--schema-dir")
     p.add_argument("--schema-ids", default="1,2,3", help="the registry ids of user, chat, meeting")
+    p.add_argument("--create-topics", type=int, metavar="PARTITIONS", help="create the topics first")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a librdkafka setting, e.g. security.protocol=SSL")
     a = p.parse_args()
+    common = dict(o.split("=", 1) for o in a.option)
+    common["bootstrap.servers"] = a.brokers
+
+    if a.create_topics:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient(common)
+        made = admin.create_topics([NewTopic(t, a.create_topics, 1) for t in TOPICS.values()])
+        for topic, future in made.items():
+            future.result(30)
 
     encode = lambda kind, e: json.dumps({k: v for k, v in e.items() if k != "type" or kind == "user"}).encode()
     if a.format == "avro":
@@ -67,7 +80,7 @@ def main():
     codecs = ["gzip", "snappy", "lz4", "zstd"]
     per = (a.count + len(codecs) - 1) // len(codecs)
     for n, codec in enumerate(codecs):
-        producer = Producer({"bootstrap.servers": a.brokers, "compression.type": codec, "linger.ms": 20,
+        producer = Producer({**common, "compression.type": codec, "linger.ms": 20,
                              "enable.idempotence": False, "message.timeout.ms": 30000})
         for i in range(n * per, min(a.count, (n + 1) * per)):
             e = event(i)

@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio_rustls::rustls;
 
 use anyhow::{Context, bail};
 use rskafka::client::ClientBuilder;
@@ -52,7 +55,13 @@ impl KafkaBroker {
     /// Starts a broker keeping its data in memory, logging into `dir`, and waits until it
     /// accepts connections.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        Self::start_with(dir, "memory://tansu/", &[])
+        Self::start_with(dir, "memory://tansu/", &[], None)
+    }
+
+    /// Starts a broker in memory that tells clients to reach it at `advertised` (`host:port`,
+    /// e.g. a TLS relay in front of it) instead of its own port.
+    pub fn start_advertising(dir: &Path, advertised: &str) -> anyhow::Result<Self> {
+        Self::start_with(dir, "memory://tansu/", &[], Some(advertised))
     }
 
     /// Starts a broker keeping its data in `bucket` of an S3-compatible store (moto), so that
@@ -65,15 +74,21 @@ impl KafkaBroker {
             ("AWS_DEFAULT_REGION", "us-east-1"),
             ("AWS_ALLOW_HTTP", "true"),
         ];
-        Self::start_with(dir, &format!("s3://{bucket}/"), &env)
+        Self::start_with(dir, &format!("s3://{bucket}/"), &env, None)
     }
 
-    fn start_with(dir: &Path, storage: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+    fn start_with(
+        dir: &Path,
+        storage: &str,
+        env: &[(&str, &str)],
+        advertised: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let mut command = Command::new(tansu()?);
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
         command
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised])
             .args(["--storage-engine", storage])
             // Its flags also come from these; none of the caller's may leak in.
             .env_remove("STORAGE_ENGINE")
@@ -131,7 +146,21 @@ impl KafkaBroker {
     /// Every message the broker holds: by topic, its partition count and its messages as
     /// (partition, key, value), in offset order within each partition.
     pub async fn messages(&self) -> BTreeMap<String, (i32, Vec<KafkaMessage>)> {
-        let client = ClientBuilder::new(vec![self.addr()]).build().await.expect("connect");
+        self.messages_via(&self.addr(), None).await
+    }
+
+    /// [`messages`](Self::messages), read through `bootstrap` (over TLS trusting the PEM file
+    /// `ca`, if given): for a broker that advertises a relay in front of it.
+    pub async fn messages_via(
+        &self,
+        bootstrap: &str,
+        ca: Option<&str>,
+    ) -> BTreeMap<String, (i32, Vec<KafkaMessage>)> {
+        let mut builder = ClientBuilder::new(vec![bootstrap.to_string()]);
+        if let Some(ca) = ca {
+            builder = builder.tls_config(Arc::new(client_tls(ca)));
+        }
+        let client = builder.build().await.expect("connect");
         let mut out = BTreeMap::new();
         for topic in client.list_topics().await.expect("list topics") {
             let mut messages = Vec::new();
@@ -163,6 +192,21 @@ impl KafkaBroker {
         }
         out
     }
+}
+
+/// A TLS client configuration trusting the PEM certificates in `ca`.
+fn client_tls(ca: &str) -> rustls::ClientConfig {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots.add(cert.expect("a certificate")).expect("a CA");
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// One message read back from the broker.

@@ -13,6 +13,7 @@ mod prom;
 mod prometheus;
 pub mod promql_suite;
 mod proxy;
+mod tls;
 
 pub use cluster::TestCluster;
 pub use kafka::{KafkaBroker, KafkaMessage};
@@ -22,3 +23,4 @@ pub use produce::{produce, sent};
 pub use prom::{remote_write_body, wait_until};
 pub use prometheus::{Prometheus, free_port};
 pub use proxy::Proxy;
+pub use tls::{TlsRelay, certificates};

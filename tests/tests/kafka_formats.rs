@@ -1,7 +1,7 @@
 //! Messages from another producer than ours (Python confluent-kafka, that is librdkafka):
 //! batches compressed with gzip, snappy, lz4 and zstd; JSON that leaves `type` to its topic;
 //! Avro in the Confluent wire format with its schemas from a registry or from `.avsc` files.
-//! And what the consumer leaves for Kafka's own tools: poison copied to the dead-letter topic
+//! Brokers behind TLS. And what the consumer leaves for Kafka's own tools: poison copied to the dead-letter topic
 //! saying where it came from, and the applied offsets in the consumer group.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use collabstream_proto::events_json;
-use collabstream_tests::{KafkaBroker, Node, wait_until};
+use collabstream_tests::{KafkaBroker, Node, TlsRelay, certificates, wait_until};
 use prost::Message;
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -22,10 +22,11 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
-/// Runs `tests/python/kafka_producer.py`; the events it produced, encoded and sorted.
-async fn python_produce(broker: &KafkaBroker, extra: &[&str]) -> Vec<Vec<u8>> {
+/// Runs `tests/python/kafka_producer.py` against `brokers`; the events it produced, encoded
+/// and sorted.
+async fn python_produce(brokers: &str, extra: &[&str]) -> Vec<Vec<u8>> {
     let script = repo("tests/python/kafka_producer.py");
-    let mut args = vec![script.display().to_string(), "--brokers".into(), broker.addr()];
+    let mut args = vec![script.display().to_string(), "--brokers".into(), brokers.to_string()];
     args.extend(extra.iter().map(|a| a.to_string()));
     let out = tokio::task::spawn_blocking(move || Command::new("python3").args(&args).output())
         .await
@@ -54,10 +55,10 @@ async fn produce_one(broker: &KafkaBroker, topic: &str, partition: i32, value: &
     pc.produce(vec![record], Compression::NoCompression).await.expect("produced")[0]
 }
 
-/// A node consuming with `kafka` (TOML lines of `[kafka]`, brokers added).
-fn start_node(dir: &Path, name: &str, broker: &KafkaBroker, kafka: &str) -> Node {
+/// A node consuming from `brokers` with `kafka` (TOML lines of `[kafka]`).
+fn start_node(dir: &Path, name: &str, brokers: &str, kafka: &str) -> Node {
     let config = dir.join(format!("{name}.toml"));
-    let text = format!("[kafka]\nbrokers = [\"{}\"]\nmax_wait = \"50ms\"\n{kafka}", broker.addr());
+    let text = format!("[kafka]\nbrokers = [\"{brokers}\"]\nmax_wait = \"50ms\"\n{kafka}");
     std::fs::write(&config, text).expect("config");
     Node::start(&dir.join(name), &["--config", config.to_str().expect("utf-8")]).expect("node starts")
 }
@@ -84,10 +85,10 @@ async fn compressed_json_dead_letters_and_the_groups_offsets() {
         broker.create_topic(t, 3).await;
     }
     let kafka = "dead_letter_topic = \"dead_letters\"\ngroup = \"lag-tools\"\n";
-    let node = start_node(dir.path(), "node", &broker, kafka);
+    let node = start_node(dir.path(), "node", &broker.addr(), kafka);
     // A topic made after the consumer started is found and read too.
     broker.create_topic(TOPICS[2], 3).await;
-    let want = python_produce(&broker, &["--count", "400"]).await;
+    let want = python_produce(&broker.addr(), &["--count", "400"]).await;
     let poison_at = produce_one(&broker, "chat_events", 1, b"not json").await;
     consumed(&node, &want).await;
 
@@ -117,28 +118,30 @@ async fn compressed_json_dead_letters_and_the_groups_offsets() {
         }
     }
     let committed = wait_until(Duration::from_secs(30), || async {
-        let got = group_offsets(&broker, "lag-tools").await;
+        let got = group_offsets(&broker.addr(), "lag-tools", &[]).await;
         (got == ends).then_some(got)
     })
     .await;
     assert!(
         committed.is_some(),
         "group offsets {:?}, partition ends {ends:?}",
-        group_offsets(&broker, "lag-tools").await
+        group_offsets(&broker.addr(), "lag-tools", &[]).await
     );
+    assert_eq!(node.metric("collabstream_kafka_group_commit_failures_total").await, 0.0);
     drop(node);
     drop(broker);
 }
 
-/// `topic/partition` → the offset committed for `group`, read with confluent-kafka.
-async fn group_offsets(broker: &KafkaBroker, group: &str) -> BTreeMap<String, i64> {
+/// `topic/partition` → the offset committed for `group`, read with confluent-kafka (with
+/// `options`, librdkafka settings).
+async fn group_offsets(brokers: &str, group: &str, options: &[(&str, &str)]) -> BTreeMap<String, i64> {
+    let options: String = options.iter().map(|(k, v)| format!(", '{k}': '{v}'")).collect();
     let script = format!(
         "from confluent_kafka import Consumer, TopicPartition\n\
-         c = Consumer({{'bootstrap.servers': '{}', 'group.id': '{group}', 'enable.auto.commit': False}})\n\
+         c = Consumer({{'bootstrap.servers': '{brokers}', 'group.id': '{group}', 'enable.auto.commit': False{options}}})\n\
          tps = [TopicPartition(t, p) for t in {TOPICS:?} for p in range(3)]\n\
          for tp in c.committed(tps, timeout=10):\n    if tp.offset >= 0: print(f'{{tp.topic}}/{{tp.partition}} {{tp.offset}}')\n\
-         c.close()\n",
-        broker.addr()
+         c.close()\n"
     );
     let out = tokio::task::spawn_blocking(move || Command::new("python3").args(["-c", &script]).output())
         .await
@@ -189,7 +192,7 @@ async fn avro_with_a_schema_registry_and_with_schema_files() {
     let schemas = repo("deploy/avro");
     let schemas = schemas.to_str().expect("utf-8");
     let args = ["--count", "300", "--format", "avro", "--schema-dir", schemas, "--schema-ids", "11,12,13"];
-    let want = python_produce(&broker, &args).await;
+    let want = python_produce(&broker.addr(), &args).await;
     // Schema 12 (chat), but not a datum of it.
     produce_one(&broker, "chat_events", 0, &[0, 0, 0, 0, 12, 0xff]).await;
 
@@ -197,13 +200,13 @@ async fn avro_with_a_schema_registry_and_with_schema_files() {
     let by_registry = start_node(
         dir.path(),
         "registry",
-        &broker,
+        &broker.addr(),
         &format!("format = \"avro\"\nschema_registry = \"{registry}\"\n"),
     );
     let by_files = start_node(
         dir.path(),
         "files",
-        &broker,
+        &broker.addr(),
         &format!("format = \"avro\"\navro_schema_dir = \"{schemas}\"\n"),
     );
     consumed(&by_registry, &want).await;
@@ -212,5 +215,66 @@ async fn avro_with_a_schema_registry_and_with_schema_files() {
         assert_eq!(node.metric("collabstream_kafka_poison_messages_total").await, 1.0);
     }
     drop((by_registry, by_files));
+    drop(broker);
+}
+
+/// Brokers reached over TLS (`[kafka.tls]` with a private CA): a relay terminating TLS in front
+/// of the broker, which advertises the relay, so every connection (the fetches, the group's
+/// commits, the Python producer's) goes through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_behind_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, cert, key) = certificates(dir.path());
+    let relay = TlsRelay::bind(&cert, &key, None).await;
+    let tls_addr = relay.addr.to_string();
+    let broker = KafkaBroker::start_advertising(dir.path(), &tls_addr).expect("tansu starts");
+    relay.relay_to(format!("127.0.0.1:{}", broker.port).parse().expect("an address"));
+    let ca = dir.path().join("ca.pem");
+    let ca = ca.to_str().expect("utf-8");
+    let ssl = [("security.protocol", "SSL"), ("ssl.ca.location", ca)];
+    let options: Vec<String> =
+        ssl.iter().flat_map(|(k, v)| ["--option".into(), format!("{k}={v}")]).collect();
+    let mut args = vec!["--count", "300", "--create-topics", "3"];
+    args.extend(options.iter().map(String::as_str));
+    let want = python_produce(&tls_addr, &args).await;
+
+    // Without the CA the brokers' certificate is refused, and the log says so.
+    let untrusting = start_node(dir.path(), "untrusting", &tls_addr, "group = \"tls\"\n[kafka.tls]\n");
+    let refused = wait_until(Duration::from_secs(30), || async {
+        untrusting.log().contains("invalid peer certificate").then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "{}", untrusting.log());
+    assert!(untrusting.stored_events().await.is_empty());
+    drop(untrusting);
+
+    let node = start_node(
+        dir.path(),
+        "node",
+        &tls_addr,
+        &format!("group = \"tls\"\n[kafka.tls]\nca_file = \"{ca}\"\n"),
+    );
+    consumed(&node, &want).await;
+    let mut ends = BTreeMap::new();
+    for (topic, (_, messages)) in broker.messages_via(&tls_addr, Some(ca)).await {
+        for m in messages {
+            let end = ends.entry(format!("{topic}/{}", m.partition)).or_insert(0);
+            *end = (*end).max(m.offset + 1);
+        }
+    }
+    let committed = wait_until(Duration::from_secs(30), || async {
+        let got = group_offsets(&tls_addr, "tls", &ssl).await;
+        (got == ends).then_some(got)
+    })
+    .await;
+    assert!(
+        committed.is_some(),
+        "group offsets over TLS {:?}, partition ends {ends:?}",
+        group_offsets(&tls_addr, "tls", &ssl).await
+    );
+    let failures: Vec<String> =
+        node.log().lines().filter(|l| l.contains("not committed")).map(String::from).collect();
+    assert_eq!(node.metric("collabstream_kafka_group_commit_failures_total").await, 0.0, "{failures:?}");
+    drop(node);
     drop(broker);
 }

@@ -134,8 +134,8 @@ impl GroupCommitter {
             }
         }
         let mut conn = self.connect(coordinator).await?;
+        // Version 2's answer has no throttle time (that came with version 3).
         let mut r = conn.call(8, 2, &body).await?;
-        let _throttle = r.i32()?;
         for _ in 0..r.i32()? {
             let topic = r.string()?;
             for _ in 0..r.i32()? {
@@ -211,7 +211,7 @@ impl Conn {
         }
         let mut answer = vec![0; len as usize];
         self.stream.read_exact(&mut answer).await.map_err(io)?;
-        let mut r = Reader { buf: answer, at: 0 };
+        let mut r = Reader { buf: answer, at: 0, api_key };
         if r.i32()? != self.correlation {
             return Err("an answer to another request".into());
         }
@@ -227,11 +227,16 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 struct Reader {
     buf: Vec<u8>,
     at: usize,
+    api_key: i16,
 }
 
 impl Reader {
+    fn short(&self) -> String {
+        format!("a short answer to API {} ({} bytes): {:02x?}", self.api_key, self.buf.len(), self.buf)
+    }
+
     fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let bytes = self.buf.get(self.at..self.at + N).ok_or("a short answer")?;
+        let bytes = self.buf.get(self.at..self.at + N).ok_or_else(|| self.short())?;
         self.at += N;
         Ok(bytes.try_into().expect("N bytes"))
     }
@@ -247,7 +252,7 @@ impl Reader {
         if len < 0 {
             return Ok(String::new());
         }
-        let bytes = self.buf.get(self.at..self.at + len as usize).ok_or("a short answer")?;
+        let bytes = self.buf.get(self.at..self.at + len as usize).ok_or_else(|| self.short())?;
         self.at += len as usize;
         Ok(String::from_utf8_lossy(bytes).into_owned())
     }
