@@ -16,65 +16,16 @@
 //! differs by up to `BENCH_CLIENTS` batches, which the pack's watermark (5 s out of
 //! orderness, 5 min lateness) absorbs as corrections, reported with the rates.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use collabstream_proto::prompb;
 use collabstream_proto::v1::{self, ingest_service_client::IngestServiceClient};
 use collabstream_tests::{Node, TestCluster, remote_write_body};
-use collabstream_workload::{Meetings, NodeExporter};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as i64
-}
-
-/// The meetings workload from `start_ms` on, one second of event time at a time, in writes of
-/// `batch` events, until `events`; and the last event time.
-fn meeting_writes(events: usize, batch: usize, start_ms: i64) -> (Vec<v1::WriteRequest>, i64) {
-    let mut workload = Meetings::new(10_000, 7);
-    let (mut writes, mut pending, mut n, mut t) = (Vec::new(), Vec::new(), 0, start_ms);
-    while n < events {
-        t += 1_000;
-        for e in workload.tick(t, 1_000) {
-            pending.push(e);
-            n += 1;
-            if pending.len() == batch {
-                writes.push(v1::WriteRequest { events: std::mem::take(&mut pending), ..Default::default() });
-            }
-        }
-    }
-    if !pending.is_empty() {
-        writes.push(v1::WriteRequest { events: pending, ..Default::default() });
-    }
-    (writes, t)
-}
-
-/// Sends `writes` from `clients` concurrent gRPC clients (client `c` sends writes `c`,
-/// `c + clients`, … in order); events accepted and the time taken.
-async fn send_events(url: &str, writes: Arc<Vec<v1::WriteRequest>>, clients: usize) -> (u64, Duration) {
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (url, writes) = (url.to_string(), writes.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut client = IngestServiceClient::connect(url).await.expect("connect");
-            let mut accepted = 0;
-            for w in writes.iter().skip(c).step_by(clients) {
-                accepted += client.write(w.clone()).await.expect("write").into_inner().events_accepted;
-            }
-            accepted
-        }));
-    }
-    let mut accepted = 0;
-    for t in tasks {
-        accepted += t.await.expect("client");
-    }
-    (accepted, started.elapsed())
-}
+use collabstream_workload::NodeExporter;
+use common::{cpu_seconds, env_usize, meeting_writes, metric_sum, now_ms, send_events};
 
 /// Node-exporter scrapes as snappy remote-write bodies of 2,000 series, until `samples`.
 fn remote_write_bodies(samples: usize) -> (Vec<Vec<u8>>, usize) {
@@ -189,25 +140,6 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
         .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
         .copied()
         .unwrap_or(f64::NAN)
-}
-
-/// A figure of `/metrics`, summed over its series.
-async fn metric_sum(node: &Node, name: &str) -> f64 {
-    let text = reqwest::get(node.url("/metrics")).await.expect("metrics").text().await.expect("text");
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// CPU time the node has used so far, in seconds (user and system, from /proc).
-fn cpu_seconds(node: &Node) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", node.pid().expect("running"))).expect("stat");
-    // Fields after the command name (which may hold spaces) start after its closing paren.
-    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
 }
 
 fn rss_mib(node: &Node) -> f64 {

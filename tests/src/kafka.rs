@@ -133,6 +133,11 @@ impl KafkaBroker {
         controller.create_topic(topic, partitions, 1, 10_000).await.expect("topic created");
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `host:port` for clients.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -70,6 +70,11 @@ pub struct KafkaConfig {
     /// How long a fetch waits for messages when a partition has none.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
+    /// How far in event time one partition may run ahead of the earliest event another
+    /// partition has waiting. Keep it under the rules' `max_out_of_orderness`, or one
+    /// partition's events arrive after another partition's have closed their windows.
+    #[serde(with = "humantime_serde")]
+    pub align_within: Duration,
     /// The consumer group our progress is committed to, only so that Kafka's own lag tools
     /// see it (we resume from the replicated offsets, never from the group's). Empty: none.
     pub group: String,
@@ -92,6 +97,7 @@ impl Default for KafkaConfig {
             format: MessageFormat::Json,
             max_batch_bytes: 4 << 20,
             max_wait: Duration::from_millis(500),
+            align_within: Duration::from_secs(2),
             group: "collabstream".into(),
             dead_letter_topic: String::new(),
             schema_registry: String::new(),

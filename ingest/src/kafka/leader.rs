@@ -12,6 +12,7 @@ use rskafka::client::Client;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::alignment::Alignment;
 use super::config::KafkaConfig;
 use super::dead_letter::DeadLetters;
 use super::decode::Decoder;
@@ -77,6 +78,7 @@ impl Term {
             let committer = GroupCommitter::new(&self.config, self.writer.clone(), self.metrics.clone());
             tasks.spawn(committer.run(stop.clone()));
         }
+        let alignment = Arc::new(Alignment::new(self.config.align_within));
         let mut consuming = BTreeSet::new();
         loop {
             match or_stop(&stop, client.list_topics()).await {
@@ -99,6 +101,7 @@ impl Term {
                                 config: self.config.clone(),
                                 decoder: self.decoder.clone(),
                                 dead_letters: dead_letters.clone(),
+                                alignment: alignment.clone(),
                                 metrics: self.metrics.clone(),
                             };
                             tasks.spawn(c.run(stop.clone()));

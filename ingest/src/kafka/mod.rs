@@ -11,10 +11,13 @@
 //! offset is still covered by the batch's span, so the partition moves on.
 //!
 //! - [`run`] (`leader`): one term of leadership after another; finds topics and partitions.
-//! - `partition`: one partition's fetch → propose loop.
+//! - `partition`: one partition's fetch → propose loop; `alignment` keeps the partitions
+//!   close in event time, so that a sparse topic does not push the rules' watermarks past a
+//!   busy one's events.
 //! - `decode`: JSON, protobuf, or Avro (Confluent wire format, registry or `.avsc` files).
 //! - `dead_letter`, `group`: the copies of poison messages, the group's offsets.
 
+mod alignment;
 mod config;
 mod dead_letter;
 mod decode;
