@@ -7,7 +7,8 @@
 //! `cargo build --release -p collabstream-server`, found next to the bench binary or at
 //! `$COLLABSTREAM_BIN`; tansu from `scripts/install-tansu.sh`). Knobs: `BENCH_EVENTS` (default
 //! 1,000,000), `BENCH_CLIENTS` (gRPC clients, default 8), `BENCH_BATCH` (events a gRPC write,
-//! default 5,000), `BENCH_PARTITIONS` (per topic, default 3). `cargo test --benches` runs it
+//! default 5,000), `BENCH_PARTITIONS` (per topic, default 3), `BENCH_KAFKA_CONFIG` (more
+//! `[kafka]` keys, `;`-separated, e.g. `align_within = "1h"`). `cargo test --benches` runs it
 //! small, as a smoke test.
 //!
 //! The Kafka figure is timed from the first consumed event being applied until the last one
@@ -104,7 +105,9 @@ async fn main() {
     let broker = KafkaBroker::start(dir.path()).expect("tansu (scripts/install-tansu.sh)");
     let produced_in = produce(&broker, &writes, partitions).await;
     let config = dir.path().join("kafka.toml");
-    std::fs::write(&config, format!("[kafka]\nbrokers = [\"{}\"]\n", broker.addr())).expect("config");
+    let extra = std::env::var("BENCH_KAFKA_CONFIG").unwrap_or_default().replace(';', "\n");
+    std::fs::write(&config, format!("[kafka]\nbrokers = [\"{}\"]\n{extra}\n", broker.addr()))
+        .expect("config");
     let node =
         Node::start(&dir.path().join("kafka"), &["--config", config.to_str().expect("utf-8")]).expect("node");
     let deadline = Instant::now() + Duration::from_secs(if quick { 120 } else { 1_800 });

@@ -18,20 +18,22 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 #[derive(Debug)]
 pub(crate) struct Alignment {
     within_ms: i64,
     /// (topic, partition) → the event time of its next event not yet proposed, if it has one.
     next: Mutex<HashMap<(String, i32), i64>>,
-    changed: Notify,
+    /// Bumped at every change, so that a waiter cannot miss one made between its look at the
+    /// bound and its wait.
+    version: watch::Sender<u64>,
 }
 
 impl Alignment {
     pub(crate) fn new(within: Duration) -> Self {
         let within_ms = i64::try_from(within.as_millis()).unwrap_or(i64::MAX);
-        Self { within_ms, next: Mutex::new(HashMap::new()), changed: Notify::new() }
+        Self { within_ms, next: Mutex::new(HashMap::new()), version: watch::Sender::new(0) }
     }
 
     /// Records `partition`'s next unproposed event time (`None`: nothing waiting).
@@ -42,21 +44,23 @@ impl Alignment {
             Some(t) => next.insert(key, t),
             None => next.remove(&key),
         };
-        drop(next);
         if before != next_ms {
-            self.changed.notify_waiters();
+            self.version.send_modify(|v| *v += 1);
         }
     }
 
-    /// The latest event time any partition may propose now; `None`: no bound.
-    pub(crate) fn limit_ms(&self) -> Option<i64> {
+    /// The latest event time any partition may propose now (`None`: no bound), and the
+    /// version it is as of, for [`changed`](Self::changed).
+    pub(crate) fn limit_ms(&self) -> (Option<i64>, u64) {
         let next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        next.values().min().map(|m| m.saturating_add(self.within_ms))
+        let version = *self.version.borrow();
+        (next.values().min().map(|m| m.saturating_add(self.within_ms)), version)
     }
 
-    /// Waits until a partition reports a change, or `at_most`.
-    pub(crate) async fn changed(&self, at_most: Duration) {
-        let _ = tokio::time::timeout(at_most, self.changed.notified()).await;
+    /// Waits until something changed after `version`, or `at_most`.
+    pub(crate) async fn changed(&self, version: u64, at_most: Duration) {
+        let mut rx = self.version.subscribe();
+        let _ = tokio::time::timeout(at_most, rx.wait_for(|v| *v != version)).await;
     }
 }
 
@@ -67,15 +71,26 @@ mod tests {
     #[test]
     fn the_earliest_waiting_event_bounds_every_partition() {
         let a = Alignment::new(Duration::from_secs(2));
-        assert_eq!(a.limit_ms(), None);
+        assert_eq!(a.limit_ms().0, None);
         a.report("chat", 0, Some(10_000));
         a.report("meeting", 0, Some(600_000));
-        assert_eq!(a.limit_ms(), Some(12_000), "the sparse partition waits for the busy one");
+        assert_eq!(a.limit_ms().0, Some(12_000), "the sparse partition waits for the busy one");
         // The earliest may always go on: its own next event is within the bound.
         a.report("chat", 0, Some(11_500));
-        assert_eq!(a.limit_ms(), Some(13_500));
+        assert_eq!(a.limit_ms().0, Some(13_500));
         // Caught up: it holds no one back.
         a.report("chat", 0, None);
-        assert_eq!(a.limit_ms(), Some(602_000));
+        assert_eq!(a.limit_ms().0, Some(602_000));
+    }
+
+    #[tokio::test]
+    async fn a_change_made_before_the_wait_is_not_missed() {
+        let a = Alignment::new(Duration::from_secs(2));
+        a.report("chat", 0, Some(10_000));
+        let (_, seen) = a.limit_ms();
+        a.report("chat", 0, Some(20_000));
+        let waited = std::time::Instant::now();
+        a.changed(seen, Duration::from_secs(30)).await;
+        assert!(waited.elapsed() < Duration::from_secs(5), "woken at once");
     }
 }

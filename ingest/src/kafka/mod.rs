@@ -11,7 +11,7 @@
 //! offset is still covered by the batch's span, so the partition moves on.
 //!
 //! - [`run`] (`leader`): one term of leadership after another; finds topics and partitions.
-//! - `partition`: one partition's fetch → propose loop; `alignment` keeps the partitions
+//! - `partition`: one partition's propose loop, fed by its `fetcher` reading ahead; `alignment` keeps the partitions
 //!   close in event time, so that a sparse topic does not push the rules' watermarks past a
 //!   busy one's events.
 //! - `decode`: JSON, protobuf, or Avro (Confluent wire format, registry or `.avsc` files).
@@ -21,6 +21,7 @@ mod alignment;
 mod config;
 mod dead_letter;
 mod decode;
+mod fetcher;
 mod group;
 mod leader;
 mod metrics;
