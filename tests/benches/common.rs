@@ -85,3 +85,14 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     // USER_HZ is 100 on Linux.
     ticks / 100.0
 }
+
+/// The most memory process `pid` has held resident so far (VmHWM), in MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM");
+    kb / 1024.0
+}

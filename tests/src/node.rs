@@ -142,13 +142,9 @@ impl Node {
     /// Every event the node stores, read back with `GET /api/v1/events/export`, each encoded as
     /// a protobuf `v1.Event`, sorted: comparable with what was sent, as a multiset.
     pub async fn stored_events(&self) -> Vec<Vec<u8>> {
-        let body = reqwest::get(self.url("/api/v1/events/export?limit=1000000"))
+        let mut out: Vec<Vec<u8>> = self
+            .events_export()
             .await
-            .expect("events export request")
-            .text()
-            .await
-            .expect("events export body");
-        let mut out: Vec<Vec<u8>> = body
             .lines()
             .map(|l| {
                 let e = collabstream_proto::events_json::parse_event(l, None).expect("exported JSON");
@@ -157,6 +153,38 @@ impl Node {
             .collect();
         out.sort();
         out
+    }
+
+    /// Waits up to `timeout` until the node stores as many events as `want` (as
+    /// [`stored_events`](Self::stored_events) gives them), then asserts they are `want`; on
+    /// timeout, panics with the node's Kafka log lines.
+    pub async fn wait_for_events(&self, want: &[Vec<u8>], timeout: Duration) {
+        let got = crate::wait_until(timeout, || async {
+            let got = self.stored_events().await;
+            (got.len() >= want.len()).then_some(got)
+        })
+        .await;
+        let Some(got) = got else {
+            let log = self.log();
+            let kafka: Vec<&str> = log.lines().filter(|l| l.contains("kafka")).collect();
+            panic!(
+                "{} of {} events in time:\n{}",
+                self.stored_events().await.len(),
+                want.len(),
+                kafka.join("\n")
+            )
+        };
+        assert_eq!(got, want, "each event once");
+    }
+
+    /// The body of `GET /api/v1/events/export` (every event, one JSON object a line).
+    async fn events_export(&self) -> String {
+        reqwest::get(self.url("/api/v1/events/export?limit=1000000"))
+            .await
+            .expect("events export request")
+            .text()
+            .await
+            .expect("events export body")
     }
 
     /// The value of an unlabelled series on `/metrics`; NaN when it is not there.
@@ -169,12 +197,7 @@ impl Node {
 
     /// How often each chat message id is stored, read back with `GET /api/v1/events/export`.
     pub async fn chat_message_counts(&self) -> BTreeMap<String, usize> {
-        let body = reqwest::get(self.url("/api/v1/events/export?limit=1000000"))
-            .await
-            .expect("events export request")
-            .text()
-            .await
-            .expect("events export body");
+        let body = self.events_export().await;
         let mut out = BTreeMap::new();
         for line in body.lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("event JSON");

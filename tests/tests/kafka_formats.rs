@@ -1,7 +1,8 @@
-//! Messages from another producer than ours (Python confluent-kafka, that is librdkafka):
-//! batches compressed with gzip, snappy, lz4 and zstd; JSON that leaves `type` to its topic;
-//! Avro in the Confluent wire format with its schemas from a registry or from `.avsc` files.
-//! Brokers behind TLS. And what the consumer leaves for Kafka's own tools: poison copied to the dead-letter topic
+//! The message formats and transports the consumer reads. From another producer than ours
+//! (Python confluent-kafka, that is librdkafka): batches compressed with gzip, snappy, lz4 and
+//! zstd; JSON that leaves `type` to its topic; Avro in the Confluent wire format with its
+//! schemas from a registry or from `.avsc` files. From ours: protobuf. Brokers behind TLS. And
+//! what the consumer leaves for Kafka's own tools: poison copied to the dead-letter topic
 //! saying where it came from, and the applied offsets in the consumer group.
 
 use std::collections::BTreeMap;
@@ -63,20 +64,6 @@ fn start_node(dir: &Path, name: &str, brokers: &str, kafka: &str) -> Node {
     Node::start(&dir.join(name), &["--config", config.to_str().expect("utf-8")]).expect("node starts")
 }
 
-/// Waits until `node` stores exactly `want`.
-async fn consumed(node: &Node, want: &[Vec<u8>]) {
-    let got = wait_until(Duration::from_secs(90), || async {
-        let got = node.stored_events().await;
-        (got.len() >= want.len()).then_some(got)
-    })
-    .await;
-    let Some(got) = got else {
-        let kafka: Vec<_> = node.log().lines().filter(|l| l.contains("kafka")).map(String::from).collect();
-        panic!("{} of {} events in time:\n{}", node.stored_events().await.len(), want.len(), kafka.join("\n"))
-    };
-    assert_eq!(got, want, "each message once");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_json_dead_letters_and_the_groups_offsets() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -90,7 +77,7 @@ async fn compressed_json_dead_letters_and_the_groups_offsets() {
     broker.create_topic(TOPICS[2], 3).await;
     let want = python_produce(&broker.addr(), &["--count", "400"]).await;
     let poison_at = produce_one(&broker, "chat_events", 1, b"not json").await;
-    consumed(&node, &want).await;
+    node.wait_for_events(&want, Duration::from_secs(90)).await;
 
     // The poison: counted, and copied with where it came from and why.
     let letters = wait_until(Duration::from_secs(30), || async {
@@ -209,8 +196,8 @@ async fn avro_with_a_schema_registry_and_with_schema_files() {
         &broker.addr(),
         &format!("format = \"avro\"\navro_schema_dir = \"{schemas}\"\n"),
     );
-    consumed(&by_registry, &want).await;
-    consumed(&by_files, &want).await;
+    by_registry.wait_for_events(&want, Duration::from_secs(90)).await;
+    by_files.wait_for_events(&want, Duration::from_secs(90)).await;
     for node in [&by_registry, &by_files] {
         assert_eq!(node.metric("collabstream_kafka_poison_messages_total").await, 1.0);
     }
@@ -254,7 +241,7 @@ async fn brokers_behind_tls() {
         &tls_addr,
         &format!("group = \"tls\"\n[kafka.tls]\nca_file = \"{ca}\"\n"),
     );
-    consumed(&node, &want).await;
+    node.wait_for_events(&want, Duration::from_secs(90)).await;
     let mut ends = BTreeMap::new();
     for (topic, (_, messages)) in broker.messages_via(&tls_addr, Some(ca)).await {
         for m in messages {
@@ -275,6 +262,40 @@ async fn brokers_behind_tls() {
     let failures: Vec<String> =
         node.log().lines().filter(|l| l.contains("not committed")).map(String::from).collect();
     assert_eq!(node.metric("collabstream_kafka_group_commit_failures_total").await, 0.0, "{failures:?}");
+    drop(node);
+    drop(broker);
+}
+
+/// `format = "protobuf"`: `collabstream.v1.Event` messages, as `collabstream produce
+/// --kafka-format protobuf` writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_messages_from_our_producer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = KafkaBroker::start(dir.path()).expect("tansu starts");
+    let target = format!("kafka://{}", broker.addr());
+    let args =
+        ["--target", &target, "--kafka-format", "protobuf", "--workload", "meetings", "--count", "500"];
+    let out =
+        collabstream_tests::produce(&[&args[..], &["--speed", "60", "--size", "10"]].concat(), &[]).await;
+    assert!(collabstream_tests::sent(&out) >= 500);
+    let topics = collabstream_proto::kafka_message::KafkaTopics::default();
+    let mut want: Vec<Vec<u8>> = Vec::new();
+    for (topic, (_, messages)) in broker.messages().await {
+        for m in messages {
+            let e = collabstream_proto::kafka_message::decode(
+                &topics,
+                &topic,
+                &m.value,
+                collabstream_proto::kafka_message::KafkaFormat::Protobuf,
+            )
+            .expect("a protobuf event");
+            want.push(e.encode_to_vec());
+        }
+    }
+    want.sort();
+    let node = start_node(dir.path(), "node", &broker.addr(), "format = \"protobuf\"\n");
+    node.wait_for_events(&want, Duration::from_secs(90)).await;
+    assert_eq!(node.metric("collabstream_kafka_poison_messages_total").await, 0.0);
     drop(node);
     drop(broker);
 }

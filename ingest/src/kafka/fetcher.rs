@@ -17,11 +17,14 @@ use tokio_util::sync::CancellationToken;
 use super::decode::{Decoder, Undecoded};
 use super::leader::{or_stop, pause};
 
-/// A fetched message, read, waiting to be proposed.
+/// A fetched message, read, waiting to be proposed. An event's message is not kept (only its
+/// size): up to three fetches a partition wait in memory.
 pub(crate) struct Fetched {
-    pub(crate) message: RecordAndOffset,
-    /// The event, or why the message is poison.
-    pub(crate) event: Result<v1::Event, String>,
+    pub(crate) offset: i64,
+    /// The size of the message's value.
+    pub(crate) bytes: usize,
+    /// The event, or the poison message (for the dead letters) and why.
+    pub(crate) event: Result<v1::Event, Box<(RecordAndOffset, String)>>,
 }
 
 impl Fetched {
@@ -49,7 +52,8 @@ pub(crate) struct Fetcher {
     pub(crate) max_wait: i32,
 }
 
-/// A running fetcher: its fetches, at most two ahead. Dropping it stops the task.
+/// A running fetcher: its fetches, one waiting while it makes the next. Dropping it stops the
+/// task.
 pub(crate) struct Ahead {
     pub(crate) fetches: mpsc::Receiver<Fetch>,
     task: JoinHandle<()>,
@@ -64,14 +68,14 @@ impl Drop for Ahead {
 impl Fetcher {
     /// Starts reading from `from`.
     pub(crate) fn start(self, from: i64, stop: &CancellationToken) -> Ahead {
-        let (tx, fetches) = mpsc::channel(2);
+        let (tx, fetches) = mpsc::channel(1);
         let stop = stop.clone();
         let task = tokio::spawn(async move {
             let mut from = from;
             loop {
                 let fetch = self.fetch(from, &stop).await;
                 let end = match &fetch {
-                    Fetch::Got(messages, _) => messages.last().map(|m| m.message.offset + 1),
+                    Fetch::Got(messages, _) => messages.last().map(|m| m.offset + 1),
                     Fetch::Again | Fetch::Stopped => None,
                 };
                 let go_on = matches!(fetch, Fetch::Got(..));
@@ -106,17 +110,12 @@ impl Fetcher {
         let mut out = Vec::with_capacity(records.len());
         for message in records {
             let value = message.record.value.as_deref().unwrap_or_default();
+            let (offset, bytes) = (message.offset, value.len());
             let event = match self.decoder.decode(topic, value).await {
                 Ok(e) => Ok(e),
                 Err(Undecoded::Poison(why)) => {
-                    tracing::warn!(
-                        topic,
-                        partition,
-                        offset = message.offset,
-                        why,
-                        "kafka: poison message skipped"
-                    );
-                    Err(why)
+                    tracing::warn!(topic, partition, offset, why, "kafka: poison message skipped");
+                    Err(Box::new((message, why)))
                 }
                 Err(Undecoded::Retry(why)) => {
                     // No good message may be skipped for it: read them all again later.
@@ -128,7 +127,7 @@ impl Fetcher {
                     };
                 }
             };
-            out.push(Fetched { message, event });
+            out.push(Fetched { offset, bytes, event });
         }
         Fetch::Got(out, high)
     }

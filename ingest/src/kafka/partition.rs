@@ -139,7 +139,7 @@ impl PartitionConsumer {
             }
             waiting_since = None;
             let batch: Vec<Fetched> = fetched.drain(..n).collect();
-            let to = batch.last().map_or(from, |f| f.message.offset + 1);
+            let to = batch.last().map_or(from, |f| f.offset + 1);
             // Said before the batch is applied, so that the others need not wait for that: a
             // batch that does not apply only makes the bound looser for a moment.
             let batch_ms = batch.iter().filter_map(Fetched::time_ms).max();
@@ -171,7 +171,7 @@ impl PartitionConsumer {
         let poison: Vec<Letter<'_>> = batch
             .iter()
             .filter_map(|f| {
-                f.event.as_ref().err().map(|why| Letter { message: &f.message, why: why.clone() })
+                f.event.as_ref().err().map(|poison| Letter { message: &poison.0, why: poison.1.clone() })
             })
             .collect();
         if let Some(dl) = &self.dead_letters
@@ -228,7 +228,7 @@ impl PartitionConsumer {
     /// Counts a batch once it is applied (a refused one was counted by the leader that logged it).
     fn count(&self, batch: &[Fetched], events: usize, poison: usize) {
         let m = &self.metrics;
-        let bytes: usize = batch.iter().map(|f| f.message.record.value.as_ref().map_or(0, Vec::len)).sum();
+        let bytes: usize = batch.iter().map(|f| f.bytes).sum();
         m.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
         m.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         m.events.fetch_add(events as u64, Ordering::Relaxed);
