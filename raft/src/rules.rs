@@ -87,10 +87,24 @@ pub(crate) async fn run_rules_proposer(
     // Woken by a change of leader too: the Kafka consumer waits for this after an election.
     let mut metrics = writer.raft().metrics();
     let mut done_in_term = None;
+    let mut seen = None;
     loop {
         tokio::select! {
             _ = retry.tick() => {}
-            changed = metrics.changed() => if changed.is_err() { return },
+            // Only a new term or leader counts (the metrics change at every append and apply;
+            // a reconcile that keeps failing is retried at the 5 s tick).
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = {
+                    let m = metrics.borrow_and_update();
+                    (m.current_term, m.current_leader)
+                };
+                if seen.replace(now) == Some(now) {
+                    continue;
+                }
+            }
             _ = stop.cancelled() => return,
         }
         let (leads, term) = {

@@ -141,6 +141,11 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
                 &k.poison,
             ),
             (
+                "collabstream_kafka_messages_lost_total",
+                "Kafka messages removed by retention before they were read, skipped.",
+                &k.lost,
+            ),
+            (
                 "collabstream_kafka_dead_lettered_total",
                 "Poison messages copied to the dead-letter topic.",
                 &k.dead_lettered,

@@ -15,6 +15,9 @@ use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandl
 use rskafka::record::{Record, RecordAndOffset};
 use tokio::sync::OnceCell;
 
+/// At most this much in one produce request.
+const MAX_REQUEST_BYTES: usize = 900 << 10;
+
 pub(crate) struct DeadLetters {
     client: Arc<Client>,
     topic: String,
@@ -47,10 +50,15 @@ impl DeadLetters {
             return Ok(());
         }
         let pc = self.partition.get_or_try_init(|| self.connect()).await?;
-        let records = letters
+        let mut records: Vec<Record> = letters
             .iter()
             .map(|l| {
                 let mut r: Record = l.message.record.clone();
+                if r.approximate_size() > MAX_REQUEST_BYTES {
+                    // Too large for a broker's default message size: where it came from is kept.
+                    r.value = None;
+                    r.headers.insert("collabstream.value_dropped".into(), b"too large".to_vec());
+                }
                 r.headers.insert("collabstream.topic".into(), topic.as_bytes().to_vec());
                 r.headers.insert("collabstream.partition".into(), partition.to_string().into_bytes());
                 r.headers.insert("collabstream.offset".into(), l.message.offset.to_string().into_bytes());
@@ -58,7 +66,20 @@ impl DeadLetters {
                 r
             })
             .collect();
-        pc.produce(records, Compression::NoCompression).await.map(|_| ())
+        // Produce requests under the brokers' default limit (message.max.bytes, ~1 MiB).
+        while !records.is_empty() {
+            let (mut size, mut n) = (0, 0);
+            for r in &records {
+                if n > 0 && size + r.approximate_size() > MAX_REQUEST_BYTES {
+                    break;
+                }
+                (size, n) = (size + r.approximate_size(), n + 1);
+            }
+            let rest = records.split_off(n);
+            pc.produce(records, Compression::NoCompression).await?;
+            records = rest;
+        }
+        Ok(())
     }
 
     async fn connect(&self) -> Result<PartitionClient, KafkaError> {

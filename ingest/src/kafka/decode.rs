@@ -116,11 +116,14 @@ impl Registry {
         let retry = |e: String| Undecoded::Retry(format!("schema registry {url}: {e}"));
         let answer = self.http.get(&url).send().await.map_err(|e| retry(e.to_string()))?;
         let status = answer.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(Undecoded::Poison(format!("schema {id} is not in the registry")));
-        }
         if !status.is_success() {
-            return Err(retry(format!("answered {status}")));
+            // Only the registry's own "schema not found" condemns the message: a 404 from a
+            // wrong URL or a proxy would otherwise dead-letter every message.
+            let body: serde_json::Value = answer.json().await.unwrap_or_default();
+            if status == reqwest::StatusCode::NOT_FOUND && body["error_code"] == 40403 {
+                return Err(Undecoded::Poison(format!("schema {id} is not in the registry")));
+            }
+            return Err(retry(format!("answered {status}: {body}")));
         }
         #[derive(serde::Deserialize)]
         struct Answer {
@@ -165,6 +168,10 @@ fn record_to_json(record: Avro) -> Result<serde_json::Value, String> {
     for (name, mut v) in fields {
         while let Avro::Union(_, inner) = v {
             v = *inner;
+        }
+        // A null reads as a field left out (the JSON format's defaults), not as JSON null.
+        if matches!(v, Avro::Null) {
+            continue;
         }
         let v = match v {
             Avro::TimestampMicros(t) | Avro::LocalTimestampMicros(t) => Avro::Long(t.div_euclid(1000)),
@@ -220,6 +227,15 @@ mod tests {
             r.put("length", 42);
             r.put("timestamp", Avro::TimestampMicros(1_732_780_800_123_456));
         });
+        let without_id = wire(&schema, 7, |r| {
+            r.put("meeting_id", "m1");
+            r.put("user_id", "u1");
+            r.put("message_id", Avro::Union(0, Box::new(Avro::Null)));
+            r.put("length", 1);
+            r.put("timestamp", Avro::TimestampMicros(1_732_780_800_000_000));
+        });
+        let e = d.decode("chat_events", &without_id).await.expect("a null field is a field left out");
+        assert_eq!(collabstream_proto::events_json::to_json(&e)["message_id"], "");
         let e = d.decode("chat_events", &msg).await.expect("an event");
         let json = collabstream_proto::events_json::to_json(&e);
         assert_eq!(json["type"], "chat");

@@ -37,6 +37,8 @@ impl Fetched {
 pub(crate) enum Fetch {
     /// Messages in offset order (perhaps none), and the partition's high watermark.
     Got(Vec<Fetched>, i64),
+    /// The offset asked for is no longer (or not yet) in the partition.
+    OutOfRange,
     /// Nothing usable: find the offset again and fetch anew.
     Again,
     Stopped,
@@ -71,36 +73,48 @@ impl Fetcher {
         let (tx, fetches) = mpsc::channel(1);
         let stop = stop.clone();
         let task = tokio::spawn(async move {
-            let mut from = from;
+            let (mut from, mut first) = (from, true);
             loop {
-                let fetch = self.fetch(from, &stop).await;
+                let asked = std::time::Instant::now();
+                let fetch = self.fetch(from, first, &stop).await;
+                first = false;
                 let end = match &fetch {
                     Fetch::Got(messages, _) => messages.last().map(|m| m.offset + 1),
-                    Fetch::Again | Fetch::Stopped => None,
+                    _ => None,
                 };
                 let go_on = matches!(fetch, Fetch::Got(..));
                 if tx.send(fetch).await.is_err() || !go_on {
                     return;
                 }
-                from = end.unwrap_or(from);
+                match end {
+                    Some(end) => from = end,
+                    // Nothing, and perhaps at once (a partition ending in a transaction marker,
+                    // which the client drops, answers at once): no faster than max_wait.
+                    None => {
+                        let wait = Duration::from_millis(self.max_wait.max(0) as u64)
+                            .saturating_sub(asked.elapsed());
+                        if pause(&stop, wait).await {
+                            return;
+                        }
+                    }
+                }
             }
         });
         Ahead { fetches, task }
     }
 
     /// Fetches from `from` and reads the messages.
-    async fn fetch(&self, from: i64, stop: &CancellationToken) -> Fetch {
+    async fn fetch(&self, from: i64, first: bool, stop: &CancellationToken) -> Fetch {
         let pc = &*self.pc;
         let (topic, partition) = (self.topic.as_str(), self.partition);
-        let Some(fetched) = or_stop(stop, fetch_from(pc, from, self.max_bytes, self.max_wait)).await else {
+        let fetch = fetch_from(pc, from, first, self.max_bytes, self.max_wait);
+        let Some(fetched) = or_stop(stop, fetch).await else {
             return Fetch::Stopped;
         };
         let (records, high) = match fetched {
             Ok(fetched) => fetched,
             Err(KafkaError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. }) => {
-                // Retention removed what we had not read: start again from what is kept.
-                tracing::warn!(topic, partition, from, "kafka: offset out of range");
-                return Fetch::Again;
+                return Fetch::OutOfRange;
             }
             Err(e) => {
                 tracing::warn!(error = %e, topic, partition, "kafka: fetch failed");
@@ -140,19 +154,23 @@ impl Fetcher {
 /// skip the rest of that batch, and a consumer resuming where a prefix of a fetch was applied
 /// asks for such offsets. So when the first message is past `from`, the fetch is repeated from
 /// further back until it holds `from`'s batch, or shows that the messages before the first are
-/// gone (a compacted or truncated partition), at most 30 times.
+/// gone (a compacted or truncated partition, or a transaction marker), at most 30 times. Only
+/// a fetcher's first fetch can start inside a batch: the next ones start where a fetch ended.
 async fn fetch_from(
     pc: &PartitionClient,
     from: i64,
+    first_fetch: bool,
     max_bytes: i32,
     max_wait: i32,
 ) -> Result<(Vec<RecordAndOffset>, i64), KafkaError> {
     let (mut records, high) = pc.fetch_records(from, 1..max_bytes, max_wait).await?;
     let first = records.iter().map(|r| r.offset).min();
-    if let Some(first) = first.filter(|f| *f > from) {
+    if let Some(first) = first.filter(|f| *f > from && first_fetch) {
         let (mut step, mut start, mut just_after_a_batch) = (1i64, (from - 1).max(0), false);
         for _ in 0..30 {
-            let (earlier, _) = pc.fetch_records(start, 1..max_bytes, max_wait).await?;
+            // Out of range further back (the partition starts at `from`), or failing: what the
+            // first fetch gave stands.
+            let Ok((earlier, _)) = pc.fetch_records(start, 1..max_bytes, max_wait).await else { break };
             if earlier.iter().any(|r| (from..first).contains(&r.offset)) {
                 records = earlier;
                 break;

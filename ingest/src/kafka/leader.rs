@@ -51,7 +51,8 @@ pub async fn run(writer: Writer, config: KafkaConfig, metrics: Arc<KafkaMetrics>
             metrics: metrics.clone(),
         };
         tasks.spawn(lead.run(term.clone()));
-        while writer.is_leader() && !stop.is_cancelled() {
+        // A partition that finds it no longer leads ends the term itself.
+        while writer.is_leader() && !stop.is_cancelled() && !term.is_cancelled() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         term.cancel();

@@ -12,6 +12,8 @@ pub struct KafkaMetrics {
     pub poison: AtomicU64,
     /// Poison messages copied to the dead-letter topic.
     pub dead_lettered: AtomicU64,
+    /// Messages retention removed before they were read (skipped, with an error logged).
+    pub lost: AtomicU64,
     /// Batches apply refused because another leader had logged their messages already.
     pub refused: AtomicU64,
     /// Offset commits to the consumer group that failed (our progress is not in the group).

@@ -64,6 +64,7 @@ impl PartitionConsumer {
         let mut ahead: Option<Ahead> = None;
         let mut fetched: VecDeque<Fetched> = VecDeque::new();
         let (mut high, mut last_ms) = (0, None);
+        let (mut caught_up, mut ready_for_more) = (false, true);
         let mut waiting_since = None;
         while !stop.is_cancelled() {
             let from = match offset {
@@ -83,11 +84,16 @@ impl PartitionConsumer {
             let fetches = &mut ahead.get_or_insert_with(|| self.fetcher(&pc).start(from, stop)).fetches;
             let fetch = if fetched.is_empty() {
                 // Between fetches, with messages still to read, the next event is no earlier
-                // than the last one proposed.
-                self.alignment.report(topic, partition, if high > from { last_ms } else { None });
+                // than the last one proposed; with nothing more to fetch for now (the last
+                // fetch was empty), it holds no one back.
+                let behind = high > from && !caught_up;
+                self.alignment.report(topic, partition, if behind { last_ms } else { None });
                 or_stop(stop, fetches.recv()).await.flatten()
-            } else {
+            } else if ready_for_more {
+                // Only when all that waits may go: a partition held back reads no further.
                 fetches.try_recv().ok()
+            } else {
+                None
             };
             match fetch {
                 None if stop.is_cancelled() => return,
@@ -103,8 +109,19 @@ impl PartitionConsumer {
                     fetched.clear();
                     continue;
                 }
+                Some(Fetch::OutOfRange) => {
+                    (ahead, offset) = (None, None);
+                    fetched.clear();
+                    if self.skip_to_earliest(&pc, from).await.is_none()
+                        || pause(stop, Duration::from_secs(1)).await
+                    {
+                        return;
+                    }
+                    continue;
+                }
                 Some(Fetch::Got(messages, h)) => {
                     high = h;
+                    caught_up = messages.is_empty();
                     self.metrics.set_lag(topic, partition, high - from);
                     fetched.extend(messages);
                 }
@@ -116,10 +133,18 @@ impl PartitionConsumer {
             let next_ms = fetched.iter().find_map(Fetched::time_ms);
             self.alignment.report(topic, partition, next_ms.or(last_ms));
             let (limit, version) = self.alignment.limit_ms();
+            // …and at most max_batch_bytes of them in one entry (at least one message).
+            let (mut bytes, mut taken) = (0, 0);
             let n = fetched
                 .iter()
                 .take_while(|f| f.time_ms().zip(limit).is_none_or(|(t, limit)| t <= limit))
+                .take_while(|f| {
+                    let fits = taken == 0 || bytes + f.bytes <= self.config.max_batch_bytes;
+                    (bytes, taken) = (bytes + f.bytes, taken + 1);
+                    fits
+                })
                 .count();
+            ready_for_more = n == fetched.len();
             if n == 0 {
                 let waiting = waiting_since.get_or_insert_with(std::time::Instant::now);
                 if waiting.elapsed() > Duration::from_secs(10) {
@@ -159,8 +184,54 @@ impl PartitionConsumer {
                         return;
                     }
                 }
-                Proposed::Stop => return,
+                Proposed::Stop => {
+                    // No longer the leader: the whole term ends (a new one starts every
+                    // partition again if this node leads again).
+                    stop.cancel();
+                    return;
+                }
             }
+        }
+    }
+
+    /// After `from` fell out of the partition: if retention removed messages not yet read,
+    /// proposes a span without events up to the earliest kept one (they are lost, loudly);
+    /// if the partition now ends before `from` (recreated?), it cannot go on: says so and
+    /// waits. `None` once stopped.
+    async fn skip_to_earliest(&self, pc: &PartitionClient, from: i64) -> Option<()> {
+        let (topic, partition) = (self.topic.as_str(), self.partition);
+        let earliest = match pc.get_offset(OffsetAt::Earliest).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, topic, partition, "kafka: offset out of range, and no earliest offset");
+                return Some(());
+            }
+        };
+        if earliest <= from {
+            tracing::error!(
+                topic,
+                partition,
+                applied = from,
+                earliest,
+                "kafka: the partition ends before the offsets applied (was the topic recreated?); it is not read until it reaches them"
+            );
+            return Some(());
+        }
+        tracing::error!(
+            topic,
+            partition,
+            applied = from,
+            earliest,
+            lost = earliest - from,
+            "kafka: messages removed by retention before they were read; going on from the earliest kept"
+        );
+        match self.propose(&[], from, earliest).await {
+            Proposed::Applied => {
+                self.metrics.lost.fetch_add((earliest - from) as u64, Ordering::Relaxed);
+                Some(())
+            }
+            Proposed::Again => Some(()),
+            Proposed::Stop => None,
         }
     }
 
