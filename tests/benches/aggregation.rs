@@ -25,7 +25,7 @@ use collabstream_proto::prompb;
 use collabstream_proto::v1::{self, ingest_service_client::IngestServiceClient};
 use collabstream_tests::{Node, TestCluster, remote_write_body};
 use collabstream_workload::NodeExporter;
-use common::{cpu_seconds, env_usize, meeting_writes, metric_sum, now_ms, send_events};
+use common::{cpu_seconds, env_usize, meeting_writes, memory_mib, metric_sum, now_ms, send_events};
 
 /// Node-exporter scrapes as snappy remote-write bodies of 2,000 series, until `samples`.
 fn remote_write_bodies(samples: usize) -> (Vec<Vec<u8>>, usize) {
@@ -143,14 +143,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn rss_mib(node: &Node) -> f64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", node.pid().expect("running"))).expect("status");
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS");
-    kb / 1024.0
+    memory_mib(node.pid().expect("running"), "VmRSS")
 }
 
 /// Opens window keys (a join in each of many new meetings, all in one window, so none closes)

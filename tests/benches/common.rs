@@ -86,13 +86,14 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// The most memory process `pid` has held resident so far (VmHWM), in MiB.
-pub fn peak_rss_mib(pid: u32) -> f64 {
+/// A memory figure of process `pid` from /proc (`VmRSS`: resident now, `VmHWM`: the most it
+/// has held resident), in MiB.
+pub fn memory_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let kb: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmHWM");
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
     kb / 1024.0
 }

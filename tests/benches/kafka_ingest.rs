@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
 use collabstream_tests::{KafkaBroker, Node};
 use common::{
-    cpu_seconds, env_usize, meeting_writes, metric_sum, now_ms, peak_rss_mib, process_cpu_seconds,
-    send_events,
+    cpu_seconds, env_usize, meeting_writes, memory_mib, metric_sum, now_ms, process_cpu_seconds, send_events,
 };
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -103,7 +102,7 @@ async fn main() {
     let grpc = events as f64 / took.as_secs_f64();
     let grpc_cores = (cpu_seconds(&node) - cpu) / took.as_secs_f64();
     let grpc_windows = windows(&node).await;
-    let grpc_rss = peak_rss_mib(node.pid().expect("running"));
+    let grpc_rss = memory_mib(node.pid().expect("running"), "VmHWM");
     drop(node);
 
     let broker = KafkaBroker::start(dir.path()).expect("tansu (scripts/install-tansu.sh)");
@@ -133,7 +132,7 @@ async fn main() {
     let node_cores = (cpu_seconds(&node) - node_cpu) / took.as_secs_f64();
     let broker_cores = (process_cpu_seconds(broker.pid()) - broker_cpu) / took.as_secs_f64();
     let kafka_windows = windows(&node).await;
-    let kafka_rss = peak_rss_mib(node.pid().expect("running"));
+    let kafka_rss = memory_mib(node.pid().expect("running"), "VmHWM");
     let poison = metric_sum(&node, "collabstream_kafka_poison_messages_total").await;
     assert_eq!(poison, 0.0, "every message an event");
     drop(node);
