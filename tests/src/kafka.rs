@@ -55,13 +55,19 @@ impl KafkaBroker {
     /// Starts a broker keeping its data in memory, logging into `dir`, and waits until it
     /// accepts connections.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        Self::start_with(dir, "memory://tansu/", &[], None)
+        Self::start_with(dir, "memory://tansu/", &[], None, free_port()?)
     }
 
     /// Starts a broker in memory that tells clients to reach it at `advertised` (`host:port`,
     /// e.g. a TLS relay in front of it) instead of its own port.
     pub fn start_advertising(dir: &Path, advertised: &str) -> anyhow::Result<Self> {
-        Self::start_with(dir, "memory://tansu/", &[], Some(advertised))
+        Self::start_with(dir, "memory://tansu/", &[], Some(advertised), free_port()?)
+    }
+
+    /// [`start_advertising`](Self::start_advertising), listening on `port` (for a relay that
+    /// must know where the broker will be before it starts).
+    pub fn start_advertising_on(dir: &Path, port: u16, advertised: &str) -> anyhow::Result<Self> {
+        Self::start_with(dir, "memory://tansu/", &[], Some(advertised), port)
     }
 
     /// Starts a broker keeping its data in `bucket` of an S3-compatible store (moto), so that
@@ -74,7 +80,7 @@ impl KafkaBroker {
             ("AWS_DEFAULT_REGION", "us-east-1"),
             ("AWS_ALLOW_HTTP", "true"),
         ];
-        Self::start_with(dir, &format!("s3://{bucket}/"), &env, None)
+        Self::start_with(dir, &format!("s3://{bucket}/"), &env, None, free_port()?)
     }
 
     fn start_with(
@@ -82,8 +88,8 @@ impl KafkaBroker {
         storage: &str,
         env: &[(&str, &str)],
         advertised: Option<&str>,
+        port: u16,
     ) -> anyhow::Result<Self> {
-        let port = free_port()?;
         let mut command = Command::new(tansu()?);
         let url = format!("tcp://127.0.0.1:{port}");
         let advertised = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));

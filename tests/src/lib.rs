@@ -13,6 +13,7 @@ mod prom;
 mod prometheus;
 pub mod promql_suite;
 mod proxy;
+mod sasl_relay;
 mod tls;
 
 pub use cluster::TestCluster;
@@ -23,4 +24,5 @@ pub use produce::{produce, sent};
 pub use prom::{remote_write_body, wait_until};
 pub use prometheus::{Prometheus, free_port};
 pub use proxy::Proxy;
+pub use sasl_relay::SaslRelay;
 pub use tls::{TlsRelay, certificates};

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use collabstream_proto::events_json;
-use collabstream_tests::{KafkaBroker, Node, TlsRelay, certificates, wait_until};
+use collabstream_tests::{KafkaBroker, Node, SaslRelay, TlsRelay, certificates, wait_until};
 use prost::Message;
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -296,6 +296,65 @@ async fn protobuf_messages_from_our_producer() {
     let node = start_node(dir.path(), "node", &broker.addr(), "format = \"protobuf\"\n");
     node.wait_for_events(&want, Duration::from_secs(90)).await;
     assert_eq!(node.metric("collabstream_kafka_poison_messages_total").await, 0.0);
+    drop(node);
+    drop(broker);
+}
+
+/// `[kafka.sasl]` with PLAIN, against a relay that demands it in front of the broker (which
+/// advertises the relay): the wrong password gets nothing in, the right one consumes, and the
+/// group's offsets are committed over the same authentication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = collabstream_tests::free_port().expect("a port");
+    let broker_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    // The relay first (the broker must know its address), then the broker on `port`.
+    let relay = SaslRelay::start(broker_addr, "ingest", "s3cret").await;
+    let sasl_addr = relay.addr.to_string();
+    let broker = KafkaBroker::start_advertising_on(dir.path(), port, &sasl_addr).expect("tansu starts");
+    assert_eq!(broker.port, port);
+    let sasl = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanisms", "PLAIN"),
+        ("sasl.username", "ingest"),
+        ("sasl.password", "s3cret"),
+    ];
+    let options: Vec<String> =
+        sasl.iter().flat_map(|(k, v)| ["--option".into(), format!("{k}={v}")]).collect();
+    let mut args = vec!["--count", "300", "--create-topics", "3"];
+    args.extend(options.iter().map(String::as_str));
+    let want = python_produce(&sasl_addr, &args).await;
+
+    let sasl_config = |password: &str| {
+        format!(
+            "group = \"sasl\"\n[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"ingest\"\npassword = \"{password}\"\n"
+        )
+    };
+    let refused_before = relay.refused.load(std::sync::atomic::Ordering::Relaxed);
+    let wrong = start_node(dir.path(), "wrong", &sasl_addr, &sasl_config("guess"));
+    let kept_out = wait_until(Duration::from_secs(30), || async {
+        (relay.refused.load(std::sync::atomic::Ordering::Relaxed) > refused_before).then_some(())
+    })
+    .await;
+    assert!(kept_out.is_some(), "{}", wrong.log());
+    assert!(wrong.stored_events().await.is_empty());
+    drop(wrong);
+
+    let node = start_node(dir.path(), "node", &sasl_addr, &sasl_config("s3cret"));
+    node.wait_for_events(&want, Duration::from_secs(90)).await;
+    // Offsets start at 0 and have no gaps here: the committed ones add up to the messages.
+    let committed = wait_until(Duration::from_secs(30), || async {
+        let got = group_offsets(&sasl_addr, "sasl", &sasl).await;
+        (got.values().sum::<i64>() == want.len() as i64).then_some(got)
+    })
+    .await;
+    assert!(
+        committed.is_some(),
+        "group offsets over SASL: {:?}",
+        group_offsets(&sasl_addr, "sasl", &sasl).await
+    );
+    assert!(relay.accepted.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert_eq!(node.metric("collabstream_kafka_group_commit_failures_total").await, 0.0);
     drop(node);
     drop(broker);
 }
