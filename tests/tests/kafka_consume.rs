@@ -131,8 +131,8 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     assert!(backlog.len() > first.len());
     broker.restart(Duration::from_secs(3)).expect("tansu restarts");
     assert_eq!(in_kafka(&broker).await, backlog, "the broker kept what it had");
-    // Woken while the broker is down the next time, its fetches fail and are retried (by
-    // rskafka within a fetch, by the consumer after).
+    // Woken, with the backlog ahead of it, and the broker killed again under it for 3 s: its
+    // fetches fail and are retried (by rskafka within a fetch, by the consumer after).
     signal("-CONT");
     broker.restart(Duration::from_secs(3)).expect("tansu restarts again");
     let retried = wait_until(Duration::from_secs(30), || async {
