@@ -25,7 +25,7 @@ use collabstream_proto::prompb;
 use collabstream_proto::v1::{self, ingest_service_client::IngestServiceClient};
 use collabstream_tests::{Node, TestCluster, remote_write_body};
 use collabstream_workload::NodeExporter;
-use common::{cpu_seconds, env_usize, meeting_writes, memory_mib, metric_sum, now_ms, send_events};
+use common::{cpu_seconds, env_usize, meeting_writes, memory_mib, metric_sum, now_ms, send_events, windows};
 
 /// Node-exporter scrapes as snappy remote-write bodies of 2,000 series, until `samples`.
 fn remote_write_bodies(samples: usize) -> (Vec<Vec<u8>>, usize) {
@@ -203,9 +203,7 @@ async fn main() {
     let one_events = accepted as f64 / took.as_secs_f64();
     let one_cores = (cpu_seconds(&node) - cpu_before) / took.as_secs_f64();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let corrections = metric_sum(&node, "collabstream_aggregation_corrections_total").await;
-    let late = metric_sum(&node, "collabstream_late_events_dropped_total").await;
-    let emitted = metric_sum(&node, "collabstream_aggregation_windows_emitted_total").await;
+    let (emitted, corrections, late) = windows(&node).await;
     let took_rw = send_remote_write(&node.url("/api/v1/write"), bodies, clients).await;
     let rw = sample_count as f64 / took_rw.as_secs_f64();
     // Ahead of the leader's clock: the node has been idle for the pack (during the remote

@@ -97,3 +97,12 @@ pub fn memory_mib(pid: u32, field: &str) -> f64 {
         .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
     kb / 1024.0
 }
+
+/// Windows emitted, corrections, late events dropped: the pack's figures on `/metrics`.
+pub async fn windows(node: &Node) -> (f64, f64, f64) {
+    (
+        metric_sum(node, "collabstream_aggregation_windows_emitted_total").await,
+        metric_sum(node, "collabstream_aggregation_corrections_total").await,
+        metric_sum(node, "collabstream_late_events_dropped_total").await,
+    )
+}

@@ -20,18 +20,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
+use collabstream_proto::kafka_message::KafkaTopics;
 use collabstream_tests::{KafkaBroker, Node};
 use common::{
     cpu_seconds, env_usize, meeting_writes, memory_mib, metric_sum, now_ms, process_cpu_seconds, send_events,
+    windows,
 };
-use rskafka::client::ClientBuilder;
-use rskafka::client::partition::{Compression, UnknownTopicHandling};
-use rskafka::record::Record;
 
 /// Every event of `writes` into its topic, as our producer would send it; the time taken.
 async fn produce(
@@ -39,48 +36,13 @@ async fn produce(
     writes: &[collabstream_proto::v1::WriteRequest],
     partitions: i32,
 ) -> Duration {
-    let topics = KafkaTopics::default();
-    for t in topics.all() {
+    for t in KafkaTopics::default().all() {
         broker.create_topic(t, partitions).await;
     }
     let started = Instant::now();
-    let client = ClientBuilder::new(vec![broker.addr()]).build().await.expect("connect");
-    let stamp = rskafka::chrono::DateTime::from_timestamp_millis(now_ms()).expect("a time");
-    let mut by_partition: BTreeMap<(String, i32), Vec<Record>> = BTreeMap::new();
-    for e in writes.iter().flat_map(|w| &w.events) {
-        let key = kafka_message::key(e);
-        let partition = kafka_message::partition_for(&key, partitions);
-        let topic = topics.topic_for(e).expect("typed").to_string();
-        by_partition.entry((topic, partition)).or_default().push(Record {
-            key: Some(key),
-            value: Some(kafka_message::encode(e, KafkaFormat::Json)),
-            headers: Default::default(),
-            timestamp: stamp,
-        });
-    }
-    let mut tasks = Vec::new();
-    for ((topic, partition), records) in by_partition {
-        let pc =
-            client.partition_client(topic, partition, UnknownTopicHandling::Error).await.expect("partition");
-        tasks.push(tokio::spawn(async move {
-            for chunk in records.chunks(2_000) {
-                pc.produce(chunk.to_vec(), Compression::NoCompression).await.expect("produced");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("producer");
-    }
+    let events: Vec<_> = writes.iter().flat_map(|w| w.events.iter().cloned()).collect();
+    broker.produce_events(&events, partitions).await;
     started.elapsed()
-}
-
-/// Windows emitted, corrections, late events dropped: the pack's figures on `/metrics`.
-async fn windows(node: &Node) -> (f64, f64, f64) {
-    (
-        metric_sum(node, "collabstream_aggregation_windows_emitted_total").await,
-        metric_sum(node, "collabstream_aggregation_corrections_total").await,
-        metric_sum(node, "collabstream_late_events_dropped_total").await,
-    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -14,8 +14,11 @@ use std::sync::Arc;
 use tokio_rustls::rustls;
 
 use anyhow::{Context, bail};
+use collabstream_proto::kafka_message::{self, KafkaFormat, KafkaTopics};
+use collabstream_proto::v1;
 use rskafka::client::ClientBuilder;
-use rskafka::client::partition::UnknownTopicHandling;
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::record::Record;
 
 use crate::free_port;
 
@@ -137,6 +140,42 @@ impl KafkaBroker {
         let client = ClientBuilder::new(vec![self.addr()]).build().await.expect("connect");
         let controller = client.controller_client().expect("controller");
         controller.create_topic(topic, partitions, 1, 10_000).await.expect("topic created");
+    }
+
+    /// `events` into their topics (which must exist with `partitions` each) as JSON, keyed and
+    /// partitioned by meeting as our producer does, the partitions written concurrently.
+    pub async fn produce_events(&self, events: &[v1::Event], partitions: i32) {
+        let topics = KafkaTopics::default();
+        let client = ClientBuilder::new(vec![self.addr()]).build().await.expect("connect");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+        let stamp = rskafka::chrono::DateTime::from_timestamp_millis(now.as_millis() as i64).expect("a time");
+        let mut by_partition: BTreeMap<(String, i32), Vec<Record>> = BTreeMap::new();
+        for e in events {
+            let key = kafka_message::key(e);
+            let partition = kafka_message::partition_for(&key, partitions);
+            let topic = topics.topic_for(e).expect("an event with a type").to_string();
+            by_partition.entry((topic, partition)).or_default().push(Record {
+                key: Some(key),
+                value: Some(kafka_message::encode(e, KafkaFormat::Json)),
+                headers: Default::default(),
+                timestamp: stamp,
+            });
+        }
+        let mut tasks = Vec::new();
+        for ((topic, partition), records) in by_partition {
+            let pc = client
+                .partition_client(topic, partition, UnknownTopicHandling::Error)
+                .await
+                .expect("partition");
+            tasks.push(tokio::spawn(async move {
+                for chunk in records.chunks(2_000) {
+                    pc.produce(chunk.to_vec(), Compression::NoCompression).await.expect("produced");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("producer");
+        }
     }
 
     /// The broker's process id.

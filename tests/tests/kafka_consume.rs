@@ -153,31 +153,6 @@ fn now_ms() -> i64 {
     since.expect("a clock after 1970").as_millis() as i64
 }
 
-/// `events` into their topics as JSON, keyed and partitioned by meeting as our producer does.
-async fn produce_events(broker: &KafkaBroker, events: &[v1::Event]) {
-    let topics = KafkaTopics::default();
-    let client = ClientBuilder::new(vec![broker.addr()]).build().await.expect("connect");
-    let mut by_partition: std::collections::BTreeMap<(String, i32), Vec<Record>> = Default::default();
-    for e in events {
-        let topic = topics.topic_for(e).expect("typed").to_string();
-        let key = kafka_message::key(e);
-        let partition = kafka_message::partition_for(&key, 3);
-        by_partition.entry((topic, partition)).or_default().push(Record {
-            key: Some(key),
-            value: Some(kafka_message::encode(e, KafkaFormat::Json)),
-            headers: Default::default(),
-            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(now_ms()).expect("a time"),
-        });
-    }
-    for ((topic, partition), records) in by_partition {
-        let pc =
-            client.partition_client(topic, partition, UnknownTopicHandling::Error).await.expect("partition");
-        for chunk in records.chunks(500) {
-            pc.produce(chunk.to_vec(), Compression::NoCompression).await.expect("produced");
-        }
-    }
-}
-
 /// Issue 14's acceptance: the leader of a three-node cluster SIGKILLed twice while it
 /// consumes; every node ends with exactly the broker's events, a rule's aggregates equal to
 /// the values computed here from what was produced, and the same meeting series.
@@ -206,7 +181,7 @@ async fn a_cluster_consumes_once_through_two_leader_kills() {
             v1::Event { event: Some(v1::event::Event::Chat(chat)) }
         })
         .collect();
-    produce_events(&broker, &events).await;
+    broker.produce_events(&events, 3).await;
     let want = in_kafka(&broker).await;
     assert_eq!(want.len(), events.len());
     let mut expected = collabstream_tests::Exported::new();

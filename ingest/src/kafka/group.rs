@@ -32,14 +32,25 @@ pub(crate) struct GroupCommitter {
     config: Arc<KafkaConfig>,
     writer: Writer,
     metrics: Arc<KafkaMetrics>,
+    /// Made once a term (from `[kafka.tls]`, checked at start), not at every connection.
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 impl GroupCommitter {
-    pub(crate) fn new(config: &Arc<KafkaConfig>, writer: Writer, metrics: Arc<KafkaMetrics>) -> Self {
-        Self { config: config.clone(), writer, metrics }
+    /// Fails if the TLS settings do not hold (`KafkaConfig::validate` checked them at start).
+    pub(crate) fn new(
+        config: &Arc<KafkaConfig>,
+        writer: Writer,
+        metrics: Arc<KafkaMetrics>,
+    ) -> Result<Self, String> {
+        let tls = match &config.tls {
+            Some(t) => Some(tokio_rustls::TlsConnector::from(Arc::new(super::config::client_tls(t)?))),
+            None => None,
+        };
+        Ok(Self { config: config.clone(), writer, metrics, tls })
     }
 
     pub(crate) async fn run(self, stop: CancellationToken) {
@@ -150,14 +161,12 @@ impl GroupCommitter {
 
     async fn connect(&self, addr: &str) -> Result<Conn, String> {
         let tcp = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let stream: Box<dyn Stream> = match &self.config.tls {
+        let stream: Box<dyn Stream> = match &self.tls {
             None => Box::new(tcp),
             Some(tls) => {
-                let config = super::config::client_tls(tls)?;
                 let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
                 let name =
                     rustls::pki_types::ServerName::try_from(host).map_err(|e| format!("{addr}: {e}"))?;
-                let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
                 Box::new(tls.connect(name, tcp).await.map_err(|e| format!("TLS with {addr}: {e}"))?)
             }
         };

@@ -76,8 +76,12 @@ impl Term {
             .then(|| Arc::new(DeadLetters::new(client.clone(), self.config.dead_letter_topic.clone())));
         let mut tasks = JoinSet::new();
         if !self.config.group.is_empty() {
-            let committer = GroupCommitter::new(&self.config, self.writer.clone(), self.metrics.clone());
-            tasks.spawn(committer.run(stop.clone()));
+            match GroupCommitter::new(&self.config, self.writer.clone(), self.metrics.clone()) {
+                Ok(committer) => {
+                    tasks.spawn(committer.run(stop.clone()));
+                }
+                Err(e) => tracing::error!(error = e, "kafka: offsets not committed to the group"),
+            }
         }
         let alignment = Arc::new(Alignment::new(self.config.align_within));
         let mut consuming = BTreeSet::new();
