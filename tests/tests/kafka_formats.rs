@@ -305,6 +305,18 @@ async fn protobuf_messages_from_our_producer() {
 /// group's offsets are committed over the same authentication.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_plain_credentials() {
+    sasl_credentials("PLAIN", "PLAIN").await;
+}
+
+/// The same with SCRAM: librdkafka produces and reads the group's offsets with SCRAM-SHA-256,
+/// the node fetches (rskafka) and commits offsets (our group committer) with SCRAM-SHA-512,
+/// all checked by the relay's own SCRAM server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_scram_credentials() {
+    sasl_credentials("SCRAM-SHA-256", "SCRAM-SHA-512").await;
+}
+
+async fn sasl_credentials(producer_mechanism: &str, node_mechanism: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = collabstream_tests::free_port().expect("a port");
     let broker_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
@@ -315,7 +327,7 @@ async fn sasl_plain_credentials() {
     assert_eq!(broker.port, port);
     let sasl = [
         ("security.protocol", "SASL_PLAINTEXT"),
-        ("sasl.mechanisms", "PLAIN"),
+        ("sasl.mechanisms", producer_mechanism),
         ("sasl.username", "ingest"),
         ("sasl.password", "s3cret"),
     ];
@@ -324,10 +336,11 @@ async fn sasl_plain_credentials() {
     let mut args = vec!["--count", "300", "--create-topics", "3"];
     args.extend(options.iter().map(String::as_str));
     let want = python_produce(&sasl_addr, &args).await;
+    assert!(relay.accepted_with(producer_mechanism) > 0);
 
     let sasl_config = |password: &str| {
         format!(
-            "group = \"sasl\"\n[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"ingest\"\npassword = \"{password}\"\n"
+            "group = \"sasl\"\n[kafka.sasl]\nmechanism = \"{node_mechanism}\"\nusername = \"ingest\"\npassword = \"{password}\"\n"
         )
     };
     let refused_before = relay.refused.load(std::sync::atomic::Ordering::Relaxed);
@@ -350,10 +363,11 @@ async fn sasl_plain_credentials() {
     .await;
     assert!(
         committed.is_some(),
-        "group offsets over SASL: {:?}",
-        group_offsets(&sasl_addr, "sasl", &sasl).await
+        "group offsets over SASL: {:?}\n{}",
+        group_offsets(&sasl_addr, "sasl", &sasl).await,
+        node.log()
     );
-    assert!(relay.accepted.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(relay.accepted_with(node_mechanism) > 0);
     assert_eq!(node.metric("collabstream_kafka_group_commit_failures_total").await, 0.0);
     drop(node);
     drop(broker);

@@ -159,14 +159,26 @@ impl KafkaConfig {
     }
 }
 
+impl SaslSettings {
+    /// `password`, else `KAFKA_SASL_PASSWORD`.
+    pub(crate) fn password(&self) -> Result<String, String> {
+        match &self.password {
+            Some(p) => Ok(p.clone()),
+            None => std::env::var("KAFKA_SASL_PASSWORD").map_err(|_| {
+                "kafka.sasl needs a password (kafka.sasl.password or KAFKA_SASL_PASSWORD)".into()
+            }),
+        }
+    }
+
+    /// The mechanism's name as brokers spell it.
+    pub(crate) fn mechanism_name(&self) -> String {
+        self.mechanism.to_ascii_uppercase()
+    }
+}
+
 fn sasl_config(s: &SaslSettings) -> Result<SaslConfig, String> {
-    let password = match &s.password {
-        Some(p) => p.clone(),
-        None => std::env::var("KAFKA_SASL_PASSWORD")
-            .map_err(|_| "kafka.sasl needs a password (kafka.sasl.password or KAFKA_SASL_PASSWORD)")?,
-    };
-    let credentials = Credentials::new(s.username.clone(), password);
-    match s.mechanism.to_ascii_uppercase().as_str() {
+    let credentials = Credentials::new(s.username.clone(), s.password()?);
+    match s.mechanism_name().as_str() {
         "PLAIN" => Ok(SaslConfig::Plain(credentials)),
         "SCRAM-SHA-256" => Ok(SaslConfig::ScramSha256(credentials)),
         "SCRAM-SHA-512" => Ok(SaslConfig::ScramSha512(credentials)),

@@ -5,7 +5,7 @@
 //! rskafka has no consumer-group calls, so the two requests needed are written here:
 //! FindCoordinator v0 and OffsetCommit v2 as a "simple" commit (generation -1, no member),
 //! which brokers accept for groups with no members. Over TLS when `[kafka.tls]` is set, and
-//! with SASL PLAIN when `[kafka.sasl]` says PLAIN; with SCRAM, commits are off (logged).
+//! with `[kafka.sasl]`'s mechanism (PLAIN or SCRAM, run by rsasl as rskafka runs it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::config::KafkaConfig;
+use super::config::{KafkaConfig, SaslSettings};
 use super::leader::pause;
 use super::metrics::KafkaMetrics;
 
@@ -54,15 +54,6 @@ impl GroupCommitter {
     }
 
     pub(crate) async fn run(self, stop: CancellationToken) {
-        if let Some(s) = &self.config.sasl
-            && !s.mechanism.eq_ignore_ascii_case("PLAIN")
-        {
-            tracing::warn!(
-                mechanism = s.mechanism,
-                "kafka: offsets are not committed to the group with this SASL mechanism (only PLAIN)"
-            );
-            return;
-        }
         let mut committed = Offsets::new();
         let mut failing = false;
         while !pause(&stop, EVERY).await {
@@ -172,24 +163,7 @@ impl GroupCommitter {
         };
         let mut conn = Conn { stream, correlation: 0 };
         if let Some(sasl) = &self.config.sasl {
-            let password = sasl
-                .password
-                .clone()
-                .or_else(|| std::env::var("KAFKA_SASL_PASSWORD").ok())
-                .unwrap_or_default();
-            let mut body = Vec::new();
-            put_str(&mut body, "PLAIN");
-            let mut r = conn.call(17, 1, &body).await?;
-            if r.i16()? != 0 {
-                return Err("the broker does not take SASL PLAIN".into());
-            }
-            let token = format!("\0{}\0{password}", sasl.username);
-            let mut body = (token.len() as i32).to_be_bytes().to_vec();
-            body.extend(token.as_bytes());
-            let mut r = conn.call(36, 0, &body).await?;
-            if r.i16()? != 0 {
-                return Err(format!("SASL PLAIN refused: {}", r.string().unwrap_or_default()));
-            }
+            conn.authenticate(sasl).await?;
         }
         Ok(conn)
     }
@@ -228,6 +202,47 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// SaslHandshake v1, then SaslAuthenticate v0 for each message the mechanism sends (one
+    /// for PLAIN, two for SCRAM, whose last answer rsasl checks: the broker proves it knows
+    /// the password too).
+    async fn authenticate(&mut self, sasl: &SaslSettings) -> Result<(), String> {
+        use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
+
+        let mechanism = sasl.mechanism_name();
+        let mut body = Vec::new();
+        put_str(&mut body, &mechanism);
+        let mut r = self.call(17, 1, &body).await?;
+        if r.i16()? != 0 {
+            let offered = (0..r.i32()?).map(|_| r.string()).collect::<Result<Vec<_>, _>>()?;
+            return Err(format!("the broker does not take SASL {mechanism}; it offers {offered:?}"));
+        }
+        let failed = |e: &dyn std::fmt::Display| format!("SASL {mechanism}: {e}");
+        let config = SASLConfig::with_credentials(None, sasl.username.clone(), sasl.password()?)
+            .map_err(|e| failed(&e))?;
+        let name = Mechname::parse(mechanism.as_bytes()).map_err(|e| failed(&e))?;
+        let mut session = SASLClient::new(config).start_suggested(&[name]).map_err(|e| failed(&e))?;
+        let mut received: Option<Vec<u8>> = None;
+        loop {
+            let mut message = Vec::new();
+            let state = session.step(received.as_deref(), &mut message).map_err(|e| failed(&e))?;
+            if state.has_sent_message() {
+                let mut body = (message.len() as i32).to_be_bytes().to_vec();
+                body.extend(&message);
+                let mut r = self.call(36, 0, &body).await?;
+                let (error, text) = (r.i16()?, r.string()?);
+                if error != 0 {
+                    return Err(format!("SASL {mechanism} refused (error {error}): {text}"));
+                }
+                received = Some(r.bytes()?);
+            }
+            if state.is_finished() {
+                return Ok(());
+            }
+        }
+    }
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend((s.len() as i16).to_be_bytes());
     out.extend(s.as_bytes());
@@ -254,6 +269,16 @@ impl Reader {
     }
     fn i32(&mut self) -> Result<i32, String> {
         self.take().map(i32::from_be_bytes)
+    }
+    /// Bytes (an `i32` length), or nullable ones (null reads as empty).
+    fn bytes(&mut self) -> Result<Vec<u8>, String> {
+        let len = self.i32()?;
+        if len < 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = self.buf.get(self.at..self.at + len as usize).ok_or_else(|| self.short())?;
+        self.at += len as usize;
+        Ok(bytes.to_vec())
     }
     /// A string, or a nullable one (null reads as empty).
     fn string(&mut self) -> Result<String, String> {
