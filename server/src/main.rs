@@ -163,6 +163,10 @@ struct ProduceArgs {
     /// Stop once this many events or samples are sent (the last request may go over).
     #[arg(long)]
     count: Option<u64>,
+    /// Start this far in the past (e.g. 10m): the history is sent as fast as the target takes
+    /// it, then production goes on live.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    backfill: std::time::Duration,
 }
 
 /// Flags override `COLLABSTREAM_*` environment variables, which override the TOML file.
@@ -258,6 +262,7 @@ fn main() -> anyhow::Result<()> {
                 speed: a.speed,
                 duration: a.duration,
                 count: a.count,
+                backfill: a.backfill,
                 quiet: false,
             };
             let sent = produce(opts, stop).await?;
@@ -325,6 +330,9 @@ async fn demo(config: ServerConfig) -> anyhow::Result<()> {
             speed: 1.0,
             duration: None,
             count: None,
+            // Two minutes of history first, so that the first 30 s and 1 min windows have
+            // closed by the time anyone queries them, whatever second the demo starts at.
+            backfill: std::time::Duration::from_secs(120),
             quiet: true,
         };
         tokio::spawn(produce(opts, shutdown.clone()))
@@ -338,7 +346,7 @@ async fn demo(config: ServerConfig) -> anyhow::Result<()> {
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=bottomk(5, meeting_health_score)'\n\
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=count by (status) (meeting_health == 1)'\n\
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=avg(meeting_engagement_score)'\n\
-         \u{20}              (each meeting's 30 s and 1 min windows, ready once they close)\n\
+         \u{20}              (each meeting's 30 s and 1 min windows, from two minutes of history on)\n\
          Grafana:       add a Prometheus datasource with URL http://{http}\n\
          raw samples:   curl -s 'http://{http}/api/v1/export' -G --data-urlencode 'match[]=node_load1'\n\
          raw events:    curl -s 'http://{http}/api/v1/events/export?limit=20'\n\

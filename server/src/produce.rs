@@ -127,6 +127,9 @@ pub struct ProduceOptions {
     pub duration: Option<Duration>,
     /// Stop after this many events or samples.
     pub count: Option<u64>,
+    /// Simulated time starts this far before the wall clock and runs without waiting until it
+    /// has caught up.
+    pub backfill: Duration,
     pub quiet: bool,
 }
 
@@ -135,7 +138,7 @@ pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> Result<u6
     let sink = Sink::open(&opts.target, opts.workload, opts.kafka_format).await?;
     let clock = SystemClock;
     let started = Instant::now();
-    let mut sim_ms = clock.now_ms();
+    let mut sim_ms = clock.now_ms().saturating_sub(opts.backfill.as_millis() as i64);
     let tick = Duration::from_millis(1000);
     let sim_step = (1000.0 * opts.speed.max(0.001)) as i64;
     let mut source = match opts.workload {
@@ -145,10 +148,16 @@ pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> Result<u6
     let progress = Progress::new(opts.count, opts.duration, opts.quiet);
     let mut sent = 0u64;
     let mut interval = tokio::time::interval(tick);
+    // After a backfill, live ticks resume one a second (not a burst of the missed ones).
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'run: loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.cancelled() => break,
+        if sim_ms + sim_step > clock.now_ms() {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = stop.cancelled() => break,
+            }
+        } else if stop.is_cancelled() {
+            break;
         }
         sim_ms += sim_step;
         let requests: Vec<v1::WriteRequest> = match &mut source {
