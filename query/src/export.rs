@@ -61,14 +61,29 @@ pub(crate) async fn handle(
     let slot = slots.take("the export queue", slots.timeout()).await?;
     // Read first (bounded), so that a limit is a proper error rather than a cut-off stream.
     let selected = tokio::task::spawn_blocking(move || -> Result<Vec<SeriesData>, Error> {
-        let mut out = Vec::new();
+        let mut out: Vec<SeriesData> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut held = 0usize;
         for matchers in &selectors {
-            for s in source.select(matchers, range, max_samples - held)? {
-                if seen.insert(s.id) {
-                    held += s.samples.len();
-                    out.push(s);
+            let mut cursor = source.select(matchers, range)?;
+            let mut taking = false;
+            while let Some(part) = cursor.next_part()? {
+                // A series' parts are adjacent: its first decides whether an earlier selector
+                // had it already.
+                let continues = taking && out.last().is_some_and(|last| last.id == part.id);
+                if !continues {
+                    taking = seen.insert(part.id);
+                }
+                if !taking {
+                    continue;
+                }
+                held += part.samples.len();
+                if held > max_samples {
+                    return Err(collabstream_store::Error::TooManySamples { limit: max_samples }.into());
+                }
+                match out.last_mut() {
+                    Some(last) if continues => last.samples.extend(part.samples),
+                    _ => out.push(part),
                 }
             }
         }

@@ -3,15 +3,19 @@
 use std::time::Duration;
 
 use collabstream_common::{Labels, Sample, SeriesId, TimeRange};
-use collabstream_store::{Matcher, SeriesData, SeriesRead};
+use collabstream_store::{Matcher, SeriesCursor, SeriesData, SeriesRead, VecCursor};
 
 /// An empty source whose reads take the given time (zero for none), to hold query slots.
 pub(crate) struct Slow(pub Duration);
 
 impl SeriesRead for Slow {
-    fn select(&self, _: &[Matcher], _: TimeRange, _: usize) -> collabstream_store::Result<Vec<SeriesData>> {
+    fn select<'a>(
+        &'a self,
+        _: &[Matcher],
+        _: TimeRange,
+    ) -> collabstream_store::Result<Box<dyn SeriesCursor + 'a>> {
         std::thread::sleep(self.0);
-        Ok(Vec::new())
+        Ok(Box::new(VecCursor::new(Vec::new())))
     }
     fn series(&self, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<Labels>> {
         Ok(Vec::new())
@@ -42,13 +46,11 @@ impl Mem {
 }
 
 impl SeriesRead for Mem {
-    /// Holds everything in memory already, so `max_samples` bounds nothing here.
-    fn select(
-        &self,
+    fn select<'a>(
+        &'a self,
         matchers: &[Matcher],
         range: TimeRange,
-        _max_samples: usize,
-    ) -> collabstream_store::Result<Vec<SeriesData>> {
+    ) -> collabstream_store::Result<Box<dyn SeriesCursor + 'a>> {
         let mut out = Vec::new();
         for (i, (labels, points)) in self.0.iter().enumerate() {
             if !matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or(""))) {
@@ -60,7 +62,7 @@ impl SeriesRead for Mem {
                 out.push(SeriesData { id: SeriesId(i as u64), labels: labels.clone(), samples });
             }
         }
-        Ok(out)
+        Ok(Box::new(VecCursor::new(out)))
     }
     fn series(&self, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<Labels>> {
         Ok(Vec::new())

@@ -9,6 +9,7 @@ use rocksdb::IteratorMode;
 use super::tests::{all, commit, config, open, reopen, series, write};
 use super::*;
 use crate::chunk;
+use crate::read::{SeriesCursor, VecCursor, whole_series};
 
 /// Every stored chunk and head, decoded: what `Store::open` must read back.
 fn stored_chunk_sizes(store: &Store) -> Vec<usize> {
@@ -199,16 +200,52 @@ fn new_series_beyond_the_limit_are_refused_alike_everywhere() {
 }
 
 #[test]
-fn a_selection_stops_at_its_sample_budget_before_holding_everything() {
+fn a_selection_streams_in_parts_instead_of_holding_everything() {
+    // Once, a selection read every sample of every matching series before its reader could
+    // count one (a budget passed down stopped it early, but it still held up to the budget).
+    // A cursor now hands out bounded parts, in id order, oldest first, that join up to what
+    // the whole selection holds.
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let pts: Vec<_> = (0..40).map(|i| (1_000 + i * 1_000, i as f64)).collect();
-    commit(&store, &write("", vec![series("up", "a", &pts), series("up", "b", &pts)], vec![]));
+    let max = config().chunk_max_samples;
+    // "b" is created first (the lower id) though it sorts after "a" by labels.
+    let long: Vec<_> = (0..5_000).map(|i| (1_000 + i * 1_000, i as f64)).collect();
+    commit(&store, &write("", vec![series("up", "b", &long[..10])], vec![]));
+    commit(&store, &write("", vec![series("up", "a", &long), series("up", "b", &long[10..])], vec![]));
     store.checkpoint().unwrap();
-    assert_eq!(store.select_limited(&[], TimeRange::ALL, 80).unwrap().len(), 2);
-    let err = store.select_limited(&[], TimeRange::ALL, 79).unwrap_err();
-    assert!(matches!(err, Error::TooManySamples { limit: 79 }), "{err}");
-    assert_eq!(err.code(), collabstream_common::ErrorCode::ResourceExhausted);
+    // Out of order (inside the window), in the head, inside the stored chunks' span; and newer
+    // ones, outside the range, in the open chunk.
+    let late: Vec<_> = (0..30).map(|i| (4_990_250 + i * 300, -1.0)).collect();
+    let newer: Vec<_> = (0..100).map(|i| (6_000_000 + i * 1_000, 1.0)).collect();
+    let out = commit(&store, &write("", vec![series("up", "a", &late), series("up", "a", &newer)], vec![]));
+    assert_eq!(out.samples_accepted, 130);
+
+    let range = TimeRange::new(2_000, 5_900_000);
+    let mut cursor = store.cursor(&[], range);
+    let mut parts = Vec::new();
+    while let Some(p) = cursor.next_part().unwrap() {
+        parts.push(p);
+    }
+    assert!(parts.len() > 4, "{} parts", parts.len());
+    assert!(parts.iter().all(|p| !p.samples.is_empty() && p.samples.len() <= 1_000 + max + late.len()));
+    let ids: Vec<_> = parts.iter().map(|p| p.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] <= w[1]), "ids ascending: {ids:?}");
+    assert_eq!(parts[0].labels, store.select(&[], range).unwrap()[1].labels, "\"b\" first");
+    for w in parts.windows(2).filter(|w| w[0].id == w[1].id) {
+        assert!(w[0].samples.last().unwrap().timestamp_ms < w[1].samples[0].timestamp_ms);
+    }
+    let mut joined = whole_series(&mut VecCursor::new(parts)).unwrap();
+    joined.sort_by(|a, b| a.labels.cmp(&b.labels));
+    assert!(joined == store.select(&[], range).unwrap(), "the parts join up to the whole selection");
+    // Everything in the range, the late samples included, nothing outside it.
+    let a = &joined[0].samples;
+    let mut want: Vec<(i64, f64)> =
+        long.iter().chain(&late).copied().filter(|s| range.contains(s.0)).collect();
+    want.sort_by_key(|s| s.0);
+    let got: Vec<(i64, f64)> = a.iter().map(|s| (s.timestamp_ms, s.value)).collect();
+    let missing: Vec<_> = want.iter().filter(|w| !got.contains(w)).collect();
+    assert!(got == want, "{} samples, {} expected; missing {missing:?}", got.len(), want.len());
+    assert_eq!(joined[1].samples.len(), long.iter().filter(|s| range.contains(s.0)).count());
 }
 
 #[test]

@@ -9,74 +9,31 @@ use collabstream_common::{Labels, SeriesId, TimeRange};
 use collabstream_proto::v1;
 
 use crate::db::CF_CHUNKS;
-use crate::error::{Error, Result};
-use crate::head::{SeriesEntry, merge_sorted};
+use crate::error::Result;
+use crate::head::SeriesEntry;
+use crate::keys;
 use crate::matcher::Matcher;
-use crate::read::SeriesData;
+use crate::read::{SeriesData, whole_series};
+use crate::series_cursor::HotCursor;
 use crate::store::{Store, cf};
-use crate::{chunk, keys};
 
 impl Store {
-    /// The series matching every matcher, with their samples in `range`, sorted by labels.
+    /// The series matching every matcher, with their samples in `range`, whole and sorted by
+    /// labels: everything at once, for tests and tools. Readers stream with [`Store::cursor`].
     pub fn select(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>> {
-        self.select_limited(matchers, range, usize::MAX)
+        let mut out = whole_series(&mut self.cursor(matchers, range))?;
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
     }
 
-    /// [`Store::select`], failing once more than `max_samples` samples are read (counted as
-    /// they are copied and decoded, before they are all held).
-    pub fn select_limited(
-        &self,
-        matchers: &[Matcher],
-        range: TimeRange,
-        max_samples: usize,
-    ) -> Result<Vec<SeriesData>> {
-        let mut held = 0usize;
-        let mut hold = |n: usize| {
-            held = held.saturating_add(n);
-            if held > max_samples { Err(Error::TooManySamples { limit: max_samples }) } else { Ok(()) }
-        };
+    /// The series matching every matcher with samples in `range`, streamed in ascending id
+    /// order (see [`HotCursor`]).
+    pub fn cursor(&self, matchers: &[Matcher], range: TimeRange) -> HotCursor<'_> {
         let entries: Vec<Arc<SeriesEntry>> = {
             let index = self.index.read();
             index.select(matchers).iter().filter_map(|id| index.get(*id).cloned()).collect()
         };
-        if range.start > range.end {
-            return Ok(Vec::new());
-        }
-        // Heads first, then a RocksDB iterator (which sees the data as of its creation): a
-        // chunk cut or merged meanwhile is then seen twice (and merged), never missed.
-        let mut heads = Vec::with_capacity(entries.len());
-        for e in &entries {
-            let (ooo, open) = e.head.lock().read(range);
-            hold(ooo.len() + open.len())?;
-            heads.push((ooo, open));
-        }
-        let cf_chunks = cf(&self.db, CF_CHUNKS);
-        let mut it = self.db.raw_iterator_cf(cf_chunks);
-        let mut out = Vec::with_capacity(entries.len());
-        for (e, (ooo, open)) in entries.into_iter().zip(heads) {
-            let mut stored = Vec::new();
-            it.seek_for_prev(keys::chunk_key(e.id, range.start));
-            if !it.valid() || it.key().and_then(keys::parse_chunk_key).is_none_or(|(s, _)| s != e.id) {
-                it.seek(keys::chunk_key(e.id, range.start));
-            }
-            while let Some((sid, start)) = it.key().and_then(keys::parse_chunk_key) {
-                if sid != e.id || start > range.end {
-                    break;
-                }
-                let value = it.value().ok_or(Error::Corrupt { what: "chunk" })?;
-                let before = stored.len();
-                stored.extend(chunk::decode(start, value)?.into_iter().filter(|s| range.contains(s.0)));
-                hold(stored.len() - before)?;
-                it.next();
-            }
-            it.status()?;
-            let samples = merge_sorted(&merge_sorted(&stored, &open), &ooo);
-            if !samples.is_empty() {
-                out.push(SeriesData::new(e.id, e.labels.clone(), samples));
-            }
-        }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+        HotCursor::new(self, entries, range)
     }
 
     /// Ids of the series matching every matcher, ascending: the index lookup alone.

@@ -158,30 +158,30 @@ impl<'a> Evaluator<'a> {
         for (addr, need) in needs {
             let matchers = selector_matchers(need.vs)?;
             let range = TimeRange::new(need.lo.saturating_add(1), need.hi);
-            let mut loaded = Vec::new();
-            // The store stops at what is left of the budget, before it holds everything.
-            let left = self.limits.max_samples.saturating_sub(self.samples);
-            let mut selected = self.source.select(&matchers, range, left).map_err(|e| match e {
-                collabstream_store::Error::TooManySamples { .. } => {
-                    EvalError::TooManySamples("query execution")
-                }
-                e => e.into(),
-            })?;
-            // Series ids are assigned in creation order, the order Prometheus's index yields
-            // series in; evaluating in that order resolves ties (topk, bottomk, limitk) the way
-            // an instant query in Prometheus usually does. (Its range queries visit series in
-            // hash-map order, so ties there are arbitrary.)
-            selected.sort_by_key(|s| s.id);
-            for s in selected {
-                let points: Vec<(i64, f64)> = s
+            // Parts are counted as they come, so a wide selector fails at the budget instead of
+            // after everything was read. Series come in creation (id) order, the order
+            // Prometheus's index yields them in; evaluating in that order resolves ties (topk,
+            // bottomk, limitk) the way an instant query in Prometheus usually does. (Its range
+            // queries visit series in hash-map order, so ties there are arbitrary.)
+            let mut cursor = self.source.select(&matchers, range)?;
+            let mut series: Vec<(Metric, Vec<(i64, f64)>)> = Vec::new();
+            let mut last_id = None;
+            while let Some(part) = cursor.next_part()? {
+                let points: Vec<(i64, f64)> = part
                     .samples
                     .iter()
                     .filter(|p| !(need.matrix && is_stale_nan(p.value)))
                     .map(|p| (p.timestamp_ms, p.value))
                     .collect();
                 self.account(points.len())?;
-                loaded.push(Loaded { metric: Arc::new(s.labels), points: points.into() });
+                match series.last_mut() {
+                    Some((_, held)) if last_id == Some(part.id) => held.extend(points),
+                    _ => series.push((Arc::new(part.labels), points)),
+                }
+                last_id = Some(part.id);
             }
+            let loaded: Vec<Loaded> =
+                series.into_iter().map(|(metric, points)| Loaded { metric, points: points.into() }).collect();
             self.data.insert(addr, loaded);
         }
         Ok(())

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use collabstream_common::{Label, Labels, STALE_NAN_BITS, SeriesId, TimeRange};
 use collabstream_query::promql::{Engine, EngineOptions, QueryValue, format_float};
-use collabstream_store::{Matcher, SeriesData, SeriesRead};
+use collabstream_store::{Matcher, SeriesCursor, SeriesData, SeriesRead, VecCursor};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr};
 
@@ -18,12 +18,11 @@ pub struct MemSource {
 }
 
 impl SeriesRead for MemSource {
-    fn select(
-        &self,
+    fn select<'a>(
+        &'a self,
         matchers: &[Matcher],
         range: TimeRange,
-        _max_samples: usize,
-    ) -> collabstream_store::Result<Vec<SeriesData>> {
+    ) -> collabstream_store::Result<Box<dyn SeriesCursor + 'a>> {
         let mut out = Vec::new();
         for (i, (labels, points)) in self.series.iter().enumerate() {
             if !matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or(""))) {
@@ -38,8 +37,7 @@ impl SeriesRead for MemSource {
                 out.push(SeriesData { id: SeriesId(i as u64), labels: labels.clone(), samples });
             }
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+        Ok(Box::new(VecCursor::new(out)))
     }
 
     fn series(&self, _: &[Matcher], _: TimeRange) -> collabstream_store::Result<Vec<Labels>> {
