@@ -10,6 +10,7 @@
 #                         Kafka tests
 #   moto[server]          (PyPI) an S3-compatible server: the Kafka broker's storage when it
 #                         must survive a restart, and the cold tier's object store
+#   duckdb, pyarrow       (PyPI) engines that aren't ours, reading the cold tier's Parquet files
 # The Kafka broker of the Kafka tests (tansu, from crates.io) is scripts/install-tansu.sh: its
 # build is long, so scripts/test.sh runs it in the background.
 set -euo pipefail
@@ -47,6 +48,8 @@ pypi=()
 python3 -c "import confluent_kafka" >/dev/null 2>&1 || pypi+=(confluent-kafka)
 python3 -c "import fastavro" >/dev/null 2>&1 || pypi+=(fastavro)
 command -v moto_server >/dev/null 2>&1 || pypi+=("moto[server]")
+python3 -c "import duckdb" >/dev/null 2>&1 || pypi+=(duckdb)
+python3 -c "import pyarrow" >/dev/null 2>&1 || pypi+=(pyarrow)
 if ((${#pypi[@]})); then
   echo "install-deps: installing ${pypi[*]}"
   python3 -m pip install --quiet --disable-pip-version-check "${pypi[@]}"

@@ -1,10 +1,25 @@
 //! `collabstream-tiering`: moving aged blocks to Parquet on object storage and reading them
 //! back (layer L4).
 //!
-//! Not built yet. Its contract is fixed by the layers around it: it reads sealed chunks through
-//! `collabstream-store` (chunks never cross a `store.block_duration` boundary, so a block moves
-//! whole), writes `<prefix>/<table>/date=YYYY-MM-DD/hour=HH/<block>.parquet`, commits the
-//! manifest change through the log, and implements `collabstream_store::SeriesRead` so the query
-//! engine sees cold data exactly like hot data.
+//! - [`SamplesFile`]: a block of samples as a Parquet file other engines read (schema in
+//!   `docs/cold-tier.md`), sorted by metric, series and time.
+//! - [`export_samples`]: a block of the hot store through the read seam into such a file.
+//! - [`Objects`]: the configured object store (`[object_store]`: the local disk or any
+//!   S3-compatible store), with uploads verified by reading them back.
+//!
+//! Its contract is fixed by the layers around it: it reads through `collabstream-store`'s read
+//! seam (chunks never cross a block boundary, so a block moves whole), writes
+//! `<prefix>/<table>/date=YYYY-MM-DD/hour=HH/<block>.parquet`, and will commit manifest changes
+//! through the log and implement `collabstream_store::SeriesRead` for cold data.
 //!
 //! Must not depend on: ingest, query, raft.
+
+mod config;
+mod export;
+mod objects;
+mod samples_file;
+
+pub use config::{Location, ObjectStoreConfig, TieringConfig};
+pub use export::{export_samples, object_name};
+pub use objects::{Objects, StoredObject};
+pub use samples_file::{FileSummary, SamplesFile, samples_schema};

@@ -1,0 +1,55 @@
+//! [`export_samples`]: one block of the hot store's samples as a [`SamplesFile`], and where
+//! in the object store it belongs.
+
+use collabstream_common::{METRIC_NAME, TimeRange};
+use collabstream_store::{Matcher, SeriesRead};
+
+use crate::samples_file::{FileSummary, SamplesFile};
+
+/// The samples of `range` (one block) in file order: metrics ascending, read metric by metric
+/// through the seam so that no more than a part of a series is held besides the writer's
+/// batch. `None` when the block holds no samples.
+pub fn export_samples(
+    source: &dyn SeriesRead,
+    range: TimeRange,
+) -> Result<Option<(Vec<u8>, FileSummary)>, String> {
+    let metrics = source.label_values(METRIC_NAME, &[], range).map_err(|e| e.to_string())?;
+    let mut file = SamplesFile::new()?;
+    for metric in metrics {
+        let mut cursor =
+            source.select(&[Matcher::equal(METRIC_NAME, &metric)], range).map_err(|e| e.to_string())?;
+        while let Some(part) = cursor.next_part().map_err(|e| e.to_string())? {
+            file.append(part.id, &part.labels, &part.samples)?;
+        }
+    }
+    file.finish()
+}
+
+/// `samples/date=YYYY-MM-DD/hour=HH/<block start ms>-<checksum>.parquet`: Hive-style
+/// partitions of the block's start (UTC), and a name that differs whenever the content does,
+/// so that a retried upload of the same block overwrites nothing another attempt committed.
+pub fn object_name(table: &str, block_start_ms: i64, checksum: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(block_start_ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{table}/date={:04}-{:02}-{:02}/hour={:02}/{block_start_ms}-{checksum:016x}.parquet",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_named_by_the_hour_their_block_starts_in() {
+        // 2024-11-28T08:00:00Z
+        assert_eq!(
+            object_name("samples", 1_732_780_800_000, 0xab),
+            "samples/date=2024-11-28/hour=08/1732780800000-00000000000000ab.parquet"
+        );
+    }
+}
