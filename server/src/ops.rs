@@ -67,7 +67,11 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     ops.ingest.render(&mut out);
     let gauges = [
         ("collabstream_active_series", "Series in the head index.", stats.series),
-        ("collabstream_head_samples", "Samples held in memory in open chunks.", stats.head_samples),
+        (
+            "collabstream_head_samples",
+            "Samples held in memory in open chunks (recounted at most every 5 s).",
+            stats.head_samples,
+        ),
         ("collabstream_rocksdb_sst_bytes", "Bytes of RocksDB SST files on disk.", stats.sst_bytes),
         (
             "collabstream_rocksdb_log_sst_bytes",

@@ -44,6 +44,7 @@ pub(crate) const META_STORE_KEYS: [&[u8]; 5] =
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StoreStats {
     pub series: u64,
+    /// Recounted at most every few seconds (see `HEAD_SAMPLES_MAX_AGE`).
     pub head_samples: u64,
     pub sst_bytes: u64,
     /// Of `sst_bytes`, the replicated log's (dropped behind snapshots).
@@ -96,6 +97,10 @@ pub struct Store {
     /// The rules' figures as of the last entry that moved them: read without the writer's
     /// lock, which apply holds while a write is retried (a full disk).
     pub(crate) agg_stats: Mutex<Vec<crate::aggregations::RuleStats>>,
+    /// The head sample count [`Store::stats`] last walked the heads for, and when: the walk
+    /// is O(series) under the index's read lock, so it runs at most once per
+    /// [`HEAD_SAMPLES_MAX_AGE`] however often `/metrics` is scraped.
+    head_samples: Mutex<Option<(std::time::Instant, u64)>>,
     /// Test-only fault injection: the next snapshot install fails half done...
     #[cfg(any(test, feature = "failpoints"))]
     pub(crate) fail_install: AtomicBool,
@@ -323,6 +328,7 @@ impl Store {
             disk: Arc::new(DiskRetry::default()),
             series_refused: AtomicU64::new(0),
             outputs_refused: AtomicU64::new(0),
+            head_samples: Mutex::new(None),
             agg_stats: Mutex::new(agg_stats),
             #[cfg(any(test, feature = "failpoints"))]
             fail_install: AtomicBool::new(false),
@@ -426,9 +432,19 @@ impl Store {
     }
 
     pub fn stats(&self) -> StoreStats {
-        let index = self.index.read();
-        let head_samples = index.entries().map(|e| e.head.lock().len() as u64).sum();
-        let mut stats = StoreStats { series: index.len() as u64, head_samples, ..Default::default() };
+        let series = self.index.read().len() as u64;
+        let head_samples = {
+            let mut cached = self.head_samples.lock();
+            match *cached {
+                Some((at, n)) if at.elapsed() < HEAD_SAMPLES_MAX_AGE => n,
+                _ => {
+                    let n = self.index.read().entries().map(|e| e.head.lock().len() as u64).sum();
+                    *cached = Some((std::time::Instant::now(), n));
+                    n
+                }
+            }
+        };
+        let mut stats = StoreStats { series, head_samples, ..Default::default() };
         for name in db::ALL_CFS {
             let sst = self.cf_int(name, SST_BYTES);
             stats.sst_bytes += sst;
@@ -456,6 +472,8 @@ impl Store {
 }
 
 const SST_BYTES: &str = "rocksdb.total-sst-files-size";
+/// How stale [`StoreStats::head_samples`] may be.
+const HEAD_SAMPLES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) fn cf<'a>(db: &'a Rocks, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).expect("every column family is created at open")
