@@ -26,6 +26,10 @@ pub enum Error {
          restart the node: it recovers from its last checkpoint and the log"
     )]
     Stopped { reason: String },
+    /// Another source behind the read seam (the cold tier's object store) could not be read;
+    /// trying again later may work.
+    #[error("cold data unavailable: {0}")]
+    Unavailable(String),
     /// A fault injected by a test (feature `failpoints`).
     #[cfg(any(test, feature = "failpoints"))]
     #[error("injected fault: {0}")]
@@ -37,6 +41,7 @@ impl Error {
         match self {
             Error::Regex { .. } => ErrorCode::InvalidArgument,
             Error::TooManySamples { .. } => ErrorCode::ResourceExhausted,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
     }

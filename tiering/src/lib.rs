@@ -4,6 +4,8 @@
 //! - [`SamplesFile`]: a block of samples as a Parquet file other engines read (schema in
 //!   `docs/cold-tier.md`), sorted by metric, series and time.
 //! - [`export_samples`]: a block of the hot store through the read seam into such a file.
+//! - [`ColdRead`]: samples files read back through the store's read seam, pruned by file,
+//!   row group statistics and matchers.
 //! - [`Objects`]: the configured object store (`[object_store]`: the local disk or any
 //!   S3-compatible store), with uploads verified by reading them back.
 //!
@@ -14,11 +16,14 @@
 //!
 //! Must not depend on: ingest, query, raft.
 
+mod cold_read;
 mod config;
 mod export;
+mod object_file;
 mod objects;
 mod samples_file;
 
+pub use cold_read::{ColdFile, ColdRead};
 pub use config::{Location, ObjectStoreConfig, TieringConfig};
 pub use export::{export_samples, object_name};
 pub use objects::{Objects, StoredObject};

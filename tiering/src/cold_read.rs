@@ -1,0 +1,262 @@
+//! [`ColdRead`]: samples files on the object store read through the store's read seam, so
+//! that PromQL, export and SQL see cold blocks exactly as hot ones.
+//!
+//! Pruning, coarse to fine: a file is opened only if its block overlaps the range and it holds
+//! a metric the matchers can select (from what the manifest records); then only the row groups
+//! whose statistics (metric, time) can match are fetched, by range requests; then rows are kept
+//! by time and by the matchers, decided once per series.
+//!
+//! What a selection reads is held until it is handed out (in id order across files), and
+//! bounded by `max_samples`: past it the read fails as the hot store's reader would make a
+//! query fail. Streaming across files without holding them is left for later. Listings read
+//! the label columns only, at block granularity (as the hot store's do).
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, TimestampMillisecondType, UInt64Type};
+use collabstream_common::{Label, Labels, METRIC_NAME, Sample, SeriesId, TimeRange};
+use collabstream_store::{Error, MatchOp, Matcher, SeriesCursor, SeriesData, SeriesRead, VecCursor};
+use futures::TryStreamExt;
+use parking_lot::RwLock;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::statistics::Statistics;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::object_file::{Footers, ObjectFile};
+use crate::objects::Objects;
+use crate::samples_file::FileSummary;
+
+/// A samples file the manifest knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColdFile {
+    pub path: String,
+    pub size: u64,
+    pub summary: FileSummary,
+}
+
+/// Leaf column indexes of the samples schema (see `samples_schema`).
+const METRIC_COLUMN: usize = 0;
+const TIME_COLUMN: usize = 4;
+
+#[derive(Debug)]
+pub struct ColdRead {
+    objects: Objects,
+    files: RwLock<Vec<ColdFile>>,
+    runtime: tokio::runtime::Handle,
+    max_samples: usize,
+    footers: std::sync::Arc<Footers>,
+}
+
+/// Bytes of parsed Parquet footers kept (a footer of a block of 20,000 series is tens of KiB).
+const FOOTER_CACHE_BYTES: usize = 64 << 20;
+
+impl ColdRead {
+    /// Reads with `runtime` (the seam is called from blocking threads; object-store calls are
+    /// async). `max_samples` bounds what one selection holds.
+    pub fn new(objects: Objects, runtime: tokio::runtime::Handle, max_samples: usize) -> Self {
+        let footers = std::sync::Arc::new(Footers::new(FOOTER_CACHE_BYTES));
+        Self { objects, files: RwLock::new(Vec::new()), runtime, max_samples, footers }
+    }
+
+    /// The files to read from now on (the manifest's, as it changes).
+    pub fn set_files(&self, mut files: Vec<ColdFile>) {
+        files.sort_by_key(|f| (f.summary.min_time, f.path.clone()));
+        *self.files.write() = files;
+    }
+
+    /// Footer cache (hits, misses) since start.
+    pub fn footer_cache(&self) -> (u64, u64) {
+        self.footers.counts()
+    }
+
+    /// The files read from, oldest first.
+    pub fn files(&self) -> Vec<ColdFile> {
+        self.files.read().clone()
+    }
+
+    /// Files whose time span overlaps `range` and that hold a metric `matchers` may select.
+    fn candidates(&self, matchers: &[Matcher], range: TimeRange) -> Vec<ColdFile> {
+        let names: Vec<&Matcher> = matchers.iter().filter(|m| m.name == METRIC_NAME).collect();
+        self.files
+            .read()
+            .iter()
+            .filter(|f| range.overlaps(f.summary.min_time, f.summary.max_time))
+            .filter(|f| f.summary.metrics.iter().any(|m| names.iter().all(|n| n.matches(m))))
+            .cloned()
+            .collect()
+    }
+
+    /// The selected series with their samples in `range`, in id order.
+    async fn read(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>, Error> {
+        let mut series: BTreeMap<SeriesId, SeriesData> = BTreeMap::new();
+        let mut held = 0usize;
+        self.scan(matchers, range, true, |id, labels, sample| {
+            let Some(sample) = sample else { return Ok(()) };
+            held += 1;
+            if held > self.max_samples {
+                return Err(Error::TooManySamples { limit: self.max_samples });
+            }
+            series
+                .entry(id)
+                .or_insert_with(|| SeriesData { id, labels: labels.clone(), samples: Vec::new() })
+                .samples
+                .push(sample);
+            Ok(())
+        })
+        .await?;
+        Ok(series.into_values().collect())
+    }
+
+    /// The selected series' label sets, at block granularity (no samples read), sorted.
+    async fn read_series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>, Error> {
+        let mut out = Vec::new();
+        self.scan(matchers, range, false, |_, labels, _| {
+            out.push(labels.clone());
+            Ok(())
+        })
+        .await?;
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Calls `row` for every row of the selected series in `range` with its sample, or (without
+    /// `samples`: only the label columns are fetched) once per series and file with none.
+    async fn scan(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+        samples: bool,
+        mut row: impl FnMut(SeriesId, &Labels, Option<Sample>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        for file in self.candidates(matchers, range) {
+            let reader = ObjectFile {
+                store: self.objects.store(),
+                path: file.path.clone(),
+                size: file.size,
+                footers: self.footers.clone(),
+            };
+            let mut builder =
+                ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| cold_error(&file, e))?;
+            let groups: Vec<usize> = (0..builder.metadata().num_row_groups())
+                .filter(|&i| row_group_may_match(builder.metadata().row_group(i), matchers, range))
+                .collect();
+            if groups.is_empty() {
+                continue;
+            }
+            if !samples {
+                let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1, 2]);
+                builder = builder.with_projection(mask);
+            }
+            let mut batches = builder.with_row_groups(groups).build().map_err(|e| cold_error(&file, e))?;
+            // Whether each series of this file matches, decided at its first row.
+            let mut selected: HashMap<u64, Option<Labels>> = HashMap::new();
+            while let Some(batch) = batches.try_next().await.map_err(|e| cold_error(&file, e))? {
+                let metric = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+                    .map_err(|e| cold_error(&file, e))?;
+                let metric = metric.as_string::<i32>();
+                let labels = batch.column(1).as_map();
+                let ids = batch.column(2).as_primitive::<UInt64Type>();
+                let columns = samples.then(|| {
+                    (
+                        batch.column(3).as_primitive::<TimestampMillisecondType>(),
+                        batch.column(4).as_primitive::<Float64Type>(),
+                    )
+                });
+                for i in 0..batch.num_rows() {
+                    let sample = match columns {
+                        Some((times, values)) if range.contains(times.value(i)) => {
+                            Some(Sample::new(times.value(i), values.value(i)))
+                        }
+                        Some(_) => continue,
+                        None => None,
+                    };
+                    let id = ids.value(i);
+                    let first = !selected.contains_key(&id);
+                    let wanted = selected.entry(id).or_insert_with(|| {
+                        let entry = labels.value(i);
+                        let (k, v) = (entry.column(0).as_string::<i32>(), entry.column(1).as_string::<i32>());
+                        let mut all = vec![Label::new(METRIC_NAME, metric.value(i))];
+                        all.extend((0..entry.len()).map(|j| Label::new(k.value(j), v.value(j))));
+                        let labels = Labels::new(all).ok()?;
+                        matchers
+                            .iter()
+                            .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+                            .then_some(labels)
+                    });
+                    if let Some(labels) = wanted
+                        && (samples || first)
+                    {
+                        row(SeriesId(id), labels, sample)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn cold_error(file: &ColdFile, e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("{}: {e}", file.path))
+}
+
+/// Whether a row group's statistics leave room for a matching row: its time span overlaps
+/// `range`, and an equality matcher on the metric name falls within its metric span.
+fn row_group_may_match(rg: &RowGroupMetaData, matchers: &[Matcher], range: TimeRange) -> bool {
+    if let Some(Statistics::Int64(s)) = rg.column(TIME_COLUMN).statistics()
+        && let (Some(&lo), Some(&hi)) = (s.min_opt(), s.max_opt())
+        && !range.overlaps(lo, hi)
+    {
+        return false;
+    }
+    if let Some(Statistics::ByteArray(s)) = rg.column(METRIC_COLUMN).statistics()
+        && let (Some(lo), Some(hi)) = (s.min_opt(), s.max_opt())
+    {
+        let (lo, hi) = (lo.as_utf8().unwrap_or(""), hi.as_utf8().unwrap_or("\u{10ffff}"));
+        for m in matchers.iter().filter(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal) {
+            if m.value.as_str() < lo || m.value.as_str() > hi {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+impl SeriesRead for ColdRead {
+    fn select<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> collabstream_store::Result<Box<dyn SeriesCursor + 'a>> {
+        if range.start > range.end {
+            return Ok(Box::new(VecCursor::new(Vec::new())));
+        }
+        let parts = self.runtime.block_on(self.read(matchers, range))?;
+        Ok(Box::new(VecCursor::new(parts)))
+    }
+
+    fn series(&self, matchers: &[Matcher], range: TimeRange) -> collabstream_store::Result<Vec<Labels>> {
+        self.runtime.block_on(self.read_series(matchers, range))
+    }
+
+    fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> collabstream_store::Result<Vec<String>> {
+        let mut names: Vec<String> =
+            self.series(matchers, range)?.iter().flat_map(|l| l.iter().map(|l| l.name.clone())).collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> collabstream_store::Result<Vec<String>> {
+        let mut values: Vec<String> =
+            self.series(matchers, range)?.iter().filter_map(|l| l.get(name).map(str::to_string)).collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
+}

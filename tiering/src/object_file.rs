@@ -1,0 +1,120 @@
+//! [`ObjectFile`]: a Parquet file on the object store as parquet's async reader wants it: byte
+//! ranges fetched on demand (the footer, then only the column chunks of the row groups a
+//! query keeps), and footers kept in a [`Footers`] cache so that a file's metadata is fetched
+//! once, not at every query.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parking_lot::Mutex;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+
+/// Parsed footers by path, up to a byte budget (the oldest entry goes first when over it).
+#[derive(Debug)]
+pub(crate) struct Footers {
+    budget: usize,
+    inner: Mutex<FooterMap>,
+}
+
+#[derive(Debug, Default)]
+struct FooterMap {
+    by_path: HashMap<String, (u64, Arc<ParquetMetaData>)>,
+    /// Insertion counter, to find the oldest.
+    next: u64,
+    bytes: usize,
+    hits: u64,
+    misses: u64,
+}
+
+impl Footers {
+    pub(crate) fn new(budget: usize) -> Self {
+        Self { budget, inner: Mutex::new(FooterMap::default()) }
+    }
+
+    fn get(&self, path: &str) -> Option<Arc<ParquetMetaData>> {
+        let mut m = self.inner.lock();
+        let found = m.by_path.get(path).map(|(_, f)| f.clone());
+        if found.is_some() {
+            m.hits += 1
+        } else {
+            m.misses += 1
+        }
+        found
+    }
+
+    fn insert(&self, path: &str, footer: Arc<ParquetMetaData>) {
+        let mut m = self.inner.lock();
+        let n = m.next;
+        m.next += 1;
+        m.bytes += footer.memory_size();
+        if let Some((_, old)) = m.by_path.insert(path.to_string(), (n, footer)) {
+            m.bytes -= old.memory_size();
+        }
+        while m.bytes > self.budget && m.by_path.len() > 1 {
+            let oldest = m.by_path.iter().min_by_key(|(_, (n, _))| *n).map(|(p, _)| p.clone());
+            if let Some((_, f)) = oldest.and_then(|p| m.by_path.remove(&p)) {
+                m.bytes -= f.memory_size();
+            }
+        }
+    }
+
+    /// (hits, misses) since start.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let m = self.inner.lock();
+        (m.hits, m.misses)
+    }
+}
+
+pub(crate) struct ObjectFile {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) path: String,
+    pub(crate) size: u64,
+    pub(crate) footers: Arc<Footers>,
+}
+
+fn external(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for ObjectFile {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move { self.store.get_range(&ObjectPath::from(self.path.as_str()), range).await.map_err(external) }
+            .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        // The store coalesces nearby ranges into fewer requests.
+        async move {
+            self.store.get_ranges(&ObjectPath::from(self.path.as_str()), &ranges).await.map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            if let Some(footer) = self.footers.get(&self.path) {
+                return Ok(footer);
+            }
+            let size = self.size;
+            let footer = Arc::new(ParquetMetaDataReader::new().load_and_finish(&mut *self, size).await?);
+            self.footers.insert(&self.path, footer.clone());
+            Ok(footer)
+        }
+        .boxed()
+    }
+}

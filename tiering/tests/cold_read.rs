@@ -1,0 +1,123 @@
+//! Cold blocks read back through the read seam answer exactly as the hot store did before they
+//! moved: the same series, in the same (id) order, with the same samples, for every kind of
+//! matcher and for ranges inside one block, across two and past the data.
+
+mod common;
+
+use collabstream_common::TimeRange;
+use collabstream_store::{Error, MatchOp, Matcher, SeriesRead, whole_series};
+use collabstream_tiering::{ColdRead, ObjectStoreConfig, Objects};
+use common::{BLOCK, HOUR, store_with_three_hours, tier_blocks};
+
+fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
+    Matcher::new(op, name, value).expect("matcher")
+}
+
+#[test]
+fn cold_blocks_answer_like_the_hot_store() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_with_three_hours(&dir.path().join("store"));
+    let config = ObjectStoreConfig {
+        url: format!("file://{}", dir.path().join("objects").display()),
+        ..Default::default()
+    };
+    let objects = Objects::open(&config, dir.path()).expect("objects");
+    let everything = TimeRange::new(BLOCK - 2 * HOUR, BLOCK + 4 * HOUR);
+    let files = runtime.block_on(tier_blocks(&store, &objects, everything));
+    assert_eq!(files.len(), 3, "half an hour, a whole block, half an hour");
+    let cold = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
+    cold.set_files(files);
+
+    let selectors = [
+        vec![],
+        vec![Matcher::equal("__name__", "node_load1")],
+        vec![m(MatchOp::Regex, "__name__", "node_.*|up")],
+        vec![
+            Matcher::equal("__name__", "http_requests_total"),
+            m(MatchOp::Regex, "instance", "host-[13]:.*"),
+        ],
+        vec![m(MatchOp::NotEqual, "instance", "host-0:9100")],
+        vec![m(MatchOp::NotRegex, "__name__", "up")],
+        vec![Matcher::equal("__name__", "no_such_metric")],
+        vec![Matcher::equal("job", "other")],
+    ];
+    let ranges = [
+        everything,
+        TimeRange::new(BLOCK - HOUR / 2, BLOCK - 1), // the first file only
+        TimeRange::new(BLOCK + 10 * 60_000, BLOCK + 70 * 60_000), // inside the second
+        TimeRange::new(BLOCK - 60_000, BLOCK + 60_000), // across the boundary
+        TimeRange::new(BLOCK + 3 * HOUR, BLOCK + 5 * HOUR), // past the data
+        TimeRange::new(BLOCK + 60_000, BLOCK),       // empty
+    ];
+    let mut compared = 0;
+    for sel in &selectors {
+        for &range in &ranges {
+            let hot =
+                bits(whole_series(&mut *SeriesRead::select(&store, sel, range).expect("hot")).expect("hot"));
+            let got = bits(whole_series(&mut *cold.select(sel, range).expect("cold select")).expect("cold"));
+            assert!(got == hot, "{sel:?} over {range:?}: {} series cold, {} hot", got.len(), hot.len());
+            compared += usize::from(!hot.is_empty());
+            // Listings are exact to the file here, to the block in the hot store (and only
+            // for stored chunks): they agree where the range holds data.
+            if !hot.is_empty() {
+                assert_eq!(
+                    cold.series(sel, range).expect("series"),
+                    store.series(sel, range).expect("series")
+                );
+                assert_eq!(
+                    cold.label_values("instance", sel, range).expect("values"),
+                    store.label_values("instance", sel, range).expect("values"),
+                );
+            }
+        }
+    }
+    assert!(compared >= 20, "only {compared} non-empty comparisons");
+    // Each file's footer was fetched once, then served from the cache.
+    let (hits, misses) = cold.footer_cache();
+    assert_eq!(misses, 3);
+    assert!(hits > 50, "{hits} hits");
+
+    // Files outside the range, or without the metric, are not even opened.
+    let pruned = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
+    pruned.set_files(cold_files(&cold));
+    let one_file = TimeRange::new(BLOCK - HOUR / 2, BLOCK - 1);
+    assert!(!whole_series(&mut *pruned.select(&[], one_file).expect("select")).expect("read").is_empty());
+    assert_eq!(pruned.footer_cache(), (0, 1));
+    let no_metric = [Matcher::equal("__name__", "no_such_metric")];
+    assert!(
+        whole_series(&mut *pruned.select(&no_metric, everything).expect("select")).expect("read").is_empty()
+    );
+    assert_eq!(pruned.footer_cache(), (0, 1));
+
+    // A selection larger than the bound fails as a hot one would, instead of holding it all.
+    let small = ColdRead::new(objects.clone(), runtime.handle().clone(), 100);
+    small.set_files(cold_files(&cold));
+    let err = small.select(&[], everything).map(|_| ()).expect_err("over the bound");
+    assert!(matches!(err, Error::TooManySamples { limit: 100 }), "{err}");
+
+    // A file gone from the store: an error that says which, and that a retry may help.
+    let first = cold_files(&cold)[0].path.clone();
+    std::fs::remove_file(dir.path().join("objects").join(&first)).expect("remove");
+    let err = cold.select(&[], everything).map(|_| ()).expect_err("unreadable");
+    assert!(matches!(&err, Error::Unavailable(why) if why.contains(&first)), "{err}");
+    assert_eq!(err.code(), collabstream_common::ErrorCode::Unavailable);
+}
+
+/// A series as (id, labels, samples with values as bits), so that stale markers (NaN) compare
+/// equal.
+type Exact = (u64, String, Vec<(i64, u64)>);
+
+fn bits(series: Vec<collabstream_store::SeriesData>) -> Vec<Exact> {
+    series
+        .into_iter()
+        .map(|s| {
+            let samples = s.samples.iter().map(|x| (x.timestamp_ms, x.value.to_bits())).collect();
+            (s.id.0, format!("{:?}", s.labels), samples)
+        })
+        .collect()
+}
+
+fn cold_files(cold: &ColdRead) -> Vec<collabstream_tiering::ColdFile> {
+    cold.files()
+}

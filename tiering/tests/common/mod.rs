@@ -1,0 +1,98 @@
+//! What the tiering tests share: a hot store holding three hours of nine series.
+
+#![allow(dead_code)] // Each test binary uses part of it.
+
+use std::collections::BTreeMap;
+
+use collabstream_common::{STALE_NAN_BITS, TimeRange};
+use collabstream_proto::v1;
+use collabstream_store::{Store, StoreConfig};
+use prost::Message;
+
+/// 2024-11-28T08:00:00Z, a block boundary for 2 h blocks.
+pub const BLOCK: i64 = 1_732_780_800_000;
+pub const HOUR: i64 = 3_600_000;
+
+/// (metric, labels without the name, samples) of every row, in file order.
+pub type Rows = Vec<(String, BTreeMap<String, String>, u64, i64, u64)>;
+
+pub fn store_with_three_hours(dir: &std::path::Path) -> Store {
+    let store = Store::open(dir, StoreConfig::default()).expect("open");
+    let mut series = Vec::new();
+    // Created in an order that differs from the file's (metric, then id).
+    for (metric, hosts) in [("node_load1", 3), ("http_requests_total", 4), ("up", 2)] {
+        for h in 0..hosts {
+            let samples = (0..3 * 240)
+                .map(|i| {
+                    let t = BLOCK - HOUR / 2 + i * 15_000;
+                    let v = if metric == "up" && i == 100 {
+                        f64::from_bits(STALE_NAN_BITS)
+                    } else {
+                        (i * h) as f64 / 7.0
+                    };
+                    v1::Sample { timestamp_ms: t, value: v }
+                })
+                .collect();
+            series.push(v1::TimeSeries {
+                labels: vec![
+                    v1::Label { name: "__name__".into(), value: metric.into() },
+                    v1::Label { name: "instance".into(), value: format!("host-{h}:9100") },
+                    v1::Label { name: "job".into(), value: "node".into() },
+                ],
+                samples,
+            });
+        }
+    }
+    series.reverse();
+    let cmd = v1::Command {
+        leader_time_ms: 0,
+        payload: Some(v1::command::Payload::Write(v1::WriteRequest { series, ..Default::default() }.into())),
+    };
+    store.log().append([(1, cmd.encode_to_vec().as_slice())]).expect("log");
+    store.apply(1, &cmd).expect("apply");
+    store
+}
+
+/// What the store holds in `range`, in the file's order.
+pub fn expected(store: &Store, range: TimeRange) -> Rows {
+    let mut rows = Rows::new();
+    for s in store.select(&[], range).expect("select") {
+        let metric = s.labels.metric_name().to_string();
+        let labels: BTreeMap<_, _> = s
+            .labels
+            .iter()
+            .filter(|l| l.name != "__name__")
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        for x in &s.samples {
+            rows.push((metric.clone(), labels.clone(), s.id.0, x.timestamp_ms, x.value.to_bits()));
+        }
+    }
+    rows.sort_by(|a, b| (&a.0, a.2, a.3).cmp(&(&b.0, b.2, b.3)));
+    rows
+}
+
+/// Exports every 2 h block of `store` that overlaps `range` to `objects`, as the tiering pass
+/// will: the files a manifest would list.
+pub async fn tier_blocks(
+    store: &Store,
+    objects: &collabstream_tiering::Objects,
+    range: TimeRange,
+) -> Vec<collabstream_tiering::ColdFile> {
+    let mut files = Vec::new();
+    let mut start = range.start.div_euclid(2 * HOUR) * 2 * HOUR;
+    while start <= range.end {
+        let block = TimeRange::new(start, start + 2 * HOUR - 1);
+        if let Some((bytes, summary)) = collabstream_tiering::export_samples(store, block).expect("export") {
+            let path = objects.path(&collabstream_tiering::object_name(
+                "samples",
+                start,
+                xxhash_rust::xxh3::xxh3_64(&bytes),
+            ));
+            let stored = objects.put_verified(&path, bytes.into()).await.expect("upload");
+            files.push(collabstream_tiering::ColdFile { path: stored.path, size: stored.size, summary });
+        }
+        start += 2 * HOUR;
+    }
+    files
+}
