@@ -150,8 +150,12 @@ pub async fn produce(opts: ProduceOptions, stop: CancellationToken) -> Result<u6
     let mut interval = tokio::time::interval(tick);
     // After a backfill, live ticks resume one a second (not a burst of the missed ones).
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Only a backfill runs without waiting, until it first catches up with the wall clock
+    // (at a speed below 1, simulated time falls behind it for good and must not catch up).
+    let mut backfilling = !opts.backfill.is_zero();
     'run: loop {
-        if sim_ms + sim_step > clock.now_ms() {
+        backfilling = backfilling && sim_ms + sim_step <= clock.now_ms();
+        if !backfilling {
             tokio::select! {
                 _ = interval.tick() => {}
                 _ = stop.cancelled() => break,

@@ -20,6 +20,7 @@ use parking_lot::RwLock;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::object_file::{Footers, ObjectFile};
@@ -92,15 +93,21 @@ impl ColdRead {
         let mut held = 0usize;
         self.scan(matchers, range, true, |id, labels, sample| {
             let Some(sample) = sample else { return Ok(()) };
-            held += 1;
-            if held > self.max_samples {
-                return Err(Error::TooManySamples { limit: self.max_samples });
-            }
-            series
+            let held_samples = &mut series
                 .entry(id)
                 .or_insert_with(|| SeriesData { id, labels: labels.clone(), samples: Vec::new() })
-                .samples
-                .push(sample);
+                .samples;
+            // Files come oldest first and blocks do not overlap, so a series' samples arrive
+            // in time order; should two files ever cover the same time (a manifest listing a
+            // block twice), a sample not after what the series holds already is dropped rather
+            // than breaking the cursor's order.
+            if held_samples.last().is_none_or(|last| last.timestamp_ms < sample.timestamp_ms) {
+                held_samples.push(sample);
+                held += 1;
+                if held > self.max_samples {
+                    return Err(Error::TooManySamples { limit: self.max_samples });
+                }
+            }
             Ok(())
         })
         .await?;
@@ -172,18 +179,21 @@ impl ColdRead {
                         None => None,
                     };
                     let id = ids.value(i);
-                    let first = !selected.contains_key(&id);
-                    let wanted = selected.entry(id).or_insert_with(|| {
-                        let entry = labels.value(i);
-                        let (k, v) = (entry.column(0).as_string::<i32>(), entry.column(1).as_string::<i32>());
-                        let mut all = vec![Label::new(METRIC_NAME, metric.value(i))];
-                        all.extend((0..entry.len()).map(|j| Label::new(k.value(j), v.value(j))));
-                        let labels = Labels::new(all).ok()?;
-                        matchers
-                            .iter()
-                            .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
-                            .then_some(labels)
-                    });
+                    let (wanted, first) = match selected.entry(id) {
+                        Entry::Occupied(e) => (e.into_mut(), false),
+                        Entry::Vacant(e) => {
+                            let entry = labels.value(i);
+                            let (k, v) =
+                                (entry.column(0).as_string::<i32>(), entry.column(1).as_string::<i32>());
+                            let mut all = vec![Label::new(METRIC_NAME, metric.value(i))];
+                            all.extend((0..entry.len()).map(|j| Label::new(k.value(j), v.value(j))));
+                            let labels = Labels::new(all)
+                                .map_err(|e| cold_error(&file, format!("series {id}: {e}")))?;
+                            let matched =
+                                matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or("")));
+                            (e.insert(matched.then_some(labels)), true)
+                        }
+                    };
                     if let Some(labels) = wanted
                         && (samples || first)
                     {

@@ -167,6 +167,7 @@ impl<'a> Evaluator<'a> {
             let mut series: Vec<(Metric, Vec<(i64, f64)>)> = Vec::new();
             let mut last_id = None;
             while let Some(part) = cursor.next_part()? {
+                self.check_deadline()?;
                 let points: Vec<(i64, f64)> = part
                     .samples
                     .iter()
