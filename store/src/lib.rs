@@ -8,7 +8,8 @@
 //! - [`LogStore`]: the fsynced entry log in the same database.
 //! - [`chunk`]: the sample chunk codec (delta-of-delta timestamps, decimal or XOR values, zstd).
 //! - [`Matcher`]: Prometheus label matchers, resolved by an in-memory postings index.
-//! - [`SeriesRead`]: the read trait the query engine uses for hot and cold data alike.
+//! - [`SeriesRead`]: the read trait the query engine uses for hot and cold data alike, and
+//!   [`MergedRead`], several sources behind it seen as one.
 //!
 //! Must not depend on: raft, ingest, query, tiering, server. It knows nothing of Raft: it sees
 //! numbered entries and reports what it has made durable.
@@ -34,6 +35,7 @@ mod keys;
 mod label_map;
 mod log;
 mod matcher;
+mod merged_read;
 mod open_chunk;
 mod read;
 mod series_codec;
@@ -55,6 +57,7 @@ pub use disk_retry::DiskRetry;
 pub use error::{Error, Result};
 pub use log::LogStore;
 pub use matcher::{MatchOp, Matcher};
+pub use merged_read::MergedRead;
 pub use read::{EventRead, SeriesCursor, SeriesData, SeriesRead, VecCursor, whole_series};
 pub use settings::Settings;
 pub use store::{Store, StoreStats};

@@ -121,3 +121,32 @@ fn bits(series: Vec<collabstream_store::SeriesData>) -> Vec<Exact> {
 fn cold_files(cold: &ColdRead) -> Vec<collabstream_tiering::ColdFile> {
     cold.files()
 }
+
+/// Hot and cold seen as one (`MergedRead`, cold first): while a block is in both tiers (between
+/// its upload and the hot copy's removal) a query sees every sample once.
+#[test]
+fn a_block_in_both_tiers_is_seen_once() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(store_with_three_hours(&dir.path().join("store")));
+    let config = ObjectStoreConfig {
+        url: format!("file://{}", dir.path().join("objects").display()),
+        ..Default::default()
+    };
+    let objects = Objects::open(&config, dir.path()).expect("objects");
+    let everything = TimeRange::new(BLOCK - 2 * HOUR, BLOCK + 4 * HOUR);
+    let cold = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
+    // Only the block after the boundary moves.
+    cold.set_files(runtime.block_on(tier_blocks(&store, &objects, TimeRange::new(BLOCK, BLOCK + 1))));
+    let merged = collabstream_store::MergedRead::new(vec![std::sync::Arc::new(cold), store.clone()]);
+    for sel in [vec![], vec![Matcher::equal("__name__", "up")]] {
+        for range in [everything, TimeRange::new(BLOCK - 60_000, BLOCK + 60_000)] {
+            let hot = bits(
+                whole_series(&mut *SeriesRead::select(store.as_ref(), &sel, range).expect("hot"))
+                    .expect("hot"),
+            );
+            let both = bits(whole_series(&mut *merged.select(&sel, range).expect("merged")).expect("merged"));
+            assert!(both == hot, "{sel:?} over {range:?}");
+        }
+    }
+}

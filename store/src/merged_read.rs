@@ -1,0 +1,224 @@
+//! [`MergedRead`]: several sources behind the read seam seen as one (the cold tier's files and
+//! the hot store). Every source streams in id order, so the merge is a k-way merge by id that
+//! never sorts; a series present in more than one source is merged by timestamp, the later
+//! source winning at equal timestamps (list the hot store last: it holds the newest word on a
+//! sample).
+
+use std::sync::Arc;
+
+use collabstream_common::{Labels, Sample, TimeRange};
+
+use crate::error::Result;
+use crate::matcher::Matcher;
+use crate::read::{SeriesCursor, SeriesData, SeriesRead};
+
+pub struct MergedRead {
+    sources: Vec<Arc<dyn SeriesRead>>,
+}
+
+impl std::fmt::Debug for MergedRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MergedRead").field("sources", &self.sources.len()).finish()
+    }
+}
+
+impl MergedRead {
+    /// `sources` oldest tier first.
+    pub fn new(sources: Vec<Arc<dyn SeriesRead>>) -> Self {
+        Self { sources }
+    }
+
+    fn union<T: Ord>(&self, each: impl Fn(&dyn SeriesRead) -> Result<Vec<T>>) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            out.extend(each(s.as_ref())?);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+struct MergedCursor<'a> {
+    cursors: Vec<Box<dyn SeriesCursor + 'a>>,
+    /// Each cursor's next part, read ahead.
+    next: Vec<Option<SeriesData>>,
+}
+
+impl MergedCursor<'_> {
+    fn advance(&mut self, i: usize) -> Result<Option<SeriesData>> {
+        let part = self.cursors[i].next_part()?;
+        Ok(std::mem::replace(&mut self.next[i], part))
+    }
+}
+
+impl SeriesCursor for MergedCursor<'_> {
+    fn next_part(&mut self) -> Result<Option<SeriesData>> {
+        let Some(id) = self.next.iter().flatten().map(|p| p.id).min() else { return Ok(None) };
+        let holding: Vec<usize> =
+            (0..self.next.len()).filter(|&i| self.next[i].as_ref().is_some_and(|p| p.id == id)).collect();
+        if let [only] = holding[..] {
+            return self.advance(only);
+        }
+        // In several sources: all of its parts, merged by time (one part; a series held by two
+        // tiers at once is the rare case of a block being moved).
+        let mut labels: Option<Labels> = None;
+        let mut merged: Vec<Sample> = Vec::new();
+        for i in holding {
+            let mut samples = Vec::new();
+            while self.next[i].as_ref().is_some_and(|p| p.id == id) {
+                let part = self.advance(i)?.expect("a part was read ahead");
+                labels.get_or_insert(part.labels);
+                samples.extend(part.samples);
+            }
+            merged = merge_by_time(merged, samples);
+        }
+        Ok(Some(SeriesData { id, labels: labels.expect("one part at least"), samples: merged }))
+    }
+}
+
+/// Merges two runs sorted by time; `newer` wins at equal timestamps.
+fn merge_by_time(older: Vec<Sample>, newer: Vec<Sample>) -> Vec<Sample> {
+    if older.is_empty() {
+        return newer;
+    }
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    let (mut a, mut b) = (older.into_iter().peekable(), newer.into_iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.timestamp_ms < y.timestamp_ms => out.extend(a.next()),
+            (Some(x), Some(y)) if x.timestamp_ms == y.timestamp_ms => {
+                a.next();
+                out.extend(b.next());
+            }
+            (_, Some(_)) => out.extend(b.next()),
+            (Some(_), None) => out.extend(a.next()),
+            (None, None) => return out,
+        }
+    }
+}
+
+impl SeriesRead for MergedRead {
+    fn select<'a>(&'a self, matchers: &[Matcher], range: TimeRange) -> Result<Box<dyn SeriesCursor + 'a>> {
+        let mut cursors = Vec::with_capacity(self.sources.len());
+        let mut next = Vec::with_capacity(self.sources.len());
+        for s in &self.sources {
+            let mut c = s.select(matchers, range)?;
+            next.push(c.next_part()?);
+            cursors.push(c);
+        }
+        Ok(Box::new(MergedCursor { cursors, next }))
+    }
+
+    fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>> {
+        self.union(|s| s.series(matchers, range))
+    }
+
+    fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>> {
+        self.union(|s| s.label_names(matchers, range))
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>> {
+        self.union(|s| s.label_values(name, matchers, range))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use collabstream_common::SeriesId;
+
+    use super::*;
+    use crate::read::{VecCursor, whole_series};
+
+    /// A source holding parts in memory (in cursor order).
+    struct Parts(Vec<SeriesData>);
+
+    impl SeriesRead for Parts {
+        fn select<'a>(&'a self, _: &[Matcher], range: TimeRange) -> Result<Box<dyn SeriesCursor + 'a>> {
+            let parts = self
+                .0
+                .iter()
+                .map(|p| SeriesData {
+                    samples: p.samples.iter().copied().filter(|s| range.contains(s.timestamp_ms)).collect(),
+                    ..p.clone()
+                })
+                .collect();
+            Ok(Box::new(VecCursor::new(parts)))
+        }
+        fn series(&self, _: &[Matcher], _: TimeRange) -> Result<Vec<Labels>> {
+            Ok(self.0.iter().map(|p| p.labels.clone()).collect())
+        }
+        fn label_names(&self, _: &[Matcher], _: TimeRange) -> Result<Vec<String>> {
+            Ok(vec!["__name__".into()])
+        }
+        fn label_values(&self, _: &str, _: &[Matcher], _: TimeRange) -> Result<Vec<String>> {
+            Ok(self.0.iter().map(|p| p.labels.metric_name().to_string()).collect())
+        }
+    }
+
+    fn part(id: u64, samples: &[(i64, f64)]) -> SeriesData {
+        let labels = Labels::from_pairs(&[("__name__", &format!("m{id}"))]).unwrap();
+        SeriesData {
+            id: SeriesId(id),
+            labels,
+            samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+        }
+    }
+
+    fn got(read: &MergedRead, range: TimeRange) -> Vec<(u64, Vec<(i64, f64)>)> {
+        let mut cursor = read.select(&[], range).unwrap();
+        let mut parts = Vec::new();
+        while let Some(p) = cursor.next_part().unwrap() {
+            parts.push(p);
+        }
+        let ids: Vec<_> = parts.iter().map(|p| p.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] <= w[1]), "ids in order: {ids:?}");
+        whole_series(&mut VecCursor::new(parts))
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.id.0, s.samples.iter().map(|x| (x.timestamp_ms, x.value)).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn sources_merge_by_id_and_by_time_the_later_source_winning() {
+        // Cold: series 1 and 3 (3 in two parts), series 4 only cold. Hot: 1 (later samples and
+        // one repeated timestamp with a newer value), 2 only hot, 3 overlapping.
+        let cold = Parts(vec![
+            part(1, &[(10, 1.0), (20, 2.0)]),
+            part(3, &[(10, 3.0)]),
+            part(3, &[(20, 3.5)]),
+            part(4, &[(5, 4.0)]),
+        ]);
+        let hot = Parts(vec![
+            part(1, &[(20, 2.5), (30, 3.0)]),
+            part(2, &[(15, 2.0)]),
+            part(3, &[(15, 3.2), (25, 3.7)]),
+        ]);
+        let merged = MergedRead::new(vec![Arc::new(cold), Arc::new(hot)]);
+        assert_eq!(
+            got(&merged, TimeRange::ALL),
+            vec![
+                (1, vec![(10, 1.0), (20, 2.5), (30, 3.0)]),
+                (2, vec![(15, 2.0)]),
+                (3, vec![(10, 3.0), (15, 3.2), (20, 3.5), (25, 3.7)]),
+                (4, vec![(5, 4.0)]),
+            ]
+        );
+        // A range that leaves a source without samples of a series.
+        assert_eq!(got(&merged, TimeRange::new(25, 40)), vec![(1, vec![(30, 3.0)]), (3, vec![(25, 3.7)])]);
+        // Listings are the union.
+        let names: Vec<String> = merged.label_values("__name__", &[], TimeRange::ALL).unwrap();
+        assert_eq!(names, ["m1", "m2", "m3", "m4"]);
+        assert_eq!(merged.series(&[], TimeRange::ALL).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn merging_by_time_keeps_order_and_takes_the_newer_value() {
+        let s = |v: &[(i64, f64)]| v.iter().map(|&(t, x)| Sample::new(t, x)).collect::<Vec<_>>();
+        let m = merge_by_time(s(&[(1, 1.0), (3, 3.0), (5, 5.0)]), s(&[(2, 2.0), (3, 30.0), (6, 6.0)]));
+        assert_eq!(m, s(&[(1, 1.0), (2, 2.0), (3, 30.0), (5, 5.0), (6, 6.0)]));
+        assert_eq!(merge_by_time(Vec::new(), s(&[(1, 1.0)])), s(&[(1, 1.0)]));
+        assert_eq!(merge_by_time(s(&[(1, 1.0)]), Vec::new()), s(&[(1, 1.0)]));
+    }
+}
