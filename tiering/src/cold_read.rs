@@ -1,15 +1,19 @@
 //! [`ColdRead`]: samples files on the object store read through the store's read seam, so
 //! that PromQL, export and SQL see cold blocks exactly as hot ones.
 //!
-//! Pruning, coarse to fine: a file is opened only if its block overlaps the range and it holds
-//! a metric the matchers can select (from what the manifest records); then only the row groups
-//! whose statistics (metric, time) can match are fetched, by range requests; then rows are kept
-//! by time and by the matchers, decided once per series.
+//! Pruning, coarse to fine: a file is opened only if its samples' span overlaps the range and
+//! it holds a metric the matchers can select (from what the manifest records); then only the
+//! row groups whose statistics (metric, time) can match are fetched, by range requests; then
+//! rows are kept by time and by the matchers, decided once per series.
 //!
 //! What a selection reads is held until it is handed out (in id order across files), and
 //! bounded by `max_samples`: past it the read fails as the hot store's reader would make a
 //! query fail. Streaming across files without holding them is left for later. Listings read
-//! the label columns only, at block granularity (as the hot store's do).
+//! the label columns only and count a series when its file's span overlaps the range (file
+//! granularity, where the hot store's is the block's).
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, TimestampMillisecondType, UInt64Type};
@@ -20,8 +24,6 @@ use parking_lot::RwLock;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
 
 use crate::object_file::{Footers, ObjectFile};
 use crate::objects::Objects;
