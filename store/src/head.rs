@@ -236,8 +236,25 @@ impl HeadSeries {
 /// The first number of a head record that has its segments under keys of their own.
 const RECORD_SEGMENTED: u64 = 2;
 
+/// What [`merge_sorted`] orders by: a sample's time.
+pub(crate) trait Timed: Copy {
+    fn time(&self) -> i64;
+}
+
+impl Timed for (i64, f64) {
+    fn time(&self) -> i64 {
+        self.0
+    }
+}
+
+impl Timed for collabstream_common::Sample {
+    fn time(&self) -> i64 {
+        self.timestamp_ms
+    }
+}
+
 /// Merges two sorted, unique-timestamp runs; `newer` wins at equal timestamps.
-pub(crate) fn merge_sorted(older: &[(i64, f64)], newer: &[(i64, f64)]) -> Vec<(i64, f64)> {
+pub(crate) fn merge_sorted<T: Timed>(older: &[T], newer: &[T]) -> Vec<T> {
     if newer.is_empty() {
         return older.to_vec();
     }
@@ -247,7 +264,7 @@ pub(crate) fn merge_sorted(older: &[(i64, f64)], newer: &[(i64, f64)]) -> Vec<(i
     let mut out = Vec::with_capacity(older.len() + newer.len());
     let (mut i, mut j) = (0, 0);
     while i < older.len() && j < newer.len() {
-        match older[i].0.cmp(&newer[j].0) {
+        match older[i].time().cmp(&newer[j].time()) {
             std::cmp::Ordering::Less => {
                 out.push(older[i]);
                 i += 1;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use collabstream_common::{Labels, Sample, TimeRange};
 
 use crate::error::Result;
+use crate::head::merge_sorted;
 use crate::matcher::Matcher;
 use crate::read::{SeriesCursor, SeriesData, SeriesRead};
 
@@ -71,30 +72,9 @@ impl SeriesCursor for MergedCursor<'_> {
                 labels.get_or_insert(part.labels);
                 samples.extend(part.samples);
             }
-            merged = merge_by_time(merged, samples);
+            merged = merge_sorted(&merged, &samples);
         }
         Ok(Some(SeriesData { id, labels: labels.expect("one part at least"), samples: merged }))
-    }
-}
-
-/// Merges two runs sorted by time; `newer` wins at equal timestamps.
-fn merge_by_time(older: Vec<Sample>, newer: Vec<Sample>) -> Vec<Sample> {
-    if older.is_empty() {
-        return newer;
-    }
-    let mut out = Vec::with_capacity(older.len() + newer.len());
-    let (mut a, mut b) = (older.into_iter().peekable(), newer.into_iter().peekable());
-    loop {
-        match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if x.timestamp_ms < y.timestamp_ms => out.extend(a.next()),
-            (Some(x), Some(y)) if x.timestamp_ms == y.timestamp_ms => {
-                a.next();
-                out.extend(b.next());
-            }
-            (_, Some(_)) => out.extend(b.next()),
-            (Some(_), None) => out.extend(a.next()),
-            (None, None) => return out,
-        }
     }
 }
 
@@ -211,14 +191,5 @@ mod tests {
         let names: Vec<String> = merged.label_values("__name__", &[], TimeRange::ALL).unwrap();
         assert_eq!(names, ["m1", "m2", "m3", "m4"]);
         assert_eq!(merged.series(&[], TimeRange::ALL).unwrap().len(), 4);
-    }
-
-    #[test]
-    fn merging_by_time_keeps_order_and_takes_the_newer_value() {
-        let s = |v: &[(i64, f64)]| v.iter().map(|&(t, x)| Sample::new(t, x)).collect::<Vec<_>>();
-        let m = merge_by_time(s(&[(1, 1.0), (3, 3.0), (5, 5.0)]), s(&[(2, 2.0), (3, 30.0), (6, 6.0)]));
-        assert_eq!(m, s(&[(1, 1.0), (2, 2.0), (3, 30.0), (5, 5.0), (6, 6.0)]));
-        assert_eq!(merge_by_time(Vec::new(), s(&[(1, 1.0)])), s(&[(1, 1.0)]));
-        assert_eq!(merge_by_time(s(&[(1, 1.0)]), Vec::new()), s(&[(1, 1.0)]));
     }
 }

@@ -77,7 +77,7 @@ impl<'a> HotCursor<'a> {
     fn next_batch(&mut self) -> bool {
         for e in self.entries.by_ref().take(BATCH) {
             let (ooo, open) = e.head.lock().read(self.range);
-            let head = merge_sorted(&open, &ooo);
+            let head = if ooo.is_empty() { open } else { merge_sorted(&open, &ooo) };
             self.batch.push_back((e, head));
         }
         if self.batch.is_empty() {

@@ -95,28 +95,33 @@ impl ColdRead {
         let mut held = 0usize;
         self.scan(matchers, range, true, |id, labels, sample| {
             let Some(sample) = sample else { return Ok(()) };
-            let held_samples = &mut series
+            held += 1;
+            if held > self.max_samples {
+                return Err(Error::TooManySamples { limit: self.max_samples });
+            }
+            series
                 .entry(id)
                 .or_insert_with(|| SeriesData { id, labels: labels.clone(), samples: Vec::new() })
-                .samples;
-            // Files come oldest first and blocks do not overlap, so a series' samples arrive
-            // in time order; should two files ever cover the same time (a manifest listing a
-            // block twice), a sample not after what the series holds already is dropped rather
-            // than breaking the cursor's order.
-            if held_samples.last().is_none_or(|last| last.timestamp_ms < sample.timestamp_ms) {
-                held_samples.push(sample);
-                held += 1;
-                if held > self.max_samples {
-                    return Err(Error::TooManySamples { limit: self.max_samples });
-                }
-            }
+                .samples
+                .push(sample);
             Ok(())
         })
         .await?;
+        for s in series.values_mut() {
+            // Files come oldest first and blocks do not overlap, so a series' samples are in
+            // time order; should two files ever cover the same time (a manifest listing a block
+            // twice), they are put in order, the later file's sample kept at equal times.
+            if !s.samples.windows(2).all(|w| w[0].timestamp_ms < w[1].timestamp_ms) {
+                s.samples.sort_by_key(|x| x.timestamp_ms);
+                s.samples.reverse();
+                s.samples.dedup_by_key(|x| x.timestamp_ms);
+                s.samples.reverse();
+            }
+        }
         Ok(series.into_values().collect())
     }
 
-    /// The selected series' label sets, at block granularity (no samples read), sorted.
+    /// The selected series' label sets, at file granularity (no samples read), sorted.
     async fn read_series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>, Error> {
         let mut out = Vec::new();
         self.scan(matchers, range, false, |_, labels, _| {

@@ -90,6 +90,16 @@ fn cold_blocks_answer_like_the_hot_store() {
     );
     assert_eq!(pruned.footer_cache(), (0, 1));
 
+    // A block listed twice (a manifest that went wrong) still reads as the hot store does.
+    let twice = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
+    let mut files = cold_files(&cold);
+    files.push(files[1].clone());
+    twice.set_files(files);
+    let hot =
+        bits(whole_series(&mut *SeriesRead::select(&store, &[], everything).expect("hot")).expect("hot"));
+    let got = bits(whole_series(&mut *twice.select(&[], everything).expect("select")).expect("cold"));
+    assert!(got == hot, "a block listed twice");
+
     // A selection larger than the bound fails as a hot one would, instead of holding it all.
     let small = ColdRead::new(objects.clone(), runtime.handle().clone(), 100);
     small.set_files(cold_files(&cold));
