@@ -28,6 +28,16 @@ pub struct CommandView<'a> {
     pub tick: bool,
     /// A `rules` payload (small: decoded, not borrowed).
     pub rule_change: Option<crate::v1::RuleChange>,
+    /// A `seal`, `tier` or `expire_cold` payload (small: decoded).
+    pub tiering: Option<TierCommand>,
+}
+
+/// The cold tier's commands (see `log.proto`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TierCommand {
+    Seal(crate::v1::Seal),
+    Tier(crate::v1::ColdBlock),
+    ExpireCold(crate::v1::ExpireCold),
 }
 
 /// A borrowed [`crate::v1::LogWrite`] (an encoded `v1::WriteRequest` is one too).
@@ -123,6 +133,33 @@ impl<'a> CommandView<'a> {
                     cmd.clear_payload();
                     cmd.rule_change = Some(change);
                 }
+                (7, WIRE_LEN) => {
+                    let seal = decode_whole(
+                        r.bytes()?,
+                        "the seal payload is not a Seal message",
+                        "a Seal field this version does not know",
+                    )?;
+                    cmd.clear_payload();
+                    cmd.tiering = Some(TierCommand::Seal(seal));
+                }
+                (8, WIRE_LEN) => {
+                    let block = decode_whole(
+                        r.bytes()?,
+                        "the tier payload is not a ColdBlock message",
+                        "a ColdBlock field this version does not know",
+                    )?;
+                    cmd.clear_payload();
+                    cmd.tiering = Some(TierCommand::Tier(block));
+                }
+                (9, WIRE_LEN) => {
+                    let expire = decode_whole(
+                        r.bytes()?,
+                        "the expire_cold payload is not an ExpireCold message",
+                        "an ExpireCold field this version does not know",
+                    )?;
+                    cmd.clear_payload();
+                    cmd.tiering = Some(TierCommand::ExpireCold(expire));
+                }
                 (3, WIRE_LEN) => {
                     let mut writes = Vec::new();
                     let mut batch = Reader(r.bytes()?);
@@ -147,6 +184,7 @@ impl<'a> CommandView<'a> {
         self.settings = None;
         self.tick = false;
         self.rule_change = None;
+        self.tiering = None;
     }
 }
 
@@ -415,6 +453,10 @@ mod tests {
             (command(&field(5, &with(field(1, b"chat_events")))), "SourceSpan"),
             (field(4, &with(settings.clone())), "ApplySettings"),
             (field(5, &with(Vec::new())), "Tick"),
+            (field(7, &with(v1::Seal { before_ms: 5 }.encode_to_vec())), "Seal"),
+            // Field 9 is a ColdBlock's min time: field 30 instead.
+            (field(8, &[field(1, b"samples"), vec![0xf0, 0x01, 1]].concat()), "ColdBlock"),
+            (field(9, &with(Vec::new())), "ExpireCold"),
             // Which of the two levels is not told apart (see `decode_whole`).
             (field(6, &with(field(1, &rule))), "RuleChange or AggregationRule"),
             // Field 9 is the rule's hop: field 30 instead (its key takes two bytes).
@@ -431,6 +473,21 @@ mod tests {
         let tick = tick.encode_to_vec();
         let view = CommandView::parse(&tick).unwrap();
         assert!(view.tick && view.writes.is_empty() && view.leader_time_ms == 9);
+        let block = v1::ColdBlock { table: "samples".into(), from_ms: -3, to_ms: 7, ..Default::default() };
+        let tier =
+            v1::Command { leader_time_ms: 1, payload: Some(v1::command::Payload::Tier(block.clone())) };
+        assert_eq!(
+            CommandView::parse(&tier.encode_to_vec()).unwrap().tiering,
+            Some(TierCommand::Tier(block))
+        );
+        let seal = v1::Command {
+            leader_time_ms: 1,
+            payload: Some(v1::command::Payload::Seal(v1::Seal { before_ms: 5 })),
+        };
+        assert_eq!(
+            CommandView::parse(&seal.encode_to_vec()).unwrap().tiering,
+            Some(TierCommand::Seal(v1::Seal { before_ms: 5 }))
+        );
         let created = CommandView::parse(&change(&rule)).unwrap().rule_change.unwrap().change;
         assert!(matches!(created, Some(v1::rule_change::Change::Create(r)) if r.name == "r"));
 

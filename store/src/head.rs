@@ -165,6 +165,36 @@ impl HeadSeries {
         open || (range.start <= range.end && self.ooo.range(range.start..=range.end).next().is_some())
     }
 
+    /// The oldest timestamp held at or after `from`.
+    pub(crate) fn first_from(&self, from: i64) -> Option<i64> {
+        let ooo = self.ooo.range(from..).next().map(|(t, _)| *t);
+        let open = match (self.open.first(), self.open.last()) {
+            (Some(f), _) if f >= from => Some(f),
+            (Some(_), Some(l)) if l >= from => {
+                self.open.range(TimeRange { start: from, end: i64::MAX }).first().map(|s| s.0)
+            }
+            _ => None,
+        };
+        ooo.into_iter().chain(open).min()
+    }
+
+    /// Drops the samples before `before` (a block boundary: gone to the cold tier), keeping
+    /// the newest timestamp, which the out-of-order window is measured from. Gives how many.
+    pub(crate) fn drop_before(&mut self, before: i64) -> usize {
+        let kept = self.ooo.split_off(&before);
+        let mut dropped = self.ooo.len();
+        self.ooo = kept;
+        // An open chunk lies in one block, so it is wholly before a block boundary or not.
+        if self.open.last().is_some_and(|l| l < before) {
+            dropped += self.open.take().len();
+        }
+        if dropped > 0 {
+            self.dirty = true;
+            self.version += 1;
+        }
+        dropped
+    }
+
     pub(crate) fn out_of_order(&self) -> &BTreeMap<i64, f64> {
         &self.ooo
     }

@@ -102,6 +102,7 @@ impl Store {
         *self.index.write() = loaded.index;
         *self.settings.write() = loaded.settings;
         *writer = loaded.writer;
+        self.publish_cold(&writer.manifest);
         writer.aggs.evict(self.config.aggregation_keys_in_memory);
         *self.agg_stats.lock() = writer.aggs.stats();
         self.applied.store(loaded.applied, Ordering::Release);

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use collabstream_common::SeriesId;
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 
 use crate::aggregations::Aggregations;
+use crate::cold_manifest::{ColdView, Manifest};
 use crate::config::StoreConfig;
 use crate::db::{
     self, CF_AGG, CF_AGG_ROWS, CF_CHUNKS, CF_DEDUP, CF_EVENT_TIMES, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES,
@@ -37,8 +38,10 @@ pub(crate) const META_SETTINGS: &[u8] = b"apply_settings";
 /// The store's keys in the meta column family (the Raft log keeps its own there too).
 /// Where each Kafka partition's applied messages end (see `source_offsets`).
 pub(crate) const META_SOURCES: &[u8] = b"source_offsets";
-pub(crate) const META_STORE_KEYS: [&[u8]; 5] =
-    [META_APPLIED, META_NEXT_SERIES, META_SM, META_SETTINGS, META_SOURCES];
+/// The cold tier's manifest (see `cold_manifest`).
+pub(crate) const META_COLD: &[u8] = b"cold_manifest";
+pub(crate) const META_STORE_KEYS: [&[u8]; 6] =
+    [META_APPLIED, META_NEXT_SERIES, META_SM, META_SETTINGS, META_SOURCES, META_COLD];
 
 /// Size and shape figures for `/metrics` and benchmarks.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -101,6 +104,13 @@ pub struct Store {
     /// is O(series) under the index's read lock, so it runs at most once per
     /// [`HEAD_SAMPLES_MAX_AGE`] however often `/metrics` is scraped.
     head_samples: Mutex<Option<(std::time::Instant, u64)>>,
+    /// The cold tier's manifest as of the last applied entry (a copy for readers; apply owns
+    /// it in `writer`), with its two bounds apart so that the hot paths read them lock-free.
+    pub(crate) cold: RwLock<Arc<ColdView>>,
+    pub(crate) sealed_before: AtomicI64,
+    pub(crate) cold_until: AtomicI64,
+    /// Samples refused since start because their block is sealed for the cold tier.
+    pub(crate) cold_refused: AtomicU64,
     /// Test-only fault injection: the next snapshot install fails half done...
     #[cfg(any(test, feature = "failpoints"))]
     pub(crate) fail_install: AtomicBool,
@@ -121,6 +131,8 @@ pub(crate) struct WriterState {
     pub(crate) aggs: Aggregations,
     /// Where the Kafka partitions' applied messages end.
     pub(crate) sources: SourceOffsets,
+    /// The cold tier's manifest.
+    pub(crate) manifest: Manifest,
 }
 
 /// What [`Store::open`] and a snapshot install load from the database.
@@ -219,6 +231,10 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
         Some(b) => Settings::decode(&b).ok_or(Error::Corrupt { what: "settings" })?,
         None => Settings::default(),
     };
+    let manifest = match meta_bytes(META_COLD)? {
+        Some(b) => Manifest::decode(&b).ok_or(Error::Corrupt { what: "cold manifest" })?,
+        None => Manifest::default(),
+    };
     let mut heads = load_heads(db)?;
     let mut index = SeriesIndex::default();
     for item in db.iterator_cf(cf(db, CF_SERIES), IteratorMode::Start) {
@@ -247,6 +263,7 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
             sm_meta_dirty: false,
             aggs: Aggregations::load(db, settings.meetings_pack)?,
             sources,
+            manifest,
         },
     })
 }
@@ -314,7 +331,12 @@ impl Store {
                  store.meetings_pack = false"
             );
         }
+        let cold = writer.manifest.view();
         Ok(Self {
+            sealed_before: AtomicI64::new(cold.sealed_before),
+            cold_until: AtomicI64::new(cold.cold_until),
+            cold: RwLock::new(cold),
+            cold_refused: AtomicU64::new(0),
             db,
             config,
             settings: RwLock::new(settings),
@@ -506,3 +528,7 @@ mod rules_tests;
 #[cfg(test)]
 #[path = "store_samples_tests.rs"]
 mod samples_tests;
+
+#[cfg(test)]
+#[path = "store_cold_tests.rs"]
+mod cold_tests;

@@ -134,6 +134,9 @@ impl Store {
         }
         // A window late events changed is emitted again once an entry, not once an event.
         writer.aggs.flush(&self.db, &mut emitted)?;
+        if let Some(t) = &cmd.tiering {
+            outcomes.push(self.apply_tiering(index, t, &mut writer));
+        }
         if let Some(change) = &cmd.rule_change {
             let outcome = writer.aggs.change(change, settings.out_of_order_window_ms);
             tracing::info!(index, ?change, ?outcome, "aggregation rule change applied");
@@ -339,7 +342,25 @@ impl Store {
         // Created only when a chunk is cut (every few hundred samples): a RocksDB batch is an
         // FFI allocation, too costly to make per series per request.
         let mut cut: Option<WriteBatch> = None;
+        // Written by apply only, which is running here.
+        let sealed_before = self.sealed_before.load(Ordering::Relaxed);
         for (j, (ts, value)) in samples.enumerate() {
+            if ts < sealed_before {
+                // The block is on its way to (or on) the object store, exported as it stood
+                // at the seal: a sample taken now would be in neither tier's answer.
+                self.cold_refused.fetch_add(1, Ordering::Relaxed);
+                outcome.rejected.push(Rejection {
+                    kind: ItemKind::Sample as i32,
+                    index: i,
+                    sample_index: j as u32,
+                    reason: format!(
+                        "sample at {ts} is older than {sealed_before}, before which blocks are sealed for the cold \
+                         tier ([tiering] hot_retention); late samples for a cold block are refused"
+                    ),
+                    message_index: 0,
+                });
+                continue;
+            }
             match head.append(ts, value, limits) {
                 Appended::Stored => outcome.samples_accepted += 1,
                 Appended::Cut { start, samples } => {

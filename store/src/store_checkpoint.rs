@@ -14,7 +14,8 @@ use crate::db::{CF_AGG, CF_CHUNKS, CF_DEDUP, CF_HEADS, CF_META, DATA_CFS};
 use crate::error::Result;
 use crate::head::{HeadLimits, HeadWritten, SeriesEntry, merge_sorted};
 use crate::store::{
-    META_APPLIED, META_NEXT_SERIES, META_SETTINGS, META_SM, META_SOURCES, Store, WriterState, cf, no_wal,
+    META_APPLIED, META_COLD, META_NEXT_SERIES, META_SETTINGS, META_SM, META_SOURCES, Store, WriterState, cf,
+    no_wal,
 };
 use crate::{chunk, keys};
 
@@ -164,6 +165,12 @@ impl Store {
         durable.put_cf(cf_meta, META_SETTINGS, self.settings.read().encode());
         // Small (a row per partition), so written whole each time.
         durable.put_cf(cf_meta, META_SOURCES, writer.sources.encode());
+        // Rare (a few entries a block), so written whole when it changed. Should the write
+        // fail, the store stops: the mark needs no undoing.
+        if writer.manifest.dirty {
+            durable.put_cf(cf_meta, META_COLD, writer.manifest.encode());
+            writer.manifest.dirty = false;
+        }
         Ok(Some(Captured {
             applied,
             sm_meta: writer.sm_meta.clone(),

@@ -28,7 +28,16 @@ impl Store {
 
     /// The series matching every matcher with samples in `range`, streamed in ascending id
     /// order (see [`HotCursor`]).
+    /// Samples before the cold boundary are not read: they are the cold tier's.
     pub fn cursor(&self, matchers: &[Matcher], range: TimeRange) -> HotCursor<'_> {
+        self.cursor_since(self.cold_until(), matchers, range)
+    }
+
+    /// [`Store::cursor`] from a cold boundary the caller took before (a reader that lists the
+    /// cold tier's files after taking it reads each sample in one tier or both, never in
+    /// neither; see `store_cold`).
+    pub fn cursor_since(&self, cold_until: i64, matchers: &[Matcher], mut range: TimeRange) -> HotCursor<'_> {
+        range.start = range.start.max(cold_until);
         let entries: Vec<Arc<SeriesEntry>> = {
             let index = self.index.read();
             index.select(matchers).iter().filter_map(|id| index.get(*id).cloned()).collect()
@@ -76,6 +85,8 @@ impl Store {
         if range == TimeRange::ALL {
             return Ok((!matchers.is_empty()).then(|| self.index.read().select(matchers)));
         }
+        // What is before the cold boundary is the cold tier's to list.
+        let range = TimeRange { start: range.start.max(self.cold_until()), end: range.end };
         if range.start > range.end {
             return Ok(Some(Vec::new()));
         }

@@ -1,0 +1,175 @@
+//! The cold tier's side of [`Store`]: applying `seal`, `tier` and `expire_cold`, what readers
+//! and the tiering pass ask of the manifest, and dropping hot data the cold tier holds.
+//!
+//! Hot data below the cold boundary is dropped lazily, not by apply: readers stop at the
+//! boundary from the entry that moved it ([`Store::cold_until`]), and [`Store::drop_cold`]
+//! (run beside apply on every node, and again after a restart, since its deletes are not
+//! logged) deletes the chunks and trims the heads afterwards. A reader that took the boundary
+//! before a move and reads the hot store after the drop finds in the cold tier what the hot
+//! store no longer has, provided it lists the cold files after taking the boundary (the seam
+//! that merges the tiers does so).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use collabstream_proto::log_view::TierCommand;
+
+use crate::cold_manifest::{ColdView, Manifest};
+use crate::db::CF_CHUNKS;
+use crate::error::Result;
+use crate::head::SeriesEntry;
+use crate::keys;
+use crate::store::{Store, WriterState, cf, no_wal};
+use crate::store_apply::ApplyOutcome;
+
+/// What [`Store::drop_cold`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub chunks: u64,
+    pub head_samples: u64,
+}
+
+/// Series handled per hold of the locks while heads are trimmed, so apply waits little.
+const TRIM_BATCH: usize = 4096;
+
+impl Store {
+    /// Applies a cold-tier command: its outcome is refused with the reason when apply did not
+    /// take it (a block proposed twice, out of turn or not sealed).
+    pub(crate) fn apply_tiering(
+        &self,
+        index: u64,
+        cmd: &TierCommand,
+        writer: &mut WriterState,
+    ) -> ApplyOutcome {
+        let manifest = &mut writer.manifest;
+        let refused = match cmd {
+            TierCommand::Seal(s) => {
+                if manifest.seal(s.before_ms) {
+                    tracing::info!(
+                        index,
+                        before_ms = s.before_ms,
+                        "samples before this are sealed for the cold tier"
+                    );
+                }
+                None
+            }
+            TierCommand::Tier(block) => match manifest.tier(block) {
+                Ok(()) => {
+                    tracing::info!(index, from_ms = block.from_ms, to_ms = block.to_ms, path = %block.path, "block tiered");
+                    None
+                }
+                Err(why) => {
+                    tracing::info!(index, %why, "a tier entry was not taken");
+                    Some(why)
+                }
+            },
+            TierCommand::ExpireCold(e) => {
+                let gone = manifest.expire(e.before_ms);
+                tracing::info!(index, before_ms = e.before_ms, blocks = gone, "cold blocks expired");
+                None
+            }
+        };
+        self.publish_cold(manifest);
+        ApplyOutcome { refused, ..ApplyOutcome::default() }
+    }
+
+    /// Makes the manifest apply holds the one readers see.
+    pub(crate) fn publish_cold(&self, manifest: &Manifest) {
+        let view = manifest.view();
+        self.sealed_before.store(view.sealed_before, Ordering::Release);
+        self.cold_until.store(view.cold_until, Ordering::Release);
+        *self.cold.write() = view;
+    }
+
+    /// The manifest as of the last applied entry.
+    pub fn cold_view(&self) -> Arc<ColdView> {
+        self.cold.read().clone()
+    }
+
+    /// Where the cold tier ends: the hot store answers for samples at or after it only
+    /// (`i64::MIN`: nothing is cold).
+    pub fn cold_until(&self) -> i64 {
+        self.cold_until.load(Ordering::Acquire)
+    }
+
+    /// Samples refused since start because their block was sealed for the cold tier.
+    pub fn cold_refused(&self) -> u64 {
+        self.cold_refused.load(Ordering::Relaxed)
+    }
+
+    /// The oldest sample the hot store holds at or after the cold boundary, if any: where the
+    /// next block to tier starts. One seek per series.
+    pub fn oldest_hot_sample(&self) -> Result<Option<i64>> {
+        let from = self.cold_until();
+        let entries = self.entries();
+        let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_CHUNKS));
+        let mut oldest: Option<i64> = None;
+        for e in entries {
+            let head = e.head.lock().first_from(from);
+            // Chunks never cross a block boundary, and the cold boundary is one: the first
+            // chunk starting at or after it is the series' oldest hot one.
+            it.seek(keys::chunk_key(e.id, from));
+            let stored = it.key().and_then(keys::parse_chunk_key).filter(|(s, _)| *s == e.id).map(|(_, t)| t);
+            for t in head.into_iter().chain(stored) {
+                oldest = Some(oldest.map_or(t, |o| o.min(t)));
+            }
+        }
+        it.status()?;
+        Ok(oldest)
+    }
+
+    /// Deletes the chunks and head samples before the cold boundary (see the module's doc).
+    /// Safe to run at any time and again: it removes only what readers no longer read.
+    pub fn drop_cold(&self) -> Result<Dropped> {
+        let until = self.cold_until();
+        let mut dropped = Dropped::default();
+        if until == i64::MIN {
+            return Ok(dropped);
+        }
+        let entries = self.entries();
+        for batch in entries.chunks(TRIM_BATCH) {
+            // Heads change under apply's lock, and outside a checkpoint (which records what it
+            // wrote of each head between taking and finishing).
+            let _one = self.checkpointing.lock();
+            let _writer = self.writer.lock();
+            for e in batch {
+                dropped.head_samples += e.head.lock().drop_before(until) as u64;
+            }
+        }
+        let cf_chunks = cf(&self.db, CF_CHUNKS);
+        let mut it = self.db.raw_iterator_cf(cf_chunks);
+        let mut deletes = rocksdb::WriteBatch::default();
+        for e in &entries {
+            it.seek(keys::chunk_key(e.id, i64::MIN));
+            while let Some((id, start)) = it.key().and_then(keys::parse_chunk_key) {
+                if id != e.id || start >= until {
+                    break;
+                }
+                deletes.delete_cf(cf_chunks, keys::chunk_key(id, start));
+                dropped.chunks += 1;
+                it.next();
+            }
+            if deletes.len() >= 10_000 {
+                // Not logged: lost in a crash, they are made again after the restart.
+                self.write("dropping cold chunks", &deletes, &no_wal())?;
+                deletes = rocksdb::WriteBatch::default();
+            }
+        }
+        it.status()?;
+        drop(it);
+        self.write("dropping cold chunks", &deletes, &no_wal())?;
+        if dropped != Dropped::default() {
+            tracing::info!(
+                until,
+                chunks = dropped.chunks,
+                head_samples = dropped.head_samples,
+                "hot data now cold dropped"
+            );
+        }
+        Ok(dropped)
+    }
+
+    fn entries(&self) -> Vec<Arc<SeriesEntry>> {
+        self.index.read().entries().cloned().collect()
+    }
+}

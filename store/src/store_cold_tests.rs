@@ -1,0 +1,125 @@
+//! The cold tier inside apply: the seal refuses late samples (counted, with the reason); a
+//! tiered block is no longer read from the hot store and is dropped from it; a block is
+//! recorded once; the manifest survives a restart and a replay, and travels in snapshots.
+
+use collabstream_common::TimeRange;
+use collabstream_proto::v1::{self, ItemKind};
+
+use super::tests::{all, commit, open, reopen, series, write};
+use super::*;
+use crate::cold_manifest::SAMPLES_TABLE;
+use crate::read::whole_series;
+use crate::store_cold;
+
+/// `config()` cuts blocks of 60 s.
+const BLOCK: i64 = 60_000;
+
+fn seal(before_ms: i64) -> v1::Command {
+    v1::Command { leader_time_ms: 0, payload: Some(v1::command::Payload::Seal(v1::Seal { before_ms })) }
+}
+
+fn tier(from_ms: i64, to_ms: i64, path: &str) -> v1::Command {
+    let block = v1::ColdBlock {
+        table: SAMPLES_TABLE.into(),
+        from_ms,
+        to_ms,
+        path: path.into(),
+        min_time_ms: from_ms.max(0),
+        max_time_ms: to_ms - 1,
+        ..Default::default()
+    };
+    v1::Command { leader_time_ms: 0, payload: Some(v1::command::Payload::Tier(block)) }
+}
+
+/// Three series over three blocks (every 10 s), the last one still open in the head.
+fn three_blocks(store: &Store) {
+    let samples: Vec<(i64, f64)> = (0..18).map(|i| (i * 10_000, i as f64)).collect();
+    // "c" has two samples in the first block, which stay in its head (its open chunk).
+    let c = series("m", "c", &[(1_000, 1.0), (2_000, 2.0)]);
+    commit(store, &write("w", vec![series("m", "a", &samples), series("m", "b", &samples[..7]), c], vec![]));
+}
+
+fn times(store: &Store) -> Vec<Vec<i64>> {
+    store
+        .select(&[], TimeRange::ALL)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.samples.iter().map(|x| x.timestamp_ms).collect())
+        .collect()
+}
+
+#[test]
+fn sealed_blocks_refuse_late_samples_and_tiered_ones_leave_the_hot_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    three_blocks(&store);
+    assert_eq!(store.oldest_hot_sample().unwrap(), Some(0));
+
+    assert!(commit(&store, &seal(BLOCK)).refused.is_none());
+    let late =
+        commit(&store, &write("late", vec![series("m", "b", &[(5_000, 9.0), (BLOCK + 5_000, 9.0)])], vec![]));
+    assert_eq!(late.samples_accepted, 1, "{late:?}");
+    assert_eq!(late.rejected.len(), 1);
+    let r = &late.rejected[0];
+    assert_eq!((r.kind, r.index, r.sample_index), (ItemKind::Sample as i32, 0, 0));
+    assert!(r.reason.contains("sealed for the cold tier"), "{}", r.reason);
+    assert_eq!(store.cold_refused(), 1);
+    // Sealed, not yet tiered: still read from the hot store.
+    assert_eq!(times(&store)[1], vec![0, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 65_000]);
+
+    // A block past the seal, and one that does not start where the cold tier ends, are refused.
+    assert!(commit(&store, &tier(i64::MIN, 2 * BLOCK, "x")).refused.unwrap().contains("not sealed"));
+    assert!(commit(&store, &tier(0, BLOCK, "x")).refused.unwrap().contains("does not start"));
+    assert!(commit(&store, &tier(i64::MIN, BLOCK, "b0")).refused.is_none());
+    assert!(commit(&store, &tier(i64::MIN, BLOCK, "b0-again")).refused.unwrap().contains("tiered already"));
+    let view = store.cold_view();
+    assert_eq!((view.sealed_before, view.cold_until, view.blocks.len()), (BLOCK, BLOCK, 1));
+
+    // The first block is no longer read, listed or counted as the oldest hot sample...
+    let t = times(&store);
+    assert_eq!(t[0][0], BLOCK);
+    assert_eq!(t[1], vec![BLOCK, BLOCK + 5_000]);
+    let first_block = TimeRange { start: 0, end: BLOCK - 1 };
+    assert!(store.series(&[], first_block).unwrap().is_empty());
+    assert_eq!(store.oldest_hot_sample().unwrap(), Some(BLOCK));
+    // ...and dropping removes it from disk and heads, once.
+    let dropped = store.drop_cold().unwrap();
+    assert!(dropped.chunks > 0 && dropped.head_samples == 2, "{dropped:?}");
+    assert_eq!(times(&store).len(), 2, "c had nothing after the first block");
+    assert_eq!(store.drop_cold().unwrap(), store_cold::Dropped::default());
+    // Read from before the boundary, the hot store holds nothing of the first block any more.
+    let parts = whole_series(&mut store.cursor_since(i64::MIN, &[], TimeRange::ALL)).unwrap();
+    assert!(parts.iter().flat_map(|p| &p.samples).all(|s| s.timestamp_ms >= BLOCK));
+}
+
+#[test]
+fn the_manifest_survives_restarts_replays_and_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = {
+        let store = open(dir.path());
+        three_blocks(&store);
+        commit(&store, &seal(2 * BLOCK));
+        commit(&store, &tier(i64::MIN, BLOCK, "b0"));
+        store.checkpoint().unwrap();
+        // After the checkpoint: replayed at the restart.
+        commit(&store, &tier(BLOCK, 2 * BLOCK, ""));
+        let late = commit(&store, &write("late", vec![series("m", "a", &[(BLOCK + 1, 1.0)])], vec![]));
+        assert_eq!(late.rejected.len(), 1);
+        (store.cold_view(), all(&store))
+    };
+    let store = reopen(dir.path());
+    assert_eq!((store.cold_view(), all(&store)), expected);
+    assert_eq!(store.cold_until(), 2 * BLOCK);
+    // Restarted with the drops lost (not logged): done again.
+    store.drop_cold().unwrap();
+    assert_eq!(all(&store), expected.1);
+
+    let snap = tempfile::tempdir().unwrap();
+    store.checkpoint().unwrap();
+    let made = snap.path().join("s");
+    store.create_snapshot(&made).unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = open(other_dir.path());
+    other.install_snapshot(&made).unwrap();
+    assert_eq!((other.cold_view(), all(&other)), expected);
+}
