@@ -82,12 +82,7 @@ fn bench_apply_and_disk(series: usize, scrapes: usize) {
         .map(|c| match &c.payload {
             Some(v1::command::Payload::Write(w)) => w.series.len(),
             Some(v1::command::Payload::Batch(b)) => b.writes.iter().map(|w| w.series.len()).sum(),
-            Some(
-                v1::command::Payload::Settings(_)
-                | v1::command::Payload::Tick(_)
-                | v1::command::Payload::Rules(_),
-            )
-            | None => 0,
+            _ => 0,
         })
         .sum();
     let encoded: Vec<Vec<u8>> = batches.iter().map(|c| c.encode_to_vec()).collect();

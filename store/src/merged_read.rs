@@ -40,6 +40,15 @@ impl MergedRead {
     }
 }
 
+/// The cursors of several sources (oldest tier first) as one, as [`MergedRead`] merges them.
+pub fn merge_cursors<'a>(mut cursors: Vec<Box<dyn SeriesCursor + 'a>>) -> Result<Box<dyn SeriesCursor + 'a>> {
+    if cursors.len() == 1 {
+        return Ok(cursors.remove(0));
+    }
+    let next = cursors.iter_mut().map(|c| c.next_part()).collect::<Result<Vec<_>>>()?;
+    Ok(Box::new(MergedCursor { cursors, next }))
+}
+
 struct MergedCursor<'a> {
     cursors: Vec<Box<dyn SeriesCursor + 'a>>,
     /// Each cursor's next part, read ahead.
@@ -80,14 +89,8 @@ impl SeriesCursor for MergedCursor<'_> {
 
 impl SeriesRead for MergedRead {
     fn select<'a>(&'a self, matchers: &[Matcher], range: TimeRange) -> Result<Box<dyn SeriesCursor + 'a>> {
-        let mut cursors = Vec::with_capacity(self.sources.len());
-        let mut next = Vec::with_capacity(self.sources.len());
-        for s in &self.sources {
-            let mut c = s.select(matchers, range)?;
-            next.push(c.next_part()?);
-            cursors.push(c);
-        }
-        Ok(Box::new(MergedCursor { cursors, next }))
+        let cursors = self.sources.iter().map(|s| s.select(matchers, range)).collect::<Result<Vec<_>>>()?;
+        merge_cursors(cursors)
     }
 
     fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>> {

@@ -19,6 +19,13 @@ pub struct TieringConfig {
     /// How often the leader looks for blocks to move.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// The store's block length (`[store] block_duration`, which this sets when given).
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub block_duration: Option<Duration>,
+    /// Objects no manifest entry names are deleted once this old: longer than an upload and
+    /// its commit take, so that a block being tiered is never taken for an orphan.
+    #[serde(with = "humantime_serde")]
+    pub orphan_age: Duration,
 }
 
 impl Default for TieringConfig {
@@ -27,6 +34,8 @@ impl Default for TieringConfig {
             hot_retention: Duration::ZERO,
             cold_retention: Duration::ZERO,
             interval: Duration::from_secs(60),
+            block_duration: None,
+            orphan_age: Duration::from_secs(3600),
         }
     }
 }

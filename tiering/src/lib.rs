@@ -6,13 +6,17 @@
 //! - [`export_samples`]: a block of the hot store through the read seam into such a file.
 //! - [`ColdRead`]: samples files read back through the store's read seam, pruned by file,
 //!   row group statistics and matchers.
+//! - [`TieredRead`]: the one read source of a node, cold files and the hot store merged.
+//! - [`Tierer`]: the leader's tiering pass: seal, export, upload and verify, commit the
+//!   manifest entry through the log ([`ManifestLog`]), cold retention, orphans.
 //! - [`Objects`]: the configured object store (`[object_store]`: the local disk or any
 //!   S3-compatible store), with uploads verified by reading them back.
 //!
 //! Its contract is fixed by the layers around it: it reads through `collabstream-store`'s read
 //! seam (chunks never cross a block boundary, so a block moves whole), writes
-//! `<prefix>/<table>/date=YYYY-MM-DD/hour=HH/<block>.parquet`, and will commit manifest changes
-//! through the log and implement `collabstream_store::SeriesRead` for cold data.
+//! `<prefix>/<table>/date=YYYY-MM-DD/hour=HH/<block>.parquet`, commits manifest changes
+//! through the log (the store applies them) and implements `collabstream_store::SeriesRead`
+//! for cold data.
 //!
 //! Must not depend on: ingest, query, raft.
 
@@ -21,10 +25,14 @@ mod config;
 mod export;
 mod object_file;
 mod objects;
+mod pass;
 mod samples_file;
+mod tiered_read;
 
 pub use cold_read::{ColdFile, ColdRead};
 pub use config::{Location, ObjectStoreConfig, TieringConfig};
 pub use export::{export_samples, object_name};
 pub use objects::{Objects, StoredObject};
+pub use pass::{ManifestLog, PassReport, TieredBlock, Tierer, TieringStats};
 pub use samples_file::{FileSummary, SamplesFile, samples_schema};
+pub use tiered_read::{TieredRead, cold_file};

@@ -122,6 +122,23 @@ impl Objects {
         }
     }
 
+    /// The objects under `relative` (a directory under the prefix): path (prefix included),
+    /// size and last modification in unix milliseconds.
+    pub async fn list(&self, relative: &str) -> Result<Vec<(String, u64, i64)>, String> {
+        use futures::TryStreamExt;
+        let dir = ObjectPath::from(self.path(relative));
+        let listed: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| format!("listing {dir} on {}: {e}", self.url))?;
+        Ok(listed
+            .into_iter()
+            .map(|m| (m.location.to_string(), m.size, m.last_modified.timestamp_millis()))
+            .collect())
+    }
+
     /// The store itself, for readers that fetch ranges (Parquet footers, row groups).
     pub fn store(&self) -> Arc<dyn ObjectStore> {
         self.store.clone()

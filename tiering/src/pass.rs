@@ -1,0 +1,316 @@
+//! [`Tierer`]: the leader's tiering pass (DESIGN §5), run every `[tiering] interval` and on
+//! `POST /api/v1/admin/tiering/run`.
+//!
+//! A pass, in the only order that loses nothing:
+//! 1. seal: samples older than the hot retention's block boundary are refused from the entry
+//!    on, so the blocks before it are final;
+//! 2. for each block before the seal, oldest first: export it from the hot store, upload it,
+//!    read it back and compare size and checksum, and only then commit its manifest entry; every
+//!    replica stops reading the block from its hot store at that entry and drops it afterwards;
+//! 3. cold retention: blocks past `[tiering] cold_retention` leave the manifest through the
+//!    log, then their objects are deleted;
+//! 4. orphans: objects no manifest entry names, older than `[tiering] orphan_age` (an upload whose
+//!    leader died before its commit, a delete that failed), are deleted.
+//!
+//! A failure (the object store unreachable, answering errors, too slow) ends the pass with the
+//! block still hot; the next pass tries again. A leader change mid-pass is harmless: apply takes
+//! a block only where the cold tier ends, so a block committed twice is refused the second time,
+//! and the object of a refused or never committed upload becomes an orphan.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use collabstream_common::TimeRange;
+use collabstream_proto::v1::{self, command::Payload};
+use collabstream_store::{ApplyOutcome, SAMPLES_TABLE, SeriesRead, Store};
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::config::TieringConfig;
+use crate::export::{export_samples, object_name};
+use crate::objects::Objects;
+
+/// Blocks moved in one pass at most, so that a pass (and the HTTP call that runs one) ends in
+/// bounded time after tiering is first turned on over a long history; the next pass goes on.
+const BLOCKS_PER_PASS: usize = 24;
+
+/// How the pass reaches the replicated log (the server implements it over Raft; this crate
+/// does not depend on the replication layer).
+pub trait ManifestLog: Send + Sync {
+    /// Whether this node leads: only the leader tiers.
+    fn leads(&self) -> bool;
+    /// The clock the leader stamps entries with.
+    fn now_ms(&self) -> i64;
+    /// Commits `payload` and answers what applying it did here.
+    fn commit(&self, payload: Payload) -> BoxFuture<'_, Result<ApplyOutcome, String>>;
+}
+
+/// Figures for `/metrics`, since start.
+#[derive(Debug, Default)]
+pub struct TieringStats {
+    pub passes: AtomicU64,
+    pub failures: AtomicU64,
+    pub objects_tiered: AtomicU64,
+    pub bytes_tiered: AtomicU64,
+    pub samples_tiered: AtomicU64,
+    pub objects_expired: AtomicU64,
+    pub orphans_deleted: AtomicU64,
+    /// Start of the oldest block the hot store holds, as of the last pass (`i64::MIN`: none).
+    pub oldest_hot_block_ms: AtomicI64,
+}
+
+/// What one pass did, as `POST /api/v1/admin/tiering/run` answers it.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct PassReport {
+    /// Samples before this are sealed (refused from now on).
+    pub sealed_before_ms: Option<i64>,
+    pub tiered: Vec<TieredBlock>,
+    /// Objects deleted by cold retention.
+    pub expired: Vec<String>,
+    /// Objects no manifest entry named, deleted.
+    pub orphans_deleted: Vec<String>,
+    /// Why the pass did nothing, or stopped early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TieredBlock {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Empty when the span held no samples.
+    pub path: String,
+    pub bytes: u64,
+    pub samples: u64,
+    pub series: u64,
+}
+
+pub struct Tierer {
+    store: Arc<Store>,
+    objects: Objects,
+    config: TieringConfig,
+    log: Arc<dyn ManifestLog>,
+    pub stats: Arc<TieringStats>,
+    /// One pass at a time (the timer's and an operator's).
+    running: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Tierer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tierer").field("objects", &self.objects.url).field("config", &self.config).finish()
+    }
+}
+
+impl Tierer {
+    pub fn new(
+        store: Arc<Store>,
+        objects: Objects,
+        config: TieringConfig,
+        log: Arc<dyn ManifestLog>,
+    ) -> Self {
+        let stats = TieringStats { oldest_hot_block_ms: AtomicI64::new(i64::MIN), ..Default::default() };
+        Self { store, objects, config, log, stats: Arc::new(stats), running: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Runs passes every `[tiering] interval` while this node leads, until `stop` resolves.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        if self.config.hot_retention.is_zero() {
+            return;
+        }
+        let mut every = tokio::time::interval(self.config.interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = &mut stop => return,
+            }
+            if !self.log.leads() {
+                continue;
+            }
+            match self.run_once().await {
+                Ok(r) if !r.tiered.is_empty() || !r.expired.is_empty() || !r.orphans_deleted.is_empty() => {
+                    tracing::info!(report = ?r, "tiering pass")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "tiering pass failed; the blocks stay hot, the next pass retries")
+                }
+            }
+        }
+    }
+
+    /// One pass (see the module's doc). An error means the pass stopped there: what it
+    /// reports before is done, nothing after it is lost.
+    pub async fn run_once(&self) -> Result<PassReport, String> {
+        let _one = self.running.lock().await;
+        self.stats.passes.fetch_add(1, Ordering::Relaxed);
+        let done = self.pass().await;
+        if done.is_err() {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        done
+    }
+
+    async fn pass(&self) -> Result<PassReport, String> {
+        let mut report = PassReport::default();
+        if self.config.hot_retention.is_zero() {
+            report.note = Some("tiering is off ([tiering] hot_retention = 0)".into());
+            return Ok(report);
+        }
+        if !self.log.leads() {
+            return Err("this node does not lead; the leader runs tiering passes".into());
+        }
+        let block_ms = self.store.settings().block_ms.max(1);
+        let now = self.log.now_ms();
+        let hot_ms = self.config.hot_retention.as_millis() as i64;
+        let horizon = now.saturating_sub(hot_ms).div_euclid(block_ms) * block_ms;
+        if self.store.cold_view().sealed_before < horizon {
+            self.commit(Payload::Seal(v1::Seal { before_ms: horizon })).await?;
+        }
+        report.sealed_before_ms = Some(self.store.cold_view().sealed_before);
+        let mut oldest = self.oldest_hot().await?;
+        for _ in 0..BLOCKS_PER_PASS {
+            let from = self.store.cold_until();
+            if from >= horizon {
+                break;
+            }
+            let block = self.tier_next(from, oldest, horizon, block_ms).await?;
+            report.tiered.push(block);
+            oldest = self.oldest_hot().await?;
+        }
+        if self.store.cold_until() < horizon {
+            report.note = Some(format!("more than {BLOCKS_PER_PASS} blocks to move: the next pass goes on"));
+        }
+        self.stats
+            .oldest_hot_block_ms
+            .store(oldest.map_or(i64::MIN, |t| t.div_euclid(block_ms) * block_ms), Ordering::Relaxed);
+        report.expired = self.expire(now).await?;
+        report.orphans_deleted = self.collect_orphans().await?;
+        Ok(report)
+    }
+
+    /// Moves the span from the cold boundary `from` to the end of the block holding the oldest
+    /// hot sample (or to the seal, when nothing is older than it) to the cold tier.
+    async fn tier_next(
+        &self,
+        from: i64,
+        oldest: Option<i64>,
+        horizon: i64,
+        block_ms: i64,
+    ) -> Result<TieredBlock, String> {
+        let mut entry = v1::ColdBlock { table: SAMPLES_TABLE.into(), from_ms: from, ..Default::default() };
+        let file = match oldest.filter(|t| *t < horizon) {
+            None => {
+                entry.to_ms = horizon;
+                None
+            }
+            Some(t) => {
+                let start = t.div_euclid(block_ms) * block_ms;
+                entry.to_ms = start + block_ms;
+                let store = self.store.clone();
+                let range = TimeRange { start, end: entry.to_ms - 1 };
+                tokio::task::spawn_blocking(move || export_samples(store.as_ref() as &dyn SeriesRead, range))
+                    .await
+                    .map_err(|e| format!("exporting [{start}, {}): {e}", entry.to_ms))??
+                    .map(|file| (start, file))
+            }
+        };
+        if let Some((start, (bytes, summary))) = file {
+            let name =
+                self.objects.path(&object_name(SAMPLES_TABLE, start, xxhash_rust::xxh3::xxh3_64(&bytes)));
+            let stored = self.objects.put_verified(&name, Bytes::from(bytes)).await?;
+            entry.path = stored.path;
+            entry.size = stored.size;
+            entry.checksum = stored.checksum;
+            entry.rows = summary.rows;
+            entry.series = summary.series;
+            entry.min_time_ms = summary.min_time;
+            entry.max_time_ms = summary.max_time;
+            entry.metrics = summary.metrics;
+        }
+        let block = TieredBlock {
+            from_ms: entry.from_ms,
+            to_ms: entry.to_ms,
+            path: entry.path.clone(),
+            bytes: entry.size,
+            samples: entry.rows,
+            series: entry.series,
+        };
+        self.commit(Payload::Tier(entry)).await?;
+        if !block.path.is_empty() {
+            self.stats.objects_tiered.fetch_add(1, Ordering::Relaxed);
+            self.stats.bytes_tiered.fetch_add(block.bytes, Ordering::Relaxed);
+            self.stats.samples_tiered.fetch_add(block.samples, Ordering::Relaxed);
+        }
+        Ok(block)
+    }
+
+    /// Cold retention: the blocks ended before it leave the manifest, then their objects go.
+    async fn expire(&self, now: i64) -> Result<Vec<String>, String> {
+        if self.config.cold_retention.is_zero() {
+            return Ok(Vec::new());
+        }
+        let before = now.saturating_sub(self.config.cold_retention.as_millis() as i64);
+        let gone: Vec<String> = self
+            .store
+            .cold_view()
+            .blocks
+            .iter()
+            .filter(|b| b.to_ms <= before)
+            .map(|b| b.path.clone())
+            .collect();
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        self.commit(Payload::ExpireCold(v1::ExpireCold { before_ms: before })).await?;
+        for path in &gone {
+            // A failure leaves an orphan, deleted by a later pass.
+            self.objects.delete(path).await?;
+            self.stats.objects_expired.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(gone)
+    }
+
+    /// Deletes the objects no manifest entry names that are older than `orphan_age`.
+    async fn collect_orphans(&self) -> Result<Vec<String>, String> {
+        // Objects are stamped by the object store's clock, which is the wall clock, as the
+        // leader's entries are; read here rather than from the log, which tests may drive.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let listed = self.objects.list(SAMPLES_TABLE).await?;
+        let named: std::collections::HashSet<String> =
+            self.store.cold_view().blocks.iter().map(|b| b.path.clone()).collect();
+        let mut deleted = Vec::new();
+        for (path, _, modified) in listed {
+            if named.contains(&path)
+                || now.saturating_sub(modified) < self.config.orphan_age.as_millis() as i64
+            {
+                continue;
+            }
+            self.objects.delete(&path).await?;
+            self.stats.orphans_deleted.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%path, "orphaned object deleted");
+            deleted.push(path);
+        }
+        Ok(deleted)
+    }
+
+    async fn oldest_hot(&self) -> Result<Option<i64>, String> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.oldest_hot_sample())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    async fn commit(&self, payload: Payload) -> Result<(), String> {
+        let outcome = self.log.commit(payload).await?;
+        match outcome.refused {
+            Some(why) => Err(format!("the manifest change was not applied: {why}")),
+            None => Ok(()),
+        }
+    }
+}
