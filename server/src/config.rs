@@ -8,6 +8,7 @@ use collabstream_ingest::{IngestConfig, RuleSpec};
 use collabstream_proto::v1;
 use collabstream_query::QueryConfig;
 use collabstream_store::StoreConfig;
+use collabstream_tiering::{ObjectStoreConfig, TieringConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster_config::ClusterConfig;
@@ -31,6 +32,11 @@ pub struct ServerConfig {
     pub aggregations: Vec<RuleSpec>,
     /// `[kafka]`: the event topics the leader consumes (none without brokers).
     pub kafka: KafkaConfig,
+    /// `[tiering]`: when blocks move to the object store (DESIGN §5).
+    pub tiering: TieringConfig,
+    /// `[object_store]`: where cold blocks live. Every node reads the leader's objects, so
+    /// every node needs the same one.
+    pub object_store: ObjectStoreConfig,
 }
 
 /// Replication timing and log retention (`[raft]`).
@@ -105,6 +111,8 @@ impl Default for ServerConfig {
             cluster: ClusterConfig::default(),
             aggregations: Vec::new(),
             kafka: KafkaConfig::default(),
+            tiering: TieringConfig::default(),
+            object_store: ObjectStoreConfig::default(),
         }
     }
 }
@@ -163,7 +171,24 @@ impl ServerConfig {
         self.kafka.validate()?;
         self.cluster.secret()?;
         self.aggregation_rules()?;
+        self.tiering.validate()?;
+        self.object_store.validate(&self.data_dir)?;
+        if let Some(b) = self.tiering.block_duration
+            && b != self.store.block_duration
+            && self.store.block_duration != StoreConfig::default().block_duration
+        {
+            return Err("tiering.block_duration and store.block_duration differ: set one of them".into());
+        }
         Ok(())
+    }
+
+    /// The store's section with `[tiering] block_duration` (DESIGN §7's name) applied.
+    pub fn store_config(&self) -> StoreConfig {
+        let mut store = self.store.clone();
+        if let Some(b) = self.tiering.block_duration {
+            store.block_duration = b;
+        }
+        store
     }
 
     /// The configured aggregation rules as the log carries them, each checked as apply
@@ -203,6 +228,25 @@ mod tests {
         assert_eq!(rules[0].name, "chat_message_length");
         assert_eq!(rules[0].origin, "config");
         assert_eq!(c.kafka, collabstream_ingest::kafka::KafkaConfig::default(), "the defaults, spelled out");
+        assert_eq!(c.tiering, TieringConfig::default(), "the defaults, spelled out");
+        assert_eq!(c.object_store, ObjectStoreConfig::default(), "the defaults, spelled out");
+    }
+
+    #[test]
+    fn tiering_settings_are_checked() {
+        let both =
+            ServerConfig::from_toml("[store]\nblock_duration = \"1h\"\n[tiering]\nblock_duration = \"2h\"\n");
+        assert!(both.unwrap().validate().unwrap_err().contains("tiering.block_duration"));
+        let c = ServerConfig::from_toml("[tiering]\nblock_duration = \"30m\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.store_config().block_duration, std::time::Duration::from_secs(1800));
+        let http = ServerConfig::from_toml(
+            "[object_store]\nurl = \"s3://b/p\"\nendpoint = \"http://127.0.0.1:9\"\n",
+        );
+        assert!(http.unwrap().validate().unwrap_err().contains("object_store.allow_http"));
+        let retention =
+            ServerConfig::from_toml("[tiering]\nhot_retention = \"2d\"\ncold_retention = \"1d\"\n");
+        assert!(retention.unwrap().validate().unwrap_err().contains("tiering.cold_retention"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod produce;
 mod progress;
 mod remote_write;
 mod serve;
+mod tiering;
 
 pub use cluster_cli::{ClusterAction, cluster_command};
 pub use cluster_config::ClusterConfig;

@@ -23,6 +23,7 @@ pub(crate) struct Ops {
     pub(crate) writer: Writer,
     /// The Kafka consumer's counters, when it is configured.
     pub(crate) kafka: Option<Arc<KafkaMetrics>>,
+    pub(crate) tiering: Arc<crate::tiering::NodeTiering>,
 }
 
 pub(crate) fn router(ops: Ops) -> Router {
@@ -243,6 +244,7 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
             let _ = writeln!(out, "{name}{{rule=\"{}\"}} {}", r.rule, value(r));
         }
     }
+    ops.tiering.render(&mut out);
     let (name, retries) = ("collabstream_disk_write_retries_total", ops.store.disk_retries());
     let _ = writeln!(
         out,

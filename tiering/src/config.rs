@@ -104,9 +104,15 @@ impl ObjectStoreConfig {
                 *field = v;
             }
         };
+        let had_endpoint = !self.endpoint.is_empty();
         fill(&mut self.endpoint, "S3_ENDPOINT");
         fill(&mut self.access_key, "S3_ACCESS_KEY");
         fill(&mut self.secret_key, "S3_SECRET_KEY");
+        // The origin project's S3_ENDPOINT is a plain-HTTP MinIO: taken from there, an
+        // http:// endpoint is meant as written.
+        if !had_endpoint && self.endpoint.starts_with("http://") {
+            self.allow_http = true;
+        }
         self
     }
 
@@ -135,10 +141,11 @@ impl ObjectStoreConfig {
     }
 
     pub fn validate(&self, data_dir: &Path) -> Result<(), String> {
-        let location = self.location(data_dir)?;
+        let with_env = self.clone().with_env();
+        let location = with_env.location(data_dir)?;
         if let Location::S3 { .. } = location {
-            let endpoint = self.endpoint.trim();
-            if endpoint.starts_with("http://") && !self.allow_http {
+            let endpoint = with_env.endpoint.trim();
+            if endpoint.starts_with("http://") && !with_env.allow_http {
                 return Err(format!(
                     "object_store.endpoint {endpoint:?} is plain HTTP: set object_store.allow_http = true to use it"
                 ));

@@ -33,6 +33,6 @@ pub use cold_read::{ColdFile, ColdRead};
 pub use config::{Location, ObjectStoreConfig, TieringConfig};
 pub use export::{export_samples, object_name};
 pub use objects::{Objects, StoredObject};
-pub use pass::{ManifestLog, PassReport, TieredBlock, Tierer, TieringStats};
+pub use pass::{CommitFuture, ManifestLog, PassReport, TieredBlock, Tierer, TieringStats};
 pub use samples_file::{FileSummary, SamplesFile, samples_schema};
 pub use tiered_read::{TieredRead, cold_file};

@@ -35,6 +35,9 @@ use crate::objects::Objects;
 /// bounded time after tiering is first turned on over a long history; the next pass goes on.
 const BLOCKS_PER_PASS: usize = 24;
 
+/// What [`ManifestLog::commit`] answers.
+pub type CommitFuture<'a> = BoxFuture<'a, Result<ApplyOutcome, String>>;
+
 /// How the pass reaches the replicated log (the server implements it over Raft; this crate
 /// does not depend on the replication layer).
 pub trait ManifestLog: Send + Sync {
@@ -43,7 +46,7 @@ pub trait ManifestLog: Send + Sync {
     /// The clock the leader stamps entries with.
     fn now_ms(&self) -> i64;
     /// Commits `payload` and answers what applying it did here.
-    fn commit(&self, payload: Payload) -> BoxFuture<'_, Result<ApplyOutcome, String>>;
+    fn commit(&self, payload: Payload) -> CommitFuture<'_>;
 }
 
 /// Figures for `/metrics`, since start.

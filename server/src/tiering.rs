@@ -1,0 +1,237 @@
+//! The cold tier on a node: the read source every query goes through (cold files and the hot
+//! store merged), the leader's tiering pass over Raft, the drop of tiered hot data on every
+//! node, `POST /api/v1/admin/tiering/run` and the tiering figures of `/metrics`.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use collabstream_proto::v1::{self, command::Payload};
+use collabstream_raft::{Request, Writer};
+use collabstream_store::Store;
+use collabstream_tiering::{ColdRead, CommitFuture, ManifestLog, Objects, TieredRead, Tierer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::error::Error;
+
+/// How often every node looks whether the cold boundary moved, to drop what it no longer reads.
+const DROP_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub(crate) struct NodeTiering {
+    pub(crate) read: Arc<TieredRead>,
+    tierer: Arc<Tierer>,
+    store: Arc<Store>,
+    writer: Writer,
+}
+
+impl NodeTiering {
+    /// Opens the object store and starts the leader's passes and this node's drops, until
+    /// `shutdown`.
+    pub(crate) fn start(
+        config: &ServerConfig,
+        store: Arc<Store>,
+        writer: Writer,
+        shutdown: CancellationToken,
+    ) -> Result<(Arc<Self>, Vec<JoinHandle<()>>), Error> {
+        let objects = Objects::open(&config.object_store, &config.data_dir).map_err(Error::Config)?;
+        if !config.tiering.hot_retention.is_zero() {
+            tracing::info!(objects = %objects.url, hot_retention = ?config.tiering.hot_retention, "tiering on");
+        }
+        let cold =
+            ColdRead::new(objects.clone(), tokio::runtime::Handle::current(), config.query.max_samples);
+        let read = Arc::new(TieredRead::new(store.clone(), cold));
+        let log = Arc::new(RaftLog(writer.clone()));
+        let tierer = Arc::new(Tierer::new(store.clone(), objects, config.tiering.clone(), log));
+        let passes = tokio::spawn(tierer.clone().run(shutdown.clone().cancelled_owned()));
+        let drops = tokio::spawn(drop_tiered(store.clone(), shutdown));
+        Ok((Arc::new(Self { read, tierer, store, writer }), vec![passes, drops]))
+    }
+
+    pub(crate) fn router(self: Arc<Self>) -> Router {
+        Router::new().route("/api/v1/admin/tiering/run", post(run)).with_state(self)
+    }
+
+    /// The tiering figures, in Prometheus's text format.
+    pub(crate) fn render(&self, out: &mut String) {
+        let s = &self.tierer.stats;
+        let (hits, misses) = self.read.cold().footer_cache();
+        let counters = [
+            (
+                "collabstream_tiering_passes_total",
+                "Tiering passes run on this node (it led).",
+                s.passes.load(Ordering::Relaxed),
+            ),
+            (
+                "collabstream_tiering_failures_total",
+                "Tiering passes that failed (object store unreachable, erroring or slow); the blocks stay hot and the next pass retries.",
+                s.failures.load(Ordering::Relaxed),
+            ),
+            (
+                "collabstream_tiering_objects_total",
+                "Blocks written to the object store by this node.",
+                s.objects_tiered.load(Ordering::Relaxed),
+            ),
+            (
+                "collabstream_tiering_bytes_total",
+                "Bytes written to the object store by this node.",
+                s.bytes_tiered.load(Ordering::Relaxed),
+            ),
+            (
+                "collabstream_tiering_samples_total",
+                "Samples moved to the object store by this node.",
+                s.samples_tiered.load(Ordering::Relaxed),
+            ),
+            (
+                "collabstream_tiering_objects_expired_total",
+                "Objects deleted by cold retention.",
+                s.objects_expired.load(Ordering::Relaxed),
+            ),
+            (
+                "collabstream_tiering_orphans_deleted_total",
+                "Objects no manifest entry named, deleted.",
+                s.orphans_deleted.load(Ordering::Relaxed),
+            ),
+            (
+                "collabstream_samples_refused_cold_total",
+                "Samples refused because their block is sealed for the cold tier ([tiering] hot_retention).",
+                self.store.cold_refused(),
+            ),
+            (
+                "collabstream_cold_footer_cache_hits_total",
+                "Parquet footers of cold blocks found in the cache.",
+                hits,
+            ),
+            (
+                "collabstream_cold_footer_cache_misses_total",
+                "Parquet footers of cold blocks fetched from the object store.",
+                misses,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
+        let view = self.store.cold_view();
+        let seconds = |ms: i64| if ms == i64::MIN { 0.0 } else { ms as f64 / 1000.0 };
+        let oldest = s.oldest_hot_block_ms.load(Ordering::Relaxed);
+        let age =
+            if oldest == i64::MIN { 0.0 } else { (self.writer.now_ms() - oldest).max(0) as f64 / 1000.0 };
+        let gauges = [
+            (
+                "collabstream_cold_blocks",
+                "Blocks the manifest lists on the object store.",
+                view.blocks.len() as f64,
+            ),
+            (
+                "collabstream_cold_bytes",
+                "Bytes of the objects the manifest lists.",
+                view.blocks.iter().map(|b| b.size).sum::<u64>() as f64,
+            ),
+            (
+                "collabstream_cold_until_timestamp_seconds",
+                "The cold tier holds the samples before this (0: none).",
+                seconds(view.cold_until),
+            ),
+            (
+                "collabstream_sealed_before_timestamp_seconds",
+                "Samples before this are refused (0: none).",
+                seconds(view.sealed_before),
+            ),
+            (
+                "collabstream_tiering_oldest_hot_block_age_seconds",
+                "Age of the oldest block still in the hot store, as of the leader's last pass (0: none or not the leader).",
+                age,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+    }
+}
+
+/// `POST /api/v1/admin/tiering/run`: one pass now, answering what moved. Only the leader
+/// tiers: another node answers 503 naming it.
+async fn run(State(t): State<Arc<NodeTiering>>) -> impl IntoResponse {
+    let error = |status: StatusCode, kind: &str, error: String| {
+        (status, axum::Json(serde_json::json!({"status": "error", "errorType": kind, "error": error})))
+    };
+    if !t.writer.is_leader() {
+        let leader = match t.writer.leader() {
+            Some((id, addr)) => format!("node {id} (gRPC {addr})"),
+            None => "unknown (an election is under way)".into(),
+        };
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("this node does not lead; run tiering on the leader: {leader}"),
+        );
+    }
+    match t.tierer.run_once().await {
+        Ok(report) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "success", "data": report}))),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{e}; the blocks stay hot, nothing is lost: retry when the object store answers"),
+        ),
+    }
+}
+
+/// The log as the tiering pass uses it: entries this node proposes while it leads.
+struct RaftLog(Writer);
+
+impl ManifestLog for RaftLog {
+    fn leads(&self) -> bool {
+        let m = self.0.raft().metrics();
+        let m = m.borrow();
+        m.current_leader == Some(self.0.node_id()) && m.state.is_leader()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.0.now_ms()
+    }
+
+    fn commit(&self, payload: Payload) -> CommitFuture<'_> {
+        Box::pin(async move {
+            let cmd = v1::Command { leader_time_ms: self.0.now_ms(), payload: Some(payload) };
+            let written = self
+                .0
+                .raft()
+                .client_write(Request::new(&cmd))
+                .await
+                .map_err(|e| format!("the manifest change was not committed: {e}"))?;
+            Ok(written.data.outcomes.into_iter().next().unwrap_or_default())
+        })
+    }
+}
+
+/// Drops the hot data the cold tier now holds whenever the boundary moves, and once at start
+/// (drops are not logged, so those a crash lost are made again).
+async fn drop_tiered(store: Arc<Store>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(DROP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dropped_until = i64::MIN;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let until = store.cold_until();
+        if until == dropped_until {
+            continue;
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.drop_cold()).await {
+            Ok(Ok(_)) => dropped_until = until,
+            Ok(Err(e)) => tracing::warn!(error = %e, "dropping tiered hot data failed; retried shortly"),
+            Err(e) => tracing::warn!(error = %e, "dropping tiered hot data failed; retried shortly"),
+        }
+    }
+}
