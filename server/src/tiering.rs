@@ -4,14 +4,14 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::routing::{get, post};
 use collabstream_proto::v1::{self, command::Payload};
 use collabstream_raft::{Request, Writer};
 use collabstream_store::Store;
@@ -31,6 +31,8 @@ pub(crate) struct NodeTiering {
     tierer: Arc<Tierer>,
     store: Arc<Store>,
     writer: Writer,
+    /// Hot chunks dropped on this node since start because the cold tier holds them.
+    dropped_chunks: Arc<AtomicU64>,
 }
 
 impl NodeTiering {
@@ -52,12 +54,16 @@ impl NodeTiering {
         let log = Arc::new(RaftLog(writer.clone()));
         let tierer = Arc::new(Tierer::new(store.clone(), objects, config.tiering.clone(), log));
         let passes = tokio::spawn(tierer.clone().run(shutdown.clone().cancelled_owned()));
-        let drops = tokio::spawn(drop_tiered(store.clone(), shutdown));
-        Ok((Arc::new(Self { read, tierer, store, writer }), vec![passes, drops]))
+        let dropped_chunks = Arc::new(AtomicU64::new(0));
+        let drops = tokio::spawn(drop_tiered(store.clone(), dropped_chunks.clone(), shutdown));
+        Ok((Arc::new(Self { read, tierer, store, writer, dropped_chunks }), vec![passes, drops]))
     }
 
     pub(crate) fn router(self: Arc<Self>) -> Router {
-        Router::new().route("/api/v1/admin/tiering/run", post(run)).with_state(self)
+        Router::new()
+            .route("/api/v1/admin/tiering/run", post(run))
+            .route("/api/v1/admin/tiering", get(manifest))
+            .with_state(self)
     }
 
     /// The tiering figures, in Prometheus's text format.
@@ -104,6 +110,11 @@ impl NodeTiering {
                 "collabstream_samples_refused_cold_total",
                 "Samples refused because their block is sealed for the cold tier ([tiering] hot_retention).",
                 self.store.cold_refused(),
+            ),
+            (
+                "collabstream_cold_dropped_chunks_total",
+                "Hot chunks dropped on this node because the cold tier holds their block.",
+                self.dropped_chunks.load(Ordering::Relaxed),
             ),
             (
                 "collabstream_cold_footer_cache_hits_total",
@@ -155,6 +166,29 @@ impl NodeTiering {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
     }
+}
+
+/// `GET /api/v1/admin/tiering`: the manifest this node applied (every node holds the same).
+async fn manifest(State(t): State<Arc<NodeTiering>>) -> impl IntoResponse {
+    let view = t.store.cold_view();
+    let bound = |ms: i64| (ms != i64::MIN).then_some(ms);
+    let blocks: Vec<serde_json::Value> = view
+        .blocks
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "table": b.table, "from_ms": bound(b.from_ms), "to_ms": b.to_ms, "path": b.path,
+                "bytes": b.size, "samples": b.rows, "series": b.series,
+                "min_time_ms": b.min_time_ms, "max_time_ms": b.max_time_ms, "metrics": b.metrics,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({"status": "success", "data": {
+        "sealed_before_ms": bound(view.sealed_before),
+        "cold_until_ms": bound(view.cold_until),
+        "dropped_chunks": t.dropped_chunks.load(Ordering::Relaxed),
+        "blocks": blocks,
+    }}))
 }
 
 /// `POST /api/v1/admin/tiering/run`: one pass now, answering what moved. Only the leader
@@ -214,7 +248,7 @@ impl ManifestLog for RaftLog {
 
 /// Drops the hot data the cold tier now holds whenever the boundary moves, and once at start
 /// (drops are not logged, so those a crash lost are made again).
-async fn drop_tiered(store: Arc<Store>, shutdown: CancellationToken) {
+async fn drop_tiered(store: Arc<Store>, dropped_chunks: Arc<AtomicU64>, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(DROP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dropped_until = i64::MIN;
@@ -229,7 +263,10 @@ async fn drop_tiered(store: Arc<Store>, shutdown: CancellationToken) {
         }
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.drop_cold()).await {
-            Ok(Ok(_)) => dropped_until = until,
+            Ok(Ok(d)) => {
+                dropped_until = until;
+                dropped_chunks.fetch_add(d.chunks, Ordering::Relaxed);
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "dropping tiered hot data failed; retried shortly"),
             Err(e) => tracing::warn!(error = %e, "dropping tiered hot data failed; retried shortly"),
         }

@@ -58,6 +58,23 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// The keys in `bucket` (ListObjectsV2, one page: tests hold fewer than 1,000 objects).
+    pub async fn list(&self, bucket: &str) -> anyhow::Result<Vec<String>> {
+        let url = format!("{}/{bucket}?list-type=2", self.endpoint());
+        let r = reqwest::Client::new().get(url).send().await?;
+        if !r.status().is_success() {
+            bail!("listing {bucket}: {} {}", r.status(), r.text().await.unwrap_or_default());
+        }
+        let xml = r.text().await?;
+        Ok(xml
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
+            .collect())
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -315,8 +315,17 @@ pub struct Pair {
 /// Starts both under `dir` (Prometheus with its remote-write receiver and negative offsets)
 /// and remote-writes the dataset to each.
 pub async fn start_pair(dir: &std::path::Path, scale: usize) -> anyhow::Result<Pair> {
+    start_pair_with(dir, scale, &[]).await
+}
+
+/// [`start_pair`] with more arguments for the node (a `--config`).
+pub async fn start_pair_with(
+    dir: &std::path::Path,
+    scale: usize,
+    node_args: &[&str],
+) -> anyhow::Result<Pair> {
     use anyhow::Context;
-    let node = crate::Node::start(&dir.join("node"), &[])?;
+    let node = crate::Node::start(&dir.join("node"), node_args)?;
     let prom_dir = dir.join("prometheus");
     std::fs::create_dir_all(&prom_dir)?;
     let prometheus = crate::Prometheus::start(

@@ -121,7 +121,10 @@ impl Tierer {
         if self.config.hot_retention.is_zero() {
             return;
         }
-        let mut every = tokio::time::interval(self.config.interval);
+        // Not at once: a node starting with tiering on gets its writes (a backfill) before the
+        // first seal refuses what is older than the hot retention.
+        let first = tokio::time::Instant::now() + self.config.interval;
+        let mut every = tokio::time::interval_at(first, self.config.interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
         loop {
