@@ -149,7 +149,7 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     let before_sum = range_sum(&node, end).await;
     assert_eq!(before.values().map(|s| s.len()).sum::<usize>(), 20 * 480);
 
-    // The S3 endpoint goes away once the first block is on it: the pass fails part way.
+    // The S3 endpoint goes away once the first block is committed: the pass fails part way.
     let pass = {
         let url = node.url("/api/v1/admin/tiering/run");
         tokio::spawn(async move {
@@ -157,9 +157,11 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
             (r.status().as_u16(), r.text().await.unwrap_or_default())
         })
     };
-    let first = objects_beyond(&moto, 0).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while check_blocks(&manifest(&node).await) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     s3.cut();
-    assert!(first, "no block reached the object store within 30 s");
     let (status, body) = pass.await.expect("pass");
     assert_eq!(status, 503, "the outage came after the pass ended; {body}");
     assert!(body.contains("nothing is lost"), "{body}");
@@ -258,5 +260,89 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     assert_eq!(node.export(SELECTOR).await, since(&before, gone_until));
     drop(node);
     drop(s3);
+    drop(moto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_between_upload_and_commit_leaves_no_duplicate_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = Moto::start(dir.path()).expect("moto");
+    moto.create_bucket("cold").await.expect("bucket");
+    let config = config(dir.path(), &moto.endpoint(), "orphan_age = \"1s\"");
+    let mut cluster = TestCluster::start(dir.path(), 3, &["--config", &config]).await.expect("cluster");
+    let all = [0, 1, 2];
+    let leader = cluster.wait_leader(&all, Duration::from_secs(30)).await.expect("leader");
+    let end = now_ms() / 30_000 * 30_000;
+    write_history(&cluster.node(leader).grpc_url(), end).await;
+    let applied = cluster.status(leader).await.expect("status").applied_index.unwrap_or(0);
+    for i in all {
+        cluster.wait_applied(i, applied, Duration::from_secs(30)).await.expect("applied");
+    }
+    let before = cluster.node(leader).export(SELECTOR).await;
+    assert_eq!(before.values().map(|s| s.len()).sum::<usize>(), 20 * 480);
+
+    // The leader's pass: once its first object is up, it is cut off from the others, so the
+    // commit of a block it uploads cannot complete; it is killed once such an upload exists.
+    let pass = {
+        let url = cluster.node(leader).url("/api/v1/admin/tiering/run");
+        tokio::spawn(async move { reqwest::Client::new().post(url).send().await.map(|r| r.status()) })
+    };
+    assert!(objects_beyond(&moto, 0).await, "no block reached the object store within 30 s");
+    cluster.isolate(leader);
+    let follower = (leader + 1) % 3;
+    let uncommitted = wait_until(Duration::from_secs(30), || async {
+        let keys = moto.list("cold").await.ok()?;
+        let committed = check_blocks(&manifest(cluster.node(follower)).await);
+        (keys.len() > committed).then_some((keys, committed))
+    })
+    .await;
+    let (keys, committed) = uncommitted.expect("an upload whose commit cannot complete");
+    cluster.kill(leader);
+    pass.abort();
+    cluster.heal(leader);
+    assert!(committed < keys.len());
+
+    // A new leader tiers the rest, the uploaded block again among them, once.
+    let others: Vec<usize> = all.iter().copied().filter(|i| *i != leader).collect();
+    let new_leader = cluster.wait_leader(&others, Duration::from_secs(30)).await.expect("new leader");
+    let (status, report) = run_pass(cluster.node(new_leader)).await;
+    assert_eq!(status, 200, "{report}");
+    let m = manifest(cluster.node(new_leader)).await;
+    let blocks = check_blocks(&m);
+    assert!(m["data"]["cold_until_ms"].as_i64().expect("cold until") >= end - 40 * 60_000, "{m}");
+    let applied = cluster.status(new_leader).await.expect("status").applied_index.unwrap_or(0);
+
+    // Every replica, the old leader restarted too, holds the same manifest, answers from the
+    // cold tier as before, and drops its hot copies.
+    cluster.restart(leader).expect("restarts");
+    for i in all {
+        cluster.wait_applied(i, applied, Duration::from_secs(60)).await.expect("applied");
+        let node = cluster.node(i);
+        assert_eq!(manifest(node).await["data"]["blocks"], m["data"]["blocks"], "node {}", i + 1);
+        assert_eq!(node.export(SELECTOR).await, before, "node {}", i + 1);
+        let dropped = wait_until(Duration::from_secs(30), || async {
+            let d = node.metric("collabstream_cold_dropped_chunks_total").await;
+            (d > 0.0).then_some(d)
+        })
+        .await;
+        assert!(dropped.is_some(), "node {} kept its hot copies", i + 1);
+    }
+
+    // The killed leader's upload, if the new one named its block otherwise, is an orphan: a
+    // later pass deletes it once it is older than orphan_age.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, report) = run_pass(cluster.node(new_leader)).await;
+    assert_eq!(status, 200, "{report}");
+    let mut keys = moto.list("cold").await.expect("list");
+    keys.sort();
+    let mut named: Vec<String> = m["data"]["blocks"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .map(|b| b["path"].as_str().expect("path").to_string())
+        .collect();
+    named.sort();
+    assert_eq!(keys, named, "objects are exactly the manifest's ({blocks} blocks)");
+    drop(cluster);
     drop(moto);
 }
