@@ -232,6 +232,12 @@ impl ManifestLog for RaftLog {
         self.0.now_ms()
     }
 
+    fn applied_all(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move { self.0.read_barrier().await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+
     fn commit(&self, payload: Payload) -> CommitFuture<'_> {
         Box::pin(async move {
             let cmd = v1::Command { leader_time_ms: self.0.now_ms(), payload: Some(payload) };
@@ -246,8 +252,8 @@ impl ManifestLog for RaftLog {
     }
 }
 
-/// Drops the hot data the cold tier now holds whenever the boundary moves, and once at start
-/// (drops are not logged, so those a crash lost are made again).
+/// Drops the hot data the cold tier now holds whenever a checkpoint records a new boundary,
+/// and once at start (drops are not logged, so those a crash lost are made again).
 async fn drop_tiered(store: Arc<Store>, dropped_chunks: Arc<AtomicU64>, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(DROP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -257,13 +263,20 @@ async fn drop_tiered(store: Arc<Store>, dropped_chunks: Arc<AtomicU64>, shutdown
             _ = every.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        let until = store.cold_until();
-        if until == dropped_until {
+        if store.cold_until() == dropped_until {
             continue;
         }
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.drop_cold()).await {
-            Ok(Ok(d)) => {
+        // A checkpoint first records the new boundary (drops go no further than one has), which
+        // also makes the tier entries durable without waiting for the next timed one.
+        let dropped = tokio::task::spawn_blocking(move || {
+            if s.durable_cold_until() < s.cold_until() {
+                s.checkpoint()?;
+            }
+            Ok::<_, collabstream_store::Error>((s.durable_cold_until(), s.drop_cold()?))
+        });
+        match dropped.await {
+            Ok(Ok((until, d))) => {
                 dropped_until = until;
                 dropped_chunks.fetch_add(d.chunks, Ordering::Relaxed);
             }

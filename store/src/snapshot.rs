@@ -103,6 +103,7 @@ impl Store {
         *self.settings.write() = loaded.settings;
         *writer = loaded.writer;
         self.publish_cold(&writer.manifest);
+        self.durable_cold_until.store(self.cold_until(), Ordering::Release);
         writer.aggs.evict(self.config.aggregation_keys_in_memory);
         *self.agg_stats.lock() = writer.aggs.stats();
         self.applied.store(loaded.applied, Ordering::Release);

@@ -109,6 +109,11 @@ pub struct Store {
     pub(crate) cold: RwLock<Arc<ColdView>>,
     pub(crate) sealed_before: AtomicI64,
     pub(crate) cold_until: AtomicI64,
+    /// The cold boundary as of the last checkpoint: what [`Store::drop_cold`] may delete
+    /// below. (Its deletes are not logged, and RocksDB may flush them before the checkpoint
+    /// that records the boundary; a crash then would reopen with an older boundary over hot
+    /// data already gone.)
+    pub(crate) durable_cold_until: AtomicI64,
     /// Samples refused since start because their block is sealed for the cold tier.
     pub(crate) cold_refused: AtomicU64,
     /// Test-only fault injection: the next snapshot install fails half done...
@@ -335,6 +340,7 @@ impl Store {
         Ok(Self {
             sealed_before: AtomicI64::new(cold.sealed_before),
             cold_until: AtomicI64::new(cold.cold_until),
+            durable_cold_until: AtomicI64::new(cold.cold_until),
             cold: RwLock::new(cold),
             cold_refused: AtomicU64::new(0),
             db,

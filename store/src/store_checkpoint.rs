@@ -33,6 +33,8 @@ struct Captured {
     dedup: (usize, usize),
     /// How long apply waited: the capture, under its lock.
     held: Duration,
+    /// The cold boundary as of `applied`.
+    cold_until: i64,
 }
 
 impl Store {
@@ -178,6 +180,7 @@ impl Store {
             heads,
             dedup,
             held: started.elapsed(),
+            cold_until: writer.manifest.view().cold_until,
         }))
     }
 
@@ -212,6 +215,7 @@ impl Store {
         writer.aggs.evict(self.config.aggregation_keys_in_memory);
         writer.dedup.clear_changes(c.dedup);
         self.checkpointed.store(c.applied, Ordering::Release);
+        self.durable_cold_until.fetch_max(c.cold_until, Ordering::AcqRel);
         if self.applied.load(Ordering::Acquire) == c.applied {
             writer.sm_meta_dirty = false;
         }

@@ -4,7 +4,7 @@
 //! Hot data below the cold boundary is dropped lazily, not by apply: readers stop at the
 //! boundary from the entry that moved it ([`Store::cold_until`]), and [`Store::drop_cold`]
 //! (run beside apply on every node, and again after a restart, since its deletes are not
-//! logged) deletes the chunks and trims the heads afterwards. A reader that took the boundary
+//! logged) deletes the chunks and trims the heads once a checkpoint has recorded it. A reader that took the boundary
 //! before a move and reads the hot store after the drop finds in the cold tier what the hot
 //! store no longer has, provided it lists the cold files after taking the boundary (the seam
 //! that merges the tiers does so).
@@ -74,11 +74,14 @@ impl Store {
     }
 
     /// Makes the manifest apply holds the one readers see.
+    ///
+    /// The view goes first: a reader that sees the new boundary must find the new block among
+    /// the files it lists after it (see the module's doc).
     pub(crate) fn publish_cold(&self, manifest: &Manifest) {
         let view = manifest.view();
+        *self.cold.write() = view.clone();
         self.sealed_before.store(view.sealed_before, Ordering::Release);
         self.cold_until.store(view.cold_until, Ordering::Release);
-        *self.cold.write() = view;
     }
 
     /// The manifest as of the last applied entry.
@@ -90,6 +93,11 @@ impl Store {
     /// (`i64::MIN`: nothing is cold).
     pub fn cold_until(&self) -> i64 {
         self.cold_until.load(Ordering::Acquire)
+    }
+
+    /// The cold boundary as of the last checkpoint: [`Store::drop_cold`] drops below it.
+    pub fn durable_cold_until(&self) -> i64 {
+        self.durable_cold_until.load(Ordering::Acquire)
     }
 
     /// Samples refused since start because their block was sealed for the cold tier.
@@ -120,8 +128,11 @@ impl Store {
 
     /// Deletes the chunks and head samples before the cold boundary (see the module's doc).
     /// Safe to run at any time and again: it removes only what readers no longer read.
+    ///
+    /// Only below the boundary a checkpoint recorded (see `Store::durable_cold_until`), so that
+    /// a crash never reopens the store with hot data missing above its boundary.
     pub fn drop_cold(&self) -> Result<Dropped> {
-        let until = self.cold_until();
+        let until = self.durable_cold_until();
         let mut dropped = Dropped::default();
         if until == i64::MIN {
             return Ok(dropped);

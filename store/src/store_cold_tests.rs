@@ -82,7 +82,10 @@ fn sealed_blocks_refuse_late_samples_and_tiered_ones_leave_the_hot_store() {
     let first_block = TimeRange { start: 0, end: BLOCK - 1 };
     assert!(store.series(&[], first_block).unwrap().is_empty());
     assert_eq!(store.oldest_hot_sample().unwrap(), Some(BLOCK));
-    // ...and dropping removes it from disk and heads, once.
+    // ...and dropping removes it from disk and heads, once a checkpoint has recorded the
+    // boundary (a crash before would reopen with the old one), and once only.
+    assert_eq!(store.drop_cold().unwrap(), store_cold::Dropped::default());
+    store.checkpoint().unwrap();
     let dropped = store.drop_cold().unwrap();
     assert!(dropped.chunks > 0 && dropped.head_samples == 2, "{dropped:?}");
     assert_eq!(times(&store).len(), 2, "c had nothing after the first block");
@@ -110,8 +113,14 @@ fn the_manifest_survives_restarts_replays_and_snapshots() {
     let store = reopen(dir.path());
     assert_eq!((store.cold_view(), all(&store)), expected);
     assert_eq!(store.cold_until(), 2 * BLOCK);
-    // Restarted with the drops lost (not logged): done again.
-    store.drop_cold().unwrap();
+    // Nothing was dropped before the restart; the reopened store drops below the boundary its
+    // checkpoint recorded, then below the replayed one once a checkpoint records that.
+    assert_eq!(store.durable_cold_until(), BLOCK);
+    let first = store.drop_cold().unwrap();
+    store.checkpoint().unwrap();
+    assert_eq!(store.durable_cold_until(), 2 * BLOCK);
+    let second = store.drop_cold().unwrap();
+    assert!(first.chunks > 0 && second.chunks > 0, "{first:?} {second:?}");
     assert_eq!(all(&store), expected.1);
 
     let snap = tempfile::tempdir().unwrap();

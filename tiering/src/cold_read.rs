@@ -14,6 +14,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, TimestampMillisecondType, UInt64Type};
@@ -44,7 +45,8 @@ const TIME_COLUMN: usize = 4;
 #[derive(Debug)]
 pub struct ColdRead {
     objects: Objects,
-    files: RwLock<Vec<ColdFile>>,
+    /// Sorted oldest first; replaced whole, so a reader keeps the list it started with.
+    files: RwLock<Arc<Vec<ColdFile>>>,
     runtime: tokio::runtime::Handle,
     max_samples: usize,
     footers: std::sync::Arc<Footers>,
@@ -58,13 +60,18 @@ impl ColdRead {
     /// async). `max_samples` bounds what one selection holds.
     pub fn new(objects: Objects, runtime: tokio::runtime::Handle, max_samples: usize) -> Self {
         let footers = std::sync::Arc::new(Footers::new(FOOTER_CACHE_BYTES));
-        Self { objects, files: RwLock::new(Vec::new()), runtime, max_samples, footers }
+        Self { objects, files: RwLock::new(Arc::new(Vec::new())), runtime, max_samples, footers }
     }
 
     /// The files to read from now on (the manifest's, as it changes).
-    pub fn set_files(&self, mut files: Vec<ColdFile>) {
-        files.sort_by_key(|f| (f.summary.min_time, f.path.clone()));
-        *self.files.write() = files;
+    pub fn set_files(&self, files: Vec<ColdFile>) {
+        *self.files.write() = sorted(files);
+    }
+
+    /// A reader of `files` (from [`sorted`]) rather than of the list set last: for a caller
+    /// that must read the files of the manifest it looked at.
+    pub fn with_files(&self, files: Arc<Vec<ColdFile>>) -> ColdFiles<'_> {
+        ColdFiles { reader: self, files }
     }
 
     /// Footer cache (hits, misses) since start.
@@ -74,14 +81,13 @@ impl ColdRead {
 
     /// The files read from, oldest first.
     pub fn files(&self) -> Vec<ColdFile> {
-        self.files.read().clone()
+        self.files.read().as_ref().clone()
     }
 
     /// Files whose time span overlaps `range` and that hold a metric `matchers` may select.
-    fn candidates(&self, matchers: &[Matcher], range: TimeRange) -> Vec<ColdFile> {
+    fn candidates(files: &[ColdFile], matchers: &[Matcher], range: TimeRange) -> Vec<ColdFile> {
         let names: Vec<&Matcher> = matchers.iter().filter(|m| m.name == METRIC_NAME).collect();
-        self.files
-            .read()
+        files
             .iter()
             .filter(|f| range.overlaps(f.summary.min_time, f.summary.max_time))
             .filter(|f| f.summary.metrics.iter().any(|m| names.iter().all(|n| n.matches(m))))
@@ -90,10 +96,15 @@ impl ColdRead {
     }
 
     /// The selected series with their samples in `range`, in id order.
-    async fn read(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<SeriesData>, Error> {
+    async fn read(
+        &self,
+        files: &[ColdFile],
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<SeriesData>, Error> {
         let mut series: BTreeMap<SeriesId, SeriesData> = BTreeMap::new();
         let mut held = 0usize;
-        self.scan(matchers, range, true, |id, labels, sample| {
+        self.scan(files, matchers, range, true, |id, labels, sample| {
             let Some(sample) = sample else { return Ok(()) };
             held += 1;
             if held > self.max_samples {
@@ -122,9 +133,14 @@ impl ColdRead {
     }
 
     /// The selected series' label sets, at file granularity (no samples read), sorted.
-    async fn read_series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>, Error> {
+    async fn read_series(
+        &self,
+        files: &[ColdFile],
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<Labels>, Error> {
         let mut out = Vec::new();
-        self.scan(matchers, range, false, |_, labels, _| {
+        self.scan(files, matchers, range, false, |_, labels, _| {
             out.push(labels.clone());
             Ok(())
         })
@@ -138,12 +154,13 @@ impl ColdRead {
     /// `samples`: only the label columns are fetched) once per series and file with none.
     async fn scan(
         &self,
+        files: &[ColdFile],
         matchers: &[Matcher],
         range: TimeRange,
         samples: bool,
         mut row: impl FnMut(SeriesId, &Labels, Option<Sample>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        for file in self.candidates(matchers, range) {
+        for file in Self::candidates(files, matchers, range) {
             let reader = ObjectFile {
                 store: self.objects.store(),
                 path: file.path.clone(),
@@ -239,7 +256,20 @@ fn row_group_may_match(rg: &RowGroupMetaData, matchers: &[Matcher], range: TimeR
     true
 }
 
-impl SeriesRead for ColdRead {
+/// `files` sorted as [`ColdRead`] keeps them: oldest first.
+pub fn sorted(mut files: Vec<ColdFile>) -> Arc<Vec<ColdFile>> {
+    files.sort_by_key(|f| (f.summary.min_time, f.path.clone()));
+    Arc::new(files)
+}
+
+/// A [`ColdRead`] over one list of files (see [`ColdRead::with_files`]).
+#[derive(Debug)]
+pub struct ColdFiles<'r> {
+    reader: &'r ColdRead,
+    files: Arc<Vec<ColdFile>>,
+}
+
+impl SeriesRead for ColdFiles<'_> {
     fn select<'a>(
         &'a self,
         matchers: &[Matcher],
@@ -248,12 +278,12 @@ impl SeriesRead for ColdRead {
         if range.start > range.end {
             return Ok(Box::new(VecCursor::new(Vec::new())));
         }
-        let parts = self.runtime.block_on(self.read(matchers, range))?;
+        let parts = self.reader.runtime.block_on(self.reader.read(&self.files, matchers, range))?;
         Ok(Box::new(VecCursor::new(parts)))
     }
 
     fn series(&self, matchers: &[Matcher], range: TimeRange) -> collabstream_store::Result<Vec<Labels>> {
-        self.runtime.block_on(self.read_series(matchers, range))
+        self.reader.runtime.block_on(self.reader.read_series(&self.files, matchers, range))
     }
 
     fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> collabstream_store::Result<Vec<String>> {
@@ -275,5 +305,39 @@ impl SeriesRead for ColdRead {
         values.sort();
         values.dedup();
         Ok(values)
+    }
+}
+
+/// Reads the files set last ([`ColdRead::set_files`]).
+impl SeriesRead for ColdRead {
+    fn select<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> collabstream_store::Result<Box<dyn SeriesCursor + 'a>> {
+        let files = self.files.read().clone();
+        let parts = if range.start > range.end {
+            Vec::new()
+        } else {
+            self.runtime.block_on(self.read(&files, matchers, range))?
+        };
+        Ok(Box::new(VecCursor::new(parts)))
+    }
+
+    fn series(&self, matchers: &[Matcher], range: TimeRange) -> collabstream_store::Result<Vec<Labels>> {
+        self.with_files(self.files.read().clone()).series(matchers, range)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> collabstream_store::Result<Vec<String>> {
+        self.with_files(self.files.read().clone()).label_names(matchers, range)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> collabstream_store::Result<Vec<String>> {
+        self.with_files(self.files.read().clone()).label_values(name, matchers, range)
     }
 }

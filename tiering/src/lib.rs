@@ -29,7 +29,7 @@ mod pass;
 mod samples_file;
 mod tiered_read;
 
-pub use cold_read::{ColdFile, ColdRead};
+pub use cold_read::{ColdFile, ColdFiles, ColdRead, sorted};
 pub use config::{Location, ObjectStoreConfig, TieringConfig};
 pub use export::{export_samples, object_name};
 pub use objects::{Objects, StoredObject};

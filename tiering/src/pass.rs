@@ -7,10 +7,11 @@
 //! 2. for each block before the seal, oldest first: export it from the hot store, upload it,
 //!    read it back and compare size and checksum, and only then commit its manifest entry; every
 //!    replica stops reading the block from its hot store at that entry and drops it afterwards;
-//! 3. cold retention: blocks past `[tiering] cold_retention` leave the manifest through the
-//!    log, then their objects are deleted;
-//! 4. orphans: objects no manifest entry names, older than `[tiering] orphan_age` (an upload whose
-//!    leader died before its commit, a delete that failed), are deleted.
+//! 3. orphans: objects no manifest entry names, older than `[tiering] orphan_age` (an upload whose
+//!    leader died before its commit, a delete that failed, a block retention expired by an
+//!    earlier pass), are deleted;
+//! 4. cold retention: blocks past `[tiering] cold_retention` leave the manifest through the
+//!    log; their objects go at the next pass (step 3), when no replica reads them any more.
 //!
 //! A failure (the object store unreachable, answering errors, too slow) ends the pass with the
 //! block still hot; the next pass tries again. A leader change mid-pass is harmless: apply takes
@@ -47,6 +48,8 @@ pub trait ManifestLog: Send + Sync {
     fn now_ms(&self) -> i64;
     /// Commits `payload` and answers what applying it did here.
     fn commit(&self, payload: Payload) -> CommitFuture<'_>;
+    /// Waits until this node has applied everything committed so far.
+    fn applied_all(&self) -> BoxFuture<'_, Result<(), String>>;
 }
 
 /// Figures for `/metrics`, since start.
@@ -57,6 +60,7 @@ pub struct TieringStats {
     pub objects_tiered: AtomicU64,
     pub bytes_tiered: AtomicU64,
     pub samples_tiered: AtomicU64,
+    /// Objects taken out of the manifest by cold retention.
     pub objects_expired: AtomicU64,
     pub orphans_deleted: AtomicU64,
     /// Start of the oldest block the hot store holds, as of the last pass (`i64::MIN`: none).
@@ -69,7 +73,7 @@ pub struct PassReport {
     /// Samples before this are sealed (refused from now on).
     pub sealed_before_ms: Option<i64>,
     pub tiered: Vec<TieredBlock>,
-    /// Objects deleted by cold retention.
+    /// Objects of blocks cold retention took out of the manifest (the next pass deletes them).
     pub expired: Vec<String>,
     /// Objects no manifest entry named, deleted.
     pub orphans_deleted: Vec<String>,
@@ -192,8 +196,10 @@ impl Tierer {
         self.stats
             .oldest_hot_block_ms
             .store(oldest.map_or(i64::MIN, |t| t.div_euclid(block_ms) * block_ms), Ordering::Relaxed);
-        report.expired = self.expire(now).await?;
+        // Orphans first: the objects of blocks this pass expires are deleted by the next one,
+        // a pass later, so that replicas and queries still reading them have moved on.
         report.orphans_deleted = self.collect_orphans().await?;
+        report.expired = self.expire(now).await?;
         Ok(report)
     }
 
@@ -253,7 +259,8 @@ impl Tierer {
         Ok(block)
     }
 
-    /// Cold retention: the blocks ended before it leave the manifest, then their objects go.
+    /// Cold retention: the blocks ended before it leave the manifest (their objects, named by
+    /// no entry from then on, are deleted as orphans by the next pass).
     async fn expire(&self, now: i64) -> Result<Vec<String>, String> {
         if self.config.cold_retention.is_zero() {
             return Ok(Vec::new());
@@ -271,16 +278,15 @@ impl Tierer {
             return Ok(gone);
         }
         self.commit(Payload::ExpireCold(v1::ExpireCold { before_ms: before })).await?;
-        for path in &gone {
-            // A failure leaves an orphan, deleted by a later pass.
-            self.objects.delete(path).await?;
-            self.stats.objects_expired.fetch_add(1, Ordering::Relaxed);
-        }
+        self.stats.objects_expired.fetch_add(gone.len() as u64, Ordering::Relaxed);
         Ok(gone)
     }
 
     /// Deletes the objects no manifest entry names that are older than `orphan_age`.
     async fn collect_orphans(&self) -> Result<Vec<String>, String> {
+        // The manifest as committed, not only as applied here: an entry committed but not yet
+        // applied must not make its object look orphaned.
+        self.log.applied_all().await?;
         // Objects are stamped by the object store's clock, which is the wall clock, as the
         // leader's entries are; read here rather than from the log, which tests may drive.
         let now = std::time::SystemTime::now()

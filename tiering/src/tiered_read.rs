@@ -9,17 +9,23 @@
 use std::sync::Arc;
 
 use collabstream_common::{Labels, TimeRange};
-use collabstream_store::{ColdView, Matcher, Result, SeriesCursor, SeriesRead, Store, merge_cursors};
+use collabstream_store::{
+    ColdView, Matcher, Result, SeriesCursor, SeriesRead, Store, VecCursor, merge_cursors, whole_series,
+};
 use parking_lot::Mutex;
 
-use crate::cold_read::{ColdFile, ColdRead};
+use crate::cold_read::{ColdFile, ColdRead, sorted};
 use crate::samples_file::FileSummary;
+
+/// A manifest and its files as the cold reader takes them.
+type ViewFiles = (Arc<ColdView>, Arc<Vec<ColdFile>>);
 
 pub struct TieredRead {
     store: Arc<Store>,
     cold: ColdRead,
-    /// The manifest `cold` was last given the files of.
-    seen: Mutex<Option<Arc<ColdView>>>,
+    /// The files of the manifest last read, converted for the cold reader (the manifest
+    /// changes a few times a block; queries come far more often).
+    files: Mutex<Option<ViewFiles>>,
 }
 
 impl std::fmt::Debug for TieredRead {
@@ -30,7 +36,7 @@ impl std::fmt::Debug for TieredRead {
 
 impl TieredRead {
     pub fn new(store: Arc<Store>, cold: ColdRead) -> Self {
-        Self { store, cold, seen: Mutex::new(None) }
+        Self { store, cold, files: Mutex::new(None) }
     }
 
     /// The cold reader (its footer cache figures, for `/metrics`).
@@ -38,15 +44,19 @@ impl TieredRead {
         &self.cold
     }
 
-    /// Gives the cold reader the files of the manifest as of now, if it changed.
-    fn refresh(&self) {
+    /// The files of the manifest as of now. Each reader keeps the list it took: a reader that
+    /// took a later one cannot take a block away from it.
+    fn files(&self) -> Arc<Vec<ColdFile>> {
         let view = self.store.cold_view();
-        let mut seen = self.seen.lock();
-        if seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &view)) {
-            return;
+        let mut cached = self.files.lock();
+        if let Some((seen, files)) = cached.as_ref()
+            && Arc::ptr_eq(seen, &view)
+        {
+            return files.clone();
         }
-        self.cold.set_files(view.blocks.iter().map(cold_file).collect());
-        *seen = Some(view);
+        let files = sorted(view.blocks.iter().map(cold_file).collect());
+        *cached = Some((view, files.clone()));
+        files
     }
 }
 
@@ -73,9 +83,9 @@ impl SeriesRead for TieredRead {
         if range.start >= cold_until {
             return Ok(hot);
         }
-        self.refresh();
-        let cold = self.cold.select(matchers, range)?;
-        merge_cursors(vec![cold, hot])
+        // Read now (the cursor streams): the files are the query's own from here.
+        let parts = whole_series(&mut *self.cold.with_files(self.files()).select(matchers, range)?)?;
+        merge_cursors(vec![Box::new(VecCursor::new(parts)), hot])
     }
 
     fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>> {
@@ -92,17 +102,17 @@ impl SeriesRead for TieredRead {
 }
 
 impl TieredRead {
-    /// A listing of the hot store (from its boundary), then of the cold files (listed after).
+    /// A listing of the hot store, then of the cold files if the range reaches below the
+    /// boundary as read after it: the hot listing stopped at a boundary no later than that
+    /// one, and the files are taken later still, so no series is left out.
     fn union<T: Ord>(
         &self,
         range: TimeRange,
         each: impl Fn(&dyn SeriesRead) -> Result<Vec<T>>,
     ) -> Result<Vec<T>> {
-        let cold_until = self.store.cold_until();
         let mut out = each(self.store.as_ref())?;
-        if range.start < cold_until {
-            self.refresh();
-            out.extend(each(&self.cold)?);
+        if range.start < self.store.cold_until() {
+            out.extend(each(&self.cold.with_files(self.files()))?);
             out.sort();
             out.dedup();
         }
