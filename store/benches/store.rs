@@ -5,18 +5,18 @@
 //!    in place): once with every series carrying its labels, once as a proposer logs them
 //!    (series it knows named by id).
 //! 2. disk: bytes per sample after checkpoint, flush and full compaction (whole data dir).
-//! 3. index: a regex matcher selecting 1% of 1,000,000 series (`user_id=~"u12.*"`).
 //!
-//! Prints a Markdown table for docs/benchmarks.md. `BENCH_SERIES`, `BENCH_INDEX_SERIES` scale
-//! it down for a quick look.
+//! The label index has its own: `--bench label_index`.
+//!
+//! Prints a Markdown table for docs/benchmarks.md. `BENCH_SERIES` scales it down for a quick look.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use collabstream_common::TimeRange;
 use collabstream_proto::log_write;
 use collabstream_proto::v1;
-use collabstream_store::{MatchOp, Matcher, Store, StoreConfig};
+use collabstream_store::{Matcher, Store, StoreConfig};
 use collabstream_workload::NodeExporter;
 use prost::Message;
 
@@ -61,13 +61,11 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` runs us with no args: keep it quick.
     let quick = !std::env::args().any(|a| a == "--bench");
     let series = env_usize("BENCH_SERIES", if quick { 1_000 } else { 10_000 });
-    let index_series = env_usize("BENCH_INDEX_SERIES", if quick { 20_000 } else { 1_000_000 });
     let scrapes = if quick { 40 } else { 480 };
 
     println!("| benchmark | result | target |");
     println!("|---|---|---|");
     bench_apply_and_disk(series, scrapes);
-    bench_index(index_series);
 }
 
 fn bench_apply_and_disk(series: usize, scrapes: usize) {
@@ -150,78 +148,6 @@ fn bench_apply_and_disk(series: usize, scrapes: usize) {
         "select all series, all samples (samples/s)",
         read as f64 / t.elapsed().as_secs_f64(),
         "(for reference)",
-    );
-}
-
-fn bench_index(n: usize) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
-    for (index, chunk) in (1u64..).zip((0..n).collect::<Vec<_>>().chunks(10_000)) {
-        let series = chunk
-            .iter()
-            .map(|i| v1::TimeSeries {
-                labels: vec![
-                    v1::Label { name: "__name__".into(), value: "meeting_user_rtt_ms".into() },
-                    v1::Label { name: "region".into(), value: format!("r{}", (i / 100) % 10) },
-                    // The first two digits spread users evenly: `u12.*` is exactly 1%.
-                    v1::Label { name: "user_id".into(), value: format!("u{:02}{:06}", i % 100, i / 100) },
-                ],
-                samples: vec![v1::Sample { timestamp_ms: 1_000, value: *i as f64 }],
-            })
-            .collect();
-        store.apply(index, &command(v1::WriteRequest { series, ..Default::default() })).expect("apply");
-    }
-    let expect = n / 100;
-    // Median of 7 runs of `f`, which returns how many series it found.
-    let median = |f: &dyn Fn() -> usize, want: Option<usize>| -> Duration {
-        let mut runs = Vec::new();
-        for _ in 0..7 {
-            let t = Instant::now();
-            let got = f();
-            runs.push(t.elapsed());
-            if let Some(w) = want {
-                assert_eq!(got, w);
-            }
-        }
-        runs.sort();
-        runs[runs.len() / 2]
-    };
-    let time = |matchers: &[Matcher], want: Option<usize>| median(&|| store.series_ids(matchers).len(), want);
-    let re = |v: &str| Matcher::new(MatchOp::Regex, "user_id", v).expect("regex");
-    let d = time(&[re("u12.*")], Some(expect));
-    println!(
-        "| `{{user_id=~\"u12.*\"}}` over {n} series → {expect} series ids (median of 7) | {:.2} ms | ≤ 20 ms |",
-        d.as_secs_f64() * 1e3
-    );
-    let d = median(&|| store.series(&[re("u12.*")], TimeRange::ALL).expect("series").len(), Some(expect));
-    println!(
-        "| the same, returning the {expect} label sets sorted (what `/api/v1/series` needs) | {:.2} ms | (for reference) |",
-        d.as_secs_f64() * 1e3
-    );
-    let d = time(&[re("u12[0-9]+")], Some(expect));
-    println!(
-        "| `{{user_id=~\"u12[0-9]+\"}}` (prefix range, regex run on each candidate) | {:.2} ms | (for reference) |",
-        d.as_secs_f64() * 1e3
-    );
-    let d = time(
-        &[Matcher::equal("__name__", "meeting_user_rtt_ms"), re("u12.*"), Matcher::equal("region", "r3")],
-        Some(expect / 10),
-    );
-    println!(
-        "| `meeting_user_rtt_ms{{user_id=~\"u12.*\",region=\"r3\"}}` over {n} series (median of 7) | {:.2} ms | (for reference) |",
-        d.as_secs_f64() * 1e3
-    );
-    let d = time(&[re(".*12.*5")], None);
-    println!(
-        "| `{{user_id=~\".*12.*5\"}}` (no literal prefix: every value tested) over {n} series (median of 7) | {:.2} ms | (for reference) |",
-        d.as_secs_f64() * 1e3
-    );
-    let t = Instant::now();
-    let got = store.select(&[re("u12.*")], TimeRange::ALL).expect("select");
-    assert_eq!(got.len(), expect);
-    println!(
-        "| select with samples for `{{user_id=~\"u12.*\"}}` | {:.2} ms | (for reference) |",
-        t.elapsed().as_secs_f64() * 1e3
     );
 }
 

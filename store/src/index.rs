@@ -5,7 +5,8 @@
 //! structure queries use to find series, so a series is queryable as soon as it is inserted.
 //! Values per label name are kept in a sorted map, which plays the part of a term dictionary:
 //! a regex with a literal prefix (`u12.*`) only visits the values in that prefix's range, and a
-//! literal alternation (`a|b|c`) is answered by direct lookups.
+//! literal alternation (`a|b|c`) is answered by direct lookups, and any other regex by walking
+//! an FST of the values with the regex's DFA (`value_fst`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -18,6 +19,7 @@ use collabstream_proto::log_write::canonical_labels;
 use crate::head::SeriesEntry;
 use crate::label_map::LabelMap;
 use crate::matcher::{MatchOp, Matcher};
+use crate::value_fst::ValueFsts;
 
 /// Series ids, sorted ascending, no duplicates.
 pub(crate) type Postings = Vec<SeriesId>;
@@ -29,6 +31,8 @@ pub(crate) struct SeriesIndex {
     /// Indexed by `SeriesId.0`; ids are dense, so this is the id → series table.
     entries: Vec<Option<Arc<SeriesEntry>>>,
     postings: HashMap<String, BTreeMap<String, Postings>>,
+    /// FSTs of the values of the labels regexes without a literal prefix ask for.
+    fsts: ValueFsts,
     len: usize,
 }
 
@@ -67,7 +71,11 @@ impl SeriesIndex {
         canonical_labels(entry.labels.iter().map(|l| (&l.name, &l.value)), &mut canonical);
         self.by_labels.insert(&canonical, id);
         for l in &entry.labels {
-            let list = self.postings.entry(l.name.clone()).or_default().entry(l.value.clone()).or_default();
+            let values = self.postings.entry(l.name.clone()).or_default();
+            if !values.contains_key(&l.value) {
+                self.fsts.added(&l.name, &l.value);
+            }
+            let list = values.entry(l.value.clone()).or_default();
             if list.last().is_some_and(|last| *last >= id) {
                 let pos = list.partition_point(|x| *x < id);
                 list.insert(pos, id);
@@ -123,20 +131,37 @@ impl SeriesIndex {
         if m.op == MatchOp::Equal {
             return values.get(&m.value).cloned().unwrap_or_default();
         }
-        let mut lists: Vec<&Postings> = Vec::new();
-        match m.literal_prefixes() {
-            Some((prefixes, true)) => {
-                lists.extend(prefixes.iter().filter_map(|p| values.get(p.as_str())));
+        let prefixes = m.literal_prefixes();
+        match &prefixes {
+            // `a|b|c`: direct lookups.
+            Some((exact, true)) => {
+                return union(exact.iter().filter_map(|p| values.get(p.as_str())).collect());
             }
-            Some((prefixes, false)) => {
-                // `prefix.*` (what Grafana's variable filters send) accepts every value in the
-                // prefix's range: no need to run the regex on each.
-                let whole_range =
-                    prefixes.len() == 1 && m.value == format!("{}.*", regex_syntax::escape(&prefixes[0]));
+            // `prefix.*` (what Grafana's variable filters send) accepts every value in the
+            // prefix's range: no need to test any.
+            Some((p, false)) if p.len() == 1 && m.value == format!("{}.*", regex_syntax::escape(&p[0])) => {
+                let range = values.range::<str, _>((Bound::Included(p[0].as_str()), Bound::Unbounded));
+                return union(
+                    range.take_while(|(v, _)| v.starts_with(p[0].as_str())).map(|(_, ids)| ids).collect(),
+                );
+            }
+            _ => {}
+        }
+        // Any other regex: the FST walk visits only values the regex can still match, which
+        // also keeps to a literal prefix's range by itself.
+        if m.op == MatchOp::Regex
+            && let Some(found) = self.fsts.matching(&m.name, values, m)
+        {
+            return union(found);
+        }
+        // A regex whose DFA would be too large: each candidate tested.
+        let mut lists: Vec<&Postings> = Vec::new();
+        match prefixes {
+            Some((prefixes, _)) => {
                 for p in &prefixes {
                     let range = values.range::<str, _>((Bound::Included(p.as_str()), Bound::Unbounded));
                     for (v, ids) in range.take_while(|(v, _)| v.starts_with(p.as_str())) {
-                        if whole_range || m.matches(v) {
+                        if m.matches(v) {
                             lists.push(ids);
                         }
                     }

@@ -42,6 +42,7 @@ mod read;
 mod series_codec;
 mod series_cursor;
 mod store_cold;
+mod value_fst;
 pub use series_cursor::HotCursor;
 mod settings;
 mod snapshot;
