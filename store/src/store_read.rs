@@ -50,6 +50,13 @@ impl Store {
         self.index.read().select(matchers)
     }
 
+    /// The series matching every matcher, ascending by id, with their labels: every series
+    /// ever created, whatever tier its samples are in (the cold tier reads these ids).
+    pub fn series_labels(&self, matchers: &[Matcher]) -> Vec<(SeriesId, Labels)> {
+        let index = self.index.read();
+        index.select(matchers).into_iter().filter_map(|id| Some((id, index.labels_of(id)?.clone()))).collect()
+    }
+
     /// Label sets of the series matching every matcher with samples in `range` (no samples
     /// read; see [`Store::series_ids_in`]), sorted.
     pub fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>> {

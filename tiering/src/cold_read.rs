@@ -38,18 +38,20 @@ pub struct ColdFile {
     pub summary: FileSummary,
 }
 
-/// Leaf column indexes of the samples schema (see `samples_schema`).
-const METRIC_COLUMN: usize = 0;
-const TIME_COLUMN: usize = 4;
+/// Leaf column indexes of the samples schema (see `samples_schema`): metric, the labels map's
+/// keys and values, series id, time, value.
+pub(crate) const METRIC_COLUMN: usize = 0;
+pub(crate) const SERIES_COLUMN: usize = 3;
+pub(crate) const TIME_COLUMN: usize = 4;
 
 #[derive(Debug)]
 pub struct ColdRead {
-    objects: Objects,
+    pub(crate) objects: Objects,
     /// Sorted oldest first; replaced whole, so a reader keeps the list it started with.
     files: RwLock<Arc<Vec<ColdFile>>>,
-    runtime: tokio::runtime::Handle,
-    max_samples: usize,
-    footers: std::sync::Arc<Footers>,
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) max_samples: usize,
+    pub(crate) footers: std::sync::Arc<Footers>,
 }
 
 /// Bytes of parsed Parquet footers kept (a footer of a block of 20,000 series is tens of KiB).
@@ -230,7 +232,7 @@ impl ColdRead {
     }
 }
 
-fn cold_error(file: &ColdFile, e: impl std::fmt::Display) -> Error {
+pub(crate) fn cold_error(file: &ColdFile, e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("{}: {e}", file.path))
 }
 
@@ -267,6 +269,21 @@ pub fn sorted(mut files: Vec<ColdFile>) -> Arc<Vec<ColdFile>> {
 pub struct ColdFiles<'r> {
     reader: &'r ColdRead,
     files: Arc<Vec<ColdFile>>,
+}
+
+impl ColdFiles<'_> {
+    /// The samples in `range` of `known` (sorted by id, labels as the store's index has them),
+    /// in id order: see [`ColdRead::read_known`].
+    pub fn select_known(
+        &self,
+        known: &[(SeriesId, Labels)],
+        range: TimeRange,
+    ) -> collabstream_store::Result<Vec<SeriesData>> {
+        if range.start > range.end || known.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.reader.runtime.block_on(self.reader.read_known(&self.files, known, range))
+    }
 }
 
 impl SeriesRead for ColdFiles<'_> {

@@ -20,6 +20,7 @@
 //!
 //! Must not depend on: ingest, query, raft.
 
+mod cold_known;
 mod cold_read;
 mod config;
 mod export;

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
 /// Parsed footers by path, up to a byte budget (the oldest entry goes first when over it).
 #[derive(Debug)]
@@ -111,7 +111,13 @@ impl AsyncFileReader for ObjectFile {
                 return Ok(footer);
             }
             let size = self.size;
-            let footer = Arc::new(ParquetMetaDataReader::new().load_and_finish(&mut *self, size).await?);
+            // With the page index: readers of a few series skip the pages that cannot hold them.
+            let footer = Arc::new(
+                ParquetMetaDataReader::new()
+                    .with_page_index_policy(PageIndexPolicy::Optional)
+                    .load_and_finish(&mut *self, size)
+                    .await?,
+            );
             self.footers.insert(&self.path, footer.clone());
             Ok(footer)
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use collabstream_common::{Labels, TimeRange};
 use collabstream_store::{
-    ColdView, Matcher, Result, SeriesCursor, SeriesRead, Store, VecCursor, merge_cursors, whole_series,
+    ColdView, Matcher, Result, SeriesCursor, SeriesRead, Store, VecCursor, merge_cursors,
 };
 use parking_lot::Mutex;
 
@@ -83,8 +83,10 @@ impl SeriesRead for TieredRead {
         if range.start >= cold_until {
             return Ok(hot);
         }
-        // Read now (the cursor streams): the files are the query's own from here.
-        let parts = whole_series(&mut *self.cold.with_files(self.files()).select(matchers, range)?)?;
+        // The series the index resolves (it keeps every series, cold ones too), read from
+        // the files of the manifest as of now: the query's own from here.
+        let known = self.store.series_labels(matchers);
+        let parts = self.cold.with_files(self.files()).select_known(&known, range)?;
         merge_cursors(vec![Box::new(VecCursor::new(parts)), hot])
     }
 
