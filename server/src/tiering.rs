@@ -70,6 +70,7 @@ impl NodeTiering {
     pub(crate) fn render(&self, out: &mut String) {
         let s = &self.tierer.stats;
         let (hits, misses) = self.read.cold().footer_cache();
+        let (range_hits, range_misses) = self.read.cold().range_cache();
         let counters = [
             (
                 "collabstream_tiering_passes_total",
@@ -115,6 +116,16 @@ impl NodeTiering {
                 "collabstream_cold_dropped_chunks_total",
                 "Hot chunks dropped on this node because the cold tier holds their block.",
                 self.dropped_chunks.load(Ordering::Relaxed),
+            ),
+            (
+                "collabstream_cold_page_cache_hits_total",
+                "Byte ranges (pages) of cold blocks found in the cache (256 MiB).",
+                range_hits,
+            ),
+            (
+                "collabstream_cold_page_cache_misses_total",
+                "Byte ranges (pages) of cold blocks fetched from the object store.",
+                range_misses,
             ),
             (
                 "collabstream_cold_footer_cache_hits_total",

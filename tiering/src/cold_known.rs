@@ -52,6 +52,7 @@ impl ColdRead {
                 path: file.path.clone(),
                 size: file.size,
                 footers: self.footers.clone(),
+                ranges: self.ranges.clone(),
             };
             let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
             let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)

@@ -28,6 +28,7 @@ use parquet::file::statistics::Statistics;
 
 use crate::object_file::{Footers, ObjectFile};
 use crate::objects::Objects;
+use crate::range_cache::RangeCache;
 use crate::samples_file::FileSummary;
 
 /// A samples file the manifest knows.
@@ -52,17 +53,21 @@ pub struct ColdRead {
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) max_samples: usize,
     pub(crate) footers: std::sync::Arc<Footers>,
+    pub(crate) ranges: std::sync::Arc<RangeCache>,
 }
 
 /// Bytes of parsed Parquet footers kept (a footer of a block of 20,000 series is tens of KiB).
 const FOOTER_CACHE_BYTES: usize = 64 << 20;
+/// Bytes of cold files' pages kept, as read (compressed).
+const RANGE_CACHE_BYTES: usize = 256 << 20;
 
 impl ColdRead {
     /// Reads with `runtime` (the seam is called from blocking threads; object-store calls are
     /// async). `max_samples` bounds what one selection holds.
     pub fn new(objects: Objects, runtime: tokio::runtime::Handle, max_samples: usize) -> Self {
         let footers = std::sync::Arc::new(Footers::new(FOOTER_CACHE_BYTES));
-        Self { objects, files: RwLock::new(Arc::new(Vec::new())), runtime, max_samples, footers }
+        let ranges = std::sync::Arc::new(RangeCache::new(RANGE_CACHE_BYTES));
+        Self { objects, files: RwLock::new(Arc::new(Vec::new())), runtime, max_samples, footers, ranges }
     }
 
     /// The files to read from now on (the manifest's, as it changes).
@@ -79,6 +84,11 @@ impl ColdRead {
     /// Footer cache (hits, misses) since start.
     pub fn footer_cache(&self) -> (u64, u64) {
         self.footers.counts()
+    }
+
+    /// Page cache (hits, misses) since start: byte ranges of cold files.
+    pub fn range_cache(&self) -> (u64, u64) {
+        self.ranges.counts()
     }
 
     /// The files read from, oldest first.
@@ -168,6 +178,7 @@ impl ColdRead {
                 path: file.path.clone(),
                 size: file.size,
                 footers: self.footers.clone(),
+                ranges: self.ranges.clone(),
             };
             let mut builder =
                 ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| cold_error(&file, e))?;

@@ -27,6 +27,7 @@ mod export;
 mod object_file;
 mod objects;
 mod pass;
+mod range_cache;
 mod samples_file;
 mod tiered_read;
 

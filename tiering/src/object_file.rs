@@ -1,7 +1,8 @@
 //! [`ObjectFile`]: a Parquet file on the object store as parquet's async reader wants it: byte
 //! ranges fetched on demand (the footer, then only the column chunks of the row groups a
 //! query keeps), and footers kept in a [`Footers`] cache so that a file's metadata is fetched
-//! once, not at every query.
+//! once, not at every query; the byte ranges read (pages of column data) are kept in a
+//! [`RangeCache`].
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -13,6 +14,8 @@ use futures::future::BoxFuture;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
+
+use crate::range_cache::RangeCache;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
@@ -79,6 +82,7 @@ pub(crate) struct ObjectFile {
     pub(crate) path: String,
     pub(crate) size: u64,
     pub(crate) footers: Arc<Footers>,
+    pub(crate) ranges: Arc<RangeCache>,
 }
 
 fn external(e: object_store::Error) -> ParquetError {
@@ -87,17 +91,44 @@ fn external(e: object_store::Error) -> ParquetError {
 
 impl AsyncFileReader for ObjectFile {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        async move { self.store.get_range(&ObjectPath::from(self.path.as_str()), range).await.map_err(external) }
-            .boxed()
+        async move {
+            if let Some(b) = self.ranges.get(&self.path, &range) {
+                return Ok(b);
+            }
+            let b = self
+                .store
+                .get_range(&ObjectPath::from(self.path.as_str()), range.clone())
+                .await
+                .map_err(external)?;
+            self.ranges.insert(&self.path, &range, b.clone());
+            Ok(b)
+        }
+        .boxed()
     }
 
     fn get_byte_ranges(
         &mut self,
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        // The store coalesces nearby ranges into fewer requests.
         async move {
-            self.store.get_ranges(&ObjectPath::from(self.path.as_str()), &ranges).await.map_err(external)
+            let mut out: Vec<Option<Bytes>> = ranges.iter().map(|r| self.ranges.get(&self.path, r)).collect();
+            let missing: Vec<Range<u64>> =
+                ranges.iter().zip(&out).filter(|(_, b)| b.is_none()).map(|(r, _)| r.clone()).collect();
+            if !missing.is_empty() {
+                // The store coalesces nearby ranges into fewer requests.
+                let fetched = self
+                    .store
+                    .get_ranges(&ObjectPath::from(self.path.as_str()), &missing)
+                    .await
+                    .map_err(external)?;
+                let mut fetched = missing.iter().zip(fetched);
+                for slot in out.iter_mut().filter(|b| b.is_none()) {
+                    let (r, b) = fetched.next().expect("one fetched range per missing one");
+                    self.ranges.insert(&self.path, r, b.clone());
+                    *slot = Some(b);
+                }
+            }
+            Ok(out.into_iter().map(|b| b.expect("every range filled")).collect())
         }
         .boxed()
     }
