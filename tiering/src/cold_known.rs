@@ -21,7 +21,6 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
 
 use crate::cold_read::{ColdFile, ColdRead, SERIES_COLUMN, TIME_COLUMN, cold_error};
-use crate::object_file::ObjectFile;
 
 /// Root columns read: series id, time, value.
 const ID_TIME_VALUE: [usize; 3] = [2, 3, 4];
@@ -47,13 +46,7 @@ impl ColdRead {
                 && f.summary.metrics.iter().any(|m| metrics.binary_search(&m.as_str()).is_ok())
         });
         for file in wanted {
-            let reader = ObjectFile {
-                store: self.objects.store(),
-                path: file.path.clone(),
-                size: file.size,
-                footers: self.footers.clone(),
-                ranges: self.ranges.clone(),
-            };
+            let reader = self.open(file);
             let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
             let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
                 .await

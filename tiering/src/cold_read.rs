@@ -86,6 +86,17 @@ impl ColdRead {
         self.footers.counts()
     }
 
+    /// `file` as the Parquet reader reads it, through the caches.
+    pub(crate) fn open(&self, file: &ColdFile) -> ObjectFile {
+        ObjectFile {
+            store: self.objects.store(),
+            path: file.path.clone(),
+            size: file.size,
+            footers: self.footers.clone(),
+            ranges: self.ranges.clone(),
+        }
+    }
+
     /// Page cache (hits, misses) since start: byte ranges of cold files.
     pub fn range_cache(&self) -> (u64, u64) {
         self.ranges.counts()
@@ -173,13 +184,7 @@ impl ColdRead {
         mut row: impl FnMut(SeriesId, &Labels, Option<Sample>) -> Result<(), Error>,
     ) -> Result<(), Error> {
         for file in Self::candidates(files, matchers, range) {
-            let reader = ObjectFile {
-                store: self.objects.store(),
-                path: file.path.clone(),
-                size: file.size,
-                footers: self.footers.clone(),
-                ranges: self.ranges.clone(),
-            };
+            let reader = self.open(&file);
             let mut builder =
                 ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| cold_error(&file, e))?;
             let groups: Vec<usize> = (0..builder.metadata().num_row_groups())
