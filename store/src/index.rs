@@ -5,8 +5,9 @@
 //! structure queries use to find series, so a series is queryable as soon as it is inserted.
 //! Values per label name are kept in a sorted map, which plays the part of a term dictionary:
 //! a regex with a literal prefix (`u12.*`) only visits the values in that prefix's range, and a
-//! literal alternation (`a|b|c`) is answered by direct lookups, and any other regex by walking
-//! an FST of the values with the regex's DFA (`value_fst`).
+//! literal alternation (`a|b|c`) is answered by direct lookups, and any other regex by a
+//! snapshot of the values built for it (`value_fst`: an FST walked with the regex's DFA, or a
+//! substring search for a literal every match holds).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -72,9 +73,7 @@ impl SeriesIndex {
         self.by_labels.insert(&canonical, id);
         for l in &entry.labels {
             let values = self.postings.entry(l.name.clone()).or_default();
-            if !values.contains_key(&l.value) {
-                self.fsts.added(&l.name, &l.value);
-            }
+            self.fsts.added(&l.name, &l.value, !values.contains_key(&l.value));
             let list = values.entry(l.value.clone()).or_default();
             if list.last().is_some_and(|last| *last >= id) {
                 let pos = list.partition_point(|x| *x < id);
@@ -147,12 +146,12 @@ impl SeriesIndex {
             }
             _ => {}
         }
-        // Any other regex: the FST walk visits only values the regex can still match, which
-        // also keeps to a literal prefix's range by itself.
+        // Any other regex: a search of the label's value snapshot (an FST walk with the regex's
+        // DFA, which keeps to a literal prefix's range by itself, or a substring search).
         if m.op == MatchOp::Regex
             && let Some(found) = self.fsts.matching(&m.name, values, m)
         {
-            return union(found);
+            return found;
         }
         // A regex whose DFA would be too large: each candidate tested.
         let mut lists: Vec<&Postings> = Vec::new();
