@@ -47,6 +47,15 @@ impl NodeTiering {
         let objects = Objects::open(&config.object_store, &config.data_dir).map_err(Error::Config)?;
         if !config.tiering.hot_retention.is_zero() {
             tracing::info!(objects = %objects.url, hot_retention = ?config.tiering.hot_retention, "tiering on");
+            if config.tiering.hot_retention < config.store.out_of_order_window {
+                tracing::warn!(
+                    hot_retention = ?config.tiering.hot_retention,
+                    out_of_order_window = ?config.store.out_of_order_window,
+                    "tiering.hot_retention is shorter than store.out_of_order_window: samples older than the \
+                     hot retention are refused (their block is sealed for the cold tier) although the window \
+                     would take them"
+                );
+            }
         }
         let cold =
             ColdRead::new(objects.clone(), tokio::runtime::Handle::current(), config.query.max_samples);
@@ -224,7 +233,9 @@ async fn run(State(t): State<Arc<NodeTiering>>) -> impl IntoResponse {
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            format!("{e}; the blocks stay hot, nothing is lost: retry when the object store answers"),
+            format!(
+                "{e}; the blocks not moved stay hot and nothing is lost: the next pass (or a retry) goes on"
+            ),
         ),
     }
 }
