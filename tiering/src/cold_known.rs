@@ -35,12 +35,80 @@ impl ColdRead {
         range: TimeRange,
     ) -> Result<Vec<SeriesData>, Error> {
         let position: HashMap<u64, usize> = known.iter().enumerate().map(|(i, (id, _))| (id.0, i)).collect();
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); known.len()];
+        let mut held = 0usize;
+        self.scan_known(files, known, range, true, |batch| {
+            let ids = batch.column(0).as_primitive::<UInt64Type>();
+            let times = batch.column(1).as_primitive::<TimestampMillisecondType>();
+            let values = batch.column(2).as_primitive::<Float64Type>();
+            for i in 0..batch.num_rows() {
+                let t = times.value(i);
+                let Some(&at) = position.get(&ids.value(i)) else { continue };
+                if !range.contains(t) {
+                    continue;
+                }
+                held += 1;
+                if held > self.max_samples {
+                    return Err(Error::TooManySamples { limit: self.max_samples });
+                }
+                samples[at].push(Sample::new(t, values.value(i)));
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(known
+            .iter()
+            .zip(samples)
+            .filter(|(_, s)| !s.is_empty())
+            .map(|((id, labels), mut s)| {
+                // Blocks do not overlap, and files come oldest first; a block listed twice is
+                // put in order, the later file's sample kept at equal times.
+                if !s.windows(2).all(|w| w[0].timestamp_ms < w[1].timestamp_ms) {
+                    s.sort_by_key(|x| x.timestamp_ms);
+                    s.reverse();
+                    s.dedup_by_key(|x| x.timestamp_ms);
+                    s.reverse();
+                }
+                SeriesData { id: *id, labels: labels.clone(), samples: s }
+            })
+            .collect())
+    }
+
+    /// The label sets of those of `known` (sorted by id) that have rows in a file whose span
+    /// overlaps `range` (file granularity, as cold listings are), reading the series-id column
+    /// alone.
+    pub(crate) async fn list_known(
+        &self,
+        files: &[ColdFile],
+        known: &[(SeriesId, Labels)],
+        range: TimeRange,
+    ) -> Result<Vec<Labels>, Error> {
+        let mut present = std::collections::HashSet::new();
+        self.scan_known(files, known, range, false, |batch| {
+            present.extend(batch.column(0).as_primitive::<UInt64Type>().values().iter().copied());
+            Ok(())
+        })
+        .await?;
+        let mut out: Vec<Labels> =
+            known.iter().filter(|(id, _)| present.contains(&id.0)).map(|(_, l)| l.clone()).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Hands `each` the batches of the files, row groups and pages of `files` that can hold
+    /// rows of `known` in `range`: series id, time and value (`samples`), or the id alone.
+    async fn scan_known(
+        &self,
+        files: &[ColdFile],
+        known: &[(SeriesId, Labels)],
+        range: TimeRange,
+        samples: bool,
+        mut each: impl FnMut(&arrow::record_batch::RecordBatch) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let ids: Vec<u64> = known.iter().map(|(id, _)| id.0).collect();
         let mut metrics: Vec<&str> = known.iter().map(|(_, l)| l.metric_name()).collect();
         metrics.sort_unstable();
         metrics.dedup();
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); known.len()];
-        let mut held = 0usize;
         let wanted = files.iter().filter(|f| {
             range.overlaps(f.summary.min_time, f.summary.max_time)
                 && f.summary.metrics.iter().any(|m| metrics.binary_search(&m.as_str()).is_ok())
@@ -63,7 +131,8 @@ impl ColdRead {
             if groups.is_empty() {
                 continue;
             }
-            let mask = ProjectionMask::roots(builder.parquet_schema(), ID_TIME_VALUE);
+            let columns: &[usize] = if samples { &ID_TIME_VALUE } else { &ID_TIME_VALUE[..1] };
+            let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
             let mut batches = builder
                 .with_projection(mask)
                 .with_row_groups(groups)
@@ -71,39 +140,10 @@ impl ColdRead {
                 .build()
                 .map_err(|e| cold_error(file, e))?;
             while let Some(batch) = batches.try_next().await.map_err(|e| cold_error(file, e))? {
-                let ids = batch.column(0).as_primitive::<UInt64Type>();
-                let times = batch.column(1).as_primitive::<TimestampMillisecondType>();
-                let values = batch.column(2).as_primitive::<Float64Type>();
-                for i in 0..batch.num_rows() {
-                    let t = times.value(i);
-                    let Some(&at) = position.get(&ids.value(i)) else { continue };
-                    if !range.contains(t) {
-                        continue;
-                    }
-                    held += 1;
-                    if held > self.max_samples {
-                        return Err(Error::TooManySamples { limit: self.max_samples });
-                    }
-                    samples[at].push(Sample::new(t, values.value(i)));
-                }
+                each(&batch)?;
             }
         }
-        Ok(known
-            .iter()
-            .zip(samples)
-            .filter(|(_, s)| !s.is_empty())
-            .map(|((id, labels), mut s)| {
-                // Blocks do not overlap, and files come oldest first; a block listed twice is
-                // put in order, the later file's sample kept at equal times.
-                if !s.windows(2).all(|w| w[0].timestamp_ms < w[1].timestamp_ms) {
-                    s.sort_by_key(|x| x.timestamp_ms);
-                    s.reverse();
-                    s.dedup_by_key(|x| x.timestamp_ms);
-                    s.reverse();
-                }
-                SeriesData { id: *id, labels: labels.clone(), samples: s }
-            })
-            .collect())
+        Ok(())
     }
 }
 

@@ -300,6 +300,19 @@ impl ColdFiles<'_> {
         }
         self.reader.runtime.block_on(self.reader.read_known(&self.files, known, range))
     }
+
+    /// The label sets of `known` (sorted by id) with rows in a file whose span overlaps
+    /// `range`, sorted: see [`ColdRead::list_known`].
+    pub fn list_known(
+        &self,
+        known: &[(SeriesId, Labels)],
+        range: TimeRange,
+    ) -> collabstream_store::Result<Vec<Labels>> {
+        if range.start > range.end || known.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.reader.runtime.block_on(self.reader.list_known(&self.files, known, range))
+    }
 }
 
 impl SeriesRead for ColdFiles<'_> {
@@ -316,6 +329,9 @@ impl SeriesRead for ColdFiles<'_> {
     }
 
     fn series(&self, matchers: &[Matcher], range: TimeRange) -> collabstream_store::Result<Vec<Labels>> {
+        if range.start > range.end {
+            return Ok(Vec::new());
+        }
         self.reader.runtime.block_on(self.reader.read_series(&self.files, matchers, range))
     }
 

@@ -91,30 +91,46 @@ impl SeriesRead for TieredRead {
     }
 
     fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>> {
-        self.union(range, |s| s.series(matchers, range))
+        self.union(matchers, range, |s| s.series(matchers, range), |l| vec![l.clone()])
     }
 
     fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>> {
-        self.union(range, |s| s.label_names(matchers, range))
+        self.union(
+            matchers,
+            range,
+            |s| s.label_names(matchers, range),
+            |l| l.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
+        )
     }
 
     fn label_values(&self, name: &str, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>> {
-        self.union(range, |s| s.label_values(name, matchers, range))
+        self.union(
+            matchers,
+            range,
+            |s| s.label_values(name, matchers, range),
+            |l| l.get(name).map(str::to_string),
+        )
     }
 }
 
 impl TieredRead {
     /// A listing of the hot store, then of the cold files if the range reaches below the
     /// boundary as read after it: the hot listing stopped at a boundary no later than that
-    /// one, and the files are taken later still, so no series is left out.
-    fn union<T: Ord>(
+    /// one, and the files are taken later still, so no series is left out. The cold tier is
+    /// asked which of the series the index resolves have rows in range (`of`: what a label
+    /// set adds to the listing).
+    fn union<T: Ord, I: IntoIterator<Item = T>>(
         &self,
+        matchers: &[Matcher],
         range: TimeRange,
-        each: impl Fn(&dyn SeriesRead) -> Result<Vec<T>>,
+        hot: impl Fn(&dyn SeriesRead) -> Result<Vec<T>>,
+        of: impl Fn(&Labels) -> I,
     ) -> Result<Vec<T>> {
-        let mut out = each(self.store.as_ref())?;
+        let mut out = hot(self.store.as_ref())?;
         if range.start < self.store.cold_until() {
-            out.extend(each(&self.cold.with_files(self.files()))?);
+            let known = self.store.series_labels(matchers);
+            let cold = self.cold.with_files(self.files()).list_known(&known, range)?;
+            out.extend(cold.iter().flat_map(of));
             out.sort();
             out.dedup();
         }

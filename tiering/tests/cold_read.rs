@@ -59,8 +59,15 @@ fn cold_blocks_answer_like_the_hot_store() {
             assert!(got == hot, "{sel:?} over {range:?}: {} series cold, {} hot", got.len(), hot.len());
             // The same through the ids the store's index resolves (the path a node takes).
             let files = std::sync::Arc::new(cold.files());
-            let known = cold.with_files(files).select_known(&store.series_labels(sel), range).expect("known");
+            let by_id = cold.with_files(files);
+            let known = by_id.select_known(&store.series_labels(sel), range).expect("known");
             assert!(bits(known) == hot, "{sel:?} over {range:?} by id");
+            // Listings by id read the id column alone and list what the label columns do.
+            assert_eq!(
+                by_id.list_known(&store.series_labels(sel), range).expect("listing"),
+                cold.series(sel, range).expect("series"),
+                "{sel:?} over {range:?}"
+            );
             compared += usize::from(!hot.is_empty());
             // Listings are exact to the file here, to the block in the hot store (and only
             // for stored chunks): they agree where the range holds data.
