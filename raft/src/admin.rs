@@ -1,5 +1,5 @@
-//! [`AdminGrpc`]: the `AdminService`: cluster status and membership changes. A membership
-//! change sent to a follower is passed on to the leader.
+//! [`AdminGrpc`]: the `AdminService`: cluster status, membership changes and tiering passes. A
+//! membership change or a tiering pass asked of a follower is passed on to the leader.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -28,14 +28,45 @@ pub(crate) fn leader_admin(writer: &Writer) -> Result<Option<AdminServiceClient<
     }
 }
 
-#[derive(Debug, Clone)]
+/// A tiering pass as the node runs it (the server's; this crate does not know tiering).
+pub trait TieringPass: Send + Sync {
+    /// Runs one pass on this node, the leader: its report as JSON, or why it failed.
+    fn run(&self)
+    -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>;
+}
+
+/// Runs a tiering pass on the leader: here when this node leads, else through the leader's
+/// Admin service.
+pub async fn run_tiering(writer: &Writer, pass: Option<&dyn TieringPass>) -> Result<String, Status> {
+    if let Some(mut leader) = leader_admin(writer)? {
+        let answer = leader.run_tiering(v1::RunTieringRequest {}).await?;
+        return Ok(answer.into_inner().report_json);
+    }
+    let pass = pass.ok_or_else(|| Status::unimplemented("this node runs no tiering"))?;
+    pass.run().await.map_err(Status::unavailable)
+}
+
+#[derive(Clone)]
 pub struct AdminGrpc {
     writer: Writer,
+    tiering: Option<std::sync::Arc<dyn TieringPass>>,
+}
+
+impl std::fmt::Debug for AdminGrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminGrpc").field("writer", &self.writer).finish_non_exhaustive()
+    }
 }
 
 impl AdminGrpc {
     pub fn new(writer: Writer) -> Self {
-        Self { writer }
+        Self { writer, tiering: None }
+    }
+
+    /// Runs tiering passes asked of this node (`RunTiering`) with `pass` while it leads.
+    pub fn with_tiering(mut self, pass: std::sync::Arc<dyn TieringPass>) -> Self {
+        self.tiering = Some(pass);
+        self
     }
 
     /// The service, refusing calls without the cluster secret when the node has one.
@@ -203,5 +234,13 @@ impl AdminService for AdminGrpc {
         let name = req.into_inner().name;
         let changed = crate::rules::change_rule(&self.writer, Change::Delete(name)).await?;
         Ok(Response::new(v1::AggregationChangeResponse { changed }))
+    }
+
+    async fn run_tiering(
+        &self,
+        _req: Request<v1::RunTieringRequest>,
+    ) -> Result<Response<v1::RunTieringResponse>, Status> {
+        let report_json = run_tiering(&self.writer, self.tiering.as_deref()).await?;
+        Ok(Response::new(v1::RunTieringResponse { report_json }))
     }
 }

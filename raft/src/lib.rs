@@ -43,7 +43,7 @@ mod tick_proposer;
 mod types;
 mod write_queue;
 
-pub use admin::AdminGrpc;
+pub use admin::{AdminGrpc, TieringPass, run_tiering};
 pub use archive::ArchiveReader;
 pub use collabstream_store::ApplyOutcome;
 pub use error::Error;

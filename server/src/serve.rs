@@ -138,7 +138,9 @@ pub async fn serve(
         let token = shutdown.clone();
         let service = IngestGrpc::new(ingest.clone()).into_service();
         let raft_service = RaftGrpc::new(writer.clone()).into_service();
-        let admin_service = AdminGrpc::new(writer.clone()).into_service();
+        let admin_service = AdminGrpc::new(writer.clone())
+            .with_tiering(tiering.clone() as Arc<dyn collabstream_raft::TieringPass>)
+            .into_service();
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .initial_stream_window_size(collabstream_raft::HTTP2_WINDOW)

@@ -211,32 +211,32 @@ async fn manifest(State(t): State<Arc<NodeTiering>>) -> impl IntoResponse {
     }}))
 }
 
-/// `POST /api/v1/admin/tiering/run`: one pass now, answering what moved. Only the leader
-/// tiers: another node answers 503 naming it.
+/// `POST /api/v1/admin/tiering/run`: one pass now, answering what moved. On any node: a
+/// follower passes it on to the leader.
 async fn run(State(t): State<Arc<NodeTiering>>) -> impl IntoResponse {
-    let error = |status: StatusCode, kind: &str, error: String| {
-        (status, axum::Json(serde_json::json!({"status": "error", "errorType": kind, "error": error})))
-    };
-    if !t.writer.is_leader() {
-        let leader = match t.writer.leader() {
-            Some((id, addr)) => format!("node {id} (gRPC {addr})"),
-            None => "unknown (an election is under way)".into(),
-        };
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("this node does not lead; run tiering on the leader: {leader}"),
-        );
+    match collabstream_raft::run_tiering(&t.writer, Some(t.as_ref())).await {
+        Ok(report) => {
+            let data: serde_json::Value = serde_json::from_str(&report).unwrap_or(serde_json::Value::Null);
+            (StatusCode::OK, axum::Json(serde_json::json!({"status": "success", "data": data})))
+        }
+        Err(status) => {
+            let body = serde_json::json!({"status": "error", "errorType": "unavailable", "error": format!(
+                "{}; the blocks not moved stay hot and nothing is lost: the next pass (or a retry) goes on",
+                status.message()
+            )});
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body))
+        }
     }
-    match t.tierer.run_once().await {
-        Ok(report) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "success", "data": report}))),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!(
-                "{e}; the blocks not moved stay hot and nothing is lost: the next pass (or a retry) goes on"
-            ),
-        ),
+}
+
+impl collabstream_raft::TieringPass for NodeTiering {
+    fn run(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>> {
+        Box::pin(async move {
+            let report = self.tierer.run_once().await?;
+            serde_json::to_string(&report).map_err(|e| e.to_string())
+        })
     }
 }
 

@@ -310,11 +310,14 @@ async fn a_leader_killed_between_upload_and_commit_leaves_no_duplicate_and_loses
     cluster.heal(leader);
     assert!(committed < keys.len());
 
-    // A new leader tiers the rest, the uploaded block again among them, once.
+    // A new leader tiers the rest, the uploaded block again among them, once; asked through
+    // the other node, a follower, which passes the call on.
     let others: Vec<usize> = all.iter().copied().filter(|i| *i != leader).collect();
     let new_leader = cluster.wait_leader(&others, Duration::from_secs(30)).await.expect("new leader");
-    let (status, report) = run_pass(cluster.node(new_leader)).await;
+    let follower = others.iter().copied().find(|i| *i != new_leader).expect("a follower");
+    let (status, report) = run_pass(cluster.node(follower)).await;
     assert_eq!(status, 200, "{report}");
+    assert!(!report["data"]["tiered"].as_array().expect("tiered").is_empty(), "{report}");
     let m = manifest(cluster.node(new_leader)).await;
     let blocks = check_blocks(&m);
     assert!(m["data"]["cold_until_ms"].as_i64().expect("cold until") >= end - 40 * 60_000, "{m}");
