@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::head::{Run, SeriesEntry, merge_sorted};
 use crate::read::{SeriesCursor, SeriesData};
 use crate::store::{Store, cf};
+use crate::store_cold::ColdPin;
 use crate::{chunk, keys};
 
 /// Samples of stored chunks after which a part is cut (at a chunk's end); small in tests, so
@@ -36,6 +37,8 @@ pub struct HotCursor<'a> {
     /// Created after the current batch's heads were copied.
     chunks: Option<DBRawIteratorWithThreadMode<'a, Rocks>>,
     current: Option<Current>,
+    /// Keeps the hot data from the cold boundary it reads from until it is dropped.
+    _pin: Option<ColdPin<'a>>,
 }
 
 /// The series being read.
@@ -61,7 +64,12 @@ impl std::fmt::Debug for HotCursor<'_> {
 }
 
 impl<'a> HotCursor<'a> {
-    pub(crate) fn new(store: &'a Store, entries: Vec<Arc<SeriesEntry>>, range: TimeRange) -> Self {
+    pub(crate) fn new(
+        store: &'a Store,
+        entries: Vec<Arc<SeriesEntry>>,
+        range: TimeRange,
+        pin: Option<ColdPin<'a>>,
+    ) -> Self {
         let entries = if range.start > range.end { Vec::new() } else { entries };
         Self {
             store,
@@ -70,6 +78,7 @@ impl<'a> HotCursor<'a> {
             batch: VecDeque::new(),
             chunks: None,
             current: None,
+            _pin: pin,
         }
     }
 

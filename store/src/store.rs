@@ -114,6 +114,9 @@ pub struct Store {
     /// that records the boundary; a crash then would reopen with an older boundary over hot
     /// data already gone.)
     pub(crate) durable_cold_until: AtomicI64,
+    /// The cold boundaries hot cursors started from, with how many are open: a cursor reads
+    /// lazily, so [`Store::drop_cold`] keeps what the oldest of them may still read.
+    pub(crate) cold_readers: Mutex<BTreeMap<i64, usize>>,
     /// Samples refused since start because their block is sealed for the cold tier.
     pub(crate) cold_refused: AtomicU64,
     /// Test-only fault injection: the next snapshot install fails half done...
@@ -341,6 +344,7 @@ impl Store {
             sealed_before: AtomicI64::new(cold.sealed_before),
             cold_until: AtomicI64::new(cold.cold_until),
             durable_cold_until: AtomicI64::new(cold.cold_until),
+            cold_readers: Mutex::new(BTreeMap::new()),
             cold: RwLock::new(cold),
             cold_refused: AtomicU64::new(0),
             db,

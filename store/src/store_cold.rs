@@ -4,10 +4,12 @@
 //! Hot data below the cold boundary is dropped lazily, not by apply: readers stop at the
 //! boundary from the entry that moved it ([`Store::cold_until`]), and [`Store::drop_cold`]
 //! (run beside apply on every node, and again after a restart, since its deletes are not
-//! logged) deletes the chunks and trims the heads once a checkpoint has recorded it. A reader that took the boundary
-//! before a move and reads the hot store after the drop finds in the cold tier what the hot
-//! store no longer has, provided it lists the cold files after taking the boundary (the seam
-//! that merges the tiers does so).
+//! logged) deletes the chunks and trims the heads below it once a checkpoint has recorded it,
+//! and never below the boundary an open hot cursor started from ([`Store::cursor_pinned`]):
+//! a cursor reads lazily, a batch of series at a time, and what moved after its reader listed
+//! the cold files is in neither those files nor, were it dropped, the hot store. A reader that
+//! lists the cold files after taking the boundary therefore reads each sample in one tier or
+//! both (the seam that merges the tiers does so).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,6 +29,24 @@ use crate::store_apply::ApplyOutcome;
 pub struct Dropped {
     pub chunks: u64,
     pub head_samples: u64,
+}
+
+/// A hot reader's cold boundary, registered while it reads (see [`Store::pin_cold`]).
+pub(crate) struct ColdPin<'a> {
+    store: &'a Store,
+    pub(crate) at: i64,
+}
+
+impl Drop for ColdPin<'_> {
+    fn drop(&mut self) {
+        let mut readers = self.store.cold_readers.lock();
+        if let Some(n) = readers.get_mut(&self.at) {
+            *n -= 1;
+            if *n == 0 {
+                readers.remove(&self.at);
+            }
+        }
+    }
 }
 
 /// Series handled per hold of the locks while heads are trimmed, so apply waits little.
@@ -131,8 +151,15 @@ impl Store {
     ///
     /// Only below the boundary a checkpoint recorded (see `Store::durable_cold_until`), so that
     /// a crash never reopens the store with hot data missing above its boundary.
+    ///
+    /// Nor below the boundary an open hot cursor reads from: it reads lazily, and the cold
+    /// files its reader listed may not hold what moved after it started.
     pub fn drop_cold(&self) -> Result<Dropped> {
-        let until = self.durable_cold_until();
+        let until = {
+            let readers = self.cold_readers.lock();
+            let durable = self.durable_cold_until();
+            readers.keys().next().map_or(durable, |oldest| durable.min(*oldest))
+        };
         let mut dropped = Dropped::default();
         if until == i64::MIN {
             return Ok(dropped);
@@ -178,6 +205,16 @@ impl Store {
             );
         }
         Ok(dropped)
+    }
+
+    /// The cold boundary as of now, registered as read from until the pin is dropped (read and
+    /// registered under the lock [`Store::drop_cold`] reads the pins with, so no drop can
+    /// start below it in between).
+    pub(crate) fn pin_cold(&self) -> ColdPin<'_> {
+        let mut readers = self.cold_readers.lock();
+        let at = self.cold_until();
+        *readers.entry(at).or_insert(0) += 1;
+        ColdPin { store: self, at }
     }
 
     fn entries(&self) -> Vec<Arc<SeriesEntry>> {

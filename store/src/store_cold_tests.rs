@@ -91,7 +91,7 @@ fn sealed_blocks_refuse_late_samples_and_tiered_ones_leave_the_hot_store() {
     assert_eq!(times(&store).len(), 2, "c had nothing after the first block");
     assert_eq!(store.drop_cold().unwrap(), store_cold::Dropped::default());
     // Read from before the boundary, the hot store holds nothing of the first block any more.
-    let parts = whole_series(&mut store.cursor_since(i64::MIN, &[], TimeRange::ALL)).unwrap();
+    let parts = whole_series(&mut store.cursor_from(None, i64::MIN, &[], TimeRange::ALL)).unwrap();
     assert!(parts.iter().flat_map(|p| &p.samples).all(|s| s.timestamp_ms >= BLOCK));
 }
 
@@ -131,4 +131,22 @@ fn the_manifest_survives_restarts_replays_and_snapshots() {
     let other = open(other_dir.path());
     other.install_snapshot(&made).unwrap();
     assert_eq!((other.cold_view(), all(&other)), expected);
+}
+
+#[test]
+fn an_open_cursor_keeps_the_hot_data_it_may_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    three_blocks(&store);
+    commit(&store, &seal(2 * BLOCK));
+    // A cursor opened before the first block moves, not read yet.
+    let (from, cursor) = store.cursor_pinned(&[], TimeRange::ALL);
+    assert_eq!(from, i64::MIN);
+    commit(&store, &tier(i64::MIN, BLOCK, "b0"));
+    store.checkpoint().unwrap();
+    assert_eq!(store.drop_cold().unwrap(), store_cold::Dropped::default(), "kept for the open cursor");
+    let read = whole_series(&mut { cursor }).unwrap();
+    assert!(read.iter().any(|s| s.samples.first().is_some_and(|x| x.timestamp_ms < BLOCK)), "read it whole");
+    // Closed: dropped.
+    assert!(store.drop_cold().unwrap().chunks > 0);
 }

@@ -30,19 +30,32 @@ impl Store {
     /// order (see [`HotCursor`]).
     /// Samples before the cold boundary are not read: they are the cold tier's.
     pub fn cursor(&self, matchers: &[Matcher], range: TimeRange) -> HotCursor<'_> {
-        self.cursor_since(self.cold_until(), matchers, range)
+        self.cursor_pinned(matchers, range).1
     }
 
-    /// [`Store::cursor`] from a cold boundary the caller took before (a reader that lists the
-    /// cold tier's files after taking it reads each sample in one tier or both, never in
-    /// neither; see `store_cold`).
-    pub fn cursor_since(&self, cold_until: i64, matchers: &[Matcher], mut range: TimeRange) -> HotCursor<'_> {
-        range.start = range.start.max(cold_until);
+    /// [`Store::cursor`], and the cold boundary it reads from (taken before the call returns,
+    /// so a reader that lists the cold tier's files after it reads each sample in one tier or
+    /// both). Until the cursor is dropped, the hot data from that boundary on stays (see
+    /// `store_cold`), however far the boundary moves meanwhile.
+    pub fn cursor_pinned(&self, matchers: &[Matcher], range: TimeRange) -> (i64, HotCursor<'_>) {
+        let pin = self.pin_cold();
+        let from = pin.at;
+        (from, self.cursor_from(Some(pin), from, matchers, range))
+    }
+
+    pub(crate) fn cursor_from<'a>(
+        &'a self,
+        pin: Option<crate::store_cold::ColdPin<'a>>,
+        from: i64,
+        matchers: &[Matcher],
+        mut range: TimeRange,
+    ) -> HotCursor<'a> {
+        range.start = range.start.max(from);
         let entries: Vec<Arc<SeriesEntry>> = {
             let index = self.index.read();
             index.select(matchers).iter().filter_map(|id| index.get(*id).cloned()).collect()
         };
-        HotCursor::new(self, entries, range)
+        HotCursor::new(self, entries, range, pin)
     }
 
     /// Ids of the series matching every matcher, ascending: the index lookup alone.

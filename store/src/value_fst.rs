@@ -55,7 +55,12 @@ struct ValueFst {
 }
 
 impl ValueFst {
-    fn build(values: &BTreeMap<String, Postings>) -> Self {
+    /// `None` for values too large to join (offsets are 32 bits): the scan answers.
+    fn build(values: &BTreeMap<String, Postings>) -> Option<Self> {
+        let bytes: usize = values.keys().map(|v| v.len() + 1).sum();
+        if bytes > u32::MAX as usize {
+            return None;
+        }
         let mut b = MapBuilder::memory();
         let mut joined = Vec::new();
         let mut starts = Vec::with_capacity(values.len() + 1);
@@ -70,7 +75,7 @@ impl ValueFst {
         }
         starts.push(joined.len() as u32);
         let map = Map::new(b.into_inner().expect("an in-memory FST")).expect("built just now");
-        Self { map, joined, starts, single, pending: Vec::new(), grown: HashSet::new() }
+        Some(Self { map, joined, starts, single, pending: Vec::new(), grown: HashSet::new() })
     }
 
     fn stale(&self) -> bool {
@@ -112,11 +117,19 @@ impl ValueFsts {
     /// Series `id` has label `name` = `value`, a value the index did not have before when
     /// `new` (the caller holds the index for writing).
     pub(crate) fn added(&mut self, name: &str, value: &str, new: bool) {
-        let Some(f) = self.by_name.get_mut().get_mut(name) else { return };
+        let by_name = self.by_name.get_mut();
+        let Some(f) = by_name.get_mut(name) else { return };
         if new {
             f.pending.push(value.to_string());
-        } else if !f.grown.contains(value) {
+        } else if !f.grown.contains(value)
+            && f.map.get(value).is_some_and(|ordinal| f.single[ordinal as usize] != MANY)
+        {
+            // Only a value the snapshot holds a single series for needs a lookup from now on.
             f.grown.insert(value.to_string());
+        }
+        if f.stale() {
+            // Built again by the next query that needs it, not kept growing meanwhile.
+            by_name.remove(name);
         }
     }
 
@@ -138,11 +151,10 @@ impl ValueFsts {
             }
         }
         let mut snapshots = self.by_name.write();
-        let f = snapshots.entry(name.to_string()).or_insert_with(|| ValueFst::build(values));
-        if f.stale() {
-            *f = ValueFst::build(values);
+        if snapshots.get(name).is_none_or(ValueFst::stale) {
+            snapshots.insert(name.to_string(), ValueFst::build(values)?);
         }
-        Some(search(f, &dfa, literal.as_deref(), values, m))
+        Some(search(&snapshots[name], &dfa, literal.as_deref(), values, m))
     }
 }
 
@@ -210,6 +222,9 @@ struct RegexDfa {
 
 impl RegexDfa {
     fn new(regex: &str) -> Option<Self> {
+        // The matcher compiles `^(?s:re)$`; a regex that parses only inside that (`a)|(b`)
+        // would mean something else here: left to the scan.
+        regex_syntax::Parser::new().parse(regex).ok()?;
         let config = dense::DFA::config()
             .start_kind(StartKind::Anchored)
             .dfa_size_limit(Some(DFA_LIMIT))
@@ -285,16 +300,23 @@ mod tests {
             }
         };
         check(&fsts, &values);
-        // Values added after the snapshot, and a value that gains a series, are found too,
-        // before and after a rebuild.
-        for i in 0..2000 {
-            let v = format!("late{i}42");
-            fsts.added("l", &v, true);
-            values.insert(v, vec![SeriesId(10_000 + i)]);
-        }
+        // Values added after the snapshot, and a value that gains a series, are found too:
+        // looked up one by one, then (past the threshold) by a new snapshot.
+        let add = |fsts: &mut ValueFsts, values: &mut BTreeMap<String, Postings>, from: u64, n: u64| {
+            for i in from..from + n {
+                let v = format!("late{i}42");
+                fsts.added("l", &v, true);
+                values.insert(v, vec![SeriesId(10_000 + i)]);
+            }
+        };
+        add(&mut fsts, &mut values, 0, 500);
         fsts.added("l", "u1421", false);
         values.get_mut("u1421").unwrap().push(SeriesId(99_999));
-        assert!(fsts.by_name.read()["l"].stale());
+        assert_eq!(fsts.by_name.read()["l"].pending.len(), 500);
+        assert!(fsts.by_name.read()["l"].grown.contains("u1421"));
+        check(&fsts, &values);
+        add(&mut fsts, &mut values, 500, 1500);
+        assert!(!fsts.by_name.read().contains_key("l"), "stale: dropped, not kept growing");
         check(&fsts, &values);
         assert!(fsts.by_name.read()["l"].pending.is_empty(), "rebuilt");
         fsts.added("l", "u2421", false);
@@ -315,6 +337,7 @@ mod tests {
     #[test]
     fn a_regex_too_large_for_a_dfa_is_left_to_the_scan() {
         assert!(RegexDfa::new("\\w{40}x\\w{40}").is_none());
+        assert!(RegexDfa::new("a)|(b").is_none(), "means something else unwrapped");
         assert!(RegexDfa::new(".*42.*").is_some());
     }
 }

@@ -102,6 +102,11 @@ impl ColdRead {
         self.ranges.counts()
     }
 
+    /// Bytes of cold files fetched since start (through the page cache).
+    pub fn fetched_bytes(&self) -> u64 {
+        self.ranges.fetched()
+    }
+
     /// The files read from, oldest first.
     pub fn files(&self) -> Vec<ColdFile> {
         self.files.read().as_ref().clone()

@@ -26,6 +26,8 @@ struct Inner {
     bytes: usize,
     hits: u64,
     misses: u64,
+    /// Bytes handed in after a miss (what was fetched).
+    fetched: u64,
 }
 
 impl RangeCache {
@@ -53,6 +55,10 @@ impl RangeCache {
         if m.by_key.contains_key(&key) {
             return;
         }
+        // A copy: the bytes may be a slice of a larger fetch (the store coalesces nearby
+        // ranges), which the slice would keep alive whole, unaccounted.
+        let bytes = Bytes::copy_from_slice(&bytes);
+        m.fetched += bytes.len() as u64;
         m.bytes += bytes.len();
         m.by_key.insert(key.clone(), bytes);
         m.order.push_back(key);
@@ -68,6 +74,11 @@ impl RangeCache {
     pub(crate) fn counts(&self) -> (u64, u64) {
         let m = self.inner.lock();
         (m.hits, m.misses)
+    }
+
+    /// Bytes fetched from the object store since start (those kept, that is).
+    pub(crate) fn fetched(&self) -> u64 {
+        self.inner.lock().fetched
     }
 }
 

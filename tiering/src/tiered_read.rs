@@ -77,8 +77,8 @@ pub fn cold_file(b: &collabstream_proto::v1::ColdBlock) -> ColdFile {
 
 impl SeriesRead for TieredRead {
     fn select<'a>(&'a self, matchers: &[Matcher], range: TimeRange) -> Result<Box<dyn SeriesCursor + 'a>> {
-        let cold_until = self.store.cold_until();
-        let hot = Box::new(self.store.cursor_since(cold_until, matchers, range));
+        let (cold_until, hot) = self.store.cursor_pinned(matchers, range);
+        let hot = Box::new(hot);
         // Every cold block ends at or before the boundary: a range from it on is all hot.
         if range.start >= cold_until {
             return Ok(hot);

@@ -119,9 +119,10 @@ fn cold_blocks_answer_like_the_hot_store() {
 
     // What was read is served from the caches (a second reader of the same files fetches
     // nothing)...
-    let (page_hits, _) = cold.range_cache();
+    let (page_hits, page_misses) = cold.range_cache();
     let again = bits(whole_series(&mut *cold.select(&[], everything).expect("select")).expect("cold"));
     assert!(again == hot && cold.range_cache().0 > page_hits);
+    assert_eq!(cold.range_cache().1, page_misses, "nothing fetched again");
     // ...and a file gone from the store, read by a node that has not cached it: an error that
     // says which, and that a retry may help.
     let first = cold_files(&cold)[0].path.clone();
@@ -222,8 +223,20 @@ fn series_read_by_id_skip_pages_and_lose_nothing() {
     .expect("parquet");
     let offsets = parquet::file::reader::FileReader::metadata(&reader).offset_index().expect("page index");
     assert!(offsets[0][3].page_locations().len() >= 4, "{} pages", offsets[0][3].page_locations().len());
-    let cold = ColdRead::new(objects, runtime.handle().clone(), 10_000_000);
+    let cold = ColdRead::new(objects.clone(), runtime.handle().clone(), 10_000_000);
     cold.set_files(files);
+    // One series fetches a fraction of the bytes all of them do: pages are skipped.
+    let fetched = |sel: &[Matcher]| {
+        let fresh = ColdRead::new(objects.clone(), runtime.handle().clone(), 10_000_000);
+        let got = fresh
+            .with_files(std::sync::Arc::new(cold.files()))
+            .select_known(&store.series_labels(sel), block);
+        assert!(!got.expect("read").is_empty());
+        fresh.fetched_bytes()
+    };
+    let (one, all) =
+        (fetched(&[Matcher::equal("instance", "i1234")]), fetched(&[Matcher::equal("__name__", "m")]));
+    assert!(one * 3 < all, "one series fetched {one} bytes, all {all}");
     for sel in [
         vec![Matcher::equal("instance", "i1234")],
         vec![m(MatchOp::Regex, "instance", "i(7|700|1999|42)")],
