@@ -173,6 +173,15 @@ impl ServerConfig {
         self.aggregation_rules()?;
         self.tiering.validate()?;
         self.object_store.validate(&self.data_dir)?;
+        if !self.tiering.hot_retention.is_zero() && peers.len() > 1 && self.object_store.url.trim().is_empty()
+        {
+            return Err(
+                "tiering.hot_retention is set on a cluster, but the object store is each node's own \
+                        <data_dir>/objects: followers could not read the leader's cold blocks. Set \
+                        object_store.url to s3://bucket/prefix (or a file:/// path every node mounts)"
+                    .into(),
+            );
+        }
         if let Some(b) = self.tiering.block_duration
             && b != self.store.block_duration
             && self.store.block_duration != StoreConfig::default().block_duration
@@ -247,6 +256,12 @@ mod tests {
         let retention =
             ServerConfig::from_toml("[tiering]\nhot_retention = \"2d\"\ncold_retention = \"1d\"\n");
         assert!(retention.unwrap().validate().unwrap_err().contains("tiering.cold_retention"));
+        let peers = "peers = \"1=a:1,2=b:1,3=c:1\"\n[tiering]\nhot_retention = \"2d\"\n";
+        let local = ServerConfig::from_toml(peers).unwrap();
+        assert!(local.validate().unwrap_err().contains("object_store.url"), "each node's own directory");
+        let shared =
+            ServerConfig::from_toml(&format!("{peers}[object_store]\nurl = \"s3://b/p\"\n")).unwrap();
+        shared.validate().unwrap();
     }
 
     #[test]
