@@ -18,10 +18,23 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts the server, logging into `dir`, and waits until it accepts connections.
+    /// Starts the server, logging into `dir`, and waits until it answers as moto. A port taken
+    /// between choosing it and moto binding it (tests run side by side) makes moto exit, and
+    /// another listener there could answer the connect: the start is tried again on another.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once(dir) {
+                Ok(m) => return Ok(m),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("three attempts"))
+    }
+
+    fn start_once(dir: &Path) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let log = std::fs::File::create(dir.join("moto.log"))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("moto.log"))?;
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -31,14 +44,17 @@ impl Moto {
             .context("cannot start moto_server: run scripts/install-deps.sh (PyPI moto[server])")?;
         let mut moto = Self { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !answers_as_moto(port) {
             if let Some(status) = moto.child.try_wait()? {
                 bail!("moto_server exited with {status}");
             }
             if Instant::now() > deadline {
-                bail!("moto_server did not listen on {port} within 30 s");
+                bail!("moto_server did not answer on {port} within 30 s");
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(status) = moto.child.try_wait()? {
+            bail!("moto_server exited with {status} (another process answers on {port})");
         }
         Ok(moto)
     }
@@ -56,6 +72,19 @@ impl Moto {
         }
         Ok(())
     }
+}
+
+/// Whether what listens on `port` answers S3's ListBuckets as moto does.
+fn answers_as_moto(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    if c.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    answer.contains("ListAllMyBucketsResult")
 }
 
 impl Moto {
