@@ -113,7 +113,7 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         ),
     ];
     for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        family(&mut out, "gauge", name, help, value);
     }
     let name = "collabstream_rocksdb_cf_sst_bytes";
     let _ =
@@ -167,7 +167,7 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
             ),
         ] {
             let v = v.load(Ordering::Relaxed);
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            family(&mut out, "counter", name, help, v);
         }
         let name = "collabstream_kafka_lag_messages";
         let _ = writeln!(
@@ -256,6 +256,11 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         env!("CARGO_PKG_VERSION")
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
+
+/// One unlabelled metric family in Prometheus's text format.
+pub(crate) fn family(out: &mut String, kind: &str, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
 }
 
 /// Makes everything applied durable (a checkpoint), then flushes and fully compacts RocksDB,

@@ -2,7 +2,6 @@
 //! store merged), the leader's tiering pass over Raft, the drop of tiered hot data on every
 //! node, `POST /api/v1/admin/tiering/run` and the tiering figures of `/metrics`.
 
-use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -108,7 +107,7 @@ impl NodeTiering {
             ),
             (
                 "collabstream_tiering_objects_expired_total",
-                "Objects deleted by cold retention.",
+                "Blocks taken out of the manifest by cold retention (their objects are deleted by the next pass).",
                 s.objects_expired.load(Ordering::Relaxed),
             ),
             (
@@ -148,7 +147,7 @@ impl NodeTiering {
             ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            crate::ops::family(out, "counter", name, help, v);
         }
         let view = self.store.cold_view();
         let seconds = |ms: i64| if ms == i64::MIN { 0.0 } else { ms as f64 / 1000.0 };
@@ -183,7 +182,7 @@ impl NodeTiering {
             ),
         ];
         for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            crate::ops::family(out, "gauge", name, help, v);
         }
     }
 }

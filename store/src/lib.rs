@@ -9,7 +9,7 @@
 //! - [`chunk`]: the sample chunk codec (delta-of-delta timestamps, decimal or XOR values, zstd).
 //! - [`Matcher`]: Prometheus label matchers, resolved by an in-memory postings index.
 //! - [`SeriesRead`]: the read trait the query engine uses for hot and cold data alike, and
-//!   [`MergedRead`], several sources behind it seen as one.
+//!   [`merge_cursors`], several sources' cursors seen as one.
 //!
 //! Must not depend on: raft, ingest, query, tiering, server. It knows nothing of Raft: it sees
 //! numbered entries and reports what it has made durable.
@@ -61,7 +61,7 @@ pub use disk_retry::DiskRetry;
 pub use error::{Error, Result};
 pub use log::LogStore;
 pub use matcher::{MatchOp, Matcher};
-pub use merged_read::{MergedRead, merge_cursors};
+pub use merged_read::merge_cursors;
 pub use read::{EventRead, SeriesCursor, SeriesData, SeriesRead, VecCursor, whole_series};
 pub use settings::Settings;
 pub use store::{Store, StoreStats};

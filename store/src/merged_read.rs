@@ -1,46 +1,15 @@
-//! [`MergedRead`]: several sources behind the read seam seen as one (the cold tier's files and
-//! the hot store). Every source streams in id order, so the merge is a k-way merge by id that
-//! never sorts; a series present in more than one source is merged by timestamp, the later
-//! source winning at equal timestamps (list the hot store last: it holds the newest word on a
-//! sample).
+//! [`merge_cursors`]: several sources' cursors seen as one (the cold tier's files and the hot
+//! store). Every source streams in id order, so the merge is a k-way merge by id that never
+//! sorts; a series present in more than one source is merged by timestamp, the later source
+//! winning at equal timestamps (list the hot store last: it holds the newest word on a sample).
 
-use std::sync::Arc;
-
-use collabstream_common::{Labels, Sample, TimeRange};
+use collabstream_common::{Labels, Sample};
 
 use crate::error::Result;
 use crate::head::merge_sorted;
-use crate::matcher::Matcher;
-use crate::read::{SeriesCursor, SeriesData, SeriesRead};
+use crate::read::{SeriesCursor, SeriesData};
 
-pub struct MergedRead {
-    sources: Vec<Arc<dyn SeriesRead>>,
-}
-
-impl std::fmt::Debug for MergedRead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MergedRead").field("sources", &self.sources.len()).finish()
-    }
-}
-
-impl MergedRead {
-    /// `sources` oldest tier first.
-    pub fn new(sources: Vec<Arc<dyn SeriesRead>>) -> Self {
-        Self { sources }
-    }
-
-    fn union<T: Ord>(&self, each: impl Fn(&dyn SeriesRead) -> Result<Vec<T>>) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        for s in &self.sources {
-            out.extend(each(s.as_ref())?);
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
-    }
-}
-
-/// The cursors of several sources (oldest tier first) as one, as [`MergedRead`] merges them.
+/// The cursors of several sources (oldest tier first) as one.
 pub fn merge_cursors<'a>(mut cursors: Vec<Box<dyn SeriesCursor + 'a>>) -> Result<Box<dyn SeriesCursor + 'a>> {
     if cursors.len() == 1 {
         return Ok(cursors.remove(0));
@@ -87,56 +56,23 @@ impl SeriesCursor for MergedCursor<'_> {
     }
 }
 
-impl SeriesRead for MergedRead {
-    fn select<'a>(&'a self, matchers: &[Matcher], range: TimeRange) -> Result<Box<dyn SeriesCursor + 'a>> {
-        let cursors = self.sources.iter().map(|s| s.select(matchers, range)).collect::<Result<Vec<_>>>()?;
-        merge_cursors(cursors)
-    }
-
-    fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>> {
-        self.union(|s| s.series(matchers, range))
-    }
-
-    fn label_names(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>> {
-        self.union(|s| s.label_names(matchers, range))
-    }
-
-    fn label_values(&self, name: &str, matchers: &[Matcher], range: TimeRange) -> Result<Vec<String>> {
-        self.union(|s| s.label_values(name, matchers, range))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use collabstream_common::SeriesId;
+    use collabstream_common::{SeriesId, TimeRange};
 
     use super::*;
     use crate::read::{VecCursor, whole_series};
 
-    /// A source holding parts in memory (in cursor order).
-    struct Parts(Vec<SeriesData>);
-
-    impl SeriesRead for Parts {
-        fn select<'a>(&'a self, _: &[Matcher], range: TimeRange) -> Result<Box<dyn SeriesCursor + 'a>> {
-            let parts = self
-                .0
-                .iter()
-                .map(|p| SeriesData {
-                    samples: p.samples.iter().copied().filter(|s| range.contains(s.timestamp_ms)).collect(),
-                    ..p.clone()
-                })
-                .collect();
-            Ok(Box::new(VecCursor::new(parts)))
-        }
-        fn series(&self, _: &[Matcher], _: TimeRange) -> Result<Vec<Labels>> {
-            Ok(self.0.iter().map(|p| p.labels.clone()).collect())
-        }
-        fn label_names(&self, _: &[Matcher], _: TimeRange) -> Result<Vec<String>> {
-            Ok(vec!["__name__".into()])
-        }
-        fn label_values(&self, _: &str, _: &[Matcher], _: TimeRange) -> Result<Vec<String>> {
-            Ok(self.0.iter().map(|p| p.labels.metric_name().to_string()).collect())
-        }
+    /// A source's cursor over parts in memory (in cursor order), kept to `range`.
+    fn source(parts: &[SeriesData], range: TimeRange) -> Box<dyn SeriesCursor> {
+        let parts = parts
+            .iter()
+            .map(|p| SeriesData {
+                samples: p.samples.iter().copied().filter(|s| range.contains(s.timestamp_ms)).collect(),
+                ..p.clone()
+            })
+            .collect();
+        Box::new(VecCursor::new(parts))
     }
 
     fn part(id: u64, samples: &[(i64, f64)]) -> SeriesData {
@@ -148,8 +84,8 @@ mod tests {
         }
     }
 
-    fn got(read: &MergedRead, range: TimeRange) -> Vec<(u64, Vec<(i64, f64)>)> {
-        let mut cursor = read.select(&[], range).unwrap();
+    fn got(cold: &[SeriesData], hot: &[SeriesData], range: TimeRange) -> Vec<(u64, Vec<(i64, f64)>)> {
+        let mut cursor = merge_cursors(vec![source(cold, range), source(hot, range)]).unwrap();
         let mut parts = Vec::new();
         while let Some(p) = cursor.next_part().unwrap() {
             parts.push(p);
@@ -167,20 +103,15 @@ mod tests {
     fn sources_merge_by_id_and_by_time_the_later_source_winning() {
         // Cold: series 1 and 3 (3 in two parts), series 4 only cold. Hot: 1 (later samples and
         // one repeated timestamp with a newer value), 2 only hot, 3 overlapping.
-        let cold = Parts(vec![
+        let cold = [
             part(1, &[(10, 1.0), (20, 2.0)]),
             part(3, &[(10, 3.0)]),
             part(3, &[(20, 3.5)]),
             part(4, &[(5, 4.0)]),
-        ]);
-        let hot = Parts(vec![
-            part(1, &[(20, 2.5), (30, 3.0)]),
-            part(2, &[(15, 2.0)]),
-            part(3, &[(15, 3.2), (25, 3.7)]),
-        ]);
-        let merged = MergedRead::new(vec![Arc::new(cold), Arc::new(hot)]);
+        ];
+        let hot = [part(1, &[(20, 2.5), (30, 3.0)]), part(2, &[(15, 2.0)]), part(3, &[(15, 3.2), (25, 3.7)])];
         assert_eq!(
-            got(&merged, TimeRange::ALL),
+            got(&cold, &hot, TimeRange::ALL),
             vec![
                 (1, vec![(10, 1.0), (20, 2.5), (30, 3.0)]),
                 (2, vec![(15, 2.0)]),
@@ -189,10 +120,9 @@ mod tests {
             ]
         );
         // A range that leaves a source without samples of a series.
-        assert_eq!(got(&merged, TimeRange::new(25, 40)), vec![(1, vec![(30, 3.0)]), (3, vec![(25, 3.7)])]);
-        // Listings are the union.
-        let names: Vec<String> = merged.label_values("__name__", &[], TimeRange::ALL).unwrap();
-        assert_eq!(names, ["m1", "m2", "m3", "m4"]);
-        assert_eq!(merged.series(&[], TimeRange::ALL).unwrap().len(), 4);
+        assert_eq!(
+            got(&cold, &hot, TimeRange::new(25, 40)),
+            vec![(1, vec![(30, 3.0)]), (3, vec![(25, 3.7)])]
+        );
     }
 }

@@ -9,8 +9,10 @@ use std::time::Instant;
 
 use collabstream_common::TimeRange;
 use collabstream_proto::v1;
-use collabstream_store::{SeriesRead, Store, StoreConfig, whole_series};
-use collabstream_tiering::{ColdFile, ColdRead, ObjectStoreConfig, Objects, export_samples, object_name};
+use collabstream_store::{Store, StoreConfig};
+use collabstream_tiering::{
+    ColdFile, ColdRead, ObjectStoreConfig, Objects, export_samples, object_name, sorted,
+};
 use collabstream_workload::NodeExporter;
 use prost::Message;
 
@@ -71,9 +73,11 @@ fn main() {
     let path = objects.path(&object_name("samples", start, xxhash_rust::xxh3::xxh3_64(&bytes)));
     let stored = runtime.block_on(objects.put_verified(&path, bytes.clone().into())).expect("upload");
     let cold = ColdRead::new(objects, runtime.handle().clone(), usize::MAX);
-    cold.set_files(vec![ColdFile { path: stored.path, size: stored.size, summary }]);
+    let files = sorted(vec![ColdFile { path: stored.path, size: stored.size, summary }]);
     let t = Instant::now();
-    let read: usize = whole_series(&mut *cold.select(&[], block).expect("select"))
+    let read: usize = cold
+        .with_files(files)
+        .select_known(&store.series_labels(&[]), block)
         .expect("read")
         .iter()
         .map(|s| s.samples.len())

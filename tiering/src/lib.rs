@@ -4,8 +4,8 @@
 //! - [`SamplesFile`]: a block of samples as a Parquet file other engines read (schema in
 //!   `docs/cold-tier.md`), sorted by metric, series and time.
 //! - [`export_samples`]: a block of the hot store through the read seam into such a file.
-//! - [`ColdRead`]: samples files read back through the store's read seam, pruned by file,
-//!   row group statistics and matchers.
+//! - [`ColdRead`]: samples files read back for the series a node's index resolves, pruned by
+//!   file, row-group statistics and the page index.
 //! - [`TieredRead`]: the one read source of a node, cold files and the hot store merged.
 //! - [`Tierer`]: the leader's tiering pass: seal, export, upload and verify, commit the
 //!   manifest entry through the log ([`ManifestLog`]), cold retention, orphans.

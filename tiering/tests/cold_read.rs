@@ -1,17 +1,35 @@
-//! Cold blocks read back through the read seam answer exactly as the hot store did before they
-//! moved: the same series, in the same (id) order, with the same samples, for every kind of
+//! Cold blocks read back for the series the store's index resolves answer exactly as the hot
+//! store did before they moved: the same series, in the same (id) order, with the same samples, for every kind of
 //! matcher and for ranges inside one block, across two and past the data.
 
 mod common;
 
 use collabstream_common::TimeRange;
-use collabstream_store::{Error, MatchOp, Matcher, SeriesRead, whole_series};
-use collabstream_tiering::{ColdRead, ObjectStoreConfig, Objects};
+use std::sync::Arc;
+
+use collabstream_store::{
+    Error, MatchOp, Matcher, SeriesData, SeriesRead, Store, VecCursor, merge_cursors, whole_series,
+};
+use collabstream_tiering::{ColdFile, ColdRead, ObjectStoreConfig, Objects, sorted};
 use common::{BLOCK, HOUR, store_with_three_hours, tier_blocks};
 
 fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
     Matcher::new(op, name, value).expect("matcher")
 }
+
+/// What `files` hold of the series `sel` selects in `range`, by the ids the store's index
+/// resolves (the path a node takes).
+fn read(
+    cold: &ColdRead,
+    files: &Files,
+    store: &Store,
+    sel: &[Matcher],
+    range: TimeRange,
+) -> Result<Vec<SeriesData>, Error> {
+    cold.with_files(files.clone()).select_known(&store.series_labels(sel), range)
+}
+
+type Files = Arc<Vec<ColdFile>>;
 
 #[test]
 fn cold_blocks_answer_like_the_hot_store() {
@@ -24,10 +42,9 @@ fn cold_blocks_answer_like_the_hot_store() {
     };
     let objects = Objects::open(&config, dir.path()).expect("objects");
     let everything = TimeRange::new(BLOCK - 2 * HOUR, BLOCK + 4 * HOUR);
-    let files = runtime.block_on(tier_blocks(&store, &objects, everything));
+    let files = sorted(runtime.block_on(tier_blocks(&store, &objects, everything)));
     assert_eq!(files.len(), 3, "half an hour, a whole block, half an hour");
     let cold = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
-    cold.set_files(files);
 
     let selectors = [
         vec![],
@@ -55,31 +72,14 @@ fn cold_blocks_answer_like_the_hot_store() {
         for &range in &ranges {
             let hot =
                 bits(whole_series(&mut *SeriesRead::select(&store, sel, range).expect("hot")).expect("hot"));
-            let got = bits(whole_series(&mut *cold.select(sel, range).expect("cold select")).expect("cold"));
+            let got = bits(read(&cold, &files, &store, sel, range).expect("cold"));
             assert!(got == hot, "{sel:?} over {range:?}: {} series cold, {} hot", got.len(), hot.len());
-            // The same through the ids the store's index resolves (the path a node takes).
-            let files = std::sync::Arc::new(cold.files());
-            let by_id = cold.with_files(files);
-            let known = by_id.select_known(&store.series_labels(sel), range).expect("known");
-            assert!(bits(known) == hot, "{sel:?} over {range:?} by id");
-            // Listings by id read the id column alone and list what the label columns do.
-            assert_eq!(
-                by_id.list_known(&store.series_labels(sel), range).expect("listing"),
-                cold.series(sel, range).expect("series"),
-                "{sel:?} over {range:?}"
-            );
             compared += usize::from(!hot.is_empty());
             // Listings are exact to the file here, to the block in the hot store (and only
             // for stored chunks): they agree where the range holds data.
             if !hot.is_empty() {
-                assert_eq!(
-                    cold.series(sel, range).expect("series"),
-                    store.series(sel, range).expect("series")
-                );
-                assert_eq!(
-                    cold.label_values("instance", sel, range).expect("values"),
-                    store.label_values("instance", sel, range).expect("values"),
-                );
+                let listed = cold.with_files(files.clone()).list_known(&store.series_labels(sel), range);
+                assert_eq!(listed.expect("listing"), store.series(sel, range).expect("series"), "{sel:?}");
             }
         }
     }
@@ -91,45 +91,38 @@ fn cold_blocks_answer_like_the_hot_store() {
 
     // Files outside the range, or without the metric, are not even opened.
     let pruned = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
-    pruned.set_files(cold_files(&cold));
     let one_file = TimeRange::new(BLOCK - HOUR / 2, BLOCK - 1);
-    assert!(!whole_series(&mut *pruned.select(&[], one_file).expect("select")).expect("read").is_empty());
+    assert!(!read(&pruned, &files, &store, &[], one_file).expect("read").is_empty());
     assert_eq!(pruned.footer_cache(), (0, 1));
     let no_metric = [Matcher::equal("__name__", "no_such_metric")];
-    assert!(
-        whole_series(&mut *pruned.select(&no_metric, everything).expect("select")).expect("read").is_empty()
-    );
+    assert!(read(&pruned, &files, &store, &no_metric, everything).expect("read").is_empty());
     assert_eq!(pruned.footer_cache(), (0, 1));
 
     // A block listed twice (a manifest that went wrong) still reads as the hot store does.
-    let twice = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
-    let mut files = cold_files(&cold);
-    files.push(files[1].clone());
-    twice.set_files(files);
+    let mut twice = files.as_ref().clone();
+    twice.push(files[1].clone());
+    let twice = sorted(twice);
     let hot =
         bits(whole_series(&mut *SeriesRead::select(&store, &[], everything).expect("hot")).expect("hot"));
-    let got = bits(whole_series(&mut *twice.select(&[], everything).expect("select")).expect("cold"));
-    assert!(got == hot, "a block listed twice");
+    assert!(bits(read(&cold, &twice, &store, &[], everything).expect("read")) == hot, "a block listed twice");
 
     // A selection larger than the bound fails as a hot one would, instead of holding it all.
     let small = ColdRead::new(objects.clone(), runtime.handle().clone(), 100);
-    small.set_files(cold_files(&cold));
-    let err = small.select(&[], everything).map(|_| ()).expect_err("over the bound");
+    let err = read(&small, &files, &store, &[], everything).map(|_| ()).expect_err("over the bound");
     assert!(matches!(err, Error::TooManySamples { limit: 100 }), "{err}");
 
-    // What was read is served from the caches (a second reader of the same files fetches
+    // What was read is served from the caches (a second read of the same files fetches
     // nothing)...
     let (page_hits, page_misses) = cold.range_cache();
-    let again = bits(whole_series(&mut *cold.select(&[], everything).expect("select")).expect("cold"));
-    assert!(again == hot && cold.range_cache().0 > page_hits);
+    assert!(bits(read(&cold, &files, &store, &[], everything).expect("read")) == hot);
+    assert!(cold.range_cache().0 > page_hits);
     assert_eq!(cold.range_cache().1, page_misses, "nothing fetched again");
     // ...and a file gone from the store, read by a node that has not cached it: an error that
     // says which, and that a retry may help.
-    let first = cold_files(&cold)[0].path.clone();
+    let first = files[0].path.clone();
     std::fs::remove_file(dir.path().join("objects").join(&first)).expect("remove");
     let fresh = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
-    fresh.set_files(cold_files(&cold));
-    let err = fresh.select(&[], everything).map(|_| ()).expect_err("unreadable");
+    let err = read(&fresh, &files, &store, &[], everything).map(|_| ()).expect_err("unreadable");
     assert!(matches!(&err, Error::Unavailable(why) if why.contains(&first)), "{err}");
     assert_eq!(err.code(), collabstream_common::ErrorCode::Unavailable);
 }
@@ -138,7 +131,7 @@ fn cold_blocks_answer_like_the_hot_store() {
 /// equal.
 type Exact = (u64, String, Vec<(i64, u64)>);
 
-fn bits(series: Vec<collabstream_store::SeriesData>) -> Vec<Exact> {
+fn bits(series: Vec<SeriesData>) -> Vec<Exact> {
     series
         .into_iter()
         .map(|s| {
@@ -148,17 +141,13 @@ fn bits(series: Vec<collabstream_store::SeriesData>) -> Vec<Exact> {
         .collect()
 }
 
-fn cold_files(cold: &ColdRead) -> Vec<collabstream_tiering::ColdFile> {
-    cold.files()
-}
-
-/// Hot and cold seen as one (`MergedRead`, cold first): while a block is in both tiers (between
-/// its upload and the hot copy's removal) a query sees every sample once.
+/// Hot and cold merged (cold first): while a block is in both tiers (between its upload and
+/// the hot copy's removal) a query sees every sample once.
 #[test]
 fn a_block_in_both_tiers_is_seen_once() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = std::sync::Arc::new(store_with_three_hours(&dir.path().join("store")));
+    let store = store_with_three_hours(&dir.path().join("store"));
     let config = ObjectStoreConfig {
         url: format!("file://{}", dir.path().join("objects").display()),
         ..Default::default()
@@ -167,15 +156,15 @@ fn a_block_in_both_tiers_is_seen_once() {
     let everything = TimeRange::new(BLOCK - 2 * HOUR, BLOCK + 4 * HOUR);
     let cold = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
     // Only the block after the boundary moves.
-    cold.set_files(runtime.block_on(tier_blocks(&store, &objects, TimeRange::new(BLOCK, BLOCK + 1))));
-    let merged = collabstream_store::MergedRead::new(vec![std::sync::Arc::new(cold), store.clone()]);
+    let files = sorted(runtime.block_on(tier_blocks(&store, &objects, TimeRange::new(BLOCK, BLOCK + 1))));
     for sel in [vec![], vec![Matcher::equal("__name__", "up")]] {
         for range in [everything, TimeRange::new(BLOCK - 60_000, BLOCK + 60_000)] {
-            let hot = bits(
-                whole_series(&mut *SeriesRead::select(store.as_ref(), &sel, range).expect("hot"))
-                    .expect("hot"),
-            );
-            let both = bits(whole_series(&mut *merged.select(&sel, range).expect("merged")).expect("merged"));
+            let hot =
+                bits(whole_series(&mut *SeriesRead::select(&store, &sel, range).expect("hot")).expect("hot"));
+            let cold_part = VecCursor::new(read(&cold, &files, &store, &sel, range).expect("cold"));
+            let hot_part = SeriesRead::select(&store, &sel, range).expect("hot");
+            let mut merged = merge_cursors(vec![Box::new(cold_part), hot_part]).expect("merge");
+            let both = bits(whole_series(&mut *merged).expect("merged"));
             assert!(both == hot, "{sel:?} over {range:?}");
         }
     }
@@ -213,7 +202,7 @@ fn series_read_by_id_skip_pages_and_lose_nothing() {
     };
     let objects = Objects::open(&config, dir.path()).expect("objects");
     let block = TimeRange::new(BLOCK, BLOCK + 2 * HOUR - 1);
-    let files = runtime.block_on(tier_blocks(&store, &objects, block));
+    let files = sorted(runtime.block_on(tier_blocks(&store, &objects, block)));
     // Several pages of series ids, or the page index would have nothing to skip.
     let path = dir.path().join("objects").join(&files[0].path);
     let reader = parquet::file::serialized_reader::SerializedFileReader::new_with_options(
@@ -224,13 +213,10 @@ fn series_read_by_id_skip_pages_and_lose_nothing() {
     let offsets = parquet::file::reader::FileReader::metadata(&reader).offset_index().expect("page index");
     assert!(offsets[0][3].page_locations().len() >= 4, "{} pages", offsets[0][3].page_locations().len());
     let cold = ColdRead::new(objects.clone(), runtime.handle().clone(), 10_000_000);
-    cold.set_files(files);
     // One series fetches a fraction of the bytes all of them do: pages are skipped.
     let fetched = |sel: &[Matcher]| {
         let fresh = ColdRead::new(objects.clone(), runtime.handle().clone(), 10_000_000);
-        let got = fresh
-            .with_files(std::sync::Arc::new(cold.files()))
-            .select_known(&store.series_labels(sel), block);
+        let got = fresh.with_files(files.clone()).select_known(&store.series_labels(sel), block);
         assert!(!got.expect("read").is_empty());
         fresh.fetched_bytes()
     };
@@ -246,8 +232,7 @@ fn series_read_by_id_skip_pages_and_lose_nothing() {
             let hot =
                 bits(whole_series(&mut *SeriesRead::select(&store, &sel, range).expect("hot")).expect("hot"));
             let known = store.series_labels(&sel);
-            let got =
-                cold.with_files(std::sync::Arc::new(cold.files())).select_known(&known, range).expect("cold");
+            let got = cold.with_files(files.clone()).select_known(&known, range).expect("cold");
             assert!(bits(got) == hot, "{sel:?} over {range:?}");
             assert!(!hot.is_empty());
         }
