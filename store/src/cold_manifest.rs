@@ -1,13 +1,14 @@
-//! The cold tier's manifest as apply keeps it (DESIGN §5): the seal (samples older than it are
-//! refused), where the cold tier ends, and the object of each cold block.
+//! The cold tier's manifest as apply keeps it (DESIGN §5): the seal (samples and events older
+//! than it are refused), where each table's cold tier ends, and the object of each cold block.
 //!
 //! It is replicated state: changed only by the `seal`, `tier` and `expire_cold` log entries,
 //! written at checkpoints (meta column family) with the rest of what apply keeps in memory, and
 //! carried by snapshots, so every replica agrees on which data is cold and where it is. The
 //! objects themselves are not here: a node that joins later reads them from the object store.
 //!
-//! The cold tier grows without gaps: a block is taken only if it starts where the cold tier
-//! ends and ends at or before the seal. A leader that proposes a block again (after a leader
+//! Each table's cold tier grows without gaps: a block is taken only if it starts where that
+//! table's cold tier ends and ends at or before the seal. The tables move apart (a pass moves a
+//! span's samples, then its events), so each has its own boundary. A leader that proposes a block again (after a leader
 //! change mid-upload) is refused, so the manifest never lists a span twice.
 
 use std::sync::Arc;
@@ -18,23 +19,48 @@ use prost::Message;
 /// What readers see of the manifest: a copy taken by apply whenever it changes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColdView {
-    /// Samples before this are refused (`i64::MIN`: nothing sealed).
+    /// Samples and events before this are refused (`i64::MIN`: nothing sealed).
     pub sealed_before: i64,
-    /// The cold tier holds everything before this, the hot store what is at or after it
+    /// The cold tier holds every sample before this, the hot store those at or after it
     /// (`i64::MIN`: nothing is cold).
     pub cold_until: i64,
-    /// The blocks with an object, oldest first.
+    /// The same for events.
+    pub events_cold_until: i64,
+    /// The blocks with an object, of both tables, each table's oldest first.
     pub blocks: Vec<v1::ColdBlock>,
 }
 
 impl Default for ColdView {
     fn default() -> Self {
-        Self { sealed_before: i64::MIN, cold_until: i64::MIN, blocks: Vec::new() }
+        Self {
+            sealed_before: i64::MIN,
+            cold_until: i64::MIN,
+            events_cold_until: i64::MIN,
+            blocks: Vec::new(),
+        }
     }
 }
 
-/// The tables the cold tier knows.
+impl ColdView {
+    /// Where `table`'s cold tier ends (`None`: no such table).
+    pub fn until(&self, table: &str) -> Option<i64> {
+        match table {
+            SAMPLES_TABLE => Some(self.cold_until),
+            EVENTS_TABLE => Some(self.events_cold_until),
+            _ => None,
+        }
+    }
+
+    /// The blocks of `table`, oldest first.
+    pub fn blocks_of<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a v1::ColdBlock> + 'a {
+        self.blocks.iter().filter(move |b| b.table == table)
+    }
+}
+
+/// The tables the cold tier knows: samples (aggregation outputs are samples too) and raw events.
 pub const SAMPLES_TABLE: &str = "samples";
+pub const EVENTS_TABLE: &str = "events";
+pub const TABLES: [&str; 2] = [SAMPLES_TABLE, EVENTS_TABLE];
 
 /// The manifest in apply's hands.
 #[derive(Debug, Default)]
@@ -47,8 +73,14 @@ pub(crate) struct Manifest {
 impl Manifest {
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         let m = v1::ColdManifest::decode(bytes).ok()?;
-        let view =
-            ColdView { sealed_before: m.sealed_before_ms, cold_until: m.cold_until_ms, blocks: m.blocks };
+        // Written before events moved: none are cold.
+        let events_cold_until = if m.events_started { m.events_cold_until_ms } else { i64::MIN };
+        let view = ColdView {
+            sealed_before: m.sealed_before_ms,
+            cold_until: m.cold_until_ms,
+            events_cold_until,
+            blocks: m.blocks,
+        };
         Some(Self { view: Arc::new(view), dirty: false })
     }
 
@@ -58,6 +90,8 @@ impl Manifest {
             cold_until_ms: self.view.cold_until,
             blocks: self.view.blocks.clone(),
             started: self.view.cold_until != i64::MIN,
+            events_cold_until_ms: self.view.events_cold_until,
+            events_started: self.view.events_cold_until != i64::MIN,
         }
         .encode_to_vec()
     }
@@ -79,30 +113,34 @@ impl Manifest {
     /// A `tier`: the block is recorded if it continues the cold tier; otherwise why not.
     pub(crate) fn tier(&mut self, block: &v1::ColdBlock) -> Result<(), String> {
         let view = &self.view;
-        if block.table != SAMPLES_TABLE {
+        let Some(until) = view.until(&block.table) else {
             return Err(format!("the cold tier has no table {:?}", block.table));
-        }
-        if block.from_ms != view.cold_until {
+        };
+        if block.from_ms != until {
             return Err(format!(
-                "the block [{}, {}) does not start where the cold tier ends ({}): it was tiered already, \
-                 or another block is missing before it",
-                block.from_ms, block.to_ms, view.cold_until
+                "the {} block [{}, {}) does not start where its cold tier ends ({until}): it was tiered \
+                 already, or another block is missing before it",
+                block.table, block.from_ms, block.to_ms
             ));
         }
         if block.to_ms <= block.from_ms || block.to_ms > view.sealed_before {
             return Err(format!(
-                "the block [{}, {}) is empty or not sealed (samples are sealed before {})",
+                "the block [{}, {}) is empty or not sealed (data is sealed before {})",
                 block.from_ms, block.to_ms, view.sealed_before
             ));
         }
         if !block.path.is_empty() && (block.min_time_ms < block.from_ms || block.max_time_ms >= block.to_ms) {
             return Err(format!(
-                "the object {} holds samples from {} to {}, outside its block [{}, {})",
+                "the object {} holds rows from {} to {}, outside its block [{}, {})",
                 block.path, block.min_time_ms, block.max_time_ms, block.from_ms, block.to_ms
             ));
         }
         let view = Arc::make_mut(&mut self.view);
-        view.cold_until = block.to_ms;
+        if block.table == EVENTS_TABLE {
+            view.events_cold_until = block.to_ms;
+        } else {
+            view.cold_until = block.to_ms;
+        }
         if !block.path.is_empty() {
             view.blocks.push(block.clone());
         }
@@ -163,5 +201,36 @@ mod tests {
         assert_eq!(m.expire(100), 1);
         assert_eq!(m.expire(100), 0);
         assert_eq!(m.view().blocks.len(), 1);
+    }
+
+    #[test]
+    fn events_have_a_cold_tier_of_their_own() {
+        let mut m = Manifest::default();
+        m.seal(300);
+        m.tier(&block(i64::MIN, 100, "s1")).unwrap();
+        m.tier(&block(100, 200, "s2")).unwrap();
+        let events =
+            |from, to, path: &str| v1::ColdBlock { table: EVENTS_TABLE.into(), ..block(from, to, path) };
+        assert!(
+            m.tier(&events(100, 200, "e")).unwrap_err().contains("events block"),
+            "events start at their own end"
+        );
+        m.tier(&events(i64::MIN, 100, "e1")).unwrap();
+        assert!(m.tier(&events(i64::MIN, 100, "e1")).unwrap_err().contains("tiered already"));
+        let mut other = block(200, 300, "x");
+        other.table = "meetings".into();
+        assert!(m.tier(&other).unwrap_err().contains("no table"));
+        let v = m.view();
+        assert_eq!((v.cold_until, v.events_cold_until), (200, 100));
+        assert_eq!(v.blocks_of(EVENTS_TABLE).map(|b| b.path.as_str()).collect::<Vec<_>>(), ["e1"]);
+        assert_eq!(v.blocks_of(SAMPLES_TABLE).count(), 2);
+        assert_eq!(Manifest::decode(&m.encode()).unwrap().view(), v);
+
+        // A manifest written before events moved has no events cold.
+        let old =
+            v1::ColdManifest { sealed_before_ms: 5, cold_until_ms: 0, started: true, ..Default::default() };
+        let back = Manifest::decode(&old.encode_to_vec()).unwrap().view();
+        assert_eq!((back.cold_until, back.events_cold_until), (0, i64::MIN));
+        assert_eq!(m.expire(100), 2, "retention takes both tables' blocks");
     }
 }

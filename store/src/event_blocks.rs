@@ -104,13 +104,35 @@ fn decode(block: &[u8]) -> impl Iterator<Item = Result<(i64, u32, &[u8])>> {
     })
 }
 
-/// Events with event time in `range`, in (time, log index, position) order, at most `limit`.
-pub(crate) fn read(db: &Rocks, range: TimeRange, limit: usize) -> Result<Vec<v1::Event>> {
+/// One stored event as reads give it: its time, and where it was logged (which orders events
+/// of the same millisecond and names each once, whichever tier it is read from).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub timestamp_ms: i64,
+    pub log_index: u64,
+    /// Its position among the events of its log entry.
+    pub position: u32,
+    pub event: v1::Event,
+}
+
+impl StoredEvent {
+    /// What reads order events by, and what names one.
+    pub fn key(&self) -> (i64, u64, u32) {
+        (self.timestamp_ms, self.log_index, self.position)
+    }
+}
+
+/// Events with event time in `range`, in (time, log index, position) order, handed to `f`
+/// until it answers false. Minute by minute: no more than a minute's events are held.
+pub(crate) fn scan(db: &Rocks, range: TimeRange, mut f: impl FnMut(StoredEvent) -> bool) -> Result<()> {
+    if range.start > range.end {
+        return Ok(());
+    }
     let (events, times) = (cf(db, CF_EVENTS), cf(db, CF_EVENT_TIMES));
     let from = time_key(bucket(range.start), 0, 0);
-    let mut out = Vec::new();
     // The blocks of one bucket, read together: its events are sorted only once all are in.
     let mut pending: Option<(i64, Vec<[u8; 12]>)> = None;
+    let mut go_on = true;
     for item in db.iterator_cf(times, IteratorMode::From(&from, rocksdb::Direction::Forward)) {
         let (k, _) = item?;
         let (b, block) = parse_time_key(&k).ok_or(Error::Corrupt { what: "event time key" })?;
@@ -121,48 +143,122 @@ pub(crate) fn read(db: &Rocks, range: TimeRange, limit: usize) -> Result<Vec<v1:
             Some((pb, blocks)) if *pb == b => blocks.push(block),
             _ => {
                 if let Some((pb, blocks)) = pending.replace((b, vec![block])) {
-                    read_bucket(db, events, pb, &blocks, range, &mut out)?;
-                    if out.len() >= limit {
+                    go_on = read_bucket(db, events, pb, &blocks, range, &mut f)?;
+                    if !go_on {
                         break;
                     }
                 }
             }
         }
     }
-    if out.len() < limit
-        && let Some((pb, blocks)) = pending
-    {
-        read_bucket(db, events, pb, &blocks, range, &mut out)?;
+    if go_on && let Some((pb, blocks)) = pending {
+        read_bucket(db, events, pb, &blocks, range, &mut f)?;
     }
-    out.truncate(limit);
+    Ok(())
+}
+
+/// Events with event time in `range`, in (time, log index, position) order, at most `limit`.
+pub(crate) fn read(db: &Rocks, range: TimeRange, limit: usize) -> Result<Vec<v1::Event>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    scan(db, range, |e| {
+        out.push(e.event);
+        out.len() < limit
+    })?;
     Ok(out)
 }
 
-/// Appends the events of bucket `b` in `range`, sorted, from `blocks` (which may hold events
-/// of other buckets too: those are left to their own bucket's turn).
+/// Hands the events of bucket `b` in `range` to `f`, sorted, from `blocks` (which may hold
+/// events of other buckets too: those are left to their own bucket's turn). False once `f`
+/// asked to stop.
 fn read_bucket(
     db: &Rocks,
     events: &ColumnFamily,
     b: i64,
     blocks: &[[u8; 12]],
     range: TimeRange,
-    out: &mut Vec<v1::Event>,
-) -> Result<()> {
+    f: &mut impl FnMut(StoredEvent) -> bool,
+) -> Result<bool> {
     let mut found = Vec::new();
     for (key, value) in blocks.iter().zip(db.batched_multi_get_cf(events, blocks, true)) {
         let Some(value) = value? else { return Err(Error::Corrupt { what: "event block missing" }) };
-        let index = u64::from_be_bytes(key[..8].try_into().expect("12-byte key"));
+        let log_index = u64::from_be_bytes(key[..8].try_into().expect("12-byte key"));
         for e in decode(&value) {
             let (ts, position, bytes) = e?;
             if bucket(ts) == b && range.start <= ts && ts <= range.end {
                 let event = v1::Event::decode(bytes).map_err(|_| Error::Corrupt { what: "event" })?;
-                found.push(((ts, index, position), event));
+                found.push(StoredEvent { timestamp_ms: ts, log_index, position, event });
             }
         }
     }
-    found.sort_by_key(|(k, _)| *k);
-    out.extend(found.into_iter().map(|(_, e)| e));
-    Ok(())
+    found.sort_by_key(StoredEvent::key);
+    for e in found {
+        if !f(e) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Blocks rewritten or deleted per RocksDB write while dropping.
+const DROP_BATCH: usize = 4096;
+
+/// Deletes the events before `until` (the cold tier holds them): the time rows of the minutes
+/// wholly before it, the blocks holding nothing later, and the earlier events of blocks that
+/// hold later ones too (rewritten with the rest). Gives how many events went. Not logged
+/// (`no_wal`): a crash brings some back, and the next drop takes them again; readers never see
+/// them, reading from the boundary on.
+pub(crate) fn drop_before(db: &Rocks, until: i64, write: impl Fn(&WriteBatch) -> Result<()>) -> Result<u64> {
+    let (events, times) = (cf(db, CF_EVENTS), cf(db, CF_EVENT_TIMES));
+    let mut dropped = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    let mut todo: Vec<[u8; 12]> = Vec::new();
+    let mut batch = WriteBatch::default();
+    let mut flush = |todo: &mut Vec<[u8; 12]>, batch: &mut WriteBatch| -> Result<()> {
+        for (key, value) in todo.iter().zip(db.batched_multi_get_cf(events, &*todo, true)) {
+            // Gone already: a drop before a crash took it, and no replay brought it back.
+            let Some(value) = value? else { continue };
+            let mut kept = EventBlock::default();
+            for e in decode(&value) {
+                let (ts, position, bytes) = e?;
+                if ts < until {
+                    dropped += 1;
+                } else {
+                    kept.push(ts, position, bytes);
+                }
+            }
+            if kept.bytes.is_empty() {
+                batch.delete_cf(events, key);
+            } else if kept.bytes.len() < value.len() {
+                batch.put_cf(events, key, kept.bytes);
+            }
+        }
+        todo.clear();
+        write(batch)?;
+        *batch = WriteBatch::default();
+        Ok(())
+    };
+    for item in db.iterator_cf(times, IteratorMode::Start) {
+        let (k, _) = item?;
+        let (b, block) = parse_time_key(&k).ok_or(Error::Corrupt { what: "event time key" })?;
+        if b >= until {
+            break;
+        }
+        // A minute reaching past the boundary keeps its row: later events of it stay.
+        if b.saturating_add(BUCKET_MS) <= until {
+            batch.delete_cf(times, &k);
+        }
+        if seen.insert(block) {
+            todo.push(block);
+            if todo.len() >= DROP_BATCH {
+                flush(&mut todo, &mut batch)?;
+            }
+        }
+    }
+    flush(&mut todo, &mut batch)?;
+    Ok(dropped)
 }
 
 #[cfg(test)]

@@ -55,10 +55,11 @@ mod store_outputs;
 mod store_read;
 mod varint;
 
-pub use cold_manifest::{ColdView, SAMPLES_TABLE};
+pub use cold_manifest::{ColdView, EVENTS_TABLE, SAMPLES_TABLE, TABLES};
 pub use config::StoreConfig;
 pub use disk_retry::DiskRetry;
 pub use error::{Error, Result};
+pub use event_blocks::StoredEvent;
 pub use log::LogStore;
 pub use matcher::{MatchOp, Matcher};
 pub use merged_read::merge_cursors;

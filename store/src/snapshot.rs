@@ -104,6 +104,7 @@ impl Store {
         *writer = loaded.writer;
         self.publish_cold(&writer.manifest);
         self.durable_cold_until.store(self.cold_until(), Ordering::Release);
+        self.durable_events_cold_until.store(writer.manifest.view().events_cold_until, Ordering::Release);
         writer.aggs.evict(self.config.aggregation_keys_in_memory);
         *self.agg_stats.lock() = writer.aggs.stats();
         self.applied.store(loaded.applied, Ordering::Release);

@@ -114,11 +114,15 @@ pub struct Store {
     /// that records the boundary; a crash then would reopen with an older boundary over hot
     /// data already gone.)
     pub(crate) durable_cold_until: AtomicI64,
+    /// The same for events (whose boundary readers take from `cold`).
+    pub(crate) durable_events_cold_until: AtomicI64,
     /// The cold boundaries hot cursors started from, with how many are open: a cursor reads
     /// lazily, so [`Store::drop_cold`] keeps what the oldest of them may still read.
     pub(crate) cold_readers: Mutex<BTreeMap<i64, usize>>,
     /// Samples refused since start because their block is sealed for the cold tier.
     pub(crate) cold_refused: AtomicU64,
+    /// Events refused since start for the same reason.
+    pub(crate) events_cold_refused: AtomicU64,
     /// Test-only fault injection: the next snapshot install fails half done...
     #[cfg(any(test, feature = "failpoints"))]
     pub(crate) fail_install: AtomicBool,
@@ -344,9 +348,11 @@ impl Store {
             sealed_before: AtomicI64::new(cold.sealed_before),
             cold_until: AtomicI64::new(cold.cold_until),
             durable_cold_until: AtomicI64::new(cold.cold_until),
+            durable_events_cold_until: AtomicI64::new(cold.events_cold_until),
             cold_readers: Mutex::new(BTreeMap::new()),
             cold: RwLock::new(cold),
             cold_refused: AtomicU64::new(0),
+            events_cold_refused: AtomicU64::new(0),
             db,
             config,
             settings: RwLock::new(settings),

@@ -303,10 +303,25 @@ impl Store {
         }
         drop(index_lock);
         let mut block = EventBlock::default();
+        let sealed_before = self.sealed_before.load(Ordering::Relaxed);
         for (pos, raw) in req.events.iter().enumerate() {
             let event = v1::Event::decode(*raw).ok();
             let timestamp = event.as_ref().and_then(collabstream_proto::events::timestamp_ms);
             match timestamp {
+                // As for samples: the block is exported as it stood at the seal. Refused
+                // before any rule sees it, so a refused event counts nowhere.
+                Some(ts) if ts < sealed_before => {
+                    self.events_cold_refused.fetch_add(1, Ordering::Relaxed);
+                    outcome.rejected.push(Rejection {
+                        kind: ItemKind::Event as i32,
+                        index: pos as u32,
+                        reason: format!(
+                            "event at {ts} is older than {sealed_before}, before which blocks are sealed for the \
+                             cold tier ([tiering] hot_retention); late events for a cold block are refused"
+                        ),
+                        ..Default::default()
+                    });
+                }
                 Some(ts) => {
                     if let Some(e) = &event {
                         writer.aggs.observe(&self.db, clock, e, emitted)?;

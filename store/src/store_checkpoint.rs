@@ -35,6 +35,7 @@ struct Captured {
     held: Duration,
     /// The cold boundary as of `applied`.
     cold_until: i64,
+    events_cold_until: i64,
 }
 
 impl Store {
@@ -181,6 +182,7 @@ impl Store {
             dedup,
             held: started.elapsed(),
             cold_until: writer.manifest.view().cold_until,
+            events_cold_until: writer.manifest.view().events_cold_until,
         }))
     }
 
@@ -216,6 +218,7 @@ impl Store {
         writer.dedup.clear_changes(c.dedup);
         self.checkpointed.store(c.applied, Ordering::Release);
         self.durable_cold_until.fetch_max(c.cold_until, Ordering::AcqRel);
+        self.durable_events_cold_until.fetch_max(c.events_cold_until, Ordering::AcqRel);
         if self.applied.load(Ordering::Acquire) == c.applied {
             writer.sm_meta_dirty = false;
         }

@@ -14,11 +14,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use collabstream_common::TimeRange;
 use collabstream_proto::log_view::TierCommand;
 
 use crate::cold_manifest::{ColdView, Manifest};
 use crate::db::CF_CHUNKS;
 use crate::error::Result;
+use crate::event_blocks::StoredEvent;
 use crate::head::SeriesEntry;
 use crate::keys;
 use crate::store::{Store, WriterState, cf, no_wal};
@@ -29,6 +31,7 @@ use crate::store_apply::ApplyOutcome;
 pub struct Dropped {
     pub chunks: u64,
     pub head_samples: u64,
+    pub events: u64,
 }
 
 /// A hot reader's cold boundary, registered while it reads (see [`Store::pin_cold`]).
@@ -155,12 +158,24 @@ impl Store {
     /// Nor below the boundary an open hot cursor reads from: it reads lazily, and the cold
     /// files its reader listed may not hold what moved after it started.
     pub fn drop_cold(&self) -> Result<Dropped> {
-        let until = {
+        // Pins of both tables' readers hold both tables' drops: a little more kept a little
+        // longer, for one registry.
+        let (until, events_until) = {
             let readers = self.cold_readers.lock();
+            let oldest = readers.keys().next().copied().unwrap_or(i64::MAX);
             let durable = self.durable_cold_until();
-            readers.keys().next().map_or(durable, |oldest| durable.min(*oldest))
+            let durable_events = self.durable_events_cold_until.load(Ordering::Acquire);
+            (durable.min(oldest), durable_events.min(oldest))
         };
         let mut dropped = Dropped::default();
+        if events_until != i64::MIN {
+            dropped.events = crate::event_blocks::drop_before(&self.db, events_until, |b| {
+                self.write("dropping cold events", b, &no_wal())
+            })?;
+            if dropped.events > 0 {
+                tracing::info!(until = events_until, events = dropped.events, "hot events now cold dropped");
+            }
+        }
         if until == i64::MIN {
             return Ok(dropped);
         }
@@ -196,7 +211,7 @@ impl Store {
         it.status()?;
         drop(it);
         self.write("dropping cold chunks", &deletes, &no_wal())?;
-        if dropped != Dropped::default() {
+        if dropped.chunks + dropped.head_samples > 0 {
             tracing::info!(
                 until,
                 chunks = dropped.chunks,
@@ -215,6 +230,46 @@ impl Store {
         let at = self.cold_until();
         *readers.entry(at).or_insert(0) += 1;
         ColdPin { store: self, at }
+    }
+
+    /// The same for the events' boundary.
+    fn pin_cold_events(&self) -> ColdPin<'_> {
+        let mut readers = self.cold_readers.lock();
+        let at = self.cold_view().events_cold_until;
+        *readers.entry(at).or_insert(0) += 1;
+        ColdPin { store: self, at }
+    }
+
+    /// Events refused since start because their block was sealed for the cold tier.
+    pub fn events_cold_refused(&self) -> u64 {
+        self.events_cold_refused.load(Ordering::Relaxed)
+    }
+
+    /// Where the events' cold tier ends: the hot store answers for events at or after it
+    /// only (`i64::MIN`: none is cold).
+    pub fn events_cold_until(&self) -> i64 {
+        self.cold_view().events_cold_until
+    }
+
+    /// The hot store's events in `range` from the events' cold boundary on, in (time, log
+    /// index, position) order, handed to `f` until it answers false; gives the boundary, which
+    /// no drop passes until this returns (see [`Store::drop_cold`]). A reader listing the cold
+    /// files after this started finds in them whatever moved meanwhile.
+    pub fn scan_hot_events(&self, range: TimeRange, f: impl FnMut(StoredEvent) -> bool) -> Result<i64> {
+        let pin = self.pin_cold_events();
+        let from = TimeRange { start: range.start.max(pin.at), end: range.end };
+        crate::event_blocks::scan(&self.db, from, f)?;
+        Ok(pin.at)
+    }
+
+    /// The oldest event the hot store holds at or after the events' cold boundary, if any.
+    pub fn oldest_hot_event(&self) -> Result<Option<i64>> {
+        let mut oldest = None;
+        self.scan_hot_events(TimeRange::ALL, |e| {
+            oldest = Some(e.timestamp_ms);
+            false
+        })?;
+        Ok(oldest)
     }
 
     fn entries(&self) -> Vec<Arc<SeriesEntry>> {

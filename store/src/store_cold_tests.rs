@@ -1,13 +1,14 @@
 //! The cold tier inside apply: the seal refuses late samples (counted, with the reason); a
 //! tiered block is no longer read from the hot store and is dropped from it; a block is
 //! recorded once; the manifest survives a restart and a replay, and travels in snapshots.
+//! Events the same way, with a boundary of their own.
 
 use collabstream_common::TimeRange;
 use collabstream_proto::v1::{self, ItemKind};
 
 use super::tests::{all, commit, open, reopen, series, write};
 use super::*;
-use crate::cold_manifest::SAMPLES_TABLE;
+use crate::cold_manifest::{EVENTS_TABLE, SAMPLES_TABLE};
 use crate::read::whole_series;
 use crate::store_cold;
 
@@ -19,8 +20,12 @@ fn seal(before_ms: i64) -> v1::Command {
 }
 
 fn tier(from_ms: i64, to_ms: i64, path: &str) -> v1::Command {
+    tier_table(SAMPLES_TABLE, from_ms, to_ms, path)
+}
+
+fn tier_table(table: &str, from_ms: i64, to_ms: i64, path: &str) -> v1::Command {
     let block = v1::ColdBlock {
-        table: SAMPLES_TABLE.into(),
+        table: table.into(),
         from_ms,
         to_ms,
         path: path.into(),
@@ -149,4 +154,81 @@ fn an_open_cursor_keeps_the_hot_data_it_may_still_read() {
     assert!(read.iter().any(|s| s.samples.first().is_some_and(|x| x.timestamp_ms < BLOCK)), "read it whole");
     // Closed: dropped.
     assert!(store.drop_cold().unwrap().chunks > 0);
+}
+
+fn chat(ts: i64) -> v1::Event {
+    v1::Event {
+        event: Some(v1::event::Event::Chat(v1::ChatEvent {
+            meeting_id: "m1".into(),
+            user_id: "u1".into(),
+            message_id: format!("msg-{ts}"),
+            timestamp_ms: ts,
+            ..Default::default()
+        })),
+    }
+}
+
+fn event_times(events: &[v1::Event]) -> Vec<i64> {
+    events.iter().filter_map(collabstream_proto::events::timestamp_ms).collect()
+}
+
+#[test]
+fn sealed_events_are_refused_and_tiered_ones_leave_the_hot_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // One write whose events span the first two blocks, one in the first block alone.
+    commit(
+        &store,
+        &write("a", vec![], vec![chat(1_000), chat(BLOCK - 1), chat(BLOCK), chat(BLOCK + 30_000)]),
+    );
+    commit(&store, &write("b", vec![], vec![chat(2_000)]));
+    assert_eq!(store.oldest_hot_event().unwrap(), Some(1_000));
+
+    commit(&store, &seal(BLOCK));
+    let late = commit(&store, &write("late", vec![], vec![chat(5_000), chat(BLOCK + 1)]));
+    assert_eq!(late.events_accepted, 1, "{late:?}");
+    let r = &late.rejected[0];
+    assert_eq!((r.kind, r.index), (ItemKind::Event as i32, 0));
+    assert!(r.reason.contains("sealed for the cold tier"), "{}", r.reason);
+    assert_eq!(store.events_cold_refused(), 1);
+
+    // The events' cold tier is apart from the samples': the samples' boundary moves nothing.
+    commit(&store, &tier(i64::MIN, BLOCK, ""));
+    assert_eq!(store.events(TimeRange::ALL, 100).unwrap().len(), 6);
+    assert!(
+        commit(&store, &tier_table(EVENTS_TABLE, 0, BLOCK, "e")).refused.unwrap().contains("does not start")
+    );
+    // A hot reader open while the block moves keeps it on disk until it is done.
+    let mut held = 0;
+    let from = store
+        .scan_hot_events(TimeRange::ALL, |_| {
+            held += 1;
+            assert!(commit(&store, &tier_table(EVENTS_TABLE, i64::MIN, BLOCK, "e0")).refused.is_none());
+            store.checkpoint().unwrap();
+            assert_eq!(store.drop_cold().unwrap().events, 0, "held by the open reader");
+            false
+        })
+        .unwrap();
+    assert_eq!((from, held), (i64::MIN, 1));
+    assert_eq!(store.events_cold_until(), BLOCK);
+    let later = [BLOCK, BLOCK + 1, BLOCK + 30_000];
+    assert_eq!(event_times(&store.events(TimeRange::ALL, 100).unwrap()), later);
+    assert_eq!(store.oldest_hot_event().unwrap(), Some(BLOCK));
+
+    // Dropped once no reader holds it (and a checkpoint recorded the boundary, above), the
+    // spanning write's later events kept.
+    assert_eq!(store.drop_cold().unwrap().events, 3);
+    assert_eq!(store.drop_cold().unwrap().events, 0);
+    let on_disk = crate::event_blocks::read(&store.db, TimeRange::ALL, 100).unwrap();
+    assert_eq!(event_times(&on_disk), later, "below the boundary, nothing left on disk");
+
+    // The boundary survives a restart; the drop's deletes are not logged, and whatever of
+    // them the restart lost is dropped again.
+    drop(store);
+    let store = reopen(dir.path());
+    assert_eq!(store.events_cold_until(), BLOCK);
+    assert_eq!(event_times(&store.events(TimeRange::ALL, 100).unwrap()), later);
+    store.drop_cold().unwrap();
+    let on_disk = crate::event_blocks::read(&store.db, TimeRange::ALL, 100).unwrap();
+    assert_eq!(event_times(&on_disk), later);
 }

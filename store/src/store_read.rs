@@ -136,8 +136,10 @@ impl Store {
         Ok(Some(out))
     }
 
-    /// Raw events with event time in `range`, oldest first, at most `limit`.
+    /// Raw events of the hot store (from the events' cold boundary on) with event time in
+    /// `range`, oldest first, at most `limit`.
     pub fn events(&self, range: TimeRange, limit: usize) -> Result<Vec<v1::Event>> {
+        let range = TimeRange { start: range.start.max(self.events_cold_until()), end: range.end };
         crate::event_blocks::read(&self.db, range, limit)
     }
 }
