@@ -100,18 +100,12 @@ pub fn to_json(e: &v1::Event) -> serde_json::Value {
         }),
         Some(Kind::Chat(c)) => json!({
             "type": "chat", "tenant": c.tenant, "meeting_id": c.meeting_id, "user_id": c.user_id,
-            "message_id": c.message_id, "length": c.length,
-            "kind": if c.kind() == v1::ChatKind::Reaction { "reaction" } else { "message" },
+            "message_id": c.message_id, "length": c.length, "kind": chat_kind_name(c.kind()),
             "timestamp": c.timestamp_ms,
         }),
         Some(Kind::Meeting(m)) => json!({
             "type": "meeting", "tenant": m.tenant, "meeting_id": m.meeting_id, "user_id": m.user_id,
-            "kind": match m.kind() {
-                v1::MeetingKind::Start => "start",
-                v1::MeetingKind::End => "end",
-                v1::MeetingKind::Quality => "quality",
-                v1::MeetingKind::Unspecified => "unspecified",
-            },
+            "kind": meeting_kind_name(m.kind()),
             "latency_ms": m.latency_ms, "jitter_ms": m.jitter_ms, "packet_loss_pct": m.packet_loss_pct,
             "timestamp": m.timestamp_ms,
         }),
@@ -129,8 +123,27 @@ const ACTIONS: [(&str, v1::UserAction); 8] = [
     ("screen_share_stop", v1::UserAction::ScreenShareStop),
 ];
 
-fn user_action_name(a: v1::UserAction) -> &'static str {
+/// A user event's action as the JSON format (and the cold tier's files) name it.
+pub fn user_action_name(a: v1::UserAction) -> &'static str {
     ACTIONS.iter().find(|(_, x)| *x == a).map_or("unspecified", |(n, _)| n)
+}
+
+/// A chat event's kind as the JSON format names it.
+pub fn chat_kind_name(k: v1::ChatKind) -> &'static str {
+    match k {
+        v1::ChatKind::Message => "message",
+        v1::ChatKind::Reaction => "reaction",
+    }
+}
+
+/// A meeting event's kind as the JSON format names it.
+pub fn meeting_kind_name(k: v1::MeetingKind) -> &'static str {
+    match k {
+        v1::MeetingKind::Start => "start",
+        v1::MeetingKind::End => "end",
+        v1::MeetingKind::Quality => "quality",
+        v1::MeetingKind::Unspecified => "unspecified",
+    }
 }
 
 /// A user event's action by its JSON name.

@@ -113,7 +113,7 @@ pub async fn serve(
     let http_app = collabstream_ingest::http::router(ingest.clone())
         .merge(collabstream_query::router(
             tiering.read.clone() as Arc<dyn SeriesRead>,
-            store.clone() as Arc<dyn EventRead>,
+            tiering.read.clone() as Arc<dyn EventRead>,
             &config.query,
             Some(Arc::new(Barrier(writer.clone()))),
         ))

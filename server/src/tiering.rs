@@ -31,7 +31,14 @@ pub(crate) struct NodeTiering {
     store: Arc<Store>,
     writer: Writer,
     /// Hot chunks dropped on this node since start because the cold tier holds them.
-    dropped_chunks: Arc<AtomicU64>,
+    dropped: Arc<DropTotals>,
+}
+
+/// What the background drops removed on this node since start.
+#[derive(Debug, Default)]
+struct DropTotals {
+    chunks: AtomicU64,
+    events: AtomicU64,
 }
 
 impl NodeTiering {
@@ -62,9 +69,9 @@ impl NodeTiering {
         let log = Arc::new(RaftLog(writer.clone()));
         let tierer = Arc::new(Tierer::new(store.clone(), objects, config.tiering.clone(), log));
         let passes = tokio::spawn(tierer.clone().run(shutdown.clone().cancelled_owned()));
-        let dropped_chunks = Arc::new(AtomicU64::new(0));
-        let drops = tokio::spawn(drop_tiered(store.clone(), dropped_chunks.clone(), shutdown));
-        Ok((Arc::new(Self { read, tierer, store, writer, dropped_chunks }), vec![passes, drops]))
+        let dropped = Arc::new(DropTotals::default());
+        let drops = tokio::spawn(drop_tiered(store.clone(), dropped.clone(), shutdown));
+        Ok((Arc::new(Self { read, tierer, store, writer, dropped }), vec![passes, drops]))
     }
 
     pub(crate) fn router(self: Arc<Self>) -> Router {
@@ -106,6 +113,11 @@ impl NodeTiering {
                 s.samples_tiered.load(Ordering::Relaxed),
             ),
             (
+                "collabstream_tiering_events_total",
+                "Raw events moved to the object store by this node.",
+                s.events_tiered.load(Ordering::Relaxed),
+            ),
+            (
                 "collabstream_tiering_objects_expired_total",
                 "Blocks taken out of the manifest by cold retention (their objects are deleted by the next pass).",
                 s.objects_expired.load(Ordering::Relaxed),
@@ -121,9 +133,19 @@ impl NodeTiering {
                 self.store.cold_refused(),
             ),
             (
+                "collabstream_events_refused_cold_total",
+                "Events refused because their block is sealed for the cold tier ([tiering] hot_retention).",
+                self.store.events_cold_refused(),
+            ),
+            (
                 "collabstream_cold_dropped_chunks_total",
                 "Hot chunks dropped on this node because the cold tier holds their block.",
-                self.dropped_chunks.load(Ordering::Relaxed),
+                self.dropped.chunks.load(Ordering::Relaxed),
+            ),
+            (
+                "collabstream_cold_dropped_events_total",
+                "Hot events dropped on this node because the cold tier holds their block.",
+                self.dropped.events.load(Ordering::Relaxed),
             ),
             (
                 "collabstream_cold_page_cache_hits_total",
@@ -171,8 +193,13 @@ impl NodeTiering {
                 seconds(view.cold_until),
             ),
             (
+                "collabstream_events_cold_until_timestamp_seconds",
+                "The cold tier holds the raw events before this (0: none).",
+                seconds(view.events_cold_until),
+            ),
+            (
                 "collabstream_sealed_before_timestamp_seconds",
-                "Samples before this are refused (0: none).",
+                "Samples and events before this are refused (0: none).",
                 seconds(view.sealed_before),
             ),
             (
@@ -197,7 +224,7 @@ async fn manifest(State(t): State<Arc<NodeTiering>>) -> impl IntoResponse {
         .map(|b| {
             serde_json::json!({
                 "table": b.table, "from_ms": bound(b.from_ms), "to_ms": b.to_ms, "path": b.path,
-                "bytes": b.size, "samples": b.rows, "series": b.series,
+                "bytes": b.size, "rows": b.rows, "series": b.series,
                 "min_time_ms": b.min_time_ms, "max_time_ms": b.max_time_ms, "metrics": b.metrics,
             })
         })
@@ -205,7 +232,9 @@ async fn manifest(State(t): State<Arc<NodeTiering>>) -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "success", "data": {
         "sealed_before_ms": bound(view.sealed_before),
         "cold_until_ms": bound(view.cold_until),
-        "dropped_chunks": t.dropped_chunks.load(Ordering::Relaxed),
+        "events_cold_until_ms": bound(view.events_cold_until),
+        "dropped_chunks": t.dropped.chunks.load(Ordering::Relaxed),
+        "dropped_events": t.dropped.events.load(Ordering::Relaxed),
         "blocks": blocks,
     }}))
 }
@@ -275,31 +304,34 @@ impl ManifestLog for RaftLog {
 
 /// Drops the hot data the cold tier now holds whenever a checkpoint records a new boundary,
 /// and once at start (drops are not logged, so those a crash lost are made again).
-async fn drop_tiered(store: Arc<Store>, dropped_chunks: Arc<AtomicU64>, shutdown: CancellationToken) {
+async fn drop_tiered(store: Arc<Store>, dropped: Arc<DropTotals>, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(DROP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut dropped_until = i64::MIN;
+    let bounds = |s: &Store| (s.cold_until(), s.events_cold_until());
+    let durable = |s: &Store| (s.durable_cold_until(), s.durable_events_cold_until());
+    let mut dropped_until = (i64::MIN, i64::MIN);
     loop {
         tokio::select! {
             _ = every.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        if store.cold_until() == dropped_until {
+        if bounds(&store) == dropped_until {
             continue;
         }
         let s = store.clone();
-        // A checkpoint first records the new boundary (drops go no further than one has), which
-        // also makes the tier entries durable without waiting for the next timed one.
-        let dropped = tokio::task::spawn_blocking(move || {
-            if s.durable_cold_until() < s.cold_until() {
+        // A checkpoint first records the new boundaries (drops go no further than one has),
+        // which also makes the tier entries durable without waiting for the next timed one.
+        let done = tokio::task::spawn_blocking(move || {
+            if durable(&s) != bounds(&s) {
                 s.checkpoint()?;
             }
-            Ok::<_, collabstream_store::Error>((s.durable_cold_until(), s.drop_cold()?))
+            Ok::<_, collabstream_store::Error>((durable(&s), s.drop_cold()?))
         });
-        match dropped.await {
+        match done.await {
             Ok(Ok((until, d))) => {
                 dropped_until = until;
-                dropped_chunks.fetch_add(d.chunks, Ordering::Relaxed);
+                dropped.chunks.fetch_add(d.chunks, Ordering::Relaxed);
+                dropped.events.fetch_add(d.events, Ordering::Relaxed);
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "dropping tiered hot data failed; retried shortly"),
             Err(e) => tracing::warn!(error = %e, "dropping tiered hot data failed; retried shortly"),

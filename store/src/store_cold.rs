@@ -123,6 +123,12 @@ impl Store {
         self.durable_cold_until.load(Ordering::Acquire)
     }
 
+    /// The events' cold boundary as of the last checkpoint: [`Store::drop_cold`] drops events
+    /// below it.
+    pub fn durable_events_cold_until(&self) -> i64 {
+        self.durable_events_cold_until.load(Ordering::Acquire)
+    }
+
     /// Samples refused since start because their block was sealed for the cold tier.
     pub fn cold_refused(&self) -> u64 {
         self.cold_refused.load(Ordering::Relaxed)
@@ -164,7 +170,7 @@ impl Store {
             let readers = self.cold_readers.lock();
             let oldest = readers.keys().next().copied().unwrap_or(i64::MAX);
             let durable = self.durable_cold_until();
-            let durable_events = self.durable_events_cold_until.load(Ordering::Acquire);
+            let durable_events = self.durable_events_cold_until();
             (durable.min(oldest), durable_events.min(oldest))
         };
         let mut dropped = Dropped::default();

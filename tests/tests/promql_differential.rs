@@ -169,7 +169,7 @@ async fn our_promql_answers_like_prometheus() {
         .expect("JSON");
     assert_eq!(report["status"], "success", "{report}");
     let tiered = report["data"]["tiered"].as_array().expect("tiered blocks");
-    let samples: u64 = tiered.iter().map(|b| b["samples"].as_u64().unwrap_or(0)).sum();
+    let samples: u64 = tiered.iter().map(|b| b["rows"].as_u64().unwrap_or(0)).sum();
     assert!(tiered.len() >= 3 && samples as usize >= pair.samples / 3, "{report}");
     let sealed = report["data"]["sealed_before_ms"].as_i64().expect("sealed");
     assert!((t0 + 25 * 60_000..=t0 + 36 * 60_000).contains(&sealed), "sealed at t0 + {} ms", sealed - t0);

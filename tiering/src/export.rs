@@ -1,9 +1,10 @@
-//! [`export_samples`]: one block of the hot store's samples as a [`SamplesFile`], and where
-//! in the object store it belongs.
+//! [`export_samples`] and [`export_events`]: one block of the hot store's samples as a
+//! [`SamplesFile`] or its events as an [`EventsFile`], and where in the object store it belongs.
 
 use collabstream_common::{METRIC_NAME, TimeRange};
-use collabstream_store::{Matcher, SeriesRead};
+use collabstream_store::{Matcher, SeriesRead, Store};
 
+use crate::events_file::EventsFile;
 use crate::samples_file::{FileSummary, SamplesFile};
 
 /// The samples of `range` (one block) in file order: metrics ascending, read metric by metric
@@ -21,6 +22,26 @@ pub fn export_samples(
         while let Some(part) = cursor.next_part().map_err(|e| e.to_string())? {
             file.append(part.id, &part.labels, &part.samples)?;
         }
+    }
+    file.finish()
+}
+
+/// The hot store's events of `range` (one block) as an [`EventsFile`], in time order, a row
+/// group's worth held at a time besides the file. `None` when the block holds no events.
+pub fn export_events(store: &Store, range: TimeRange) -> Result<Option<(Vec<u8>, FileSummary)>, String> {
+    let mut file = EventsFile::new()?;
+    let mut failed = None;
+    store
+        .scan_hot_events(range, |e| match file.append(e) {
+            Ok(()) => true,
+            Err(why) => {
+                failed = Some(why);
+                false
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    if let Some(why) = failed {
+        return Err(why);
     }
     file.finish()
 }

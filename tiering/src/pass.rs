@@ -4,9 +4,10 @@
 //! A pass, in the only order that loses nothing:
 //! 1. seal: samples older than the hot retention's block boundary are refused from the entry
 //!    on, so the blocks before it are final;
-//! 2. for each block before the seal, oldest first: export it from the hot store, upload it,
-//!    read it back and compare size and checksum, and only then commit its manifest entry; every
-//!    replica stops reading the block from its hot store at that entry and drops it afterwards;
+//! 2. for each table (samples, then raw events) and each of its blocks before the seal, oldest
+//!    first: export it from the hot store, upload it, read it back and compare size and
+//!    checksum, and only then commit its manifest entry; every replica stops reading the block
+//!    from its hot store at that entry and drops it afterwards;
 //! 3. orphans: objects no manifest entry names, older than `[tiering] orphan_age` (an upload whose
 //!    leader died before its commit, a delete that failed, a block retention expired by an
 //!    earlier pass), are deleted;
@@ -24,12 +25,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use bytes::Bytes;
 use collabstream_common::TimeRange;
 use collabstream_proto::v1::{self, command::Payload};
-use collabstream_store::{ApplyOutcome, SAMPLES_TABLE, SeriesRead, Store};
+use collabstream_store::{ApplyOutcome, SAMPLES_TABLE, SeriesRead, Store, TABLES};
 use futures::future::BoxFuture;
 use serde::Serialize;
 
 use crate::config::TieringConfig;
-use crate::export::{export_samples, object_name};
+use crate::export::{export_events, export_samples, object_name};
 use crate::objects::Objects;
 
 /// Blocks moved in one pass at most, so that a pass (and the HTTP call that runs one) ends in
@@ -60,10 +61,12 @@ pub struct TieringStats {
     pub objects_tiered: AtomicU64,
     pub bytes_tiered: AtomicU64,
     pub samples_tiered: AtomicU64,
+    pub events_tiered: AtomicU64,
     /// Objects taken out of the manifest by cold retention.
     pub objects_expired: AtomicU64,
     pub orphans_deleted: AtomicU64,
-    /// Start of the oldest block the hot store holds, as of the last pass (`i64::MIN`: none).
+    /// Start of the oldest block of samples the hot store holds, as of the last pass
+    /// (`i64::MIN`: none).
     pub oldest_hot_block_ms: AtomicI64,
 }
 
@@ -84,12 +87,16 @@ pub struct PassReport {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TieredBlock {
+    /// `samples` or `events`.
+    pub table: String,
     pub from_ms: i64,
     pub to_ms: i64,
-    /// Empty when the span held no samples.
+    /// Empty when the span held no rows.
     pub path: String,
     pub bytes: u64,
-    pub samples: u64,
+    /// Samples or events.
+    pub rows: u64,
+    /// Series (samples only).
     pub series: u64,
 }
 
@@ -180,22 +187,28 @@ impl Tierer {
             self.commit(Payload::Seal(v1::Seal { before_ms: horizon })).await?;
         }
         report.sealed_before_ms = Some(self.store.cold_view().sealed_before);
-        let mut oldest = self.oldest_hot().await?;
-        for _ in 0..BLOCKS_PER_PASS {
-            let from = self.store.cold_until();
-            if from >= horizon {
-                break;
+        for table in TABLES {
+            let until = |store: &Store| store.cold_view().until(table).expect("a table the manifest knows");
+            let mut oldest = self.oldest_hot(table).await?;
+            for _ in 0..BLOCKS_PER_PASS {
+                let from = until(&self.store);
+                if from >= horizon {
+                    break;
+                }
+                let block = self.tier_next(table, from, oldest, horizon, block_ms).await?;
+                report.tiered.push(block);
+                oldest = self.oldest_hot(table).await?;
             }
-            let block = self.tier_next(from, oldest, horizon, block_ms).await?;
-            report.tiered.push(block);
-            oldest = self.oldest_hot().await?;
+            if until(&self.store) < horizon {
+                report.note =
+                    Some(format!("more than {BLOCKS_PER_PASS} blocks to move: the next pass goes on"));
+            }
+            if table == SAMPLES_TABLE {
+                self.stats
+                    .oldest_hot_block_ms
+                    .store(oldest.map_or(i64::MIN, |t| t.div_euclid(block_ms) * block_ms), Ordering::Relaxed);
+            }
         }
-        if self.store.cold_until() < horizon {
-            report.note = Some(format!("more than {BLOCKS_PER_PASS} blocks to move: the next pass goes on"));
-        }
-        self.stats
-            .oldest_hot_block_ms
-            .store(oldest.map_or(i64::MIN, |t| t.div_euclid(block_ms) * block_ms), Ordering::Relaxed);
         // Orphans first: the objects of blocks this pass expires are deleted by the next one,
         // a pass later, so that replicas and queries still reading them have moved on.
         report.orphans_deleted = self.collect_orphans().await?;
@@ -203,16 +216,17 @@ impl Tierer {
         Ok(report)
     }
 
-    /// Moves the span from the cold boundary `from` to the end of the block holding the oldest
-    /// hot sample (or to the seal, when nothing is older than it) to the cold tier.
+    /// Moves `table`'s span from its cold boundary `from` to the end of the block holding its
+    /// oldest hot row (or to the seal, when nothing is older than it) to the cold tier.
     async fn tier_next(
         &self,
+        table: &'static str,
         from: i64,
         oldest: Option<i64>,
         horizon: i64,
         block_ms: i64,
     ) -> Result<TieredBlock, String> {
-        let mut entry = v1::ColdBlock { table: SAMPLES_TABLE.into(), from_ms: from, ..Default::default() };
+        let mut entry = v1::ColdBlock { table: table.into(), from_ms: from, ..Default::default() };
         let file = match oldest.filter(|t| *t < horizon) {
             None => {
                 entry.to_ms = horizon;
@@ -223,15 +237,17 @@ impl Tierer {
                 entry.to_ms = start + block_ms;
                 let store = self.store.clone();
                 let range = TimeRange { start, end: entry.to_ms - 1 };
-                tokio::task::spawn_blocking(move || export_samples(store.as_ref() as &dyn SeriesRead, range))
-                    .await
-                    .map_err(|e| format!("exporting [{start}, {}): {e}", entry.to_ms))??
-                    .map(|file| (start, file))
+                tokio::task::spawn_blocking(move || match table {
+                    SAMPLES_TABLE => export_samples(store.as_ref() as &dyn SeriesRead, range),
+                    _ => export_events(&store, range),
+                })
+                .await
+                .map_err(|e| format!("exporting {table} [{start}, {}): {e}", entry.to_ms))??
+                .map(|file| (start, file))
             }
         };
         if let Some((start, (bytes, summary))) = file {
-            let name =
-                self.objects.path(&object_name(SAMPLES_TABLE, start, xxhash_rust::xxh3::xxh3_64(&bytes)));
+            let name = self.objects.path(&object_name(table, start, xxhash_rust::xxh3::xxh3_64(&bytes)));
             let stored = self.objects.put_verified(&name, Bytes::from(bytes)).await?;
             entry.path = stored.path;
             entry.size = stored.size;
@@ -243,18 +259,21 @@ impl Tierer {
             entry.metrics = summary.metrics;
         }
         let block = TieredBlock {
+            table: table.into(),
             from_ms: entry.from_ms,
             to_ms: entry.to_ms,
             path: entry.path.clone(),
             bytes: entry.size,
-            samples: entry.rows,
+            rows: entry.rows,
             series: entry.series,
         };
         self.commit(Payload::Tier(entry)).await?;
         if !block.path.is_empty() {
             self.stats.objects_tiered.fetch_add(1, Ordering::Relaxed);
             self.stats.bytes_tiered.fetch_add(block.bytes, Ordering::Relaxed);
-            self.stats.samples_tiered.fetch_add(block.samples, Ordering::Relaxed);
+            let rows =
+                if table == SAMPLES_TABLE { &self.stats.samples_tiered } else { &self.stats.events_tiered };
+            rows.fetch_add(block.rows, Ordering::Relaxed);
         }
         Ok(block)
     }
@@ -292,7 +311,10 @@ impl Tierer {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let listed = self.objects.list(SAMPLES_TABLE).await?;
+        let mut listed = Vec::new();
+        for table in TABLES {
+            listed.extend(self.objects.list(table).await?);
+        }
         let named: std::collections::HashSet<String> =
             self.store.cold_view().blocks.iter().map(|b| b.path.clone()).collect();
         let mut deleted = Vec::new();
@@ -310,12 +332,15 @@ impl Tierer {
         Ok(deleted)
     }
 
-    async fn oldest_hot(&self) -> Result<Option<i64>, String> {
+    async fn oldest_hot(&self, table: &'static str) -> Result<Option<i64>, String> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.oldest_hot_sample())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        tokio::task::spawn_blocking(move || match table {
+            SAMPLES_TABLE => store.oldest_hot_sample(),
+            _ => store.oldest_hot_event(),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
     }
 
     async fn commit(&self, payload: Payload) -> Result<(), String> {

@@ -10,15 +10,16 @@ use std::sync::Arc;
 
 use collabstream_common::{Labels, TimeRange};
 use collabstream_store::{
-    ColdView, Matcher, Result, SeriesCursor, SeriesRead, Store, VecCursor, merge_cursors,
+    ColdView, EVENTS_TABLE, EventRead, Matcher, Result, SAMPLES_TABLE, SeriesCursor, SeriesRead, Store,
+    StoredEvent, VecCursor, merge_cursors,
 };
 use parking_lot::Mutex;
 
 use crate::cold_read::{ColdFile, ColdRead, sorted};
 use crate::samples_file::FileSummary;
 
-/// A manifest and its files as the cold reader takes them.
-type ViewFiles = (Arc<ColdView>, Arc<Vec<ColdFile>>);
+/// A manifest and its files as the cold reader takes them: the samples', the events'.
+type ViewFiles = (Arc<ColdView>, [Arc<Vec<ColdFile>>; 2]);
 
 pub struct TieredRead {
     store: Arc<Store>,
@@ -44,19 +45,25 @@ impl TieredRead {
         &self.cold
     }
 
-    /// The files of the manifest as of now. Each reader keeps the list it took: a reader that
-    /// took a later one cannot take a block away from it.
+    /// The samples files of the manifest as of now. Each reader keeps the list it took: a
+    /// reader that took a later one cannot take a block away from it.
     fn files(&self) -> Arc<Vec<ColdFile>> {
+        self.view_files().1[0].clone()
+    }
+
+    /// The manifest as of now, with its samples and events files.
+    fn view_files(&self) -> ViewFiles {
         let view = self.store.cold_view();
         let mut cached = self.files.lock();
         if let Some((seen, files)) = cached.as_ref()
             && Arc::ptr_eq(seen, &view)
         {
-            return files.clone();
+            return (view, files.clone());
         }
-        let files = sorted(view.blocks.iter().map(cold_file).collect());
-        *cached = Some((view, files.clone()));
-        files
+        let of = |table| sorted(view.blocks_of(table).map(cold_file).collect());
+        let files = [of(SAMPLES_TABLE), of(EVENTS_TABLE)];
+        *cached = Some((view.clone(), files.clone()));
+        (view, files)
     }
 }
 
@@ -135,5 +142,29 @@ impl TieredRead {
             out.dedup();
         }
         Ok(out)
+    }
+}
+
+impl EventRead for TieredRead {
+    /// The cold files' events below the events' cold boundary, then the hot store's from it.
+    /// The hot store is read first, from the boundary it pins; the files are listed after,
+    /// from a manifest whose boundary is the same or later, and the hot events below that
+    /// one are left out (those moved meanwhile, and the files have them).
+    fn events(&self, range: TimeRange, limit: usize) -> Result<Vec<collabstream_proto::v1::Event>> {
+        let mut hot = Vec::new();
+        let pinned = self.store.scan_hot_events(range, |e| {
+            hot.push(e);
+            hot.len() < limit
+        })?;
+        let mut out: Vec<StoredEvent> = Vec::new();
+        if range.start < pinned {
+            let (view, [_, files]) = self.view_files();
+            self.cold.runtime.block_on(self.cold.read_events(&files, range, limit, &mut out))?;
+            let until = view.events_cold_until;
+            hot.retain(|e| e.timestamp_ms >= until);
+        }
+        out.extend(hot);
+        out.truncate(limit);
+        Ok(out.into_iter().map(|e| e.event).collect())
     }
 }

@@ -88,10 +88,17 @@ fn blocks_move_in_order_and_answer_as_before() {
 
     let report = runtime.block_on(tierer.run_once()).expect("pass");
     assert_eq!(report.sealed_before_ms, Some(BLOCK + 2 * HOUR));
-    let spans: Vec<(i64, i64, bool)> =
-        report.tiered.iter().map(|b| (b.from_ms, b.to_ms, !b.path.is_empty())).collect();
-    assert_eq!(spans, [(i64::MIN, BLOCK, true), (BLOCK, BLOCK + 2 * HOUR, true)], "{report:?}");
-    assert_eq!(report.tiered.iter().map(|b| b.samples).sum::<u64>(), 9 * 600);
+    let spans = |table: &str| -> Vec<(i64, i64, bool)> {
+        report
+            .tiered
+            .iter()
+            .filter(|b| b.table == table)
+            .map(|b| (b.from_ms, b.to_ms, !b.path.is_empty()))
+            .collect()
+    };
+    assert_eq!(spans("samples"), [(i64::MIN, BLOCK, true), (BLOCK, BLOCK + 2 * HOUR, true)], "{report:?}");
+    assert_eq!(spans("events"), [(i64::MIN, BLOCK + 2 * HOUR, false)], "no events: one empty span");
+    assert_eq!(report.tiered.iter().map(|b| b.rows).sum::<u64>(), 9 * 600);
     assert_eq!(store.cold_until(), BLOCK + 2 * HOUR);
     assert_eq!(tierer.stats.objects_tiered.load(Ordering::Relaxed), 2);
 

@@ -96,3 +96,68 @@ pub async fn tier_blocks(
     }
     files
 }
+
+/// Three meetings' events from `BLOCK - 30 min` to `BLOCK + 2 h 30 min`, one every 7 s, of
+/// every kind, in writes of 500 whose events come shuffled in time (each write spans blocks),
+/// applied after `store`'s last entry. Gives them in the order reads give them.
+pub fn add_events(store: &Store) -> Vec<v1::Event> {
+    use v1::event::Event as Kind;
+    let mut all = Vec::new();
+    for i in 0..(3 * HOUR / 7_000) {
+        let ts = BLOCK - HOUR / 2 + i * 7_000;
+        let (meeting_id, user_id) = (format!("m{}", i % 3), format!("u{}", i % 11));
+        let event = match i % 5 {
+            0 => Kind::User(v1::UserEvent {
+                meeting_id,
+                user_id,
+                action: [v1::UserAction::Join, v1::UserAction::Leave, v1::UserAction::Mute][(i % 3) as usize]
+                    as i32,
+                timestamp_ms: ts,
+                ..Default::default()
+            }),
+            1 | 2 => Kind::Chat(v1::ChatEvent {
+                tenant: "acme".into(),
+                meeting_id,
+                user_id,
+                message_id: format!("msg-{i}"),
+                length: (i % 200) as u32,
+                kind: (i % 2) as i32,
+                timestamp_ms: ts,
+            }),
+            3 => Kind::Meeting(v1::MeetingEvent {
+                meeting_id,
+                user_id,
+                kind: v1::MeetingKind::Quality as i32,
+                latency_ms: (i % 300) as f64 + 0.25,
+                jitter_ms: (i % 17) as f64,
+                packet_loss_pct: (i % 9) as f64 / 10.0,
+                timestamp_ms: ts,
+                ..Default::default()
+            }),
+            _ => Kind::Meeting(v1::MeetingEvent {
+                meeting_id,
+                kind: if i % 2 == 0 { v1::MeetingKind::Start } else { v1::MeetingKind::End } as i32,
+                timestamp_ms: ts,
+                ..Default::default()
+            }),
+        };
+        all.push(v1::Event { event: Some(event) });
+    }
+    let mut index = store.applied_index();
+    for (w, chunk) in all.chunks(500).enumerate() {
+        // Shuffled by a fixed stride: later events of a write may come first.
+        let n = chunk.len();
+        let events: Vec<v1::Event> = (0..n).map(|k| chunk[(k * 7 + w) % n].clone()).collect();
+        let events = if n % 7 == 0 { chunk.to_vec() } else { events };
+        let cmd = v1::Command {
+            leader_time_ms: 0,
+            payload: Some(v1::command::Payload::Write(
+                v1::WriteRequest { events, ..Default::default() }.into(),
+            )),
+        };
+        index += 1;
+        store.log().append([(index, cmd.encode_to_vec().as_slice())]).expect("log");
+        store.apply(index, &cmd).expect("apply");
+    }
+    all
+}
