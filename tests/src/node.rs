@@ -178,7 +178,9 @@ impl Node {
     }
 
     /// The body of `GET /api/v1/events/export` (every event, one JSON object a line).
-    async fn events_export(&self) -> String {
+    /// Every stored event (up to a million), as `GET /api/v1/events/export` answers: JSON
+    /// lines, oldest first.
+    pub async fn events_export(&self) -> String {
         reqwest::get(self.url("/api/v1/events/export?limit=1000000"))
             .await
             .expect("events export request")

@@ -1,5 +1,5 @@
-//! The cold tier end to end, on an S3-compatible server (moto) on loopback: blocks move and
-//! answer as before, through an outage in the middle of a pass, a restart and cold retention;
+//! The cold tier end to end, on an S3-compatible server (moto) on loopback: blocks of samples
+//! and of raw events move and answer as before, through an outage in the middle of a pass, a restart and cold retention;
 //! and on three nodes, a leader killed between an upload and its manifest commit leaves no
 //! duplicate and loses nothing.
 
@@ -33,7 +33,8 @@ fn config(dir: &Path, endpoint: &str, extra: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Four hours of 20 series (a counter and a gauge on 10 instances), every 30 s, up to `end`.
+/// Four hours of 20 series (a counter and a gauge on 10 instances), every 30 s, up to `end`,
+/// and of two meetings' chat messages, one each a minute.
 async fn write_history(grpc: &str, end: i64) {
     let mut client = IngestServiceClient::connect(grpc.to_string()).await.expect("grpc");
     let start = end - 4 * 3_600_000;
@@ -57,12 +58,28 @@ async fn write_history(grpc: &str, end: i64) {
                 });
             }
         }
+        let events = times
+            .iter()
+            .step_by(2)
+            .flat_map(|t| {
+                ["m1", "m2"].map(|m| v1::Event {
+                    event: Some(v1::event::Event::Chat(v1::ChatEvent {
+                        meeting_id: m.into(),
+                        user_id: format!("u{}", t / 60_000 % 7),
+                        message_id: format!("{m}-{t}"),
+                        length: (t / 60_000 % 90) as u32,
+                        timestamp_ms: *t,
+                        ..Default::default()
+                    })),
+                })
+            })
+            .collect();
         let r = client
-            .write(v1::WriteRequest { batch_id: format!("history-{batch}"), series, events: vec![] })
+            .write(v1::WriteRequest { batch_id: format!("history-{batch}"), series, events })
             .await
             .expect("write")
             .into_inner();
-        assert_eq!(r.samples_accepted, 20 * 60, "{r:?}");
+        assert_eq!((r.samples_accepted, r.events_accepted), (20 * 60, 60), "{r:?}");
     }
 }
 
@@ -87,16 +104,27 @@ async fn manifest(node: &Node) -> Value {
     reqwest::get(node.url("/api/v1/admin/tiering")).await.expect("manifest").json().await.expect("JSON")
 }
 
-/// Blocks the manifest lists, each once, one after the other without gaps (the tests' data
-/// has samples in every block).
+/// Blocks the manifest lists (both tables), each once, each table's one after the other
+/// without gaps (the tests' data has samples and events in every block).
 fn check_blocks(m: &Value) -> usize {
     let blocks = m["data"]["blocks"].as_array().expect("blocks");
     let mut paths: Vec<&str> = blocks.iter().map(|b| b["path"].as_str().expect("path")).collect();
-    for w in blocks.windows(2) {
-        assert_eq!(w[0]["to_ms"].as_i64(), w[1]["from_ms"].as_i64(), "blocks overlap or leave a gap: {m}");
-    }
-    if let (Some(last), Some(until)) = (blocks.last(), m["data"]["cold_until_ms"].as_i64()) {
-        assert_eq!(last["to_ms"].as_i64(), Some(until), "the last block ends where the cold tier does: {m}");
+    for (table, until) in [("samples", "cold_until_ms"), ("events", "events_cold_until_ms")] {
+        let of: Vec<&Value> = blocks.iter().filter(|b| b["table"] == table).collect();
+        for w in of.windows(2) {
+            assert_eq!(
+                w[0]["to_ms"].as_i64(),
+                w[1]["from_ms"].as_i64(),
+                "{table} blocks overlap or leave a gap: {m}"
+            );
+        }
+        if let (Some(last), Some(until)) = (of.last(), m["data"][until].as_i64()) {
+            assert_eq!(
+                last["to_ms"].as_i64(),
+                Some(until),
+                "the last {table} block ends where its cold tier does: {m}"
+            );
+        }
     }
     paths.sort();
     paths.dedup();
@@ -152,6 +180,8 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     let before = node.export(SELECTOR).await;
     let before_sum = range_sum(&node, end).await;
     assert_eq!(before.values().map(|s| s.len()).sum::<usize>(), 20 * 480);
+    let before_events = node.events_export().await;
+    assert_eq!(before_events.lines().count(), 480);
 
     // The S3 endpoint goes away once the first block is committed: the pass fails part way.
     let pass = {
@@ -205,8 +235,12 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     let cold_until = m["data"]["cold_until_ms"].as_i64().expect("cold until");
     assert!(cold_until >= end - 40 * 60_000 && blocks > partial, "{m}");
     assert_eq!(moto.list("cold").await.expect("list").len(), blocks, "every object in the manifest");
+    let events_until = m["data"]["events_cold_until_ms"].as_i64().expect("events cold until");
+    assert_eq!(events_until, cold_until, "events moved with the samples: {m}");
+    assert!(m["data"]["blocks"].as_array().expect("blocks").iter().any(|b| b["table"] == "events"), "{m}");
     assert_eq!(node.export(SELECTOR).await, before);
     assert_eq!(range_sum(&node, end).await, before_sum);
+    assert_eq!(node.events_export().await, before_events);
 
     // A late sample for a cold block is refused, with the reason, and counted.
     let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("grpc");
@@ -224,6 +258,21 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(refused.message().contains("sealed for the cold tier"), "{refused:?}");
     assert_eq!(node.metric("collabstream_samples_refused_cold_total").await, 1.0);
+    let late_event = v1::Event {
+        event: Some(v1::event::Event::Chat(v1::ChatEvent {
+            meeting_id: "m1".into(),
+            user_id: "u1".into(),
+            message_id: "late".into(),
+            timestamp_ms: end - 3 * 3_600_000 + 1,
+            ..Default::default()
+        })),
+    };
+    let refused = client
+        .write(v1::WriteRequest { batch_id: "late-event".into(), series: vec![], events: vec![late_event] })
+        .await
+        .expect_err("refused");
+    assert!(refused.message().contains("sealed for the cold tier"), "{refused:?}");
+    assert_eq!(node.metric("collabstream_events_refused_cold_total").await, 1.0);
     // The hot copies go.
     let dropped = wait_until(Duration::from_secs(30), || async {
         let d = node.metric("collabstream_cold_dropped_chunks_total").await;
@@ -231,7 +280,9 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     })
     .await;
     assert!(dropped.is_some(), "the tiered blocks were not dropped from the hot store; log:\n{}", node.log());
+    assert!(node.metric("collabstream_cold_dropped_events_total").await > 0.0);
     assert_eq!(node.export(SELECTOR).await, before);
+    assert_eq!(node.events_export().await, before_events);
 
     // A restart reads the same manifest, and the same answers.
     node.terminate(Duration::from_secs(30)).expect("stops");
@@ -239,6 +290,7 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     assert_eq!(check_blocks(&manifest(&node).await), blocks);
     assert_eq!(node.export(SELECTOR).await, before);
     assert_eq!(range_sum(&node, end).await, before_sum);
+    assert_eq!(node.events_export().await, before_events);
 
     // Cold retention of three hours: the older blocks leave the manifest, then the store.
     drop(node);
@@ -266,6 +318,14 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
         .expect("block starts")
         + BLOCK_MS;
     assert_eq!(node.export(SELECTOR).await, since(&before, gone_until));
+    let events_left: Vec<&str> = before_events
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<Value>(l).expect("event")["timestamp"].as_i64() >= Some(gone_until)
+        })
+        .collect();
+    assert!(expired.iter().any(|p| p.contains("/events/")), "{report}");
+    assert_eq!(node.events_export().await.lines().collect::<Vec<_>>(), events_left);
     drop(node);
     drop(s3);
     drop(moto);
@@ -288,6 +348,7 @@ async fn a_leader_killed_between_upload_and_commit_leaves_no_duplicate_and_loses
     }
     let before = cluster.node(leader).export(SELECTOR).await;
     assert_eq!(before.values().map(|s| s.len()).sum::<usize>(), 20 * 480);
+    let before_events = cluster.node(leader).events_export().await;
 
     // The leader's pass: once its first object is up, it is cut off from the others, so the
     // commit of a block it uploads cannot complete; it is killed once such an upload exists.
@@ -331,6 +392,7 @@ async fn a_leader_killed_between_upload_and_commit_leaves_no_duplicate_and_loses
         let node = cluster.node(i);
         assert_eq!(manifest(node).await["data"]["blocks"], m["data"]["blocks"], "node {}", i + 1);
         assert_eq!(node.export(SELECTOR).await, before, "node {}", i + 1);
+        assert_eq!(node.events_export().await, before_events, "node {}", i + 1);
         let dropped = wait_until(Duration::from_secs(30), || async {
             let d = node.metric("collabstream_cold_dropped_chunks_total").await;
             (d > 0.0).then_some(d)
