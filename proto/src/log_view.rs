@@ -453,7 +453,7 @@ mod tests {
             (command(&field(5, &with(field(1, b"chat_events")))), "SourceSpan"),
             (field(4, &with(settings.clone())), "ApplySettings"),
             (field(5, &with(Vec::new())), "Tick"),
-            (field(7, &with(v1::Seal { before_ms: 5 }.encode_to_vec())), "Seal"),
+            (field(7, &with(v1::Seal { before_ms: 5, events: true }.encode_to_vec())), "Seal"),
             // Field 9 is a ColdBlock's min time: field 30 instead.
             (field(8, &[field(1, b"samples"), vec![0xf0, 0x01, 1]].concat()), "ColdBlock"),
             (field(9, &with(Vec::new())), "ExpireCold"),
@@ -482,11 +482,11 @@ mod tests {
         );
         let seal = v1::Command {
             leader_time_ms: 1,
-            payload: Some(v1::command::Payload::Seal(v1::Seal { before_ms: 5 })),
+            payload: Some(v1::command::Payload::Seal(v1::Seal { before_ms: 5, events: true })),
         };
         assert_eq!(
             CommandView::parse(&seal.encode_to_vec()).unwrap().tiering,
-            Some(TierCommand::Seal(v1::Seal { before_ms: 5 }))
+            Some(TierCommand::Seal(v1::Seal { before_ms: 5, events: true }))
         );
         let created = CommandView::parse(&change(&rule)).unwrap().rule_change.unwrap().change;
         assert!(matches!(created, Some(v1::rule_change::Change::Create(r)) if r.name == "r"));

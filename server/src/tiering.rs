@@ -329,7 +329,10 @@ async fn drop_tiered(store: Arc<Store>, dropped: Arc<DropTotals>, shutdown: Canc
         });
         match done.await {
             Ok(Ok((until, d))) => {
-                dropped_until = until;
+                // Held back by an open reader: tried again at the next tick.
+                if !d.held_back {
+                    dropped_until = until;
+                }
                 dropped.chunks.fetch_add(d.chunks, Ordering::Relaxed);
                 dropped.events.fetch_add(d.events, Ordering::Relaxed);
             }

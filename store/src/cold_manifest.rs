@@ -19,8 +19,10 @@ use prost::Message;
 /// What readers see of the manifest: a copy taken by apply whenever it changes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColdView {
-    /// Samples and events before this are refused (`i64::MIN`: nothing sealed).
+    /// Samples before this are refused (`i64::MIN`: nothing sealed).
     pub sealed_before: i64,
+    /// Events before this are refused (`i64::MIN`: nothing sealed).
+    pub events_sealed_before: i64,
     /// The cold tier holds every sample before this, the hot store those at or after it
     /// (`i64::MIN`: nothing is cold).
     pub cold_until: i64,
@@ -34,6 +36,7 @@ impl Default for ColdView {
     fn default() -> Self {
         Self {
             sealed_before: i64::MIN,
+            events_sealed_before: i64::MIN,
             cold_until: i64::MIN,
             events_cold_until: i64::MIN,
             blocks: Vec::new(),
@@ -75,8 +78,10 @@ impl Manifest {
         let m = v1::ColdManifest::decode(bytes).ok()?;
         // Written before events moved: none are cold.
         let events_cold_until = if m.events_started { m.events_cold_until_ms } else { i64::MIN };
+        let events_sealed_before = if m.events_sealed { m.events_sealed_before_ms } else { i64::MIN };
         let view = ColdView {
             sealed_before: m.sealed_before_ms,
+            events_sealed_before,
             cold_until: m.cold_until_ms,
             events_cold_until,
             blocks: m.blocks,
@@ -92,6 +97,8 @@ impl Manifest {
             started: self.view.cold_until != i64::MIN,
             events_cold_until_ms: self.view.events_cold_until,
             events_started: self.view.events_cold_until != i64::MIN,
+            events_sealed_before_ms: self.view.events_sealed_before,
+            events_sealed: self.view.events_sealed_before != i64::MIN,
         }
         .encode_to_vec()
     }
@@ -100,14 +107,28 @@ impl Manifest {
         self.view.clone()
     }
 
-    /// A `seal`: the seal only moves forward (a stale one changes nothing).
-    pub(crate) fn seal(&mut self, before_ms: i64) -> bool {
-        if before_ms <= self.view.sealed_before {
+    /// A `seal` (of events too when `events`): a seal only moves forward (a stale one changes
+    /// nothing). Whether it moved.
+    pub(crate) fn seal(&mut self, before_ms: i64, events: bool) -> bool {
+        let samples_move = before_ms > self.view.sealed_before;
+        let events_move = events && before_ms > self.view.events_sealed_before;
+        if !samples_move && !events_move {
             return false;
         }
-        Arc::make_mut(&mut self.view).sealed_before = before_ms;
+        let view = Arc::make_mut(&mut self.view);
+        if samples_move {
+            view.sealed_before = before_ms;
+        }
+        if events_move {
+            view.events_sealed_before = before_ms;
+        }
         self.dirty = true;
         true
+    }
+
+    /// Events before this are refused.
+    pub(crate) fn events_sealed_before(&self) -> i64 {
+        self.view.events_sealed_before
     }
 
     /// A `tier`: the block is recorded if it continues the cold tier; otherwise why not.
@@ -123,10 +144,11 @@ impl Manifest {
                 block.table, block.from_ms, block.to_ms
             ));
         }
-        if block.to_ms <= block.from_ms || block.to_ms > view.sealed_before {
+        let sealed = if block.table == EVENTS_TABLE { view.events_sealed_before } else { view.sealed_before };
+        if block.to_ms <= block.from_ms || block.to_ms > sealed {
             return Err(format!(
-                "the block [{}, {}) is empty or not sealed (data is sealed before {})",
-                block.from_ms, block.to_ms, view.sealed_before
+                "the {} block [{}, {}) is empty or not sealed ({} are sealed before {sealed})",
+                block.table, block.from_ms, block.to_ms, block.table
             ));
         }
         if !block.path.is_empty() && (block.min_time_ms < block.from_ms || block.max_time_ms >= block.to_ms) {
@@ -180,8 +202,8 @@ mod tests {
     fn the_cold_tier_grows_without_gaps_or_repeats() {
         let mut m = Manifest::default();
         assert!(m.tier(&block(i64::MIN, 100, "a")).unwrap_err().contains("not sealed"));
-        assert!(m.seal(200));
-        assert!(!m.seal(150), "a seal never moves back");
+        assert!(m.seal(200, true));
+        assert!(!m.seal(150, true), "a seal never moves back");
         m.tier(&block(i64::MIN, 100, "a")).unwrap();
         assert!(m.tier(&block(i64::MIN, 100, "a2")).unwrap_err().contains("tiered already"));
         assert!(m.tier(&block(150, 200, "c")).is_err(), "a gap");
@@ -193,7 +215,7 @@ mod tests {
         assert_eq!(v.blocks.iter().map(|b| b.path.as_str()).collect::<Vec<_>>(), ["a", "c"]);
         let mut bad = block(200, 250, "d");
         bad.max_time_ms = 260;
-        m.seal(300);
+        m.seal(300, true);
         assert!(m.tier(&bad).unwrap_err().contains("outside its block"));
 
         let back = Manifest::decode(&m.encode()).unwrap();
@@ -206,11 +228,15 @@ mod tests {
     #[test]
     fn events_have_a_cold_tier_of_their_own() {
         let mut m = Manifest::default();
-        m.seal(300);
-        m.tier(&block(i64::MIN, 100, "s1")).unwrap();
-        m.tier(&block(100, 200, "s2")).unwrap();
         let events =
             |from, to, path: &str| v1::ColdBlock { table: EVENTS_TABLE.into(), ..block(from, to, path) };
+        // A seal logged before events moved seals the samples alone, on every replay too.
+        assert!(m.seal(300, false));
+        assert_eq!((m.view().sealed_before, m.events_sealed_before()), (300, i64::MIN));
+        assert!(m.tier(&events(i64::MIN, 100, "e1")).unwrap_err().contains("not sealed"));
+        assert!(m.seal(300, true), "the same seal for events moves theirs");
+        m.tier(&block(i64::MIN, 100, "s1")).unwrap();
+        m.tier(&block(100, 200, "s2")).unwrap();
         assert!(
             m.tier(&events(100, 200, "e")).unwrap_err().contains("events block"),
             "events start at their own end"
@@ -230,7 +256,10 @@ mod tests {
         let old =
             v1::ColdManifest { sealed_before_ms: 5, cold_until_ms: 0, started: true, ..Default::default() };
         let back = Manifest::decode(&old.encode_to_vec()).unwrap().view();
-        assert_eq!((back.cold_until, back.events_cold_until), (0, i64::MIN));
+        assert_eq!(
+            (back.cold_until, back.events_cold_until, back.events_sealed_before),
+            (0, i64::MIN, i64::MIN)
+        );
         assert_eq!(m.expire(100), 2, "retention takes both tables' blocks");
     }
 }

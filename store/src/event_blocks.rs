@@ -157,7 +157,9 @@ pub(crate) fn scan(db: &Rocks, range: TimeRange, mut f: impl FnMut(StoredEvent) 
     Ok(())
 }
 
-/// Events with event time in `range`, in (time, log index, position) order, at most `limit`.
+/// Events with event time in `range`, in (time, log index, position) order, at most `limit`:
+/// what is on disk, the cold boundary aside (tests look below it).
+#[cfg(test)]
 pub(crate) fn read(db: &Rocks, range: TimeRange, limit: usize) -> Result<Vec<v1::Event>> {
     let mut out = Vec::new();
     if limit == 0 {
@@ -205,40 +207,58 @@ fn read_bucket(
 /// Blocks rewritten or deleted per RocksDB write while dropping.
 const DROP_BATCH: usize = 4096;
 
-/// Deletes the events before `until` (the cold tier holds them): the time rows of the minutes
-/// wholly before it, the blocks holding nothing later, and the earlier events of blocks that
-/// hold later ones too (rewritten with the rest). Gives how many events went. Not logged
-/// (`no_wal`): a crash brings some back, and the next drop takes them again; readers never see
-/// them, reading from the boundary on.
+/// Deletes the events before `until` (the cold tier holds them): the blocks holding nothing
+/// later, the earlier events of blocks that hold later ones too (rewritten with the rest), and
+/// the time rows of minutes no block holds an event of any more. Gives how many events went.
+/// Not logged (`no_wal`): a crash brings some back, and the next drop takes them again;
+/// readers never see them, reading from the boundary on.
+///
+/// No time row is left naming a block that is gone (a read would take it for corruption): a
+/// block is gone only when all its events were before `until`, so all its rows are among
+/// those before it, which are the rows this walks; and a row whose block a crash already
+/// took (the two column families reach disk apart, without a WAL) is deleted here too.
+///
+/// Only whole minutes go (`until` rounded down to one): a reader from the boundary on reads the
+/// rows of the boundary's minute, which are then never touched here, nor the blocks they name.
 pub(crate) fn drop_before(db: &Rocks, until: i64, write: impl Fn(&WriteBatch) -> Result<()>) -> Result<u64> {
+    let until = bucket(until);
     let (events, times) = (cf(db, CF_EVENTS), cf(db, CF_EVENT_TIMES));
     let mut dropped = 0u64;
-    let mut seen = std::collections::HashSet::new();
-    let mut todo: Vec<[u8; 12]> = Vec::new();
-    let mut batch = WriteBatch::default();
-    let mut flush = |todo: &mut Vec<[u8; 12]>, batch: &mut WriteBatch| -> Result<()> {
-        for (key, value) in todo.iter().zip(db.batched_multi_get_cf(events, &*todo, true)) {
-            // Gone already: a drop before a crash took it, and no replay brought it back.
-            let Some(value) = value? else { continue };
+    // Blocks met in the rows walked, with the minutes of those rows, handled a batch at a
+    // time. A block met again in a later batch is handled again, which changes nothing more.
+    let mut todo: std::collections::HashMap<[u8; 12], Vec<i64>> = std::collections::HashMap::new();
+    let mut flush = |todo: &mut std::collections::HashMap<[u8; 12], Vec<i64>>| -> Result<()> {
+        // Sorted: RocksDB is told they are (a lookup in sorted order is faster, and it
+        // relies on it).
+        let mut keys: Vec<[u8; 12]> = todo.keys().copied().collect();
+        keys.sort_unstable();
+        let mut batch = WriteBatch::default();
+        for (key, value) in keys.iter().zip(db.batched_multi_get_cf(events, &keys, true)) {
+            let rows = &todo[key];
+            let index = u64::from_be_bytes(key[..8].try_into().expect("12-byte key"));
+            let write_no = u32::from_be_bytes(key[8..].try_into().expect("12-byte key"));
             let mut kept = EventBlock::default();
-            for e in decode(&value) {
-                let (ts, position, bytes) = e?;
-                if ts < until {
-                    dropped += 1;
-                } else {
-                    kept.push(ts, position, bytes);
+            if let Some(value) = value? {
+                for e in decode(&value) {
+                    let (ts, position, bytes) = e?;
+                    if ts < until {
+                        dropped += 1;
+                    } else {
+                        kept.push(ts, position, bytes);
+                    }
+                }
+                if kept.bytes.is_empty() {
+                    batch.delete_cf(events, key);
+                } else if kept.bytes.len() < value.len() {
+                    batch.put_cf(events, key, &kept.bytes);
                 }
             }
-            if kept.bytes.is_empty() {
-                batch.delete_cf(events, key);
-            } else if kept.bytes.len() < value.len() {
-                batch.put_cf(events, key, kept.bytes);
+            for b in rows.iter().filter(|b| !kept.buckets.contains(b)) {
+                batch.delete_cf(times, time_key(*b, index, write_no));
             }
         }
         todo.clear();
-        write(batch)?;
-        *batch = WriteBatch::default();
-        Ok(())
+        write(&batch)
     };
     for item in db.iterator_cf(times, IteratorMode::Start) {
         let (k, _) = item?;
@@ -246,18 +266,12 @@ pub(crate) fn drop_before(db: &Rocks, until: i64, write: impl Fn(&WriteBatch) ->
         if b >= until {
             break;
         }
-        // A minute reaching past the boundary keeps its row: later events of it stay.
-        if b.saturating_add(BUCKET_MS) <= until {
-            batch.delete_cf(times, &k);
-        }
-        if seen.insert(block) {
-            todo.push(block);
-            if todo.len() >= DROP_BATCH {
-                flush(&mut todo, &mut batch)?;
-            }
+        todo.entry(block).or_default().push(b);
+        if todo.len() >= DROP_BATCH {
+            flush(&mut todo)?;
         }
     }
-    flush(&mut todo, &mut batch)?;
+    flush(&mut todo)?;
     Ok(dropped)
 }
 

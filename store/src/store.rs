@@ -118,7 +118,8 @@ pub struct Store {
     pub(crate) durable_events_cold_until: AtomicI64,
     /// The cold boundaries hot cursors started from, with how many are open: a cursor reads
     /// lazily, so [`Store::drop_cold`] keeps what the oldest of them may still read.
-    pub(crate) cold_readers: Mutex<BTreeMap<i64, usize>>,
+    /// Samples' readers and events' readers apart, so that neither holds the other's drops.
+    pub(crate) cold_readers: Mutex<[BTreeMap<i64, usize>; 2]>,
     /// Samples refused since start because their block is sealed for the cold tier.
     pub(crate) cold_refused: AtomicU64,
     /// Events refused since start for the same reason.
@@ -349,7 +350,7 @@ impl Store {
             cold_until: AtomicI64::new(cold.cold_until),
             durable_cold_until: AtomicI64::new(cold.cold_until),
             durable_events_cold_until: AtomicI64::new(cold.events_cold_until),
-            cold_readers: Mutex::new(BTreeMap::new()),
+            cold_readers: Mutex::new([BTreeMap::new(), BTreeMap::new()]),
             cold: RwLock::new(cold),
             cold_refused: AtomicU64::new(0),
             events_cold_refused: AtomicU64::new(0),

@@ -303,7 +303,7 @@ impl Store {
         }
         drop(index_lock);
         let mut block = EventBlock::default();
-        let sealed_before = self.sealed_before.load(Ordering::Relaxed);
+        let sealed_before = writer.manifest.events_sealed_before();
         for (pos, raw) in req.events.iter().enumerate() {
             let event = v1::Event::decode(*raw).ok();
             let timestamp = event.as_ref().and_then(collabstream_proto::events::timestamp_ms);

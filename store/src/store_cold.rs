@@ -32,17 +32,26 @@ pub struct Dropped {
     pub chunks: u64,
     pub head_samples: u64,
     pub events: u64,
+    /// Whether an open reader kept the drop short of a durable boundary: a later drop, once
+    /// it is done, goes further.
+    pub held_back: bool,
 }
+
+/// Which registry of [`Store::cold_readers`] a pin is in.
+pub(crate) const SAMPLES_PINS: usize = 0;
+const EVENTS_PINS: usize = 1;
 
 /// A hot reader's cold boundary, registered while it reads (see [`Store::pin_cold`]).
 pub(crate) struct ColdPin<'a> {
     store: &'a Store,
+    table: usize,
     pub(crate) at: i64,
 }
 
 impl Drop for ColdPin<'_> {
     fn drop(&mut self) {
-        let mut readers = self.store.cold_readers.lock();
+        let mut all = self.store.cold_readers.lock();
+        let readers = &mut all[self.table];
         if let Some(n) = readers.get_mut(&self.at) {
             *n -= 1;
             if *n == 0 {
@@ -67,11 +76,12 @@ impl Store {
         let manifest = &mut writer.manifest;
         let refused = match cmd {
             TierCommand::Seal(s) => {
-                if manifest.seal(s.before_ms) {
+                if manifest.seal(s.before_ms, s.events) {
                     tracing::info!(
                         index,
                         before_ms = s.before_ms,
-                        "samples before this are sealed for the cold tier"
+                        events = s.events,
+                        "samples (and events, if said) before this are sealed for the cold tier"
                     );
                 }
                 None
@@ -164,16 +174,15 @@ impl Store {
     /// Nor below the boundary an open hot cursor reads from: it reads lazily, and the cold
     /// files its reader listed may not hold what moved after it started.
     pub fn drop_cold(&self) -> Result<Dropped> {
-        // Pins of both tables' readers hold both tables' drops: a little more kept a little
-        // longer, for one registry.
-        let (until, events_until) = {
+        let (until, events_until, held_back) = {
             let readers = self.cold_readers.lock();
-            let oldest = readers.keys().next().copied().unwrap_or(i64::MAX);
+            let oldest = |table: usize| readers[table].keys().next().copied().unwrap_or(i64::MAX);
             let durable = self.durable_cold_until();
             let durable_events = self.durable_events_cold_until();
-            (durable.min(oldest), durable_events.min(oldest))
+            let held_back = oldest(SAMPLES_PINS) < durable || oldest(EVENTS_PINS) < durable_events;
+            (durable.min(oldest(SAMPLES_PINS)), durable_events.min(oldest(EVENTS_PINS)), held_back)
         };
-        let mut dropped = Dropped::default();
+        let mut dropped = Dropped { held_back, ..Dropped::default() };
         if events_until != i64::MIN {
             dropped.events = crate::event_blocks::drop_before(&self.db, events_until, |b| {
                 self.write("dropping cold events", b, &no_wal())
@@ -234,16 +243,16 @@ impl Store {
     pub(crate) fn pin_cold(&self) -> ColdPin<'_> {
         let mut readers = self.cold_readers.lock();
         let at = self.cold_until();
-        *readers.entry(at).or_insert(0) += 1;
-        ColdPin { store: self, at }
+        *readers[SAMPLES_PINS].entry(at).or_insert(0) += 1;
+        ColdPin { store: self, table: SAMPLES_PINS, at }
     }
 
     /// The same for the events' boundary.
     fn pin_cold_events(&self) -> ColdPin<'_> {
         let mut readers = self.cold_readers.lock();
         let at = self.cold_view().events_cold_until;
-        *readers.entry(at).or_insert(0) += 1;
-        ColdPin { store: self, at }
+        *readers[EVENTS_PINS].entry(at).or_insert(0) += 1;
+        ColdPin { store: self, table: EVENTS_PINS, at }
     }
 
     /// Events refused since start because their block was sealed for the cold tier.

@@ -139,7 +139,13 @@ impl Store {
     /// Raw events of the hot store (from the events' cold boundary on) with event time in
     /// `range`, oldest first, at most `limit`.
     pub fn events(&self, range: TimeRange, limit: usize) -> Result<Vec<v1::Event>> {
-        let range = TimeRange { start: range.start.max(self.events_cold_until()), end: range.end };
-        crate::event_blocks::read(&self.db, range, limit)
+        let mut out = Vec::new();
+        if limit > 0 {
+            self.scan_hot_events(range, |e| {
+                out.push(e.event);
+                out.len() < limit
+            })?;
+        }
+        Ok(out)
     }
 }

@@ -280,7 +280,12 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     })
     .await;
     assert!(dropped.is_some(), "the tiered blocks were not dropped from the hot store; log:\n{}", node.log());
-    assert!(node.metric("collabstream_cold_dropped_events_total").await > 0.0);
+    let dropped_events = wait_until(Duration::from_secs(30), || async {
+        let d = node.metric("collabstream_cold_dropped_events_total").await;
+        (d > 0.0).then_some(d)
+    })
+    .await;
+    assert!(dropped_events.is_some(), "the tiered events were not dropped from the hot store");
     assert_eq!(node.export(SELECTOR).await, before);
     assert_eq!(node.events_export().await, before_events);
 

@@ -183,8 +183,9 @@ impl Tierer {
         let now = self.log.now_ms();
         let hot_ms = self.config.hot_retention.as_millis() as i64;
         let horizon = now.saturating_sub(hot_ms).div_euclid(block_ms) * block_ms;
-        if self.store.cold_view().sealed_before < horizon {
-            self.commit(Payload::Seal(v1::Seal { before_ms: horizon })).await?;
+        let view = self.store.cold_view();
+        if view.sealed_before < horizon || view.events_sealed_before < horizon {
+            self.commit(Payload::Seal(v1::Seal { before_ms: horizon, events: true })).await?;
         }
         report.sealed_before_ms = Some(self.store.cold_view().sealed_before);
         for table in TABLES {

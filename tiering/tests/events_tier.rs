@@ -201,7 +201,10 @@ fn a_file_of_many_row_groups_reads_back_in_order_and_stops_at_the_limit() {
     let stored = runtime.block_on(objects.put_verified(&path, bytes.into())).expect("put");
     commit(
         &store,
-        &v1::Command { leader_time_ms: 0, payload: Some(Payload::Seal(v1::Seal { before_ms: BLOCK })) },
+        &v1::Command {
+            leader_time_ms: 0,
+            payload: Some(Payload::Seal(v1::Seal { before_ms: BLOCK, events: true })),
+        },
     );
     let entry = v1::ColdBlock {
         table: "events".into(),
