@@ -7,6 +7,7 @@
 //! with 2-hour blocks and one hour of hot retention, runs each query `BENCH_ROUNDS` times
 //! (default 5) over the 24 hours that will go cold, runs a tiering pass, checks every answer is
 //! unchanged, and runs them again. It prints the median latency hot and cold and the ratio.
+//! `BENCH_QUERY=<i>` runs the `i`th query alone.
 //! `cargo test --benches` runs it with 50 series and one round, as a smoke test.
 
 use std::time::{Duration, Instant};
@@ -101,15 +102,20 @@ async fn main() {
     // hour old goes cold; the queries read the 24 hours before it.
     let boundary = (now - HOUR).div_euclid(2 * HOUR) * 2 * HOUR;
     let (start, end) = (boundary - 24 * HOUR, boundary - 60_000);
-    let queries = [
+    let all_queries = [
         "sum(rate(cq_requests_total[5m]))",
         "avg by (job) (cq_temperature)",
         "max_over_time(cq_temperature{instance=\"i7\"}[1h])",
     ];
+    // `BENCH_QUERY=2` runs the third alone (for a profile of one).
+    let queries: Vec<&str> = match std::env::var("BENCH_QUERY").ok().and_then(|v| v.parse::<usize>().ok()) {
+        Some(i) => all_queries.get(i).into_iter().copied().collect(),
+        None => all_queries.to_vec(),
+    };
     let http = reqwest::Client::new();
     let measure = async |label: &str| {
         let mut out = Vec::new();
-        for q in queries {
+        for q in queries.iter().copied() {
             let (_, answer) = query(&http, &node, q, start, end).await; // warm-up
             let mut ms = Vec::new();
             for _ in 0..rounds {
@@ -133,7 +139,8 @@ async fn main() {
     assert_eq!(pass["data"]["sealed_before_ms"].as_i64(), Some(boundary), "{pass}");
     let tiered = pass["data"]["tiered"].as_array().expect("tiered");
     let bytes: u64 = tiered.iter().map(|b| b["bytes"].as_u64().unwrap_or(0)).sum();
-    let samples: u64 = tiered.iter().map(|b| b["samples"].as_u64().unwrap_or(0)).sum();
+    let samples: u64 =
+        tiered.iter().filter(|b| b["table"] == "samples").map(|b| b["rows"].as_u64().unwrap_or(0)).sum();
     println!("tiered: {} blocks, {samples} samples, {bytes} bytes", tiered.len());
     let cold = measure("cold").await;
     println!("\n| query | hot ms | cold ms | cold/hot |\n|---|---:|---:|---:|");

@@ -7,14 +7,15 @@
 //! statistics can hold a wanted id, and only in the pages whose page-index span can: a query
 //! for one series reads one page of three columns per block, not the block.
 
-use std::collections::HashMap;
-
-use arrow::array::AsArray;
+use arrow::array::{AsArray, BooleanArray, BooleanBufferBuilder};
 use arrow::datatypes::{Float64Type, TimestampMillisecondType, UInt64Type};
+use arrow::record_batch::RecordBatch;
 use collabstream_common::{Labels, Sample, SeriesId, TimeRange};
 use collabstream_store::{Error, SeriesData};
 use futures::TryStreamExt;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderOptions, RowFilter, RowSelection, RowSelector,
+};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
@@ -34,24 +35,30 @@ impl ColdRead {
         known: &[(SeriesId, Labels)],
         range: TimeRange,
     ) -> Result<Vec<SeriesData>, Error> {
-        let position: HashMap<u64, usize> = known.iter().enumerate().map(|(i, (id, _))| (id.0, i)).collect();
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); known.len()];
         let mut held = 0usize;
         self.scan_known(files, known, range, true, |batch| {
-            let ids = batch.column(0).as_primitive::<UInt64Type>();
-            let times = batch.column(1).as_primitive::<TimestampMillisecondType>();
-            let values = batch.column(2).as_primitive::<Float64Type>();
-            for i in 0..batch.num_rows() {
-                let t = times.value(i);
-                let Some(&at) = position.get(&ids.value(i)) else { continue };
-                if !range.contains(t) {
-                    continue;
+            let ids = batch.column(0).as_primitive::<UInt64Type>().values();
+            let times = batch.column(1).as_primitive::<TimestampMillisecondType>().values();
+            let values = batch.column(2).as_primitive::<Float64Type>().values();
+            // Rows come sorted by series within a metric: each run of one id is looked up once.
+            let mut i = 0;
+            while i < ids.len() {
+                let id = ids[i];
+                let end = i + ids[i..].iter().position(|x| *x != id).unwrap_or(ids.len() - i);
+                if let Ok(at) = known.binary_search_by_key(&id, |(k, _)| k.0) {
+                    for (t, v) in times[i..end].iter().zip(&values[i..end]) {
+                        if !range.contains(*t) {
+                            continue;
+                        }
+                        held += 1;
+                        if held > self.max_samples {
+                            return Err(Error::TooManySamples { limit: self.max_samples });
+                        }
+                        samples[at].push(Sample::new(*t, *v));
+                    }
                 }
-                held += 1;
-                if held > self.max_samples {
-                    return Err(Error::TooManySamples { limit: self.max_samples });
-                }
-                samples[at].push(Sample::new(t, values.value(i)));
+                i = end;
             }
             Ok(())
         })
@@ -106,6 +113,7 @@ impl ColdRead {
         mut each: impl FnMut(&arrow::record_batch::RecordBatch) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let ids: Vec<u64> = known.iter().map(|(id, _)| id.0).collect();
+        let wanted_ids = std::sync::Arc::new(ids.clone());
         let mut metrics: Vec<&str> = known.iter().map(|(_, l)| l.metric_name()).collect();
         metrics.sort_unstable();
         metrics.dedup();
@@ -133,18 +141,42 @@ impl ColdRead {
             }
             let columns: &[usize] = if samples { &ID_TIME_VALUE } else { &ID_TIME_VALUE[..1] };
             let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
-            let mut batches = builder
+            let mut builder = builder
                 .with_projection(mask)
                 .with_row_groups(groups)
-                .with_row_selection(RowSelection::from(selection))
-                .build()
-                .map_err(|e| cold_error(file, e))?;
+                .with_row_selection(RowSelection::from(selection));
+            if samples {
+                // The series ids are decoded first, and the time and value columns then only
+                // for the rows of wanted series: a page of other series' values is skipped,
+                // not decoded.
+                let ids = wanted_ids.clone();
+                let by_id = ProjectionMask::roots(builder.parquet_schema(), [ID_TIME_VALUE[0]]);
+                let keep = ArrowPredicateFn::new(by_id, move |batch: RecordBatch| {
+                    Ok(wanted_rows(batch.column(0).as_primitive::<UInt64Type>().values(), &ids))
+                });
+                builder = builder.with_row_filter(RowFilter::new(vec![Box::new(keep)]));
+            }
+            let mut batches = builder.build().map_err(|e| cold_error(file, e))?;
             while let Some(batch) = batches.try_next().await.map_err(|e| cold_error(file, e))? {
                 each(&batch)?;
             }
         }
         Ok(())
     }
+}
+
+/// Which of `rows` (series ids, sorted within a metric) are among `ids` (sorted): each run of
+/// one id looked up once.
+fn wanted_rows(rows: &[u64], ids: &[u64]) -> BooleanArray {
+    let mut keep = BooleanBufferBuilder::new(rows.len());
+    let mut i = 0;
+    while i < rows.len() {
+        let id = rows[i];
+        let run = rows[i..].iter().position(|x| *x != id).unwrap_or(rows.len() - i);
+        keep.append_n(run, ids.binary_search(&id).is_ok());
+        i += run;
+    }
+    BooleanArray::new(keep.finish(), None)
 }
 
 /// Whether any of `ids` (sorted) lies in `lo..=hi`.

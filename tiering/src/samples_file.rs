@@ -25,6 +25,8 @@ use parquet::schema::types::ColumnPath;
 const BATCH_ROWS: usize = 64 * 1024;
 /// Rows per row group: the unit a reader skips by statistics.
 const ROW_GROUP_ROWS: usize = 1024 * 1024;
+/// Rows per data page: the unit a reader decompresses.
+const PAGE_ROWS: usize = 16 * 1024;
 
 /// The columns, in order: `metric`, `labels`, `series_id`, `timestamp`, `value`.
 pub fn samples_schema() -> SchemaRef {
@@ -94,6 +96,11 @@ impl SamplesFile {
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(15).map_err(|e| e.to_string())?))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            // Pages of 16,384 rows rather than the default 1 MiB (131,072 values): a query of a
+            // few series decompresses a page per column per block, so its cost follows the page
+            // size. 1.8 % more bytes a sample than unbounded pages on the node-exporter bench
+            // (0.982 against 0.965); 8,192 rows cost 13 %.
+            .set_data_page_row_count_limit(PAGE_ROWS)
             .set_sorting_columns(Some(vec![
                 SortingColumn { column_idx: 0, descending: false, nulls_first: false },
                 SortingColumn { column_idx: 3, descending: false, nulls_first: false },
