@@ -9,6 +9,8 @@
 //! - the values back to back (separated by 0xFF, a byte UTF-8 never holds): a regex with a
 //!   literal every match must contain (`.*42.*`, `.*12.*5`), which an FST walk could not prune,
 //!   is answered by a SIMD substring search for that literal and the regex on those values only;
+//!   one that begins with `.*` without such a literal (`.*[05]`), which no FST walk prunes, by
+//!   one pass of its DFA over those values;
 //! - for each ordinal, the series id when the value had exactly one series (an id-like label),
 //!   so matches need no lookup in the index's map.
 //!
@@ -22,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use collabstream_common::SeriesId;
-use fst::{IntoStreamer, Map, MapBuilder, Streamer};
+use fst::{Automaton as _, IntoStreamer, Map, MapBuilder, Streamer};
 use parking_lot::RwLock;
 use regex_automata::Anchored;
 use regex_automata::dfa::{Automaton as _, StartKind, dense};
@@ -180,6 +182,32 @@ fn search(
                 }
             }
         }
+        // A regex that matches anything first (`.*[05]`) prunes no branch of the FST: the walk
+        // would visit every node, paying for the traversal besides the DFA. One pass of the
+        // DFA over the values back to back does only the DFA's part.
+        None if starts_with_any(&m.value) => {
+            let mut state = dfa.start;
+            let mut ordinal = 0usize;
+            let mut at = 0usize;
+            while at < f.joined.len() {
+                let b = f.joined[at];
+                if b == SEPARATOR {
+                    if dfa.is_match(&state) {
+                        f.emit(ordinal, values, &mut out);
+                    }
+                    ordinal += 1;
+                    state = dfa.start;
+                } else {
+                    state = dfa.accept(&state, b);
+                    if !dfa.can_match(&state) {
+                        // Nothing more of this value can match: on to the next one.
+                        at = f.starts[ordinal + 1] as usize - 1;
+                        continue;
+                    }
+                }
+                at += 1;
+            }
+        }
         None => {
             let mut stream = f.map.search(dfa).into_stream();
             while let Some((_, ordinal)) = stream.next() {
@@ -195,6 +223,31 @@ fn search(
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// Whether `regex` begins with `.*` (any character, any number of times): its DFA cannot
+/// reject a value by its first bytes. (Only which search runs depends on it, not what it finds.)
+fn starts_with_any(regex: &str) -> bool {
+    use regex_syntax::hir::{Class, HirKind};
+    let Ok(hir) = regex_syntax::ParserBuilder::new().dot_matches_new_line(true).build().parse(regex) else {
+        return false;
+    };
+    let first = match hir.kind() {
+        HirKind::Concat(parts) => parts.first(),
+        _ => Some(&hir),
+    };
+    let Some(HirKind::Repetition(r)) = first.map(|h| h.kind()) else { return false };
+    // `.` is every scalar value but the surrogates: two ranges from \0 to the last one.
+    let any = match r.sub.kind() {
+        HirKind::Class(Class::Unicode(c)) => {
+            let ranges = c.ranges();
+            ranges.len() <= 2
+                && ranges.first().is_some_and(|x| x.start() == '\0')
+                && ranges.last().is_some_and(|x| x.end() == char::MAX)
+        }
+        _ => false,
+    };
+    r.min == 0 && any
 }
 
 /// The longest literal of at least two bytes that every match of `regex` contains, if its
@@ -287,7 +340,7 @@ mod tests {
         let mut fsts = ValueFsts::default();
         let regexes = [
             ".*42.*", ".*", ".+", "u1.*0", "(?i)api", "a.b", ".*-[0-9]", "é.*", "[a-z]+", "u(12|7)", "",
-            "x|", ".*(1|2)$", "\\d{4}", ".*12.*5", "u.*9.*9", ".*-ü", ".*\n.*",
+            "x|", ".*(1|2)$", "\\d{4}", ".*12.*5", "u.*9.*9", ".*-ü", ".*\n.*", ".*[05]", ".*ü", ".*",
         ];
         let check = |fsts: &ValueFsts, values: &BTreeMap<String, Postings>| {
             for re in regexes {
@@ -323,6 +376,16 @@ mod tests {
         values.get_mut("u2421").unwrap().push(SeriesId(99_998));
         assert!(!fsts.by_name.read()["l"].stale());
         check(&fsts, &values);
+    }
+
+    #[test]
+    fn regexes_that_match_anything_first_are_told_apart() {
+        for re in [".*[05]", ".*", ".*42", "(?s:.)*x", ".*?y"] {
+            assert!(starts_with_any(re), "{re}");
+        }
+        for re in ["u.*", ".+x", "(.*)x", "[a-z]*x", "a|.*", ""] {
+            assert!(!starts_with_any(re), "{re}");
+        }
     }
 
     #[test]
