@@ -86,6 +86,7 @@ impl NodeTiering {
         let s = &self.tierer.stats;
         let (hits, misses) = self.read.cold().footer_cache();
         let (range_hits, range_misses) = self.read.cold().range_cache();
+        let (index_hits, index_misses) = self.read.cold().index_cache();
         let counters = [
             (
                 "collabstream_tiering_passes_total",
@@ -158,6 +159,16 @@ impl NodeTiering {
                 range_misses,
             ),
             (
+                "collabstream_cold_index_cache_hits_total",
+                "Series indexes of cold blocks found in the cache.",
+                index_hits,
+            ),
+            (
+                "collabstream_cold_index_cache_misses_total",
+                "Series indexes of cold blocks fetched from the object store.",
+                index_misses,
+            ),
+            (
                 "collabstream_cold_footer_cache_hits_total",
                 "Parquet footers of cold blocks found in the cache.",
                 hits,
@@ -225,6 +236,7 @@ async fn manifest(State(t): State<Arc<NodeTiering>>) -> impl IntoResponse {
             serde_json::json!({
                 "table": b.table, "from_ms": bound(b.from_ms), "to_ms": b.to_ms, "path": b.path,
                 "bytes": b.size, "rows": b.rows, "series": b.series,
+                "index_path": b.index_path, "index_bytes": b.index_size,
                 "min_time_ms": b.min_time_ms, "max_time_ms": b.max_time_ms, "metrics": b.metrics,
             })
         })

@@ -132,6 +132,25 @@ fn check_blocks(m: &Value) -> usize {
     blocks.len()
 }
 
+/// Every object the manifest names (blocks' files and their series indexes), sorted.
+fn named_objects(m: &Value) -> Vec<String> {
+    let mut named: Vec<String> = m["data"]["blocks"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .flat_map(|b| [&b["path"], &b["index_path"]])
+        .filter_map(|p| p.as_str().filter(|p| !p.is_empty()).map(str::to_string))
+        .collect();
+    named.sort();
+    named
+}
+
+async fn bucket(moto: &Moto) -> Vec<String> {
+    let mut keys = moto.list("cold").await.expect("list");
+    keys.sort();
+    keys
+}
+
 async fn range_sum(node: &Node, end: i64) -> Value {
     let q = [
         ("query", "sum(rate(ct_requests_total[5m]))".to_string()),
@@ -234,7 +253,8 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     let blocks = check_blocks(&m);
     let cold_until = m["data"]["cold_until_ms"].as_i64().expect("cold until");
     assert!(cold_until >= end - 40 * 60_000 && blocks > partial, "{m}");
-    assert_eq!(moto.list("cold").await.expect("list").len(), blocks, "every object in the manifest");
+    assert_eq!(bucket(&moto).await, named_objects(&m), "every object in the manifest");
+    assert!(named_objects(&m).iter().any(|p| p.ends_with(".idx")), "series indexes: {m}");
     let events_until = m["data"]["events_cold_until_ms"].as_i64().expect("events cold until");
     assert_eq!(events_until, cold_until, "events moved with the samples: {m}");
     assert!(m["data"]["blocks"].as_array().expect("blocks").iter().any(|b| b["table"] == "events"), "{m}");
@@ -313,8 +333,9 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     assert_eq!(next["data"]["orphans_deleted"].as_array().map(Vec::len), Some(expired.len()), "{next}");
     let keys = moto.list("cold").await.expect("list");
     assert!(expired.iter().all(|p| !keys.iter().any(|k| k == p)), "expired objects deleted");
-    let kept = check_blocks(&manifest(&node).await);
-    assert_eq!(keys.len(), kept);
+    let m = manifest(&node).await;
+    check_blocks(&m);
+    assert_eq!(bucket(&moto).await, named_objects(&m));
     // Objects are named <block start>-<checksum>: what is left starts after the newest expired.
     let gone_until = expired
         .iter()
@@ -366,7 +387,9 @@ async fn a_leader_killed_between_upload_and_commit_leaves_no_duplicate_and_loses
     let uncommitted = wait_until(Duration::from_secs(30), || async {
         let keys = moto.list("cold").await.ok()?;
         // The leader's own manifest: what it committed (and applied) before it was cut off.
-        let committed = check_blocks(&manifest(cluster.node(leader)).await);
+        let leader_manifest = manifest(cluster.node(leader)).await;
+        check_blocks(&leader_manifest);
+        let committed = named_objects(&leader_manifest).len();
         (keys.len() > committed).then_some((keys, committed))
     })
     .await;
@@ -414,16 +437,11 @@ async fn a_leader_killed_between_upload_and_commit_leaves_no_duplicate_and_loses
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (status, report) = run_pass(cluster.node(new_leader)).await;
     assert_eq!(status, 200, "{report}");
-    let mut keys = moto.list("cold").await.expect("list");
-    keys.sort();
-    let mut named: Vec<String> = m["data"]["blocks"]
-        .as_array()
-        .expect("blocks")
-        .iter()
-        .map(|b| b["path"].as_str().expect("path").to_string())
-        .collect();
-    named.sort();
-    assert_eq!(keys, named, "objects are exactly the manifest's ({blocks} blocks)");
+    assert_eq!(
+        bucket(&moto).await,
+        named_objects(&m),
+        "objects are exactly the manifest's ({blocks} blocks)"
+    );
     drop(cluster);
     drop(moto);
 }

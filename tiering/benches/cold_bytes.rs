@@ -11,7 +11,7 @@ use collabstream_common::TimeRange;
 use collabstream_proto::v1;
 use collabstream_store::{Store, StoreConfig};
 use collabstream_tiering::{
-    ColdFile, ColdRead, ObjectStoreConfig, Objects, export_samples, object_name, sorted,
+    ColdFile, ColdRead, ObjectStoreConfig, Objects, export_samples, index_name, object_name, sorted,
 };
 use collabstream_workload::NodeExporter;
 use prost::Message;
@@ -55,7 +55,8 @@ fn main() {
     let block = TimeRange::new(start, start + 2 * 3_600_000 - 1);
 
     let t = Instant::now();
-    let (bytes, summary) = export_samples(&store, block).expect("export").expect("a block");
+    let (bytes, summary, index) = export_samples(&store, block).expect("export").expect("a block");
+    let index = index.encode();
     let export = t.elapsed();
     assert_eq!(summary.rows as usize, samples, "every sample is in the block");
 
@@ -70,10 +71,19 @@ fn main() {
         ..Default::default()
     };
     let objects = Objects::open(&config, dir.path()).expect("objects");
-    let path = objects.path(&object_name("samples", start, xxhash_rust::xxh3::xxh3_64(&bytes)));
-    let stored = runtime.block_on(objects.put_verified(&path, bytes.clone().into())).expect("upload");
+    let name = object_name("samples", start, xxhash_rust::xxh3::xxh3_64(&bytes));
+    let stored_index = runtime
+        .block_on(objects.put_verified(&objects.path(&index_name(&name)), index.clone().into()))
+        .expect("upload");
+    let stored =
+        runtime.block_on(objects.put_verified(&objects.path(&name), bytes.clone().into())).expect("upload");
     let cold = ColdRead::new(objects, runtime.handle().clone(), usize::MAX);
-    let files = sorted(vec![ColdFile { path: stored.path, size: stored.size, summary }]);
+    let files = sorted(vec![ColdFile {
+        path: stored.path,
+        size: stored.size,
+        summary,
+        index: Some((stored_index.path, stored_index.size)),
+    }]);
     let t = Instant::now();
     let read: usize = cold
         .with_files(files)
@@ -88,7 +98,11 @@ fn main() {
     println!("{series} node-exporter series × {scrapes} scrapes = {samples} samples, one block");
     println!("| measure | result |");
     println!("|---|---:|");
-    println!("| cold file, bytes/sample (labels included) | {:.3} |", bytes.len() as f64 / samples as f64);
+    println!(
+        "| cold file and its series index, bytes/sample (labels included) | {:.3} |",
+        (bytes.len() + index.len()) as f64 / samples as f64
+    );
+    println!("| … of which the series index (its own object) | {:.3} |", index.len() as f64 / samples as f64);
     println!(
         "| hot store after checkpoint + full compaction, bytes/sample | {:.3} |",
         hot as f64 / samples as f64

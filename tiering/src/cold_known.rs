@@ -122,6 +122,20 @@ impl ColdRead {
                 && f.summary.metrics.iter().any(|m| metrics.binary_search(&m.as_str()).is_ok())
         });
         for file in wanted {
+            // A file with an index of its own is opened only if it holds a wanted series, and
+            // then read at exactly their rows; a listing needs no more than the index.
+            if let Some(index) = self.series_index(file).await? {
+                let rows = index.rows_of(&ids);
+                if rows.is_empty() {
+                    continue;
+                }
+                if samples {
+                    self.read_rows(file, &rows, &mut each).await?;
+                } else {
+                    each(&Self::id_batch(rows.iter().map(|(id, _)| *id)))?;
+                }
+                continue;
+            }
             let reader = self.open(file);
             let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
             let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use collabstream_common::{Labels, SeriesId, TimeRange};
 use collabstream_store::{Error, SeriesData};
 
-use crate::object_file::{Footers, ObjectFile};
+use crate::object_file::{Footers, ObjectFile, Parsed};
 use crate::objects::Objects;
 use crate::range_cache::RangeCache;
 use crate::samples_file::FileSummary;
+use crate::series_index::SeriesIndex;
 
 /// A samples file the manifest knows.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,8 @@ pub struct ColdFile {
     pub path: String,
     pub size: u64,
     pub summary: FileSummary,
+    /// Its series index (path, size), when it has one.
+    pub index: Option<(String, u64)>,
 }
 
 /// Leaf column indexes of the samples schema (see `samples_schema`): metric, the labels map's
@@ -34,10 +37,13 @@ pub struct ColdRead {
     pub(crate) max_samples: usize,
     pub(crate) footers: Arc<Footers>,
     pub(crate) ranges: Arc<RangeCache>,
+    pub(crate) indexes: Parsed<SeriesIndex>,
 }
 
 /// Bytes of parsed Parquet footers kept (a footer of a block of 20,000 series is tens of KiB).
 const FOOTER_CACHE_BYTES: usize = 64 << 20;
+/// Bytes of files' series indexes kept (one of a block of 20,000 series: about 0.5 MiB).
+const INDEX_CACHE_BYTES: usize = 64 << 20;
 /// Bytes of cold files' pages kept, as read (compressed).
 const RANGE_CACHE_BYTES: usize = 256 << 20;
 
@@ -47,7 +53,8 @@ impl ColdRead {
     pub fn new(objects: Objects, runtime: tokio::runtime::Handle, max_samples: usize) -> Self {
         let footers = Arc::new(Footers::new(FOOTER_CACHE_BYTES));
         let ranges = Arc::new(RangeCache::new(RANGE_CACHE_BYTES));
-        Self { objects, runtime, max_samples, footers, ranges }
+        let indexes = Parsed::new(INDEX_CACHE_BYTES);
+        Self { objects, runtime, max_samples, footers, ranges, indexes }
     }
 
     /// A reader of `files` (from [`sorted`]).
@@ -63,6 +70,16 @@ impl ColdRead {
     /// Page cache (hits, misses) since start: byte ranges of cold files.
     pub fn range_cache(&self) -> (u64, u64) {
         self.ranges.counts()
+    }
+
+    /// The object store it reads.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
+    /// Series index cache (hits, misses) since start.
+    pub fn index_cache(&self) -> (u64, u64) {
+        self.indexes.counts()
     }
 
     /// Bytes of cold files fetched since start (through the page cache).

@@ -6,6 +6,7 @@ use collabstream_store::{Matcher, SeriesRead, Store};
 
 use crate::events_file::EventsFile;
 use crate::samples_file::{FileSummary, SamplesFile};
+use crate::series_index::SeriesIndex;
 
 /// The samples of `range` (one block) in file order: metrics ascending, read metric by metric
 /// through the seam so that no more than a part of a series is held besides the writer's
@@ -13,7 +14,7 @@ use crate::samples_file::{FileSummary, SamplesFile};
 pub fn export_samples(
     source: &dyn SeriesRead,
     range: TimeRange,
-) -> Result<Option<(Vec<u8>, FileSummary)>, String> {
+) -> Result<Option<(Vec<u8>, FileSummary, SeriesIndex)>, String> {
     let metrics = source.label_values(METRIC_NAME, &[], range).map_err(|e| e.to_string())?;
     let mut file = SamplesFile::new()?;
     for metric in metrics {
@@ -46,6 +47,13 @@ pub fn export_events(store: &Store, range: TimeRange) -> Result<Option<(Vec<u8>,
     file.finish()
 }
 
+/// Where the [`SeriesIndex`] of the object named `object` (by [`object_name`]) goes:
+/// `index/<table>/…/<block start ms>-<checksum>.idx`, apart from the table's files, which
+/// engines read every file of a partition of.
+pub fn index_name(object: &str) -> String {
+    format!("index/{}.idx", object.strip_suffix(".parquet").unwrap_or(object))
+}
+
 /// `samples/date=YYYY-MM-DD/hour=HH/<block start ms>-<checksum>.parquet`: Hive-style
 /// partitions of the block's start (UTC), and a name that differs whenever the content does,
 /// so that a retried upload of the same block overwrites nothing another attempt committed.
@@ -68,9 +76,11 @@ mod tests {
     #[test]
     fn objects_are_named_by_the_hour_their_block_starts_in() {
         // 2024-11-28T08:00:00Z
+        let name = object_name("samples", 1_732_780_800_000, 0xab);
+        assert_eq!(name, "samples/date=2024-11-28/hour=08/1732780800000-00000000000000ab.parquet");
         assert_eq!(
-            object_name("samples", 1_732_780_800_000, 0xab),
-            "samples/date=2024-11-28/hour=08/1732780800000-00000000000000ab.parquet"
+            index_name(&name),
+            "index/samples/date=2024-11-28/hour=08/1732780800000-00000000000000ab.idx"
         );
     }
 }

@@ -24,6 +24,7 @@
 //! Must not depend on: ingest, query, raft.
 
 mod cold_events;
+mod cold_indexed;
 mod cold_known;
 mod cold_read;
 mod config;
@@ -34,13 +35,15 @@ mod objects;
 mod pass;
 mod range_cache;
 mod samples_file;
+mod series_index;
 mod tiered_read;
 
 pub use cold_read::{ColdFile, ColdFiles, ColdRead, sorted};
 pub use config::{Location, ObjectStoreConfig, TieringConfig};
 pub use events_file::{EventsFile, events_schema};
-pub use export::{export_events, export_samples, object_name};
+pub use export::{export_events, export_samples, index_name, object_name};
 pub use objects::{Objects, StoredObject};
 pub use pass::{CommitFuture, ManifestLog, PassReport, TieredBlock, Tierer, TieringStats};
 pub use samples_file::{FileSummary, SamplesFile, samples_schema};
+pub use series_index::SeriesIndex;
 pub use tiered_read::{TieredRead, cold_file};

@@ -21,16 +21,38 @@ use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
-/// Parsed footers by path, up to a byte budget (the oldest entry goes first when over it).
-#[derive(Debug)]
-pub(crate) struct Footers {
-    budget: usize,
-    inner: Mutex<FooterMap>,
+/// What a [`Parsed`] cache weighs its entries by.
+pub(crate) trait Weighed {
+    /// Bytes it holds in memory.
+    fn weight(&self) -> usize;
 }
 
-#[derive(Debug, Default)]
-struct FooterMap {
-    by_path: HashMap<String, (u64, Arc<ParquetMetaData>)>,
+impl Weighed for ParquetMetaData {
+    fn weight(&self) -> usize {
+        self.memory_size()
+    }
+}
+
+impl Weighed for crate::series_index::SeriesIndex {
+    fn weight(&self) -> usize {
+        self.memory_size()
+    }
+}
+
+/// Parsed Parquet footers by path.
+pub(crate) type Footers = Parsed<ParquetMetaData>;
+
+/// Things parsed from objects (footers, series indexes), by path, up to a byte budget (the
+/// oldest entry goes first when over it). Objects never change once named in the manifest.
+#[derive(Debug)]
+pub(crate) struct Parsed<T> {
+    budget: usize,
+    inner: Mutex<ParsedMap<T>>,
+}
+
+#[derive(Debug)]
+struct ParsedMap<T> {
+    by_path: HashMap<String, (u64, Arc<T>)>,
     /// Insertion counter, to find the oldest.
     next: u64,
     bytes: usize,
@@ -38,12 +60,13 @@ struct FooterMap {
     misses: u64,
 }
 
-impl Footers {
+impl<T: Weighed> Parsed<T> {
     pub(crate) fn new(budget: usize) -> Self {
-        Self { budget, inner: Mutex::new(FooterMap::default()) }
+        let map = ParsedMap { by_path: HashMap::new(), next: 0, bytes: 0, hits: 0, misses: 0 };
+        Self { budget, inner: Mutex::new(map) }
     }
 
-    fn get(&self, path: &str) -> Option<Arc<ParquetMetaData>> {
+    pub(crate) fn get(&self, path: &str) -> Option<Arc<T>> {
         let mut m = self.inner.lock();
         let found = m.by_path.get(path).map(|(_, f)| f.clone());
         if found.is_some() {
@@ -54,18 +77,18 @@ impl Footers {
         found
     }
 
-    fn insert(&self, path: &str, footer: Arc<ParquetMetaData>) {
+    pub(crate) fn insert(&self, path: &str, parsed: Arc<T>) {
         let mut m = self.inner.lock();
         let n = m.next;
         m.next += 1;
-        m.bytes += footer.memory_size();
-        if let Some((_, old)) = m.by_path.insert(path.to_string(), (n, footer)) {
-            m.bytes -= old.memory_size();
+        m.bytes += parsed.weight();
+        if let Some((_, old)) = m.by_path.insert(path.to_string(), (n, parsed)) {
+            m.bytes -= old.weight();
         }
         while m.bytes > self.budget && m.by_path.len() > 1 {
             let oldest = m.by_path.iter().min_by_key(|(_, (n, _))| *n).map(|(p, _)| p.clone());
             if let Some((_, f)) = oldest.and_then(|p| m.by_path.remove(&p)) {
-                m.bytes -= f.memory_size();
+                m.bytes -= f.weight();
             }
         }
     }

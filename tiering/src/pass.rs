@@ -30,7 +30,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use crate::config::TieringConfig;
-use crate::export::{export_events, export_samples, object_name};
+use crate::export::{export_events, export_samples, index_name, object_name};
 use crate::objects::Objects;
 
 /// Blocks moved in one pass at most, so that a pass (and the HTTP call that runs one) ends in
@@ -239,17 +239,30 @@ impl Tierer {
                 let store = self.store.clone();
                 let range = TimeRange { start, end: entry.to_ms - 1 };
                 tokio::task::spawn_blocking(move || match table {
-                    SAMPLES_TABLE => export_samples(store.as_ref() as &dyn SeriesRead, range),
-                    _ => export_events(&store, range),
+                    SAMPLES_TABLE => Ok::<_, String>(
+                        export_samples(store.as_ref() as &dyn SeriesRead, range)?
+                            .map(|(bytes, summary, index)| (bytes, summary, Some(index))),
+                    ),
+                    _ => Ok(export_events(&store, range)?.map(|(bytes, summary)| (bytes, summary, None))),
                 })
                 .await
                 .map_err(|e| format!("exporting {table} [{start}, {}): {e}", entry.to_ms))??
                 .map(|file| (start, file))
             }
         };
-        if let Some((start, (bytes, summary))) = file {
-            let name = self.objects.path(&object_name(table, start, xxhash_rust::xxh3::xxh3_64(&bytes)));
-            let stored = self.objects.put_verified(&name, Bytes::from(bytes)).await?;
+        if let Some((start, (bytes, summary, index))) = file {
+            let name = object_name(table, start, xxhash_rust::xxh3::xxh3_64(&bytes));
+            // The index first: a block is committed with both or neither.
+            if let Some(index) = index {
+                let stored = self
+                    .objects
+                    .put_verified(&self.objects.path(&index_name(&name)), index.encode().into())
+                    .await?;
+                entry.index_path = stored.path;
+                entry.index_size = stored.size;
+                entry.index_checksum = stored.checksum;
+            }
+            let stored = self.objects.put_verified(&self.objects.path(&name), Bytes::from(bytes)).await?;
             entry.path = stored.path;
             entry.size = stored.size;
             entry.checksum = stored.checksum;
@@ -292,7 +305,8 @@ impl Tierer {
             .blocks
             .iter()
             .filter(|b| b.to_ms <= before)
-            .map(|b| b.path.clone())
+            .flat_map(|b| [b.path.clone(), b.index_path.clone()])
+            .filter(|p| !p.is_empty())
             .collect();
         if gone.is_empty() {
             return Ok(gone);
@@ -316,8 +330,15 @@ impl Tierer {
         for table in TABLES {
             listed.extend(self.objects.list(table).await?);
         }
-        let named: std::collections::HashSet<String> =
-            self.store.cold_view().blocks.iter().map(|b| b.path.clone()).collect();
+        listed.extend(self.objects.list("index").await?);
+        let named: std::collections::HashSet<String> = self
+            .store
+            .cold_view()
+            .blocks
+            .iter()
+            .flat_map(|b| [b.path.clone(), b.index_path.clone()])
+            .filter(|p| !p.is_empty())
+            .collect();
         let mut deleted = Vec::new();
         for (path, _, modified) in listed {
             if named.contains(&path)

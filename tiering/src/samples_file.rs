@@ -21,6 +21,8 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::series_index::SeriesIndex;
+
 /// Rows gathered before they go to the writer as one record batch.
 const BATCH_ROWS: usize = 64 * 1024;
 /// Rows per row group: the unit a reader skips by statistics.
@@ -77,6 +79,8 @@ pub struct SamplesFile {
     values: Vec<f64>,
     last: Option<(String, SeriesId, i64)>,
     summary: FileSummary,
+    /// (series id, first row) of every series, in row order: the file's [`SeriesIndex`].
+    starts: Vec<(u64, u64)>,
 }
 
 impl std::fmt::Debug for SamplesFile {
@@ -132,6 +136,7 @@ impl SamplesFile {
                 max_time: i64::MIN,
                 metrics: Vec::new(),
             },
+            starts: Vec::new(),
         })
     }
 
@@ -154,6 +159,7 @@ impl SamplesFile {
         }
         let new_series = !matches!(&self.last, Some((_, i, _)) if *i == id);
         if new_series {
+            self.starts.push((id.0, self.summary.rows));
             let rest: Vec<_> = labels.iter().filter(|l| l.name != METRIC_NAME).cloned().collect();
             self.series.push(Labels::from_sorted_unchecked(rest));
             self.summary.series += 1;
@@ -215,13 +221,14 @@ impl SamplesFile {
         Ok(())
     }
 
-    /// The file's bytes and what it holds; `None` if nothing was appended.
-    pub fn finish(mut self) -> Result<Option<(Vec<u8>, FileSummary)>, String> {
+    /// The file's bytes, what it holds and its series index; `None` if nothing was appended.
+    pub fn finish(mut self) -> Result<Option<(Vec<u8>, FileSummary, SeriesIndex)>, String> {
         if self.summary.rows == 0 {
             return Ok(None);
         }
         self.flush()?;
         let bytes = self.writer.into_inner().map_err(|e| e.to_string())?;
-        Ok(Some((bytes, self.summary)))
+        let index = SeriesIndex::new(self.starts, self.summary.rows);
+        Ok(Some((bytes, self.summary, index)))
     }
 }

@@ -79,6 +79,7 @@ pub fn cold_file(b: &collabstream_proto::v1::ColdBlock) -> ColdFile {
             max_time: b.max_time_ms,
             metrics: b.metrics.clone(),
         },
+        index: (!b.index_path.is_empty()).then(|| (b.index_path.clone(), b.index_size)),
     }
 }
 

@@ -33,6 +33,15 @@ type Files = Arc<Vec<ColdFile>>;
 
 #[test]
 fn cold_blocks_answer_like_the_hot_store() {
+    cold_blocks_answer_like_the_hot_store_with(true);
+}
+
+#[test]
+fn cold_blocks_without_an_index_answer_like_the_hot_store() {
+    cold_blocks_answer_like_the_hot_store_with(false);
+}
+
+fn cold_blocks_answer_like_the_hot_store_with(with_index: bool) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_with_three_hours(&dir.path().join("store"));
@@ -42,7 +51,7 @@ fn cold_blocks_answer_like_the_hot_store() {
     };
     let objects = Objects::open(&config, dir.path()).expect("objects");
     let everything = TimeRange::new(BLOCK - 2 * HOUR, BLOCK + 4 * HOUR);
-    let files = sorted(runtime.block_on(tier_blocks(&store, &objects, everything)));
+    let files = sorted(runtime.block_on(tier_blocks(&store, &objects, everything, with_index)));
     assert_eq!(files.len(), 3, "half an hour, a whole block, half an hour");
     let cold = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
 
@@ -84,10 +93,13 @@ fn cold_blocks_answer_like_the_hot_store() {
         }
     }
     assert!(compared >= 20, "only {compared} non-empty comparisons");
-    // Each file's footer was fetched once, then served from the cache.
+    // Each file's footer (and index) was fetched once, then served from the cache.
     let (hits, misses) = cold.footer_cache();
     assert_eq!(misses, 3);
-    assert!(hits > 50, "{hits} hits");
+    assert!(hits > 20, "{hits} hits");
+    let (index_hits, index_misses) = cold.index_cache();
+    assert_eq!(index_misses, if with_index { 3 } else { 0 });
+    assert!(!with_index || index_hits > 50, "{index_hits} index hits");
 
     // Files outside the range, or without the metric, are not even opened.
     let pruned = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
@@ -156,7 +168,8 @@ fn a_block_in_both_tiers_is_seen_once() {
     let everything = TimeRange::new(BLOCK - 2 * HOUR, BLOCK + 4 * HOUR);
     let cold = ColdRead::new(objects.clone(), runtime.handle().clone(), 1_000_000);
     // Only the block after the boundary moves.
-    let files = sorted(runtime.block_on(tier_blocks(&store, &objects, TimeRange::new(BLOCK, BLOCK + 1))));
+    let files =
+        sorted(runtime.block_on(tier_blocks(&store, &objects, TimeRange::new(BLOCK, BLOCK + 1), true)));
     for sel in [vec![], vec![Matcher::equal("__name__", "up")]] {
         for range in [everything, TimeRange::new(BLOCK - 60_000, BLOCK + 60_000)] {
             let hot =
@@ -174,6 +187,12 @@ fn a_block_in_both_tiers_is_seen_once() {
 /// from the pages the page index picks, for one series, a few spread out, and all.
 #[test]
 fn series_read_by_id_skip_pages_and_lose_nothing() {
+    for with_index in [true, false] {
+        series_read_by_id_skip_pages_and_lose_nothing_with(with_index);
+    }
+}
+
+fn series_read_by_id_skip_pages_and_lose_nothing_with(with_index: bool) {
     use collabstream_proto::v1;
     use prost::Message;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -202,7 +221,7 @@ fn series_read_by_id_skip_pages_and_lose_nothing() {
     };
     let objects = Objects::open(&config, dir.path()).expect("objects");
     let block = TimeRange::new(BLOCK, BLOCK + 2 * HOUR - 1);
-    let files = sorted(runtime.block_on(tier_blocks(&store, &objects, block)));
+    let files = sorted(runtime.block_on(tier_blocks(&store, &objects, block, with_index)));
     // Several pages of series ids, or the page index would have nothing to skip.
     let path = dir.path().join("objects").join(&files[0].path);
     let reader = parquet::file::serialized_reader::SerializedFileReader::new_with_options(
@@ -222,7 +241,7 @@ fn series_read_by_id_skip_pages_and_lose_nothing() {
     };
     let (one, all) =
         (fetched(&[Matcher::equal("instance", "i1234")]), fetched(&[Matcher::equal("__name__", "m")]));
-    assert!(one * 3 < all, "one series fetched {one} bytes, all {all}");
+    assert!(one * 3 < all, "one series fetched {one} bytes, all {all} (index: {with_index})");
     for sel in [
         vec![Matcher::equal("instance", "i1234")],
         vec![m(MatchOp::Regex, "instance", "i(7|700|1999|42)")],
@@ -236,5 +255,59 @@ fn series_read_by_id_skip_pages_and_lose_nothing() {
             assert!(bits(got) == hot, "{sel:?} over {range:?}");
             assert!(!hot.is_empty());
         }
+    }
+}
+
+/// A file that holds the metric but none of the wanted series is not opened when it has an
+/// index of its own (its index says so), and is when it has none (its footer must say so).
+#[test]
+fn a_file_without_the_wanted_series_is_not_opened() {
+    use collabstream_proto::v1;
+    use prost::Message;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_with_three_hours(&dir.path().join("store"));
+    // `up` on a new instance, in the last half hour only: the third file.
+    let late = v1::TimeSeries {
+        labels: vec![
+            v1::Label { name: "__name__".into(), value: "up".into() },
+            v1::Label { name: "instance".into(), value: "host-9:9100".into() },
+        ],
+        samples: (0..60)
+            .map(|k| v1::Sample { timestamp_ms: BLOCK + 2 * HOUR + k * 15_000, value: 1.0 })
+            .collect(),
+    };
+    let cmd = v1::Command {
+        leader_time_ms: 0,
+        payload: Some(v1::command::Payload::Write(
+            v1::WriteRequest { series: vec![late], ..Default::default() }.into(),
+        )),
+    };
+    store.log().append([(2, cmd.encode_to_vec().as_slice())]).expect("log");
+    store.apply(2, &cmd).expect("apply");
+    let everything = TimeRange::new(BLOCK - 2 * HOUR, BLOCK + 4 * HOUR);
+    let sel = [Matcher::equal("instance", "host-9:9100")];
+    let hot =
+        bits(whole_series(&mut *SeriesRead::select(&store, &sel, everything).expect("hot")).expect("hot"));
+    assert_eq!(hot.len(), 1);
+    for (with_index, opened) in [(true, 1), (false, 3)] {
+        let objects = Objects::open(
+            &ObjectStoreConfig {
+                url: format!("file://{}", dir.path().join(format!("objects-{with_index}")).display()),
+                ..Default::default()
+            },
+            dir.path(),
+        )
+        .expect("objects");
+        let files = sorted(runtime.block_on(tier_blocks(&store, &objects, everything, with_index)));
+        assert_eq!(files.len(), 3);
+        let cold = ColdRead::new(objects, runtime.handle().clone(), 1_000_000);
+        assert!(bits(read(&cold, &files, &store, &sel, everything).expect("read")) == hot);
+        assert_eq!(cold.footer_cache().1, opened, "footers fetched (index: {with_index})");
+        // A listing through the indexes opens no file at all.
+        let listing = ColdRead::new(cold.objects().clone(), runtime.handle().clone(), 1_000_000);
+        let listed = listing.with_files(files.clone()).list_known(&store.series_labels(&sel), everything);
+        assert_eq!(listed.expect("listing"), store.series(&sel, everything).expect("series"));
+        assert_eq!(listing.footer_cache().1, if with_index { 0 } else { 3 }, "listing (index: {with_index})");
     }
 }

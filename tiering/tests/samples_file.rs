@@ -54,7 +54,20 @@ async fn a_block_reads_back_the_same_in_our_reader_pyarrow_and_duckdb() {
     let want = expected(&store, block);
     assert_eq!(want.len(), 9 * 480, "two hours of 9 series at 15 s");
 
-    let (bytes, summary) = export_samples(&store, block).expect("export").expect("a non-empty block");
+    let (bytes, summary, index) = export_samples(&store, block).expect("export").expect("a non-empty block");
+    // Its index names every series at the rows the file holds it.
+    let ids: Vec<u64> = {
+        let mut ids: Vec<u64> = want.iter().map(|r| r.2).collect();
+        ids.dedup();
+        ids.sort_unstable();
+        ids
+    };
+    let rows = index.rows_of(&ids);
+    assert_eq!(rows.len(), 9);
+    for (id, at) in &rows {
+        assert!(want[at.start as usize..at.end as usize].iter().all(|r| r.2 == *id), "series {id}");
+    }
+    assert_eq!(rows.iter().map(|(_, r)| r.end - r.start).sum::<u64>(), want.len() as u64);
     assert_eq!(read_back(&bytes), want);
     assert_eq!((summary.rows, summary.series), (want.len() as u64, 9));
     assert_eq!((summary.min_time, summary.max_time), (BLOCK, BLOCK + 2 * HOUR - 15_000));

@@ -73,24 +73,37 @@ pub fn expected(store: &Store, range: TimeRange) -> Rows {
 }
 
 /// Exports every 2 h block of `store` that overlaps `range` to `objects`, as the tiering pass
-/// will: the files a manifest would list.
+/// does, with each file's series index when `with_index` (as files written before indexes
+/// were, without): the files a manifest would list.
 pub async fn tier_blocks(
     store: &Store,
     objects: &collabstream_tiering::Objects,
     range: TimeRange,
+    with_index: bool,
 ) -> Vec<collabstream_tiering::ColdFile> {
     let mut files = Vec::new();
     let mut start = range.start.div_euclid(2 * HOUR) * 2 * HOUR;
     while start <= range.end {
         let block = TimeRange::new(start, start + 2 * HOUR - 1);
-        if let Some((bytes, summary)) = collabstream_tiering::export_samples(store, block).expect("export") {
-            let path = objects.path(&collabstream_tiering::object_name(
-                "samples",
-                start,
-                xxhash_rust::xxh3::xxh3_64(&bytes),
-            ));
-            let stored = objects.put_verified(&path, bytes.into()).await.expect("upload");
-            files.push(collabstream_tiering::ColdFile { path: stored.path, size: stored.size, summary });
+        if let Some((bytes, summary, index)) =
+            collabstream_tiering::export_samples(store, block).expect("export")
+        {
+            let name =
+                collabstream_tiering::object_name("samples", start, xxhash_rust::xxh3::xxh3_64(&bytes));
+            let index = if with_index {
+                let path = objects.path(&collabstream_tiering::index_name(&name));
+                let stored = objects.put_verified(&path, index.encode().into()).await.expect("upload");
+                Some((stored.path, stored.size))
+            } else {
+                None
+            };
+            let stored = objects.put_verified(&objects.path(&name), bytes.into()).await.expect("upload");
+            files.push(collabstream_tiering::ColdFile {
+                path: stored.path,
+                size: stored.size,
+                summary,
+                index,
+            });
         }
         start += 2 * HOUR;
     }
