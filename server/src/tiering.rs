@@ -87,6 +87,7 @@ impl NodeTiering {
         let (hits, misses) = self.read.cold().footer_cache();
         let (range_hits, range_misses) = self.read.cold().range_cache();
         let (index_hits, index_misses) = self.read.cold().index_cache();
+        let (decoded_hits, decoded_misses) = self.read.cold().decoded_cache();
         let counters = [
             (
                 "collabstream_tiering_passes_total",
@@ -100,7 +101,7 @@ impl NodeTiering {
             ),
             (
                 "collabstream_tiering_objects_total",
-                "Blocks written to the object store by this node.",
+                "Blocks written to the object store by this node (a samples block with its series index counts once).",
                 s.objects_tiered.load(Ordering::Relaxed),
             ),
             (
@@ -169,6 +170,16 @@ impl NodeTiering {
                 index_misses,
             ),
             (
+                "collabstream_cold_decoded_cache_hits_total",
+                "Series of cold blocks asked for again and found decoded in the cache (64 MiB; reads of a few series fill it).",
+                decoded_hits,
+            ),
+            (
+                "collabstream_cold_decoded_cache_misses_total",
+                "Series of cold blocks read and decoded for a read of a few series.",
+                decoded_misses,
+            ),
+            (
                 "collabstream_cold_footer_cache_hits_total",
                 "Parquet footers of cold blocks found in the cache.",
                 hits,
@@ -195,8 +206,8 @@ impl NodeTiering {
             ),
             (
                 "collabstream_cold_bytes",
-                "Bytes of the objects the manifest lists.",
-                view.blocks.iter().map(|b| b.size).sum::<u64>() as f64,
+                "Bytes of the objects the manifest lists (blocks and their series indexes).",
+                view.blocks.iter().map(|b| b.size + b.index_size).sum::<u64>() as f64,
             ),
             (
                 "collabstream_cold_until_timestamp_seconds",

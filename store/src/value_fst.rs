@@ -341,6 +341,7 @@ mod tests {
         let regexes = [
             ".*42.*", ".*", ".+", "u1.*0", "(?i)api", "a.b", ".*-[0-9]", "é.*", "[a-z]+", "u(12|7)", "",
             "x|", ".*(1|2)$", "\\d{4}", ".*12.*5", "u.*9.*9", ".*-ü", ".*\n.*", ".*[05]", ".*ü", ".*",
+            "(?-s).*b",
         ];
         let check = |fsts: &ValueFsts, values: &BTreeMap<String, Postings>| {
             for re in regexes {

@@ -11,7 +11,8 @@ use collabstream_common::TimeRange;
 use collabstream_proto::v1;
 use collabstream_store::{Store, StoreConfig};
 use collabstream_tiering::{
-    ColdFile, ColdRead, ObjectStoreConfig, Objects, export_samples, index_name, object_name, sorted,
+    ColdFile, ColdRead, IndexObject, ObjectStoreConfig, Objects, export_samples, index_name, object_name,
+    sorted,
 };
 use collabstream_workload::NodeExporter;
 use prost::Message;
@@ -82,7 +83,11 @@ fn main() {
         path: stored.path,
         size: stored.size,
         summary,
-        index: Some((stored_index.path, stored_index.size)),
+        index: Some(IndexObject {
+            path: stored_index.path,
+            size: stored_index.size,
+            checksum: stored_index.checksum,
+        }),
     }]);
     let t = Instant::now();
     let read: usize = cold

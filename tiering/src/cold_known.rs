@@ -124,13 +124,13 @@ impl ColdRead {
         for file in wanted {
             // A file with an index of its own is opened only if it holds a wanted series, and
             // then read at exactly their rows; a listing needs no more than the index.
-            if let Some(index) = self.series_index(file).await? {
+            if let Some(index) = self.series_index(file).await {
                 let rows = index.rows_of(&ids);
                 if rows.is_empty() {
                     continue;
                 }
                 if samples {
-                    self.read_rows(file, &rows, &mut each).await?;
+                    self.read_rows(file, &index, &rows, &mut each).await?;
                 } else {
                     each(&Self::id_batch(rows.iter().map(|(id, _)| *id)))?;
                 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use collabstream_common::{Labels, SeriesId, TimeRange};
 use collabstream_store::{Error, SeriesData};
 
+use crate::cold_indexed::DecodedSeries;
 use crate::object_file::{Footers, ObjectFile, Parsed};
 use crate::objects::Objects;
 use crate::range_cache::RangeCache;
@@ -21,8 +22,17 @@ pub struct ColdFile {
     pub path: String,
     pub size: u64,
     pub summary: FileSummary,
-    /// Its series index (path, size), when it has one.
-    pub index: Option<(String, u64)>,
+    /// Its series index, when it has one.
+    pub index: Option<IndexObject>,
+}
+
+/// A samples file's series index object, as the manifest names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexObject {
+    pub path: String,
+    pub size: u64,
+    /// xxh3-64 of its bytes.
+    pub checksum: u64,
 }
 
 /// Leaf column indexes of the samples schema (see `samples_schema`): metric, the labels map's
@@ -38,12 +48,16 @@ pub struct ColdRead {
     pub(crate) footers: Arc<Footers>,
     pub(crate) ranges: Arc<RangeCache>,
     pub(crate) indexes: Parsed<SeriesIndex>,
+    /// Series of files decoded by reads of a few series, by `<path>#<series id>`.
+    pub(crate) decoded: Parsed<DecodedSeries>,
 }
 
 /// Bytes of parsed Parquet footers kept (a footer of a block of 20,000 series is tens of KiB).
 const FOOTER_CACHE_BYTES: usize = 64 << 20;
 /// Bytes of files' series indexes kept (one of a block of 20,000 series: about 0.5 MiB).
 const INDEX_CACHE_BYTES: usize = 64 << 20;
+/// Bytes of series decoded from cold files kept for reads that ask for them again.
+const DECODED_CACHE_BYTES: usize = 64 << 20;
 /// Bytes of cold files' pages kept, as read (compressed).
 const RANGE_CACHE_BYTES: usize = 256 << 20;
 
@@ -54,7 +68,8 @@ impl ColdRead {
         let footers = Arc::new(Footers::new(FOOTER_CACHE_BYTES));
         let ranges = Arc::new(RangeCache::new(RANGE_CACHE_BYTES));
         let indexes = Parsed::new(INDEX_CACHE_BYTES);
-        Self { objects, runtime, max_samples, footers, ranges, indexes }
+        let decoded = Parsed::new(DECODED_CACHE_BYTES);
+        Self { objects, runtime, max_samples, footers, ranges, indexes, decoded }
     }
 
     /// A reader of `files` (from [`sorted`]).

@@ -38,7 +38,7 @@ mod samples_file;
 mod series_index;
 mod tiered_read;
 
-pub use cold_read::{ColdFile, ColdFiles, ColdRead, sorted};
+pub use cold_read::{ColdFile, ColdFiles, ColdRead, IndexObject, sorted};
 pub use config::{Location, ObjectStoreConfig, TieringConfig};
 pub use events_file::{EventsFile, events_schema};
 pub use export::{export_events, export_samples, index_name, object_name};

@@ -4,7 +4,7 @@
 //! once, not at every query; the byte ranges read (pages of column data) are kept in a
 //! [`RangeCache`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -53,7 +53,9 @@ pub(crate) struct Parsed<T> {
 #[derive(Debug)]
 struct ParsedMap<T> {
     by_path: HashMap<String, (u64, Arc<T>)>,
-    /// Insertion counter, to find the oldest.
+    /// Insertions, oldest first: (counter, path); an entry replaced since is skipped.
+    order: VecDeque<(u64, String)>,
+    /// Insertion counter.
     next: u64,
     bytes: usize,
     hits: u64,
@@ -62,7 +64,14 @@ struct ParsedMap<T> {
 
 impl<T: Weighed> Parsed<T> {
     pub(crate) fn new(budget: usize) -> Self {
-        let map = ParsedMap { by_path: HashMap::new(), next: 0, bytes: 0, hits: 0, misses: 0 };
+        let map = ParsedMap {
+            by_path: HashMap::new(),
+            order: VecDeque::new(),
+            next: 0,
+            bytes: 0,
+            hits: 0,
+            misses: 0,
+        };
         Self { budget, inner: Mutex::new(map) }
     }
 
@@ -85,9 +94,17 @@ impl<T: Weighed> Parsed<T> {
         if let Some((_, old)) = m.by_path.insert(path.to_string(), (n, parsed)) {
             m.bytes -= old.weight();
         }
+        m.order.push_back((n, path.to_string()));
+        if m.order.len() > 2 * m.by_path.len() + 64 {
+            // Replaced entries (two readers missing the same path at once) leave stale turns.
+            let ParsedMap { order, by_path, .. } = &mut *m;
+            order.retain(|(n, p)| by_path.get(p).is_some_and(|(at, _)| at == n));
+        }
         while m.bytes > self.budget && m.by_path.len() > 1 {
-            let oldest = m.by_path.iter().min_by_key(|(_, (n, _))| *n).map(|(p, _)| p.clone());
-            if let Some((_, f)) = oldest.and_then(|p| m.by_path.remove(&p)) {
+            let Some((n, oldest)) = m.order.pop_front() else { break };
+            if m.by_path.get(&oldest).is_some_and(|(at, _)| *at == n)
+                && let Some((_, f)) = m.by_path.remove(&oldest)
+            {
                 m.bytes -= f.weight();
             }
         }

@@ -93,6 +93,7 @@ pub struct TieredBlock {
     pub to_ms: i64,
     /// Empty when the span held no rows.
     pub path: String,
+    /// Of the file and its series index.
     pub bytes: u64,
     /// Samples or events.
     pub rows: u64,
@@ -277,7 +278,7 @@ impl Tierer {
             from_ms: entry.from_ms,
             to_ms: entry.to_ms,
             path: entry.path.clone(),
-            bytes: entry.size,
+            bytes: entry.size + entry.index_size,
             rows: entry.rows,
             series: entry.series,
         };
@@ -331,18 +332,10 @@ impl Tierer {
             listed.extend(self.objects.list(table).await?);
         }
         listed.extend(self.objects.list("index").await?);
-        let named: std::collections::HashSet<String> = self
-            .store
-            .cold_view()
-            .blocks
-            .iter()
-            .flat_map(|b| [b.path.clone(), b.index_path.clone()])
-            .filter(|p| !p.is_empty())
-            .collect();
+        let named = Named::new(self.store.cold_view().blocks.iter().flat_map(|b| [&b.path, &b.index_path]));
         let mut deleted = Vec::new();
         for (path, _, modified) in listed {
-            if named.contains(&path)
-                || now.saturating_sub(modified) < self.config.orphan_age.as_millis() as i64
+            if named.holds(&path) || now.saturating_sub(modified) < self.config.orphan_age.as_millis() as i64
             {
                 continue;
             }
@@ -371,5 +364,52 @@ impl Tierer {
             Some(why) => Err(format!("the manifest change was not applied: {why}")),
             None => Ok(()),
         }
+    }
+}
+
+/// The objects a manifest names, as orphan collection asks: a block's series index goes with
+/// its file, kept while the file is named whatever the manifest says of the index itself (one
+/// written by a version without indexes names none).
+struct Named {
+    paths: std::collections::HashSet<String>,
+    /// `<block start>-<checksum>` of every file named.
+    files: std::collections::HashSet<String>,
+}
+
+impl Named {
+    fn new<'a>(paths: impl Iterator<Item = &'a String>) -> Self {
+        let paths: std::collections::HashSet<String> = paths.filter(|p| !p.is_empty()).cloned().collect();
+        let files = paths.iter().filter(|p| p.ends_with(".parquet")).filter_map(|p| stem(p)).collect();
+        Self { paths, files }
+    }
+
+    fn holds(&self, path: &str) -> bool {
+        self.paths.contains(path)
+            || (path.ends_with(".idx") && stem(path).is_some_and(|s| self.files.contains(&s)))
+    }
+}
+
+/// An object name's last part without its extension.
+fn stem(path: &str) -> Option<String> {
+    path.rsplit('/').next().and_then(|n| n.rsplit_once('.')).map(|(s, _)| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_is_named_with_its_file() {
+        let file = "p/samples/date=2024-11-28/hour=08/1-00ab.parquet".to_string();
+        let empty = String::new();
+        let named = Named::new([&file, &empty].into_iter());
+        assert!(named.holds(&file));
+        assert!(
+            named.holds("p/index/samples/date=2024-11-28/hour=08/1-00ab.idx"),
+            "the index of a named file"
+        );
+        assert!(!named.holds("p/index/samples/date=2024-11-28/hour=08/1-00ac.idx"));
+        assert!(!named.holds("p/samples/date=2024-11-28/hour=08/1-00ac.parquet"));
+        assert!(!named.holds(""));
     }
 }

@@ -15,7 +15,7 @@ use collabstream_store::{
 };
 use parking_lot::Mutex;
 
-use crate::cold_read::{ColdFile, ColdRead, sorted};
+use crate::cold_read::{ColdFile, ColdRead, IndexObject, sorted};
 use crate::samples_file::FileSummary;
 
 /// A manifest and its files as the cold reader takes them: the samples', the events'.
@@ -79,7 +79,11 @@ pub fn cold_file(b: &collabstream_proto::v1::ColdBlock) -> ColdFile {
             max_time: b.max_time_ms,
             metrics: b.metrics.clone(),
         },
-        index: (!b.index_path.is_empty()).then(|| (b.index_path.clone(), b.index_size)),
+        index: (!b.index_path.is_empty()).then(|| IndexObject {
+            path: b.index_path.clone(),
+            size: b.index_size,
+            checksum: b.index_checksum,
+        }),
     }
 }
 

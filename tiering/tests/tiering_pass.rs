@@ -144,8 +144,16 @@ fn blocks_move_in_order_and_answer_as_before() {
         v1::Command { leader_time_ms: 0, payload: Some(Payload::Tier(store.cold_view().blocks[1].clone())) };
     assert!(commit(&store, &replay).refused.expect("refused").contains("tiered already"));
     assert_eq!(store.cold_view().blocks.len(), 2);
-    let collected = runtime.block_on(tierer.run_once()).expect("pass");
-    assert_eq!(collected.orphans_deleted, [stray]);
+    // An index whose file was never committed is an orphan too; the committed blocks' indexes
+    // are not.
+    let stray_index =
+        objects.path("index/samples/date=2024-11-28/hour=08/1732780800000-00000000000000aa.idx");
+    runtime.block_on(objects.put_verified(&stray_index, bytes::Bytes::from_static(b"CSIX"))).expect("put");
+    let mut collected = runtime.block_on(tierer.run_once()).expect("pass").orphans_deleted;
+    collected.sort();
+    let mut strays = vec![stray, stray_index];
+    strays.sort();
+    assert_eq!(collected, strays);
     assert_eq!(read(&tiered, everything), before);
 
     // Cold retention: past it, the first block leaves the manifest and its object is deleted.

@@ -93,7 +93,11 @@ pub async fn tier_blocks(
             let index = if with_index {
                 let path = objects.path(&collabstream_tiering::index_name(&name));
                 let stored = objects.put_verified(&path, index.encode().into()).await.expect("upload");
-                Some((stored.path, stored.size))
+                Some(collabstream_tiering::IndexObject {
+                    path: stored.path,
+                    size: stored.size,
+                    checksum: stored.checksum,
+                })
             } else {
                 None
             };
