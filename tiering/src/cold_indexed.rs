@@ -82,7 +82,7 @@ impl ColdRead {
             }
         }
         if !found.ids.is_empty() {
-            each(&found.batch())?;
+            each(&found.into_batch())?;
         }
         if missing.is_empty() {
             return Ok(());
@@ -92,9 +92,9 @@ impl ColdRead {
             let ids = batch.column(0).as_primitive::<UInt64Type>().values();
             let times = batch.column(1).as_primitive::<TimestampMillisecondType>().values();
             let values = batch.column(2).as_primitive::<Float64Type>().values();
-            for i in 0..batch.num_rows() {
-                read.extend(ids[i], &times[i..=i], &values[i..=i]);
-            }
+            read.ids.extend_from_slice(ids);
+            read.times.extend_from_slice(times);
+            read.values.extend_from_slice(values);
             Ok(())
         })
         .await?;
@@ -109,7 +109,7 @@ impl ColdRead {
             self.decoded.insert(&key(*id), Arc::new(series));
             at += n;
         }
-        each(&read.batch())
+        each(&read.into_batch())
     }
 
     /// [`ColdRead::read_rows`] from the object store.
@@ -231,11 +231,11 @@ impl DecodedRows {
         self.values.extend_from_slice(values);
     }
 
-    fn batch(&self) -> RecordBatch {
+    fn into_batch(self) -> RecordBatch {
         let columns: Vec<(&str, ArrayRef)> = vec![
-            ("series_id", Arc::new(UInt64Array::from(self.ids.clone()))),
-            ("timestamp", Arc::new(TimestampMillisecondArray::from(self.times.clone()).with_timezone("UTC"))),
-            ("value", Arc::new(Float64Array::from(self.values.clone()))),
+            ("series_id", Arc::new(UInt64Array::from(self.ids))),
+            ("timestamp", Arc::new(TimestampMillisecondArray::from(self.times).with_timezone("UTC"))),
+            ("value", Arc::new(Float64Array::from(self.values))),
         ];
         RecordBatch::try_from_iter(columns).expect("three columns of one length")
     }
