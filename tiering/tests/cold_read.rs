@@ -11,7 +11,7 @@ use collabstream_store::{
     Error, MatchOp, Matcher, SeriesData, SeriesRead, Store, VecCursor, merge_cursors, whole_series,
 };
 use collabstream_tiering::{ColdFile, ColdRead, ObjectStoreConfig, Objects, sorted};
-use common::{BLOCK, HOUR, store_with_three_hours, tier_blocks};
+use common::{BLOCK, HOUR, store_of_2000, store_with_three_hours, tier_blocks, upload};
 
 fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
     Matcher::new(op, name, value).expect("matcher")
@@ -201,28 +201,9 @@ fn series_read_by_id_skip_pages_and_lose_nothing() {
 }
 
 fn series_read_by_id_skip_pages_and_lose_nothing_with(with_index: bool) {
-    use collabstream_proto::v1;
-    use prost::Message;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = collabstream_store::Store::open(&dir.path().join("store"), Default::default()).expect("open");
-    let series = (0..2000)
-        .map(|i| v1::TimeSeries {
-            labels: vec![
-                v1::Label { name: "__name__".into(), value: "m".into() },
-                v1::Label { name: "instance".into(), value: format!("i{i}") },
-            ],
-            samples: (0..120)
-                .map(|k| v1::Sample { timestamp_ms: BLOCK + k * 60_000, value: (i * k) as f64 })
-                .collect(),
-        })
-        .collect();
-    let cmd = v1::Command {
-        leader_time_ms: 0,
-        payload: Some(v1::command::Payload::Write(v1::WriteRequest { series, ..Default::default() }.into())),
-    };
-    store.log().append([(1, cmd.encode_to_vec().as_slice())]).expect("log");
-    store.apply(1, &cmd).expect("apply");
+    let store = store_of_2000(&dir.path().join("store"), |_| "m");
     let config = ObjectStoreConfig {
         url: format!("file://{}", dir.path().join("objects").display()),
         ..Default::default()
@@ -335,29 +316,10 @@ fn a_file_without_the_wanted_series_is_not_opened() {
 /// reads through the index select rows across them.
 #[test]
 fn rows_read_through_the_index_cross_row_groups() {
-    use collabstream_proto::v1;
-    use collabstream_tiering::{IndexObject, SamplesFile, index_name, object_name};
-    use prost::Message;
+    use collabstream_tiering::SamplesFile;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = collabstream_store::Store::open(&dir.path().join("store"), Default::default()).expect("open");
-    let series = (0..2000)
-        .map(|i| v1::TimeSeries {
-            labels: vec![
-                v1::Label { name: "__name__".into(), value: if i % 3 == 0 { "a" } else { "b" }.into() },
-                v1::Label { name: "instance".into(), value: format!("i{i}") },
-            ],
-            samples: (0..120)
-                .map(|k| v1::Sample { timestamp_ms: BLOCK + k * 60_000, value: (i * k) as f64 })
-                .collect(),
-        })
-        .collect();
-    let cmd = v1::Command {
-        leader_time_ms: 0,
-        payload: Some(v1::command::Payload::Write(v1::WriteRequest { series, ..Default::default() }.into())),
-    };
-    store.log().append([(1, cmd.encode_to_vec().as_slice())]).expect("log");
-    store.apply(1, &cmd).expect("apply");
+    let store = store_of_2000(&dir.path().join("store"), |i| if i % 3 == 0 { "a" } else { "b" });
     let block = TimeRange::new(BLOCK, BLOCK + 2 * HOUR - 1);
     let mut file = SamplesFile::with_row_group_rows(1000).expect("file");
     for metric in ["a", "b"] {
@@ -381,21 +343,7 @@ fn rows_read_through_the_index_cross_row_groups() {
         dir.path(),
     )
     .expect("objects");
-    let name = object_name("samples", BLOCK, xxhash_rust::xxh3::xxh3_64(&bytes));
-    let stored_index = runtime
-        .block_on(objects.put_verified(&objects.path(&index_name(&name)), index.encode().into()))
-        .expect("put");
-    let stored = runtime.block_on(objects.put_verified(&objects.path(&name), bytes.into())).expect("put");
-    let files = sorted(vec![ColdFile {
-        path: stored.path,
-        size: stored.size,
-        summary,
-        index: Some(IndexObject {
-            path: stored_index.path,
-            size: stored_index.size,
-            checksum: stored_index.checksum,
-        }),
-    }]);
+    let files = sorted(vec![runtime.block_on(upload(&objects, BLOCK, bytes, summary, Some(index)))]);
     for sel in [
         vec![Matcher::equal("instance", "i8")],
         vec![m(MatchOp::Regex, "instance", "i(7|8|9|10|11|700|1999)")],

@@ -13,52 +13,12 @@ use arrow::array::{Array, AsArray};
 use collabstream_common::TimeRange;
 use collabstream_proto::events_json::to_json;
 use collabstream_proto::v1::{self, command::Payload};
-use collabstream_store::{ApplyOutcome, EventRead, Store};
+use collabstream_store::EventRead;
 use collabstream_tiering::{
-    ColdRead, EventsFile, ManifestLog, ObjectStoreConfig, Objects, TieredRead, Tierer, TieringConfig,
-    events_schema, export_events, object_name,
+    ColdRead, EventsFile, TieredRead, Tierer, TieringConfig, events_schema, export_events, object_name,
 };
-use common::{BLOCK, HOUR, add_events, store_with_three_hours};
-use futures::future::BoxFuture;
+use common::{BLOCK, HOUR, LocalLog, add_events, commit, local_objects, store_with_three_hours};
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use prost::Message;
-
-struct LocalLog {
-    store: Arc<Store>,
-    now: AtomicI64,
-}
-
-impl ManifestLog for LocalLog {
-    fn leads(&self) -> bool {
-        true
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.now.load(Ordering::Relaxed)
-    }
-
-    fn applied_all(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn commit(&self, payload: Payload) -> BoxFuture<'_, Result<ApplyOutcome, String>> {
-        let cmd = v1::Command { leader_time_ms: self.now_ms(), payload: Some(payload) };
-        Box::pin(async move { Ok(commit(&self.store, &cmd)) })
-    }
-}
-
-fn commit(store: &Store, cmd: &v1::Command) -> ApplyOutcome {
-    let index = store.applied_index() + 1;
-    let bytes = cmd.encode_to_vec();
-    store.log().append([(index, bytes.as_slice())]).expect("log");
-    store.apply_batch(index, &bytes, None).expect("apply").pop().unwrap_or_default()
-}
-
-fn local_objects(dir: &std::path::Path) -> (Objects, std::path::PathBuf) {
-    let root = dir.join("objects");
-    let config = ObjectStoreConfig { url: format!("file://{}", root.display()), ..Default::default() };
-    (Objects::open(&config, dir).expect("objects"), root)
-}
 
 fn in_range(all: &[v1::Event], range: TimeRange, limit: usize) -> Vec<v1::Event> {
     all.iter()
@@ -88,7 +48,7 @@ fn events_move_after_the_samples_and_answer_as_before() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(store_with_three_hours(&dir.path().join("store")));
     let all = add_events(&store);
-    let (objects, _) = local_objects(dir.path());
+    let objects = local_objects(dir.path());
     let log = Arc::new(LocalLog { store: store.clone(), now: AtomicI64::new(BLOCK + 3 * HOUR + 60_000) });
     let tierer = Tierer::new(
         store.clone(),
@@ -162,7 +122,7 @@ fn a_file_of_many_row_groups_reads_back_in_order_and_stops_at_the_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(store_with_three_hours(&dir.path().join("store")));
     let all = add_events(&store);
-    let (objects, _) = local_objects(dir.path());
+    let objects = local_objects(dir.path());
     // The first block written by hand in row groups of 100 events.
     let block = TimeRange::new(BLOCK - 2 * HOUR, BLOCK - 1);
     let mut file = EventsFile::with_row_group_rows(100).expect("file");
@@ -254,7 +214,8 @@ async fn pyarrow_and_duckdb_read_the_same_events() {
             .expect("schema");
     assert_eq!(arrow_schema.fields(), events_schema().fields());
 
-    let (objects, root) = local_objects(dir.path());
+    let objects = local_objects(dir.path());
+    let root = dir.path().join("objects");
     let name = objects.path(&object_name("events", BLOCK, xxhash_rust::xxh3::xxh3_64(&bytes)));
     objects.put_verified(&name, bytes.into()).await.expect("upload");
     // Each engine rebuilds the JSON format's object from the columns (nulls left out) and

@@ -10,51 +10,9 @@ use std::time::Duration;
 
 use collabstream_common::TimeRange;
 use collabstream_proto::v1::{self, command::Payload};
-use collabstream_store::{ApplyOutcome, Matcher, SeriesRead, Store, whole_series};
-use collabstream_tiering::{
-    ColdRead, ManifestLog, ObjectStoreConfig, Objects, TieredRead, Tierer, TieringConfig,
-};
-use common::{BLOCK, HOUR, store_with_three_hours};
-use futures::future::BoxFuture;
-use prost::Message;
-
-/// A log that commits on the spot, as a single node's does; its clock is set by the test.
-struct LocalLog {
-    store: Arc<Store>,
-    now: AtomicI64,
-}
-
-impl ManifestLog for LocalLog {
-    fn leads(&self) -> bool {
-        true
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.now.load(Ordering::Relaxed)
-    }
-
-    fn applied_all(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn commit(&self, payload: Payload) -> BoxFuture<'_, Result<ApplyOutcome, String>> {
-        let cmd = v1::Command { leader_time_ms: self.now_ms(), payload: Some(payload) };
-        Box::pin(async move { Ok(commit(&self.store, &cmd)) })
-    }
-}
-
-fn commit(store: &Store, cmd: &v1::Command) -> ApplyOutcome {
-    let index = store.applied_index() + 1;
-    let bytes = cmd.encode_to_vec();
-    store.log().append([(index, bytes.as_slice())]).expect("log");
-    store.apply_batch(index, &bytes, None).expect("apply").pop().unwrap_or_default()
-}
-
-fn local_objects(dir: &std::path::Path) -> Objects {
-    let config =
-        ObjectStoreConfig { url: format!("file://{}", dir.join("objects").display()), ..Default::default() };
-    Objects::open(&config, dir).expect("objects")
-}
+use collabstream_store::{Matcher, SeriesRead, whole_series};
+use collabstream_tiering::{ColdRead, ObjectStoreConfig, Objects, TieredRead, Tierer, TieringConfig};
+use common::{BLOCK, HOUR, LocalLog, commit, local_objects, store_with_three_hours};
 
 fn config(orphan_age: Duration) -> TieringConfig {
     TieringConfig { hot_retention: Duration::from_secs(3600), orphan_age, ..Default::default() }

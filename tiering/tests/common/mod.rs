@@ -88,30 +88,37 @@ pub async fn tier_blocks(
         if let Some((bytes, summary, index)) =
             collabstream_tiering::export_samples(store, block).expect("export")
         {
-            let name =
-                collabstream_tiering::object_name("samples", start, xxhash_rust::xxh3::xxh3_64(&bytes));
-            let index = if with_index {
-                let path = objects.path(&collabstream_tiering::index_name(&name));
-                let stored = objects.put_verified(&path, index.encode().into()).await.expect("upload");
-                Some(collabstream_tiering::IndexObject {
-                    path: stored.path,
-                    size: stored.size,
-                    checksum: stored.checksum,
-                })
-            } else {
-                None
-            };
-            let stored = objects.put_verified(&objects.path(&name), bytes.into()).await.expect("upload");
-            files.push(collabstream_tiering::ColdFile {
-                path: stored.path,
-                size: stored.size,
-                summary,
-                index,
-            });
+            files.push(upload(objects, start, bytes, summary, with_index.then_some(index)).await);
         }
         start += 2 * HOUR;
     }
     files
+}
+
+/// Uploads a samples file of the block starting at `start` (and its index, if given) where the
+/// tiering pass puts them, and gives it as a manifest would list it.
+pub async fn upload(
+    objects: &collabstream_tiering::Objects,
+    start: i64,
+    bytes: Vec<u8>,
+    summary: collabstream_tiering::FileSummary,
+    index: Option<collabstream_tiering::SeriesIndex>,
+) -> collabstream_tiering::ColdFile {
+    let name = collabstream_tiering::object_name("samples", start, xxhash_rust::xxh3::xxh3_64(&bytes));
+    let index = match index {
+        Some(index) => {
+            let path = objects.path(&collabstream_tiering::index_name(&name));
+            let stored = objects.put_verified(&path, index.encode().into()).await.expect("upload");
+            Some(collabstream_tiering::IndexObject {
+                path: stored.path,
+                size: stored.size,
+                checksum: stored.checksum,
+            })
+        }
+        None => None,
+    };
+    let stored = objects.put_verified(&objects.path(&name), bytes.into()).await.expect("upload");
+    collabstream_tiering::ColdFile { path: stored.path, size: stored.size, summary, index }
 }
 
 /// Three meetings' events from `BLOCK - 30 min` to `BLOCK + 2 h 30 min`, one every 7 s, of
@@ -177,4 +184,69 @@ pub fn add_events(store: &Store) -> Vec<v1::Event> {
         store.apply(index, &cmd).expect("apply");
     }
     all
+}
+
+/// A log that commits on the spot, as a single node's does; its clock is set by the test.
+pub struct LocalLog {
+    pub store: std::sync::Arc<Store>,
+    pub now: std::sync::atomic::AtomicI64,
+}
+
+impl collabstream_tiering::ManifestLog for LocalLog {
+    fn leads(&self) -> bool {
+        true
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.now.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn applied_all(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn commit(&self, payload: v1::command::Payload) -> collabstream_tiering::CommitFuture<'_> {
+        let cmd = v1::Command { leader_time_ms: self.now_ms(), payload: Some(payload) };
+        Box::pin(async move { Ok(commit(&self.store, &cmd)) })
+    }
+}
+
+/// Appends `cmd` to `store`'s log after its last entry and applies it.
+pub fn commit(store: &Store, cmd: &v1::Command) -> collabstream_store::ApplyOutcome {
+    let index = store.applied_index() + 1;
+    let bytes = cmd.encode_to_vec();
+    store.log().append([(index, bytes.as_slice())]).expect("log");
+    store.apply_batch(index, &bytes, None).expect("apply").pop().unwrap_or_default()
+}
+
+/// The local object store under `dir/objects`.
+pub fn local_objects(dir: &std::path::Path) -> collabstream_tiering::Objects {
+    let config = collabstream_tiering::ObjectStoreConfig {
+        url: format!("file://{}", dir.join("objects").display()),
+        ..Default::default()
+    };
+    collabstream_tiering::Objects::open(&config, dir).expect("objects")
+}
+
+/// 2,000 series `metric(i){instance="i<i>"}` of 120 samples a minute apart from `BLOCK`, in a
+/// store under `dir`.
+pub fn store_of_2000(dir: &std::path::Path, metric: impl Fn(usize) -> &'static str) -> Store {
+    let store = Store::open(dir, StoreConfig::default()).expect("open");
+    let series = (0..2000)
+        .map(|i| v1::TimeSeries {
+            labels: vec![
+                v1::Label { name: "__name__".into(), value: metric(i).into() },
+                v1::Label { name: "instance".into(), value: format!("i{i}") },
+            ],
+            samples: (0..120)
+                .map(|k| v1::Sample { timestamp_ms: BLOCK + k * 60_000, value: (i as i64 * k) as f64 })
+                .collect(),
+        })
+        .collect();
+    let cmd = v1::Command {
+        leader_time_ms: 0,
+        payload: Some(v1::command::Payload::Write(v1::WriteRequest { series, ..Default::default() }.into())),
+    };
+    commit(&store, &cmd);
+    store
 }
