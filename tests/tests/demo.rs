@@ -1,5 +1,8 @@
 //! `collabstream demo`: the PromQL queries its banner prints over the meetings pack's series
-//! return data within a minute of its start, as the banner promises.
+//! return data within a minute of its start, as the banner promises; and so does every panel
+//! of the Grafana dashboards in `deploy/grafana/dashboards`, its queries expanded as Grafana
+//! does (template variables from `label_values`, for "All" and for one value, and
+//! `$__rate_interval`, `$__interval`, `$__range`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -21,7 +24,7 @@ fn meeting_queries(banner: &[String]) -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_banners_meeting_queries_return_data_within_a_minute() {
+async fn the_banners_queries_and_every_dashboard_panel_return_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = std::fs::File::create(dir.path().join("demo.log")).expect("log file");
     let started = Instant::now();
@@ -66,6 +69,110 @@ async fn the_banners_meeting_queries_return_data_within_a_minute() {
         .await;
         assert!(data.is_some(), "{query} returned no data within a minute of the demo's start");
     }
+    let http = queries
+        .first()
+        .map(|(url, _)| url.split("/api/").next().expect("a URL").to_string())
+        .expect("a query");
+    let left = Duration::from_secs(120).saturating_sub(started.elapsed());
+    dashboards_return_data(&client, &http, left).await;
     child.kill().expect("demo stopped");
     child.wait().expect("demo reaped");
+}
+
+/// Grafana's built-in variables as it sets them for a 5 min range at a 15 s step, with the
+/// data source's scrape interval of 15 s (`$__rate_interval` = max(4 × scrape interval,
+/// `$__interval` + scrape interval)).
+const BUILTINS: [(&str, &str); 3] = [("$__rate_interval", "1m"), ("$__interval", "15s"), ("$__range", "5m")];
+
+/// A value as Grafana puts it into a regex matcher: special characters escaped, the escape
+/// itself doubled inside PromQL's double-quoted string.
+fn regex_escape(v: &str) -> String {
+    v.chars().fold(String::new(), |mut out, c| {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push_str("\\\\");
+        }
+        out.push(c);
+        out
+    })
+}
+
+async fn dashboards_return_data(client: &reqwest::Client, http: &str, within: Duration) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/dashboards");
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).expect("dashboards").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    assert!(!files.is_empty(), "no dashboards in {}", dir.display());
+    let deadline = Instant::now() + within;
+    let mut ran = 0;
+    for file in files {
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("dashboard")).expect("JSON");
+        let title = dash["title"].as_str().expect("title").to_string();
+        // Each variable as "All" and as its first value.
+        let mut settings: Vec<Vec<(String, String)>> = vec![Vec::new(), Vec::new()];
+        for var in dash["templating"]["list"].as_array().into_iter().flatten() {
+            let name = var["name"].as_str().expect("name");
+            let query = var["query"]["query"].as_str().or(var["query"].as_str()).expect("query");
+            let inner =
+                query.strip_prefix("label_values(").and_then(|q| q.strip_suffix(')')).expect("label_values");
+            let (metric, label) = inner.rsplit_once(',').expect("label_values(metric, label)");
+            let (metric, label) = (metric.trim(), label.trim());
+            let values = wait_until(deadline.saturating_duration_since(Instant::now()), || async {
+                let body: serde_json::Value = client
+                    .get(format!("{http}/api/v1/label/{label}/values"))
+                    .query(&[("match[]", metric)])
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                body["data"].as_array().filter(|v| !v.is_empty()).cloned()
+            })
+            .await
+            .unwrap_or_else(|| panic!("{title}: variable {name}: {query} has no values"));
+            let all = var["allValue"].as_str().expect("an All value").to_string();
+            settings[0].push((format!("${name}"), all));
+            settings[1].push((format!("${name}"), regex_escape(values[0].as_str().expect("a value"))));
+        }
+        for panel in dash["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                for vars in &settings {
+                    let mut q = expr.to_string();
+                    for (k, v) in vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(BUILTINS) {
+                        q = q.replace(k, v);
+                    }
+                    assert!(!q.contains('$'), "{title}: a variable left in {q}");
+                    let found = wait_until(deadline.saturating_duration_since(Instant::now()), || async {
+                        let end = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .expect("clock")
+                            .as_secs();
+                        let params = [
+                            ("query", q.clone()),
+                            ("start", (end - 300).to_string()),
+                            ("end", end.to_string()),
+                            ("step", "15".to_string()),
+                        ];
+                        let body: serde_json::Value = client
+                            .post(format!("{http}/api/v1/query_range"))
+                            .form(&params)
+                            .send()
+                            .await
+                            .ok()?
+                            .json()
+                            .await
+                            .ok()?;
+                        assert_eq!(body["status"], "success", "{title}: {q}: {body}");
+                        body["data"]["result"].as_array().filter(|r| !r.is_empty()).map(|r| r.len())
+                    })
+                    .await;
+                    assert!(found.is_some(), "{title}, panel {:?}: {q} returned no data", panel["title"]);
+                    ran += 1;
+                }
+            }
+        }
+    }
+    assert!(ran >= 20, "only {ran} queries ran");
 }
