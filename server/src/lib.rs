@@ -27,6 +27,7 @@ mod ops;
 mod produce;
 mod progress;
 mod remote_write;
+mod self_metrics;
 mod serve;
 mod tiering;
 

@@ -66,6 +66,8 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     let stats = tokio::task::spawn_blocking(move || store.stats()).await.unwrap_or_default();
     let mut out = String::new();
     ops.ingest.render(&mut out);
+    crate::self_metrics::render_process(&mut out);
+    crate::self_metrics::render_raft(&mut out, &ops.writer);
     let gauges = [
         ("collabstream_active_series", "Series in the head index.", stats.series),
         (

@@ -1,0 +1,59 @@
+//! `/metrics` of a node: the process and Raft families hold plausible values, and the whole
+//! page passes `promtool check metrics` (Debian's Prometheus package, the reference for the
+//! exposition format's conventions: HELP and TYPE for every family, counters ending in `_total`,
+//! units in names).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use collabstream_tests::{Node, wait_until};
+
+fn value(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_follows_prometheus_conventions_and_tells_the_process_and_raft_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]).expect("node");
+    let url = node.url("/metrics");
+    // A single node elects itself: wait until it says it leads.
+    let page = wait_until(Duration::from_secs(30), || async {
+        let page = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        (value(&page, "collabstream_raft_is_leader") == Some(1.0)).then_some(page)
+    })
+    .await
+    .expect("the node leads within 30 s");
+
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    let start = value(&page, "process_start_time_seconds").expect("start time");
+    assert!(start <= now + 1.0 && start > now - 600.0, "started at {start}, now {now}");
+    assert!(value(&page, "process_resident_memory_bytes").expect("rss") > 1e6);
+    assert!(value(&page, "process_virtual_memory_bytes").expect("vsz") > 1e6);
+    let fds = value(&page, "process_open_fds").expect("fds");
+    assert!(fds > 3.0 && fds <= value(&page, "process_max_fds").expect("max fds"));
+    assert!(value(&page, "process_cpu_seconds_total").expect("cpu") > 0.0);
+    assert!(value(&page, "collabstream_raft_term").expect("term") >= 1.0);
+    assert_eq!(value(&page, "collabstream_raft_leader_id"), Some(1.0));
+    let last = value(&page, "collabstream_raft_last_log_index").expect("last index");
+    assert!(last >= 1.0, "{last}");
+    assert!(value(&page, "collabstream_raft_member_matched_index{member=\"1\"}").is_some(), "{page}");
+
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian's prometheus package, installed by scripts/install-deps.sh)");
+    check.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("page to promtool");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
