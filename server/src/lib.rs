@@ -22,6 +22,7 @@ mod cluster_cli;
 pub mod cluster_config;
 mod config;
 mod error;
+mod http_metrics;
 mod kafka_producer;
 mod ops;
 mod produce;

@@ -24,6 +24,7 @@ pub(crate) struct Ops {
     /// The Kafka consumer's counters, when it is configured.
     pub(crate) kafka: Option<Arc<KafkaMetrics>>,
     pub(crate) tiering: Arc<crate::tiering::NodeTiering>,
+    pub(crate) http: Arc<crate::http_metrics::HttpMetrics>,
 }
 
 pub(crate) fn router(ops: Ops) -> Router {
@@ -68,6 +69,7 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     ops.ingest.render(&mut out);
     crate::self_metrics::render_process(&mut out);
     crate::self_metrics::render_raft(&mut out, &ops.writer);
+    ops.http.render(&mut out);
     let gauges = [
         ("collabstream_active_series", "Series in the head index.", stats.series),
         (

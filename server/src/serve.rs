@@ -101,6 +101,7 @@ pub async fn serve(
             kafka::run(writer.clone(), config.kafka.clone(), kafka_metrics.clone(), shutdown.child_token());
         Some(tokio::spawn(run))
     };
+    let http_metrics = Arc::new(crate::http_metrics::HttpMetrics::default());
     let ops = Ops {
         store: store.clone(),
         ingest: ingest.metrics().clone(),
@@ -108,6 +109,7 @@ pub async fn serve(
         writer: writer.clone(),
         kafka: kafka.is_some().then(|| kafka_metrics.clone()),
         tiering: tiering.clone(),
+        http: http_metrics.clone(),
     };
 
     let http_app = collabstream_ingest::http::router(ingest.clone())
@@ -118,7 +120,8 @@ pub async fn serve(
             Some(Arc::new(Barrier(writer.clone()))),
         ))
         .merge(tiering.clone().router())
-        .merge(ops::router(ops));
+        .merge(ops::router(ops))
+        .route_layer(axum::middleware::from_fn_with_state(http_metrics, crate::http_metrics::track));
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let grpc_listener = tokio::net::TcpListener::from_std(listeners.grpc)?;
     tracing::info!(

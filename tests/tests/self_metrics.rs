@@ -1,4 +1,4 @@
-//! `/metrics` of a node: the process and Raft families hold plausible values, and the whole
+//! `/metrics` of a node: the process, Raft and HTTP request families hold plausible values, and the whole
 //! page passes `promtool check metrics` (Debian's Prometheus package, the reference for the
 //! exposition format's conventions: HELP and TYPE for every family, counters ending in `_total`,
 //! units in names).
@@ -34,12 +34,44 @@ async fn the_page_follows_prometheus_conventions_and_tells_the_process_and_raft_
     assert!(value(&page, "process_virtual_memory_bytes").expect("vsz") > 1e6);
     let fds = value(&page, "process_open_fds").expect("fds");
     assert!(fds > 3.0 && fds <= value(&page, "process_max_fds").expect("max fds"));
-    assert!(value(&page, "process_cpu_seconds_total").expect("cpu") > 0.0);
+    // Ticks of 10 ms: a fresh node may have used none yet.
+    let cpu = value(&page, "process_cpu_seconds_total").expect("cpu");
+    assert!(cpu >= 0.0);
     assert!(value(&page, "collabstream_raft_term").expect("term") >= 1.0);
     assert_eq!(value(&page, "collabstream_raft_leader_id"), Some(1.0));
     let last = value(&page, "collabstream_raft_last_log_index").expect("last index");
     assert!(last >= 1.0, "{last}");
     assert!(value(&page, "collabstream_raft_member_matched_index{member=\"1\"}").is_some(), "{page}");
+
+    // Requests are counted by route pattern and status, and timed.
+    let client = reqwest::Client::new();
+    for q in ["up", "up{", "up"] {
+        client.get(node.url("/api/v1/query")).query(&[("query", q)]).send().await.expect("query");
+    }
+    client.get(node.url("/api/v1/label/job/values")).send().await.expect("values");
+    let page = reqwest::get(&url).await.expect("metrics").text().await.expect("page");
+    let requests = |route: &str, code: u16| {
+        value(&page, &format!("collabstream_http_requests_total{{handler=\"{route}\",code=\"{code}\"}}"))
+    };
+    assert_eq!(requests("/api/v1/query", 200), Some(2.0), "{page}");
+    assert_eq!(requests("/api/v1/query", 400), Some(1.0), "{page}");
+    assert_eq!(requests("/api/v1/label/{name}/values", 200), Some(1.0), "by pattern, not by path: {page}");
+    assert!(value(&page, "process_cpu_seconds_total").expect("cpu") >= cpu, "a counter");
+    let timed = |suffix: &str| {
+        value(
+            &page,
+            &format!("collabstream_http_request_duration_seconds{suffix}{{handler=\"/api/v1/query\"}}"),
+        )
+    };
+    assert_eq!(timed("_count"), Some(3.0));
+    assert!(timed("_sum").expect("sum") > 0.0);
+    assert_eq!(
+        value(
+            &page,
+            "collabstream_http_request_duration_seconds_bucket{handler=\"/api/v1/query\",le=\"+Inf\"}"
+        ),
+        Some(3.0)
+    );
 
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])

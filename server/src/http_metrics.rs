@@ -1,0 +1,118 @@
+//! [`HttpMetrics`]: every HTTP request counted by route and status, and timed by route, for
+//! `/metrics` (`collabstream_http_requests_total`, `collabstream_http_request_duration_seconds`).
+//!
+//! Routes are the router's patterns (`/api/v1/label/{name}/values`), not the paths asked for,
+//! so that a client cannot make the label set grow; a path no route matches is not counted (the
+//! middleware runs on routes only). The time is until the response's head is ready: a streamed
+//! body (an export) goes on after it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Upper bounds of the duration buckets, in seconds (Prometheus's defaults, and the two-minute
+/// query timeout).
+const BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+
+#[derive(Debug, Default)]
+pub(crate) struct HttpMetrics {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// (route, status) → requests.
+    requests: BTreeMap<(String, u16), u64>,
+    /// route → durations.
+    durations: BTreeMap<String, Histogram>,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Requests at or under each of `BUCKETS`.
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl HttpMetrics {
+    fn record(&self, route: &str, status: u16, seconds: f64) {
+        let mut m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        *m.requests.entry((route.to_string(), status)).or_default() += 1;
+        let h = m.durations.entry(route.to_string()).or_default();
+        for (b, le) in h.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= le {
+                *b += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    /// The two families, in Prometheus's text format.
+    pub(crate) fn render(&self, out: &mut String) {
+        let m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = "collabstream_http_requests_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP requests answered, by route and status.\n# TYPE {name} counter"
+        );
+        for ((route, code), n) in &m.requests {
+            let _ = writeln!(out, "{name}{{handler=\"{route}\",code=\"{code}\"}} {n}");
+        }
+        let name = "collabstream_http_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to answer an HTTP request (until its head; a streamed body goes on), by route.\n# TYPE {name} histogram"
+        );
+        for (route, h) in &m.durations {
+            for (n, le) in h.buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(out, "{name}_bucket{{handler=\"{route}\",le=\"{le}\"}} {n}");
+            }
+            let _ = writeln!(out, "{name}_bucket{{handler=\"{route}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "{name}_sum{{handler=\"{route}\"}} {}", h.sum);
+            let _ = writeln!(out, "{name}_count{{handler=\"{route}\"}} {}", h.count);
+        }
+    }
+}
+
+/// The middleware: times the request and counts it under its route's pattern.
+pub(crate) async fn track(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("", |p| p.as_str()).to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.record(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_route_and_status_and_timed_in_buckets() {
+        let m = HttpMetrics::default();
+        m.record("/api/v1/query", 200, 0.003);
+        m.record("/api/v1/query", 200, 0.2);
+        m.record("/api/v1/query", 400, 0.001);
+        m.record("/api/v1/series", 404, 0.0001);
+        let mut out = String::new();
+        m.render(&mut out);
+        for line in [
+            "collabstream_http_requests_total{handler=\"/api/v1/query\",code=\"200\"} 2",
+            "collabstream_http_requests_total{handler=\"/api/v1/query\",code=\"400\"} 1",
+            "collabstream_http_requests_total{handler=\"/api/v1/series\",code=\"404\"} 1",
+            "collabstream_http_request_duration_seconds_bucket{handler=\"/api/v1/query\",le=\"0.005\"} 2",
+            "collabstream_http_request_duration_seconds_bucket{handler=\"/api/v1/query\",le=\"0.25\"} 3",
+            "collabstream_http_request_duration_seconds_bucket{handler=\"/api/v1/query\",le=\"+Inf\"} 3",
+            "collabstream_http_request_duration_seconds_count{handler=\"/api/v1/query\"} 3",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line} in\n{out}");
+        }
+    }
+}
