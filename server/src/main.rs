@@ -330,9 +330,10 @@ async fn demo(config: ServerConfig) -> anyhow::Result<()> {
             speed: 1.0,
             duration: None,
             count: None,
-            // Two minutes of history first, so that the first 30 s and 1 min windows have
-            // closed by the time anyone queries them, whatever second the demo starts at.
-            backfill: std::time::Duration::from_secs(120),
+            // Six minutes of history first, so that a window of every kind the pack has (30 s,
+            // 1 min, and the 5 min of churn) has closed by the time anyone queries them,
+            // whatever second the demo starts at.
+            backfill: std::time::Duration::from_secs(360),
             quiet: true,
         };
         tokio::spawn(produce(opts, shutdown.clone()))
@@ -346,7 +347,7 @@ async fn demo(config: ServerConfig) -> anyhow::Result<()> {
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=bottomk(5, meeting_health_score)'\n\
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=count by (status) (meeting_health == 1)'\n\
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=avg(meeting_engagement_score)'\n\
-         \u{20}              (each meeting's 30 s and 1 min windows, from two minutes of history on)\n\
+         \u{20}              (each meeting's 30 s, 1 min and 5 min windows, from six minutes of history on)\n\
          Grafana:       add a Prometheus datasource with URL http://{http}\n\
          raw samples:   curl -s 'http://{http}/api/v1/export' -G --data-urlencode 'match[]=node_load1'\n\
          raw events:    curl -s 'http://{http}/api/v1/events/export?limit=20'\n\
