@@ -94,6 +94,31 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
             "Bytes of RocksDB's open SST files' indexes and filters held in memory.",
             stats.table_reader_bytes,
         ),
+        (
+            "collabstream_rocksdb_running_compactions",
+            "RocksDB compactions running now.",
+            stats.running_compactions,
+        ),
+        (
+            "collabstream_rocksdb_running_flushes",
+            "RocksDB memtable flushes running now.",
+            stats.running_flushes,
+        ),
+        (
+            "collabstream_rocksdb_pending_compaction_bytes",
+            "Bytes RocksDB estimates its compactions must still rewrite (a backlog that grows means writes outpace them).",
+            stats.pending_compaction_bytes,
+        ),
+        (
+            "collabstream_rocksdb_write_stopped",
+            "1 while RocksDB stops writes (too many level-0 files, memtables or pending compaction bytes).",
+            u64::from(stats.write_stopped),
+        ),
+        (
+            "collabstream_rocksdb_delayed_write_rate_bytes",
+            "The rate in bytes/s RocksDB slows writes to while it delays them (0: not delayed).",
+            stats.delayed_write_rate,
+        ),
         ("collabstream_applied_index", "Last applied log index.", ops.store.applied_index()),
         (
             "collabstream_write_queue_bytes",

@@ -58,6 +58,15 @@ pub struct StoreStats {
     pub table_reader_bytes: u64,
     /// SST bytes of each column family, by name.
     pub sst_bytes_by_cf: Vec<(&'static str, u64)>,
+    /// Compactions and flushes running now.
+    pub running_compactions: u64,
+    pub running_flushes: u64,
+    /// Bytes RocksDB estimates compaction must rewrite to bring every level within its target.
+    pub pending_compaction_bytes: u64,
+    /// Whether RocksDB stops writes now (too many level-0 files, memtables or pending bytes),
+    /// and the rate it slows them to when it delays them (0: not delayed).
+    pub write_stopped: bool,
+    pub delayed_write_rate: u64,
 }
 
 /// Series, chunks, events and dedup state in one RocksDB database, changed only through
@@ -494,7 +503,13 @@ impl Store {
             stats.memtable_bytes += self.cf_int(name, "rocksdb.cur-size-all-mem-tables");
             stats.block_cache_bytes += self.cf_int(name, "rocksdb.block-cache-usage");
             stats.table_reader_bytes += self.cf_int(name, "rocksdb.estimate-table-readers-mem");
+            stats.pending_compaction_bytes += self.cf_int(name, "rocksdb.estimate-pending-compaction-bytes");
         }
+        let db_int = |property: &str| self.db.property_int_value(property).ok().flatten().unwrap_or(0);
+        stats.running_compactions = db_int("rocksdb.num-running-compactions");
+        stats.running_flushes = db_int("rocksdb.num-running-flushes");
+        stats.write_stopped = db_int("rocksdb.is-write-stopped") != 0;
+        stats.delayed_write_rate = db_int("rocksdb.actual-delayed-write-rate");
         stats
     }
 

@@ -42,6 +42,12 @@ async fn the_page_follows_prometheus_conventions_and_tells_the_process_and_raft_
     let last = value(&page, "collabstream_raft_last_log_index").expect("last index");
     assert!(last >= 1.0, "{last}");
     assert!(value(&page, "collabstream_raft_member_matched_index{member=\"1\"}").is_some(), "{page}");
+    // RocksDB's compaction and stall figures: nothing stalls an idle node.
+    assert_eq!(value(&page, "collabstream_rocksdb_write_stopped"), Some(0.0));
+    assert_eq!(value(&page, "collabstream_rocksdb_delayed_write_rate_bytes"), Some(0.0));
+    for family in ["running_compactions", "running_flushes", "pending_compaction_bytes"] {
+        assert!(value(&page, &format!("collabstream_rocksdb_{family}")).is_some(), "no {family}: {page}");
+    }
 
     // Requests are counted by route pattern and status, and timed.
     let client = reqwest::Client::new();
