@@ -26,10 +26,15 @@ pub(crate) struct HttpMetrics {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// (route, status) → requests.
-    requests: BTreeMap<(String, u16), u64>,
-    /// route → durations.
-    durations: BTreeMap<String, Histogram>,
+    routes: BTreeMap<String, Route>,
+}
+
+/// One route's figures.
+#[derive(Debug, Default)]
+struct Route {
+    /// Status → requests.
+    codes: BTreeMap<u16, u64>,
+    durations: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -43,8 +48,13 @@ struct Histogram {
 impl HttpMetrics {
     fn record(&self, route: &str, status: u16, seconds: f64) {
         let mut m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        *m.requests.entry((route.to_string(), status)).or_default() += 1;
-        let h = m.durations.entry(route.to_string()).or_default();
+        // A route's name is allocated the first time it is seen only.
+        if !m.routes.contains_key(route) {
+            m.routes.insert(route.to_string(), Route::default());
+        }
+        let r = m.routes.get_mut(route).expect("inserted above");
+        *r.codes.entry(status).or_default() += 1;
+        let h = &mut r.durations;
         for (b, le) in h.buckets.iter_mut().zip(BUCKETS) {
             if seconds <= le {
                 *b += 1;
@@ -62,15 +72,18 @@ impl HttpMetrics {
             out,
             "# HELP {name} HTTP requests answered, by route and status.\n# TYPE {name} counter"
         );
-        for ((route, code), n) in &m.requests {
-            let _ = writeln!(out, "{name}{{handler=\"{route}\",code=\"{code}\"}} {n}");
+        for (route, r) in &m.routes {
+            for (code, n) in &r.codes {
+                let _ = writeln!(out, "{name}{{handler=\"{route}\",code=\"{code}\"}} {n}");
+            }
         }
         let name = "collabstream_http_request_duration_seconds";
         let _ = writeln!(
             out,
             "# HELP {name} Time to answer an HTTP request (until its head; a streamed body goes on), by route.\n# TYPE {name} histogram"
         );
-        for (route, h) in &m.durations {
+        for (route, r) in &m.routes {
+            let h = &r.durations;
             for (n, le) in h.buckets.iter().zip(BUCKETS) {
                 let _ = writeln!(out, "{name}_bucket{{handler=\"{route}\",le=\"{le}\"}} {n}");
             }
@@ -83,10 +96,11 @@ impl HttpMetrics {
 
 /// The middleware: times the request and counts it under its route's pattern.
 pub(crate) async fn track(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("", |p| p.as_str()).to_string();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.record(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("", MatchedPath::as_str);
+    metrics.record(route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 

@@ -100,20 +100,26 @@ struct Process {
 impl Process {
     fn read() -> Option<Self> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
         let boot = std::fs::read_to_string("/proc/stat").ok()?;
         let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
         let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
-        // Clock ticks and pages: 100 and 4 KiB on every Linux this runs on (the kernel's
-        // USER_HZ is fixed at 100 for userspace; the page size is the platform's).
-        Self::parse(&stat, &boot, &limits, open_fds, 100.0, 4096)
+        // Clock ticks: the kernel reports times to userspace in USER_HZ, 100 on Linux.
+        Self::parse(&stat, &status, &boot, &limits, open_fds, 100.0)
     }
 
-    fn parse(stat: &str, boot: &str, limits: &str, open_fds: u64, ticks: f64, page: u64) -> Option<Self> {
+    fn parse(stat: &str, status: &str, boot: &str, limits: &str, open_fds: u64, ticks: f64) -> Option<Self> {
         // The command name may hold spaces: the fields are counted after its closing paren.
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         let num = |i: usize| fields.get(i)?.parse::<u64>().ok();
         // After the name: state is field 3 of proc(5), so field n is at n - 3.
-        let (utime, stime, start, vsize, rss) = (num(11)?, num(12)?, num(19)?, num(20)?, num(21)?);
+        let (utime, stime, start, vsize) = (num(11)?, num(12)?, num(19)?, num(20)?);
+        // In kB, whatever the page size (stat's rss counts pages).
+        let rss_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())?;
         let btime: u64 =
             boot.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())?;
         let max_fds = limits
@@ -124,7 +130,7 @@ impl Process {
             .unwrap_or(0);
         Some(Self {
             cpu_seconds: (utime + stime) as f64 / ticks,
-            resident_bytes: rss * page,
+            resident_bytes: rss_kb * 1024,
             virtual_bytes: vsize,
             open_fds,
             max_fds,
@@ -144,19 +150,20 @@ mod tests {
         let boot = "cpu  1 2 3\nbtime 1700000000\nprocesses 9\n";
         let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
                       Max open files            1048576              1048576              files     \n";
-        let p = Process::parse(stat, boot, limits, 17, 100.0, 4096).expect("parsed");
+        let status = "Name:\tcollabstream\nVmRSS:\t   10240 kB\nThreads:\t9\n";
+        let p = Process::parse(stat, status, boot, limits, 17, 100.0).expect("parsed");
         assert_eq!(
             p,
             Process {
                 cpu_seconds: 3.0,
-                resident_bytes: 2560 * 4096,
+                resident_bytes: 10240 * 1024,
                 virtual_bytes: 1_073_741_824,
                 open_fds: 17,
                 max_fds: 1_048_576,
                 start_time_seconds: 1_700_000_120.0,
             }
         );
-        assert!(Process::parse("garbage", boot, limits, 0, 100.0, 4096).is_none());
+        assert!(Process::parse("garbage", status, boot, limits, 0, 100.0).is_none());
         // This process, for real.
         let me = Process::read().expect("/proc/self");
         assert!(me.resident_bytes > 0 && me.open_fds > 0 && me.max_fds >= me.open_fds);

@@ -145,31 +145,31 @@ impl ValueFsts {
         m: &Matcher,
     ) -> Option<Postings> {
         let dfa = RegexDfa::new(&m.value)?;
-        let literal = required_literal(&m.value);
+        let plan = Plan::of(&m.value);
         {
             let snapshots = self.by_name.read();
             if let Some(f) = snapshots.get(name).filter(|f| !f.stale()) {
-                return Some(search(f, &dfa, literal.as_deref(), values, m));
+                return Some(search(f, &dfa, &plan, values, m));
             }
         }
         let mut snapshots = self.by_name.write();
         if snapshots.get(name).is_none_or(ValueFst::stale) {
             snapshots.insert(name.to_string(), ValueFst::build(values)?);
         }
-        Some(search(&snapshots[name], &dfa, literal.as_deref(), values, m))
+        Some(search(&snapshots[name], &dfa, &plan, values, m))
     }
 }
 
 fn search(
     f: &ValueFst,
     dfa: &RegexDfa,
-    literal: Option<&[u8]>,
+    plan: &Plan,
     values: &BTreeMap<String, Postings>,
     m: &Matcher,
 ) -> Postings {
     let mut out = Postings::new();
-    match literal {
-        Some(lit) => {
+    match plan {
+        Plan::Substring(lit) => {
             let mut last = usize::MAX;
             for at in memchr::memmem::find_iter(&f.joined, lit) {
                 let ordinal = f.starts.partition_point(|s| *s as usize <= at) - 1;
@@ -185,7 +185,7 @@ fn search(
         // A regex that matches anything first (`.*[05]`) prunes no branch of the FST: the walk
         // would visit every node, paying for the traversal besides the DFA. One pass of the
         // DFA over the values back to back does only the DFA's part.
-        None if starts_with_any(&m.value) => {
+        Plan::Pass => {
             let mut state = dfa.start;
             let mut ordinal = 0usize;
             let mut at = 0usize;
@@ -208,7 +208,7 @@ fn search(
                 at += 1;
             }
         }
-        None => {
+        Plan::Walk => {
             let mut stream = f.map.search(dfa).into_stream();
             while let Some((_, ordinal)) = stream.next() {
                 f.emit(ordinal as usize, values, &mut out);
@@ -225,16 +225,40 @@ fn search(
     out
 }
 
-/// Whether `regex` begins with `.*` (any character, any number of times): its DFA cannot
-/// reject a value by its first bytes. (Only which search runs depends on it, not what it finds.)
-fn starts_with_any(regex: &str) -> bool {
+/// How a regex's matches are looked for among a label's values, chosen from one parse of it.
+/// (Only the cost depends on the choice, not what is found.)
+#[derive(Debug, PartialEq)]
+enum Plan {
+    /// A substring search for a literal every match holds, then the regex on those values.
+    Substring(Vec<u8>),
+    /// One pass of the DFA over all values: the regex begins with `.*`, so no FST branch can
+    /// be pruned.
+    Pass,
+    /// The FST walked with the DFA.
+    Walk,
+}
+
+impl Plan {
+    fn of(regex: &str) -> Self {
+        let Ok(hir) = regex_syntax::ParserBuilder::new().dot_matches_new_line(true).build().parse(regex)
+        else {
+            return Plan::Walk;
+        };
+        match required_literal(&hir) {
+            Some(literal) => Plan::Substring(literal),
+            None if starts_with_any(&hir) => Plan::Pass,
+            None => Plan::Walk,
+        }
+    }
+}
+
+/// Whether the regex begins with `.*` (any character, any number of times): its DFA cannot
+/// reject a value by its first bytes.
+fn starts_with_any(hir: &regex_syntax::hir::Hir) -> bool {
     use regex_syntax::hir::{Class, HirKind};
-    let Ok(hir) = regex_syntax::ParserBuilder::new().dot_matches_new_line(true).build().parse(regex) else {
-        return false;
-    };
     let first = match hir.kind() {
         HirKind::Concat(parts) => parts.first(),
-        _ => Some(&hir),
+        _ => Some(hir),
     };
     let Some(HirKind::Repetition(r)) = first.map(|h| h.kind()) else { return false };
     // `.` is every scalar value but the surrogates: two ranges from \0 to the last one.
@@ -250,11 +274,10 @@ fn starts_with_any(regex: &str) -> bool {
     r.min == 0 && any
 }
 
-/// The longest literal of at least two bytes that every match of `regex` contains, if its
+/// The longest literal of at least two bytes that every match of the regex contains, if its
 /// top level is a concatenation holding one (`.*42.*` → `42`).
-fn required_literal(regex: &str) -> Option<Vec<u8>> {
+fn required_literal(hir: &regex_syntax::hir::Hir) -> Option<Vec<u8>> {
     use regex_syntax::hir::HirKind;
-    let hir = regex_syntax::ParserBuilder::new().dot_matches_new_line(true).build().parse(regex).ok()?;
     let HirKind::Concat(parts) = hir.kind() else { return None };
     parts
         .iter()
@@ -381,21 +404,25 @@ mod tests {
 
     #[test]
     fn regexes_that_match_anything_first_are_told_apart() {
-        for re in [".*[05]", ".*", ".*42", "(?s:.)*x", ".*?y"] {
-            assert!(starts_with_any(re), "{re}");
+        for re in [".*[05]", ".*", ".*4", "(?s:.)*x", ".*?y"] {
+            assert_eq!(Plan::of(re), Plan::Pass, "{re}");
         }
-        for re in ["u.*", ".+x", "(.*)x", "[a-z]*x", "a|.*", ""] {
-            assert!(!starts_with_any(re), "{re}");
+        for re in ["u.*", ".+x", "(.*)x", "[a-z]*x", "a|.*", "", "("] {
+            assert_eq!(Plan::of(re), Plan::Walk, "{re}");
         }
     }
 
     #[test]
     fn literals_every_match_holds_are_found() {
-        assert_eq!(required_literal(".*42.*"), Some(b"42".to_vec()));
-        assert_eq!(required_literal(".*12.*567"), Some(b"567".to_vec()));
-        assert_eq!(required_literal(".*(42|43).*"), None);
-        assert_eq!(required_literal("(?i).*ab.*"), None);
-        assert_eq!(required_literal(".*4.*"), None);
+        let literal = |re: &str| match Plan::of(re) {
+            Plan::Substring(l) => Some(l),
+            _ => None,
+        };
+        assert_eq!(literal(".*42.*"), Some(b"42".to_vec()));
+        assert_eq!(literal(".*12.*567"), Some(b"567".to_vec()));
+        assert_eq!(literal(".*(42|43).*"), None);
+        assert_eq!(literal("(?i).*ab.*"), None);
+        assert_eq!(literal(".*4.*"), None);
     }
 
     #[test]

@@ -84,6 +84,11 @@ async fn the_banners_queries_and_every_dashboard_panel_return_data() {
 /// `$__interval` + scrape interval)).
 const BUILTINS: [(&str, &str); 3] = [("$__rate_interval", "1m"), ("$__interval", "15s"), ("$__range", "5m")];
 
+/// The JSON a request answers, if it answers any.
+async fn json(request: reqwest::RequestBuilder) -> Option<serde_json::Value> {
+    request.send().await.ok()?.json().await.ok()
+}
+
 /// A value as Grafana puts it into a regex matcher: special characters escaped, the escape
 /// itself doubled inside PromQL's double-quoted string.
 fn regex_escape(v: &str) -> String {
@@ -118,15 +123,10 @@ async fn dashboards_return_data(client: &reqwest::Client, http: &str, within: Du
             let (metric, label) = inner.rsplit_once(',').expect("label_values(metric, label)");
             let (metric, label) = (metric.trim(), label.trim());
             let values = wait_until(deadline.saturating_duration_since(Instant::now()), || async {
-                let body: serde_json::Value = client
-                    .get(format!("{http}/api/v1/label/{label}/values"))
-                    .query(&[("match[]", metric)])
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let body = json(
+                    client.get(format!("{http}/api/v1/label/{label}/values")).query(&[("match[]", metric)]),
+                )
+                .await?;
                 body["data"].as_array().filter(|v| !v.is_empty()).cloned()
             })
             .await
@@ -155,15 +155,8 @@ async fn dashboards_return_data(client: &reqwest::Client, http: &str, within: Du
                             ("end", end.to_string()),
                             ("step", "15".to_string()),
                         ];
-                        let body: serde_json::Value = client
-                            .post(format!("{http}/api/v1/query_range"))
-                            .form(&params)
-                            .send()
-                            .await
-                            .ok()?
-                            .json()
-                            .await
-                            .ok()?;
+                        let body =
+                            json(client.post(format!("{http}/api/v1/query_range")).form(&params)).await?;
                         assert_eq!(body["status"], "success", "{title}: {q}: {body}");
                         body["data"]["result"].as_array().filter(|r| !r.is_empty()).map(|r| r.len())
                     })
