@@ -186,26 +186,18 @@ fn search(
         // would visit every node, paying for the traversal besides the DFA. One pass of the
         // DFA over the values back to back does only the DFA's part.
         Plan::Pass => {
-            let mut state = dfa.start;
-            let mut ordinal = 0usize;
-            let mut at = 0usize;
-            while at < f.joined.len() {
-                let b = f.joined[at];
-                if b == SEPARATOR {
-                    if dfa.is_match(&state) {
-                        f.emit(ordinal, values, &mut out);
-                    }
-                    ordinal += 1;
-                    state = dfa.start;
-                } else {
+            for ordinal in 0..f.single.len() {
+                let mut state = dfa.start;
+                for &b in f.value(ordinal) {
                     state = dfa.accept(&state, b);
                     if !dfa.can_match(&state) {
-                        // Nothing more of this value can match: on to the next one.
-                        at = f.starts[ordinal + 1] as usize - 1;
-                        continue;
+                        // Nothing more of this value can match.
+                        break;
                     }
                 }
-                at += 1;
+                if dfa.is_match(&state) {
+                    f.emit(ordinal, values, &mut out);
+                }
             }
         }
         Plan::Walk => {
