@@ -23,17 +23,17 @@ build() {
 start() {
   build
   for n in 1 2 3; do
-    local http=$((9191 + 10 * n)) grpc=$((9192 + 10 * n))
+    local http=$((9191 + 10 * n)) grpc=$((9192 + 10 * n)) pg=$((9193 + 10 * n))
     mkdir -p "$DIR/node-$n"
     if [ -f "$DIR/node-$n/pid" ] && kill -0 "$(cat "$DIR/node-$n/pid")" 2>/dev/null; then
       echo "node $n already running (pid $(cat "$DIR/node-$n/pid"))"
       continue
     fi
     "$BIN" server --node-id "$n" --peers "$PEERS" --data-dir "$DIR/node-$n" \
-      --http-listen "127.0.0.1:$http" --grpc-listen "127.0.0.1:$grpc" \
+      --http-listen "127.0.0.1:$http" --grpc-listen "127.0.0.1:$grpc" --pg-listen "127.0.0.1:$pg" \
       >"$DIR/node-$n/stdout.log" 2>"$DIR/node-$n/node.log" &
     echo $! >"$DIR/node-$n/pid"
-    echo "node $n: pid $! http://127.0.0.1:$http grpc 127.0.0.1:$grpc (log $DIR/node-$n/node.log)"
+    echo "node $n: pid $! http://127.0.0.1:$http grpc 127.0.0.1:$grpc psql -h 127.0.0.1 -p $pg (log $DIR/node-$n/node.log)"
   done
   # Wait (bounded) until the nodes elect a leader.
   for _ in $(seq 1 100); do

@@ -5,6 +5,8 @@
 #   prometheus            Debian's Prometheus 2.42, the reference system in the tests
 #   victoria-metrics      Debian's VictoriaMetrics 1.79, the other one (`collabstream bench`)
 #   openssl               certificates for the SDK's TLS test
+#   postgresql-client     psql, a PostgreSQL client that isn't ours, for SQL over the wire
+#                         protocol
 #   grpcio, grpcio-tools  (PyPI) the Python client example
 #   confluent-kafka, fastavro  (PyPI) another producer than ours, compressed and Avro, in the
 #                         Kafka tests
@@ -23,6 +25,7 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}"

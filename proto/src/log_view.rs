@@ -30,6 +30,8 @@ pub struct CommandView<'a> {
     pub rule_change: Option<crate::v1::RuleChange>,
     /// A `seal`, `tier` or `expire_cold` payload (small: decoded).
     pub tiering: Option<TierCommand>,
+    /// A `sql_table` payload (small: decoded).
+    pub sql_table: Option<crate::v1::SqlTableChange>,
 }
 
 /// The cold tier's commands (see `log.proto`).
@@ -160,6 +162,15 @@ impl<'a> CommandView<'a> {
                     cmd.clear_payload();
                     cmd.tiering = Some(TierCommand::ExpireCold(expire));
                 }
+                (10, WIRE_LEN) => {
+                    let change = decode_whole(
+                        r.bytes()?,
+                        "the sql_table payload is not an SqlTableChange message",
+                        "an SqlTableChange or SqlTable field this version does not know",
+                    )?;
+                    cmd.clear_payload();
+                    cmd.sql_table = Some(change);
+                }
                 (3, WIRE_LEN) => {
                     let mut writes = Vec::new();
                     let mut batch = Reader(r.bytes()?);
@@ -185,6 +196,7 @@ impl<'a> CommandView<'a> {
         self.tick = false;
         self.rule_change = None;
         self.tiering = None;
+        self.sql_table = None;
     }
 }
 
@@ -461,6 +473,7 @@ mod tests {
             (field(6, &with(field(1, &rule))), "RuleChange or AggregationRule"),
             // Field 9 is the rule's hop: field 30 instead (its key takes two bytes).
             (change(&[rule.clone(), vec![0xf0, 0x01, 1]].concat()), "RuleChange or AggregationRule"),
+            (field(10, &with(field(2, b"history"))), "SqlTableChange or SqlTable"),
         ] {
             let err = CommandView::parse(&entry).unwrap_err();
             assert!(
@@ -490,6 +503,15 @@ mod tests {
         );
         let created = CommandView::parse(&change(&rule)).unwrap().rule_change.unwrap().change;
         assert!(matches!(created, Some(v1::rule_change::Change::Create(r)) if r.name == "r"));
+        let table = v1::SqlTableChange {
+            change: Some(v1::sql_table_change::Change::Create(v1::SqlTable {
+                name: "history".into(),
+                statement: "CREATE EXTERNAL TABLE history STORED AS CSV LOCATION '/h.csv'".into(),
+            })),
+        };
+        let entry =
+            v1::Command { leader_time_ms: 1, payload: Some(v1::command::Payload::SqlTable(table.clone())) };
+        assert_eq!(CommandView::parse(&entry.encode_to_vec()).unwrap().sql_table, Some(table));
 
         // Field 1 takes bytes 0..2; the payload (field 2) runs to the end, so every cut but the
         // one between the two fields ends inside a field and is refused, never misread.

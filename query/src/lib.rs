@@ -19,6 +19,7 @@ mod export;
 pub mod params;
 pub mod promql;
 mod read_slots;
+pub mod sql;
 #[cfg(test)]
 mod test_support;
 

@@ -236,6 +236,14 @@ impl AdminService for AdminGrpc {
         Ok(Response::new(v1::AggregationChangeResponse { changed }))
     }
 
+    async fn change_sql_table(
+        &self,
+        req: Request<v1::SqlTableChange>,
+    ) -> Result<Response<v1::AggregationChangeResponse>, Status> {
+        let changed = crate::sql_tables::change_sql_table(&self.writer, req.into_inner()).await?;
+        Ok(Response::new(v1::AggregationChangeResponse { changed }))
+    }
+
     async fn run_tiering(
         &self,
         _req: Request<v1::RunTieringRequest>,

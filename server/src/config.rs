@@ -7,6 +7,7 @@ use collabstream_ingest::kafka::KafkaConfig;
 use collabstream_ingest::{IngestConfig, RuleSpec};
 use collabstream_proto::v1;
 use collabstream_query::QueryConfig;
+use collabstream_query::sql::SqlConfig;
 use collabstream_store::StoreConfig;
 use collabstream_tiering::{ObjectStoreConfig, TieringConfig};
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,8 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
+    /// `[sql]`: SQL over HTTP and the PostgreSQL wire protocol.
+    pub sql: SqlConfig,
     pub raft: RaftConfig,
     pub cluster: ClusterConfig,
     /// `[[aggregations]]`: aggregation rules the leader keeps in force (see `RuleSpec`).
@@ -107,6 +110,7 @@ impl Default for ServerConfig {
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
             query: QueryConfig::default(),
+            sql: SqlConfig::default(),
             raft: RaftConfig::default(),
             cluster: ClusterConfig::default(),
             aggregations: Vec::new(),

@@ -30,6 +30,7 @@ mod progress;
 mod remote_write;
 mod self_metrics;
 mod serve;
+pub mod sql_shell;
 mod tiering;
 
 pub use cluster_cli::{ClusterAction, cluster_command};

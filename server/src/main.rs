@@ -60,9 +60,21 @@ enum Command {
     Demo(ServerArgs),
     /// Show or change the cluster's membership through any node.
     Cluster(ClusterArgs),
+    /// SQL against a node: an interactive shell, or the statements of `-c` or stdin.
+    Sql(SqlArgs),
     /// Run the same remote-write workload and queries against this store, VictoriaMetrics and
     /// Prometheus (Debian's packages) on loopback, and print a table with ratios.
     Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct SqlArgs {
+    /// The node's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:9201", env = "COLLABSTREAM_SQL_ENDPOINT")]
+    endpoint: String,
+    /// Statements to run instead of the interactive shell (may be given more than once).
+    #[arg(short = 'c', long = "command")]
+    command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +193,9 @@ struct ServerArgs {
     /// gRPC address: IngestService.
     #[arg(long, env = "COLLABSTREAM_GRPC_LISTEN")]
     grpc_listen: Option<std::net::SocketAddr>,
+    /// PostgreSQL wire protocol address for SQL (default 127.0.0.1:9203; `[sql] pg_listen`).
+    #[arg(long, env = "COLLABSTREAM_PG_LISTEN")]
+    pg_listen: Option<std::net::SocketAddr>,
     /// This node's id in the cluster.
     #[arg(long, env = "COLLABSTREAM_NODE_ID")]
     node_id: Option<u64>,
@@ -206,6 +221,9 @@ impl ServerArgs {
         }
         if let Some(v) = self.grpc_listen {
             c.grpc_listen = v;
+        }
+        if let Some(v) = self.pg_listen {
+            c.sql.pg_listen = v;
         }
         if let Some(v) = self.node_id {
             c.node_id = v;
@@ -238,6 +256,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(_) => "demo",
         Command::Bench(_) => "bench",
         Command::Cluster(_) => "cluster",
+        Command::Sql(_) => "sql",
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
@@ -296,6 +315,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", report.markdown());
             anyhow::Ok(())
         }),
+        Command::Sql(s) => runtime.block_on(collabstream_server::sql_shell::main(&s.endpoint, &s.command)),
         Command::Cluster(c) => runtime.block_on(async move {
             let action = match c.action {
                 ClusterCommand::Status => ClusterAction::Status,
@@ -317,7 +337,7 @@ fn main() -> anyhow::Result<()> {
 /// A node plus both workloads, until Ctrl-C.
 async fn demo(config: ServerConfig) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config)?;
-    let (http, grpc) = (listeners.http_addr(), listeners.grpc_addr());
+    let (http, grpc, pg) = (listeners.http_addr(), listeners.grpc_addr(), listeners.pg_addr());
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     let node = tokio::spawn(serve(config, listeners, shutdown.clone()));
@@ -348,12 +368,17 @@ async fn demo(config: ServerConfig) -> anyhow::Result<()> {
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=count by (status) (meeting_health == 1)'\n\
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=avg(meeting_engagement_score)'\n\
          \u{20}              (each meeting's 30 s, 1 min and 5 min windows, from six minutes of history on)\n\
+         SQL:           curl -s 'http://{http}/api/v1/sql' --data-urlencode 'query=SELECT meeting_id, avg(engagement_score) AS engagement, max(active_users) AS users FROM meeting_metrics GROUP BY 1 ORDER BY 2 DESC LIMIT 5'\n\
+         \u{20}              psql -h {pg_host} -p {pg_port} -c \"SELECT meeting_id, AVG(avg_latency_ms) as avg_latency, AVG(engagement_score) as avg_engagement, meeting_health FROM meeting_metrics WHERE timestamp >= CAST(now() - INTERVAL '1' HOUR AS BIGINT) GROUP BY meeting_id, meeting_health ORDER BY avg_engagement DESC\"\n\
+         \u{20}              collabstream sql --endpoint http://{http}   (tables: samples, series, events, meeting_metrics, one per rule)\n\
          Grafana:       add a Prometheus datasource with URL http://{http}\n\
          raw samples:   curl -s 'http://{http}/api/v1/export' -G --data-urlencode 'match[]=node_load1'\n\
          raw events:    curl -s 'http://{http}/api/v1/events/export?limit=20'\n\
          self-metrics:  curl -s http://{http}/metrics\n\
          remote write:  http://{http}/api/v1/write    gRPC ingest: {grpc}\n\n\
-         Ctrl-C stops it (nothing acknowledged is lost)."
+         Ctrl-C stops it (nothing acknowledged is lost).",
+        pg_host = pg.ip(),
+        pg_port = pg.port(),
     );
     for (name, task) in [("meetings", meetings), ("node-exporter", samples)] {
         match task.await? {

@@ -23,6 +23,8 @@ use crate::tiering::NodeTiering;
 pub struct Listeners {
     pub http: std::net::TcpListener,
     pub grpc: std::net::TcpListener,
+    /// SQL over the PostgreSQL wire protocol.
+    pub pg: std::net::TcpListener,
 }
 
 impl Listeners {
@@ -32,7 +34,11 @@ impl Listeners {
             l.set_nonblocking(true)?;
             Ok::<_, Error>(l)
         };
-        Ok(Self { http: bind(config.http_listen, "HTTP")?, grpc: bind(config.grpc_listen, "gRPC")? })
+        Ok(Self {
+            http: bind(config.http_listen, "HTTP")?,
+            grpc: bind(config.grpc_listen, "gRPC")?,
+            pg: bind(config.sql.pg_listen, "PostgreSQL")?,
+        })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -41,6 +47,10 @@ impl Listeners {
 
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn pg_addr(&self) -> SocketAddr {
+        self.pg.local_addr().expect("a bound listener has an address")
     }
 }
 
@@ -101,6 +111,14 @@ pub async fn serve(
             kafka::run(writer.clone(), config.kafka.clone(), kafka_metrics.clone(), shutdown.child_token());
         Some(tokio::spawn(run))
     };
+    let s3 = config.object_store.clone().with_env();
+    let sources = collabstream_query::sql::SqlSources {
+        store: store.clone(),
+        cold: Some(tiering.objects()),
+        catalog: Some(Arc::new(RaftCatalog(writer.clone()))),
+        s3: Some(Arc::new(move |bucket: &str| collabstream_tiering::s3_bucket(&s3, bucket))),
+    };
+    let sql = collabstream_query::sql::SqlEngine::new(sources, &config.sql).map_err(Error::Config)?;
     let http_metrics = Arc::new(crate::http_metrics::HttpMetrics::default());
     let ops = Ops {
         store: store.clone(),
@@ -119,14 +137,17 @@ pub async fn serve(
             &config.query,
             Some(Arc::new(Barrier(writer.clone()))),
         ))
+        .merge(collabstream_query::sql::router(sql.clone()))
         .merge(tiering.clone().router())
         .merge(ops::router(ops))
         .route_layer(axum::middleware::from_fn_with_state(http_metrics, crate::http_metrics::track));
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let grpc_listener = tokio::net::TcpListener::from_std(listeners.grpc)?;
+    let pg_listener = tokio::net::TcpListener::from_std(listeners.pg)?;
     tracing::info!(
         http = %http_listener.local_addr()?,
         grpc = %grpc_listener.local_addr()?,
+        pg = %pg_listener.local_addr()?,
         data_dir = %config.data_dir.display(),
         "collabstream node serving"
     );
@@ -158,10 +179,12 @@ pub async fn serve(
                 .await
         })
     };
+    let pg =
+        tokio::spawn(collabstream_query::sql::serve_pg(pg_listener, sql, shutdown.clone().cancelled_owned()));
     shutdown.cancelled().await;
     tracing::info!("shutting down: no new requests; finishing in-flight writes");
     ready.store(false, Ordering::SeqCst);
-    let (h, g) = tokio::join!(http, grpc);
+    let (h, g, _) = tokio::join!(http, grpc, pg);
     h?.map_err(|e| Error::Serve { what: "HTTP server", source: Box::new(e) })?;
     g?.map_err(|e| Error::Serve { what: "gRPC server", source: Box::new(e) })?;
     // Its batch in flight is answered (applied or not) before the writer goes.
@@ -189,5 +212,19 @@ struct Barrier(Writer);
 impl collabstream_query::ReadBarrier for Barrier {
     fn wait(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async move { self.0.read_barrier().await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+}
+
+/// External SQL tables are committed through Raft.
+struct RaftCatalog(Writer);
+
+impl collabstream_query::sql::TableCatalog for RaftCatalog {
+    fn change(
+        &self,
+        change: collabstream_proto::v1::SqlTableChange,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + Send + '_>> {
+        Box::pin(async move {
+            collabstream_raft::change_sql_table(&self.0, change).await.map_err(|s| s.message().to_string())
+        })
     }
 }

@@ -27,6 +27,8 @@ const DROP_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(crate) struct NodeTiering {
     pub(crate) read: Arc<TieredRead>,
+    /// The object store cold blocks are in (paths as the manifest names them).
+    objects: Arc<dyn object_store::ObjectStore>,
     tierer: Arc<Tierer>,
     store: Arc<Store>,
     writer: Writer,
@@ -67,11 +69,20 @@ impl NodeTiering {
             ColdRead::new(objects.clone(), tokio::runtime::Handle::current(), config.query.max_samples);
         let read = Arc::new(TieredRead::new(store.clone(), cold));
         let log = Arc::new(RaftLog(writer.clone()));
+        let object_store = objects.store();
         let tierer = Arc::new(Tierer::new(store.clone(), objects, config.tiering.clone(), log));
         let passes = tokio::spawn(tierer.clone().run(shutdown.clone().cancelled_owned()));
         let dropped = Arc::new(DropTotals::default());
         let drops = tokio::spawn(drop_tiered(store.clone(), dropped.clone(), shutdown));
-        Ok((Arc::new(Self { read, tierer, store, writer, dropped }), vec![passes, drops]))
+        Ok((
+            Arc::new(Self { read, objects: object_store, tierer, store, writer, dropped }),
+            vec![passes, drops],
+        ))
+    }
+
+    /// The object store cold blocks are in, for readers of their files.
+    pub(crate) fn objects(&self) -> Arc<dyn object_store::ObjectStore> {
+        self.objects.clone()
     }
 
     pub(crate) fn router(self: Arc<Self>) -> Router {

@@ -93,21 +93,37 @@ pub(crate) fn drop_rule(batch: &mut WriteBatch, db: &Rocks, rule: &str) {
 
 /// The rule's rows whose window ends in `range`, by end then group, at most `limit`.
 pub(crate) fn read(db: &Rocks, rule: &str, range: TimeRange, limit: usize) -> Result<Vec<AggRow>> {
+    let mut out = Vec::new();
+    if limit > 0 {
+        scan(db, rule, range, |row| {
+            out.push(row);
+            out.len() < limit
+        })?;
+    }
+    Ok(out)
+}
+
+/// A rule's rows whose window ends in `range`, by end then group, handed to `f` until it
+/// answers false.
+pub(crate) fn scan(
+    db: &Rocks,
+    rule: &str,
+    range: TimeRange,
+    mut f: impl FnMut(AggRow) -> bool,
+) -> Result<()> {
     let p = rule_prefix(rule);
     let mut from = p.clone();
     from.extend_from_slice(&ordered_i64(range.start));
-    let mut out = Vec::new();
     for item in db.iterator_cf(cf(db, CF_AGG_ROWS), IteratorMode::From(&from, Direction::Forward)) {
         let (k, v) = item?;
         let Some(rest) = k.strip_prefix(p.as_slice()) else { break };
         let end =
             rest.get(..8).and_then(from_ordered_i64).ok_or(Error::Corrupt { what: "aggregation row key" })?;
-        if end > range.end || out.len() >= limit {
+        if end > range.end || !f(decode(end, &v)?) {
             break;
         }
-        out.push(decode(end, &v)?);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn decode(end: i64, v: &[u8]) -> Result<AggRow> {

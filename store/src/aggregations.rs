@@ -286,6 +286,11 @@ impl Aggregations {
         self.running.iter().map(|r| &r.rule).find(|r| r.name() == name)
     }
 
+    /// Every rule running, in order.
+    pub(crate) fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.running.iter().map(|r| &r.rule)
+    }
+
     /// The users' rules in force, by name, and the names of the packs' rules.
     pub(crate) fn definitions(&self) -> (Vec<v1::AggregationRule>, Vec<String>) {
         let users = self.running.iter().filter_map(|r| r.def.clone()).collect();

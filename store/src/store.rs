@@ -40,8 +40,10 @@ pub(crate) const META_SETTINGS: &[u8] = b"apply_settings";
 pub(crate) const META_SOURCES: &[u8] = b"source_offsets";
 /// The cold tier's manifest (see `cold_manifest`).
 pub(crate) const META_COLD: &[u8] = b"cold_manifest";
-pub(crate) const META_STORE_KEYS: [&[u8]; 6] =
-    [META_APPLIED, META_NEXT_SERIES, META_SM, META_SETTINGS, META_SOURCES, META_COLD];
+/// The SQL catalog's external tables (see `sql_catalog`).
+pub(crate) const META_SQL_TABLES: &[u8] = b"sql_tables";
+pub(crate) const META_STORE_KEYS: [&[u8]; 7] =
+    [META_APPLIED, META_NEXT_SERIES, META_SM, META_SETTINGS, META_SOURCES, META_COLD, META_SQL_TABLES];
 
 /// Size and shape figures for `/metrics` and benchmarks.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -155,6 +157,8 @@ pub(crate) struct WriterState {
     pub(crate) sources: SourceOffsets,
     /// The cold tier's manifest.
     pub(crate) manifest: Manifest,
+    /// The SQL catalog's external tables.
+    pub(crate) sql_tables: crate::sql_catalog::SqlCatalog,
 }
 
 /// What [`Store::open`] and a snapshot install load from the database.
@@ -257,6 +261,10 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
         Some(b) => Manifest::decode(&b).ok_or(Error::Corrupt { what: "cold manifest" })?,
         None => Manifest::default(),
     };
+    let sql_tables = match meta_bytes(META_SQL_TABLES)? {
+        Some(b) => crate::sql_catalog::SqlCatalog::decode(&b)?,
+        None => crate::sql_catalog::SqlCatalog::default(),
+    };
     let mut heads = load_heads(db)?;
     let mut index = SeriesIndex::default();
     for item in db.iterator_cf(cf(db, CF_SERIES), IteratorMode::Start) {
@@ -286,6 +294,7 @@ pub(crate) fn load(db: &Rocks) -> Result<Loaded> {
             aggs: Aggregations::load(db, settings.meetings_pack)?,
             sources,
             manifest,
+            sql_tables,
         },
     })
 }

@@ -10,6 +10,17 @@ use crate::aggregations::RuleStats;
 use crate::error::Result;
 use crate::store::Store;
 
+/// A rule's rows as a table has them: see [`Store::aggregation_tables`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleTable {
+    pub name: String,
+    /// The group's label names, the same for every row (`None`: each group has its own, a
+    /// rule over samples grouped `without` labels).
+    pub group: Option<Vec<String>>,
+    /// The outputs' names ([`Rule::columns`](crate::agg::Rule::columns)).
+    pub outputs: Vec<String>,
+}
+
 impl Store {
     /// Aggregation output samples refused since start: a window corrected later than the
     /// out-of-order window lets a sample in.
@@ -33,6 +44,16 @@ impl Store {
         self.writer.lock().aggs.definitions()
     }
 
+    /// What a table of each running rule's rows is made of, in the rules' order.
+    pub fn aggregation_tables(&self) -> Vec<RuleTable> {
+        let writer = self.writer.lock();
+        writer
+            .aggs
+            .rules()
+            .map(|r| RuleTable { name: r.name().to_string(), group: r.group_columns(), outputs: r.columns() })
+            .collect()
+    }
+
     /// A rule's output columns ([`Rule::columns`](crate::agg::Rule::columns)) and its rows
     /// whose window ends in `range`, by end then group, at most `limit`; `None` if no rule of
     /// that name runs.
@@ -46,5 +67,22 @@ impl Store {
             return Ok(None);
         };
         Ok(Some((columns, agg_rows::read(&self.db, rule, range, limit)?)))
+    }
+
+    /// A rule's rows whose window ends in `range`, by end then group, handed to `f` until it
+    /// answers false (nothing if no rule of that name has rows).
+    pub fn scan_aggregation_rows(
+        &self,
+        rule: &str,
+        range: TimeRange,
+        f: impl FnMut(AggRow) -> bool,
+    ) -> Result<()> {
+        agg_rows::scan(&self.db, rule, range, f)
+    }
+
+    /// The SQL catalog's external tables in force, by name. Waits for the entry being applied,
+    /// if any.
+    pub fn sql_tables(&self) -> Vec<v1::SqlTable> {
+        self.writer.lock().sql_tables.tables().to_vec()
     }
 }

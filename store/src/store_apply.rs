@@ -142,6 +142,11 @@ impl Store {
             tracing::info!(index, ?change, ?outcome, "aggregation rule change applied");
             outcomes.push(ApplyOutcome { rule_change: Some(outcome), ..ApplyOutcome::default() });
         }
+        if let Some(change) = &cmd.sql_table {
+            let outcome = writer.sql_tables.change(change);
+            tracing::info!(index, ?change, ?outcome, "SQL table change applied");
+            outcomes.push(ApplyOutcome { rule_change: Some(outcome), ..ApplyOutcome::default() });
+        }
         for name in writer.aggs.take_dropped_rows() {
             crate::agg_rows::drop_rule(&mut batch, &self.db, &name);
         }

@@ -14,8 +14,8 @@ use crate::db::{CF_AGG, CF_CHUNKS, CF_DEDUP, CF_HEADS, CF_META, DATA_CFS};
 use crate::error::Result;
 use crate::head::{HeadLimits, HeadWritten, SeriesEntry, merge_sorted};
 use crate::store::{
-    META_APPLIED, META_COLD, META_NEXT_SERIES, META_SETTINGS, META_SM, META_SOURCES, Store, WriterState, cf,
-    no_wal,
+    META_APPLIED, META_COLD, META_NEXT_SERIES, META_SETTINGS, META_SM, META_SOURCES, META_SQL_TABLES, Store,
+    WriterState, cf, no_wal,
 };
 use crate::{chunk, keys};
 
@@ -173,6 +173,10 @@ impl Store {
         if writer.manifest.dirty {
             durable.put_cf(cf_meta, META_COLD, writer.manifest.encode());
             writer.manifest.dirty = false;
+        }
+        if writer.sql_tables.dirty {
+            durable.put_cf(cf_meta, META_SQL_TABLES, writer.sql_tables.encode());
+            writer.sql_tables.dirty = false;
         }
         Ok(Some(Captured {
             applied,

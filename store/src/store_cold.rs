@@ -39,7 +39,7 @@ pub struct Dropped {
 
 /// Which registry of [`Store::cold_readers`] a pin is in.
 pub(crate) const SAMPLES_PINS: usize = 0;
-const EVENTS_PINS: usize = 1;
+pub(crate) const EVENTS_PINS: usize = 1;
 
 /// A hot reader's cold boundary, registered while it reads (see [`Store::pin_cold`]).
 pub(crate) struct ColdPin<'a> {
@@ -50,14 +50,7 @@ pub(crate) struct ColdPin<'a> {
 
 impl Drop for ColdPin<'_> {
     fn drop(&mut self) {
-        let mut all = self.store.cold_readers.lock();
-        let readers = &mut all[self.table];
-        if let Some(n) = readers.get_mut(&self.at) {
-            *n -= 1;
-            if *n == 0 {
-                readers.remove(&self.at);
-            }
-        }
+        self.store.unpin(self.table, self.at);
     }
 }
 
@@ -241,18 +234,33 @@ impl Store {
     /// registered under the lock [`Store::drop_cold`] reads the pins with, so no drop can
     /// start below it in between).
     pub(crate) fn pin_cold(&self) -> ColdPin<'_> {
-        let mut readers = self.cold_readers.lock();
-        let at = self.cold_until();
-        *readers[SAMPLES_PINS].entry(at).or_insert(0) += 1;
-        ColdPin { store: self, table: SAMPLES_PINS, at }
+        ColdPin { store: self, table: SAMPLES_PINS, at: self.pin(SAMPLES_PINS) }
     }
 
     /// The same for the events' boundary.
     fn pin_cold_events(&self) -> ColdPin<'_> {
+        ColdPin { store: self, table: EVENTS_PINS, at: self.pin(EVENTS_PINS) }
+    }
+
+    /// Registers a reader at the current boundary of `table` (a registry of
+    /// [`Store::cold_readers`]) and gives that boundary.
+    pub(crate) fn pin(&self, table: usize) -> i64 {
         let mut readers = self.cold_readers.lock();
-        let at = self.cold_view().events_cold_until;
-        *readers[EVENTS_PINS].entry(at).or_insert(0) += 1;
-        ColdPin { store: self, table: EVENTS_PINS, at }
+        let at = if table == SAMPLES_PINS { self.cold_until() } else { self.cold_view().events_cold_until };
+        *readers[table].entry(at).or_insert(0) += 1;
+        at
+    }
+
+    /// Undoes one [`Store::pin`].
+    pub(crate) fn unpin(&self, table: usize, at: i64) {
+        let mut all = self.cold_readers.lock();
+        let readers = &mut all[table];
+        if let Some(n) = readers.get_mut(&at) {
+            *n -= 1;
+            if *n == 0 {
+                readers.remove(&at);
+            }
+        }
     }
 
     /// Events refused since start because their block was sealed for the cold tier.

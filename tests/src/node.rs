@@ -26,6 +26,8 @@ pub struct Node {
     child: Option<Child>,
     pub http: SocketAddr,
     pub grpc: SocketAddr,
+    /// SQL over the PostgreSQL wire protocol.
+    pub pg: SocketAddr,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
 }
@@ -44,7 +46,14 @@ impl Node {
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--pg-listen",
+                "127.0.0.1:0",
+            ])
             .args(extra_args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -64,7 +73,7 @@ impl Node {
                     let _ = writeln!(f, "{line}");
                 }
                 if line.contains("collabstream node serving") {
-                    let _ = tx.send((field(&line, "http="), field(&line, "grpc=")));
+                    let _ = tx.send((field(&line, "http="), field(&line, "grpc="), field(&line, "pg=")));
                 }
             }
         });
@@ -72,13 +81,15 @@ impl Node {
             child: Some(child),
             http: ([0, 0, 0, 0], 0).into(),
             grpc: ([0, 0, 0, 0], 0).into(),
+            pg: ([0, 0, 0, 0], 0).into(),
             data_dir: data_dir.to_path_buf(),
             log_path,
         };
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok((Some(http), Some(grpc))) => {
+            Ok((Some(http), Some(grpc), Some(pg))) => {
                 node.http = http.parse()?;
                 node.grpc = grpc.parse()?;
+                node.pg = pg.parse()?;
                 Ok(node)
             }
             _ => bail!("node did not start within 60 s; its log:\n{}", node.log()),

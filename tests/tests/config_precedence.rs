@@ -42,7 +42,7 @@ fn toml_then_environment_then_flags() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n",
+            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n[sql]\npg_listen = \"127.0.0.1:0\"\n",
             path("from-toml")
         ),
     )

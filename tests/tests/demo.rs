@@ -14,7 +14,7 @@ use collabstream_tests::{binary, wait_until};
 fn meeting_queries(banner: &[String]) -> Vec<(String, String)> {
     banner
         .iter()
-        .filter(|l| l.contains("query=") && l.contains("meeting_"))
+        .filter(|l| l.contains("/api/v1/query'") && l.contains("meeting_"))
         .filter_map(|l| {
             let url = l.split("curl -s '").nth(1)?.split('\'').next()?.to_string();
             let query = l.split("query=").nth(1)?.rsplit_once('\'')?.0.to_string();
@@ -31,7 +31,7 @@ async fn the_banners_queries_and_every_dashboard_panel_return_data() {
     let mut child = Command::new(binary())
         .args(["demo", "--data-dir"])
         .arg(dir.path().join("data"))
-        .args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+        .args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0"])
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -73,6 +73,19 @@ async fn the_banners_queries_and_every_dashboard_panel_return_data() {
         .first()
         .map(|(url, _)| url.split("/api/").next().expect("a URL").to_string())
         .expect("a query");
+    // The banner's SQL: over HTTP, and the origin project's query through psql.
+    let sql_line = banner.iter().find(|l| l.contains("/api/v1/sql")).expect("a SQL line");
+    let statement = sql_line.split("query=").nth(1).and_then(|q| q.rsplit_once('\'')).expect("a query").0;
+    let rows = wait_until(Duration::from_secs(60), || async {
+        let body = json(client.post(format!("{http}/api/v1/sql")).form(&[("query", statement)])).await?;
+        body["rows"].as_array().filter(|r| !r.is_empty()).map(|r| r.len())
+    })
+    .await;
+    assert!(rows.is_some(), "{statement} returned no rows");
+    let psql = banner.iter().find_map(|l| l.split_once("psql ").map(|(_, rest)| rest)).expect("a psql line");
+    let out = Command::new("sh").arg("-c").arg(format!("psql -X -A -t {psql}")).output().expect("psql runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.lines().any(|l| l.starts_with('m')), "{text}{out:?}");
     let left = Duration::from_secs(120).saturating_sub(started.elapsed());
     dashboards_return_data(&client, &http, left).await;
     child.kill().expect("demo stopped");

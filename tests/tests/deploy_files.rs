@@ -237,8 +237,10 @@ fn the_compose_nodes_form_a_cluster_with_the_flags_and_environment_they_are_give
         env.insert("COLLABSTREAM_PEERS".into(), loopback(&env["COLLABSTREAM_PEERS"]));
         assert_eq!(env["COLLABSTREAM_HTTP_LISTEN"], "0.0.0.0:9201");
         assert_eq!(env["COLLABSTREAM_GRPC_LISTEN"], "0.0.0.0:9202");
+        assert_eq!(env["COLLABSTREAM_PG_LISTEN"], "0.0.0.0:9203");
         env.insert("COLLABSTREAM_HTTP_LISTEN".into(), format!("127.0.0.1:{}", http[i]));
         env.insert("COLLABSTREAM_GRPC_LISTEN".into(), format!("127.0.0.1:{}", grpc[i]));
+        env.insert("COLLABSTREAM_PG_LISTEN".into(), "127.0.0.1:0".into());
         assert_eq!(env["COLLABSTREAM_CONFIG"], "/etc/collabstream/collabstream.toml");
         env.insert(
             "COLLABSTREAM_CONFIG".into(),
@@ -299,8 +301,10 @@ fn the_statefulset_pods_form_a_cluster_with_the_command_and_environment_they_are
         }
         assert!(!peers.contains("collabstream-"), "{peers}");
         env.insert("COLLABSTREAM_PEERS".into(), peers);
+        assert_eq!(env["COLLABSTREAM_PG_LISTEN"], "0.0.0.0:9203");
         env.insert("COLLABSTREAM_HTTP_LISTEN".into(), format!("127.0.0.1:{}", http[i]));
         env.insert("COLLABSTREAM_GRPC_LISTEN".into(), format!("127.0.0.1:{}", grpc[i]));
+        env.insert("COLLABSTREAM_PG_LISTEN".into(), "127.0.0.1:0".into());
         env.insert("COLLABSTREAM_CONFIG".into(), config_path.to_string_lossy().into_owned());
         env.insert(
             "COLLABSTREAM_DATA_DIR".into(),

@@ -8,22 +8,13 @@
 //! group they are sorted by meeting, then time, so that the page index prunes by meeting too.
 //! Only a row group's events are held while writing.
 
-use std::sync::Arc;
-
-use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Builder, StringBuilder, TimestampMillisecondArray, UInt32Array,
-    UInt32Builder, UInt64Array,
-};
-use arrow::datatypes::{
-    DataType, Field, Float64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType, UInt32Type,
-    UInt64Type,
-};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, SchemaRef, TimestampMillisecondType, UInt32Type, UInt64Type};
 use arrow::record_batch::RecordBatch;
-use collabstream_proto::events_json::{
-    chat_kind, chat_kind_name, meeting_kind, meeting_kind_name, user_action, user_action_name,
-};
+use collabstream_proto::events_json::{chat_kind, meeting_kind, user_action};
 use collabstream_proto::v1::{self, event::Event as Kind};
 use collabstream_store::StoredEvent;
+use collabstream_store::arrow_rows::{events_batch, events_schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -33,28 +24,6 @@ use crate::samples_file::FileSummary;
 
 /// Events per row group: the unit held while writing and skipped by time statistics.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
-
-/// The columns, in order (see the module's doc and `docs/cold-tier.md`).
-pub fn events_schema() -> SchemaRef {
-    let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-    let f64 = |name: &str| Field::new(name, DataType::Float64, true);
-    Arc::new(Schema::new(vec![
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
-        utf8("type", false),
-        utf8("tenant", false),
-        utf8("meeting_id", false),
-        utf8("user_id", false),
-        utf8("action", true),
-        utf8("message_id", true),
-        Field::new("length", DataType::UInt32, true),
-        utf8("kind", true),
-        f64("latency_ms"),
-        f64("jitter_ms"),
-        f64("packet_loss_pct"),
-        Field::new("log_index", DataType::UInt64, false),
-        Field::new("position", DataType::UInt32, false),
-    ]))
-}
 
 /// Writes events handed over in (time, log index, position) order into a Parquet file in
 /// memory.
@@ -123,7 +92,7 @@ impl EventsFile {
         }
         let mut rows = std::mem::take(&mut self.pending);
         rows.sort_by(|a, b| meeting(a).cmp(meeting(b)).then(a.key().cmp(&b.key())));
-        let batch = to_batch(&self.schema, &rows)?;
+        let batch = events_batch(&self.schema, &rows)?;
         self.writer.write(&batch).map_err(|e| e.to_string())?;
         self.writer.flush().map_err(|e| e.to_string())
     }
@@ -142,83 +111,6 @@ impl EventsFile {
 
 fn meeting(e: &StoredEvent) -> &str {
     collabstream_proto::events::meeting_id(&e.event).unwrap_or("")
-}
-
-fn to_batch(schema: &SchemaRef, rows: &[StoredEvent]) -> Result<RecordBatch, String> {
-    let n = rows.len();
-    let strings = || StringBuilder::with_capacity(n, n * 8);
-    let (mut kind_of, mut tenant, mut meeting_id, mut user_id) = (strings(), strings(), strings(), strings());
-    let (mut action, mut message_id, mut kind) = (strings(), strings(), strings());
-    let mut length = UInt32Builder::with_capacity(n);
-    let (mut latency, mut jitter, mut loss) = (
-        Float64Builder::with_capacity(n),
-        Float64Builder::with_capacity(n),
-        Float64Builder::with_capacity(n),
-    );
-    for row in rows {
-        let Some(e) = &row.event.event else {
-            return Err(format!("event at {:?} has no type", row.key()));
-        };
-        match e {
-            Kind::User(u) => {
-                kind_of.append_value("user");
-                tenant.append_value(&u.tenant);
-                meeting_id.append_value(&u.meeting_id);
-                user_id.append_value(&u.user_id);
-                action.append_value(user_action_name(u.action()));
-                message_id.append_null();
-                length.append_null();
-                kind.append_null();
-                latency.append_null();
-                jitter.append_null();
-                loss.append_null();
-            }
-            Kind::Chat(c) => {
-                kind_of.append_value("chat");
-                tenant.append_value(&c.tenant);
-                meeting_id.append_value(&c.meeting_id);
-                user_id.append_value(&c.user_id);
-                action.append_null();
-                message_id.append_value(&c.message_id);
-                length.append_value(c.length);
-                kind.append_value(chat_kind_name(c.kind()));
-                latency.append_null();
-                jitter.append_null();
-                loss.append_null();
-            }
-            Kind::Meeting(m) => {
-                kind_of.append_value("meeting");
-                tenant.append_value(&m.tenant);
-                meeting_id.append_value(&m.meeting_id);
-                user_id.append_value(&m.user_id);
-                action.append_null();
-                message_id.append_null();
-                length.append_null();
-                kind.append_value(meeting_kind_name(m.kind()));
-                latency.append_value(m.latency_ms);
-                jitter.append_value(m.jitter_ms);
-                loss.append_value(m.packet_loss_pct);
-            }
-        }
-    }
-    let times = TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.timestamp_ms));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(times.with_timezone("UTC")),
-        Arc::new(kind_of.finish()),
-        Arc::new(tenant.finish()),
-        Arc::new(meeting_id.finish()),
-        Arc::new(user_id.finish()),
-        Arc::new(action.finish()),
-        Arc::new(message_id.finish()),
-        Arc::new(length.finish()),
-        Arc::new(kind.finish()),
-        Arc::new(latency.finish()),
-        Arc::new(jitter.finish()),
-        Arc::new(loss.finish()),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.log_index))),
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.position))),
-    ];
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 
 /// The events of a record batch read with [`events_schema`]'s columns, in row order.

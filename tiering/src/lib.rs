@@ -39,11 +39,12 @@ mod series_index;
 mod tiered_read;
 
 pub use cold_read::{ColdFile, ColdFiles, ColdRead, IndexObject, sorted};
+pub use collabstream_store::arrow_rows::{events_schema, samples_schema};
 pub use config::{Location, ObjectStoreConfig, TieringConfig};
-pub use events_file::{EventsFile, events_schema};
+pub use events_file::EventsFile;
 pub use export::{export_events, export_samples, index_name, object_name};
-pub use objects::{Objects, StoredObject};
+pub use objects::{Objects, StoredObject, s3_bucket};
 pub use pass::{CommitFuture, ManifestLog, PassReport, TieredBlock, Tierer, TieringStats};
-pub use samples_file::{FileSummary, SamplesFile, samples_schema};
+pub use samples_file::{FileSummary, SamplesFile};
 pub use series_index::SeriesIndex;
 pub use tiered_read::{TieredRead, cold_file};

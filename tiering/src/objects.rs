@@ -48,37 +48,16 @@ impl Objects {
                 })
             }
             Location::S3 { bucket, prefix } => {
-                let retry = RetryConfig {
-                    backoff: BackoffConfig {
-                        init_backoff: Duration::from_millis(100),
-                        max_backoff: Duration::from_secs(5),
-                        base: 2.0,
-                    },
-                    max_retries: 5,
-                    retry_timeout: Duration::from_secs(60),
-                };
-                let options = ClientOptions::new()
-                    .with_allow_http(config.allow_http)
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(60));
-                let mut b = AmazonS3Builder::new()
-                    .with_bucket_name(&bucket)
-                    .with_region(&config.region)
-                    .with_allow_http(config.allow_http)
-                    .with_virtual_hosted_style_request(!config.path_style)
-                    .with_retry(retry)
-                    .with_client_options(options);
-                if !config.endpoint.is_empty() {
-                    b = b.with_endpoint(&config.endpoint);
-                }
-                if !config.access_key.is_empty() {
-                    b = b.with_access_key_id(&config.access_key).with_secret_access_key(&config.secret_key);
-                }
-                let store = b.build().map_err(|e| format!("object store s3://{bucket}: {e}"))?;
+                let store = s3_bucket(&config, &bucket)?;
                 let url = format!("s3://{bucket}/{prefix}");
-                Ok(Self { store: Arc::new(store), prefix, url })
+                Ok(Self { store, prefix, url })
             }
         }
+    }
+
+    /// The store itself, for readers that fetch ranges (Parquet footers, row groups).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
     }
 
     /// `relative` under the configured prefix.
@@ -138,9 +117,38 @@ impl Objects {
             .map(|m| (m.location.to_string(), m.size, m.last_modified.timestamp_millis()))
             .collect())
     }
+}
 
-    /// The store itself, for readers that fetch ranges (Parquet footers, row groups).
-    pub fn store(&self) -> Arc<dyn ObjectStore> {
-        self.store.clone()
+/// Bucket `bucket` of the S3-compatible store `config` names (endpoint, region, credentials,
+/// path style, `allow_http`; `S3_*` from the environment already applied). The client retries
+/// 5xx answers and broken connections with backoff for up to a minute. Also what SQL's
+/// external tables on `s3://` read other buckets with.
+pub fn s3_bucket(config: &ObjectStoreConfig, bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: 5,
+        retry_timeout: Duration::from_secs(60),
+    };
+    let options = ClientOptions::new()
+        .with_allow_http(config.allow_http)
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(60));
+    let mut b = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(&config.region)
+        .with_allow_http(config.allow_http)
+        .with_virtual_hosted_style_request(!config.path_style)
+        .with_retry(retry)
+        .with_client_options(options);
+    if !config.endpoint.is_empty() {
+        b = b.with_endpoint(&config.endpoint);
     }
+    if !config.access_key.is_empty() {
+        b = b.with_access_key_id(&config.access_key).with_secret_access_key(&config.secret_key);
+    }
+    Ok(Arc::new(b.build().map_err(|e| format!("object store s3://{bucket}: {e}"))?))
 }

@@ -6,15 +6,9 @@
 //! keys and values Parquet dictionary-encodes; timestamps are delta-encoded and values split
 //! by byte stream, everything then zstd-compressed (level 15).
 
-use std::sync::Arc;
-
-use arrow::array::{
-    ArrayRef, DictionaryArray, Float64Array, MapBuilder, StringArray, StringBuilder,
-    TimestampMillisecondArray, UInt32Array, UInt64Array,
-};
-use arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema, SchemaRef, TimeUnit};
-use arrow::record_batch::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use collabstream_common::{Labels, METRIC_NAME, Sample, SeriesId};
+use collabstream_store::arrow_rows::{SamplesBatch, samples_schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -29,29 +23,6 @@ const BATCH_ROWS: usize = 64 * 1024;
 const ROW_GROUP_ROWS: usize = 1024 * 1024;
 /// Rows per data page: the unit a reader decompresses.
 const PAGE_ROWS: usize = 16 * 1024;
-
-/// The columns, in order: `metric`, `labels`, `series_id`, `timestamp`, `value`.
-pub fn samples_schema() -> SchemaRef {
-    let entries = Fields::from(vec![
-        Field::new("keys", DataType::Utf8, false),
-        Field::new("values", DataType::Utf8, true),
-    ]);
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "metric",
-            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-            false,
-        ),
-        Field::new(
-            "labels",
-            DataType::Map(Arc::new(Field::new("entries", DataType::Struct(entries), false)), false),
-            false,
-        ),
-        Field::new("series_id", DataType::UInt64, false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
-        Field::new("value", DataType::Float64, false),
-    ]))
-}
 
 /// What a written file holds, for the manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,14 +40,8 @@ pub struct FileSummary {
 pub struct SamplesFile {
     writer: ArrowWriter<Vec<u8>>,
     schema: SchemaRef,
-    /// The pending batch: metric names and series (labels without the name) it refers to.
-    metrics: Vec<String>,
-    series: Vec<Labels>,
-    metric_of_row: Vec<i32>,
-    series_of_row: Vec<u32>,
-    ids: Vec<u64>,
-    times: Vec<i64>,
-    values: Vec<f64>,
+    /// The rows not yet handed to the writer.
+    pending: SamplesBatch,
     last: Option<(String, SeriesId, i64)>,
     summary: FileSummary,
     /// (series id, first row) of every series, in row order: the file's [`SeriesIndex`].
@@ -126,13 +91,7 @@ impl SamplesFile {
         Ok(Self {
             writer,
             schema,
-            metrics: Vec::new(),
-            series: Vec::new(),
-            metric_of_row: Vec::new(),
-            series_of_row: Vec::new(),
-            ids: Vec::new(),
-            times: Vec::new(),
-            values: Vec::new(),
+            pending: SamplesBatch::default(),
             last: None,
             summary: FileSummary {
                 rows: 0,
@@ -159,71 +118,28 @@ impl SamplesFile {
         if self.summary.metrics.last().map(String::as_str) != Some(metric) {
             self.summary.metrics.push(metric.to_string());
         }
-        if self.metrics.last().map(String::as_str) != Some(metric) {
-            self.metrics.push(metric.to_string());
-        }
-        let new_series = !matches!(&self.last, Some((_, i, _)) if *i == id);
-        if new_series {
+        if !matches!(&self.last, Some((_, i, _)) if *i == id) {
             self.starts.push((id.0, self.summary.rows));
-            let rest: Vec<_> = labels.iter().filter(|l| l.name != METRIC_NAME).cloned().collect();
-            self.series.push(Labels::from_sorted_unchecked(rest));
             self.summary.series += 1;
         }
-        let (m, s) = ((self.metrics.len() - 1) as i32, (self.series.len() - 1) as u32);
-        for sample in samples {
-            self.metric_of_row.push(m);
-            self.series_of_row.push(s);
-            self.ids.push(id.0);
-            self.times.push(sample.timestamp_ms);
-            self.values.push(sample.value);
-        }
+        self.pending.append(id, labels, samples);
         let last = samples.last().map_or(first, |s| s.timestamp_ms);
         self.summary.rows += samples.len() as u64;
         self.summary.min_time = self.summary.min_time.min(first);
         self.summary.max_time = self.summary.max_time.max(last);
         self.last = Some((metric.to_string(), id, last));
-        if self.times.len() >= BATCH_ROWS {
+        if self.pending.len() >= BATCH_ROWS {
             self.flush()?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        if self.times.is_empty() {
+        if self.pending.is_empty() {
             return Ok(());
         }
-        let names = StringArray::from_iter_values(self.metrics.iter());
-        let metric = DictionaryArray::<Int32Type>::try_new(
-            std::mem::take(&mut self.metric_of_row).into(),
-            Arc::new(names),
-        )
-        .map_err(|e| e.to_string())?;
-        let mut map = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-        for labels in &self.series {
-            for l in labels.iter() {
-                map.keys().append_value(&l.name);
-                map.values().append_value(&l.value);
-            }
-            map.append(true).map_err(|e| e.to_string())?;
-        }
-        let per_series = map.finish();
-        let rows = UInt32Array::from(std::mem::take(&mut self.series_of_row));
-        let labels = arrow::compute::take(&per_series, &rows, None).map_err(|e| e.to_string())?;
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(metric),
-            labels,
-            Arc::new(UInt64Array::from(std::mem::take(&mut self.ids))),
-            Arc::new(TimestampMillisecondArray::from(std::mem::take(&mut self.times)).with_timezone("UTC")),
-            Arc::new(Float64Array::from(std::mem::take(&mut self.values))),
-        ];
-        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| e.to_string())?;
-        self.writer.write(&batch).map_err(|e| e.to_string())?;
-        // The next batch starts with the current metric and series only.
-        let keep_metric = self.metrics.pop();
-        self.metrics = keep_metric.into_iter().collect();
-        let keep_series = self.series.pop();
-        self.series = keep_series.into_iter().collect();
-        Ok(())
+        let batch = self.pending.take(&self.schema)?;
+        self.writer.write(&batch).map_err(|e| e.to_string())
     }
 
     /// The file's bytes, what it holds and its series index; `None` if nothing was appended.

@@ -71,7 +71,14 @@ impl System {
                     .arg("server")
                     .arg("--data-dir")
                     .arg(&data_dir)
-                    .args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+                    .args([
+                        "--http-listen",
+                        "127.0.0.1:0",
+                        "--grpc-listen",
+                        "127.0.0.1:0",
+                        "--pg-listen",
+                        "127.0.0.1:0",
+                    ])
                     .env("RUST_LOG", "warn,collabstream_server=info")
                     .env("NO_COLOR", "1")
                     .stdin(Stdio::null())

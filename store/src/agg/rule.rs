@@ -87,6 +87,18 @@ impl Rule {
             .collect()
     }
 
+    /// The names of a group's labels, in order, when every group has the same ones (`None`
+    /// for a rule over samples grouped `without` labels: each group has its own).
+    pub fn group_columns(&self) -> Option<Vec<String>> {
+        match self {
+            Rule::Events(r) => Some(r.group_by.iter().map(|f| f.name().to_string()).collect()),
+            Rule::Samples(r) => match &r.grouping {
+                crate::agg::sample_rule::Grouping::By(names) => Some(names.clone()),
+                crate::agg::sample_rule::Grouping::Without(_) => None,
+            },
+        }
+    }
+
     /// A group's labels, from its key.
     pub fn group_labels(&self, group: &[u8]) -> Option<Vec<(String, String)>> {
         match self {
