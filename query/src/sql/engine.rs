@@ -28,6 +28,7 @@ use crate::sql::meeting_metrics::MeetingMetrics;
 use crate::sql::rule_table::RuleTable;
 use crate::sql::samples_table::SamplesTable;
 use crate::sql::series_table::SeriesTable;
+use crate::sql::store_table::StoreTable;
 use crate::sql::{SqlError, cold_scan, label_udf};
 
 /// The tables every node has; a rule of the same name gets no table of its own.
@@ -139,14 +140,14 @@ impl SqlEngine {
         let register = |name: &str, table: Arc<dyn datafusion::datasource::TableProvider>| {
             ctx.register_table(TableReference::bare(name), table).map(|_| ()).map_err(SqlError::from)
         };
-        register("samples", Arc::new(SamplesTable::new(self.store.clone())))?;
-        register("series", Arc::new(SeriesTable::new(self.store.clone())))?;
-        register("events", Arc::new(EventsTable::new(self.store.clone())))?;
-        register("meeting_metrics", Arc::new(MeetingMetrics::new(self.store.clone())))?;
+        register("samples", Arc::new(StoreTable(SamplesTable::new(self.store.clone()))))?;
+        register("series", Arc::new(StoreTable(SeriesTable::new(self.store.clone()))))?;
+        register("events", Arc::new(StoreTable(EventsTable::new(self.store.clone()))))?;
+        register("meeting_metrics", Arc::new(StoreTable(MeetingMetrics::new(self.store.clone()))))?;
         for t in self.store.aggregation_tables() {
             if !BUILTIN_TABLES.contains(&t.name.as_str()) {
                 let name = t.name.clone();
-                register(&name, Arc::new(RuleTable::new(self.store.clone(), t)))?;
+                register(&name, Arc::new(StoreTable(RuleTable::new(self.store.clone(), t))))?;
             }
         }
         let external = self.store.sql_tables();

@@ -14,13 +14,13 @@ use collabstream_store::arrow_rows::{events_batch, events_schema};
 use collabstream_store::{EVENTS_TABLE, Store, StoredEvent};
 use datafusion::catalog::Session;
 use datafusion::common::Result;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::sql::cold_scan::{self, Boundary, ColdFile};
 use crate::sql::hot_exec::{HotExec, Produce};
 use crate::sql::pushdown::{Pushdown, TimeColumn};
+use crate::sql::store_table::TableScan;
 use crate::sql::tiers;
 
 #[derive(Debug)]
@@ -36,17 +36,9 @@ impl EventsTable {
 }
 
 #[async_trait]
-impl TableProvider for EventsTable {
+impl TableScan for EventsTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     async fn scan(

@@ -22,12 +22,12 @@ use collabstream_common::TimeRange;
 use collabstream_store::Store;
 use datafusion::catalog::Session;
 use datafusion::common::Result;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::sql::hot_exec::{HotExec, Produce};
 use crate::sql::pushdown::{Pushdown, TimeColumn};
+use crate::sql::store_table::TableScan;
 
 /// Window ends read from each rule per stretch.
 const STRETCH_MS: i64 = 3_600_000;
@@ -144,17 +144,9 @@ fn next_end(store: &Store, rules: &[String], from: i64, range: TimeRange) -> Res
 }
 
 #[async_trait]
-impl TableProvider for MeetingMetrics {
+impl TableScan for MeetingMetrics {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     async fn scan(

@@ -19,6 +19,7 @@ mod pushdown;
 mod rule_table;
 mod samples_table;
 mod series_table;
+mod store_table;
 mod tiers;
 
 pub use catalog::{S3Opener, TableCatalog};

@@ -16,12 +16,12 @@ use async_trait::async_trait;
 use collabstream_store::{AggRow, RuleTable as RuleDef, Store};
 use datafusion::catalog::Session;
 use datafusion::common::Result;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::sql::hot_exec::{HotExec, Produce};
 use crate::sql::pushdown::{Pushdown, TimeColumn};
+use crate::sql::store_table::TableScan;
 
 /// The type of a rule table's `timestamp` column.
 fn timestamp_type() -> DataType {
@@ -128,17 +128,9 @@ impl Rows {
 }
 
 #[async_trait]
-impl TableProvider for RuleTable {
+impl TableScan for RuleTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     async fn scan(

@@ -14,13 +14,13 @@ use collabstream_store::arrow_rows::{SamplesBatch, samples_schema};
 use collabstream_store::{MatchOp, Matcher, SAMPLES_TABLE, Store};
 use datafusion::catalog::Session;
 use datafusion::common::Result;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::sql::cold_scan::{self, Boundary, ColdFile};
 use crate::sql::hot_exec::HotExec;
 use crate::sql::pushdown::{Pushdown, TimeColumn};
+use crate::sql::store_table::TableScan;
 use crate::sql::tiers;
 
 #[derive(Debug)]
@@ -53,17 +53,9 @@ fn matchers(metrics: Option<&[String]>) -> Vec<Matcher> {
 }
 
 #[async_trait]
-impl TableProvider for SamplesTable {
+impl TableScan for SamplesTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     async fn scan(

@@ -12,13 +12,13 @@ use collabstream_common::METRIC_NAME;
 use collabstream_store::{Matcher, Store};
 use datafusion::catalog::Session;
 use datafusion::common::Result;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::sql::hot_exec::{HotExec, Produce};
 use crate::sql::pushdown::Pushdown;
 use crate::sql::rule_table::labels_map_type;
+use crate::sql::store_table::TableScan;
 
 #[derive(Debug)]
 pub(crate) struct SeriesTable {
@@ -38,17 +38,9 @@ impl SeriesTable {
 }
 
 #[async_trait]
-impl TableProvider for SeriesTable {
+impl TableScan for SeriesTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     async fn scan(
