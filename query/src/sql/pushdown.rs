@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use arrow::datatypes::{DataType, TimeUnit};
 use collabstream_common::TimeRange;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -145,14 +146,29 @@ struct Millis {
     ceil: i64,
 }
 
-/// The column an expression names, looking through casts (the planner casts a column to
-/// compare it with a literal of another type).
+/// The column an expression names, looking through the casts that keep every value apart (the
+/// planner casts a column to compare it with a literal of another type: a millisecond time to
+/// nanoseconds, a text to another text type). A cast that merges values, such as a time to
+/// whole seconds, hides the column: `CAST(t AS TIMESTAMP(0)) <= '…:05'` keeps rows up to
+/// 5.999 s, which a bound taken from the literal would cut at 5.000.
 fn column_of(e: &Expr) -> Option<&str> {
-    match e {
-        Expr::Column(c) => Some(c.name.as_str()),
-        Expr::Cast(c) => column_of(&c.expr),
-        Expr::TryCast(c) => column_of(&c.expr),
-        _ => None,
+    let (inner, to) = match e {
+        Expr::Column(c) => return Some(c.name.as_str()),
+        Expr::Cast(c) => (&c.expr, c.field.data_type()),
+        Expr::TryCast(c) => (&c.expr, c.field.data_type()),
+        _ => return None,
+    };
+    if keeps_values_apart(to) { column_of(inner) } else { None }
+}
+
+/// Whether a cast to `to` keeps the table columns' values apart and in order: times in
+/// milliseconds or finer, texts, 64-bit integers (the time columns held as BIGINT).
+fn keeps_values_apart(to: &DataType) -> bool {
+    match to {
+        DataType::Timestamp(unit, _) => !matches!(unit, TimeUnit::Second),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Int64 => true,
+        DataType::Dictionary(_, value) => keeps_values_apart(value),
+        _ => false,
     }
 }
 
@@ -174,9 +190,10 @@ fn text(e: &Expr) -> Option<String> {
 }
 
 fn millis(e: &Expr, kind: TimeColumn) -> Option<Millis> {
-    let div = |v: i64, per_ms: i64| Millis {
-        floor: v.div_euclid(per_ms),
-        ceil: (v + per_ms - 1).div_euclid(per_ms),
+    // Rounded up by the remainder, not by adding `per_ms - 1` (which overflows near i64::MAX).
+    let div = |v: i64, per_ms: i64| {
+        let floor = v.div_euclid(per_ms);
+        Millis { floor, ceil: floor + i64::from(v.rem_euclid(per_ms) != 0) }
     };
     let exact = |v: i64| Millis { floor: v, ceil: v };
     match (literal(e)?, kind) {
@@ -196,7 +213,7 @@ fn millis(e: &Expr, kind: TimeColumn) -> Option<Millis> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::prelude::{col, lit};
+    use datafusion::prelude::{cast, col, lit};
 
     fn ts_ms(v: i64) -> Expr {
         Expr::Literal(ScalarValue::TimestampMillisecond(Some(v), Some("UTC".into())), None)
@@ -247,6 +264,36 @@ mod tests {
         );
         assert_eq!(p.range, TimeRange::ALL);
         assert!(p.values.is_empty());
+    }
+
+    #[test]
+    fn a_cast_to_whole_seconds_hides_the_column_and_finer_casts_do_not() {
+        let times = [("timestamp", TimeColumn::Timestamp)];
+        let seconds = DataType::Timestamp(TimeUnit::Second, None);
+        let f = cast(col("timestamp"), seconds).lt_eq(ts_ms(5000));
+        let p = Pushdown::from_filters(&[f], &times, &[]);
+        assert_eq!(p.range, TimeRange::ALL, "a row at 5999 ms is 5 s: the scan must read it");
+        let nanos = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+        let f = cast(col("timestamp"), nanos).lt_eq(ts_ms(5000));
+        assert_eq!(Pushdown::from_filters(&[f], &times, &[]).range.end, 5000);
+        let f = cast(col("metric"), DataType::Utf8View).eq(lit("up"));
+        assert_eq!(
+            Pushdown::from_filters(&[f], &[], &["metric"]).values_of("metric").map(<[_]>::len),
+            Some(1)
+        );
+        let f = cast(col("metric"), DataType::Float64).eq(lit("1"));
+        assert!(Pushdown::from_filters(&[f], &[], &["metric"]).values.is_empty());
+    }
+
+    #[test]
+    fn bounds_near_the_ends_of_time_do_not_overflow() {
+        let times = [("w", TimeColumn::Nanos)];
+        let p = Pushdown::from_filters(&[col("w").lt_eq(lit(i64::MAX))], &times, &[]);
+        assert_eq!(p.range.end, i64::MAX / 1_000_000 + 1);
+        let p = Pushdown::from_filters(&[col("w").gt_eq(lit(i64::MIN))], &times, &[]);
+        assert_eq!(p.range.start, i64::MIN.div_euclid(1_000_000));
+        let p = Pushdown::from_filters(&[col("w").lt(lit(-1_500_000i64))], &times, &[]);
+        assert_eq!(p.range.end, -1, "-1.5 ms rounds up to -1");
     }
 
     #[test]
