@@ -235,6 +235,12 @@ async fn sql_over_both_tiers_agrees_with_duckdb_and_speaks_postgresql() {
         plan.contains("HotExec: samples from") && plan.contains("metric in [\\\"sq_temperature\\\"]"),
         "{plan}"
     );
+    // Over both tiers: the optimizer pushes the filter through the union into the files' scan
+    // (once: the scan itself adds only its boundary), and above the hot scan.
+    let scan = plan.split("DataSourceExec").nth(1).expect("a cold scan");
+    let predicate = scan.split(" predicate=").nth(1).and_then(|p| p.split(", pruning").next()).unwrap_or("");
+    assert_eq!(predicate.matches("sq_temperature").count(), 1, "{plan}");
+    assert!(plan.contains("FilterExec: metric@0 = sq_temperature"), "{plan}");
     // Run: the scan hands up that meeting's events only.
     let (_, counted) = sql(&node, &one_meeting).await;
     let expected = counted["rows"][0][0].as_i64().expect("count");

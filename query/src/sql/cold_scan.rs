@@ -1,6 +1,6 @@
 //! A scan of the cold tier's Parquet files as DataFusion reads any Parquet: row groups and
-//! pages pruned by the query's filters (statistics and the page index), rows filtered while
-//! decoding, files read in parallel. Only the files the manifest names are read (never a
+//! pages pruned by the query's filters (statistics and the page index; the optimizer pushes
+//! them into the scan), rows filtered while decoding, files read in parallel. Only the files the manifest names are read (never a
 //! listing of the bucket, which may hold orphans of an interrupted pass), and only rows before
 //! the boundary the hot store answers from.
 
@@ -14,7 +14,6 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::utils::conjunction;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::prelude::col;
@@ -38,30 +37,31 @@ pub(crate) struct Boundary<'a> {
     pub at: i64,
 }
 
-/// A scan of `files` (all of one table, `schema`), wanting `projection` of its columns, the
-/// rows `filters` may keep and those before `boundary`.
+/// A scan of `files` (all of one table, `schema`), wanting `projection` of its columns and the
+/// rows before `boundary`; `None` without files.
 pub(crate) fn scan(
     state: &dyn Session,
     schema: &SchemaRef,
     files: Vec<ColdFile>,
     projection: Option<&Vec<usize>>,
-    filters: &[Expr],
     boundary: Boundary<'_>,
     limit: Option<usize>,
-) -> Result<Arc<dyn ExecutionPlan>> {
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
     let (time_column, before) = (boundary.column, boundary.at);
     let boundary = col(time_column)
         .lt(Expr::Literal(ScalarValue::TimestampMillisecond(Some(before), Some("UTC".into())), None));
     let straddles = files.iter().any(|f| f.max_time >= before);
     let df_schema = DFSchema::try_from(schema.clone())?;
-    let mut wanted: Vec<Expr> = filters.to_vec();
-    wanted.push(boundary.clone());
-    let predicate = conjunction(wanted).map(|e| state.create_physical_expr(e, &df_schema)).transpose()?;
-    let mut source =
-        ParquetSource::new(schema.clone()).with_enable_page_index(true).with_pushdown_filters(true);
-    if let Some(p) = predicate {
-        source = source.with_predicate(p);
-    }
+    // The boundary only: the query's own filters stay above the table (they are inexact) and
+    // DataFusion's optimizer pushes them into this source itself; given here too, each would
+    // be tested twice per row.
+    let source = ParquetSource::new(schema.clone())
+        .with_enable_page_index(true)
+        .with_pushdown_filters(true)
+        .with_predicate(state.create_physical_expr(boundary.clone(), &df_schema)?);
     // A group per file, up to the session's partitions: files are read in parallel.
     let groups = state.config().target_partitions().max(1);
     let mut files_of: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups.min(files.len()).max(1)];
@@ -77,7 +77,7 @@ pub(crate) fn scan(
         .with_limit(limit);
     if !straddles {
         let config = config.with_projection_indices(projection.cloned())?.build();
-        return Ok(DataSourceExec::from_data_source(config));
+        return Ok(Some(DataSourceExec::from_data_source(config)));
     }
     // Blocks end on the boundary, so a file reaching past it is not expected; should one
     // come (a block written by a version that cut elsewhere), its later rows are the hot
@@ -85,5 +85,5 @@ pub(crate) fn scan(
     let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config.build());
     let filter = state.create_physical_expr(boundary, &df_schema)?;
     let filtered = FilterExecBuilder::new(filter, scan).apply_projection(projection.cloned())?.build()?;
-    Ok(Arc::new(filtered))
+    Ok(Some(Arc::new(filtered)))
 }

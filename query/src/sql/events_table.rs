@@ -17,7 +17,7 @@ use datafusion::common::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::sql::cold_scan::{self, Boundary, ColdFile};
+use crate::sql::cold_scan::{self, Boundary};
 use crate::sql::hot_exec::{HotExec, Produce};
 use crate::sql::pushdown::{Pushdown, TimeColumn};
 use crate::sql::store_table::TableScan;
@@ -53,28 +53,15 @@ impl TableScan for EventsTable {
         let meetings = push.values_of("meeting_id").map(<[String]>::to_vec);
         let held = Arc::new(self.store.hold_events_cold_boundary());
         let boundary = held.at();
-        let view = self.store.cold_view();
-        let files: Vec<ColdFile> = if range.start < boundary {
-            view.blocks_of(EVENTS_TABLE)
-                .filter(|b| b.min_time_ms < boundary && range.overlaps(b.min_time_ms, b.max_time_ms))
-                .map(|b| ColdFile { path: b.path.clone(), size: b.size, max_time: b.max_time_ms })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let cold = if files.is_empty() {
-            None
-        } else {
-            Some(cold_scan::scan(
-                state,
-                &self.schema,
-                files,
-                projection,
-                filters,
-                Boundary { column: "timestamp", at: boundary },
-                limit,
-            )?)
-        };
+        let files = tiers::cold_files(&self.store.cold_view(), EVENTS_TABLE, boundary, range, |_| true);
+        let cold = cold_scan::scan(
+            state,
+            &self.schema,
+            files,
+            projection,
+            Boundary { column: "timestamp", at: boundary },
+            limit,
+        )?;
         let hot = if range.end >= boundary && meetings.as_ref().is_none_or(|m| !m.is_empty()) {
             let what = format!("events from {boundary}, {}", push.describe());
             let schema = self.schema.clone();
@@ -92,11 +79,13 @@ impl TableScan for EventsTable {
                 held.events(range, |e| {
                     if wanted(&e) {
                         rows.push(e);
+                    } else if !emit.wanted() {
+                        return false;
                     }
                     if rows.len() >= batch_rows {
                         sent += rows.len();
                         match events_batch(&schema, &rows) {
-                            Ok(b) => open = emit(b) && limit.is_none_or(|l| sent < l),
+                            Ok(b) => open = emit.send(b) && limit.is_none_or(|l| sent < l),
                             Err(e) => {
                                 failed = Some(e);
                                 open = false;
@@ -110,8 +99,8 @@ impl TableScan for EventsTable {
                 if let Some(e) = failed {
                     return Err(e);
                 }
-                if open && !rows.is_empty() {
-                    emit(events_batch(&schema, &rows)?);
+                if open && !rows.is_empty() && emit.wanted() {
+                    emit.send(events_batch(&schema, &rows)?);
                 }
                 Ok(())
             });

@@ -179,7 +179,7 @@ impl TableScan for MeetingMetrics {
                                 return true;
                             };
                             if meetings.is_some_and(|m| m.binary_search(meeting).is_err()) {
-                                return true;
+                                return emit.wanted();
                             }
                             let slots =
                                 rows.entry((row.end, row.start, meeting.clone())).or_insert([None; 7]);
@@ -189,7 +189,7 @@ impl TableScan for MeetingMetrics {
                         .map_err(|e| e.to_string())?;
                 }
                 sent += rows.len();
-                if !rows.is_empty() && !emit(batch(&schema, &rows)?) {
+                if (!rows.is_empty() && !emit.send(batch(&schema, &rows)?)) || !emit.wanted() {
                     return Ok(());
                 }
                 if limit.is_some_and(|l| sent >= l) || stretch.end >= range.end {

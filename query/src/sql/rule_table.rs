@@ -156,7 +156,7 @@ impl TableScan for RuleTable {
                     if rows.len >= batch_rows {
                         sent += rows.len;
                         match rows.take(&schema) {
-                            Ok(b) => open = emit(b) && limit.is_none_or(|l| sent < l),
+                            Ok(b) => open = emit.send(b) && limit.is_none_or(|l| sent < l),
                             Err(e) => {
                                 failed = Some(e);
                                 open = false;
@@ -170,7 +170,7 @@ impl TableScan for RuleTable {
                 return Err(e);
             }
             if open && rows.len > 0 {
-                emit(rows.take(&schema)?);
+                emit.send(rows.take(&schema)?);
             }
             Ok(())
         });

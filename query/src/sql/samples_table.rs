@@ -17,7 +17,7 @@ use datafusion::common::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::sql::cold_scan::{self, Boundary, ColdFile};
+use crate::sql::cold_scan::{self, Boundary};
 use crate::sql::hot_exec::HotExec;
 use crate::sql::pushdown::{Pushdown, TimeColumn};
 use crate::sql::store_table::TableScan;
@@ -71,31 +71,17 @@ impl TableScan for SamplesTable {
         // The boundary first, the manifest's files after it (see `tiers`).
         let held = Arc::new(self.store.hold_cold_boundary());
         let boundary = held.at();
-        let view = self.store.cold_view();
-        let files: Vec<ColdFile> = if range.start < boundary {
-            view.blocks_of(SAMPLES_TABLE)
-                .filter(|b| b.min_time_ms < boundary && range.overlaps(b.min_time_ms, b.max_time_ms))
-                .filter(|b| {
-                    metrics.as_ref().is_none_or(|m| m.iter().any(|x| b.metrics.binary_search(x).is_ok()))
-                })
-                .map(|b| ColdFile { path: b.path.clone(), size: b.size, max_time: b.max_time_ms })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let cold = if files.is_empty() {
-            None
-        } else {
-            Some(cold_scan::scan(
-                state,
-                &self.schema,
-                files,
-                projection,
-                filters,
-                Boundary { column: "timestamp", at: boundary },
-                limit,
-            )?)
-        };
+        let files = tiers::cold_files(&self.store.cold_view(), SAMPLES_TABLE, boundary, range, |b| {
+            metrics.as_ref().is_none_or(|m| m.iter().any(|x| b.metrics.binary_search(x).is_ok()))
+        });
+        let cold = cold_scan::scan(
+            state,
+            &self.schema,
+            files,
+            projection,
+            Boundary { column: "timestamp", at: boundary },
+            limit,
+        )?;
         let hot = if range.end >= boundary && metrics.as_ref().is_none_or(|m| !m.is_empty()) {
             let what = format!("samples from {boundary}, {}", push.describe());
             let schema = self.schema.clone();
@@ -111,13 +97,15 @@ impl TableScan for SamplesTable {
                     batch.append(part.id, &part.labels, &part.samples);
                     if batch.len() >= batch_rows {
                         sent += batch.len();
-                        if !emit(batch.take(&schema)?) || limit.is_some_and(|l| sent >= l) {
+                        if !emit.send(batch.take(&schema)?) || limit.is_some_and(|l| sent >= l) {
                             return Ok(());
                         }
+                    } else if !emit.wanted() {
+                        return Ok(());
                     }
                 }
                 if !batch.is_empty() {
-                    emit(batch.take(&schema)?);
+                    emit.send(batch.take(&schema)?);
                 }
                 Ok(())
             });

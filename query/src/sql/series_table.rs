@@ -80,7 +80,7 @@ impl TableScan for SeriesTable {
                         vec![Arc::new(ids.finish()), Arc::new(names.finish()), Arc::new(map.finish())];
                     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
                     sent += chunk.len();
-                    if !emit(batch) || limit.is_some_and(|l| sent >= l) {
+                    if !emit.send(batch) || limit.is_some_and(|l| sent >= l) {
                         return Ok(());
                     }
                 }
