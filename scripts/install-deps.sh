@@ -13,6 +13,7 @@
 #   moto[server]          (PyPI) an S3-compatible server: the Kafka broker's storage when it
 #                         must survive a restart, and the cold tier's object store
 #   duckdb, pyarrow       (PyPI) engines that aren't ours, reading the cold tier's Parquet files
+#   pg8000                (PyPI) a PostgreSQL driver using the extended protocol (tests/tests/sql_catalog.rs)
 #   pyyaml, check-jsonschema, kubernetes-validate  (PyPI) reading and validating deploy/
 # The Kafka broker of the Kafka tests (tansu, from crates.io) is scripts/install-tansu.sh: its
 # build is long, so scripts/test.sh runs it in the background.
@@ -55,6 +56,8 @@ command -v moto_server >/dev/null 2>&1 || pypi+=("moto[server]")
 python3 -c "import duckdb" >/dev/null 2>&1 || pypi+=(duckdb)
 python3 -c "import pyarrow" >/dev/null 2>&1 || pypi+=(pyarrow)
 python3 -c "import yaml" >/dev/null 2>&1 || pypi+=(pyyaml)
+# A PostgreSQL driver that speaks only the extended protocol (psql speaks the simple one).
+python3 -c "import pg8000" >/dev/null 2>&1 || pypi+=(pg8000)
 # The deployment files' validators (tests/tests/deploy_files.rs): the Compose specification
 # and Kubernetes' schemas travel inside the packages.
 command -v check-jsonschema >/dev/null 2>&1 || pypi+=(check-jsonschema)

@@ -38,7 +38,7 @@ pub async fn change_rule(writer: &Writer, change: Change) -> Result<bool, Status
     let written = writer.raft().client_write(Request::new(&cmd)).await.map_err(|e| {
         Status::unavailable(format!("the rule change was not committed ({e}); retry, it applies once"))
     })?;
-    match written.data.outcomes.into_iter().find_map(|o| o.rule_change) {
+    match written.data.outcomes.into_iter().find_map(|o| o.catalog_change) {
         Some(RuleOutcome::Changed) => Ok(true),
         Some(RuleOutcome::Unchanged) => Ok(false),
         Some(RuleOutcome::Refused(why)) => Err(Status::failed_precondition(why)),

@@ -22,7 +22,7 @@ pub async fn change_sql_table(writer: &Writer, change: v1::SqlTableChange) -> Re
     let written = writer.raft().client_write(Request::new(&cmd)).await.map_err(|e| {
         Status::unavailable(format!("the table change was not committed ({e}); retry, it applies once"))
     })?;
-    match written.data.outcomes.into_iter().find_map(|o| o.rule_change) {
+    match written.data.outcomes.into_iter().find_map(|o| o.catalog_change) {
         Some(RuleOutcome::Changed) => Ok(true),
         Some(RuleOutcome::Unchanged) => Ok(false),
         Some(RuleOutcome::Refused(why)) => Err(Status::invalid_argument(why)),

@@ -67,7 +67,7 @@ fn from_wire(r: v1::WriteResponse) -> ApplyOutcome {
         events_accepted: r.events_accepted,
         rejected: r.rejected,
         duplicate: r.duplicate_batches > 0,
-        rule_change: None,
+        catalog_change: None,
         refused: None,
     }
 }
@@ -75,7 +75,8 @@ fn from_wire(r: v1::WriteResponse) -> ApplyOutcome {
 impl Serialize for Response {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use collabstream_store::RuleOutcome;
-        let rule_change = self.outcomes.iter().find_map(|o| o.rule_change.as_ref()).map(|r| match r {
+        // The wire's `rule_change` answers any catalog change (a rule's or an SQL table's).
+        let rule_change = self.outcomes.iter().find_map(|o| o.catalog_change.as_ref()).map(|r| match r {
             RuleOutcome::Changed => v1::RuleChangeResult { changed: true, refused: String::new() },
             RuleOutcome::Unchanged => v1::RuleChangeResult::default(),
             RuleOutcome::Refused(why) => v1::RuleChangeResult { changed: false, refused: why.clone() },
@@ -102,10 +103,10 @@ impl<'de> Deserialize<'de> for Response {
         for (o, why) in outcomes.iter_mut().zip(wire.refused) {
             o.refused = (!why.is_empty()).then_some(why);
         }
-        // A rule change's answer belongs to its entry's one outcome.
+        // A catalog change's answer belongs to its entry's one outcome.
         if let (Some(r), Some(o)) = (wire.rule_change, outcomes.first_mut()) {
             use collabstream_store::RuleOutcome;
-            o.rule_change = Some(match (r.changed, r.refused) {
+            o.catalog_change = Some(match (r.changed, r.refused) {
                 (_, why) if !why.is_empty() => RuleOutcome::Refused(why),
                 (true, _) => RuleOutcome::Changed,
                 (false, _) => RuleOutcome::Unchanged,

@@ -35,6 +35,10 @@ impl SqlCatalog {
         &self.tables
     }
 
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.tables.binary_search_by(|x| x.name.as_str().cmp(name)).is_ok()
+    }
+
     /// Applies a change: a definition replaces one of the same name; dropping a name no table
     /// has changes nothing. Refused (the same way on every replica) when malformed.
     pub(crate) fn change(&mut self, change: &v1::SqlTableChange) -> RuleOutcome {

@@ -32,8 +32,9 @@ pub struct ApplyOutcome {
     pub rejected: Vec<Rejection>,
     /// The entry's batch id had been applied before, so nothing was applied again.
     pub duplicate: bool,
-    /// For a rule change (an entry without writes, answered by this one outcome): what it did.
-    pub rule_change: Option<RuleOutcome>,
+    /// For a change of the catalog, an aggregation rule's or an external SQL table's (an entry
+    /// without writes, carrying one change and answered by this one outcome): what it did.
+    pub catalog_change: Option<RuleOutcome>,
     /// Why the whole write was refused: its Kafka spans do not continue their partitions
     /// (see `source_offsets`). Nothing of it was applied.
     pub refused: Option<String>,
@@ -137,15 +138,35 @@ impl Store {
         if let Some(t) = &cmd.tiering {
             outcomes.push(self.apply_tiering(index, t, &mut writer));
         }
+        // A rule and an external SQL table are tables of one SQL namespace: neither takes a
+        // name the other has.
         if let Some(change) = &cmd.rule_change {
-            let outcome = writer.aggs.change(change, settings.out_of_order_window_ms);
+            let outcome = match &change.change {
+                Some(v1::rule_change::Change::Create(def)) if writer.sql_tables.has(&def.name) => {
+                    RuleOutcome::Refused(format!(
+                        "{} is an external SQL table: name the rule otherwise, or DROP TABLE {} first",
+                        def.name, def.name
+                    ))
+                }
+                _ => writer.aggs.change(change, settings.out_of_order_window_ms),
+            };
             tracing::info!(index, ?change, ?outcome, "aggregation rule change applied");
-            outcomes.push(ApplyOutcome { rule_change: Some(outcome), ..ApplyOutcome::default() });
+            outcomes.push(ApplyOutcome { catalog_change: Some(outcome), ..ApplyOutcome::default() });
         }
         if let Some(change) = &cmd.sql_table {
-            let outcome = writer.sql_tables.change(change);
+            let outcome = match &change.change {
+                Some(v1::sql_table_change::Change::Create(t))
+                    if writer.aggs.rule_named(&t.name).is_some() =>
+                {
+                    RuleOutcome::Refused(format!(
+                        "{} is an aggregation rule's table; choose another name",
+                        t.name
+                    ))
+                }
+                _ => writer.sql_tables.change(change),
+            };
             tracing::info!(index, ?change, ?outcome, "SQL table change applied");
-            outcomes.push(ApplyOutcome { rule_change: Some(outcome), ..ApplyOutcome::default() });
+            outcomes.push(ApplyOutcome { catalog_change: Some(outcome), ..ApplyOutcome::default() });
         }
         for name in writer.aggs.take_dropped_rows() {
             crate::agg_rows::drop_rule(&mut batch, &self.db, &name);

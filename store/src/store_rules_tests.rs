@@ -58,7 +58,7 @@ fn delete(name: &str) -> v1::Command {
 }
 
 fn outcome(store: &Store, cmd: &v1::Command) -> RuleOutcome {
-    commit(store, cmd).rule_change.expect("a rule change is answered")
+    commit(store, cmd).catalog_change.expect("a rule change is answered")
 }
 
 fn values(store: &Store, metric: &str) -> Vec<(String, i64, f64)> {
@@ -220,4 +220,32 @@ fn a_rules_rows_are_its_windows_corrected_in_place_and_dropped_with_it() {
         ["meeting_health_good", "meeting_health_fair", "meeting_health_poor", "meeting_health_score"]
     );
     assert!(rows.is_empty(), "no quality reports");
+}
+
+#[test]
+fn a_rule_and_an_external_sql_table_never_share_a_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let table = |name: &str| v1::Command {
+        leader_time_ms: 0,
+        payload: Some(v1::command::Payload::SqlTable(v1::SqlTableChange {
+            change: Some(v1::sql_table_change::Change::Create(v1::SqlTable {
+                name: name.into(),
+                statement: format!("CREATE EXTERNAL TABLE {name} STORED AS CSV LOCATION 's3://b/{name}.csv'"),
+            })),
+        })),
+    };
+    assert_eq!(outcome(&store, &table("history")), RuleOutcome::Changed);
+    let refused = outcome(&store, &create(rule("history")));
+    assert!(
+        matches!(&refused, RuleOutcome::Refused(why) if why.contains("DROP TABLE history")),
+        "{refused:?}"
+    );
+    assert!(!store.aggregation_tables().iter().any(|t| t.name == "history"));
+
+    assert_eq!(outcome(&store, &create(rule("chat_len"))), RuleOutcome::Changed);
+    let refused = outcome(&store, &table("chat_len"));
+    assert!(matches!(&refused, RuleOutcome::Refused(why) if why.contains("rule")), "{refused:?}");
+    let names: Vec<String> = store.sql_tables().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["history"]);
 }

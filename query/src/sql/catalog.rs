@@ -2,20 +2,15 @@
 //! files to join with the live tables. A definition is checked here (the files are found and
 //! their schema read), then committed through Raft by the [`TableCatalog`] the node gives, so
 //! every node has the table and it survives restarts; each node builds its table from the
-//! statement the first time a query needs it and keeps it while the statement stays the same.
-//!
-//! Where files may be: `s3://bucket/…` (read with the node's `[object_store]` endpoint and
-//! credentials), or a local path under one of `[sql] external_paths` (none by default: a SQL
-//! client must not read any file the node can).
+//! statement the first time a query names it (`external`), checking its locations against its
+//! own configuration (`location`).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::{Component, Path};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use collabstream_proto::v1;
-use datafusion::datasource::TableProvider;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::logical_expr::CreateExternalTable;
 use object_store::ObjectStore;
@@ -78,42 +73,6 @@ impl ObjectStoreRegistry for Registry {
     }
 }
 
-/// Whether `location` is somewhere tables may read: S3, or under an allowed local directory.
-pub(crate) fn check_location(location: &str, allowed: &[std::path::PathBuf]) -> Result<(), SqlError> {
-    if let Ok(url) = Url::parse(location)
-        && url.scheme() == "s3"
-    {
-        return Ok(());
-    }
-    let path = match Url::parse(location) {
-        Ok(url) if url.scheme() == "file" => url
-            .to_file_path()
-            .map_err(|()| SqlError::Invalid(format!("LOCATION {location:?} is not a file path")))?,
-        Ok(url) if url.scheme().len() > 1 => {
-            return Err(SqlError::Invalid(format!(
-                "LOCATION {location:?}: external tables read s3:// or local files, not {}://",
-                url.scheme()
-            )));
-        }
-        _ => Path::new(location).to_path_buf(),
-    };
-    let inside = path.is_absolute()
-        && !path.components().any(|c| c == Component::ParentDir)
-        && allowed.iter().any(|dir| path.starts_with(dir));
-    if inside {
-        Ok(())
-    } else if allowed.is_empty() {
-        Err(SqlError::Refused(format!(
-            "LOCATION {location:?}: local files are read only under [sql] external_paths, and none is set; \
-             use s3://… or set it in the node's configuration"
-        )))
-    } else {
-        Err(SqlError::Refused(format!(
-            "LOCATION {location:?} is not an absolute path under [sql] external_paths ({allowed:?})"
-        )))
-    }
-}
-
 /// A plain table name for a definition (no schema or catalog part).
 pub(crate) fn bare_name(cmd: &CreateExternalTable) -> Result<String, SqlError> {
     match &cmd.name {
@@ -121,24 +80,5 @@ pub(crate) fn bare_name(cmd: &CreateExternalTable) -> Result<String, SqlError> {
         other => {
             Err(SqlError::Invalid(format!("name the table without a schema: {other} is not a plain name")))
         }
-    }
-}
-
-/// Tables built from their statements, kept while a statement stays the same.
-#[derive(Default)]
-pub(crate) struct Built {
-    by_statement: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
-}
-
-impl Built {
-    pub(crate) fn get(&self, statement: &str) -> Option<Arc<dyn TableProvider>> {
-        self.by_statement.lock().get(statement).cloned()
-    }
-
-    /// Keeps `table` for `statement`, forgetting statements no longer in `current`.
-    pub(crate) fn keep(&self, statement: &str, table: Arc<dyn TableProvider>, current: &[v1::SqlTable]) {
-        let mut by = self.by_statement.lock();
-        by.retain(|s, _| current.iter().any(|t| t.statement == *s));
-        by.insert(statement.to_string(), table);
     }
 }

@@ -1,6 +1,6 @@
 //! [`SqlEngine`]: SQL statements over the node's tables, with DataFusion. Every statement gets
 //! a session of its own with the tables as they are now (the aggregation rules running decide
-//! which per-rule tables exist); all share one runtime, so the memory limit holds for all of
+//! which per-rule tables exist, the catalog which external ones); all share one runtime, so the memory limit holds for all of
 //! them together, and one pool of slots bounds how many run at once.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use collabstream_proto::v1;
 use collabstream_store::Store;
-use datafusion::common::{DataFusionError, ScalarValue, TableReference};
+use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -21,10 +21,12 @@ use futures::StreamExt;
 use object_store::ObjectStore;
 use tokio::sync::Semaphore;
 
-use crate::sql::catalog::{Built, Registry, S3Opener, TableCatalog, bare_name, check_location};
+use crate::sql::catalog::{Registry, S3Opener, TableCatalog, bare_name};
 use crate::sql::config::SqlConfig;
 use crate::sql::events_table::EventsTable;
+use crate::sql::external::ExternalTables;
 use crate::sql::meeting_metrics::MeetingMetrics;
+use crate::sql::node_schema::NodeSchema;
 use crate::sql::rule_table::RuleTable;
 use crate::sql::samples_table::SamplesTable;
 use crate::sql::series_table::SeriesTable;
@@ -75,8 +77,8 @@ pub struct SqlEngine {
     runtime: Arc<RuntimeEnv>,
     config: SqlConfig,
     slots: Arc<Semaphore>,
-    /// External tables as built from their statements.
-    built: Arc<Built>,
+    /// The catalog's external tables, as built from their statements.
+    external: Arc<ExternalTables>,
 }
 
 impl std::fmt::Debug for SqlEngine {
@@ -99,10 +101,10 @@ impl SqlEngine {
         Ok(Self {
             store: sources.store,
             catalog: sources.catalog,
+            external: Arc::new(ExternalTables::new(runtime.clone(), config.external_paths.clone())),
             runtime,
             config: config.clone(),
             slots: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
-            built: Arc::default(),
         })
     }
 
@@ -110,69 +112,27 @@ impl SqlEngine {
         &self.config
     }
 
-    /// A session with no table, on the shared runtime.
-    fn bare_session(&self) -> SessionContext {
-        let config = SessionConfig::new().with_information_schema(true);
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(self.runtime.clone())
-            .with_default_features()
-            .build();
-        SessionContext::new_with_state(state)
-    }
-
-    /// An external table built from its statement (on a session of its own, so that the
-    /// statement defines nothing else).
-    async fn build_external(
-        &self,
-        name: &str,
-        plan: LogicalPlan,
-    ) -> Result<Arc<dyn TableProvider>, SqlError> {
-        let scratch = self.bare_session();
-        scratch.execute_logical_plan(plan).await?;
-        Ok(scratch.table_provider(TableReference::bare(name)).await?)
-    }
-
-    /// A session with every table registered as of now. An external table that cannot be
-    /// built (its files gone) is left out, with a warning in the log.
+    /// A session with every table as of now (an external table is built when a statement
+    /// names it).
     pub async fn session(&self) -> Result<SessionContext, SqlError> {
-        let ctx = self.bare_session();
-        let register = |name: &str, table: Arc<dyn datafusion::datasource::TableProvider>| {
-            ctx.register_table(TableReference::bare(name), table).map(|_| ()).map_err(SqlError::from)
-        };
-        register("samples", Arc::new(StoreTable(SamplesTable::new(self.store.clone()))))?;
-        register("series", Arc::new(StoreTable(SeriesTable::new(self.store.clone()))))?;
-        register("events", Arc::new(StoreTable(EventsTable::new(self.store.clone()))))?;
-        register("meeting_metrics", Arc::new(StoreTable(MeetingMetrics::new(self.store.clone()))))?;
-        for t in self.store.aggregation_tables() {
-            if !BUILTIN_TABLES.contains(&t.name.as_str()) {
-                let name = t.name.clone();
-                register(&name, Arc::new(StoreTable(RuleTable::new(self.store.clone(), t))))?;
-            }
+        let ctx = bare_session(&self.runtime);
+        let store = &self.store;
+        let mut own: Vec<(String, Arc<dyn TableProvider>)> = vec![
+            ("samples".into(), Arc::new(StoreTable(SamplesTable::new(store.clone())))),
+            ("series".into(), Arc::new(StoreTable(SeriesTable::new(store.clone())))),
+            ("events".into(), Arc::new(StoreTable(EventsTable::new(store.clone())))),
+            ("meeting_metrics".into(), Arc::new(StoreTable(MeetingMetrics::new(store.clone())))),
+        ];
+        for t in store.aggregation_tables() {
+            own.push((t.name.clone(), Arc::new(StoreTable(RuleTable::new(store.clone(), t)))));
         }
-        let external = self.store.sql_tables();
-        for t in &external {
-            let table = match self.built.get(&t.statement) {
-                Some(table) => table,
-                None => {
-                    let built = async {
-                        let plan = self.bare_session().state().create_logical_plan(&t.statement).await?;
-                        self.build_external(&t.name, plan).await
-                    };
-                    match built.await {
-                        Ok(table) => {
-                            self.built.keep(&t.statement, table.clone(), &external);
-                            table
-                        }
-                        Err(e) => {
-                            tracing::warn!(table = %t.name, error = %e, "an external SQL table cannot be read; left out");
-                            continue;
-                        }
-                    }
-                }
-            };
-            register(&t.name, table)?;
-        }
+        let schema = NodeSchema::new(own, store.sql_tables(), self.external.clone());
+        // Where an unqualified name resolves: DataFusion's default catalog and schema.
+        let names = ctx.state().config_options().catalog.clone();
+        let catalog = ctx.catalog(&names.default_catalog).ok_or_else(|| {
+            SqlError::Execution(format!("the SQL session has no catalog {}", names.default_catalog))
+        })?;
+        catalog.register_schema(&names.default_schema, Arc::new(schema))?;
         ctx.register_udf(label_udf::label());
         Ok(ctx)
     }
@@ -202,6 +162,10 @@ impl SqlEngine {
     pub async fn describe(&self, sql: &str) -> Result<(SchemaRef, Vec<Option<DataType>>), SqlError> {
         let ctx = self.session().await?;
         let plan = ctx.state().create_logical_plan(sql).await?;
+        if matches!(plan, LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_) | DdlStatement::DropTable(_)))
+        {
+            return Ok((Arc::new(arrow::datatypes::Schema::empty()), Vec::new()));
+        }
         refuse_changes(&plan)?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         Ok((schema, parameter_types(&plan)?))
@@ -213,7 +177,7 @@ impl SqlEngine {
         match &plan {
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {
                 let cmd = cmd.clone();
-                return self.create_external(sql, &cmd, plan).await;
+                return self.create_external(sql, &cmd, &plan).await;
             }
             LogicalPlan::Ddl(DdlStatement::DropTable(cmd)) => {
                 let (name, if_exists) = (cmd.name.table().to_string(), cmd.if_exists);
@@ -271,7 +235,7 @@ impl SqlEngine {
         &self,
         sql: &str,
         cmd: &CreateExternalTable,
-        plan: LogicalPlan,
+        plan: &LogicalPlan,
     ) -> Result<SqlAnswer, SqlError> {
         let catalog = self.catalog.clone().ok_or_else(|| {
             SqlError::Refused(
@@ -294,11 +258,8 @@ impl SqlEngine {
                 )));
             }
         }
-        for location in &cmd.locations {
-            check_location(location, &self.config.external_paths)?;
-        }
         // Reads the files' schema now: a table that cannot be read is refused, not committed.
-        self.build_external(&name, plan).await?;
+        self.external.build(plan, None).await?;
         let statement = sql.trim().trim_end_matches(';').trim().to_string();
         let change = v1::SqlTableChange {
             change: Some(v1::sql_table_change::Change::Create(v1::SqlTable { name, statement })),
@@ -324,6 +285,17 @@ impl SqlEngine {
         catalog.change(change).await.map_err(SqlError::Execution)?;
         Ok(Self::done("DROP TABLE"))
     }
+}
+
+/// A session with no table, on `runtime` (shared: the memory limit holds for all sessions).
+pub(crate) fn bare_session(runtime: &Arc<RuntimeEnv>) -> SessionContext {
+    let config = SessionConfig::new().with_information_schema(true);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime.clone())
+        .with_default_features()
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 /// The types of `$1`, `$2`, … (numbered from one, without gaps).

@@ -126,11 +126,42 @@ impl Pg {
     }
 }
 
-/// The statements of a simple query's text, each as SQL text again.
-fn statements(query: &str) -> Result<Vec<String>, SqlError> {
-    let parsed =
-        datafusion::sql::parser::DFParser::parse_sql(query).map_err(|e| SqlError::Invalid(e.to_string()))?;
-    Ok(parsed.into_iter().map(|s| s.to_string()).collect())
+/// The statements of a simple query's text, each as it was written (cut at the semicolons
+/// between statements; text in quotes and comments is not cut): a statement is run from its
+/// own text, so nothing the parser would not print again (a table's `OPTIONS`) is lost.
+fn statements(query: &str) -> Result<Vec<&str>, SqlError> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, query)
+        .tokenize_with_location()
+        .map_err(|e| SqlError::Invalid(e.to_string()))?;
+    let line_starts: Vec<usize> =
+        std::iter::once(0).chain(query.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    // Lines and columns count from one, columns in characters.
+    let offset = |at: Location| -> usize {
+        let start = usize::try_from(at.line).ok().and_then(|l| line_starts.get(l.wrapping_sub(1)));
+        let Some(&start) = start else { return query.len() };
+        let column = usize::try_from(at.column).unwrap_or(usize::MAX).saturating_sub(1);
+        query[start..].char_indices().nth(column).map_or(query.len(), |(i, _)| start + i)
+    };
+    let (mut out, mut from, mut words) = (Vec::new(), 0usize, false);
+    for t in &tokens {
+        match &t.token {
+            Token::SemiColon => {
+                let at = offset(t.span.start);
+                if words {
+                    out.push(query[from..at].trim());
+                }
+                (from, words) = (at + 1, false);
+            }
+            Token::Whitespace(_) => {}
+            _ => words = true,
+        }
+    }
+    if words {
+        out.push(query[from..].trim());
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -148,7 +179,7 @@ impl SimpleQueryHandler for Pg {
         let mut out = Vec::new();
         for sql in statements(query).map_err(pg_error)? {
             // A failed statement ends the query's text there, as in PostgreSQL.
-            out.push(self.respond(&sql, &[], &Format::UnifiedText).await?);
+            out.push(self.respond(sql, &[], &Format::UnifiedText).await?);
         }
         if out.is_empty() {
             out.push(Response::EmptyQuery);
@@ -248,5 +279,21 @@ impl ExtendedQueryHandler for Pg {
         let params =
             (0..portal.parameter_len()).map(|i| parameter(portal, i)).collect::<PgWireResult<Vec<_>>>()?;
         self.respond(&portal.statement.statement.sql, &params, &portal.result_column_format).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simple_query_is_cut_into_statements_as_written() {
+        let create =
+            "CREATE EXTERNAL TABLE h STORED AS CSV LOCATION '/d/h.csv' OPTIONS ('format.has_header' 'true')";
+        let text = format!("{create};\n  SELECT 'a;b' AS \"x;y\" -- c;\n ; /* ; */ ;\r\nSELECT 'é;'");
+        assert_eq!(statements(&text).unwrap(), [create, "SELECT 'a;b' AS \"x;y\" -- c;", "SELECT 'é;'"]);
+        assert!(statements("  ; -- nothing\n").unwrap().is_empty());
+        assert_eq!(statements("SELECT 'it''s'").unwrap(), ["SELECT 'it''s'"]);
+        assert!(statements("SELECT 'unterminated").is_err());
     }
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldInfo};
-use pgwire::error::PgWireResult;
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 
 use crate::sql::SqlAnswer;
@@ -108,11 +108,19 @@ fn encode(e: &mut DataRowEncoder, c: &Column, row: usize) -> PgWireResult<()> {
         DataType::UInt16 => e.encode_field(&i32::from(a.as_primitive::<UInt16Type>().value(row))),
         DataType::Int64 => e.encode_field(&a.as_primitive::<Int64Type>().value(row)),
         DataType::UInt32 => e.encode_field(&i64::from(a.as_primitive::<UInt32Type>().value(row))),
-        // Series ids and counts; one past i64::MAX is sent as text would overflow INT8.
-        DataType::UInt64 => match i64::try_from(a.as_primitive::<UInt64Type>().value(row)) {
-            Ok(v) => e.encode_field(&v),
-            Err(_) => e.encode_field(&None::<i64>),
-        },
+        // Series ids and counts, sent as INT8 (what clients expect of an id): a value past
+        // i64::MAX fails the statement, never goes out as another number or as NULL.
+        DataType::UInt64 => {
+            let v = a.as_primitive::<UInt64Type>().value(row);
+            match i64::try_from(v) {
+                Ok(v) => e.encode_field(&v),
+                Err(_) => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "ERROR".into(),
+                    "22003".into(),
+                    format!("{v} is past PostgreSQL's BIGINT: CAST the column to DECIMAL(20, 0) or VARCHAR"),
+                )))),
+            }
+        }
         DataType::Float32 => e.encode_field(&a.as_primitive::<Float32Type>().value(row)),
         DataType::Float64 => e.encode_field(&a.as_primitive::<Float64Type>().value(row)),
         DataType::Timestamp(unit, tz) => {
@@ -147,4 +155,29 @@ pub(crate) fn rows(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::UInt64Array;
+    use arrow::datatypes::{Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    #[test]
+    fn an_unsigned_value_past_bigint_fails_its_row_instead_of_going_out_null() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::UInt64, true)]));
+        let column = Arc::new(UInt64Array::from(vec![Some(5), None, Some(u64::MAX)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+        let answer = SqlAnswer { schema: schema.clone(), batches: vec![batch], command: None };
+        let out = rows(&answer, Arc::new(fields(&schema, &Format::UnifiedText))).unwrap();
+        assert!(out[0].is_ok() && out[1].is_ok());
+        match &out[2] {
+            Err(PgWireError::UserError(info)) => {
+                assert_eq!(info.code, "22003");
+                assert!(info.message.contains("18446744073709551615"), "{}", info.message);
+            }
+            other => panic!("expected an out-of-range error, got {other:?}"),
+        }
+    }
 }
