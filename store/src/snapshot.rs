@@ -107,6 +107,7 @@ impl Store {
         self.durable_events_cold_until.store(writer.manifest.view().events_cold_until, Ordering::Release);
         writer.aggs.evict(self.config.aggregation_keys_in_memory);
         *self.agg_stats.lock() = writer.aggs.stats();
+        self.publish_sql_view(&writer);
         self.applied.store(loaded.applied, Ordering::Release);
         self.checkpointed.store(loaded.applied, Ordering::Release);
         self.install_interrupted.store(false, Ordering::Release);

@@ -111,6 +111,9 @@ pub struct Store {
     /// The rules' figures as of the last entry that moved them: read without the writer's
     /// lock, which apply holds while a write is retried (a full disk).
     pub(crate) agg_stats: Mutex<Vec<crate::aggregations::RuleStats>>,
+    /// The tables SQL plans with, as of the last entry that changed them: read without the
+    /// writer's lock, so that a statement never waits for the entry being applied.
+    pub(crate) sql_view: RwLock<Arc<crate::store_aggs::SqlView>>,
     /// The head sample count [`Store::stats`] last walked the heads for, and when: the walk
     /// is O(series) under the index's read lock, so it runs at most once per
     /// [`HEAD_SAMPLES_MAX_AGE`] however often `/metrics` is scraped.
@@ -351,6 +354,7 @@ impl Store {
         }
         tracing::info!(applied, series = index.len(), "store opened");
         let agg_stats = writer.aggs.stats();
+        let sql_view = Arc::new(crate::store_aggs::SqlView::of(&writer));
         let pack_late =
             crate::agg::meetings::MAX_OUT_OF_ORDERNESS_MS + crate::agg::meetings::ALLOWED_LATENESS_MS;
         if config.meetings_pack && config.window_ms() < pack_late {
@@ -387,6 +391,7 @@ impl Store {
             outputs_refused: AtomicU64::new(0),
             head_samples: Mutex::new(None),
             agg_stats: Mutex::new(agg_stats),
+            sql_view: RwLock::new(sql_view),
             #[cfg(any(test, feature = "failpoints"))]
             fail_install: AtomicBool::new(false),
             #[cfg(any(test, feature = "failpoints"))]

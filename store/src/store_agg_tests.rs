@@ -153,12 +153,18 @@ fn turning_the_pack_off_and_on_leaves_no_old_state_behind() {
     commit(&store, &write("", vec![], vec![join("m9", "u1", 1_000), join("m9", "u2", 2_000)]));
     store.checkpoint().unwrap();
     // Off and on again before the next checkpoint: the windows start over, empty.
+    let tables =
+        |store: &Store| -> Vec<String> { store.aggregation_tables().into_iter().map(|t| t.name).collect() };
+    assert!(tables(&store).contains(&"meeting_active_users".to_string()));
     commit(&store, &settings(2));
+    assert_eq!(tables(&store), Vec::<String>::new(), "SQL's tables follow the pack");
     commit(&store, &settings(1));
+    assert!(tables(&store).contains(&"meeting_active_users".to_string()));
     commit(&store, &write("", vec![], vec![join("m1", "u3", 3_000)]));
     store.checkpoint().unwrap();
     drop(store);
     let store = reopen(dir.path());
+    assert!(tables(&store).contains(&"meeting_active_users".to_string()));
     commit(&store, &write("", vec![], vec![join("m2", "x", 40_000)]));
     // m1's window from after the switch; nothing of m9's, whose rows were deleted, not mixed in.
     assert_eq!(values(&store, "meeting_active_users", "m1")[0].2, 1.0);

@@ -1,5 +1,6 @@
 //! What the store tells of its aggregation rules: their figures, definitions and rows.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use collabstream_common::TimeRange;
@@ -8,7 +9,7 @@ use collabstream_proto::v1;
 use crate::agg_rows::{self, AggRow};
 use crate::aggregations::RuleStats;
 use crate::error::Result;
-use crate::store::Store;
+use crate::store::{Store, WriterState};
 
 /// A rule's rows as a table has them: see [`Store::aggregation_tables`].
 #[derive(Debug, Clone, PartialEq)]
@@ -44,14 +45,15 @@ impl Store {
         self.writer.lock().aggs.definitions()
     }
 
-    /// What a table of each running rule's rows is made of, in the rules' order.
+    /// What a table of each running rule's rows is made of, in the rules' order, as of the
+    /// last entry applied (without waiting for the one being applied).
     pub fn aggregation_tables(&self) -> Vec<RuleTable> {
-        let writer = self.writer.lock();
-        writer
-            .aggs
-            .rules()
-            .map(|r| RuleTable { name: r.name().to_string(), group: r.group_columns(), outputs: r.columns() })
-            .collect()
+        self.sql_view.read().rules.clone()
+    }
+
+    /// Publishes what SQL plans with, from the writer's state.
+    pub(crate) fn publish_sql_view(&self, writer: &WriterState) {
+        *self.sql_view.write() = Arc::new(SqlView::of(writer));
     }
 
     /// A rule's output columns ([`Rule::columns`](crate::agg::Rule::columns)) and its rows
@@ -80,9 +82,26 @@ impl Store {
         agg_rows::scan(&self.db, rule, range, f)
     }
 
-    /// The SQL catalog's external tables in force, by name. Waits for the entry being applied,
-    /// if any.
+    /// The SQL catalog's external tables in force, by name, as of the last entry applied.
     pub fn sql_tables(&self) -> Vec<v1::SqlTable> {
-        self.writer.lock().sql_tables.tables().to_vec()
+        self.sql_view.read().external.clone()
+    }
+}
+
+/// The tables SQL plans with: the running rules' and the external ones.
+#[derive(Debug, Default)]
+pub(crate) struct SqlView {
+    rules: Vec<RuleTable>,
+    external: Vec<v1::SqlTable>,
+}
+
+impl SqlView {
+    pub(crate) fn of(writer: &WriterState) -> Self {
+        let rules = writer
+            .aggs
+            .rules()
+            .map(|r| RuleTable { name: r.name().to_string(), group: r.group_columns(), outputs: r.columns() })
+            .collect();
+        Self { rules, external: writer.sql_tables.tables().to_vec() }
     }
 }

@@ -177,6 +177,10 @@ impl Store {
         if cmd.tick || cmd.settings.is_some() || cmd.rule_change.is_some() {
             *self.agg_stats.lock() = writer.aggs.stats();
         }
+        // The meetings pack (a settings entry), a rule or an external table changes the tables.
+        if cmd.settings.is_some() || cmd.rule_change.is_some() || cmd.sql_table.is_some() {
+            self.publish_sql_view(&writer);
+        }
         #[cfg(any(test, feature = "failpoints"))]
         if self.fail_apply.swap(false, Ordering::AcqRel) {
             return Err(Error::Injected("the apply's write failed"));
