@@ -53,7 +53,7 @@ mod source_offsets;
 mod sql_catalog;
 mod store;
 mod store_aggs;
-pub use store_aggs::RuleTable;
+pub use store_aggs::{RuleTable, SqlView};
 mod store_apply;
 mod store_checkpoint;
 mod store_outputs;

@@ -51,6 +51,11 @@ impl Store {
         self.sql_view.read().rules.clone()
     }
 
+    /// The tables SQL plans with, as of the last entry applied that changed them.
+    pub fn sql_view(&self) -> Arc<SqlView> {
+        self.sql_view.read().clone()
+    }
+
     /// Publishes what SQL plans with, from the writer's state.
     pub(crate) fn publish_sql_view(&self, writer: &WriterState) {
         *self.sql_view.write() = Arc::new(SqlView::of(writer));
@@ -90,9 +95,11 @@ impl Store {
 
 /// The tables SQL plans with: the running rules' and the external ones.
 #[derive(Debug, Default)]
-pub(crate) struct SqlView {
-    rules: Vec<RuleTable>,
-    external: Vec<v1::SqlTable>,
+pub struct SqlView {
+    /// What each running rule's table is made of, in the rules' order.
+    pub rules: Vec<RuleTable>,
+    /// The SQL catalog's external tables, by name.
+    pub external: Vec<v1::SqlTable>,
 }
 
 impl SqlView {

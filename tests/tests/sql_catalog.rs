@@ -87,6 +87,10 @@ async fn external_tables_keep_their_definition_and_fail_alone() {
             .await;
     assert_eq!(status, 400, "{r}");
     assert!(r["error"].as_str().unwrap_or("").contains("external_paths"), "{r}");
+    let (status, r) =
+        sql(&node, &format!("CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '{at}/*/secret.csv'")).await;
+    assert_eq!(status, 400, "{r}");
+    assert!(r["error"].as_str().unwrap_or("").contains("through a link"), "{r}");
     // And on every build: a definition committed through the Admin service, past the SQL
     // front door, reads nothing outside either; the statements not naming it still run.
     let mut admin = AdminServiceClient::connect(node.grpc_url()).await.expect("admin");
@@ -134,6 +138,15 @@ async fn external_tables_keep_their_definition_and_fail_alone() {
     for name in ["samples", "semi", "gone", "leak"] {
         assert!(r["rows"].to_string().contains(&format!("\"{name}\"")), "{name} listed: {r}");
     }
+    // It can be replaced (its old files are not read for that), then dropped.
+    let (status, r) = sql(
+        &node,
+        &format!("CREATE OR REPLACE EXTERNAL TABLE gone STORED AS CSV LOCATION '{at}/semi.csv' OPTIONS ('format.delimiter' ';')"),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = sql(&node, "SELECT count(*) FROM gone").await;
+    assert_eq!((status, &r["rows"]), (200, &json!([[3]])), "{r}");
     let (status, r) = sql(&node, "DROP TABLE gone").await;
     assert_eq!(status, 200, "{r}");
 

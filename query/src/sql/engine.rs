@@ -123,10 +123,12 @@ impl SqlEngine {
             ("events".into(), Arc::new(StoreTable(EventsTable::new(store.clone())))),
             ("meeting_metrics".into(), Arc::new(StoreTable(MeetingMetrics::new(store.clone())))),
         ];
-        for t in store.aggregation_tables() {
-            own.push((t.name.clone(), Arc::new(StoreTable(RuleTable::new(store.clone(), t)))));
+        // One view: rules and external tables as of the same entry.
+        let view = store.sql_view();
+        for t in &view.rules {
+            own.push((t.name.clone(), Arc::new(StoreTable(RuleTable::new(store.clone(), t.clone())))));
         }
-        let schema = NodeSchema::new(own, store.sql_tables(), self.external.clone());
+        let schema = NodeSchema::new(own, view.external.clone(), self.external.clone());
         // Where an unqualified name resolves: DataFusion's default catalog and schema.
         let names = ctx.state().config_options().catalog.clone();
         let catalog = ctx.catalog(&names.default_catalog).ok_or_else(|| {
@@ -135,6 +137,20 @@ impl SqlEngine {
         catalog.register_schema(&names.default_schema, Arc::new(schema))?;
         ctx.register_udf(label_udf::label());
         Ok(ctx)
+    }
+
+    /// The session `sql` is planned in: a table-less one for the external tables' DDL, which
+    /// names no table to read (DataFusion would otherwise look the created name up, and a
+    /// table that cannot be read could never be replaced).
+    async fn session_for(&self, sql: &str) -> Result<SessionContext, SqlError> {
+        use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+        use datafusion::sql::sqlparser::ast::Statement;
+        let ddl = DFParser::parse_sql(sql).is_ok_and(|parsed| match parsed.front() {
+            Some(DFStatement::CreateExternalTable(_)) => parsed.len() == 1,
+            Some(DFStatement::Statement(s)) => parsed.len() == 1 && matches!(**s, Statement::Drop { .. }),
+            _ => false,
+        });
+        if ddl { Ok(bare_session(&self.runtime)) } else { self.session().await }
     }
 
     /// Runs one statement: a query (`SELECT`, `WITH`, `VALUES`, `EXPLAIN`, `SHOW`), within
@@ -160,7 +176,7 @@ impl SqlEngine {
     /// What a statement would answer with, without running it: its columns, and the types of
     /// its parameters (`$1`, `$2`, … in order; `None` where the statement does not say).
     pub async fn describe(&self, sql: &str) -> Result<(SchemaRef, Vec<Option<DataType>>), SqlError> {
-        let ctx = self.session().await?;
+        let ctx = self.session_for(sql).await?;
         let plan = ctx.state().create_logical_plan(sql).await?;
         if matches!(plan, LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_) | DdlStatement::DropTable(_)))
         {
@@ -172,7 +188,7 @@ impl SqlEngine {
     }
 
     async fn answer(&self, sql: &str, params: &[Option<String>]) -> Result<SqlAnswer, SqlError> {
-        let ctx = self.session().await?;
+        let ctx = self.session_for(sql).await?;
         let mut plan = ctx.state().create_logical_plan(sql).await?;
         match &plan {
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {

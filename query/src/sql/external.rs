@@ -68,10 +68,7 @@ impl ExternalTables {
 
     /// Forgets tables whose statements are no longer in the catalog.
     pub(crate) fn retain(&self, current: &[v1::SqlTable]) {
-        let mut kept = self.kept.lock();
-        if kept.len() > current.len() {
-            kept.retain(|s, _| current.iter().any(|t| t.statement == *s));
-        }
+        self.kept.lock().retain(|s, _| current.iter().any(|t| t.statement == *s));
     }
 
     async fn build_statement(&self, t: &v1::SqlTable) -> Result<Arc<dyn TableProvider>, SqlError> {

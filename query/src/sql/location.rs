@@ -5,9 +5,10 @@
 //! A local path is judged twice: as written (absolute, no `..`, under an allowed directory),
 //! then as the file system resolves it, symbolic links followed, against the allowed
 //! directories resolved the same way — so a link inside an allowed directory does not lead a
-//! table outside it. A glob (`/data/*.csv`) is judged by the directory before its first
-//! pattern. What a directory holds is the operator's: its files are listed as they are, links
-//! included (a directory anyone may write to is no place for `external_paths`).
+//! table outside it. A glob (`/data/*.csv`) and a directory are judged by the directory before
+//! the first pattern and by everything under it, since a listing follows links. The check runs
+//! when a table is built: a link made under an allowed directory afterwards is followed by the
+//! table's next listing (a directory others may write to is no place for `external_paths`).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -52,16 +53,62 @@ pub(crate) fn check_location(location: &str, allowed: &[PathBuf]) -> Result<(), 
     if !as_written {
         return Err(refused());
     }
-    let fixed = before_pattern(&path);
+    // DataFusion splits a glob off a plain path only; a file:// URL is taken whole.
+    let fixed = if location.starts_with("file:") { path.clone() } else { before_pattern(&path) };
     let resolved = fixed.canonicalize().map_err(|_| {
         SqlError::Invalid(format!(
             "LOCATION {location:?}: {} is not a file or directory this node can read",
             fixed.display()
         ))
     })?;
-    let inside =
-        allowed.iter().filter_map(|dir| dir.canonicalize().ok()).any(|dir| resolved.starts_with(dir));
-    if inside { Ok(()) } else { Err(refused()) }
+    let dirs: Vec<PathBuf> = allowed.iter().filter_map(|dir| dir.canonicalize().ok()).collect();
+    if !dirs.iter().any(|dir| resolved.starts_with(dir)) {
+        return Err(refused());
+    }
+    // A directory is listed with its links followed (so is a glob's): every file it reaches
+    // must be inside too, or `/allowed/*/x.csv` would read through a link `/allowed/l -> /etc`.
+    if resolved.is_dir()
+        && let Some(out) = escaping_file(&resolved, &dirs)?
+    {
+        return Err(SqlError::Refused(format!(
+            "LOCATION {location:?} reaches {} through a link, outside [sql] external_paths",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Entries a directory check walks at most: a location holding more is refused rather than
+/// checked in part.
+const MAX_CHECKED: usize = 100_000;
+
+/// A file or directory under `dir` (links followed, as a listing follows them) that resolves
+/// outside every one of `allowed`, if any.
+fn escaping_file(dir: &Path, allowed: &[PathBuf]) -> Result<Option<PathBuf>, SqlError> {
+    let mut pending = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_CHECKED {
+                return Err(SqlError::Refused(format!(
+                    "{} holds more than {MAX_CHECKED} files and directories: name a narrower LOCATION",
+                    dir.display()
+                )));
+            }
+            let Ok(real) = entry.path().canonicalize() else { continue };
+            if !allowed.iter().any(|a| real.starts_with(a)) {
+                return Ok(Some(entry.path()));
+            }
+            // A link to a directory inside is walked where it leads; one already walked
+            // (a cycle) ends at the count above at worst.
+            if real.is_dir() {
+                pending.push(real);
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The leading components of `path` that hold no glob pattern (`*`, `?`, `[`), as DataFusion
@@ -87,14 +134,24 @@ mod tests {
         let at = |p: &Path| p.to_str().unwrap().to_string();
 
         check_location(&at(&allowed.join("a.csv")), &dirs).unwrap();
-        check_location(&at(&allowed.join("year=*/*.parquet")), &dirs).unwrap();
-        check_location(&format!("file://{}", at(&allowed)), &dirs).unwrap();
+        // Before its pattern this glob is the allowed directory itself, which holds the link.
+        check_location(&at(&allowed.join("year=*/*.parquet")), &dirs).unwrap_err();
+        check_location(&at(&allowed.join("year=2026/*.parquet")), &dirs).unwrap();
+        check_location(&format!("file://{}", at(&allowed.join("year=2026"))), &dirs).unwrap();
         check_location("s3://bucket/history/", &dirs).unwrap();
 
         let escape = check_location(&at(&allowed.join("link/secret.csv")), &dirs).unwrap_err();
         assert!(matches!(escape, SqlError::Refused(_)), "a link out of the directory: {escape}");
         let escape = check_location(&at(&allowed.join("link/*.csv")), &dirs).unwrap_err();
         assert!(matches!(escape, SqlError::Refused(_)), "{escape}");
+        // A glob or a directory whose listing would follow the link.
+        for through in [at(&allowed.join("*/secret.csv")), at(&allowed.join("lin?/secret.csv")), at(&allowed)]
+        {
+            let escape = check_location(&through, &dirs).unwrap_err();
+            assert!(escape.to_string().contains("through a link"), "{through}: {escape}");
+        }
+        let escape = check_location(&format!("file://{}/*", at(&allowed.join("link"))), &dirs).unwrap_err();
+        assert!(matches!(escape, SqlError::Refused(_) | SqlError::Invalid(_)), "{escape}");
         let dotdot = format!("{}/../outside/secret.csv", at(&allowed));
         assert!(matches!(check_location(&dotdot, &dirs), Err(SqlError::Refused(_))));
         assert!(matches!(check_location(&at(&outside.join("secret.csv")), &dirs), Err(SqlError::Refused(_))));

@@ -128,21 +128,27 @@ impl Pg {
 
 /// The statements of a simple query's text, each as it was written (cut at the semicolons
 /// between statements; text in quotes and comments is not cut): a statement is run from its
-/// own text, so nothing the parser would not print again (a table's `OPTIONS`) is lost.
+/// own text, so nothing the parser would not print again (a table's `OPTIONS`) is lost. An
+/// error if one does not parse.
 fn statements(query: &str) -> Result<Vec<&str>, SqlError> {
     use datafusion::sql::sqlparser::dialect::GenericDialect;
     use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
     let tokens = Tokenizer::new(&GenericDialect {}, query)
         .tokenize_with_location()
         .map_err(|e| SqlError::Invalid(e.to_string()))?;
-    let line_starts: Vec<usize> =
-        std::iter::once(0).chain(query.match_indices('\n').map(|(i, _)| i + 1)).collect();
-    // Lines and columns count from one, columns in characters.
-    let offset = |at: Location| -> usize {
-        let start = usize::try_from(at.line).ok().and_then(|l| line_starts.get(l.wrapping_sub(1)));
-        let Some(&start) = start else { return query.len() };
-        let column = usize::try_from(at.column).unwrap_or(usize::MAX).saturating_sub(1);
-        query[start..].char_indices().nth(column).map_or(query.len(), |(i, _)| start + i)
+    // Lines and columns count from one, columns in characters; the semicolons come in order,
+    // so one walk over the text finds every offset.
+    let mut chars = query.char_indices().peekable();
+    let (mut line, mut column) = (1u64, 1u64);
+    let mut offset = |at: Location| -> usize {
+        while (line, column) < (at.line, at.column) {
+            match chars.next() {
+                Some((_, '\n')) => (line, column) = (line + 1, 1),
+                Some(_) => column += 1,
+                None => return query.len(),
+            }
+        }
+        chars.peek().map_or(query.len(), |(i, _)| *i)
     };
     let (mut out, mut from, mut words) = (Vec::new(), 0usize, false);
     for t in &tokens {
@@ -160,6 +166,10 @@ fn statements(query: &str) -> Result<Vec<&str>, SqlError> {
     }
     if words {
         out.push(query[from..].trim());
+    }
+    // Every statement parses before any runs, as PostgreSQL refuses a query string whole.
+    for sql in &out {
+        datafusion::sql::parser::DFParser::parse_sql(sql).map_err(|e| SqlError::Invalid(e.to_string()))?;
     }
     Ok(out)
 }
@@ -295,5 +305,9 @@ mod tests {
         assert!(statements("  ; -- nothing\n").unwrap().is_empty());
         assert_eq!(statements("SELECT 'it''s'").unwrap(), ["SELECT 'it''s'"]);
         assert!(statements("SELECT 'unterminated").is_err());
+        let refused = statements("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION 's3://b/t.csv'; SELEC 1");
+        assert!(refused.is_err(), "nothing runs when one statement does not parse");
+        let long = format!("SELECT 1{}", ";\t SELECT 'ü;'".repeat(20_000));
+        assert_eq!(statements(&long).unwrap().len(), 20_001);
     }
 }
