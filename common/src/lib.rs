@@ -1,14 +1,16 @@
 //! `collabstream-common`: the vocabulary every other crate shares (layer L0).
 //!
 //! Identifiers ([`SeriesId`], [`NodeId`]), the Prometheus data model ([`Labels`], [`Sample`],
-//! the stale-marker bit pattern), [`TimeRange`], the injectable [`Clock`], and [`ErrorCode`],
-//! the one classification of failures that maps to gRPC and HTTP statuses.
+//! the stale-marker bit pattern), [`TimeRange`], the injectable [`Clock`], [`ErrorCode`], the
+//! one classification of failures that maps to gRPC and HTTP statuses, and the
+//! [`histogram::Histogram`] of the node's own metrics.
 //!
 //! Must not depend on: tonic, rocksdb, datafusion, or any other crate of this workspace. It is
 //! plain data so that every layer can use it without pulling in I/O.
 
 mod clock;
 mod error_code;
+pub mod histogram;
 mod label_limits;
 mod labels;
 mod sample;

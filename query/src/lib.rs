@@ -18,6 +18,7 @@ mod events;
 mod export;
 pub mod params;
 pub mod promql;
+mod query_metrics;
 mod read_slots;
 pub mod sql;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use read_slots::ReadSlots;
 pub use api::ReadBarrier;
 pub use config::QueryConfig;
 pub use error::Error;
+pub use query_metrics::QueryMetrics;
 
 /// The read routes over `series` and `events`: the Prometheus API, export and event export.
 pub fn router(
@@ -40,11 +42,12 @@ pub fn router(
     events: Arc<dyn EventRead>,
     config: &QueryConfig,
     barrier: Option<Arc<dyn ReadBarrier>>,
+    metrics: Arc<QueryMetrics>,
 ) -> Router {
     // Queries and exports share one pool of slots (`query.max_concurrency`): each may hold up
     // to `query.max_samples` in memory, so the pool bounds what reads hold together.
     let slots = ReadSlots::new(config);
-    api::router(series.clone(), config, barrier, slots.clone()).merge(
+    api::router(series.clone(), config, barrier, slots.clone(), metrics).merge(
         Router::new()
             .route("/api/v1/export", get(export::handle).post(export::handle))
             .with_state(export::Export {

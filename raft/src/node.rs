@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::log_storage::LogStorage;
 use crate::network::{Network, channel};
 use crate::options::RaftOptions;
+use crate::raft_stats::{RaftStats, run_leader_watch};
 use crate::secret::{ClusterSecret, PeerChannel};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Raft, Request};
@@ -56,6 +57,8 @@ struct Inner {
     /// The term in which this node, leading, brought the configured aggregation rules in force
     /// (0: none yet); see [`Writer::configured_rules_in_force`].
     rules_term: tokio::sync::watch::Sender<u64>,
+    /// What the replication layer measures of itself (shared with the state machine).
+    stats: Arc<RaftStats>,
     /// Where `raft`'s tasks run; stops when the last writer is gone.
     _core: CoreRuntime,
 }
@@ -101,8 +104,10 @@ impl Writer {
         tracing::info!(applied, last_log, to_replay = last_log.saturating_sub(applied), "recovering");
         let log = LogStorage::new(store.log())?.purging_behind(store.clone());
         let log_handle = log.clone();
-        let sm =
-            StateMachine::new(store.clone(), options.snapshot_dir.clone())?.releasing_purges_of(log.clone());
+        let stats = Arc::new(RaftStats::default());
+        let sm = StateMachine::new(store.clone(), options.snapshot_dir.clone())?
+            .releasing_purges_of(log.clone())
+            .counting_in(stats.clone());
         let network =
             Network { addresses: Arc::new(options.members.clone()), secret: options.cluster_secret.clone() };
         let core = CoreRuntime::start()
@@ -136,6 +141,7 @@ impl Writer {
             forward_clients: Mutex::new(HashMap::new()),
             queue: WriteQueue::new(options.max_queued_bytes),
             rules_term: tokio::sync::watch::Sender::new(0),
+            stats: stats.clone(),
             _core: core,
         });
         let writer = Writer { inner };
@@ -162,19 +168,25 @@ impl Writer {
             options.aggregation_rules.clone(),
             stop.clone(),
         ));
+        let leaders = tokio::spawn(run_leader_watch(writer.inner.raft.clone(), stats, stop.clone()));
         tracing::info!(node_id = options.node_id, members = ?options.members, "raft started");
         Ok((
             writer.clone(),
             WriterHandle {
                 writer,
                 stop,
-                tasks: vec![proposer, checkpointer, releaser, bounder, settings, ticks, rules],
+                tasks: vec![proposer, checkpointer, releaser, bounder, settings, ticks, rules, leaders],
             },
         ))
     }
 
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// What the replication layer measures of itself, for `/metrics`.
+    pub fn stats(&self) -> &RaftStats {
+        &self.inner.stats
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -390,6 +402,7 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
             // entry may still commit later (or be dropped by the next leader): retry with the
             // same batch id.
             let wait = writer.inner.options.leader_wait;
+            let proposed = Instant::now();
             let written = match tokio::time::timeout(wait, writer.inner.raft.client_write(request)).await {
                 Ok(r) => r,
                 Err(_) => {
@@ -401,6 +414,7 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
             };
             match written {
                 Ok(resp) => {
+                    writer.inner.stats.commit.observe(proposed.elapsed().as_secs_f64());
                     let mut outcomes = resp.data.outcomes.into_iter();
                     for reply in replies {
                         let _ = reply

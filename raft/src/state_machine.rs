@@ -25,6 +25,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use crate::LogStorage;
 use crate::archive::{self, ArchiveReader};
 use crate::codec::{decode, encode};
+use crate::raft_stats::RaftStats;
 use crate::snapshot_data::SnapshotData;
 use crate::types::{Entry, LogId, Membership, NodeId, Request, Response, StorageError, TypeConfig};
 
@@ -162,6 +163,7 @@ pub struct StateMachine {
     meta: SmMeta,
     /// The log whose purges wait for installs ([`LogStorage::purging_behind`]).
     log: Option<LogStorage>,
+    stats: Arc<RaftStats>,
 }
 
 impl StateMachine {
@@ -184,13 +186,19 @@ impl StateMachine {
             install(&store, &meta, &path).map_err(|e| std::io::Error::other(e.to_string()))?;
         }
         let meta = decode_meta(&store.sm_meta()).map_err(std::io::Error::other)?;
-        Ok(Self { store, snapshots, meta, log: None })
+        Ok(Self { store, snapshots, meta, log: None, stats: Arc::default() })
     }
 
     /// Carries out the purges `log` holds back once an install has made them safe (pass the
     /// log built with [`LogStorage::purging_behind`] over the same store).
     pub fn releasing_purges_of(mut self, log: LogStorage) -> Self {
         self.log = Some(log);
+        self
+    }
+
+    /// Counts applies and snapshots in `stats` (the node's).
+    pub fn counting_in(mut self, stats: Arc<RaftStats>) -> Self {
+        self.stats = stats;
         self
     }
 }
@@ -214,6 +222,7 @@ fn decode_meta(bytes: &[u8]) -> Result<SmMeta, StorageError> {
 pub struct SnapshotBuilder {
     store: Arc<Store>,
     snapshots: Arc<Snapshots>,
+    stats: Arc<RaftStats>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -240,6 +249,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshots.open_current().map_err(snap_err)?.ok_or_else(|| snap_err("no current snapshot"))
         })
         .await?;
+        self.stats.snapshots_built.fetch_add(1, Ordering::Relaxed);
         Ok(Snapshot { meta, snapshot: Box::new(SnapshotData::Stored(reader)) })
     }
 }
@@ -257,6 +267,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let (started, n) = (std::time::Instant::now(), entries.len() as u64);
         let store = self.store.clone();
         let mut meta = self.meta.clone();
         let (responses, meta) = blocking(move || {
@@ -289,11 +300,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await?;
         self.meta = meta;
+        self.stats.apply.observe(started.elapsed().as_secs_f64());
+        self.stats.applied_entries.fetch_add(n, Ordering::Relaxed);
         Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), snapshots: self.snapshots.clone() }
+        SnapshotBuilder {
+            store: self.store.clone(),
+            snapshots: self.snapshots.clone(),
+            stats: self.stats.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
@@ -359,6 +376,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await?;
         if installed {
             self.meta = SmMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+            self.stats.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(log) = &self.log {
             log.release_held_purge().await?;

@@ -14,10 +14,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-
-/// Upper bounds of the duration buckets, in seconds (Prometheus's defaults, and the two-minute
-/// query timeout).
-const BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+use collabstream_common::histogram::{self, Histogram};
 
 #[derive(Debug, Default)]
 pub(crate) struct HttpMetrics {
@@ -30,19 +27,11 @@ struct Inner {
 }
 
 /// One route's figures.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Route {
     /// Status → requests.
     codes: BTreeMap<u16, u64>,
     durations: Histogram,
-}
-
-#[derive(Debug, Default)]
-struct Histogram {
-    /// Requests at or under each of `BUCKETS`.
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
 }
 
 impl HttpMetrics {
@@ -50,18 +39,12 @@ impl HttpMetrics {
         let mut m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         // A route's name is allocated the first time it is seen only.
         if !m.routes.contains_key(route) {
-            m.routes.insert(route.to_string(), Route::default());
+            let fresh = Route { codes: BTreeMap::new(), durations: Histogram::new(histogram::SECONDS) };
+            m.routes.insert(route.to_string(), fresh);
         }
         let r = m.routes.get_mut(route).expect("inserted above");
         *r.codes.entry(status).or_default() += 1;
-        let h = &mut r.durations;
-        for (b, le) in h.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= le {
-                *b += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += seconds;
+        r.durations.observe(seconds);
     }
 
     /// The two families, in Prometheus's text format.
@@ -83,13 +66,7 @@ impl HttpMetrics {
             "# HELP {name} Time to answer an HTTP request (until its head; a streamed body goes on), by route.\n# TYPE {name} histogram"
         );
         for (route, r) in &m.routes {
-            let h = &r.durations;
-            for (n, le) in h.buckets.iter().zip(BUCKETS) {
-                let _ = writeln!(out, "{name}_bucket{{handler=\"{route}\",le=\"{le}\"}} {n}");
-            }
-            let _ = writeln!(out, "{name}_bucket{{handler=\"{route}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "{name}_sum{{handler=\"{route}\"}} {}", h.sum);
-            let _ = writeln!(out, "{name}_count{{handler=\"{route}\"}} {}", h.count);
+            r.durations.render(out, name, &format!("handler=\"{route}\""));
         }
     }
 }

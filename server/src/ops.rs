@@ -25,6 +25,7 @@ pub(crate) struct Ops {
     pub(crate) kafka: Option<Arc<KafkaMetrics>>,
     pub(crate) tiering: Arc<crate::tiering::NodeTiering>,
     pub(crate) http: Arc<crate::http_metrics::HttpMetrics>,
+    pub(crate) query: Arc<collabstream_query::QueryMetrics>,
 }
 
 pub(crate) fn router(ops: Ops) -> Router {
@@ -69,6 +70,8 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     ops.ingest.render(&mut out);
     crate::self_metrics::render_process(&mut out);
     crate::self_metrics::render_raft(&mut out, &ops.writer);
+    ops.writer.stats().render(&mut out);
+    ops.query.render(&mut out);
     ops.http.render(&mut out);
     let gauges = [
         ("collabstream_active_series", "Series in the head index.", stats.series),

@@ -120,6 +120,7 @@ pub async fn serve(
     };
     let sql = collabstream_query::sql::SqlEngine::new(sources, &config.sql).map_err(Error::Config)?;
     let http_metrics = Arc::new(crate::http_metrics::HttpMetrics::default());
+    let query_metrics = Arc::new(collabstream_query::QueryMetrics::default());
     let ops = Ops {
         store: store.clone(),
         ingest: ingest.metrics().clone(),
@@ -128,6 +129,7 @@ pub async fn serve(
         kafka: kafka.is_some().then(|| kafka_metrics.clone()),
         tiering: tiering.clone(),
         http: http_metrics.clone(),
+        query: query_metrics.clone(),
     };
 
     let http_app = collabstream_ingest::http::router(ingest.clone())
@@ -136,6 +138,7 @@ pub async fn serve(
             tiering.read.clone() as Arc<dyn EventRead>,
             &config.query,
             Some(Arc::new(Barrier(writer.clone()))),
+            query_metrics,
         ))
         .merge(collabstream_query::sql::router(sql.clone()))
         .merge(tiering.clone().router())

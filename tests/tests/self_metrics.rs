@@ -55,7 +55,31 @@ async fn the_page_follows_prometheus_conventions_and_tells_the_process_and_raft_
         client.get(node.url("/api/v1/query")).query(&[("query", q)]).send().await.expect("query");
     }
     client.get(node.url("/api/v1/label/job/values")).send().await.expect("values");
+    let event =
+        r#"{"type":"chat","meeting_id":"m1","user_id":"u1","message_id":"x","length":3,"timestamp":1}"#;
+    let r = client.post(node.url("/api/v1/events")).body(event).send().await.expect("events");
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
     let page = reqwest::get(&url).await.expect("metrics").text().await.expect("page");
+    // PromQL evaluations by kind and outcome (a parse error is one that failed), and the
+    // write's way through Raft: proposed, committed, applied.
+    let promql = |outcome: &str| {
+        value(&page, &format!("collabstream_promql_queries_total{{kind=\"instant\",outcome=\"{outcome}\"}}"))
+    };
+    assert_eq!((promql("ok"), promql("error")), (Some(2.0), Some(1.0)), "{page}");
+    assert_eq!(value(&page, "collabstream_promql_query_duration_seconds_count{kind=\"instant\"}"), Some(3.0));
+    assert!(value(&page, "collabstream_promql_query_samples_total").is_some(), "{page}");
+    assert!(
+        value(&page, "collabstream_raft_commit_duration_seconds_count").expect("commits") >= 1.0,
+        "{page}"
+    );
+    assert!(value(&page, "collabstream_raft_apply_duration_seconds_count").expect("applies") >= 1.0);
+    assert!(value(&page, "collabstream_raft_applied_entries_total").expect("entries") >= 2.0);
+    for counter in ["snapshots_built", "snapshots_installed", "leader_changes"] {
+        assert!(
+            value(&page, &format!("collabstream_raft_{counter}_total")).is_some(),
+            "no {counter}: {page}"
+        );
+    }
     let requests = |route: &str, code: u16| {
         value(&page, &format!("collabstream_http_requests_total{{handler=\"{route}\",code=\"{code}\"}}"))
     };

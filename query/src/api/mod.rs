@@ -33,6 +33,7 @@ use collabstream_store::SeriesRead;
 
 use crate::config::QueryConfig;
 use crate::promql::Engine;
+use crate::query_metrics::QueryMetrics;
 
 /// Makes this node's data current before a `consistency=strong` read: it returns once
 /// everything committed cluster-wide before the call is applied here. The replication layer
@@ -49,6 +50,7 @@ pub(crate) struct Api {
     barrier: Option<Arc<dyn ReadBarrier>>,
     /// One slot per query evaluated at once, shared with exports.
     slots: ReadSlots,
+    metrics: Arc<QueryMetrics>,
 }
 
 /// The Prometheus API routes over `source`; a query takes one of `slots` while it runs.
@@ -57,8 +59,10 @@ pub(crate) fn router(
     config: &QueryConfig,
     barrier: Option<Arc<dyn ReadBarrier>>,
     slots: ReadSlots,
+    metrics: Arc<QueryMetrics>,
 ) -> Router {
-    let api = Api { engine: Engine::new(source.clone(), config.engine_options()), source, barrier, slots };
+    let engine = Engine::new(source.clone(), config.engine_options());
+    let api = Api { engine, source, barrier, slots, metrics };
     Router::new()
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
@@ -95,6 +99,7 @@ mod tests {
             source,
             barrier: None,
             slots: ReadSlots::new(&config),
+            metrics: Arc::default(),
         };
         let ask = |api: Api| async move {
             query::instant(State(api), RawQuery(Some("query=up&time=1".into())), Bytes::new())
@@ -113,6 +118,12 @@ mod tests {
         // The first finishes (its reads are not interrupted; the engine checks the deadline
         // between steps) with the timeout error too: 900 ms > 300 ms.
         assert_eq!(first.await.unwrap(), 503);
+        let mut page = String::new();
+        api.metrics.render(&mut page);
+        assert!(
+            page.contains("collabstream_promql_queries_total{kind=\"instant\",outcome=\"error\"} 1"),
+            "{page}"
+        );
         // A slot is free again.
         let api_fast =
             Api { engine: Engine::new(Arc::new(Slow(Duration::ZERO)), config.engine_options()), ..api };

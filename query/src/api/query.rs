@@ -11,6 +11,7 @@ use super::{Api, json};
 use crate::error::Error;
 use crate::params::{Params, parse_duration, parse_time};
 use crate::promql::{self, Engine, QueryResult};
+use crate::query_metrics::Kind;
 
 /// Prometheus refuses range queries with more points than this per series.
 const MAX_POINTS: i64 = 11_000;
@@ -47,14 +48,19 @@ fn timeout(api: &Api, p: &Params) -> Result<Duration, Error> {
 /// is left of the timeout.
 async fn run(
     api: &Api,
+    kind: Kind,
     timeout: Duration,
     f: impl FnOnce(Engine) -> Result<QueryResult, promql::EvalError> + Send + 'static,
 ) -> Result<QueryResult, Error> {
     let slot = api.slots.take("the query queue", timeout).await?;
     let engine = api.engine.with_timeout(slot.left());
+    let metrics = api.metrics.clone();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        f(engine)
+        let started = std::time::Instant::now();
+        let result = f(engine);
+        metrics.record(kind, started.elapsed().as_secs_f64(), result.as_ref().ok().map(|r| r.samples));
+        result
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))?
@@ -79,7 +85,7 @@ pub(crate) async fn instant(
         _ => now_ms(),
     };
     let timeout = timeout(&api, &p)?;
-    let result = run(&api, timeout, move |engine| engine.instant(&query, t)).await?;
+    let result = run(&api, Kind::Instant, timeout, move |engine| engine.instant(&query, t)).await?;
     Ok(respond(&result, &[]))
 }
 
@@ -113,7 +119,8 @@ pub(crate) async fn range(
     }
     let timeout = timeout(&api, &p)?;
     api.consistency(&p).await?;
-    let result = run(&api, timeout, move |engine| engine.range(&query, start, end, step)).await?;
+    let result =
+        run(&api, Kind::Range, timeout, move |engine| engine.range(&query, start, end, step)).await?;
     Ok(respond(&result, &[]))
 }
 

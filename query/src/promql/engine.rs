@@ -53,6 +53,8 @@ pub enum QueryValue {
 pub struct QueryResult {
     pub value: QueryValue,
     pub annotations: Annotations,
+    /// Samples the evaluation held (what `max_samples` limits).
+    pub samples: usize,
 }
 
 /// Evaluates PromQL over one source.
@@ -185,7 +187,7 @@ impl Engine {
                 QueryValue::Matrix(out)
             }
         };
-        Ok(QueryResult { value, annotations: ev.annotations })
+        Ok(QueryResult { value, samples: ev.samples(), annotations: ev.annotations })
     }
 
     /// Evaluates `query` at every step from `start` to `end` (ms), a matrix sorted by labels.
@@ -283,7 +285,7 @@ impl Engine {
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(QueryResult { value: QueryValue::Matrix(out), annotations: ev.annotations })
+        Ok(QueryResult { value: QueryValue::Matrix(out), samples: ev.samples(), annotations: ev.annotations })
     }
 }
 

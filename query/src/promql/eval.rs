@@ -253,6 +253,11 @@ impl<'a> Evaluator<'a> {
         self.visited.insert(key)
     }
 
+    /// Samples held so far (loaded and made), as counted against `max_samples`.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
     /// Counts `n` more samples held, failing past the limit.
     pub fn account(&mut self, n: usize) -> Result<()> {
         self.samples += n;
