@@ -40,6 +40,19 @@ pub struct ServerConfig {
     /// `[object_store]`: where cold blocks live. Every node reads the leader's objects, so
     /// every node needs the same one.
     pub object_store: ObjectStoreConfig,
+    /// `[metrics]`: the node's own metrics.
+    pub metrics: MetricsConfig,
+}
+
+/// The node's own metrics (`[metrics]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Scrape this node's `/metrics` into itself this often, labelled `job="collabstream"`,
+    /// `instance="<http address>"` (0, the default: never; a Prometheus scraping the nodes
+    /// does it instead).
+    #[serde(with = "humantime_serde")]
+    pub self_scrape_interval: std::time::Duration,
 }
 
 /// Replication timing and log retention (`[raft]`).
@@ -117,6 +130,7 @@ impl Default for ServerConfig {
             kafka: KafkaConfig::default(),
             tiering: TieringConfig::default(),
             object_store: ObjectStoreConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -243,6 +257,8 @@ mod tests {
         assert_eq!(c.kafka, collabstream_ingest::kafka::KafkaConfig::default(), "the defaults, spelled out");
         assert_eq!(c.tiering, TieringConfig::default(), "the defaults, spelled out");
         assert_eq!(c.object_store, ObjectStoreConfig::default(), "the defaults, spelled out");
+        assert_eq!(c.sql, SqlConfig::default(), "the defaults, spelled out");
+        assert_eq!(c.metrics, MetricsConfig::default(), "the defaults, spelled out");
     }
 
     #[test]

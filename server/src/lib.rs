@@ -29,6 +29,7 @@ mod produce;
 mod progress;
 mod remote_write;
 mod self_metrics;
+mod self_scrape;
 mod serve;
 pub mod sql_shell;
 mod tiering;

@@ -335,7 +335,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// A node plus both workloads, until Ctrl-C.
-async fn demo(config: ServerConfig) -> anyhow::Result<()> {
+async fn demo(mut config: ServerConfig) -> anyhow::Result<()> {
+    // The "Cluster" dashboard has the node's own history without a Prometheus beside it.
+    if config.metrics.self_scrape_interval.is_zero() {
+        config.metrics.self_scrape_interval = std::time::Duration::from_secs(5);
+    }
     let listeners = Listeners::bind(&config)?;
     let (http, grpc, pg) = (listeners.http_addr(), listeners.grpc_addr(), listeners.pg_addr());
     let shutdown = CancellationToken::new();

@@ -155,6 +155,11 @@ pub async fn serve(
         "collabstream node serving"
     );
 
+    let self_scrape = config.metrics.self_scrape_interval;
+    if !self_scrape.is_zero() {
+        let at = http_listener.local_addr()?;
+        tokio::spawn(crate::self_scrape::run(at, self_scrape, shutdown.child_token()));
+    }
     let http = {
         let token = shutdown.clone();
         tokio::spawn(async move {

@@ -2,7 +2,9 @@
 //! return data within a minute of its start, as the banner promises; and so does every panel
 //! of the Grafana dashboards in `deploy/grafana/dashboards`, its queries expanded as Grafana
 //! does (template variables from `label_values`, for "All" and for one value, and
-//! `$__rate_interval`, `$__interval`, `$__range`).
+//! `$__rate_interval`, `$__interval`, `$__range`; a SQL panel's `$__timeFilter`, run through
+//! `psql` as the PostgreSQL data source would). The "Cluster" dashboard reads the demo's own
+//! metrics, which it scrapes into itself.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -86,8 +88,11 @@ async fn the_banners_queries_and_every_dashboard_panel_return_data() {
     let out = Command::new("sh").arg("-c").arg(format!("psql -X -A -t {psql}")).output().expect("psql runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.lines().any(|l| l.starts_with('m')), "{text}{out:?}");
+    let words: Vec<&str> = psql.split_whitespace().collect();
+    let after = |flag: &str| words.iter().position(|w| *w == flag).and_then(|i| words.get(i + 1)).copied();
+    let pg = (after("-h").expect("psql -h"), after("-p").expect("psql -p"));
     let left = Duration::from_secs(120).saturating_sub(started.elapsed());
-    dashboards_return_data(&client, &http, left).await;
+    dashboards_return_data(&client, &http, pg, left).await;
     child.kill().expect("demo stopped");
     child.wait().expect("demo reaped");
 }
@@ -114,7 +119,44 @@ fn regex_escape(v: &str) -> String {
     })
 }
 
-async fn dashboards_return_data(client: &reqwest::Client, http: &str, within: Duration) {
+/// A SQL panel's statement as Grafana's PostgreSQL data source sends it for the last five
+/// minutes: `$__timeFilter(x)` becomes `x BETWEEN '<from>' AND '<to>'` (RFC 3339, UTC).
+fn expand_sql(sql: &str, end_s: u64) -> String {
+    let iso = |s: u64| {
+        let t = time::OffsetDateTime::from_unix_timestamp(s as i64).expect("time");
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    };
+    let mut out = sql.to_string();
+    while let Some(at) = out.find("$__timeFilter(") {
+        let open = at + "$__timeFilter(".len();
+        let mut depth = 1;
+        let close = out[open..]
+            .char_indices()
+            .find_map(|(i, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                (depth == 0).then_some(open + i)
+            })
+            .expect("a closed $__timeFilter(");
+        let column = out[open..close].to_string();
+        let range = format!("{column} BETWEEN '{}' AND '{}'", iso(end_s - 300), iso(end_s));
+        out.replace_range(at..=close, &range);
+    }
+    out
+}
+
+async fn dashboards_return_data(client: &reqwest::Client, http: &str, pg: (&str, &str), within: Duration) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/dashboards");
     let mut files: Vec<_> =
         std::fs::read_dir(&dir).expect("dashboards").map(|e| e.expect("entry").path()).collect();
@@ -150,6 +192,32 @@ async fn dashboards_return_data(client: &reqwest::Client, http: &str, within: Du
         }
         for panel in dash["panels"].as_array().expect("panels") {
             for target in panel["targets"].as_array().expect("targets") {
+                // A SQL panel: through psql, as the PostgreSQL data source would ask.
+                if let Some(sql) = target["rawSql"].as_str() {
+                    let rows = wait_until(deadline.saturating_duration_since(Instant::now()), || async {
+                        let end = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .expect("clock")
+                            .as_secs();
+                        let out = Command::new("psql")
+                            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", pg.0, "-p", pg.1])
+                            .args(["-c", &expand_sql(sql, end)])
+                            .output()
+                            .ok()?;
+                        assert!(
+                            out.status.success(),
+                            "{title}: {sql}: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                        let n = text.lines().filter(|l| !l.is_empty()).count();
+                        (n > 0).then_some(n)
+                    })
+                    .await;
+                    assert!(rows.is_some(), "{title}, panel {:?}: {sql} returned no rows", panel["title"]);
+                    ran += 1;
+                    continue;
+                }
                 let expr = target["expr"].as_str().expect("expr");
                 for vars in &settings {
                     let mut q = expr.to_string();

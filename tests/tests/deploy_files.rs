@@ -80,6 +80,40 @@ fn every_kubernetes_object_validates_and_kustomize_lists_them_all() {
 }
 
 /// A YAML file as JSON (anchors resolved), read by PyYAML.
+#[test]
+fn grafana_has_a_data_source_for_every_panel_and_they_reach_the_compose_nodes() {
+    let provisioned = yaml(&repo().join("deploy/grafana/provisioning/datasources/collabstream.yaml"));
+    let sources = provisioned["datasources"].as_array().expect("datasources");
+    let by_uid = |uid: &str| sources.iter().find(|d| d["uid"] == uid).cloned();
+    // The image listens on 9201 (HTTP) and 9203 (PostgreSQL); compose names the first node node1.
+    let (env, _) = image();
+    assert_eq!(env.get("COLLABSTREAM_PG_LISTEN").map(String::as_str), Some("0.0.0.0:9203"));
+    let prometheus = by_uid("collabstream").expect("the Prometheus data source");
+    assert_eq!(
+        (prometheus["type"].as_str(), prometheus["url"].as_str()),
+        (Some("prometheus"), Some("http://node1:9201"))
+    );
+    let sql = by_uid("collabstream-sql").expect("the PostgreSQL data source");
+    assert_eq!(sql["type"], "grafana-postgresql-datasource");
+    assert_eq!(sql["url"], "node1:9203");
+    assert_eq!(sql["jsonData"]["sslmode"], "disable", "the listener speaks no TLS");
+    let mut kinds = BTreeMap::new();
+    for file in std::fs::read_dir(repo().join("deploy/grafana/dashboards")).expect("dashboards") {
+        let path = file.expect("entry").path();
+        let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+        for panel in dash["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let uid = target["datasource"]["uid"].as_str().expect("a data source uid");
+                let source =
+                    by_uid(uid).unwrap_or_else(|| panic!("{}: no data source {uid}", path.display()));
+                assert_eq!(source["type"], target["datasource"]["type"], "{}", path.display());
+                *kinds.entry(uid.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    assert!(kinds.get("collabstream-sql").is_some_and(|n| *n >= 1), "no SQL panel: {kinds:?}");
+}
+
 fn yaml(path: &Path) -> Value {
     let script = "import json, sys, yaml\nprint(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))";
     let (ok, out) = run("python3", &["-c", script, &path.to_string_lossy()]);
