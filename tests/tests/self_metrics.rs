@@ -4,6 +4,7 @@
 //! units in names).
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -103,6 +104,12 @@ async fn the_page_follows_prometheus_conventions_and_tells_the_process_and_raft_
         Some(3.0)
     );
 
+    // docs/metrics.md lists every family the page serves.
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md"))
+        .expect("doc");
+    for family in page.lines().filter_map(|l| l.strip_prefix("# HELP ")).filter_map(|l| l.split(' ').next()) {
+        assert!(doc.contains(&format!("| `{family}` |")), "docs/metrics.md does not list {family}");
+    }
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
