@@ -236,13 +236,19 @@ impl ServerArgs {
     }
 }
 
+/// The log filter without `RUST_LOG`.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=warn";
+
 fn main() -> anyhow::Result<()> {
     // First, while this is the only thread (see its SAFETY note).
     tune_allocator();
-    // Logs go to stderr (stdout is for command output), coloured only on a terminal.
+    // Logs go to stderr (stdout is for command output), coloured only on a terminal. Ours at
+    // INFO; openraft's INFO narrates every election and snapshot step and would drown the
+    // demo's banner, so it speaks at WARN unless RUST_LOG asks (e.g. RUST_LOG=info).
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(
