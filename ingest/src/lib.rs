@@ -6,6 +6,8 @@
 //! - [`http::router`]: `POST /api/v1/write` (Prometheus remote write 1.0) and
 //!   `POST /api/v1/events` (newline-delimited JSON events); `/api/v1/aggregations`, the
 //!   aggregation rules ([`RuleSpec`], as users write them in TOML and JSON).
+//! - [`kafka`]: the leader's Kafka consumer, exactly once (each batch one log entry with the
+//!   offsets it advances).
 //! - [`IngestMetrics`]: counters for `/metrics`.
 //!
 //! Bad items are refused one by one with a reason; the good items of the same request are

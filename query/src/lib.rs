@@ -4,10 +4,13 @@
 //! series, metadata, buildinfo, …), `GET|POST /api/v1/export`, which streams raw samples of the
 //! matching series as JSON lines (the VictoriaMetrics export format), and
 //! `GET /api/v1/events/export`, raw events as JSON lines in the format `POST /api/v1/events`
-//! reads. All of it reads through the [`SeriesRead`] trait.
+//! reads. All of it reads through the [`SeriesRead`] trait. And SQL ([`sql`]): DataFusion over
+//! the store's tables and the cold tier's Parquet files, on `POST /api/v1/sql` and the
+//! PostgreSQL wire protocol.
 //!
-//! Must not depend on: ingest. Reads storage only through `collabstream_store::SeriesRead`, so
-//! that hot and cold data look the same.
+//! Must not depend on: ingest. PromQL reads storage only through `collabstream_store::SeriesRead`,
+//! so that hot and cold data look the same; SQL reads the cold files directly (DataFusion's
+//! Parquet reader), behind the boundary the store holds for it.
 //!
 //! [`SeriesRead`]: collabstream_store::SeriesRead
 

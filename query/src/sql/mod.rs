@@ -1,7 +1,8 @@
 //! SQL over the store, with DataFusion (DESIGN §6): the tables `samples`, `series`, `events`,
-//! `meeting_metrics` and one per aggregation rule, each reading the hot store and the cold
-//! tier's Parquet files as one table, with time ranges, metric names and meetings pushed down
-//! into both. Answered over HTTP (`POST /api/v1/sql`) and the PostgreSQL wire protocol.
+//! `meeting_metrics` and one per aggregation rule (`samples` and `events` read the hot store and
+//! the cold tier's Parquet files as one table; `series`, the rules' tables and
+//! `meeting_metrics` read the hot store, where the rules' rows stay), with time ranges, metric
+//! names and meetings pushed down; and the external tables of the catalog. Answered over HTTP (`POST /api/v1/sql`) and the PostgreSQL wire protocol.
 
 mod catalog;
 mod cold_scan;
