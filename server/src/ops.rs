@@ -57,8 +57,19 @@ async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
             ),
         );
     }
-    if let Err(fatal) = &ops.writer.raft().metrics().borrow().running_state {
+    let raft = ops.writer.raft().metrics().borrow().clone();
+    if let Err(fatal) = &raft.running_state {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: raft stopped: {fatal}\n"));
+    }
+    // Without a leader the node can take no write: a load balancer (and a rolling update)
+    // should wait until the cluster has one.
+    if raft.current_leader.is_none() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no leader known (the cluster is forming or electing, or this node cannot reach a \
+             majority of --peers)\n"
+                .to_string(),
+        );
     }
     (StatusCode::OK, "ready\n".to_string())
 }

@@ -20,7 +20,7 @@ pub(crate) async fn run(http: SocketAddr, interval: Duration, shutdown: Cancella
         Err(e) => return tracing::warn!(error = %e, "self-scrape off: no HTTP client"),
     };
     let Ok(writer) = RemoteWriteClient::new(format!("http://{http}/api/v1/write")) else { return };
-    let (page_url, instance) = (format!("http://{http}/metrics"), http.to_string());
+    let (page_url, instance) = (format!("http://{http}/metrics"), instance_of(http));
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -49,6 +49,24 @@ pub(crate) async fn run(http: SocketAddr, interval: Duration, shutdown: Cancella
         if let Err(e) = writer.send(body).await {
             tracing::debug!(error = %e, "self-scrape: the write was not taken; the next scrape tries again");
         }
+    }
+}
+
+/// The `instance` label: the address as a scraper would reach it. A node listening on every
+/// interface (`0.0.0.0:9201`, as in containers) is named by its host name instead, so that the
+/// nodes of a cluster do not all label their series alike.
+fn instance_of(http: SocketAddr) -> String {
+    if !http.ip().is_unspecified() {
+        return http.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok());
+    match host {
+        Some(h) => format!("{h}:{}", http.port()),
+        None => http.to_string(),
     }
 }
 
@@ -131,6 +149,13 @@ mod tests {
     fn flat(ts: &v1::TimeSeries) -> String {
         let labels: Vec<String> = ts.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect();
         format!("{} {}", labels.join(","), ts.samples[0].value)
+    }
+
+    #[test]
+    fn a_node_on_every_interface_is_named_by_its_host() {
+        assert_eq!(instance_of("127.0.0.1:9201".parse().unwrap()), "127.0.0.1:9201");
+        let any = instance_of("0.0.0.0:9201".parse().unwrap());
+        assert!(any.ends_with(":9201") && !any.starts_with("0.0.0.0"), "{any}");
     }
 
     #[test]

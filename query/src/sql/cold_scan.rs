@@ -55,13 +55,14 @@ pub(crate) fn scan(
         .lt(Expr::Literal(ScalarValue::TimestampMillisecond(Some(before), Some("UTC".into())), None));
     let straddles = files.iter().any(|f| f.max_time >= before);
     let df_schema = DFSchema::try_from(schema.clone())?;
-    // The boundary only: the query's own filters stay above the table (they are inexact) and
-    // DataFusion's optimizer pushes them into this source itself; given here too, each would
-    // be tested twice per row.
-    let source = ParquetSource::new(schema.clone())
-        .with_enable_page_index(true)
-        .with_pushdown_filters(true)
-        .with_predicate(state.create_physical_expr(boundary.clone(), &df_schema)?);
+    // The query's own filters stay above the table (they are inexact) and DataFusion's
+    // optimizer pushes them into this source itself; given here too, each would be tested
+    // twice per row. The boundary only where a file reaches it: below it every row is cold.
+    let mut source =
+        ParquetSource::new(schema.clone()).with_enable_page_index(true).with_pushdown_filters(true);
+    if straddles {
+        source = source.with_predicate(state.create_physical_expr(boundary.clone(), &df_schema)?);
+    }
     // A group per file, up to the session's partitions: files are read in parallel.
     let groups = state.config().target_partitions().max(1);
     let mut files_of: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups.min(files.len()).max(1)];
