@@ -20,9 +20,16 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== build the collabstream binary and every test (the end-to-end tests run the binary)"
+echo "== build the collabstream binary and every test (the end-to-end tests run the binary), with"
+echo "   clippy's lints as our crates compile (-D warnings)"
+# `cargo clippy` type-checks every dependency a second time: on a new machine that pass took 24
+# of the 47 minutes before the first test (docs/benchmarks.md). With clippy-driver as the
+# workspace's compiler wrapper, our crates are linted while they are built and dependencies are
+# built once. CLIPPY_ARGS is how cargo-clippy hands its flags to clippy-driver.
+# scripts/lint.sh (`make lint`) is the same gate as a separate pass.
+RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
+export RUSTC_WORKSPACE_WRAPPER
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 cargo build --locked --bin collabstream
 cargo test --workspace --all-targets --locked --no-run
 echo "== wait for tansu"
