@@ -15,9 +15,15 @@
 #   duckdb, pyarrow       (PyPI) engines that aren't ours, reading the cold tier's Parquet files
 #   pg8000                (PyPI) a PostgreSQL driver using the extended protocol (tests/tests/sql_catalog.rs)
 #   pyyaml, check-jsonschema, kubernetes-validate  (PyPI) reading and validating deploy/
+#   chromium              Debian's Chromium, headless, for the web UI's browser test
+#   make, curl            the Makefile's workflow (tests/tests/makefile.rs runs it)
+#   nodejs, npm           (when missing) to install ui/'s packages from the npm registry:
+#                         uPlot, the chart library the binary embeds, and playwright-core,
+#                         which drives Chromium in the browser test
 # The Kafka broker of the Kafka tests (tansu, from crates.io) is scripts/install-tansu.sh: its
 # build is long, so scripts/test.sh runs it in the background.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 missing=()
 command -v clang >/dev/null 2>&1 || missing+=(clang)
@@ -27,6 +33,10 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}"
@@ -65,6 +75,13 @@ command -v kubernetes-validate >/dev/null 2>&1 || pypi+=(kubernetes-validate)
 if ((${#pypi[@]})); then
   echo "install-deps: installing ${pypi[*]}"
   python3 -m pip install --quiet --disable-pip-version-check "${pypi[@]}"
+fi
+
+# The web UI's packages (ui/package-lock.json), which the build embeds: again only when the
+# lock file is newer than the install, so that an unchanged UI does not rebuild the server.
+if [ ! -f ui/node_modules/.package-lock.json ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+  echo "install-deps: installing the web UI's packages (npm ci --prefix ui)"
+  npm ci --prefix ui --no-audit --no-fund --loglevel=error
 fi
 
 for component in rustfmt clippy; do

@@ -25,6 +25,7 @@
 mod admin;
 mod archive;
 mod cache_release;
+mod cluster_view;
 mod codec;
 mod core_runtime;
 mod error;
@@ -47,6 +48,7 @@ mod write_queue;
 
 pub use admin::{AdminGrpc, TieringPass, run_tiering};
 pub use archive::ArchiveReader;
+pub use cluster_view::{MemberView, cluster_view};
 pub use collabstream_store::ApplyOutcome;
 pub use error::Error;
 pub use log_storage::LogStorage;

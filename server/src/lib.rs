@@ -20,6 +20,7 @@
 pub mod bench;
 mod cluster_cli;
 pub mod cluster_config;
+mod cluster_http;
 mod config;
 mod error;
 mod http_metrics;
@@ -33,6 +34,7 @@ mod self_scrape;
 mod serve;
 pub mod sql_shell;
 mod tiering;
+mod web_ui;
 
 pub use cluster_cli::{ClusterAction, cluster_command};
 pub use cluster_config::ClusterConfig;

@@ -143,6 +143,8 @@ pub async fn serve(
         .merge(collabstream_query::sql::router(sql.clone()))
         .merge(tiering.clone().router())
         .merge(ops::router(ops))
+        .merge(crate::cluster_http::router(writer.clone()))
+        .merge(crate::web_ui::router())
         .route_layer(axum::middleware::from_fn_with_state(http_metrics, crate::http_metrics::track));
     let http_listener = tokio::net::TcpListener::from_std(listeners.http)?;
     let grpc_listener = tokio::net::TcpListener::from_std(listeners.grpc)?;

@@ -101,14 +101,32 @@ fn grafana_has_a_data_source_for_every_panel_and_they_reach_the_compose_nodes() 
     for file in std::fs::read_dir(repo().join("deploy/grafana/dashboards")).expect("dashboards") {
         let path = file.expect("entry").path();
         let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
-        for panel in dash["panels"].as_array().expect("panels") {
-            for target in panel["targets"].as_array().expect("targets") {
-                let uid = target["datasource"]["uid"].as_str().expect("a data source uid");
-                let source =
-                    by_uid(uid).unwrap_or_else(|| panic!("{}: no data source {uid}", path.display()));
-                assert_eq!(source["type"], target["datasource"]["type"], "{}", path.display());
-                *kinds.entry(uid.to_string()).or_insert(0) += 1;
-            }
+        // Panels name their data source by a variable (`${datasource}`), so that the dashboard
+        // imports into any Grafana; the variable's default is the provisioned data source.
+        let variables = dash["templating"]["list"].as_array().expect("variables");
+        let resolve = |reference: &Value| -> (String, Value) {
+            let uid = reference["uid"].as_str().expect("a data source uid");
+            let name = uid.strip_prefix("${").and_then(|u| u.strip_suffix('}'));
+            let name =
+                name.unwrap_or_else(|| panic!("{}: data source {uid} is not a variable", path.display()));
+            let var = variables
+                .iter()
+                .find(|v| v["name"] == name && v["type"] == "datasource")
+                .unwrap_or_else(|| panic!("{}: no data-source variable {name}", path.display()));
+            assert_eq!(var["query"], reference["type"], "{}: {name} lists another kind", path.display());
+            (var["current"]["value"].as_str().expect("a default").to_string(), reference["type"].clone())
+        };
+        let queried = variables.iter().filter(|v| v["type"] == "query").map(|v| &v["datasource"]);
+        let targets = dash["panels"].as_array().expect("panels").iter().flat_map(|p| {
+            [&p["datasource"]]
+                .into_iter()
+                .chain(p["targets"].as_array().expect("targets").iter().map(|t| &t["datasource"]))
+        });
+        for reference in targets.chain(queried) {
+            let (uid, kind) = resolve(reference);
+            let source = by_uid(&uid).unwrap_or_else(|| panic!("{}: no data source {uid}", path.display()));
+            assert_eq!(source["type"], kind, "{}", path.display());
+            *kinds.entry(uid).or_insert(0) += 1;
         }
     }
     assert!(kinds.get("collabstream-sql").is_some_and(|n| *n >= 1), "no SQL panel: {kinds:?}");
@@ -144,6 +162,14 @@ fn image() -> (BTreeMap<String, String>, Vec<String>) {
     }
     assert!(runtime.contains("\nUSER 10001"), "the runtime image runs as a user without privileges");
     assert!(runtime.contains("HEALTHCHECK") && runtime.contains("/readyz"), "a health check on /readyz");
+    // The build embeds the web UI's chart library (server/build.rs): the build stage must get
+    // the packages ui/package-lock.json pins, not whatever the context holds.
+    let build = joined.split("\nFROM ").find(|s| s.contains(" AS build")).expect("a build stage");
+    assert!(
+        build.contains("COPY --from=ui /ui/node_modules ui/node_modules"),
+        "the build stage gets ui's packages"
+    );
+    assert!(joined.contains("npm ci --prefix /ui"), "ui's packages come from its lock file");
     (env, entrypoint)
 }
 
