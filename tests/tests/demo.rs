@@ -172,6 +172,11 @@ async fn dashboards_return_data(client: &reqwest::Client, http: &str, pg: (&str,
         let mut settings: Vec<Vec<(String, String)>> = vec![Vec::new(), Vec::new()];
         for var in dash["templating"]["list"].as_array().into_iter().flatten() {
             let name = var["name"].as_str().expect("name");
+            // Data-source variables pick where a panel's queries go (deploy_files.rs checks
+            // them); here every query goes to the demo node.
+            if var["type"] == "datasource" {
+                continue;
+            }
             let query = var["query"]["query"].as_str().or(var["query"].as_str()).expect("query");
             let inner =
                 query.strip_prefix("label_values(").and_then(|q| q.strip_suffix(')')).expect("label_values");
