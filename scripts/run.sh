@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# The main job: one node with the embedded defaults (data in ./data, HTTP 127.0.0.1:9201, gRPC
-# 127.0.0.1:9202) fed a demo workload of live meetings and node-exporter series. Ctrl-C stops it.
+# The main job: one node with the embedded defaults (data in ./data, HTTP 127.0.0.1:9201 with the
+# web UI at /ui/, gRPC 127.0.0.1:9202) fed a demo workload of live meetings and node-exporter
+# series. Ctrl-C stops it.
 # Arguments replace the subcommand: `scripts/run.sh server --data-dir /tmp/x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/collabstream-target}"
 [ $# -gt 0 ] || set -- demo
-exec cargo run --release --locked --bin collabstream -- "$@"
+# COLLABSTREAM_BIN runs a binary already built (a release from elsewhere, or the tests' debug one).
+if [ -n "${COLLABSTREAM_BIN:-}" ]; then
+  exec "$COLLABSTREAM_BIN" "$@"
+fi
+# The dev profile (dependencies optimised, ours not) is the one scripts/test.sh builds, so that
+# the tests after the demo reuse its build (RocksDB's C++ and DataFusion once per machine);
+# `collabstream bench` measures, so it gets the release profile. CARGO_PROFILE=release
+# scripts/run.sh builds everything optimised (a second build of every dependency).
+profile=dev
+[ "$1" != bench ] || profile=release
+exec cargo run --locked --profile "${CARGO_PROFILE:-$profile}" --bin collabstream -- "$@"

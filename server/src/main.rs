@@ -372,6 +372,7 @@ async fn demo(mut config: ServerConfig) -> anyhow::Result<()> {
     let samples = producer(Workload::NodeExporter, 1_000);
     println!(
         "collabstream demo: a node with the embedded defaults, fed 50 live meetings and 1,000 node-exporter series.\n\n\
+         web UI:        http://{http}/ui/   (live meetings, a PromQL explorer, the cluster)\n\
          PromQL:        curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=sum by (mode) (rate(node_cpu_seconds_total[1m]))'\n\
          meetings:      curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=topk(5, meeting_active_users)'\n\
          \u{20}              curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=bottomk(5, meeting_health_score)'\n\
@@ -390,6 +391,13 @@ async fn demo(mut config: ServerConfig) -> anyhow::Result<()> {
         pg_host = pg.ip(),
         pg_port = pg.port(),
     );
+    if cfg!(debug_assertions) {
+        // scripts/run.sh shares the tests' dev build; say so before anyone times it.
+        println!(
+            "(an unoptimised build, the one scripts/run.sh and the tests share: for measurements run \
+             CARGO_PROFILE=release scripts/run.sh)"
+        );
+    }
     for (name, task) in [("meetings", meetings), ("node-exporter", samples)] {
         match task.await? {
             Ok(n) => tracing::info!(workload = name, sent = n, "producer stopped"),
