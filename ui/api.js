@@ -83,6 +83,15 @@ export function table(head, rows, num = []) {
   return t;
 }
 
+/** A card with a name and a big value (text, or an element such as a row of badges). */
+export function stat(name, value) {
+  const card = el('div', 'card stat');
+  const v = value instanceof Node ? value : el('div', 'value', value);
+  v.classList.add('value');
+  card.append(el('div', 'muted', name), v);
+  return card;
+}
+
 export function errorBox(e) {
   return el('div', 'error', e instanceof Error ? e.message : String(e));
 }

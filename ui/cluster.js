@@ -2,7 +2,7 @@
 // that member reports them (GET /api/v1/status/cluster asks every member), refreshed every two
 // seconds.
 
-import { api, fmt, el, table, errorBox } from './api.js';
+import { api, fmt, el, table, errorBox, stat } from './api.js';
 
 const REFRESH_MS = 2000;
 
@@ -53,10 +53,4 @@ export function clusterPage(root) {
   refresh();
   const timer = setInterval(refresh, REFRESH_MS);
   return () => clearInterval(timer);
-}
-
-function stat(name, value) {
-  const card = el('div', 'card stat');
-  card.append(el('div', 'muted', name), el('div', 'value', value));
-  return card;
 }

@@ -1,7 +1,7 @@
 // The live meetings view (the origin project's Streamlit dashboard): the meetings pack's
 // series, refreshed every five seconds. A row picks one meeting for the charts.
 
-import { instant, range, fmt, el, table, errorBox } from './api.js';
+import { instant, range, fmt, el, table, errorBox, stat } from './api.js';
 import { drawMatrix } from './chart.js';
 
 const REFRESH_MS = 5000;
@@ -129,14 +129,6 @@ export function meetingsPage(root, params) {
   refresh();
   const timer = setInterval(refresh, REFRESH_MS);
   return () => clearInterval(timer);
-}
-
-function stat(name, value) {
-  const card = el('div', 'card stat');
-  const v = value instanceof Node ? value : el('div', 'value', value);
-  if (value instanceof Node) v.classList.add('value');
-  card.append(el('div', 'muted', name), v);
-  return card;
 }
 
 function healthCounts(status, selected) {

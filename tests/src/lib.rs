@@ -5,6 +5,7 @@
 //! bounded. Not published; depends on nothing but the wire formats, like a real client.
 
 pub mod cluster;
+mod demo;
 mod kafka;
 mod moto;
 mod node;
@@ -17,6 +18,7 @@ mod sasl_relay;
 mod tls;
 
 pub use cluster::TestCluster;
+pub use demo::Demo;
 pub use kafka::{KafkaBroker, KafkaMessage};
 pub use moto::Moto;
 pub use node::{Exported, Node, binary, series_key};

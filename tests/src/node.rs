@@ -200,6 +200,17 @@ impl Node {
             .expect("events export body")
     }
 
+    /// `POST /api/v1/sql` with `statement`: the status and the JSON answer.
+    pub async fn sql(&self, statement: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(self.url("/api/v1/sql"))
+            .json(&serde_json::json!({ "query": statement }))
+            .send()
+            .await
+            .expect("sql");
+        (r.status().as_u16(), r.json().await.expect("JSON"))
+    }
+
     /// The value of an unlabelled series on `/metrics`; NaN when it is not there.
     pub async fn metric(&self, name: &str) -> f64 {
         let body = reqwest::get(self.url("/metrics")).await.expect("metrics").text().await.expect("body");

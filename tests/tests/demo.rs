@@ -6,11 +6,10 @@
 //! `psql` as the PostgreSQL data source would). The "Cluster" dashboard reads the demo's own
 //! metrics, which it scrapes into itself.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use collabstream_tests::{binary, wait_until};
+use collabstream_tests::{Demo, wait_until};
 
 /// The (URL, query) of each banner line that queries a meetings series.
 fn meeting_queries(banner: &[String]) -> Vec<(String, String)> {
@@ -28,33 +27,9 @@ fn meeting_queries(banner: &[String]) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_banners_queries_and_every_dashboard_panel_return_data() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = std::fs::File::create(dir.path().join("demo.log")).expect("log file");
     let started = Instant::now();
-    let mut child = Command::new(binary())
-        .args(["demo", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("demo starts");
-    // The banner, read on a thread (bounded: it ends with the line about Ctrl-C).
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut banner = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let last = line.contains("Ctrl-C");
-            banner.push(line);
-            if last {
-                break;
-            }
-        }
-        let _ = tx.send(banner);
-    });
-    let banner = rx.recv_timeout(Duration::from_secs(60)).expect("the banner is printed");
+    let demo = Demo::start(dir.path()).expect("demo");
+    let banner = demo.banner.clone();
     let queries = meeting_queries(&banner);
     let named: Vec<&str> = queries.iter().map(|(_, q)| q.as_str()).collect();
     for metric in ["meeting_active_users", "meeting_health_score", "meeting_engagement_score"] {
@@ -93,8 +68,7 @@ async fn the_banners_queries_and_every_dashboard_panel_return_data() {
     let pg = (after("-h").expect("psql -h"), after("-p").expect("psql -p"));
     let left = Duration::from_secs(120).saturating_sub(started.elapsed());
     dashboards_return_data(&client, &http, pg, left).await;
-    child.kill().expect("demo stopped");
-    child.wait().expect("demo reaped");
+    drop(demo);
 }
 
 /// Grafana's built-in variables as it sets them for a 5 min range at a 15 s step, with the

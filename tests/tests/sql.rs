@@ -144,16 +144,6 @@ async fn write_history(node: &Node, dir: &Path, start: i64, end: i64) {
     std::fs::write(dir.join("events.jsonl"), events_out).expect("events");
 }
 
-async fn sql(node: &Node, statement: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(node.url("/api/v1/sql"))
-        .json(&json!({ "query": statement }))
-        .send()
-        .await
-        .expect("sql");
-    (r.status().as_u16(), r.json().await.expect("JSON"))
-}
-
 /// Tiering passes until the samples' and events' cold tiers reach `until`.
 async fn tier_until(node: &Node, until: i64) {
     for _ in 0..50 {
@@ -195,8 +185,7 @@ async fn sql_over_both_tiers_agrees_with_duckdb_and_speaks_postgresql() {
     tier_until(&node, half).await;
 
     // The meetings pack's windows have closed up to the last minutes: meeting_metrics has rows.
-    let (status, r) =
-        sql(&node, "SELECT count(*) FROM meeting_metrics WHERE meeting_health IS NOT NULL").await;
+    let (status, r) = node.sql("SELECT count(*) FROM meeting_metrics WHERE meeting_health IS NOT NULL").await;
     assert_eq!(status, 200, "{r}");
     assert!(r["rows"][0][0].as_i64().unwrap_or(0) > 100, "{r}");
 
@@ -223,13 +212,13 @@ async fn sql_over_both_tiers_agrees_with_duckdb_and_speaks_postgresql() {
     let one_meeting = format!(
         "SELECT count(*) FROM events WHERE meeting_id = 'm2' AND timestamp >= TIMESTAMP '{from}' AND timestamp < TIMESTAMP '{to}'"
     );
-    let (status, r) = sql(&node, &format!("EXPLAIN {one_meeting}")).await;
+    let (status, r) = node.sql(&format!("EXPLAIN {one_meeting}")).await;
     assert_eq!(status, 200, "{r}");
     let plan = r["rows"].to_string();
     assert!(plan.contains("DataSourceExec") && plan.contains("meeting_id@3 = m2"), "{plan}");
     assert!(!plan.contains("HotExec"), "a cold hour reads no hot events: {plan}");
     assert_eq!(plan.matches(".parquet").count(), 6, "one hour is six ten-minute blocks: {plan}");
-    let (_, r) = sql(&node, "EXPLAIN SELECT count(*) FROM samples WHERE metric = 'sq_temperature'").await;
+    let (_, r) = node.sql("EXPLAIN SELECT count(*) FROM samples WHERE metric = 'sq_temperature'").await;
     let plan = r["rows"].to_string();
     assert!(
         plan.contains("HotExec: samples from") && plan.contains("metric in [\\\"sq_temperature\\\"]"),
@@ -242,10 +231,10 @@ async fn sql_over_both_tiers_agrees_with_duckdb_and_speaks_postgresql() {
     assert_eq!(predicate.matches("sq_temperature").count(), 1, "{plan}");
     assert!(plan.contains("FilterExec: metric@0 = sq_temperature"), "{plan}");
     // Run: the scan hands up that meeting's events only.
-    let (_, counted) = sql(&node, &one_meeting).await;
+    let (_, counted) = node.sql(&one_meeting).await;
     let expected = counted["rows"][0][0].as_i64().expect("count");
     assert_eq!(expected, 3 * 120, "an hour of one meeting: three events a step: {counted}");
-    let (_, r) = sql(&node, &format!("EXPLAIN ANALYZE {one_meeting}")).await;
+    let (_, r) = node.sql(&format!("EXPLAIN ANALYZE {one_meeting}")).await;
     let analyzed = r["rows"].to_string();
     let scan = analyzed.split("DataSourceExec").nth(1).expect("a scan");
     assert!(scan.contains(&format!("output_rows={expected}")), "{analyzed}");
@@ -259,8 +248,7 @@ async fn sql_over_both_tiers_agrees_with_duckdb_and_speaks_postgresql() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     assert!(!rows.is_empty() && rows.iter().all(|r| r.starts_with('m')), "{text}");
-    let (_, last_hour) = sql(
-        &node,
+    let (_, last_hour) = node.sql(
         &format!(
             "SELECT count(*) FROM (SELECT DISTINCT meeting_id, meeting_health FROM meeting_metrics WHERE window_end >= {})",
             now_ms() - HOUR
@@ -283,29 +271,29 @@ async fn sql_over_both_tiers_agrees_with_duckdb_and_speaks_postgresql() {
     assert_eq!(stdout.trim(), (steps * 10).to_string(), "{stdout}{stderr}");
 
     // HTTP: a bad statement is a 400 with DataFusion's reason; a write is refused.
-    let (status, r) = sql(&node, "SELEC 1").await;
+    let (status, r) = node.sql("SELEC 1").await;
     assert_eq!((status, r["errorType"].as_str()), (400, Some("bad_data")), "{r}");
-    let (status, r) = sql(&node, "INSERT INTO samples VALUES ('m', NULL, 1, now(), 1.0)").await;
+    let (status, r) = node.sql("INSERT INTO samples VALUES ('m', NULL, 1, now(), 1.0)").await;
     assert_eq!(status, 400, "{r}");
     assert!(r["error"].as_str().unwrap_or("").contains("not supported"), "{r}");
-    let (status, r) = sql(&node, "DROP TABLE samples").await;
+    let (status, r) = node.sql("DROP TABLE samples").await;
     assert_eq!(status, 400, "{r}");
     // External tables read only where the configuration allows.
-    let (status, r) = sql(&node, "CREATE EXTERNAL TABLE etc STORED AS CSV LOCATION '/etc/hostname'").await;
+    let (status, r) = node.sql("CREATE EXTERNAL TABLE etc STORED AS CSV LOCATION '/etc/hostname'").await;
     assert_eq!(status, 400, "{r}");
     assert!(r["error"].as_str().unwrap_or("").contains("external_paths"), "{r}");
 
     // The external tables the comparison made are in the catalog, through a SIGKILL and a
     // replay of the log (or the checkpoint that holds them).
     let cohorts = "SELECT cohort, count(*) FROM historical_users GROUP BY 1 ORDER BY 1";
-    let (status, before) = sql(&node, cohorts).await;
+    let (status, before) = node.sql(cohorts).await;
     assert_eq!(status, 200, "{before}");
     let mut node = node;
     node.kill9();
     let data = node.data_dir.clone();
     drop(node);
     let node = Node::start(&data, &["--config", &config(dir.path())]).expect("restart");
-    let (status, after) = sql(&node, cohorts).await;
+    let (status, after) = node.sql(cohorts).await;
     assert_eq!((status, &after["rows"]), (200, &before["rows"]), "{after}");
     // The shell: `\d`, the origin query, and a failing statement for scripts.
     let shell = |args: &[&str]| {
@@ -324,9 +312,9 @@ async fn sql_over_both_tiers_agrees_with_duckdb_and_speaks_postgresql() {
     assert!(text.contains("avg_engagement") && text.contains(" rows; "), "{text}");
     let out = shell(&["-c", "SELEC 1"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("ERROR"), "{out:?}");
-    let (status, r) = sql(&node, "DROP TABLE historical_users").await;
+    let (status, r) = node.sql("DROP TABLE historical_users").await;
     assert_eq!(status, 200, "{r}");
-    let (status, r) = sql(&node, cohorts).await;
+    let (status, r) = node.sql(cohorts).await;
     assert_eq!(status, 400, "{r}");
 }
 

@@ -11,16 +11,6 @@ use collabstream_proto::v1::{self, admin_service_client::AdminServiceClient};
 use collabstream_tests::Node;
 use serde_json::{Value, json};
 
-async fn sql(node: &Node, statement: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(node.url("/api/v1/sql"))
-        .json(&json!({ "query": statement }))
-        .send()
-        .await
-        .expect("sql");
-    (r.status().as_u16(), r.json().await.expect("JSON"))
-}
-
 fn psql(node: &Node, command: &str) -> std::process::Output {
     Command::new("psql")
         .args(["-h", &node.pg.ip().to_string(), "-p", &node.pg.port().to_string(), "-U", "collabstream"])
@@ -83,12 +73,11 @@ async fn external_tables_keep_their_definition_and_fail_alone() {
 
     // A link out of the allowed directory is refused at the front door.
     let (status, r) =
-        sql(&node, &format!("CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '{at}/link/secret.csv'"))
-            .await;
+        node.sql(&format!("CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '{at}/link/secret.csv'")).await;
     assert_eq!(status, 400, "{r}");
     assert!(r["error"].as_str().unwrap_or("").contains("external_paths"), "{r}");
     let (status, r) =
-        sql(&node, &format!("CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '{at}/*/secret.csv'")).await;
+        node.sql(&format!("CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '{at}/*/secret.csv'")).await;
     assert_eq!(status, 400, "{r}");
     assert!(r["error"].as_str().unwrap_or("").contains("through a link"), "{r}");
     // And on every build: a definition committed through the Admin service, past the SQL
@@ -104,7 +93,7 @@ async fn external_tables_keep_their_definition_and_fail_alone() {
     assert!(
         admin.change_sql_table(sneaky("leak", through_link)).await.expect("committed").into_inner().changed
     );
-    let (status, r) = sql(&node, "SELECT * FROM leak").await;
+    let (status, r) = node.sql("SELECT * FROM leak").await;
     assert_eq!(status, 422, "{r}");
     assert!(r["error"].as_str().unwrap_or("").contains("external_paths"), "{r}");
     assert!(!r.to_string().contains("secret\""), "{r}");
@@ -116,38 +105,37 @@ async fn external_tables_keep_their_definition_and_fail_alone() {
         })),
     };
     admin.change_sql_table(not_a_table).await.expect("committed");
-    let (status, r) = sql(&node, "SELECT * FROM copy").await;
+    let (status, r) = node.sql("SELECT * FROM copy").await;
     assert_eq!(status, 422, "{r}");
     assert!(!allowed.join("written.csv").exists(), "the catalog's statement ran");
 
     // A table whose files are gone fails its own statements only.
     let (status, r) =
-        sql(&node, &format!("CREATE EXTERNAL TABLE gone STORED AS CSV LOCATION '{at}/gone.csv'")).await;
+        node.sql(&format!("CREATE EXTERNAL TABLE gone STORED AS CSV LOCATION '{at}/gone.csv'")).await;
     assert_eq!(status, 200, "{r}");
     std::fs::remove_file(allowed.join("gone.csv")).expect("rm");
     // Twice: the second answer is the remembered failure.
     for _ in 0..2 {
-        let (status, r) = sql(&node, "SELECT count(*) FROM gone").await;
+        let (status, r) = node.sql("SELECT count(*) FROM gone").await;
         assert_eq!(status, 422, "{r}");
         assert!(r["error"].as_str().unwrap_or("").contains("gone cannot be read"), "{r}");
     }
-    let (status, r) = sql(&node, "SELECT count(*) FROM semi").await;
+    let (status, r) = node.sql("SELECT count(*) FROM semi").await;
     assert_eq!((status, &r["rows"]), (200, &json!([[3]])), "{r}");
-    let (status, r) = sql(&node, "SHOW TABLES").await;
+    let (status, r) = node.sql("SHOW TABLES").await;
     assert_eq!(status, 200, "{r}");
     for name in ["samples", "semi", "gone", "leak"] {
         assert!(r["rows"].to_string().contains(&format!("\"{name}\"")), "{name} listed: {r}");
     }
     // It can be replaced (its old files are not read for that), then dropped.
-    let (status, r) = sql(
-        &node,
+    let (status, r) = node.sql(
         &format!("CREATE OR REPLACE EXTERNAL TABLE gone STORED AS CSV LOCATION '{at}/semi.csv' OPTIONS ('format.delimiter' ';')"),
     )
     .await;
     assert_eq!(status, 200, "{r}");
-    let (status, r) = sql(&node, "SELECT count(*) FROM gone").await;
+    let (status, r) = node.sql("SELECT count(*) FROM gone").await;
     assert_eq!((status, &r["rows"]), (200, &json!([[3]])), "{r}");
-    let (status, r) = sql(&node, "DROP TABLE gone").await;
+    let (status, r) = node.sql("DROP TABLE gone").await;
     assert_eq!(status, 200, "{r}");
 
     // One namespace: a rule may not take an external table's name, nor a table a rule's.
@@ -158,10 +146,10 @@ async fn external_tables_keep_their_definition_and_fail_alone() {
     let (status, body): (u16, Value) = (r.status().as_u16(), r.json().await.expect("JSON"));
     assert!((400..500).contains(&status), "{body}");
     assert!(body["error"].as_str().unwrap_or("").contains("DROP TABLE semi"), "{body}");
-    let (status, r) =
-        sql(&node, &format!("CREATE EXTERNAL TABLE meeting_health STORED AS CSV LOCATION '{at}/semi.csv'"))
-            .await;
+    let (status, r) = node
+        .sql(&format!("CREATE EXTERNAL TABLE meeting_health STORED AS CSV LOCATION '{at}/semi.csv'"))
+        .await;
     assert_eq!(status, 400, "{r}");
-    let (status, r) = sql(&node, "SELECT count(*) FROM semi").await;
+    let (status, r) = node.sql("SELECT count(*) FROM semi").await;
     assert_eq!((status, &r["rows"]), (200, &json!([[3]])), "{r}");
 }

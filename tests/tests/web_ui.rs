@@ -5,22 +5,11 @@
 //! the stopped member unreachable. Screenshots are kept in
 //! `$CARGO_TARGET_DIR/ui-screenshots/` (or `target/ui-screenshots/`).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use collabstream_tests::{TestCluster, binary, wait_until};
-
-/// Stops the demo by its pid however the test ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use collabstream_tests::{Demo, TestCluster, wait_until};
 
 fn screenshots() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -52,30 +41,12 @@ fn browse(base: &str, shots: &std::path::Path, pages: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_loads_without_errors_and_shows_the_demos_data() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = std::fs::File::create(dir.path().join("demo.log")).expect("log file");
-    let mut child = Command::new(binary())
-        .args(["demo", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("demo starts");
-    let stdout = child.stdout.take().expect("piped");
-    let demo = Running(child);
-    // The banner names the UI's address (read on a thread: bounded by the 60 s below).
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("web UI:").and_then(|r| r.split_whitespace().next()) {
-                let _ = tx.send(url.to_string());
-                break;
-            }
-        }
-    });
-    let ui = rx.recv_timeout(Duration::from_secs(60)).expect("the banner names the web UI");
+    let demo = Demo::start(dir.path()).expect("demo");
+    let ui = demo
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("web UI:").and_then(|r| r.split_whitespace().next()))
+        .expect("the banner names the web UI");
     let base = ui.trim_end_matches('/').trim_end_matches("/ui").to_string();
     let client = reqwest::Client::new();
     // The root and the UI's own files answer; an unknown one is a 404.
@@ -98,8 +69,7 @@ async fn every_page_loads_without_errors_and_shows_the_demos_data() {
         body["data"]["result"].as_array().filter(|r| !r.is_empty()).map(|_| ())
     })
     .await;
-    let log = || std::fs::read_to_string(dir.path().join("demo.log")).unwrap_or_default();
-    assert!(meetings.is_some(), "the demo's meetings never reported; its log:\n{}", log());
+    assert!(meetings.is_some(), "the demo's meetings never reported; its log:\n{}", demo.log());
     let shots = screenshots().join("demo");
     browse(&base, &shots, &["meetings", "query", "cluster:1"]);
     drop(demo);
