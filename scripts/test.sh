@@ -30,6 +30,15 @@ echo "   clippy's lints as our crates compile (-D warnings)"
 RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
 export RUSTC_WORKSPACE_WRAPPER
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+# That protocol is cargo-clippy's own, not a promise: check that a lint still fails the build.
+canary="$(mktemp -d)"
+echo 'pub fn f(v: &[u8]) -> bool { v.len() == 0 }' >"$canary/lib.rs"
+if "$RUSTC_WORKSPACE_WRAPPER" rustc --edition 2021 --crate-type lib --emit=metadata \
+  -o "$canary/lib.rmeta" "$canary/lib.rs" >/dev/null 2>&1; then
+  echo "clippy-driver no longer takes -D warnings through CLIPPY_ARGS: lint with scripts/lint.sh" >&2
+  exit 1
+fi
+rm -rf "$canary"
 cargo build --locked --bin collabstream
 cargo test --workspace --all-targets --locked --no-run
 echo "== wait for tansu"
