@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::node::binary;
+use crate::node::{LOOPBACK, binary};
 
 /// A running demo. Dropping it kills the process (SIGKILL) by pid.
 #[derive(Debug)]
@@ -26,14 +26,7 @@ impl Demo {
         let mut child = Command::new(binary())
             .args(["demo", "--data-dir"])
             .arg(dir.join("data"))
-            .args([
-                "--http-listen",
-                "127.0.0.1:0",
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--pg-listen",
-                "127.0.0.1:0",
-            ])
+            .args(LOOPBACK)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+/// Flags that bind every listener of a node on a loopback port the kernel picks (the start-up
+/// line says which).
+pub(crate) const LOOPBACK: [&str; 6] =
+    ["--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0"];
+
 /// The `collabstream` binary: `$COLLABSTREAM_BIN`, or the one cargo built next to this test.
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("COLLABSTREAM_BIN") {
@@ -46,14 +51,7 @@ impl Node {
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
-            .args([
-                "--http-listen",
-                "127.0.0.1:0",
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--pg-listen",
-                "127.0.0.1:0",
-            ])
+            .args(LOOPBACK)
             .args(extra_args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
