@@ -13,7 +13,8 @@ if [ -n "${COLLABSTREAM_BIN:-}" ]; then
   exec "$COLLABSTREAM_BIN" "$@"
 fi
 # The dev profile (dependencies optimised, ours not) is the one scripts/test.sh builds, so that
-# the tests after the demo reuse its build (RocksDB's C++ and DataFusion once per machine);
+# the tests after the demo can reuse its dependencies (RocksDB's C++, DataFusion); test.sh
+# compiles our own crates again, linted (how many minutes that saves is not measured yet);
 # `collabstream bench` measures, so it gets the release profile. CARGO_PROFILE=release
 # scripts/run.sh builds everything optimised (a second build of every dependency).
 profile=dev
