@@ -370,7 +370,7 @@ async fn demo(mut config: ServerConfig) -> anyhow::Result<()> {
     };
     let meetings = producer(Workload::Meetings, 50);
     let samples = producer(Workload::NodeExporter, 1_000);
-    println!(
+    let mut banner = format!(
         "collabstream demo: a node with the embedded defaults, fed 50 live meetings and 1,000 node-exporter series.\n\n\
          web UI:        http://{http}/ui/   (live meetings, a PromQL explorer, the cluster)\n\
          PromQL:        curl -s 'http://{http}/api/v1/query' --data-urlencode 'query=sum by (mode) (rate(node_cpu_seconds_total[1m]))'\n\
@@ -386,17 +386,27 @@ async fn demo(mut config: ServerConfig) -> anyhow::Result<()> {
          raw samples:   curl -s 'http://{http}/api/v1/export' -G --data-urlencode 'match[]=node_load1'\n\
          raw events:    curl -s 'http://{http}/api/v1/events/export?limit=20'\n\
          self-metrics:  curl -s http://{http}/metrics\n\
-         remote write:  http://{http}/api/v1/write    gRPC ingest: {grpc}\n\n\
-         Ctrl-C stops it (nothing acknowledged is lost).",
+         remote write:  http://{http}/api/v1/write    gRPC ingest: {grpc}\n\n",
         pg_host = pg.ip(),
         pg_port = pg.port(),
     );
     if cfg!(debug_assertions) {
         // scripts/run.sh shares the tests' dev build; say so before anyone times it.
-        println!(
+        banner.push_str(
             "(an unoptimised build, the one scripts/run.sh and the tests share: for measurements run \
-             CARGO_PROFILE=release scripts/run.sh)"
+             CARGO_PROFILE=release scripts/run.sh)\n",
         );
+    }
+    // The Ctrl-C line ends the banner (tests/src/demo.rs reads up to it). One write, and a
+    // closed stdout (a reader that went away) is not a reason to stop a node that is serving:
+    // println! would panic on EPIPE.
+    banner.push_str("Ctrl-C stops it (nothing acknowledged is lost).\n");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+            tracing::warn!(error = %e, "cannot print the banner; the node keeps serving");
+        }
     }
     for (name, task) in [("meetings", meetings), ("node-exporter", samples)] {
         match task.await? {

@@ -33,12 +33,15 @@ impl Demo {
             .stderr(Stdio::from(log))
             .spawn()
             .context("the demo does not start")?;
-        // The banner, read on a thread (it ends with the line about Ctrl-C).
+        // The banner, read on a thread (it ends with the line about Ctrl-C). The thread then
+        // keeps draining stdout until the demo exits: closing the pipe early would make any
+        // later write of the demo's fail with EPIPE.
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
             let mut banner = Vec::new();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in lines.by_ref() {
                 let last = line.contains("Ctrl-C");
                 banner.push(line);
                 if last {
@@ -46,6 +49,7 @@ impl Demo {
                 }
             }
             let _ = tx.send(banner);
+            lines.for_each(drop);
         });
         let mut demo = Demo { child, banner: Vec::new(), log_path };
         match rx.recv_timeout(Duration::from_secs(60)) {

@@ -6,10 +6,10 @@
 //! `psql` as the PostgreSQL data source would). The "Cluster" dashboard reads the demo's own
 //! metrics, which it scrapes into itself.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use collabstream_tests::{Demo, wait_until};
+use collabstream_tests::{Demo, binary, free_port, wait_until};
 
 /// The (URL, query) of each banner line that queries a meetings series.
 fn meeting_queries(banner: &[String]) -> Vec<(String, String)> {
@@ -69,6 +69,38 @@ async fn the_banners_queries_and_every_dashboard_panel_return_data() {
     let left = Duration::from_secs(120).saturating_sub(started.elapsed());
     dashboards_return_data(&client, &http, pg, left).await;
     drop(demo);
+}
+
+/// A demo whose stdout reader went away (a closed pipe, `| head`) keeps serving: printing its
+/// banner into the closed pipe once killed it (EPIPE panics `println!`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_whose_stdout_is_closed_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = format!("127.0.0.1:{}", free_port().expect("a port"));
+    let mut child = Command::new(binary())
+        .args(["demo", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--http-listen", &http, "--grpc-listen", "127.0.0.1:0", "--pg-listen", "127.0.0.1:0"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the demo starts");
+    drop(child.stdout.take());
+    let client = reqwest::Client::new();
+    let ready = wait_until(Duration::from_secs(60), || async {
+        let r = client.get(format!("http://{http}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    // By now the banner is written (it follows the bind); give a panic time to land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let exited = child.try_wait().expect("try_wait");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready.is_some(), "the demo never became ready");
+    assert!(exited.is_none(), "the demo exited with its stdout closed: {exited:?}");
 }
 
 /// Grafana's built-in variables as it sets them for a 5 min range at a 15 s step, with the
