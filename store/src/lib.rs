@@ -42,6 +42,7 @@ mod matcher;
 mod merged_read;
 mod open_chunk;
 mod read;
+mod series_chunks;
 mod series_codec;
 mod series_cursor;
 mod store_cold;

@@ -5,19 +5,22 @@
 //! Consistency, the rule `select` has always kept: a series' head is copied before the RocksDB
 //! iterator its chunks are read with is created. A chunk cut from the head (or merged) in
 //! between is then seen twice and merged, never missed. Heads are copied a batch of series at
-//! a time, each batch with a fresh iterator, so a long cursor does not copy every head first.
+//! a time, so a long cursor does not copy every head first; each series gets its own iterator,
+//! bounded to its keys (see `series_chunks`), when its turn comes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use collabstream_common::TimeRange;
+
 use rocksdb::DBRawIteratorWithThreadMode;
 
-use crate::db::{CF_CHUNKS, Rocks};
+use crate::db::Rocks;
 use crate::error::{Error, Result};
 use crate::head::{Run, SeriesEntry, merge_sorted};
 use crate::read::{SeriesCursor, SeriesData};
-use crate::store::{Store, cf};
+use crate::series_chunks::series_chunks;
+use crate::store::Store;
 use crate::store_cold::ColdPin;
 use crate::{chunk, keys};
 
@@ -34,16 +37,16 @@ pub struct HotCursor<'a> {
     /// Series of the current batch with their head samples (open chunk and out-of-order ones,
     /// merged), not started yet.
     batch: VecDeque<(Arc<SeriesEntry>, Run)>,
-    /// Created after the current batch's heads were copied.
-    chunks: Option<DBRawIteratorWithThreadMode<'a, Rocks>>,
-    current: Option<Current>,
+    current: Option<Current<'a>>,
     /// Keeps the hot data from the cold boundary it reads from until it is dropped.
     _pin: Option<ColdPin<'a>>,
 }
 
 /// The series being read.
-struct Current {
+struct Current<'a> {
     entry: Arc<SeriesEntry>,
+    /// Its chunks in the range, created after its head was copied.
+    chunks: DBRawIteratorWithThreadMode<'a, Rocks>,
     head: Run,
     /// Head samples before this were sent.
     head_at: usize,
@@ -71,46 +74,34 @@ impl<'a> HotCursor<'a> {
         pin: Option<ColdPin<'a>>,
     ) -> Self {
         let entries = if range.start > range.end { Vec::new() } else { entries };
-        Self {
-            store,
-            range,
-            entries: entries.into_iter(),
-            batch: VecDeque::new(),
-            chunks: None,
-            current: None,
-            _pin: pin,
-        }
+        Self { store, range, entries: entries.into_iter(), batch: VecDeque::new(), current: None, _pin: pin }
     }
 
-    /// Copies the next batch's heads, then makes the iterator their chunks are read with.
+    /// Copies the next batch's heads.
     fn next_batch(&mut self) -> bool {
         for e in self.entries.by_ref().take(BATCH) {
             let (ooo, open) = e.head.lock().read(self.range);
             let head = if ooo.is_empty() { open } else { merge_sorted(&open, &ooo) };
             self.batch.push_back((e, head));
         }
-        if self.batch.is_empty() {
-            return false;
-        }
-        self.chunks = Some(self.store.db.raw_iterator_cf(cf(&self.store.db, CF_CHUNKS)));
-        true
+        !self.batch.is_empty()
     }
 
     /// The current series' next part: `None` once it has been sent whole.
     fn read_part(&mut self) -> Result<Option<Run>> {
         let range = self.range;
-        let (Some(cur), Some(it)) = (self.current.as_mut(), self.chunks.as_mut()) else {
+        let Some(cur) = self.current.as_mut() else {
             return Ok(None);
         };
         if cur.chunks_done {
             return Ok(None);
         }
-        let id = cur.entry.id;
+        let (id, it) = (cur.entry.id, &mut cur.chunks);
         match cur.resume {
             // The chunk that starts at or before the range's start may reach into it.
             None => {
                 it.seek_for_prev(keys::chunk_key(id, range.start));
-                if !it.valid() || it.key().and_then(keys::parse_chunk_key).is_none_or(|(s, _)| s != id) {
+                if !it.valid() {
                     it.seek(keys::chunk_key(id, range.start));
                 }
             }
@@ -118,10 +109,8 @@ impl<'a> HotCursor<'a> {
         }
         let mut stored = Vec::new();
         let mut full = false;
-        while let Some((sid, start)) = it.key().and_then(keys::parse_chunk_key) {
-            if sid != id || start > range.end {
-                break;
-            }
+        // The iterator's bounds end at the series' last chunk starting in the range.
+        while let Some((_, start)) = it.key().and_then(keys::parse_chunk_key) {
             let value = it.value().ok_or(Error::Corrupt { what: "chunk" })?;
             stored.extend(chunk::decode(start, value)?.into_iter().filter(|s| range.contains(s.0)));
             it.next();
@@ -155,7 +144,9 @@ impl SeriesCursor for HotCursor<'_> {
                     return Ok(None);
                 }
                 let (entry, head) = self.batch.pop_front().expect("a batch has series");
-                self.current = Some(Current { entry, head, head_at: 0, resume: None, chunks_done: false });
+                let chunks = series_chunks(&self.store.db, entry.id, self.range.end.checked_add(1));
+                self.current =
+                    Some(Current { entry, chunks, head, head_at: 0, resume: None, chunks_done: false });
             }
             match self.read_part()? {
                 Some(samples) if !samples.is_empty() => {

@@ -13,6 +13,7 @@ use collabstream_common::SeriesId;
 use crate::db::{CF_AGG, CF_CHUNKS, CF_DEDUP, CF_HEADS, CF_META, DATA_CFS};
 use crate::error::Result;
 use crate::head::{HeadLimits, HeadWritten, SeriesEntry, merge_sorted};
+use crate::series_chunks::series_chunks;
 use crate::store::{
     META_APPLIED, META_COLD, META_NEXT_SERIES, META_SETTINGS, META_SM, META_SOURCES, META_SQL_TABLES, Store,
     WriterState, cf, no_wal,
@@ -247,13 +248,15 @@ impl Store {
         let cf_chunks = cf(&self.db, CF_CHUNKS);
         let block = |t: i64| t.div_euclid(limits.block_ms);
         let mut groups: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
-        let mut it = self.db.raw_iterator_cf(cf_chunks);
+        // Bounded to the series: a seek back from its first chunk would otherwise walk every
+        // tombstone before it (see `series_chunks`).
+        let mut it = series_chunks(&self.db, id, None);
         for (ts, v) in ooo {
             it.seek_for_prev(keys::chunk_key(id, ts));
             let stored = it
                 .key()
                 .and_then(keys::parse_chunk_key)
-                .filter(|(sid, start)| *sid == id && block(*start) == block(ts))
+                .filter(|(_, start)| block(*start) == block(ts))
                 .map(|(_, start)| start);
             let pending = groups.range(..=ts).next_back().map(|(s, _)| *s).filter(|s| block(*s) == block(ts));
             let start = match (stored, pending) {

@@ -23,6 +23,7 @@ use crate::error::Result;
 use crate::event_blocks::StoredEvent;
 use crate::head::SeriesEntry;
 use crate::keys;
+use crate::series_chunks::series_chunks;
 use crate::store::{Store, WriterState, cf, no_wal};
 use crate::store_apply::ApplyOutcome;
 
@@ -142,19 +143,19 @@ impl Store {
     pub fn oldest_hot_sample(&self) -> Result<Option<i64>> {
         let from = self.cold_until();
         let entries = self.entries();
-        let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_CHUNKS));
         let mut oldest: Option<i64> = None;
         for e in entries {
             let head = e.head.lock().first_from(from);
             // Chunks never cross a block boundary, and the cold boundary is one: the first
             // chunk starting at or after it is the series' oldest hot one.
+            let mut it = series_chunks(&self.db, e.id, None);
             it.seek(keys::chunk_key(e.id, from));
-            let stored = it.key().and_then(keys::parse_chunk_key).filter(|(s, _)| *s == e.id).map(|(_, t)| t);
+            let stored = it.key().and_then(keys::parse_chunk_key).map(|(_, t)| t);
+            it.status()?;
             for t in head.into_iter().chain(stored) {
                 oldest = Some(oldest.map_or(t, |o| o.min(t)));
             }
         }
-        it.status()?;
         Ok(oldest)
     }
 
@@ -198,26 +199,24 @@ impl Store {
             }
         }
         let cf_chunks = cf(&self.db, CF_CHUNKS);
-        let mut it = self.db.raw_iterator_cf(cf_chunks);
         let mut deletes = rocksdb::WriteBatch::default();
         for e in &entries {
-            it.seek(keys::chunk_key(e.id, i64::MIN));
-            while let Some((id, start)) = it.key().and_then(keys::parse_chunk_key) {
-                if id != e.id || start >= until {
-                    break;
-                }
-                deletes.delete_cf(cf_chunks, keys::chunk_key(id, start));
+            // Bounded to the chunks to drop: an unbounded seek would walk the tombstones earlier
+            // passes left in the series after it (see `series_chunks`).
+            let mut it = series_chunks(&self.db, e.id, Some(until));
+            it.seek_to_first();
+            while let Some(key) = it.key() {
+                deletes.delete_cf(cf_chunks, key);
                 dropped.chunks += 1;
                 it.next();
             }
+            it.status()?;
             if deletes.len() >= 10_000 {
                 // Not logged: lost in a crash, they are made again after the restart.
                 self.write("dropping cold chunks", &deletes, &no_wal())?;
                 deletes = rocksdb::WriteBatch::default();
             }
         }
-        it.status()?;
-        drop(it);
         self.write("dropping cold chunks", &deletes, &no_wal())?;
         if dropped.chunks + dropped.head_samples > 0 {
             tracing::info!(

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use collabstream_common::{Labels, SeriesId, TimeRange};
 use collabstream_proto::v1;
 
-use crate::db::CF_CHUNKS;
 use crate::error::Result;
 use crate::head::SeriesEntry;
 use crate::keys;
 use crate::matcher::Matcher;
 use crate::read::{SeriesData, whole_series};
+use crate::series_chunks::series_chunks;
 use crate::series_cursor::HotCursor;
-use crate::store::{Store, cf};
+use crate::store::Store;
 
 impl Store {
     /// The series matching every matcher, with their samples in `range`, whole and sorted by
@@ -116,23 +116,20 @@ impl Store {
         };
         let block_ms = self.settings.read().limits().block_ms;
         let first_block = range.start.div_euclid(block_ms).saturating_mul(block_ms);
-        let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_CHUNKS));
         let mut out = Vec::new();
         for e in entries {
             if e.head.lock().overlaps(range) {
                 out.push(e.id);
                 continue;
             }
+            // Bounded to the series' chunks starting in the range (see `series_chunks`).
+            let mut it = series_chunks(&self.db, e.id, range.end.checked_add(1));
             it.seek(keys::chunk_key(e.id, first_block));
-            if it
-                .key()
-                .and_then(keys::parse_chunk_key)
-                .is_some_and(|(s, start)| s == e.id && start <= range.end)
-            {
+            if it.valid() {
                 out.push(e.id);
             }
+            it.status()?;
         }
-        it.status()?;
         Ok(Some(out))
     }
 

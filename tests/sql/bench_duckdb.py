@@ -13,6 +13,7 @@ import json
 import statistics
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import duckdb
@@ -29,8 +30,11 @@ def ours(sql, arrow=False):
         data=json.dumps({"query": sql}).encode(),
         headers={"Content-Type": "application/json", "Accept": "application/vnd.apache.arrow.stream" if arrow else "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=600) as r:
-        body = r.read()
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:
+            body = r.read()
+    except urllib.error.HTTPError as e:
+        sys.exit(f"{sql}: HTTP {e.code}: {e.read().decode(errors='replace')}")
     return pa.ipc.open_stream(body).read_all() if arrow else json.loads(body)["rows"]
 
 
