@@ -1,6 +1,7 @@
 //! A scan of the cold tier's Parquet files as DataFusion reads any Parquet: row groups and
 //! pages pruned by the query's filters (statistics and the page index; the optimizer pushes
-//! them into the scan), rows filtered while decoding, files read in parallel. Only the files the manifest names are read (never a
+//! them into the scan), rows filtered while decoding when a filter names more than the time
+//! column, files read in parallel. Only the files the manifest names are read (never a
 //! listing of the bucket, which may hold orphans of an interrupted pass), and only rows before
 //! the boundary the hot store answers from.
 
@@ -37,8 +38,18 @@ pub(crate) struct Boundary<'a> {
     pub at: i64,
 }
 
+/// Whether the query's `filters` are worth testing row by row while the files decode: only if
+/// one names a column other than `time_column`. A time range alone is served by pruning row
+/// groups and pages on their statistics; what is left of it is a filter above the scan, on
+/// decoded batches, which costs less than deciding each row before its other columns decode
+/// (measured in docs/benchmarks.md, "SQL aggregates against DuckDB").
+pub(crate) fn selective(filters: &[Expr], time_column: &str) -> bool {
+    filters.iter().any(|f| f.column_refs().iter().any(|c| c.name != time_column))
+}
+
 /// A scan of `files` (all of one table, `schema`), wanting `projection` of its columns and the
-/// rows before `boundary`; `None` without files.
+/// rows before `boundary`, deciding rows while decoding if `row_filter` (see [`selective`]);
+/// `None` without files.
 pub(crate) fn scan(
     state: &dyn Session,
     schema: &SchemaRef,
@@ -46,6 +57,7 @@ pub(crate) fn scan(
     projection: Option<&Vec<usize>>,
     boundary: Boundary<'_>,
     limit: Option<usize>,
+    row_filter: bool,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     if files.is_empty() {
         return Ok(None);
@@ -59,7 +71,7 @@ pub(crate) fn scan(
     // optimizer pushes them into this source itself; given here too, each would be tested
     // twice per row. The boundary only where a file reaches it: below it every row is cold.
     let mut source =
-        ParquetSource::new(schema.clone()).with_enable_page_index(true).with_pushdown_filters(true);
+        ParquetSource::new(schema.clone()).with_enable_page_index(true).with_pushdown_filters(row_filter);
     if straddles {
         source = source.with_predicate(state.create_physical_expr(boundary.clone(), &df_schema)?);
     }
@@ -87,4 +99,20 @@ pub(crate) fn scan(
     let filter = state.create_physical_expr(boundary, &df_schema)?;
     let filtered = FilterExecBuilder::new(filter, scan).apply_projection(projection.cloned())?.build()?;
     Ok(Some(Arc::new(filtered)))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{col, lit};
+
+    use super::selective;
+
+    #[test]
+    fn only_a_filter_naming_more_than_time_is_decided_while_decoding() {
+        let time = col("timestamp").gt_eq(lit(5i64)).and(col("timestamp").lt(lit(9i64)));
+        assert!(!selective(&[], "timestamp"));
+        assert!(!selective(std::slice::from_ref(&time), "timestamp"));
+        assert!(selective(&[time.clone(), col("metric").eq(lit("up"))], "timestamp"));
+        assert!(selective(&[time.or(col("value").gt(lit(1.0)))], "timestamp"));
+    }
 }

@@ -61,6 +61,7 @@ impl TableScan for EventsTable {
             projection,
             Boundary { column: "timestamp", at: boundary },
             limit,
+            cold_scan::selective(filters, "timestamp"),
         )?;
         let hot = if range.end >= boundary && meetings.as_ref().is_none_or(|m| !m.is_empty()) {
             let what = format!("events from {boundary}, {}", push.describe());

@@ -81,6 +81,7 @@ impl TableScan for SamplesTable {
             projection,
             Boundary { column: "timestamp", at: boundary },
             limit,
+            cold_scan::selective(filters, "timestamp"),
         )?;
         let hot = if range.end >= boundary && metrics.as_ref().is_none_or(|m| !m.is_empty()) {
             let what = format!("samples from {boundary}, {}", push.describe());
