@@ -12,7 +12,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use collabstream_common::TimeRange;
-
 use rocksdb::DBRawIteratorWithThreadMode;
 
 use crate::db::Rocks;
