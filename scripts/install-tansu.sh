@@ -10,6 +10,8 @@ if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$version"; then
   echo "install-tansu: tansu $version present"
   exit 0
 fi
+# --check: only say whether it is present (exit 1 when not).
+[ "${1:-}" != --check ] || exit 1
 echo "install-tansu: building tansu $version (cargo install; 15-25 minutes)"
 # A build directory of its own that survives an interrupted install, so a rerun resumes.
 CARGO_TARGET_DIR="${TANSU_BUILD_DIR:-$HOME/.cache/tansu-build}" \

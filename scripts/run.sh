@@ -19,4 +19,16 @@ fi
 # scripts/run.sh builds everything optimised (a second build of every dependency).
 profile=dev
 [ "$1" != bench ] || profile=release
+cargo build --locked --profile "${CARGO_PROFILE:-$profile}" --bin collabstream
+# tansu (the Kafka tests' broker) takes 15-25 minutes to build on a new machine, and
+# scripts/test.sh waits for it before its first test. A newcomer runs this script first: once
+# our build is done, tansu builds beside the demo at the lowest priority, so that test.sh finds
+# it (or joins the build in progress; cargo's lock makes the second install wait and then reuse
+# it). COLLABSTREAM_NO_TANSU=1 skips it.
+if [ -z "${COLLABSTREAM_NO_TANSU:-}" ] && ! scripts/install-tansu.sh --check >/dev/null 2>&1; then
+  tansu_log="${XDG_CACHE_HOME:-$HOME/.cache}/collabstream-install-tansu.log"
+  mkdir -p "$(dirname "$tansu_log")"
+  echo "run.sh: building tansu for scripts/test.sh in the background at low priority (log: $tansu_log; COLLABSTREAM_NO_TANSU=1 skips it)" >&2
+  setsid nice -n 19 scripts/install-tansu.sh >"$tansu_log" 2>&1 </dev/null &
+fi
 exec cargo run --locked --profile "${CARGO_PROFILE:-$profile}" --bin collabstream -- "$@"
