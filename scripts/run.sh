@@ -23,8 +23,9 @@ cargo build --locked --profile "${CARGO_PROFILE:-$profile}" --bin collabstream
 # tansu (the Kafka tests' broker) takes 15-25 minutes to build on a new machine, and
 # scripts/test.sh waits for it before its first test. A newcomer runs this script first: once
 # our build is done, tansu builds beside the demo at the lowest priority, so that test.sh finds
-# it (or joins the build in progress; cargo's lock makes the second install wait and then reuse
-# it). COLLABSTREAM_NO_TANSU=1 skips it.
+# it built. Should test.sh start while it still builds, its install uses the same build
+# directory; I expect cargo's lock on it to make that one wait and reuse the build (not tried).
+# COLLABSTREAM_NO_TANSU=1 skips it.
 if [ -z "${COLLABSTREAM_NO_TANSU:-}" ] && ! scripts/install-tansu.sh --check >/dev/null 2>&1; then
   tansu_log="${XDG_CACHE_HOME:-$HOME/.cache}/collabstream-install-tansu.log"
   mkdir -p "$(dirname "$tansu_log")"
