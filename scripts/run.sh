@@ -25,8 +25,9 @@ cargo build --locked --profile "${CARGO_PROFILE:-$profile}" --bin collabstream
 # our build is done, tansu builds beside the demo at the lowest priority, so that test.sh finds
 # it built. Should test.sh start while it still builds, its install uses the same build
 # directory; I expect cargo's lock on it to make that one wait and reuse the build (not tried).
-# COLLABSTREAM_NO_TANSU=1 skips it.
-if [ -z "${COLLABSTREAM_NO_TANSU:-}" ] && ! scripts/install-tansu.sh --check >/dev/null 2>&1; then
+# COLLABSTREAM_NO_TANSU=1 skips it; so does any subcommand but the demo (a bench must not share
+# the machine with a compiler).
+if [ "$1" = demo ] && [ -z "${COLLABSTREAM_NO_TANSU:-}" ] && ! scripts/install-tansu.sh --check >/dev/null 2>&1; then
   tansu_log="${XDG_CACHE_HOME:-$HOME/.cache}/collabstream-install-tansu.log"
   mkdir -p "$(dirname "$tansu_log")"
   echo "run.sh: building tansu for scripts/test.sh in the background at low priority (log: $tansu_log; COLLABSTREAM_NO_TANSU=1 skips it)" >&2
