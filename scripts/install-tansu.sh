@@ -6,14 +6,29 @@ set -euo pipefail
 
 version=0.6.0
 bin="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
-if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$version"; then
+build_dir="${TANSU_BUILD_DIR:-$HOME/.cache/tansu-build}"
+present() { [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$version"; }
+if present; then
   echo "install-tansu: tansu $version present"
   exit 0
 fi
 # --check: only say whether it is present (exit 1 when not).
 [ "${1:-}" != --check ] || exit 1
+# One install at a time: scripts/run.sh starts one in the background, and scripts/test.sh may
+# start its own before that one is done. Two `cargo install`s into one build directory do not
+# share the build: the second failed copying the binary the first had just installed (seen on
+# a new machine). The second waits here for the first, then finds tansu present.
+mkdir -p "$build_dir"
+exec 9>"$build_dir/.install-tansu.lock"
+if ! flock -n 9; then
+  echo "install-tansu: another install is building tansu; waiting for it"
+  flock 9
+fi
+if present; then
+  echo "install-tansu: tansu $version present (installed while this one waited)"
+  exit 0
+fi
 echo "install-tansu: building tansu $version (cargo install; 15-25 minutes)"
 # A build directory of its own that survives an interrupted install, so a rerun resumes.
-CARGO_TARGET_DIR="${TANSU_BUILD_DIR:-$HOME/.cache/tansu-build}" \
-  cargo install tansu --version "$version" --locked --features dynostore --quiet
+CARGO_TARGET_DIR="$build_dir" cargo install tansu --version "$version" --locked --features dynostore --quiet
 echo "install-tansu: ok"

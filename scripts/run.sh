@@ -23,8 +23,9 @@ cargo build --locked --profile "${CARGO_PROFILE:-$profile}" --bin collabstream
 # tansu (the Kafka tests' broker) takes 15-25 minutes to build on a new machine, and
 # scripts/test.sh waits for it before its first test. A newcomer runs this script first: once
 # our build is done, tansu builds beside the demo at the lowest priority, so that test.sh finds
-# it built. Should test.sh start while it still builds, its install uses the same build
-# directory; I expect cargo's lock on it to make that one wait and reuse the build (not tried).
+# it built. Should test.sh start while it still builds, its install waits for this one (a lock
+# in install-tansu.sh) and then finds tansu installed (measured: docs/benchmarks.md, "A
+# newcomer's first hour").
 # COLLABSTREAM_NO_TANSU=1 skips it; so does any subcommand but the demo (a bench must not share
 # the machine with a compiler).
 if [ "$1" = demo ] && [ -z "${COLLABSTREAM_NO_TANSU:-}" ] && ! scripts/install-tansu.sh --check >/dev/null 2>&1; then
