@@ -1,6 +1,7 @@
 //! [`Engine`]: the window engine a rule runs (panes for tumbling and sliding windows, sessions),
 //! behind one interface, and the [`RuleStats`] `/metrics` shows of it.
 
+use crate::agg::panes::Group;
 use crate::agg::{Changes, ColdRows, Emission, Observation, Sessions, WindowKind, WindowRule, Windows};
 use crate::error::Result;
 
@@ -43,6 +44,25 @@ impl Engine {
             Engine::Windows(w) => w.observe(clock, group, o, cold, out),
             Engine::Sessions(s) => {
                 s.observe(clock, group, o, out);
+                Ok(())
+            }
+        }
+    }
+
+    /// [`Engine::observe`] with the group's key shared by every rule (`None` for an event
+    /// that feeds no measure): see [`Windows::observe_group`].
+    pub(crate) fn observe_group(
+        &mut self,
+        clock: i64,
+        group: Option<&Group>,
+        o: &Observation,
+        cold: &dyn ColdRows,
+        out: &mut Vec<Emission>,
+    ) -> Result<()> {
+        match self {
+            Engine::Windows(w) => w.observe_group(clock, group.cloned(), o, cold, out),
+            Engine::Sessions(s) => {
+                s.observe(clock, group.map_or(&[][..], |g| &g[..]), o, out);
                 Ok(())
             }
         }

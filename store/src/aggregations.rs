@@ -14,13 +14,17 @@
 //! state rows at `len, name, 1, row`, and a sample rule's last sample per input series at
 //! `len, name, 2, series key` (a name is never empty, so definitions and state never meet).
 
+use std::sync::Arc;
+
 use collabstream_proto::v1;
 use prost::Message;
 use rocksdb::IteratorMode;
+use rustc_hash::FxHashSet;
 
+use crate::agg::panes::{Group, intern};
 use crate::agg::sample_rule::{SeriesLast, series_key};
 use crate::agg::state::time_bound;
-use crate::agg::{ColdRows, Emission, EmissionKind, Rule, meetings, rule_proto};
+use crate::agg::{ColdRows, Emission, EmissionKind, EventField, Observation, Rule, meetings, rule_proto};
 use crate::agg_engine::Engine;
 pub use crate::agg_engine::RuleStats;
 use crate::db::{CF_AGG, Rocks};
@@ -55,6 +59,8 @@ struct Running {
     def: Option<v1::AggregationRule>,
     /// A sample rule's input series (empty for an event rule).
     last: SeriesLast,
+    /// The key prefix of the rule's window rows (see [`RuleRows`]), made once.
+    rows_prefix: Vec<u8>,
 }
 
 /// What a rule change did: the API's answer.
@@ -79,10 +85,22 @@ pub(crate) struct Aggregations {
     samples: bool,
     /// Rules dropped by the entry being applied, whose rows it deletes.
     dropped_rows: Vec<String>,
+    /// Event groups' keys, each held once for every rule that names it (the pack's six rules
+    /// all group by meeting): an event's group is looked up once, not once a rule. Only looked
+    /// up, never iterated for a result; keys no rule holds any more go at each checkpoint.
+    groups: FxHashSet<Group>,
 }
 
 /// Emissions of one rule, by its position among those running.
 pub(crate) type Emitted = Vec<(usize, Emission)>;
+
+/// Buffers [`Aggregations::observe`] reuses from one event to the next.
+#[derive(Debug, Default)]
+pub(crate) struct EventScratch {
+    observation: Observation,
+    group: Vec<u8>,
+    emitted: Vec<Emission>,
+}
 
 /// What a checkpoint writes to the `agg` column family: the key ranges to delete first (of
 /// dropped rules, and of panes that expired out of memory), then rows to put (`Some`) or
@@ -125,19 +143,13 @@ fn def_key(rule: &str) -> Vec<u8> {
 /// from memory.
 struct RuleRows<'a> {
     db: &'a Rocks,
-    prefix: Vec<u8>,
-}
-
-impl<'a> RuleRows<'a> {
-    fn new(db: &'a Rocks, rule: &str) -> Self {
-        RuleRows { db, prefix: row_key(rule, 1, &[]) }
-    }
+    prefix: &'a [u8],
 }
 
 impl ColdRows for RuleRows<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut k = Vec::with_capacity(self.prefix.len() + key.len());
-        k.extend_from_slice(&self.prefix);
+        k.extend_from_slice(self.prefix);
         k.extend_from_slice(key);
         Ok(self.db.get_cf(cf(self.db, CF_AGG), k)?)
     }
@@ -169,7 +181,8 @@ fn restore(db: &Rocks, rule: &Rule) -> Result<(Engine, SeriesLast)> {
 
 impl Running {
     fn new(rule: Rule, (engine, last): (Engine, SeriesLast), def: Option<v1::AggregationRule>) -> Self {
-        Running { rule, engine, counts: Counts::default(), def, last }
+        let rows_prefix = row_key(rule.name(), 1, &[]);
+        Running { rule, engine, counts: Counts::default(), def, last, rows_prefix }
     }
 
     fn fresh(rule: Rule, def: Option<v1::AggregationRule>) -> Self {
@@ -349,7 +362,7 @@ impl Aggregations {
             keep &= rule.keep_input;
             let key = *key.get_or_insert_with(|| series_key(labels));
             let group = rule.group(labels);
-            let cold = RuleRows::new(db, rule.name.as_str());
+            let cold = RuleRows { db, prefix: &r.rows_prefix };
             for (ts, value) in samples {
                 if let Some(o) = r.last.observe(key, *ts, *value) {
                     r.engine.observe(clock, &group, &o, &cold, &mut emitted)?;
@@ -362,18 +375,48 @@ impl Aggregations {
         Ok(keep)
     }
 
-    /// One applied event, in an entry stamped `clock` by the leader.
-    pub(crate) fn observe(&mut self, db: &Rocks, clock: i64, e: &v1::Event, out: &mut Emitted) -> Result<()> {
-        let mut emitted = Vec::new();
+    /// One applied event, in an entry stamped `clock` by the leader. Every rule sees the same
+    /// event: its group key is built once for rules grouping alike, and the buffers are
+    /// `scratch`'s (apply's hot path: no allocation an event once they have grown).
+    pub(crate) fn observe(
+        &mut self,
+        db: &Rocks,
+        clock: i64,
+        e: &v1::Event,
+        scratch: &mut EventScratch,
+        out: &mut Emitted,
+    ) -> Result<()> {
+        let (Some(event), Some(ts)) = (e.event.as_ref(), collabstream_proto::events::timestamp_ms(e)) else {
+            return Ok(());
+        };
+        let EventScratch { observation, group, emitted } = scratch;
+        observation.ts = ts;
+        // The fields the key in `group` was built from, if any yet, and its shared key.
+        let mut keyed: Option<(&[EventField], Group)> = None;
         for (i, r) in self.running.iter_mut().enumerate() {
             let Rule::Events(rule) = &r.rule else { continue };
-            if let Some((group, o)) = rule.observe(e) {
-                let cold = RuleRows::new(db, &rule.name);
-                r.engine.observe(clock, &group, &o, &cold, &mut emitted)?;
-                r.counts.events += 1;
-                r.counts.count(&emitted);
-                out.extend(emitted.drain(..).map(|x| (i, x)));
-            }
+            observation.inputs.clear();
+            rule.inputs(event, &mut observation.inputs);
+            // An event no measure takes only tells the time: its group is not looked at.
+            let shared = if observation.inputs.is_empty() {
+                None
+            } else {
+                match &keyed {
+                    Some((fields, g)) if *fields == rule.group_by.as_slice() => Some(g.clone()),
+                    _ => {
+                        group.clear();
+                        rule.group_key(event, group);
+                        let g = intern(&mut self.groups, group);
+                        keyed = Some((rule.group_by.as_slice(), g.clone()));
+                        Some(g)
+                    }
+                }
+            };
+            let cold = RuleRows { db, prefix: &r.rows_prefix };
+            r.engine.observe_group(clock, shared.as_ref(), observation, &cold, emitted)?;
+            r.counts.events += 1;
+            r.counts.count(emitted);
+            out.extend(emitted.drain(..).map(|x| (i, x)));
         }
         Ok(())
     }
@@ -382,7 +425,7 @@ impl Aggregations {
     pub(crate) fn flush(&mut self, db: &Rocks, out: &mut Emitted) -> Result<()> {
         let mut emitted = Vec::new();
         for (i, r) in self.running.iter_mut().enumerate() {
-            r.engine.flush(&RuleRows::new(db, r.rule.name()), &mut emitted)?;
+            r.engine.flush(&RuleRows { db, prefix: &r.rows_prefix }, &mut emitted)?;
             r.counts.count(&emitted);
             out.extend(emitted.drain(..).map(|x| (i, x)));
         }
@@ -393,7 +436,7 @@ impl Aggregations {
     pub(crate) fn tick(&mut self, db: &Rocks, clock: i64, out: &mut Emitted) -> Result<()> {
         let mut emitted = Vec::new();
         for (i, r) in self.running.iter_mut().enumerate() {
-            r.engine.tick(clock, &RuleRows::new(db, r.rule.name()), &mut emitted)?;
+            r.engine.tick(clock, &RuleRows { db, prefix: &r.rows_prefix }, &mut emitted)?;
             r.counts.count(&emitted);
             out.extend(emitted.drain(..).map(|x| (i, x)));
         }
@@ -421,6 +464,8 @@ impl Aggregations {
 
     /// What the next checkpoint writes (see [`AggWrites`]).
     pub(crate) fn take_changes(&mut self) -> AggWrites {
+        // Keys no rule's pane, window or session names any more (the set's own is the last).
+        self.groups.retain(|g| Arc::strong_count(g) > 1);
         let mut rows: Vec<_> = self.defs.drain(..).map(|(name, def)| (def_key(&name), def)).collect();
         let mut expired = Vec::new();
         for r in &mut self.running {

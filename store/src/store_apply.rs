@@ -13,8 +13,8 @@ use parking_lot::RwLockReadGuard;
 use prost::Message;
 use rocksdb::WriteBatch;
 
-use crate::aggregations::Emitted;
 use crate::aggregations::RuleOutcome;
+use crate::aggregations::{Emitted, EventScratch};
 use crate::db::{CF_CHUNKS, CF_SERIES};
 use crate::error::{Error, Result};
 use crate::event_blocks::EventBlock;
@@ -334,6 +334,7 @@ impl Store {
         drop(index_lock);
         let mut block = EventBlock::default();
         let sealed_before = writer.manifest.events_sealed_before();
+        let mut scratch = EventScratch::default();
         for (pos, raw) in req.events.iter().enumerate() {
             let event = v1::Event::decode(*raw).ok();
             let timestamp = event.as_ref().and_then(collabstream_proto::events::timestamp_ms);
@@ -354,7 +355,7 @@ impl Store {
                 }
                 Some(ts) => {
                     if let Some(e) = &event {
-                        writer.aggs.observe(&self.db, clock, e, emitted)?;
+                        writer.aggs.observe(&self.db, clock, e, &mut scratch, emitted)?;
                     }
                     // Stored as the leader encoded it: the same bytes on every replica.
                     block.push(ts, event_base.wrapping_add(pos as u32), raw);

@@ -142,9 +142,21 @@ impl EventRule {
     pub fn observe(&self, e: &v1::Event) -> Option<(Vec<u8>, Observation)> {
         let event = e.event.as_ref()?;
         let ts = collabstream_proto::events::timestamp_ms(e)?;
-        let mut inputs = Vec::new();
-        let taken = self.filter.iter().all(|(f, v)| f.text(event) == Some(v.as_str()));
-        for (i, m) in self.measures.iter().enumerate().filter(|_| taken) {
+        let mut o = Observation { ts, inputs: Vec::new() };
+        self.inputs(event, &mut o.inputs);
+        let mut group = Vec::new();
+        self.group_key(event, &mut group);
+        Some((group, o))
+    }
+
+    /// What `event` gives each of this rule's measures, appended to `inputs` (nothing when
+    /// the rule's filter or no measure takes it). Apply's path: one buffer for every rule and
+    /// event, no allocation once it has grown.
+    pub fn inputs(&self, event: &Event, inputs: &mut Vec<Input>) {
+        if !self.filter.iter().all(|(f, v)| f.text(event) == Some(v.as_str())) {
+            return;
+        }
+        for (i, m) in self.measures.iter().enumerate() {
             if !m.events.matches(event) {
                 continue;
             }
@@ -158,13 +170,16 @@ impl EventRule {
             let value = m.value.and_then(|f| f.number(event));
             inputs.push(Input { measure: i as MeasureId, value, distinct });
         }
-        let mut group = Vec::new();
+    }
+
+    /// The key of `event`'s group, appended to `group`: each `group_by` field's length and
+    /// bytes (a missing field is empty).
+    pub fn group_key(&self, event: &Event, group: &mut Vec<u8>) {
         for f in &self.group_by {
             let v = f.text(event).unwrap_or("");
-            put_u64(&mut group, v.len() as u64);
+            put_u64(group, v.len() as u64);
             group.extend_from_slice(v.as_bytes());
         }
-        Some((group, Observation { ts, inputs }))
     }
 
     /// The group's labels, from its key: one per `group_by` field.

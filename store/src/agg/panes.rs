@@ -9,6 +9,16 @@ use crate::agg::measures::Measures;
 /// A group's key, held once however many panes and windows name it.
 pub(crate) type Group = Arc<[u8]>;
 
+/// `key`'s shared copy in `groups`, added if new.
+pub(crate) fn intern(groups: &mut rustc_hash::FxHashSet<Group>, key: &[u8]) -> Group {
+    if let Some(g) = groups.get(key) {
+        return g.clone();
+    }
+    let g: Group = key.into();
+    groups.insert(g.clone());
+    g
+}
+
 /// One pane of one group: what it accumulated, and whether that changed since the last
 /// checkpoint took the rule's changes.
 #[derive(Debug, Clone, Default)]

@@ -21,7 +21,7 @@ use rustc_hash::FxHashSet;
 use crate::agg::acc::Needs;
 use crate::agg::formula::{self, Formula};
 use crate::agg::measures::{Measures, Observation};
-use crate::agg::panes::{Group, Pane, Panes};
+use crate::agg::panes::{Group, Pane, Panes, intern};
 use crate::agg::rule::{Emission, EmissionKind, WindowRule};
 use crate::agg::state::{Changes, ColdRows, Meta, parse_row_key, row_key};
 use crate::agg::totals::{CARRY_ROW_TIME, Totals};
@@ -220,19 +220,36 @@ impl Windows {
         out: &mut Vec<Emission>,
     ) -> crate::Result<()> {
         if o.inputs.is_empty() {
+            return self.observe_group(clock_ms, None, o, cold, out);
+        }
+        let group = self.group(group);
+        self.observe_group(clock_ms, Some(group), o, cold, out)
+    }
+
+    /// [`Windows::observe`] with the group's shared key, which the caller holds once for every
+    /// rule it feeds (apply's path: one lookup an event, not one a rule); `None` only for an
+    /// event that feeds no measure.
+    pub(crate) fn observe_group(
+        &mut self,
+        clock_ms: i64,
+        group: Option<Group>,
+        o: &Observation,
+        cold: &dyn ColdRows,
+        out: &mut Vec<Emission>,
+    ) -> crate::Result<()> {
+        let Some(group) = group.filter(|_| !o.inputs.is_empty()) else {
             // Feeds no measure: it only tells the time.
             if let Some(to) = self.watermark.on_event(clock_ms, o.ts) {
                 self.advance(to, cold, out)?;
             }
             return Ok(());
-        }
+        };
         let w = self.rule.window;
         let pane = w.pane_start(o.ts);
         if self.expired(pane) {
             self.watermark.drop_late(clock_ms, o.ts);
             return Ok(());
         }
-        let group = self.group(group);
         let (held, p) = self.panes.get_or_insert(pane, group.clone(), Pane::default);
         let mut new = !held;
         if new && let Some(back) = Self::read_cold(&self.cold, pane, &group, cold)? {
@@ -287,12 +304,7 @@ impl Windows {
 
     /// The group's shared key.
     fn group(&mut self, group: &[u8]) -> Group {
-        if let Some(g) = self.groups.get(group) {
-            return g.clone();
-        }
-        let g: Group = group.into();
-        self.groups.insert(g.clone());
-        g
+        intern(&mut self.groups, group)
     }
 
     /// Whether every window holding the pane starting at `pane` is past its lateness.
