@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Options};
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, SliceTransform,
+};
 
 use crate::error::Result;
 
@@ -53,6 +55,15 @@ pub(crate) const ALL_CFS: [&str; 10] = [
 /// log for them, and a checkpoint flushes them before it records the applied index.
 pub(crate) const DATA_CFS: [&str; 5] = [CF_SERIES, CF_CHUNKS, CF_EVENTS, CF_EVENT_TIMES, CF_AGG_ROWS];
 
+/// Read options for an iterator that may cross series in the chunks column family (which has
+/// a prefix extractor: without total order, such an iterator's results across prefixes are
+/// undefined). Harmless on the others.
+pub(crate) fn total_order() -> ReadOptions {
+    let mut o = ReadOptions::default();
+    o.set_total_order_seek(true);
+    o
+}
+
 fn cf_options(name: &str) -> Options {
     let mut o = Options::default();
     let mut table = BlockBasedOptions::default();
@@ -63,6 +74,13 @@ fn cf_options(name: &str) -> Options {
             // constant series look alike across series. Larger blocks share key prefixes.
             o.set_compression_type(DBCompressionType::Zstd);
             table.set_block_size(32 << 10);
+            if name == CF_CHUNKS {
+                // The series id: a reader of many series seeks one iterator from series to
+                // series and RocksDB stops it, tombstones included, at the series' last key
+                // (`prefix_same_as_start`; docs/notes/chunks-one-iterator-per-batch.md). Every
+                // other iterator over chunks must then read in total order ([`total_order`]).
+                o.set_prefix_extractor(SliceTransform::create_fixed_prefix(8));
+            }
         }
         CF_LOG => {
             o.set_compression_type(DBCompressionType::Lz4);

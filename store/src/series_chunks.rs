@@ -10,9 +10,9 @@
 //! skips at most that series' own tombstones.
 
 use collabstream_common::SeriesId;
-use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions};
+use rocksdb::DBRawIteratorWithThreadMode;
 
-use crate::db::{CF_CHUNKS, Rocks};
+use crate::db::{CF_CHUNKS, Rocks, total_order};
 use crate::keys;
 use crate::store::cf;
 
@@ -23,7 +23,7 @@ pub(crate) fn series_chunks(
     id: SeriesId,
     before: Option<i64>,
 ) -> DBRawIteratorWithThreadMode<'_, Rocks> {
-    let mut opts = ReadOptions::default();
+    let mut opts = total_order();
     opts.set_iterate_lower_bound(keys::chunk_key(id, i64::MIN).to_vec());
     // The upper bound is exclusive: the first key of the next series covers a chunk at i64::MAX.
     let upper = match before {
@@ -33,5 +33,15 @@ pub(crate) fn series_chunks(
     if let Some(upper) = upper {
         opts.set_iterate_upper_bound(upper.to_vec());
     }
+    db.raw_iterator_cf_opt(cf(db, CF_CHUNKS), opts)
+}
+
+/// One iterator for the chunks of many series, not positioned yet: each seek to a series' key
+/// keeps it to that series (RocksDB stops at the first key of another series id, tombstones
+/// included: the prefix extractor and `prefix_same_as_start`), with no iterator to create a
+/// series. It has no bound in time: the reader stops at the end of its range itself.
+pub(crate) fn chunks_by_series(db: &Rocks) -> DBRawIteratorWithThreadMode<'_, Rocks> {
+    let mut opts = total_order();
+    opts.set_prefix_same_as_start(true);
     db.raw_iterator_cf_opt(cf(db, CF_CHUNKS), opts)
 }

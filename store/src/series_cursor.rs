@@ -5,8 +5,9 @@
 //! Consistency, the rule `select` has always kept: a series' head is copied before the RocksDB
 //! iterator its chunks are read with is created. A chunk cut from the head (or merged) in
 //! between is then seen twice and merged, never missed. Heads are copied a batch of series at
-//! a time, so a long cursor does not copy every head first; each series gets its own iterator,
-//! bounded to its keys (see `series_chunks`), when its turn comes.
+//! a time, so a long cursor does not copy every head first; then one iterator is created for
+//! the batch's chunks and sought from series to series, each seek kept to its series' keys
+//! (`chunks_by_series`: after a tiering pass a seek skips only its own series' tombstones).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::db::Rocks;
 use crate::error::{Error, Result};
 use crate::head::{Run, SeriesEntry, merge_sorted};
 use crate::read::{SeriesCursor, SeriesData};
-use crate::series_chunks::series_chunks;
+use crate::series_chunks::chunks_by_series;
 use crate::store::Store;
 use crate::store_cold::ColdPin;
 use crate::{chunk, keys};
@@ -36,16 +37,16 @@ pub struct HotCursor<'a> {
     /// Series of the current batch with their head samples (open chunk and out-of-order ones,
     /// merged), not started yet.
     batch: VecDeque<(Arc<SeriesEntry>, Run)>,
-    current: Option<Current<'a>>,
+    current: Option<Current>,
+    /// The chunks of the current batch's series, created after their heads were copied.
+    chunks: Option<DBRawIteratorWithThreadMode<'a, Rocks>>,
     /// Keeps the hot data from the cold boundary it reads from until it is dropped.
     _pin: Option<ColdPin<'a>>,
 }
 
 /// The series being read.
-struct Current<'a> {
+struct Current {
     entry: Arc<SeriesEntry>,
-    /// Its chunks in the range, created after its head was copied.
-    chunks: DBRawIteratorWithThreadMode<'a, Rocks>,
     head: Run,
     /// Head samples before this were sent.
     head_at: usize,
@@ -73,7 +74,15 @@ impl<'a> HotCursor<'a> {
         pin: Option<ColdPin<'a>>,
     ) -> Self {
         let entries = if range.start > range.end { Vec::new() } else { entries };
-        Self { store, range, entries: entries.into_iter(), batch: VecDeque::new(), current: None, _pin: pin }
+        Self {
+            store,
+            range,
+            entries: entries.into_iter(),
+            batch: VecDeque::new(),
+            current: None,
+            chunks: None,
+            _pin: pin,
+        }
     }
 
     /// Copies the next batch's heads.
@@ -83,19 +92,20 @@ impl<'a> HotCursor<'a> {
             let head = if ooo.is_empty() { open } else { merge_sorted(&open, &ooo) };
             self.batch.push_back((e, head));
         }
+        self.chunks = (!self.batch.is_empty()).then(|| chunks_by_series(&self.store.db));
         !self.batch.is_empty()
     }
 
     /// The current series' next part: `None` once it has been sent whole.
     fn read_part(&mut self) -> Result<Option<Run>> {
         let range = self.range;
-        let Some(cur) = self.current.as_mut() else {
+        let (Some(cur), Some(it)) = (self.current.as_mut(), self.chunks.as_mut()) else {
             return Ok(None);
         };
         if cur.chunks_done {
             return Ok(None);
         }
-        let (id, it) = (cur.entry.id, &mut cur.chunks);
+        let id = cur.entry.id;
         match cur.resume {
             // The chunk that starts at or before the range's start may reach into it.
             None => {
@@ -108,8 +118,12 @@ impl<'a> HotCursor<'a> {
         }
         let mut stored = Vec::new();
         let mut full = false;
-        // The iterator's bounds end at the series' last chunk starting in the range.
-        while let Some((_, start)) = it.key().and_then(keys::parse_chunk_key) {
+        // The iterator stops at the series' last chunk; the range's end is ours to stop at.
+        while let Some((_, start)) = it
+            .key()
+            .and_then(keys::parse_chunk_key)
+            .filter(|&(key_id, start)| key_id == id && start <= range.end)
+        {
             let value = it.value().ok_or(Error::Corrupt { what: "chunk" })?;
             stored.extend(chunk::decode(start, value)?.into_iter().filter(|s| range.contains(s.0)));
             it.next();
@@ -143,9 +157,7 @@ impl SeriesCursor for HotCursor<'_> {
                     return Ok(None);
                 }
                 let (entry, head) = self.batch.pop_front().expect("a batch has series");
-                let chunks = series_chunks(&self.store.db, entry.id, self.range.end.checked_add(1));
-                self.current =
-                    Some(Current { entry, chunks, head, head_at: 0, resume: None, chunks_done: false });
+                self.current = Some(Current { entry, head, head_at: 0, resume: None, chunks_done: false });
             }
             match self.read_part()? {
                 Some(samples) if !samples.is_empty() => {

@@ -8,7 +8,7 @@ use rocksdb::{IteratorMode, Options, WriteBatch, WriteOptions};
 
 use crate::db::{
     self, CF_AGG, CF_AGG_ROWS, CF_CHUNKS, CF_DEDUP, CF_EVENT_TIMES, CF_EVENTS, CF_HEADS, CF_META, CF_SERIES,
-    Rocks,
+    Rocks, total_order,
 };
 use crate::error::Result;
 use crate::store::{META_STORE_KEYS, Store, cf, load};
@@ -71,7 +71,7 @@ impl Store {
                 return Err(crate::Error::Injected("snapshot install stopped half done"));
             }
             let mut batch = WriteBatch::default();
-            for item in src.iterator_cf(src_cf, IteratorMode::Start) {
+            for item in src.iterator_cf_opt(src_cf, total_order(), IteratorMode::Start) {
                 let (k, v) = item?;
                 batch.put_cf(dst_cf, k, v);
                 if batch.size_in_bytes() > 4 << 20 {
@@ -140,8 +140,10 @@ impl Store {
 /// fsynced.
 pub(crate) fn clear(db: &Rocks, name: &str) -> Result<Option<WriteBatch>> {
     let handle = cf(db, name);
-    let first = db.iterator_cf(handle, IteratorMode::Start).next().transpose()?.map(|(k, _)| k);
-    let last = db.iterator_cf(handle, IteratorMode::End).next().transpose()?.map(|(k, _)| k);
+    let first =
+        db.iterator_cf_opt(handle, total_order(), IteratorMode::Start).next().transpose()?.map(|(k, _)| k);
+    let last =
+        db.iterator_cf_opt(handle, total_order(), IteratorMode::End).next().transpose()?.map(|(k, _)| k);
     Ok(match (first, last) {
         (Some(first), Some(last)) => {
             let mut batch = WriteBatch::default();

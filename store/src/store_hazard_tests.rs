@@ -14,7 +14,9 @@ use crate::read::{SeriesCursor, VecCursor, whole_series};
 /// Every stored chunk and head, decoded: what `Store::open` must read back.
 fn stored_chunk_sizes(store: &Store) -> Vec<usize> {
     let mut sizes = Vec::new();
-    for item in store.db.iterator_cf(cf(&store.db, CF_CHUNKS), IteratorMode::Start) {
+    for item in
+        store.db.iterator_cf_opt(cf(&store.db, CF_CHUNKS), crate::db::total_order(), IteratorMode::Start)
+    {
         let (k, v) = item.unwrap();
         let (_, start) = keys::parse_chunk_key(&k).unwrap();
         sizes.push(chunk::decode(start, &v).unwrap().len());
