@@ -2,8 +2,9 @@
 //!
 //! The aggregation bench (`collabstream-tests --bench aggregation`) measures events/s through
 //! gRPC, Raft and apply together, and found apply's thread busy all the time: this one takes
-//! apply alone, on one thread, as every replica runs it, so that a change to the window engine
-//! can be measured in seconds and profiled without a cluster around it. The same store, the
+//! apply alone, as every replica runs it (one thread, and the rules shared out among threads
+//! for each write), so that a change to the window engine can be measured in seconds and
+//! profiled without a cluster around it. The same store, the
 //! same log entries (the `meetings` workload in writes of 5,000 events, a tick a second of
 //! event time, a checkpoint every 50 writes as the node's snapshots ask for under load), once
 //! with the pack and once without, so the pack's own share is the difference.
@@ -13,7 +14,9 @@
 //! pack's corrections happen as they do there. A last row prints what the pack emitted and a
 //! digest of every output sample, so that two builds can be checked to give the same outputs.
 //!
-//! `BENCH_EVENTS` (default 1,000,000; 50,000 under `cargo test --benches`).
+//! `BENCH_EVENTS` (default 1,000,000; 50,000 under `cargo test --benches`); `BENCH_THREADS`,
+//! the threads apply shares the rules among (`store.aggregation_threads`; default 0, one a
+//! core).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
@@ -39,7 +42,13 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let events = env_usize("BENCH_EVENTS", if quick { 50_000 } else { 1_000_000 });
     let entries = meeting_entries(events, 5_000);
-    println!("| apply, one thread, {events} events of the meetings workload | events/s | µs an event |");
+    let threads = match env_usize("BENCH_THREADS", 0) {
+        0 => format!("{} threads (one a core)", std::thread::available_parallelism().map_or(1, |n| n.get())),
+        n => format!("{n} thread(s)"),
+    };
+    println!(
+        "| apply, the rules on {threads}, {events} events of the meetings workload | events/s | µs an event |"
+    );
     println!("|---|---:|---:|");
     let (without, _) = run(&entries, events, false);
     let (with, outputs) = run(&entries, events, true);
@@ -100,7 +109,11 @@ fn meeting_entries(events: usize, batch: usize) -> Vec<Vec<u8>> {
 /// (checkpoints included: apply waits for their capture in the node too), and what the rules
 /// emitted with a digest of the output series.
 fn run(entries: &[Vec<u8>], events: usize, meetings_pack: bool) -> (Duration, String) {
-    let config = StoreConfig { meetings_pack, ..StoreConfig::default() };
+    let config = StoreConfig {
+        meetings_pack,
+        aggregation_threads: env_usize("BENCH_THREADS", 0),
+        ..StoreConfig::default()
+    };
     let settings = v1::Command {
         leader_time_ms: 0,
         payload: Some(v1::command::Payload::Settings(Settings::from_config(&config).to_proto())),

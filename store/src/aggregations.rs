@@ -21,15 +21,17 @@ use prost::Message;
 use rocksdb::IteratorMode;
 use rustc_hash::FxHashSet;
 
-use crate::agg::panes::{Group, intern};
+use crate::agg::panes::Group;
 use crate::agg::sample_rule::{SeriesLast, series_key};
 use crate::agg::state::time_bound;
-use crate::agg::{ColdRows, Emission, EmissionKind, EventField, Observation, Rule, meetings, rule_proto};
+use crate::agg::{ColdRows, Emission, EmissionKind, Rule, meetings, rule_proto};
 use crate::agg_engine::Engine;
 pub use crate::agg_engine::RuleStats;
 use crate::db::{CF_AGG, Rocks};
 use crate::error::{Error, Result};
 use crate::store::cf;
+
+mod events;
 
 /// A rule's counters since this process started.
 #[derive(Debug, Clone, Copy, Default)]
@@ -93,14 +95,6 @@ pub(crate) struct Aggregations {
 
 /// Emissions of one rule, by its position among those running.
 pub(crate) type Emitted = Vec<(usize, Emission)>;
-
-/// Buffers [`Aggregations::observe`] reuses from one event to the next.
-#[derive(Debug, Default)]
-pub(crate) struct EventScratch {
-    observation: Observation,
-    group: Vec<u8>,
-    emitted: Vec<Emission>,
-}
 
 /// What a checkpoint writes to the `agg` column family: the key ranges to delete first (of
 /// dropped rules, and of panes that expired out of memory), then rows to put (`Some`) or
@@ -373,52 +367,6 @@ impl Aggregations {
             }
         }
         Ok(keep)
-    }
-
-    /// One applied event, in an entry stamped `clock` by the leader. Every rule sees the same
-    /// event: its group key is built once for rules grouping alike, and the buffers are
-    /// `scratch`'s (apply's hot path: no allocation an event once they have grown).
-    pub(crate) fn observe(
-        &mut self,
-        db: &Rocks,
-        clock: i64,
-        e: &v1::Event,
-        scratch: &mut EventScratch,
-        out: &mut Emitted,
-    ) -> Result<()> {
-        let (Some(event), Some(ts)) = (e.event.as_ref(), collabstream_proto::events::timestamp_ms(e)) else {
-            return Ok(());
-        };
-        let EventScratch { observation, group, emitted } = scratch;
-        observation.ts = ts;
-        // The fields the key in `group` was built from, if any yet, and its shared key.
-        let mut keyed: Option<(&[EventField], Group)> = None;
-        for (i, r) in self.running.iter_mut().enumerate() {
-            let Rule::Events(rule) = &r.rule else { continue };
-            observation.inputs.clear();
-            rule.inputs(event, &mut observation.inputs);
-            // An event no measure takes only tells the time: its group is not looked at.
-            let shared = if observation.inputs.is_empty() {
-                None
-            } else {
-                match &keyed {
-                    Some((fields, g)) if *fields == rule.group_by.as_slice() => Some(g.clone()),
-                    _ => {
-                        group.clear();
-                        rule.group_key(event, group);
-                        let g = intern(&mut self.groups, group);
-                        keyed = Some((rule.group_by.as_slice(), g.clone()));
-                        Some(g)
-                    }
-                }
-            };
-            let cold = RuleRows { db, prefix: &r.rows_prefix };
-            r.engine.observe_group(clock, shared.as_ref(), observation, &cold, emitted)?;
-            r.counts.events += 1;
-            r.counts.count(emitted);
-            out.extend(emitted.drain(..).map(|x| (i, x)));
-        }
-        Ok(())
     }
 
     /// The end of a log entry: every rule emits the corrections its late events made.

@@ -33,6 +33,10 @@ pub struct StoreConfig {
     /// and read back from RocksDB when touched, and apply takes a checkpoint when the rules
     /// hold twice this many. This node's own bound: the outputs do not depend on it.
     pub aggregation_keys_in_memory: usize,
+    /// Threads apply shares the event rules among for a write of many events (each rule takes
+    /// all of a write's events on one thread); 0 for one a core. This node's own choice: the
+    /// outputs do not depend on it.
+    pub aggregation_threads: usize,
 }
 
 impl Default for StoreConfig {
@@ -46,6 +50,7 @@ impl Default for StoreConfig {
             checkpoint_interval: Duration::from_secs(60),
             meetings_pack: true,
             aggregation_keys_in_memory: 100_000,
+            aggregation_threads: 0,
         }
     }
 }
@@ -65,6 +70,9 @@ impl StoreConfig {
         if self.aggregation_keys_in_memory == 0 {
             return Err("store.aggregation_keys_in_memory must be at least 1".into());
         }
+        if self.aggregation_threads > 256 {
+            return Err("store.aggregation_threads must be at most 256 (0: one a core)".into());
+        }
         if !(1..=10_000_000).contains(&self.dedup_capacity) {
             return Err("store.dedup_capacity must be between 1 and 10000000".into());
         }
@@ -80,6 +88,14 @@ impl StoreConfig {
 
     pub fn window_ms(&self) -> i64 {
         self.out_of_order_window.as_millis() as i64
+    }
+
+    /// [`StoreConfig::aggregation_threads`], with 0 read as the machine's cores.
+    pub(crate) fn aggregation_threads(&self) -> usize {
+        match self.aggregation_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     pub(crate) fn block_ms(&self) -> i64 {

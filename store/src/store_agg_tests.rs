@@ -249,3 +249,62 @@ fn windows_out_of_memory_give_the_same_series() {
     let held = small.aggregation_stats();
     assert!(held.iter().any(|r| r.open_keys > 2), "{held:?}");
 }
+
+/// A series' id, labels and samples (timestamp, value bits).
+type IdSeries = (u64, String, Vec<(i64, u64)>);
+
+/// Rules take a write of many events on several threads: the outputs, and the ids their new
+/// series get (which replicas must assign alike), are the same for any number of threads.
+/// Writes of 1,000 events (past the size at which threads start), out of order in sixes so
+/// that late events correct emitted windows, with ticks between them.
+#[test]
+fn threads_change_neither_outputs_nor_series_ids() {
+    let mut workload = collabstream_workload::Meetings::new(300, 11);
+    let mut commands = Vec::new();
+    let mut pending = Vec::new();
+    let mut t = 1_764_547_200_000i64;
+    for _ in 0..150 {
+        t += 1_000;
+        pending.extend(workload.tick(t, 1_000));
+        while pending.len() >= 1_000 {
+            let rest = pending.split_off(1_000);
+            commands.push(write("", vec![], std::mem::replace(&mut pending, rest)));
+        }
+        commands.push(tick(t));
+    }
+    for pair in commands.chunks_mut(6) {
+        pair.reverse();
+    }
+    let writes =
+        commands.iter().filter(|c| matches!(c.payload, Some(v1::command::Payload::Write(_)))).count();
+    assert!(writes >= 20, "{writes} writes");
+    let run = |threads: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            super::tests::open_with(dir.path(), StoreConfig { aggregation_threads: threads, ..config() });
+        for c in &commands {
+            commit(&store, c);
+        }
+        let outputs = [Matcher::new(MatchOp::Regex, "__name__", "meeting_.*").unwrap()];
+        let series: Vec<IdSeries> = store
+            .select(&outputs, TimeRange::ALL)
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let samples = s.samples.iter().map(|x| (x.timestamp_ms, x.value.to_bits())).collect();
+                (s.id.0, s.labels.to_string(), samples)
+            })
+            .collect();
+        let stats: Vec<(u64, u64, u64)> =
+            store.aggregation_stats().iter().map(|r| (r.events, r.emitted, r.corrections)).collect();
+        (series, stats)
+    };
+    let (one, one_stats) = run(1);
+    assert!(one.len() > 100, "{} output series", one.len());
+    assert!(one_stats.iter().any(|s| s.2 > 0), "late events corrected windows: {one_stats:?}");
+    for threads in [2, 4] {
+        let (many, many_stats) = run(threads);
+        assert_eq!(many_stats, one_stats, "{threads} threads");
+        assert!(many == one, "{threads} threads: the outputs or their series ids differ");
+    }
+}

@@ -13,8 +13,8 @@ use parking_lot::RwLockReadGuard;
 use prost::Message;
 use rocksdb::WriteBatch;
 
+use crate::aggregations::Emitted;
 use crate::aggregations::RuleOutcome;
-use crate::aggregations::{Emitted, EventScratch};
 use crate::db::{CF_CHUNKS, CF_SERIES};
 use crate::error::{Error, Result};
 use crate::event_blocks::EventBlock;
@@ -334,7 +334,9 @@ impl Store {
         drop(index_lock);
         let mut block = EventBlock::default();
         let sealed_before = writer.manifest.events_sealed_before();
-        let mut scratch = EventScratch::default();
+        // Taken by the rules together once every event is sorted out (see
+        // `Aggregations::observe_events`).
+        let mut taken = Vec::with_capacity(req.events.len());
         for (pos, raw) in req.events.iter().enumerate() {
             let event = v1::Event::decode(*raw).ok();
             let timestamp = event.as_ref().and_then(collabstream_proto::events::timestamp_ms);
@@ -354,9 +356,7 @@ impl Store {
                     });
                 }
                 Some(ts) => {
-                    if let Some(e) = &event {
-                        writer.aggs.observe(&self.db, clock, e, &mut scratch, emitted)?;
-                    }
+                    taken.extend(event);
                     // Stored as the leader encoded it: the same bytes on every replica.
                     block.push(ts, event_base.wrapping_add(pos as u32), raw);
                     outcome.events_accepted += 1;
@@ -369,6 +369,7 @@ impl Store {
                 }),
             }
         }
+        writer.aggs.observe_events(&self.db, clock, &taken, self.config.aggregation_threads(), emitted)?;
         block.write(&self.db, batch, index, write);
         Ok(())
     }

@@ -145,7 +145,7 @@ impl EventRule {
         let mut o = Observation { ts, inputs: Vec::new() };
         self.inputs(event, &mut o.inputs);
         let mut group = Vec::new();
-        self.group_key(event, &mut group);
+        group_key(&self.group_by, event, &mut group);
         Some((group, o))
     }
 
@@ -172,16 +172,6 @@ impl EventRule {
         }
     }
 
-    /// The key of `event`'s group, appended to `group`: each `group_by` field's length and
-    /// bytes (a missing field is empty).
-    pub fn group_key(&self, event: &Event, group: &mut Vec<u8>) {
-        for f in &self.group_by {
-            let v = f.text(event).unwrap_or("");
-            put_u64(group, v.len() as u64);
-            group.extend_from_slice(v.as_bytes());
-        }
-    }
-
     /// The group's labels, from its key: one per `group_by` field.
     pub fn group_labels(&self, group: &[u8]) -> Option<Vec<(&'static str, String)>> {
         let mut r = Reader::new(group);
@@ -192,5 +182,15 @@ impl EventRule {
             labels.push((f.name(), v.to_string()));
         }
         r.is_empty().then_some(labels)
+    }
+}
+
+/// The key of `event`'s group under `fields`, appended to `group`: each field's length and
+/// bytes (a missing field is empty). Rules grouping by the same fields share their keys.
+pub fn group_key(fields: &[EventField], event: &Event, group: &mut Vec<u8>) {
+    for f in fields {
+        let v = f.text(event).unwrap_or("");
+        put_u64(group, v.len() as u64);
+        group.extend_from_slice(v.as_bytes());
     }
 }

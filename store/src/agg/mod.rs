@@ -40,7 +40,7 @@ mod totals_tests;
 mod windows_tests;
 
 pub use acc::{Acc, Needs, Output};
-pub use event_rule::{EventField, EventFilter, EventRule, MeasureSpec, OutputSeries};
+pub use event_rule::{EventField, EventFilter, EventRule, MeasureSpec, OutputSeries, group_key};
 pub use formula::{Formula, Health, MeasureId};
 pub use measures::{Input, Measures, Observation};
 pub use rule::{Emission, EmissionKind, Rule, WindowRule};

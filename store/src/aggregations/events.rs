@@ -1,0 +1,173 @@
+//! The events of one write through every event rule, the rules shared out among threads.
+//!
+//! Rules are independent of each other: a rule's state is a function of the events it saw, in
+//! order, and nothing else. So each rule takes the whole write on one thread, rule after rule,
+//! and apply uses as many threads as the node gives it. What two rules do share is decided
+//! before they start, on the apply thread: every event's group key, interned once for all
+//! rules that group alike. Their emissions are then put back in the order one thread taking
+//! the write event by event would have made them (by event, then by rule, each rule's own in
+//! its order), because that order decides the ids of new output series, which every replica
+//! must assign alike whatever its thread count.
+
+use collabstream_proto::v1;
+use collabstream_proto::v1::event::Event;
+
+use super::{Aggregations, Emitted, RuleRows, Running};
+use crate::agg::panes::{Group, intern};
+use crate::agg::{Emission, EventField, Observation, Rule};
+use crate::db::Rocks;
+use crate::error::Result;
+
+/// Fewer events than this are taken on the apply thread alone: a thread costs tens of
+/// microseconds to start, a rule an event about one.
+const EVENTS_FOR_THREADS: usize = 256;
+
+/// An emission with the event (its position among those taken) and the rule (its position
+/// among those running) that made it.
+type Tagged = (u32, u32, Emission);
+
+/// One rule's share of the work: its position, the column of group keys it reads, itself.
+type Job<'a> = (usize, usize, &'a mut Running);
+
+impl Aggregations {
+    /// The events of one write, in order, in an entry stamped `clock` by the leader, on up to
+    /// `threads` threads (this node's own choice: the emissions are the same for any count).
+    pub(crate) fn observe_events(
+        &mut self,
+        db: &Rocks,
+        clock: i64,
+        events: &[v1::Event],
+        threads: usize,
+        out: &mut Emitted,
+    ) -> Result<()> {
+        let taken: Vec<(&Event, i64)> = events
+            .iter()
+            .filter_map(|e| Some((e.event.as_ref()?, collabstream_proto::events::timestamp_ms(e)?)))
+            .collect();
+        if taken.is_empty() {
+            return Ok(());
+        }
+        // Each distinct `group_by` among the rules, and every event's key under it.
+        let mut fields: Vec<Vec<EventField>> = Vec::new();
+        let mut jobs: Vec<(usize, usize, usize)> = Vec::new();
+        for (i, r) in self.running.iter().enumerate() {
+            let Rule::Events(rule) = &r.rule else { continue };
+            let column = match fields.iter().position(|f| *f == rule.group_by) {
+                Some(c) => c,
+                None => {
+                    fields.push(rule.group_by.clone());
+                    fields.len() - 1
+                }
+            };
+            jobs.push((i, column, weight(rule)));
+        }
+        let columns: Vec<Vec<Group>> = fields.iter().map(|f| self.keys(f, &taken)).collect();
+        let parts = if taken.len() < EVENTS_FOR_THREADS { 1 } else { threads.clamp(1, jobs.len().max(1)) };
+        let shares = share_out(&mut self.running, &jobs, parts);
+        let mut tagged: Vec<Tagged> = if shares.len() == 1 {
+            let mut only = shares.into_iter().next().unwrap_or_default();
+            run_rules(&mut only, db, clock, &taken, &columns)?
+        } else {
+            let (taken, columns) = (&taken, &columns);
+            let results: Vec<Result<Vec<Tagged>>> = std::thread::scope(|s| {
+                let mut shares = shares.into_iter();
+                let mut first = shares.next().unwrap_or_default();
+                let others: Vec<_> = shares
+                    .map(|mut share| s.spawn(move || run_rules(&mut share, db, clock, taken, columns)))
+                    .collect();
+                let mut results = vec![run_rules(&mut first, db, clock, taken, columns)];
+                for h in others {
+                    results.push(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+                }
+                results
+            });
+            let mut all = Vec::new();
+            for r in results {
+                all.extend(r?);
+            }
+            all
+        };
+        // Stable: a rule's emissions for one event keep their order.
+        tagged.sort_by_key(|(event, rule, _)| (*event, *rule));
+        out.extend(tagged.into_iter().map(|(_, rule, e)| (rule as usize, e)));
+        Ok(())
+    }
+
+    /// Every event's group key under `fields`, held once in the shared set.
+    fn keys(&mut self, fields: &[EventField], taken: &[(&Event, i64)]) -> Vec<Group> {
+        let mut key = Vec::new();
+        taken
+            .iter()
+            .map(|(event, _)| {
+                key.clear();
+                crate::agg::group_key(fields, event, &mut key);
+                intern(&mut self.groups, &key)
+            })
+            .collect()
+    }
+}
+
+/// A guess at a rule's cost an event, to share rules out evenly: a distinct count (a sorted
+/// set's search and insert) weighs three times a count or a sum.
+fn weight(rule: &crate::agg::EventRule) -> usize {
+    rule.measures.iter().map(|m| if m.distinct.is_some() { 3 } else { 1 }).sum::<usize>().max(1)
+}
+
+/// The rules of `jobs` in `parts` shares of about equal weight (heaviest first, each to the
+/// lightest share so far), each share in rule order.
+fn share_out<'a>(
+    running: &'a mut [Running],
+    jobs: &[(usize, usize, usize)],
+    parts: usize,
+) -> Vec<Vec<Job<'a>>> {
+    let parts = parts.max(1);
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&j| (std::cmp::Reverse(jobs[j].2), j));
+    let mut load = vec![0usize; parts];
+    let mut part_of = vec![0usize; jobs.len()];
+    for j in order {
+        let lightest = (0..parts).min_by_key(|&p| (load[p], p)).unwrap_or(0);
+        load[lightest] += jobs[j].2;
+        part_of[j] = lightest;
+    }
+    let mut shares: Vec<Vec<Job<'a>>> = (0..parts).map(|_| Vec::new()).collect();
+    let mut next = 0;
+    for (i, r) in running.iter_mut().enumerate() {
+        if jobs.get(next).is_some_and(|j| j.0 == i) {
+            shares[part_of[next]].push((i, jobs[next].1, r));
+            next += 1;
+        }
+    }
+    shares.retain(|s| !s.is_empty());
+    shares
+}
+
+/// Each rule of `share` over every event, in order.
+fn run_rules(
+    share: &mut [Job<'_>],
+    db: &Rocks,
+    clock: i64,
+    taken: &[(&Event, i64)],
+    columns: &[Vec<Group>],
+) -> Result<Vec<Tagged>> {
+    let mut o = Observation::default();
+    let mut emitted = Vec::new();
+    let mut out = Vec::new();
+    for (i, column, r) in share.iter_mut() {
+        let Rule::Events(rule) = &r.rule else { continue };
+        let cold = RuleRows { db, prefix: &r.rows_prefix };
+        let keys = &columns[*column];
+        for (j, (event, ts)) in taken.iter().enumerate() {
+            o.ts = *ts;
+            o.inputs.clear();
+            rule.inputs(event, &mut o.inputs);
+            // An event no measure takes only tells the time.
+            let group = (!o.inputs.is_empty()).then(|| &keys[j]);
+            r.engine.observe_group(clock, group, &o, &cold, &mut emitted)?;
+            r.counts.events += 1;
+            r.counts.count(&emitted);
+            out.extend(emitted.drain(..).map(|e| (j as u32, *i as u32, e)));
+        }
+    }
+    Ok(out)
+}
