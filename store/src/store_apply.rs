@@ -356,7 +356,7 @@ impl Store {
                     });
                 }
                 Some(ts) => {
-                    taken.extend(event);
+                    taken.extend(event.map(|e| (e, ts)));
                     // Stored as the leader encoded it: the same bytes on every replica.
                     block.push(ts, event_base.wrapping_add(pos as u32), raw);
                     outcome.events_accepted += 1;

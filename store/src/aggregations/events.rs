@@ -30,20 +30,19 @@ type Tagged = (u32, u32, Emission);
 type Job<'a> = (usize, usize, &'a mut Running);
 
 impl Aggregations {
-    /// The events of one write, in order, in an entry stamped `clock` by the leader, on up to
-    /// `threads` threads (this node's own choice: the emissions are the same for any count).
+    /// The events of one write with their times, in order, in an entry stamped `clock` by the
+    /// leader, on up to `threads` threads (this node's own choice: the emissions are the same
+    /// for any count).
     pub(crate) fn observe_events(
         &mut self,
         db: &Rocks,
         clock: i64,
-        events: &[v1::Event],
+        events: &[(v1::Event, i64)],
         threads: usize,
         out: &mut Emitted,
     ) -> Result<()> {
-        let taken: Vec<(&Event, i64)> = events
-            .iter()
-            .filter_map(|e| Some((e.event.as_ref()?, collabstream_proto::events::timestamp_ms(e)?)))
-            .collect();
+        let taken: Vec<(&Event, i64)> =
+            events.iter().filter_map(|(e, ts)| Some((e.event.as_ref()?, *ts))).collect();
         if taken.is_empty() {
             return Ok(());
         }
@@ -64,29 +63,24 @@ impl Aggregations {
         let columns: Vec<Vec<Group>> = fields.iter().map(|f| self.keys(f, &taken)).collect();
         let parts = if taken.len() < EVENTS_FOR_THREADS { 1 } else { threads.clamp(1, jobs.len().max(1)) };
         let shares = share_out(&mut self.running, &jobs, parts);
-        let mut tagged: Vec<Tagged> = if shares.len() == 1 {
-            let mut only = shares.into_iter().next().unwrap_or_default();
-            run_rules(&mut only, db, clock, &taken, &columns)?
-        } else {
-            let (taken, columns) = (&taken, &columns);
-            let results: Vec<Result<Vec<Tagged>>> = std::thread::scope(|s| {
-                let mut shares = shares.into_iter();
-                let mut first = shares.next().unwrap_or_default();
-                let others: Vec<_> = shares
-                    .map(|mut share| s.spawn(move || run_rules(&mut share, db, clock, taken, columns)))
-                    .collect();
-                let mut results = vec![run_rules(&mut first, db, clock, taken, columns)];
-                for h in others {
-                    results.push(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-                }
-                results
-            });
-            let mut all = Vec::new();
-            for r in results {
-                all.extend(r?);
+        // One share runs here; each other one on a thread of its own.
+        let (taken, columns) = (&taken, &columns);
+        let results: Vec<Result<Vec<Tagged>>> = std::thread::scope(|s| {
+            let mut shares = shares.into_iter();
+            let mut first = shares.next().unwrap_or_default();
+            let others: Vec<_> = shares
+                .map(|mut share| s.spawn(move || run_rules(&mut share, db, clock, taken, columns)))
+                .collect();
+            let mut results = vec![run_rules(&mut first, db, clock, taken, columns)];
+            for h in others {
+                results.push(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
             }
-            all
-        };
+            results
+        });
+        let mut tagged = Vec::new();
+        for r in results {
+            tagged.extend(r?);
+        }
         // Stable: a rule's emissions for one event keep their order.
         tagged.sort_by_key(|(event, rule, _)| (*event, *rule));
         out.extend(tagged.into_iter().map(|(_, rule, e)| (rule as usize, e)));
