@@ -11,8 +11,10 @@ use collabstream_proto::v1;
 use collabstream_raft::{MemberView, Writer};
 use serde_json::{Value, json};
 
-/// How long one member may take to answer before it is shown as unreachable.
-const ASK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one member may take to answer before it is shown as unreachable. A stopped
+/// member refuses the connection at once; this bounds only a member that is up but slow
+/// (1 s was missed by a live member on a loaded two-core machine).
+const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(crate) fn router(writer: Writer) -> Router {
     Router::new().route("/api/v1/status/cluster", get(status)).with_state(writer)
