@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs tansu, the Kafka-protocol broker the Kafka tests run on loopback (with its in-memory
 # storage, which needs the dynostore feature), into cargo's bin directory; skips it when present.
-# The build takes 15-25 minutes: scripts/test.sh runs this in the background beside its own build.
+# The build takes 15-35 minutes: scripts/test.sh runs this in the background beside its own build.
 set -euo pipefail
 
 version=0.6.0
@@ -28,7 +28,11 @@ if present; then
   echo "install-tansu: tansu $version present (installed while this one waited)"
   exit 0
 fi
-echo "install-tansu: building tansu $version (cargo install; 15-25 minutes)"
+echo "install-tansu: building tansu $version (cargo install; 15-35 minutes on a new machine)"
 # A build directory of its own that survives an interrupted install, so a rerun resumes.
-CARGO_TARGET_DIR="$build_dir" cargo install tansu --version "$version" --locked --features dynostore --quiet
+# The tests need a working broker, not a fast one: at opt-level 1 (tansu's own profile is
+# cargo's release default, opt-level 3) it built in 18 minutes beside our build on a new
+# two-core machine, against 35 at 3 (docs/benchmarks.md, "Build time on a clean machine").
+CARGO_TARGET_DIR="$build_dir" CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false \
+  cargo install tansu --version "$version" --locked --features dynostore --quiet
 echo "install-tansu: ok"

@@ -20,7 +20,7 @@ fi
 profile=dev
 [ "$1" != bench ] || profile=release
 cargo build --locked --profile "${CARGO_PROFILE:-$profile}" --bin collabstream
-# tansu (the Kafka tests' broker) takes 15-25 minutes to build on a new machine, and
+# tansu (the Kafka tests' broker) takes 15-35 minutes to build on a new machine, and
 # scripts/test.sh waits for it before its first test. A newcomer runs this script first: once
 # our build is done, tansu builds beside the demo at the lowest priority, so that test.sh finds
 # it built. Should test.sh start while it still builds, its install waits for this one (a lock
@@ -32,6 +32,10 @@ if [ "$1" = demo ] && [ -z "${COLLABSTREAM_NO_TANSU:-}" ] && ! scripts/install-t
   tansu_log="${XDG_CACHE_HOME:-$HOME/.cache}/collabstream-install-tansu.log"
   mkdir -p "$(dirname "$tansu_log")"
   echo "run.sh: building tansu for scripts/test.sh in the background at low priority (log: $tansu_log; COLLABSTREAM_NO_TANSU=1 skips it)" >&2
-  setsid nice -n 19 scripts/install-tansu.sh >"$tansu_log" 2>&1 </dev/null &
+  # setsid gives it a session, and so a scheduler autogroup, of its own: where autogroups are
+  # on, the kernel shares the CPU between groups whatever their processes' nice values, so the
+  # group's own nice is what makes it yield to the demo.
+  setsid sh -c 'echo 19 >/proc/self/autogroup 2>/dev/null; exec nice -n 19 scripts/install-tansu.sh' \
+    >"$tansu_log" 2>&1 </dev/null &
 fi
 exec cargo run --locked --profile "${CARGO_PROFILE:-$profile}" --bin collabstream -- "$@"
