@@ -24,6 +24,13 @@ pub struct ServerConfig {
     pub node_id: u64,
     /// `1=HOST:GRPC_PORT,2=…`, this node included. Empty: a single-node cluster.
     pub peers: String,
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish before the node
+    /// checkpoints and exits without them, unanswered (a client that never finishes sending
+    /// its body, or a query deep in a scan, must not keep a node from stopping). Keep it below
+    /// the orchestrator's grace period, leaving time for the checkpoint: Kubernetes sends
+    /// SIGKILL after `terminationGracePeriodSeconds`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: std::time::Duration,
     pub store: StoreConfig,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
@@ -120,6 +127,7 @@ impl Default for ServerConfig {
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 9202)),
             node_id: 1,
             peers: String::new(),
+            shutdown_timeout: std::time::Duration::from_secs(20),
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
             query: QueryConfig::default(),
@@ -259,6 +267,7 @@ mod tests {
         assert_eq!(c.object_store, ObjectStoreConfig::default(), "the defaults, spelled out");
         assert_eq!(c.sql, SqlConfig::default(), "the defaults, spelled out");
         assert_eq!(c.metrics, MetricsConfig::default(), "the defaults, spelled out");
+        assert_eq!(c.shutdown_timeout, ServerConfig::default().shutdown_timeout, "the default, spelled out");
     }
 
     #[test]

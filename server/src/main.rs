@@ -268,13 +268,18 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => {
             let config = args.into_config()?;
-            runtime.block_on(async move {
+            let served = runtime.block_on(async move {
                 let listeners = Listeners::bind(&config)?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signal_shutdown(shutdown.clone()));
                 serve(config, listeners, shutdown).await?;
                 anyhow::Ok(())
-            })
+            });
+            // Requests that shutdown_timeout cut off can leave tasks behind (a query in a long
+            // scan does not yield); dropping the runtime would wait for them without end. The
+            // store is checkpointed by now.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            served
         }
         Command::Produce(a) => runtime.block_on(async move {
             let stop = CancellationToken::new();

@@ -55,7 +55,8 @@ impl Listeners {
 }
 
 /// Runs the node until `shutdown` is cancelled, then stops accepting, lets in-flight requests
-/// finish (their writes are acknowledged or refused, never dropped), drains the writer,
+/// finish for up to `shutdown_timeout` (their writes are acknowledged or refused; after it,
+/// the rest get a closed connection, never an acknowledgement), drains the writer,
 /// checkpoints the store and closes RocksDB.
 pub async fn serve(
     config: ServerConfig,
@@ -192,11 +193,34 @@ pub async fn serve(
     let pg =
         tokio::spawn(collabstream_query::sql::serve_pg(pg_listener, sql, shutdown.clone().cancelled_owned()));
     shutdown.cancelled().await;
-    tracing::info!("shutting down: no new requests; finishing in-flight writes");
+    tracing::info!(
+        timeout = ?config.shutdown_timeout,
+        "shutting down: no new requests; finishing the ones in flight"
+    );
     ready.store(false, Ordering::SeqCst);
-    let (h, g, _) = tokio::join!(http, grpc, pg);
-    h?.map_err(|e| Error::Serve { what: "HTTP server", source: Box::new(e) })?;
-    g?.map_err(|e| Error::Serve { what: "gRPC server", source: Box::new(e) })?;
+    let _ = pg.await;
+    let (mut http, mut grpc) = (http, grpc);
+    let drained =
+        tokio::time::timeout(config.shutdown_timeout, async { tokio::join!(&mut http, &mut grpc) }).await;
+    match drained {
+        Ok((h, g)) => {
+            h?.map_err(|e| Error::Serve { what: "HTTP server", source: Box::new(e) })?;
+            g?.map_err(|e| Error::Serve { what: "gRPC server", source: Box::new(e) })?;
+        }
+        Err(_) => {
+            // What is cut off here was never acknowledged: a write answered before now is
+            // committed; one not yet answered is not, and its client sees the connection close
+            // (when this process ends) and retries it like any failed request. The servers'
+            // connection tasks outlive this abort until the runtime goes; the writer they would
+            // write through is shut down first, and the store checkpointed, all the same.
+            tracing::warn!(
+                timeout = ?config.shutdown_timeout,
+                "requests still in flight after shutdown_timeout; stopping without them"
+            );
+            http.abort();
+            grpc.abort();
+        }
+    }
     // Its batch in flight is answered (applied or not) before the writer goes.
     if let Some(k) = kafka {
         let _ = k.await;

@@ -1,5 +1,5 @@
 //! A node killed with SIGKILL keeps every write it acknowledged; a node stopped with SIGTERM
-//! exits cleanly after checkpointing.
+//! exits cleanly after checkpointing, also when a client stalls mid-request.
 
 use std::time::Duration;
 
@@ -145,4 +145,44 @@ async fn sigterm_drains_checkpoints_and_exits_cleanly() {
     let mut want = Exported::new();
     record(&mut want, &s);
     assert_eq!(got, want);
+}
+
+/// A client that stops halfway through sending a request body cannot keep a node from
+/// stopping: after `shutdown_timeout` its connection is closed, and the node checkpoints and
+/// exits with what it had acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_whose_client_stalls_mid_request() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "shutdown_timeout = \"2s\"\n").expect("config");
+    let data = dir.path().join("data");
+    let config = config.to_str().expect("utf-8 path");
+    let mut node = Node::start(&data, &["--config", config]).expect("node starts");
+    let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("grpc connects");
+    let s = series("stall_test", 1, 1_700_000_000_000, 20, 1.0);
+    client.write(v1::WriteRequest { series: vec![s.clone()], ..Default::default() }).await.expect("write");
+    // The headers and a thousand of the million bytes the body claims, then nothing more.
+    let mut stalled = std::net::TcpStream::connect(node.http).expect("connects");
+    write!(
+        stalled,
+        "POST /api/v1/write HTTP/1.1\r\nHost: collabstream\r\nContent-Type: application/x-protobuf\r\n\
+         Content-Encoding: snappy\r\nContent-Length: 1048576\r\n\r\n"
+    )
+    .expect("headers sent");
+    stalled.write_all(&[0u8; 1000]).expect("part of the body sent");
+    // The request reaches its handler before the signal (it is in flight, not queued).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(node.terminate(Duration::from_secs(30)).expect("exits in time"), "exit status 0");
+    let log = node.log();
+    assert!(
+        log.contains("requests still in flight after shutdown_timeout"),
+        "the drain was cut short:\n{log}"
+    );
+    assert!(log.contains("store checkpointed"), "shutdown checkpoints:\n{log}");
+    drop(stalled);
+    let node = Node::start(&data, &["--config", config]).expect("restarts");
+    let mut want = Exported::new();
+    record(&mut want, &s);
+    assert_eq!(node.export("stall_test").await, want);
 }
