@@ -2,7 +2,7 @@
 //! through a PostgreSQL driver's extended protocol, and judged on every build by the node's
 //! own `[sql] external_paths`, even when committed without the SQL front door (the Admin
 //! service). A table that cannot be read fails the statements naming it, not the others, and
-//! a rule and an external table never share a name.
+//! a rule and an external table never share a name; listing columns leaves it out.
 
 use std::path::Path;
 use std::process::Command;
@@ -122,6 +122,15 @@ async fn external_tables_keep_their_definition_and_fail_alone() {
     }
     let (status, r) = node.sql("SELECT count(*) FROM semi").await;
     assert_eq!((status, &r["rows"]), (200, &json!([[3]])), "{r}");
+    // Listing columns (as Grafana's query builder does) leaves the unreadable tables out.
+    let (status, r) = node
+        .sql("SELECT DISTINCT table_name FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1")
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let listed = r["rows"].to_string();
+    for (name, there) in [("samples", true), ("semi", true), ("gone", false), ("leak", false)] {
+        assert_eq!(listed.contains(&format!("\"{name}\"")), there, "{name}: {r}");
+    }
     let (status, r) = node.sql("SHOW TABLES").await;
     assert_eq!(status, 200, "{r}");
     for name in ["samples", "semi", "gone", "leak"] {

@@ -26,7 +26,7 @@ use crate::sql::config::SqlConfig;
 use crate::sql::events_table::EventsTable;
 use crate::sql::external::ExternalTables;
 use crate::sql::meeting_metrics::MeetingMetrics;
-use crate::sql::node_schema::NodeSchema;
+use crate::sql::node_schema::{NodeSchema, Planned};
 use crate::sql::rule_table::RuleTable;
 use crate::sql::samples_table::SamplesTable;
 use crate::sql::series_table::SeriesTable;
@@ -113,8 +113,8 @@ impl SqlEngine {
     }
 
     /// A session with every table as of now (an external table is built when a statement
-    /// names it).
-    pub async fn session(&self) -> Result<SessionContext, SqlError> {
+    /// names it), and the mark to set once its statement is planned.
+    async fn session(&self) -> Result<(SessionContext, Planned), SqlError> {
         let ctx = bare_session(&self.runtime);
         let store = &self.store;
         let mut own: Vec<(String, Arc<dyn TableProvider>)> = vec![
@@ -128,7 +128,8 @@ impl SqlEngine {
         for t in &view.rules {
             own.push((t.name.clone(), Arc::new(StoreTable(RuleTable::new(store.clone(), t.clone())))));
         }
-        let schema = NodeSchema::new(own, view.external.clone(), self.external.clone());
+        let planned = Planned::default();
+        let schema = NodeSchema::new(own, view.external.clone(), self.external.clone(), planned.clone());
         // Where an unqualified name resolves: DataFusion's default catalog and schema.
         let names = ctx.state().config_options().catalog.clone();
         let catalog = ctx.catalog(&names.default_catalog).ok_or_else(|| {
@@ -136,13 +137,13 @@ impl SqlEngine {
         })?;
         catalog.register_schema(&names.default_schema, Arc::new(schema))?;
         ctx.register_udf(label_udf::label());
-        Ok(ctx)
+        Ok((ctx, planned))
     }
 
     /// The session `sql` is planned in: a table-less one for the external tables' DDL, which
     /// names no table to read (DataFusion would otherwise look the created name up, and a
     /// table that cannot be read could never be replaced).
-    async fn session_for(&self, sql: &str) -> Result<SessionContext, SqlError> {
+    async fn session_for(&self, sql: &str) -> Result<(SessionContext, Planned), SqlError> {
         use datafusion::sql::parser::{DFParser, Statement as DFStatement};
         use datafusion::sql::sqlparser::ast::Statement;
         let ddl = DFParser::parse_sql(sql).is_ok_and(|parsed| match parsed.front() {
@@ -150,7 +151,7 @@ impl SqlEngine {
             Some(DFStatement::Statement(s)) => parsed.len() == 1 && matches!(**s, Statement::Drop { .. }),
             _ => false,
         });
-        if ddl { Ok(bare_session(&self.runtime)) } else { self.session().await }
+        if ddl { Ok((bare_session(&self.runtime), Planned::default())) } else { self.session().await }
     }
 
     /// Runs one statement: a query (`SELECT`, `WITH`, `VALUES`, `EXPLAIN`, `SHOW`), within
@@ -176,8 +177,9 @@ impl SqlEngine {
     /// What a statement would answer with, without running it: its columns, and the types of
     /// its parameters (`$1`, `$2`, … in order; `None` where the statement does not say).
     pub async fn describe(&self, sql: &str) -> Result<(SchemaRef, Vec<Option<DataType>>), SqlError> {
-        let ctx = self.session_for(sql).await?;
+        let (ctx, planned) = self.session_for(sql).await?;
         let plan = ctx.state().create_logical_plan(sql).await?;
+        planned.set();
         if matches!(plan, LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_) | DdlStatement::DropTable(_)))
         {
             return Ok((Arc::new(arrow::datatypes::Schema::empty()), Vec::new()));
@@ -188,8 +190,9 @@ impl SqlEngine {
     }
 
     async fn answer(&self, sql: &str, params: &[Option<String>]) -> Result<SqlAnswer, SqlError> {
-        let ctx = self.session_for(sql).await?;
+        let (ctx, planned) = self.session_for(sql).await?;
         let mut plan = ctx.state().create_logical_plan(sql).await?;
+        planned.set();
         match &plan {
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) => {
                 let cmd = cmd.clone();

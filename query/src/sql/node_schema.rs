@@ -4,10 +4,13 @@
 //! (a meetings pack turned on after the table was made can do that), is left out with a
 //! warning, so that one clash never stops every statement. External tables are built only
 //! when a statement names one (see `external`); one that cannot be built fails the statements
-//! naming it, and `information_schema.columns`, which reads every table's columns.
+//! naming it. `information_schema.columns` reads every table's columns once the statement is
+//! planned ([`Planned`]); it leaves such a table out rather than fail, so that one broken table
+//! does not break every client that lists columns (Grafana's PostgreSQL query builder does).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use collabstream_proto::v1;
@@ -18,12 +21,29 @@ use datafusion::datasource::{TableProvider, TableType};
 use crate::sql::SqlError;
 use crate::sql::external::ExternalTables;
 
+/// Set by the engine once a statement is planned. Planning looks up the tables the statement
+/// names, which must fail when they cannot be read; after it, the one reader of tables by name
+/// is `information_schema`, which goes through all of them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Planned(Arc<AtomicBool>);
+
+impl Planned {
+    pub(crate) fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 pub(crate) struct NodeSchema {
     /// The store's tables and the rules', by name.
     own: BTreeMap<String, Arc<dyn TableProvider>>,
     /// The external tables whose names are free, by name.
     external: BTreeMap<String, v1::SqlTable>,
     built: Arc<ExternalTables>,
+    planned: Planned,
 }
 
 impl std::fmt::Debug for NodeSchema {
@@ -41,6 +61,7 @@ impl NodeSchema {
         own: Vec<(String, Arc<dyn TableProvider>)>,
         external: Vec<v1::SqlTable>,
         built: Arc<ExternalTables>,
+        planned: Planned,
     ) -> Self {
         let mut tables = BTreeMap::new();
         for (name, table) in own {
@@ -59,7 +80,7 @@ impl NodeSchema {
             }
             named.insert(t.name.clone(), t);
         }
-        Self { own: tables, external: named, built }
+        Self { own: tables, external: named, built, planned }
     }
 }
 
@@ -76,6 +97,10 @@ impl SchemaProvider for NodeSchema {
         let Some(t) = self.external.get(name) else { return Ok(None) };
         match self.built.table(t).await {
             Ok(table) => Ok(Some(table)),
+            Err(e) if self.planned.is_set() => {
+                tracing::debug!(table = %name, error = %e, "left out of information_schema: it cannot be read");
+                Ok(None)
+            }
             Err(e) => Err(match e {
                 SqlError::Invalid(m) => DataFusionError::Plan(m),
                 other => DataFusionError::Execution(other.to_string()),
@@ -116,7 +141,8 @@ mod tests {
     async fn a_clashing_name_is_left_out_and_the_rest_stay() {
         let built = Arc::new(ExternalTables::new(Arc::new(RuntimeEnv::default()), Vec::new()));
         let own = vec![("samples".to_string(), table("store")), ("samples".to_string(), table("rule"))];
-        let schema = NodeSchema::new(own, vec![external("samples"), external("h")], built);
+        let planned = Planned::default();
+        let schema = NodeSchema::new(own, vec![external("samples"), external("h")], built, planned.clone());
         assert_eq!(schema.table_names(), ["samples", "h"]);
         let samples = schema.table("samples").await.unwrap().expect("the store's table");
         assert_eq!(samples.schema().field(0).name(), "store", "the first of a name wins");
@@ -124,5 +150,9 @@ mod tests {
         assert_eq!(schema.table_type("h").await.unwrap(), Some(TableType::Base));
         assert!(schema.table("h").await.is_err());
         assert!(schema.table("nothing").await.unwrap().is_none());
+        // Once planned, only information_schema asks: the unreadable table is left out.
+        planned.set();
+        assert!(schema.table("h").await.unwrap().is_none());
+        assert!(schema.table("samples").await.unwrap().is_some());
     }
 }
