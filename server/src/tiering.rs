@@ -240,6 +240,11 @@ impl NodeTiering {
                 "Age of the oldest block still in the hot store, as of the leader's last pass (0: none or not the leader).",
                 age,
             ),
+            (
+                "collabstream_tiering_foreign_objects",
+                "Objects under the cold tier's prefix that no manifest entry names and that lack this cluster's token, as of the leader's last pass: another cluster's, left alone.",
+                s.foreign_objects.load(Ordering::Relaxed) as f64,
+            ),
         ];
         for (name, help, v) in gauges {
             crate::ops::family(out, "gauge", name, help, v);
@@ -267,6 +272,7 @@ async fn manifest(State(t): State<Arc<NodeTiering>>) -> impl IntoResponse {
         "sealed_before_ms": bound(view.sealed_before),
         "cold_until_ms": bound(view.cold_until),
         "events_cold_until_ms": bound(view.events_cold_until),
+        "object_token": view.object_token,
         "dropped_chunks": t.dropped.chunks.load(Ordering::Relaxed),
         "dropped_events": t.dropped.events.load(Ordering::Relaxed),
         "blocks": blocks,

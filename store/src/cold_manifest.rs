@@ -30,6 +30,9 @@ pub struct ColdView {
     pub events_cold_until: i64,
     /// The blocks with an object, of both tables, each table's oldest first.
     pub blocks: Vec<v1::ColdBlock>,
+    /// The mark this cluster puts in its objects' names (see `ColdManifest.object_token`);
+    /// empty before the first seal.
+    pub object_token: String,
 }
 
 impl Default for ColdView {
@@ -40,6 +43,7 @@ impl Default for ColdView {
             cold_until: i64::MIN,
             events_cold_until: i64::MIN,
             blocks: Vec::new(),
+            object_token: String::new(),
         }
     }
 }
@@ -85,6 +89,7 @@ impl Manifest {
             cold_until: m.cold_until_ms,
             events_cold_until,
             blocks: m.blocks,
+            object_token: m.object_token,
         };
         Some(Self { view: Arc::new(view), dirty: false })
     }
@@ -99,12 +104,26 @@ impl Manifest {
             events_started: self.view.events_cold_until != i64::MIN,
             events_sealed_before_ms: self.view.events_sealed_before,
             events_sealed: self.view.events_sealed_before != i64::MIN,
+            object_token: self.view.object_token.clone(),
         }
         .encode_to_vec()
     }
 
     pub(crate) fn view(&self) -> Arc<ColdView> {
         self.view.clone()
+    }
+
+    /// At a `seal` entry: the cluster's object token, if it has none yet, from the entry's log
+    /// index and leader clock (the same on every replica; two clusters differ in both, short
+    /// of starting in the same millisecond). Eight hex digits.
+    pub(crate) fn adopt_token(&mut self, index: u64, clock_ms: i64) -> bool {
+        if !self.view.object_token.is_empty() {
+            return false;
+        }
+        let mixed = splitmix(splitmix(index) ^ clock_ms as u64);
+        Arc::make_mut(&mut self.view).object_token = format!("{:08x}", mixed >> 32);
+        self.dirty = true;
+        true
     }
 
     /// A `seal` (of events too when `events`): a seal only moves forward (a stale one changes
@@ -182,9 +201,34 @@ impl Manifest {
     }
 }
 
+/// SplitMix64's finaliser: every input bit moves every output bit.
+fn splitmix(x: u64) -> u64 {
+    let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_object_token_is_fixed_by_the_first_seal() {
+        let mut m = Manifest::default();
+        assert!(m.view().object_token.is_empty());
+        assert!(m.adopt_token(7, 1_700_000_000_000));
+        let token = m.view().object_token.clone();
+        assert_eq!(token.len(), 8);
+        assert!(!m.adopt_token(9, 1_700_000_000_001), "kept");
+        assert_eq!(m.view().object_token, token);
+        assert_eq!(Manifest::decode(&m.encode()).unwrap().view().object_token, token);
+        // Another cluster's first seal, a millisecond or an entry apart.
+        for (index, clock) in [(7, 1_700_000_000_001), (8, 1_700_000_000_000)] {
+            let mut other = Manifest::default();
+            other.adopt_token(index, clock);
+            assert_ne!(other.view().object_token, token);
+        }
+    }
 
     fn block(from: i64, to: i64, path: &str) -> v1::ColdBlock {
         v1::ColdBlock {

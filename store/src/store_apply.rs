@@ -136,7 +136,7 @@ impl Store {
         // A window late events changed is emitted again once an entry, not once an event.
         writer.aggs.flush(&self.db, &mut emitted)?;
         if let Some(t) = &cmd.tiering {
-            outcomes.push(self.apply_tiering(index, t, &mut writer));
+            outcomes.push(self.apply_tiering(index, cmd.leader_time_ms, t, &mut writer));
         }
         // A rule and an external SQL table are tables of one SQL namespace: neither takes a
         // name the other has.

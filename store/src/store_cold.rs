@@ -64,12 +64,16 @@ impl Store {
     pub(crate) fn apply_tiering(
         &self,
         index: u64,
+        clock_ms: i64,
         cmd: &TierCommand,
         writer: &mut WriterState,
     ) -> ApplyOutcome {
         let manifest = &mut writer.manifest;
         let refused = match cmd {
             TierCommand::Seal(s) => {
+                if manifest.adopt_token(index, clock_ms) {
+                    tracing::info!(index, token = %manifest.view().object_token, "the cold tier's object token");
+                }
                 if manifest.seal(s.before_ms, s.events) {
                     tracing::info!(
                         index,

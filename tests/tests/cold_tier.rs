@@ -1,5 +1,6 @@
 //! The cold tier end to end, on an S3-compatible server (moto) on loopback: blocks of samples
 //! and of raw events move and answer as before, through an outage in the middle of a pass, a restart and cold retention;
+//! a new cluster on the same prefix deletes none of the old one's objects;
 //! and on three nodes, a leader killed between an upload and its manifest commit leaves no
 //! duplicate and loses nothing.
 
@@ -336,7 +337,8 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
     let m = manifest(&node).await;
     check_blocks(&m);
     assert_eq!(bucket(&moto).await, named_objects(&m));
-    // Objects are named <block start>-<checksum>: what is left starts after the newest expired.
+    // Objects are named <block start>-<token>-<checksum>: what is left starts after the newest
+    // expired.
     let gone_until = expired
         .iter()
         .filter_map(|p| p.rsplit('/').next()?.split('-').next()?.parse::<i64>().ok())
@@ -352,6 +354,21 @@ async fn blocks_move_to_s3_through_an_outage_a_restart_and_retention() {
         .collect();
     assert!(expired.iter().any(|p| p.contains("/events/")), "{report}");
     assert_eq!(node.events_export().await.lines().collect::<Vec<_>>(), events_left);
+
+    // A new cluster on the same prefix (this one's data directory wiped): every object there
+    // carries the old cluster's token, so the new one's passes leave them all alone.
+    let token = m["data"]["object_token"].as_str().expect("token").to_string();
+    let kept = bucket(&moto).await;
+    assert!(!kept.is_empty() && kept.iter().all(|k| k.contains(&format!("-{token}-"))), "{token}: {kept:?}");
+    drop(node);
+    std::fs::remove_dir_all(&data).expect("wipe the data directory");
+    let node = Node::start(&data, &argv).expect("a new cluster");
+    let (status, report) = run_pass(&node).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["data"]["orphans_deleted"].as_array().map(Vec::len), Some(0), "{report}");
+    assert_ne!(manifest(&node).await["data"]["object_token"].as_str(), Some(token.as_str()));
+    assert_eq!(bucket(&moto).await, kept, "the old cluster's objects are all there");
+    assert_eq!(node.metric("collabstream_tiering_foreign_objects").await, kept.len() as f64);
     drop(node);
     drop(s3);
     drop(moto);

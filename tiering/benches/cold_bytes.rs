@@ -72,7 +72,7 @@ fn main() {
         ..Default::default()
     };
     let objects = Objects::open(&config, dir.path()).expect("objects");
-    let name = object_name("samples", start, xxhash_rust::xxh3::xxh3_64(&bytes));
+    let name = object_name("samples", start, "0badcafe", xxhash_rust::xxh3::xxh3_64(&bytes));
     let stored_index = runtime
         .block_on(objects.put_verified(&objects.path(&index_name(&name)), index.clone().into()))
         .expect("upload");

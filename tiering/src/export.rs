@@ -48,25 +48,39 @@ pub fn export_events(store: &Store, range: TimeRange) -> Result<Option<(Vec<u8>,
 }
 
 /// Where the [`SeriesIndex`] of the object named `object` (by [`object_name`]) goes:
-/// `index/<table>/…/<block start ms>-<checksum>.idx`, apart from the table's files, which
-/// engines read every file of a partition of.
+/// `index/<table>/…/<block start ms>-<token>-<checksum>.idx`, apart from the table's files,
+/// which engines read every file of a partition of.
 pub fn index_name(object: &str) -> String {
     format!("index/{}.idx", object.strip_suffix(".parquet").unwrap_or(object))
 }
 
-/// `samples/date=YYYY-MM-DD/hour=HH/<block start ms>-<checksum>.parquet`: Hive-style
-/// partitions of the block's start (UTC), and a name that differs whenever the content does,
-/// so that a retried upload of the same block overwrites nothing another attempt committed.
-pub fn object_name(table: &str, block_start_ms: i64, checksum: u64) -> String {
+/// `samples/date=YYYY-MM-DD/hour=HH/<block start ms>-<token>-<checksum>.parquet`: Hive-style
+/// partitions of the block's start (UTC); the cluster's object token (`ColdView::object_token`,
+/// left out when empty), so that a cluster tells its own objects from another's under the same
+/// prefix; and a name that differs whenever the content does, so that a retried upload of the
+/// same block overwrites nothing another attempt committed.
+pub fn object_name(table: &str, block_start_ms: i64, token: &str, checksum: u64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(block_start_ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let token = if token.is_empty() { String::new() } else { format!("{token}-") };
     format!(
-        "{table}/date={:04}-{:02}-{:02}/hour={:02}/{block_start_ms}-{checksum:016x}.parquet",
+        "{table}/date={:04}-{:02}-{:02}/hour={:02}/{block_start_ms}-{token}{checksum:016x}.parquet",
         t.year(),
         u8::from(t.month()),
         t.day(),
         t.hour()
     )
+}
+
+/// The object token in a name made by [`object_name`] (or [`index_name`]); `None` for a name
+/// without one (written before tokens, or not by us).
+pub fn object_token(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next()?;
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    let mut parts = stem.rsplitn(3, '-');
+    let (_checksum, token, _start) = (parts.next()?, parts.next()?, parts.next()?);
+    (token.len() == 8 && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then_some(token)
 }
 
 #[cfg(test)]
@@ -76,11 +90,18 @@ mod tests {
     #[test]
     fn objects_are_named_by_the_hour_their_block_starts_in() {
         // 2024-11-28T08:00:00Z
-        let name = object_name("samples", 1_732_780_800_000, 0xab);
-        assert_eq!(name, "samples/date=2024-11-28/hour=08/1732780800000-00000000000000ab.parquet");
+        let name = object_name("samples", 1_732_780_800_000, "0badcafe", 0xab);
+        assert_eq!(name, "samples/date=2024-11-28/hour=08/1732780800000-0badcafe-00000000000000ab.parquet");
         assert_eq!(
             index_name(&name),
-            "index/samples/date=2024-11-28/hour=08/1732780800000-00000000000000ab.idx"
+            "index/samples/date=2024-11-28/hour=08/1732780800000-0badcafe-00000000000000ab.idx"
         );
+        assert_eq!(object_token(&name), Some("0badcafe"));
+        assert_eq!(object_token(&index_name(&name)), Some("0badcafe"));
+        let untokened = object_name("samples", 1_732_780_800_000, "", 0xab);
+        assert_eq!(untokened, "samples/date=2024-11-28/hour=08/1732780800000-00000000000000ab.parquet");
+        assert_eq!(object_token(&untokened), None);
+        assert_eq!(object_token("samples/date=2024-11-28/hour=08/other.parquet"), None);
+        assert_eq!(object_token("samples/x/1-NOTAHEX!-ab.parquet"), None);
     }
 }

@@ -42,7 +42,7 @@ pub use cold_read::{ColdFile, ColdFiles, ColdRead, IndexObject, sorted};
 pub use collabstream_store::arrow_rows::{events_schema, samples_schema};
 pub use config::{Location, ObjectStoreConfig, TieringConfig};
 pub use events_file::EventsFile;
-pub use export::{export_events, export_samples, index_name, object_name};
+pub use export::{export_events, export_samples, index_name, object_name, object_token};
 pub use objects::{Objects, StoredObject, s3_bucket};
 pub use pass::{CommitFuture, ManifestLog, PassReport, TieredBlock, Tierer, TieringStats};
 pub use samples_file::{FileSummary, SamplesFile};

@@ -10,7 +10,9 @@
 //!    from its hot store at that entry and drops it afterwards;
 //! 3. orphans: objects no manifest entry names, older than `[tiering] orphan_age` (an upload whose
 //!    leader died before its commit, a delete that failed, a block retention expired by an
-//!    earlier pass), are deleted;
+//!    earlier pass), are deleted, if they carry this cluster's object token: the objects of
+//!    another cluster under the same prefix (or of an earlier one, whose data directories are
+//!    gone) are counted and left alone;
 //! 4. cold retention: blocks past `[tiering] cold_retention` leave the manifest through the
 //!    log; their objects go at the next pass (step 3), when no replica reads them any more.
 //!
@@ -30,7 +32,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use crate::config::TieringConfig;
-use crate::export::{export_events, export_samples, index_name, object_name};
+use crate::export::{export_events, export_samples, index_name, object_name, object_token};
 use crate::objects::Objects;
 
 /// Blocks moved in one pass at most, so that a pass (and the HTTP call that runs one) ends in
@@ -65,6 +67,9 @@ pub struct TieringStats {
     /// Objects taken out of the manifest by cold retention.
     pub objects_expired: AtomicU64,
     pub orphans_deleted: AtomicU64,
+    /// Objects under the prefix that no manifest entry names and that carry no token of this
+    /// cluster, as of the last pass: left alone (another cluster's, or an earlier one's).
+    pub foreign_objects: AtomicU64,
     /// Start of the oldest block of samples the hot store holds, as of the last pass
     /// (`i64::MIN`: none).
     pub oldest_hot_block_ms: AtomicI64,
@@ -185,7 +190,10 @@ impl Tierer {
         let hot_ms = self.config.hot_retention.as_millis() as i64;
         let horizon = now.saturating_sub(hot_ms).div_euclid(block_ms) * block_ms;
         let view = self.store.cold_view();
-        if view.sealed_before < horizon || view.events_sealed_before < horizon {
+        // A seal that moves nothing still fixes the object token of a cluster that has none
+        // (one tiering since before tokens).
+        if view.sealed_before < horizon || view.events_sealed_before < horizon || view.object_token.is_empty()
+        {
             self.commit(Payload::Seal(v1::Seal { before_ms: horizon, events: true })).await?;
         }
         report.sealed_before_ms = Some(self.store.cold_view().sealed_before);
@@ -252,7 +260,8 @@ impl Tierer {
             }
         };
         if let Some((start, (bytes, summary, index))) = file {
-            let name = object_name(table, start, xxhash_rust::xxh3::xxh3_64(&bytes));
+            let token = self.store.cold_view().object_token.clone();
+            let name = object_name(table, start, &token, xxhash_rust::xxh3::xxh3_64(&bytes));
             // The index first: a block is committed with both or neither.
             if let Some(index) = index {
                 let stored = self
@@ -317,7 +326,8 @@ impl Tierer {
         Ok(gone)
     }
 
-    /// Deletes the objects no manifest entry names that are older than `orphan_age`.
+    /// Deletes the objects no manifest entry names that are older than `orphan_age` and carry
+    /// this cluster's object token; counts the others (`foreign_objects`).
     async fn collect_orphans(&self) -> Result<Vec<String>, String> {
         // The manifest as committed, not only as applied here: an entry committed but not yet
         // applied must not make its object look orphaned.
@@ -332,17 +342,33 @@ impl Tierer {
             listed.extend(self.objects.list(table).await?);
         }
         listed.extend(self.objects.list("index").await?);
-        let named = Named::new(self.store.cold_view().blocks.iter().flat_map(|b| [&b.path, &b.index_path]));
+        let view = self.store.cold_view();
+        let named = Named::new(view.blocks.iter().flat_map(|b| [&b.path, &b.index_path]));
         let mut deleted = Vec::new();
+        let mut foreign = 0u64;
         for (path, _, modified) in listed {
             if named.holds(&path) || now.saturating_sub(modified) < self.config.orphan_age.as_millis() as i64
             {
+                continue;
+            }
+            if view.object_token.is_empty() || object_token(&path) != Some(view.object_token.as_str()) {
+                foreign += 1;
                 continue;
             }
             self.objects.delete(&path).await?;
             self.stats.orphans_deleted.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%path, "orphaned object deleted");
             deleted.push(path);
+        }
+        // Said when the count changes, not at every pass.
+        let before = self.stats.foreign_objects.swap(foreign, Ordering::Relaxed);
+        if foreign > 0 && before != foreign {
+            tracing::warn!(
+                objects = foreign,
+                token = %view.object_token,
+                "objects under the cold tier's prefix were not written by this cluster (their names lack its \
+                 token): left alone; if another cluster shares this [object_store] url, give each its own prefix"
+            );
         }
         Ok(deleted)
     }
@@ -372,7 +398,7 @@ impl Tierer {
 /// written by a version without indexes names none).
 struct Named {
     paths: std::collections::HashSet<String>,
-    /// `<block start>-<checksum>` of every file named.
+    /// The stem (`<block start>-<token>-<checksum>`) of every file named.
     files: std::collections::HashSet<String>,
 }
 

@@ -157,7 +157,12 @@ fn a_file_of_many_row_groups_reads_back_in_order_and_stops_at_the_limit() {
         assert!(times.iter().all(|t| *t > last_max), "row group {rg} overlaps the one before");
         last_max = times.iter().copied().max().expect("rows");
     }
-    let path = objects.path(&object_name("events", BLOCK - 2 * HOUR, xxhash_rust::xxh3::xxh3_64(&bytes)));
+    let path = objects.path(&object_name(
+        "events",
+        BLOCK - 2 * HOUR,
+        "0badcafe",
+        xxhash_rust::xxh3::xxh3_64(&bytes),
+    ));
     let stored = runtime.block_on(objects.put_verified(&path, bytes.into())).expect("put");
     commit(
         &store,
@@ -216,7 +221,7 @@ async fn pyarrow_and_duckdb_read_the_same_events() {
 
     let objects = local_objects(dir.path());
     let root = dir.path().join("objects");
-    let name = objects.path(&object_name("events", BLOCK, xxhash_rust::xxh3::xxh3_64(&bytes)));
+    let name = objects.path(&object_name("events", BLOCK, "0badcafe", xxhash_rust::xxh3::xxh3_64(&bytes)));
     objects.put_verified(&name, bytes.into()).await.expect("upload");
     // Each engine rebuilds the JSON format's object from the columns (nulls left out) and
     // orders by time: the events must be ours, field for field.

@@ -90,7 +90,7 @@ async fn a_block_reads_back_the_same_in_our_reader_pyarrow_and_duckdb() {
         ObjectStoreConfig { url: format!("file://{}", objects_root.display()), ..Default::default() };
     let objects = Objects::open(&config, dir.path()).expect("objects");
     let checksum = xxhash_rust::xxh3::xxh3_64(&bytes);
-    let name = objects.path(&object_name("samples", BLOCK, checksum));
+    let name = objects.path(&object_name("samples", BLOCK, "0badcafe", checksum));
     let stored = objects.put_verified(&name, bytes.clone().into()).await.expect("upload");
     assert_eq!((stored.size, stored.checksum), (bytes.len() as u64, checksum));
     assert!(objects_root.join(&name).is_file(), "{name}");

@@ -1,6 +1,7 @@
 //! The tiering pass over a single store whose log commits at once: blocks move in order and
 //! answer as before they moved, late samples are refused, a block is never recorded twice, an
-//! unreachable object store keeps everything hot, retention and orphans are collected.
+//! unreachable object store keeps everything hot, retention and orphans are collected (this
+//! cluster's only).
 
 mod common;
 
@@ -96,22 +97,36 @@ fn blocks_move_in_order_and_answer_as_before() {
     // first commit) is refused, and its upload is an orphan, collected.
     let again = runtime.block_on(tierer.run_once()).expect("pass");
     assert!(again.tiered.is_empty() && again.orphans_deleted.is_empty(), "{again:?}");
-    let stray = objects.path("samples/date=2024-11-28/hour=08/1732780800000-00000000000000aa.parquet");
+    let token = store.cold_view().object_token.clone();
+    assert_eq!(token.len(), 8, "fixed by the first seal");
+    assert!(store.cold_view().blocks.iter().all(|b| b.path.contains(&format!("-{token}-"))));
+    let hour = "samples/date=2024-11-28/hour=08";
+    let stray = objects.path(&format!("{hour}/1732780800000-{token}-00000000000000aa.parquet"));
     runtime.block_on(objects.put_verified(&stray, bytes::Bytes::from_static(b"PAR1"))).expect("put");
+    // Another cluster's objects under the same prefix, with a token of its own or none (as
+    // written before tokens): never this cluster's orphans.
+    let foreign = [
+        objects.path(&format!("{hour}/1732780800000-0badcafe-00000000000000bb.parquet")),
+        objects.path(&format!("{hour}/1732780800000-00000000000000cc.parquet")),
+    ];
+    for f in &foreign {
+        runtime.block_on(objects.put_verified(f, bytes::Bytes::from_static(b"PAR1"))).expect("put");
+    }
     let replay =
         v1::Command { leader_time_ms: 0, payload: Some(Payload::Tier(store.cold_view().blocks[1].clone())) };
     assert!(commit(&store, &replay).refused.expect("refused").contains("tiered already"));
     assert_eq!(store.cold_view().blocks.len(), 2);
     // An index whose file was never committed is an orphan too; the committed blocks' indexes
     // are not.
-    let stray_index =
-        objects.path("index/samples/date=2024-11-28/hour=08/1732780800000-00000000000000aa.idx");
+    let stray_index = objects.path(&format!("index/{hour}/1732780800000-{token}-00000000000000aa.idx"));
     runtime.block_on(objects.put_verified(&stray_index, bytes::Bytes::from_static(b"CSIX"))).expect("put");
     let mut collected = runtime.block_on(tierer.run_once()).expect("pass").orphans_deleted;
     collected.sort();
     let mut strays = vec![stray, stray_index];
     strays.sort();
     assert_eq!(collected, strays);
+    assert!(foreign.iter().all(|f| runtime.block_on(objects.get(f)).is_ok()), "another cluster's, kept");
+    assert_eq!(tierer.stats.foreign_objects.load(Ordering::Relaxed), 2);
     assert_eq!(read(&tiered, everything), before);
 
     // Cold retention: past it, the first block leaves the manifest and its object is deleted.

@@ -104,7 +104,8 @@ pub async fn upload(
     summary: collabstream_tiering::FileSummary,
     index: Option<collabstream_tiering::SeriesIndex>,
 ) -> collabstream_tiering::ColdFile {
-    let name = collabstream_tiering::object_name("samples", start, xxhash_rust::xxh3::xxh3_64(&bytes));
+    let name =
+        collabstream_tiering::object_name("samples", start, "0badcafe", xxhash_rust::xxh3::xxh3_64(&bytes));
     let index = match index {
         Some(index) => {
             let path = objects.path(&collabstream_tiering::index_name(&name));
