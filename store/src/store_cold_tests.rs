@@ -103,6 +103,41 @@ fn sealed_blocks_refuse_late_samples_and_tiered_ones_leave_the_hot_store() {
     assert!(parts.iter().flat_map(|p| &p.samples).all(|s| s.timestamp_ms >= BLOCK));
 }
 
+/// A dropped block gives its disk back without waiting for the column family to grow: the
+/// tombstones of the drop mark their file for compaction, which removes them and what they
+/// cover.
+#[test]
+fn a_dropped_block_gives_its_disk_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // 2,000 series over three blocks: the first two in chunks, the third still open.
+    let samples: Vec<(i64, f64)> = (0..18).map(|i| (i * 10_000, ((i * 7_919) % 1_000) as f64)).collect();
+    let all: Vec<v1::TimeSeries> = (0..2_000).map(|i| series("m", &format!("s{i}"), &samples)).collect();
+    commit(&store, &write("w", all, vec![]));
+    store.checkpoint().unwrap();
+    let chunk_bytes = |store: &Store| {
+        store.stats().sst_bytes_by_cf.iter().find(|(cf, _)| *cf == "chunks").map(|(_, b)| *b).unwrap()
+    };
+    let before = chunk_bytes(&store);
+    assert!(before > 0);
+    commit(&store, &seal(BLOCK));
+    assert!(commit(&store, &tier(i64::MIN, BLOCK, "b0")).refused.is_none());
+    store.checkpoint().unwrap();
+    assert!(store.drop_cold().unwrap().chunks >= 2_000, "every series has chunks in the first block");
+    // The drop's tombstones reach a file with the next checkpoint that has an entry to record.
+    commit(&store, &write("next", vec![series("m", "s0", &[(180_000, 1.0)])], vec![]));
+    store.checkpoint().unwrap();
+    // Compaction runs in the background; bounded wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut now = chunk_bytes(&store);
+    while now * 4 > before * 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        now = chunk_bytes(&store);
+    }
+    assert!(now * 4 <= before * 3, "the chunks' files are {now} bytes after dropping half of {before}");
+    assert_eq!(times(&store).iter().map(|t| t[0]).min(), Some(BLOCK));
+}
+
 #[test]
 fn the_manifest_survives_restarts_replays_and_snapshots() {
     let dir = tempfile::tempdir().unwrap();
