@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/collabstream-target}"
+scripts/own-target.sh
 [ $# -gt 0 ] || set -- demo
 # COLLABSTREAM_BIN runs a binary already built (a release from elsewhere, or the tests' debug one).
 if [ -n "${COLLABSTREAM_BIN:-}" ]; then

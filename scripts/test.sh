@@ -17,6 +17,7 @@ trap 'kill -- "-$tansu_pid" 2>/dev/null || true' EXIT
 # the slow part of a clean build; this keeps it to once per machine).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/collabstream-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+scripts/own-target.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
