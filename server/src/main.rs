@@ -275,8 +275,8 @@ fn main() -> anyhow::Result<()> {
                 serve(config, listeners, shutdown).await?;
                 anyhow::Ok(())
             });
-            // Requests that shutdown_timeout cut off can leave tasks behind (a query in a long
-            // scan does not yield); dropping the runtime would wait for them without end. The
+            // Requests that shutdown_timeout cut off can leave tasks behind (a query deep in a
+            // scan may not yield), and dropping the runtime would wait for them without end. The
             // store is checkpointed by now.
             runtime.shutdown_timeout(std::time::Duration::from_secs(5));
             served

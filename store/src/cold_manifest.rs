@@ -114,8 +114,9 @@ impl Manifest {
     }
 
     /// At a `seal` entry: the cluster's object token, if it has none yet, from the entry's log
-    /// index and leader clock (the same on every replica; two clusters differ in both, short
-    /// of starting in the same millisecond). Eight hex digits.
+    /// index and leader clock: the same on every replica; another cluster's differs unless its
+    /// first seal is the same entry in the same millisecond, or the 32 bits collide. Eight hex
+    /// digits.
     pub(crate) fn adopt_token(&mut self, index: u64, clock_ms: i64) -> bool {
         if !self.view.object_token.is_empty() {
             return false;

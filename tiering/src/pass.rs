@@ -191,7 +191,7 @@ impl Tierer {
         let horizon = now.saturating_sub(hot_ms).div_euclid(block_ms) * block_ms;
         let view = self.store.cold_view();
         // A seal that moves nothing still fixes the object token of a cluster that has none
-        // (one tiering since before tokens).
+        // (one whose manifest was written before tokens existed).
         if view.sealed_before < horizon || view.events_sealed_before < horizon || view.object_token.is_empty()
         {
             self.commit(Payload::Seal(v1::Seal { before_ms: horizon, events: true })).await?;
