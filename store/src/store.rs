@@ -85,6 +85,9 @@ pub struct StoreStats {
 pub struct Store {
     pub(crate) db: Arc<Rocks>,
     pub(crate) config: StoreConfig,
+    /// `config.aggregation_threads` with 0 read as the cores, once: finding the cores reads
+    /// the affinity mask and cgroup files, too much for every write apply takes.
+    pub(crate) aggregation_threads: usize,
     /// What apply depends on, as the log last set it; written by apply (under `writer`).
     pub(crate) settings: RwLock<Settings>,
     pub(crate) index: RwLock<SeriesIndex>,
@@ -377,6 +380,7 @@ impl Store {
             cold_refused: AtomicU64::new(0),
             events_cold_refused: AtomicU64::new(0),
             db,
+            aggregation_threads: config.aggregation_threads(),
             config,
             settings: RwLock::new(settings),
             index: RwLock::new(index),

@@ -369,7 +369,7 @@ impl Store {
                 }),
             }
         }
-        writer.aggs.observe_events(&self.db, clock, &taken, self.config.aggregation_threads(), emitted)?;
+        writer.aggs.observe_events(&self.db, clock, &taken, self.aggregation_threads, emitted)?;
         block.write(&self.db, batch, index, write);
         Ok(())
     }
