@@ -47,7 +47,7 @@ mod types;
 mod write_queue;
 
 pub use admin::{AdminGrpc, TieringPass, run_tiering};
-pub use archive::ArchiveReader;
+pub use archive::{ArchiveReader, unpack as unpack_archive};
 pub use cluster_view::{MemberView, cluster_view};
 pub use collabstream_store::ApplyOutcome;
 pub use error::Error;

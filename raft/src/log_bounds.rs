@@ -1,10 +1,7 @@
-//! The log's size and the snapshot's disk: what a node keeps besides its data.
+//! The log's size: what a node keeps besides its data.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use collabstream_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::log_storage::LogStorage;
@@ -19,15 +16,11 @@ use openraft::BasicNode;
 /// When writes stop (the log grew by less than [`IDLE_GROWTH`] a second for [`IDLE_TICKS`]
 /// seconds) and it holds more than [`IDLE_MIN_BYTES`], the log is dropped up to a snapshot as
 /// far as every follower has it, keeping none for catching up: a quiet node then holds little
-/// more than its data. A snapshot is a checkpoint of hard links, so taking one often is cheap.
-///
-/// A snapshot also keeps the SST files it links after compaction has replaced them in the
-/// store. When those come to [`STALE_MIN_BYTES`] and a quarter of the store's, a new snapshot
-/// is taken (at most every [`STALE_EVERY`]) so that the old one and its files go.
+/// more than its data. Taking a snapshot costs a store checkpoint; nothing of it stays on disk
+/// (`state_machine`), so taking one often is cheap.
 pub(crate) async fn run_log_bounds(
     raft: Raft,
     options: RaftOptions,
-    store: Arc<Store>,
     log: LogStorage,
     stop: CancellationToken,
 ) {
@@ -37,7 +30,6 @@ pub(crate) async fn run_log_bounds(
     // What this task last asked to drop: while a follower is down, an idle node would
     // otherwise ask (and log) the same purge every second.
     let mut purged_upto = 0;
-    let mut last_stale_snapshot = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -49,12 +41,6 @@ pub(crate) async fn run_log_bounds(
         let over = bytes > options.snapshot_after_bytes;
         let idle = quiet_ticks >= IDLE_TICKS && bytes > IDLE_MIN_BYTES;
         if !over && !idle {
-            if last_stale_snapshot.elapsed() >= STALE_EVERY && stale_snapshot(&options.snapshot_dir, &store) {
-                last_stale_snapshot = Instant::now();
-                if let Err(e) = raft.trigger().snapshot().await {
-                    tracing::warn!(error = %e, "cannot start a snapshot to let go of replaced files");
-                }
-            }
             continue;
         }
         let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
@@ -103,57 +89,3 @@ const IDLE_GROWTH: u64 = 64 << 10;
 const IDLE_TICKS: u32 = 2;
 /// ...and is worth dropping when it holds more than this.
 const IDLE_MIN_BYTES: u64 = 1 << 20;
-
-/// A snapshot is retaken when the files only it still links come to this...
-const STALE_MIN_BYTES: u64 = 4 << 20;
-/// ...at most this often (each one flushes the memtables).
-const STALE_EVERY: Duration = Duration::from_secs(5);
-
-/// Whether the snapshots in `dir` hold at least [`STALE_MIN_BYTES`] and a quarter of the
-/// store's SST bytes in files the store no longer links (a file's link count tells: a
-/// checkpoint's files are hard links to the store's).
-fn stale_snapshot(dir: &Path, store: &Store) -> bool {
-    let stale = unlinked_bytes(dir);
-    stale >= STALE_MIN_BYTES && stale >= store.stats().sst_bytes / 4
-}
-
-/// Bytes of the files under `dir`'s snapshot directories linked only once.
-pub(crate) fn unlinked_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(snapshots) = std::fs::read_dir(dir) else { return 0 };
-    let mut bytes = 0;
-    for snap in snapshots.flatten() {
-        let Ok(files) = std::fs::read_dir(snap.path()) else { continue };
-        for f in files.flatten() {
-            if let Ok(m) = f.metadata()
-                && m.is_file()
-                && m.nlink() == 1
-            {
-                bytes += m.len();
-            }
-        }
-    }
-    bytes
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_only_files_the_store_no_longer_links() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (store, snaps) = (tmp.path().join("db"), tmp.path().join("snapshots"));
-        let snap = snaps.join("1-1-5.snap");
-        std::fs::create_dir_all(&store).unwrap();
-        std::fs::create_dir_all(&snap).unwrap();
-        std::fs::write(store.join("000010.sst"), vec![0; 1000]).unwrap();
-        std::fs::hard_link(store.join("000010.sst"), snap.join("000010.sst")).unwrap();
-        std::fs::write(snap.join("000007.sst"), vec![0; 300]).unwrap();
-        std::fs::write(snaps.join("1-1-5.meta"), b"meta").unwrap();
-        assert_eq!(unlinked_bytes(&snaps), 300);
-        // Compaction removes the store's link: the snapshot alone holds the file now.
-        std::fs::remove_file(store.join("000010.sst")).unwrap();
-        assert_eq!(unlinked_bytes(&snaps), 1300);
-    }
-}

@@ -156,7 +156,6 @@ impl Writer {
         let bounder = tokio::spawn(crate::log_bounds::run_log_bounds(
             writer.inner.raft.clone(),
             options.clone(),
-            writer.inner.store.clone(),
             log_handle,
             stop.clone(),
         ));

@@ -2,12 +2,17 @@
 //! apply; the last applied log id and the membership are recorded in the store with every
 //! entry and made durable at its checkpoints, so they always match the data.
 //!
-//! Snapshots are RocksDB checkpoints of the store (directories of hard links to its SST
-//! files), kept in the snapshot directory as `<id>.snap` with their metadata in `<id>.meta`,
-//! and streamed to followers file by file (`archive`) without being copied first. A received
-//! snapshot is unpacked and becomes the current one before the store is replaced, so an
-//! install cut short by a crash is done again at the next start; an older snapshot never
-//! replaces a newer one.
+//! A snapshot is made when one is asked for (to bound the log, or to send to a follower): a
+//! store checkpoint, then a RocksDB checkpoint (a directory of hard links to the store's
+//! files) whose files are opened for streaming (`archive`) and whose directory is removed at
+//! once. Nothing of it stays on disk but while a follower is being sent it: a snapshot kept
+//! between transfers held the files that compaction had replaced since (up to 18 MB during the
+//! side-by-side benchmark's ingestion; docs/benchmarks.md, session 8). The store itself is the
+//! current snapshot, so no snapshot is ever older than the log's purge point.
+//!
+//! A received snapshot is unpacked and recorded (`<id>.snap` with its metadata in `<id>.meta`)
+//! before the store is replaced, so that an install cut short by a crash is done again at the
+//! next start; it is removed once installed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,36 +72,41 @@ async fn blocking<T: Send + 'static>(
 #[derive(Debug)]
 struct Snapshots {
     dir: PathBuf,
-    current: Mutex<Option<(Meta, PathBuf)>>,
+    /// A received snapshot whose install has not finished, with its meta.
+    received: Mutex<Option<(Meta, PathBuf)>>,
     incoming: Mutex<Option<PathBuf>>,
     seq: AtomicU64,
 }
 
 impl Snapshots {
-    /// Opens `dir`, finds the newest complete snapshot and removes leftovers of interrupted
-    /// builds and receives.
+    /// Opens `dir`, finds the newest received snapshot left there (its install was cut short,
+    /// or it finished and the node stopped before removing it) and removes leftovers of
+    /// interrupted makes and receives.
     fn open(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        let mut best: Option<(Meta, PathBuf)> = None;
+        let mut found: Vec<(Meta, PathBuf)> = Vec::new();
         for e in std::fs::read_dir(&dir)? {
             let path = e?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
             if let Some(id) = name.strip_suffix(".meta") {
                 let snap = dir.join(format!("{id}.snap"));
                 let meta = std::fs::read(&path).ok().and_then(|b| decode::<Meta>(&b).ok());
-                // A snapshot is a checkpoint directory; a `.snap` file is an archive left by an
-                // earlier development build, and is not used.
-                if let (Some(meta), true) = (meta, snap.is_dir())
-                    && best.as_ref().is_none_or(|(b, _)| b.last_log_id < meta.last_log_id)
-                {
-                    best = Some((meta, snap));
+                match (meta, snap.is_dir()) {
+                    (Some(meta), true) => found.push((meta, snap)),
+                    _ => remove_snapshot(&dir, id),
                 }
             } else if name.starts_with("tmp-") || name.starts_with("incoming-") {
-                let _ =
-                    if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                remove_path(&path);
             }
         }
-        Ok(Self { dir, current: Mutex::new(best), incoming: Mutex::new(None), seq: AtomicU64::new(0) })
+        found.sort_by(|a, b| a.0.last_log_id.cmp(&b.0.last_log_id));
+        let newest = found.pop();
+        // Older ones (and the kept checkpoints of versions before snapshots were made on
+        // demand) are of no use.
+        for (meta, _) in found {
+            remove_snapshot(&dir, &meta.snapshot_id);
+        }
+        Ok(Self { dir, received: Mutex::new(newest), incoming: Mutex::new(None), seq: AtomicU64::new(0) })
     }
 
     fn temp(&self, what: &str) -> PathBuf {
@@ -104,28 +114,37 @@ impl Snapshots {
         self.dir.join(format!("tmp-{what}-{}-{n}", std::process::id()))
     }
 
-    /// Records the checkpoint directory `checkpoint` as the current snapshot under `meta` and
-    /// removes the one it replaces, durably (renamed into place and the directory synced; the
-    /// checkpoint's files must be synced already). A snapshot older
-    /// than the current one does not replace it (a build that finishes after a newer snapshot
-    /// was installed would leave the current snapshot behind the purged log): it is removed,
-    /// and the current one is returned instead.
-    fn set_current(&self, meta: &Meta, checkpoint: &Path) -> std::io::Result<(Meta, PathBuf)> {
-        // Held throughout, so that two snapshots set at once cannot both pass the comparison.
-        let mut current = self.current.lock();
-        if let Some((cur_meta, cur_snap)) = current.as_ref()
-            && cur_meta.last_log_id > meta.last_log_id
-        {
-            tracing::info!(
-                stale = %meta.snapshot_id,
-                current = %cur_meta.snapshot_id,
-                "a snapshot older than the current one is dropped"
-            );
-            let _ = std::fs::remove_dir_all(checkpoint);
-            return Ok((cur_meta.clone(), cur_snap.clone()));
-        }
+    /// Makes a snapshot of `store` as it is now: its meta, and the checkpoint's files opened
+    /// for streaming (their directory is gone when this returns; the files stay readable
+    /// through the reader, and their disk is freed when it is dropped, unless the store still
+    /// links them). The id names the last applied log id, so a snapshot made again of the
+    /// same state, here or on another node, carries the same id (openraft expects the current
+    /// snapshot to keep its id while nothing changes); its files may differ, which a receiver
+    /// handles (see `install_snapshot`).
+    fn make(&self, store: &Store) -> Result<(Meta, ArchiveReader), StorageError> {
+        let dir = self.temp("checkpoint");
+        let made = (|| {
+            let (_, sm) = store.create_snapshot(&dir).map_err(|e| snap_err(chain(&e)))?;
+            let sm = decode_meta(&sm)?;
+            let reader = ArchiveReader::open(&dir).map_err(snap_err)?;
+            let snapshot_id = match sm.last_applied {
+                Some(l) => format!("{:020}-{}", l.index, l.leader_id),
+                None => "empty".to_string(),
+            };
+            Ok((Meta { last_log_id: sm.last_applied, last_membership: sm.membership, snapshot_id }, reader))
+        })();
+        remove_path(&dir);
+        made
+    }
+
+    /// Records the unpacked snapshot in `unpacked` as received, durably (renamed into place,
+    /// its meta written and synced, the directory synced; the files must be synced already),
+    /// in place of any earlier one. Returns where it now is.
+    fn set_received(&self, meta: &Meta, unpacked: &Path) -> std::io::Result<PathBuf> {
+        let mut received = self.received.lock();
         let snap = self.dir.join(format!("{}.snap", meta.snapshot_id));
-        std::fs::rename(checkpoint, &snap)?;
+        remove_path(&snap);
+        std::fs::rename(unpacked, &snap)?;
         let meta_path = self.dir.join(format!("{}.meta", meta.snapshot_id));
         let bytes = encode(meta).map_err(std::io::Error::other)?;
         let tmp = self.temp("meta");
@@ -133,26 +152,30 @@ impl Snapshots {
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, &meta_path)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
-        let old = current.replace((meta.clone(), snap.clone()));
-        if let Some((old_meta, old_snap)) = old
-            && old_meta.snapshot_id != meta.snapshot_id
+        if let Some((old, _)) = received.replace((meta.clone(), snap.clone()))
+            && old.snapshot_id != meta.snapshot_id
         {
-            // The meta first: a snapshot without it is ignored at the next start.
-            let _ = std::fs::remove_file(self.dir.join(format!("{}.meta", old_meta.snapshot_id)));
-            let _ = std::fs::remove_dir_all(old_snap);
+            remove_snapshot(&self.dir, &old.snapshot_id);
         }
-        Ok((meta.clone(), snap))
+        Ok(snap)
     }
 
-    /// The current snapshot, opened for streaming. Opened under the lock that replacing it
-    /// takes, so that its directory is not removed halfway through.
-    fn open_current(&self) -> std::io::Result<Option<(Meta, ArchiveReader)>> {
-        let current = self.current.lock();
-        match current.as_ref() {
-            Some((meta, dir)) => Ok(Some((meta.clone(), ArchiveReader::open(dir)?))),
-            None => Ok(None),
+    /// Removes the received snapshot: the store holds it durably now.
+    fn installed(&self) {
+        if let Some((meta, _)) = self.received.lock().take() {
+            remove_snapshot(&self.dir, &meta.snapshot_id);
         }
     }
+}
+
+/// Removes snapshot `id` from `dir`: the meta first, since a snapshot without one is ignored.
+fn remove_snapshot(dir: &Path, id: &str) {
+    remove_path(&dir.join(format!("{id}.meta")));
+    remove_path(&dir.join(format!("{id}.snap")));
+}
+
+fn remove_path(path: &Path) {
+    let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
 }
 
 /// openraft's state machine over the store.
@@ -170,12 +193,12 @@ impl StateMachine {
     /// The state machine over `store`, keeping snapshots in `snapshot_dir`.
     ///
     /// If the node stopped while a snapshot was being installed, the store was left wiped
-    /// ([`Store::install_interrupted`]); the snapshot, made current before the install began,
-    /// is installed again here, before openraft reads the state.
+    /// ([`Store::install_interrupted`]); the snapshot, recorded before the install began, is
+    /// installed again here, before openraft reads the state.
     pub fn new(store: Arc<Store>, snapshot_dir: PathBuf) -> std::io::Result<Self> {
         let snapshots = Arc::new(Snapshots::open(snapshot_dir)?);
         if store.install_interrupted() {
-            let Some((meta, path)) = snapshots.current.lock().clone() else {
+            let Some((meta, path)) = snapshots.received.lock().clone() else {
                 return Err(std::io::Error::other(format!(
                     "the node stopped while installing a snapshot and no snapshot is left in {}; \
                      move the data directory away and start the node again to rejoin with a fresh copy",
@@ -185,6 +208,7 @@ impl StateMachine {
             tracing::warn!(snapshot = %meta.snapshot_id, "installing the interrupted snapshot again");
             install(&store, &meta, &path).map_err(|e| std::io::Error::other(e.to_string()))?;
         }
+        snapshots.installed();
         let meta = decode_meta(&store.sm_meta()).map_err(std::io::Error::other)?;
         Ok(Self { store, snapshots, meta, log: None, stats: Arc::default() })
     }
@@ -228,27 +252,8 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (store, snapshots) = (self.store.clone(), self.snapshots.clone());
-        let (meta, reader) = blocking(move || {
-            let checkpoint = snapshots.temp("checkpoint");
-            let created = store.create_snapshot(&checkpoint);
-            if created.is_err() {
-                let _ = std::fs::remove_dir_all(&checkpoint);
-            }
-            let (_, sm) = created.map_err(|e| snap_err(chain(&e)))?;
-            let sm = decode_meta(&sm)?;
-            let n = snapshots.seq.fetch_add(1, Ordering::Relaxed);
-            let index = sm.last_applied.map(|l| l.index).unwrap_or(0);
-            let meta = Meta {
-                last_log_id: sm.last_applied,
-                last_membership: sm.membership,
-                snapshot_id: format!("{index:020}-{}-{n}", std::process::id()),
-            };
-            tracing::info!(snapshot = %meta.snapshot_id, "snapshot built");
-            snapshots.set_current(&meta, &checkpoint).map_err(snap_err)?;
-            // The current one: this build's, or a newer one installed meanwhile.
-            snapshots.open_current().map_err(snap_err)?.ok_or_else(|| snap_err("no current snapshot"))
-        })
-        .await?;
+        let (meta, reader) = blocking(move || snapshots.make(&store)).await?;
+        tracing::info!(snapshot = %meta.snapshot_id, "snapshot built");
         self.stats.snapshots_built.fetch_add(1, Ordering::Relaxed);
         Ok(Snapshot { meta, snapshot: Box::new(SnapshotData::Stored(reader)) })
     }
@@ -341,6 +346,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let reader: Box<dyn std::io::Read + Send> = match *snapshot {
             SnapshotData::Receiving(mut file) => {
                 file.flush().await.map_err(snap_err)?;
+                // openraft writes each chunk at its offset, and the last one ends the stream. A
+                // stream sent again under the same id (the same state snapshotted again, after
+                // a leader change or a failed send) is written over the first from offset 0, and
+                // may be shorter: what is left past its end is not part of it.
+                let end = file.stream_position().await.map_err(snap_err)?;
+                file.set_len(end).await.map_err(snap_err)?;
                 file.seek(std::io::SeekFrom::Start(0)).await.map_err(snap_err)?;
                 Box::new(file.into_std().await)
             }
@@ -351,76 +362,125 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let incoming = self.snapshots.incoming.lock().take();
         let (store, snapshots, meta_owned) = (self.store.clone(), self.snapshots.clone(), meta.clone());
-        let installed = blocking(move || {
+        blocking(move || {
             let dir = snapshots.temp("received");
             let unpacked = archive::unpack(reader, &dir);
             if let Some(incoming) = incoming {
                 let _ = std::fs::remove_file(incoming);
             }
             if let Err(e) = unpacked {
-                let _ = std::fs::remove_dir_all(&dir);
+                remove_path(&dir);
                 return Err(snap_err(e));
             }
-            // Current first, durably: if the node stops during the install, the store is found
+            // Recorded first, durably: if the node stops during the install, the store is found
             // half replaced at the next start and this snapshot installed again from here
             // (openraft may already have purged the log it covers).
-            let (current, path) = snapshots.set_current(&meta_owned, &dir).map_err(snap_err)?;
-            if current.snapshot_id != meta_owned.snapshot_id {
-                // Not expected (openraft installs only snapshots newer than its own); keep the
-                // newer state rather than going back.
-                return Ok(false);
-            }
+            let path = snapshots.set_received(&meta_owned, &dir).map_err(snap_err)?;
             install(&store, &meta_owned, &path)?;
-            Ok(true)
+            snapshots.installed();
+            Ok(())
         })
         .await?;
-        if installed {
-            self.meta = SmMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
-            self.stats.snapshots_installed.fetch_add(1, Ordering::Relaxed);
-        }
+        self.meta = SmMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        self.stats.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         if let Some(log) = &self.log {
             log.release_held_purge().await?;
         }
         Ok(())
     }
 
+    /// A snapshot of the store as it is now (see the module's doc): on the leader, the state
+    /// machine's task stops applying while the store is checkpointed for it.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let snapshots = self.snapshots.clone();
-        let current = blocking(move || snapshots.open_current().map_err(snap_err)).await?;
-        Ok(current.map(|(meta, reader)| Snapshot { meta, snapshot: Box::new(SnapshotData::Stored(reader)) }))
+        let (store, snapshots) = (self.store.clone(), self.snapshots.clone());
+        let (meta, reader) = blocking(move || snapshots.make(&store)).await?;
+        if meta.last_log_id.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Snapshot { meta, snapshot: Box::new(SnapshotData::Stored(reader)) }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
-    fn meta(index: u64, id: &str) -> Meta {
-        Meta {
-            last_log_id: Some(openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
-            last_membership: Default::default(),
-            snapshot_id: id.into(),
-        }
+    fn blank(index: u64) -> Entry {
+        let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
+        Entry { log_id, payload: EntryPayload::Blank }
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_is_the_store_as_it_stands_and_leaves_no_files_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot_dir = dir.path().join("snapshots");
+        let store = Arc::new(
+            Store::open(&dir.path().join("db"), collabstream_store::StoreConfig::default()).unwrap(),
+        );
+        let mut sm = StateMachine::new(store, snapshot_dir.clone()).unwrap();
+        assert!(sm.get_current_snapshot().await.unwrap().is_none(), "nothing applied, no snapshot");
+
+        sm.apply((0..=3).map(blank)).await.unwrap();
+        let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id, Some(blank(3).log_id));
+        assert_eq!(files_in(&snapshot_dir), Vec::<String>::new(), "the checkpoint's directory is gone");
+
+        // Made again of the same state, it keeps its id; once the store moves on, so does it.
+        let again = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(again.meta, built.meta);
+        sm.apply([blank(4)]).await.unwrap();
+        let after = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(after.meta.last_log_id, Some(blank(4).log_id));
+        assert_ne!(after.meta.snapshot_id, built.meta.snapshot_id);
+
+        // The first one still streams whole, from files its directory no longer names.
+        let mut stream = Vec::new();
+        let mut data = built.snapshot;
+        data.read_to_end(&mut stream).await.unwrap();
+        let unpacked = dir.path().join("unpacked");
+        archive::unpack(stream.as_slice(), &unpacked).unwrap();
+        assert!(files_in(&unpacked).iter().any(|f| f.ends_with(".sst")), "{:?}", files_in(&unpacked));
+        assert!(unpacked.join("CURRENT").exists());
     }
 
     #[test]
-    fn a_build_that_finishes_after_a_newer_install_does_not_replace_it() {
+    fn leftovers_and_all_but_the_newest_received_snapshot_are_removed_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let snapshots = Snapshots::open(dir.path().join("snapshots")).unwrap();
-        let installed = snapshots.temp("received");
-        std::fs::create_dir(&installed).unwrap();
-        std::fs::write(installed.join("CURRENT"), b"newer").unwrap();
-        snapshots.set_current(&meta(40, "installed"), &installed).unwrap();
-        // A build started at index 30, before the install, finishes now.
-        let built = snapshots.temp("checkpoint");
-        std::fs::create_dir(&built).unwrap();
-        std::fs::write(built.join("CURRENT"), b"older").unwrap();
-        let (current, path) = snapshots.set_current(&meta(30, "built"), &built).unwrap();
-        assert_eq!(current.snapshot_id, "installed");
-        assert_eq!(std::fs::read(path.join("CURRENT")).unwrap(), b"newer");
-        assert!(!built.exists() && !snapshots.dir.join("built.snap").exists());
-        // And so after a restart.
+        let snapshots = Snapshots::open(dir.path().to_path_buf()).unwrap();
+        let meta = |index: u64, id: &str| Meta {
+            last_log_id: Some(blank(index).log_id),
+            last_membership: Default::default(),
+            snapshot_id: id.into(),
+        };
+        for (index, id) in [(30, "older"), (40, "newer")] {
+            let unpacked = snapshots.temp("received");
+            std::fs::create_dir(&unpacked).unwrap();
+            std::fs::write(unpacked.join("CURRENT"), id).unwrap();
+            snapshots.set_received(&meta(index, id), &unpacked).unwrap();
+        }
+        assert_eq!(files_in(&snapshots.dir).len(), 2, "the newer replaced the older");
+        // A crash left an older snapshot (say, a kept checkpoint of an earlier version) and a
+        // half-written temporary directory.
+        std::fs::create_dir(snapshots.dir.join("older.snap")).unwrap();
+        std::fs::write(snapshots.dir.join("older.meta"), encode(&meta(30, "older")).unwrap()).unwrap();
+        std::fs::create_dir(snapshots.temp("checkpoint")).unwrap();
+
         let reopened = Snapshots::open(snapshots.dir.clone()).unwrap();
-        assert_eq!(reopened.current.lock().as_ref().unwrap().0.snapshot_id, "installed");
+        let (kept, path) = reopened.received.lock().clone().unwrap();
+        assert_eq!(kept.snapshot_id, "newer");
+        assert_eq!(std::fs::read(path.join("CURRENT")).unwrap(), b"newer");
+        let mut left = files_in(&reopened.dir);
+        left.sort();
+        assert_eq!(left, ["newer.meta", "newer.snap"]);
+        reopened.installed();
+        assert_eq!(files_in(&reopened.dir), Vec::<String>::new());
     }
 }
