@@ -1,7 +1,8 @@
 //! Chaos: three nodes under continuous writes (samples and events, each batch retried with its
 //! id as the SDK does), a random node SIGKILLed every 20–40 s and started again with the same
 //! command; now and then the leader right after a lagging node came back (while it is sent a
-//! snapshot: the log is kept short), or that node itself (while it installs the snapshot).
+//! snapshot: the node stays down until the leader's log no longer has what it needs), or that
+//! node itself (while it installs the snapshot).
 //! At the end every acknowledged batch is on every node
 //! exactly once and the three agree sample by sample.
 //!
@@ -150,6 +151,8 @@ async fn acknowledged_writes_survive_random_kills_exactly_once() {
 
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let (mut kills, mut round) = (0u32, 0u32);
+    // Rounds whose follower came back behind the leader's purged log.
+    let mut cut_off = 0u32;
     while Instant::now() + Duration::from_secs(20) < deadline {
         tokio::time::sleep(Duration::from_secs(20 + rng.next(21))).await;
         round += 1;
@@ -160,9 +163,18 @@ async fn acknowledged_writes_survive_random_kills_exactly_once() {
             // leader is killed while it sends one, or (every other time) the follower while
             // it receives and installs it.
             let follower = (leader + 1 + rng.next(2) as usize) % 3;
+            let had = cluster.status(follower).await.ok().and_then(|s| s.applied_index).unwrap_or(0);
             cluster.kill(follower);
             set_targets(&cluster, &targets).await;
             tokio::time::sleep(Duration::from_secs(5)).await;
+            // Down until the leader has dropped log the follower would need (30 s at most), so
+            // that it comes back through a snapshot.
+            let purged = wait_until(Duration::from_secs(30), || async {
+                let s = cluster.status(leader).await.ok()?;
+                (s.purged_index.unwrap_or(0) > had).then_some(())
+            })
+            .await;
+            cut_off += u32::from(purged.is_some());
             cluster.restart(follower).expect("the follower starts again");
             tokio::time::sleep(Duration::from_millis(100 + rng.next(300))).await;
             let victim = if round % 6 == 0 { follower } else { leader };
@@ -216,9 +228,17 @@ async fn acknowledged_writes_survive_random_kills_exactly_once() {
         }
     }
     let leader_changes = status.term.saturating_sub(first_term);
+    // Each node's log spans its restarts.
+    let installs: usize = (0..3)
+        .map(|i| {
+            let log = cluster.node(i).log();
+            log.lines().filter(|l| l.contains("collabstream_raft::state_machine: snapshot installed")).count()
+        })
+        .sum();
     eprintln!(
         "chaos summary: {seconds} s, {} batches acknowledged (a sample and an event each), {} failed attempts \
-         retried, {kills} kills, {leader_changes} terms after the first (term {first_term} then {}), max unavailability {:.1?}, lost {lost}, \
+         retried, {kills} kills, {leader_changes} terms after the first (term {first_term} then {}), max unavailability {:.1?}, \
+         {cut_off} followers back behind the purged log, {installs} snapshots installed, lost {lost}, \
          duplicated {duplicated}",
         written.acked.len(),
         written.attempts_failed,
@@ -226,6 +246,10 @@ async fn acknowledged_writes_survive_random_kills_exactly_once() {
         written.max_gap,
     );
     assert!(kills >= 1 || seconds < 40, "the run killed nothing");
+    assert!(
+        cut_off == 0 || installs > 0,
+        "followers came back behind the purged log, yet none installed a snapshot"
+    );
     assert_eq!((lost, duplicated), (0, 0));
     assert!(!written.acked.is_empty());
 }
