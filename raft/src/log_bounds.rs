@@ -10,8 +10,9 @@ use crate::types::{NodeId, Raft};
 use openraft::BasicNode;
 
 /// Keeps the log to a size in bytes: once it holds `snapshot_after_bytes`, takes a snapshot
-/// and drops the log behind it but the last `keep_bytes`. (openraft's own policy counts
-/// entries, and one entry may carry a few bytes or many MiB.)
+/// and drops the log behind it but the last `keep_bytes` (none on a node alone in its
+/// cluster). (openraft's own policy counts entries, and one entry may carry a few bytes or
+/// many MiB.)
 ///
 /// When writes stop (the log grew by less than [`IDLE_GROWTH`] a second for [`IDLE_TICKS`]
 /// seconds) and it holds more than [`IDLE_MIN_BYTES`], the log is dropped up to a snapshot as
@@ -60,12 +61,15 @@ pub(crate) async fn run_log_bounds(
                 continue;
             }
         }
-        let (snapshot, slowest_follower) = {
+        let (snapshot, slowest_follower, alone) = {
             let m = raft.metrics().borrow().clone();
-            (snapshot_index(&m), crate::cache_release::slowest_follower(&m))
+            let alone = m.membership_config.nodes().all(|(id, _)| *id == m.id);
+            (snapshot_index(&m), crate::cache_release::slowest_follower(&m), alone)
         };
         let upto = if over {
-            log.purge_point(options.keep_bytes).map(|p| p.min(snapshot))
+            // `keep_bytes` is for followers catching up; a node alone keeps none.
+            let keep = if alone { 0 } else { options.keep_bytes };
+            log.purge_point(keep).map(|p| p.min(snapshot))
         } else {
             // Idle: what every follower has, up to the snapshot.
             log.purge_point(0).map(|p| p.min(snapshot).min(slowest_follower.unwrap_or(u64::MAX)))

@@ -61,7 +61,7 @@ impl RaftOptions {
             election_timeout: Duration::from_millis(250),
             snapshot_after_entries: 50_000,
             keep_entries: 5_000,
-            snapshot_after_bytes: 16 << 20,
+            snapshot_after_bytes: 4 << 20,
             keep_bytes: 4 << 20,
             max_group: 512,
             max_group_bytes: 32 << 20,

@@ -96,7 +96,7 @@ impl Default for RaftConfig {
             election_timeout: std::time::Duration::from_millis(250),
             snapshot_after_entries: 50_000,
             keep_entries: 5_000,
-            snapshot_after_bytes: 16 << 20,
+            snapshot_after_bytes: 4 << 20,
             keep_bytes: 4 << 20,
             leader_wait: std::time::Duration::from_secs(10),
             max_queued_bytes: 256 << 20,

@@ -125,7 +125,9 @@ pub(crate) fn open(path: &Path) -> Result<Arc<Rocks>> {
     // the time between checkpoints. Past this size RocksDB flushes the memtables that hold the
     // oldest WAL file back, as it would on its own when a memtable fills: replay after a
     // crash re-applies entries over data flushed ahead of the checkpoint (apply is idempotent).
-    opts.set_max_total_wal_size(16 << 20);
+    // 4 MiB, the log's memtable: at 16 MiB the WAL held 9-17 MB of the live data directory
+    // during the side-by-side benchmark's ingestion (docs/benchmarks.md, session 22).
+    opts.set_max_total_wal_size(4 << 20);
     let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
     Ok(Arc::new(Rocks::open_cf_descriptors(&opts, path, cfs)?))
 }

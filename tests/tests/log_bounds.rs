@@ -104,3 +104,38 @@ async fn a_node_whose_writes_stop_drops_its_log_up_to_a_snapshot() {
     assert!(purged.snapshot_index.unwrap_or(0) >= purged.purged_index.unwrap_or(0), "{purged:?}");
     assert_eq!(node.export("bounded_total").await.len(), SERIES);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_alone_keeps_no_log_behind_its_snapshot_while_written_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("alone.toml");
+    // keep_bytes far above what is written: a node that kept it would drop nothing until its
+    // writes stopped, and they do not stop here until the log was dropped.
+    std::fs::write(
+        &cfg,
+        "[raft]\nsnapshot_after_entries = 1000000\nsnapshot_after_bytes = 524288\nkeep_bytes = 1073741824\n",
+    )
+    .expect("config");
+    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let node = Node::start(&dir.path().join("node"), &["--config", &cfg]).expect("node starts");
+    let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connect");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut dropped = None;
+    // Bounded in writes and time; a write every few milliseconds leaves no quiet second, so the
+    // idle rule never applies.
+    for k in 0..2_000 {
+        client.write(write(k)).await.expect("write");
+        if k % 10 == 0
+            && let Some(s) = status(&node).await
+            && s.purged_index.unwrap_or(0) > 0
+        {
+            dropped = Some(s);
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    let s = dropped.unwrap_or_else(|| panic!("the log was never dropped; the node's log:\n{}", node.log()));
+    assert!(s.snapshot_index.unwrap_or(0) >= s.purged_index.unwrap_or(0), "{s:?}");
+}
