@@ -99,7 +99,7 @@ impl Snapshots {
                 remove_path(&path);
             }
         }
-        found.sort_by(|a, b| a.0.last_log_id.cmp(&b.0.last_log_id));
+        found.sort_by_key(|a| a.0.last_log_id);
         let newest = found.pop();
         // Older ones (and the kept checkpoints of versions before snapshots were made on
         // demand) are of no use.

@@ -130,7 +130,7 @@ async fn a_snapshot_links_the_store_and_streams_to_a_follower() {
 async fn stream_of(snapshot: openraft::storage::Snapshot<collabstream_raft::TypeConfig>) -> Vec<u8> {
     let mut data = snapshot.snapshot;
     let mut out = Vec::new();
-    data.read_to_end(&mut out).await.unwrap();
+    data.read_to_end(&mut out).await.expect("the snapshot streams");
     out
 }
 
