@@ -84,7 +84,7 @@ impl Snapshots {
     /// interrupted makes and receives.
     fn open(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        let mut found: Vec<(Meta, PathBuf)> = Vec::new();
+        let (mut found, mut snaps): (Vec<(Meta, PathBuf)>, Vec<PathBuf>) = (Vec::new(), Vec::new());
         for e in std::fs::read_dir(&dir)? {
             let path = e?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
@@ -97,7 +97,13 @@ impl Snapshots {
                 }
             } else if name.starts_with("tmp-") || name.starts_with("incoming-") {
                 remove_path(&path);
+            } else if name.ends_with(".snap") {
+                snaps.push(path);
             }
+        }
+        // A snapshot whose meta is gone (removed first, then a crash) is not a snapshot.
+        for snap in snaps.iter().filter(|s| !found.iter().any(|(_, f)| f == *s)) {
+            remove_path(snap);
         }
         found.sort_by_key(|a| a.0.last_log_id);
         let newest = found.pop();
@@ -467,11 +473,12 @@ mod tests {
             snapshots.set_received(&meta(index, id), &unpacked).unwrap();
         }
         assert_eq!(files_in(&snapshots.dir).len(), 2, "the newer replaced the older");
-        // A crash left an older snapshot (say, a kept checkpoint of an earlier version) and a
-        // half-written temporary directory.
+        // A crash left an older snapshot (say, a kept checkpoint of an earlier version), a
+        // half-written temporary directory and a snapshot whose meta was already removed.
         std::fs::create_dir(snapshots.dir.join("older.snap")).unwrap();
         std::fs::write(snapshots.dir.join("older.meta"), encode(&meta(30, "older")).unwrap()).unwrap();
         std::fs::create_dir(snapshots.temp("checkpoint")).unwrap();
+        std::fs::create_dir(snapshots.dir.join("meta-removed.snap")).unwrap();
 
         let reopened = Snapshots::open(snapshots.dir.clone()).unwrap();
         let (kept, path) = reopened.received.lock().clone().unwrap();
