@@ -2,9 +2,9 @@
 //! fills; say so here rather than with `include_bytes!`'s bare "file not found".
 //!
 //! It also links `collabstream` as a position-dependent executable on Linux. A PIE binary
-//! this size carries 6.6 MB of relative relocations that the loader reads in full at every
-//! start, and applying them copies all 4.6 MB of `.data.rel.ro` into anonymous memory: 11 of
-//! the idle node's 41 MiB, measured with `/proc/<pid>/pagemap` (docs/benchmarks.md, session
+//! this size carries 6.8 MB of relative relocations that the loader reads in full at every
+//! start, and applying them copies the 4.7 MB of `.data.rel.ro` into anonymous memory: 11 of
+//! the idle node's 40 MiB, measured with `/proc/<pid>/pagemap` (docs/benchmarks.md, session
 //! 23). Without PIE the loader has nothing to relocate and those pages stay file-backed and
 //! untouched until used. Prometheus and VictoriaMetrics ship non-PIE (Go's default) too.
 
