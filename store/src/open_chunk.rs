@@ -19,10 +19,9 @@ use crate::varint::{Reader, put_i64};
 
 /// Raw samples kept before they are frozen into a segment. Tiny under test, so that the
 /// store's model tests (which cut chunks every few samples) go through frozen segments too.
-/// 32, not 120 as first: the raw tail (up to 16 bytes a sample, with its Vec's spare capacity)
-/// was most of a series' head, and `collabstream bench` measures memory with 0-120 samples a
-/// series in it, so the figure moved with where the workload's chunk boundaries fell
-/// (docs/benchmarks.md, session 23).
+/// 32, not 120 as first: the raw tail (16 bytes a sample, and its Vec's spare capacity) was
+/// most of a series' head, and the memory `collabstream bench` measured moved with where the
+/// workload's chunk boundaries left the tails (docs/benchmarks.md, session 23).
 const FREEZE: usize = if cfg!(test) { 3 } else { 32 };
 
 #[derive(Debug, Clone, PartialEq)]
