@@ -1,5 +1,5 @@
-//! Snapshot transfer of a large store: build (a checkpoint of hard links, its files opened and
-//! its directory removed), stream (read in
+//! Snapshot transfer of a large store: make (what `get_current_snapshot` does for a follower: a
+//! checkpoint of hard links, its files opened and its directory removed), stream (read in
 //! openraft's chunks, as the leader sends it, into the follower's receiving file), install
 //! (unpack and load into the follower's store). The network between the two is left out: it
 //! adds the stream's bytes at the link's speed.
@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use collabstream_proto::v1;
 use common::{open, write_entry};
+use openraft::Entry;
 use openraft::storage::RaftStateMachine;
-use openraft::{Entry, RaftSnapshotBuilder};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 const SERIES: usize = 10_000;
@@ -101,7 +101,7 @@ async fn main() {
     );
 
     let t = Instant::now();
-    let snapshot = leader_sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
+    let snapshot = leader_sm.get_current_snapshot().await.expect("make").expect("a snapshot");
     let build = t.elapsed();
     let snap_dir = bytes(&root.path().join("leader/snapshots"));
 
@@ -133,7 +133,7 @@ async fn main() {
     println!("|---|---|");
     println!("| store (SST bytes of the data) | {:.0} MiB |", mib(leader.data_sst_bytes()));
     println!(
-        "| build: store checkpoint, then a checkpoint of hard links opened for reading | {:.2?}; left in the snapshot directory: {} bytes |",
+        "| make (`get_current_snapshot`): store checkpoint, then a checkpoint of hard links opened for reading | {:.2?}; left in the snapshot directory: {} bytes |",
         build, snap_dir
     );
     println!(

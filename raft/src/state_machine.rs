@@ -131,13 +131,8 @@ impl Snapshots {
         let dir = self.temp("checkpoint");
         let made = (|| {
             let (_, sm) = store.create_snapshot(&dir).map_err(|e| snap_err(chain(&e)))?;
-            let sm = decode_meta(&sm)?;
-            let reader = ArchiveReader::open(&dir).map_err(snap_err)?;
-            let snapshot_id = match sm.last_applied {
-                Some(l) => format!("{:020}-{}", l.index, l.leader_id),
-                None => "empty".to_string(),
-            };
-            Ok((Meta { last_log_id: sm.last_applied, last_membership: sm.membership, snapshot_id }, reader))
+            let meta = snapshot_meta(&sm)?;
+            Ok((meta, ArchiveReader::open(&dir).map_err(snap_err)?))
         })();
         remove_path(&dir);
         made
@@ -247,21 +242,42 @@ fn decode_meta(bytes: &[u8]) -> Result<SmMeta, StorageError> {
     if bytes.is_empty() { Ok(SmMeta::default()) } else { decode(bytes).map_err(sm_err) }
 }
 
+/// The meta of a snapshot of the store whose replication record is `sm`. The id names the last
+/// applied log id, so a snapshot made again of the same state keeps its id.
+fn snapshot_meta(sm: &[u8]) -> Result<Meta, StorageError> {
+    let sm = decode_meta(sm)?;
+    let snapshot_id = match sm.last_applied {
+        Some(l) => format!("{:020}-{}", l.index, l.leader_id),
+        None => "empty".to_string(),
+    };
+    Ok(Meta { last_log_id: sm.last_applied, last_membership: sm.membership, snapshot_id })
+}
+
 /// Builds snapshots; openraft runs it beside apply.
 #[derive(Debug)]
 pub struct SnapshotBuilder {
     store: Arc<Store>,
-    snapshots: Arc<Snapshots>,
     stats: Arc<RaftStats>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    /// A checkpoint of the store, which lets the log be purged up to it, and the meta of the
+    /// store as it now stands; no data. openraft keeps only the meta of a snapshot it built
+    /// (`sm::worker` answers `Response::BuildSnapshot(snap.meta)`, openraft 0.9.25) and takes
+    /// what it sends from [`get_current_snapshot`](RaftStateMachine::get_current_snapshot),
+    /// which makes it then. Made here too, the data was a RocksDB checkpoint (every memtable
+    /// flushed, the log's too, every file linked and opened) thrown away about once a second
+    /// under load.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (store, snapshots) = (self.store.clone(), self.snapshots.clone());
-        let (meta, reader) = blocking(move || snapshots.make(&store)).await?;
+        let store = self.store.clone();
+        let meta = blocking(move || {
+            let (_, sm) = store.checkpoint_with_meta().map_err(|e| snap_err(chain(&e)))?;
+            snapshot_meta(&sm)
+        })
+        .await?;
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot built");
         self.stats.snapshots_built.fetch_add(1, Ordering::Relaxed);
-        Ok(Snapshot { meta, snapshot: Box::new(SnapshotData::Stored(reader)) })
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotData::Built) })
     }
 }
 
@@ -317,11 +333,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder {
-            store: self.store.clone(),
-            snapshots: self.snapshots.clone(),
-            stats: self.stats.clone(),
-        }
+        SnapshotBuilder { store: self.store.clone(), stats: self.stats.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
@@ -365,6 +377,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 std::io::Seek::rewind(&mut reader).map_err(snap_err)?;
                 Box::new(reader)
             }
+            SnapshotData::Built => return Err(snap_err("a built snapshot carries no data to install")),
         };
         let incoming = self.snapshots.incoming.lock().take();
         let (store, snapshots, meta_owned) = (self.store.clone(), self.snapshots.clone(), meta.clone());
@@ -435,26 +448,51 @@ mod tests {
         assert!(sm.get_current_snapshot().await.unwrap().is_none(), "nothing applied, no snapshot");
 
         sm.apply((0..=3).map(blank)).await.unwrap();
-        let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
-        assert_eq!(built.meta.last_log_id, Some(blank(3).log_id));
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id, Some(blank(3).log_id));
         assert_eq!(files_in(&snapshot_dir), Vec::<String>::new(), "the checkpoint's directory is gone");
 
         // Made again of the same state, it keeps its id; once the store moves on, so does it.
         let again = sm.get_current_snapshot().await.unwrap().unwrap();
-        assert_eq!(again.meta, built.meta);
+        assert_eq!(again.meta, current.meta);
         sm.apply([blank(4)]).await.unwrap();
         let after = sm.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(after.meta.last_log_id, Some(blank(4).log_id));
-        assert_ne!(after.meta.snapshot_id, built.meta.snapshot_id);
+        assert_ne!(after.meta.snapshot_id, current.meta.snapshot_id);
 
         // The first one still streams whole, from files its directory no longer names.
         let mut stream = Vec::new();
-        let mut data = built.snapshot;
+        let mut data = current.snapshot;
         data.read_to_end(&mut stream).await.unwrap();
         let unpacked = dir.path().join("unpacked");
         archive::unpack(stream.as_slice(), &unpacked).unwrap();
         assert!(files_in(&unpacked).iter().any(|f| f.ends_with(".sst")), "{:?}", files_in(&unpacked));
         assert!(unpacked.join("CURRENT").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_build_is_a_checkpoint_named_as_the_current_snapshot_and_carries_no_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot_dir = dir.path().join("snapshots");
+        let store = Arc::new(
+            Store::open(&dir.path().join("db"), collabstream_store::StoreConfig::default()).unwrap(),
+        );
+        let mut sm = StateMachine::new(store.clone(), snapshot_dir.clone()).unwrap();
+        sm.apply((0..=3).map(blank)).await.unwrap();
+        assert_eq!(store.checkpointed_index(), 0);
+
+        let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id, Some(blank(3).log_id));
+        assert_eq!(store.checkpointed_index(), 3, "the log may be purged up to what was built");
+        assert_eq!(files_in(&snapshot_dir), Vec::<String>::new(), "nothing was written for it");
+        assert_eq!(sm.get_current_snapshot().await.unwrap().unwrap().meta, built.meta);
+
+        // Its data is no snapshot: reading or installing it fails, it does not send nothing.
+        let mut data = built.snapshot;
+        let e = data.read_to_end(&mut Vec::new()).await.unwrap_err();
+        assert!(e.to_string().contains("get_current_snapshot"), "{e}");
+        let e = sm.install_snapshot(&built.meta, data).await.unwrap_err();
+        assert!(e.to_string().contains("no data to install"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use collabstream_proto::v1;
 use collabstream_raft::{LogStorage, Request, StateMachine};
 use collabstream_store::{Store, StoreConfig};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine, StorageHelper};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 
 fn log_id(index: u64) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(1, 1), index)
@@ -91,7 +91,7 @@ async fn a_crash_during_a_snapshot_install_is_recovered_at_the_next_start() {
     let leader_dir = tempfile::tempdir().unwrap();
     let mut leader = open(leader_dir.path());
     commit(&mut leader, 0, 40, "leader").await;
-    let snapshot = leader.sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let snapshot = leader.sm.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(snapshot.meta.last_log_id, Some(log_id(40)));
 
     // A follower far behind: 5 entries of its own, checkpointed, its log purged to 3.

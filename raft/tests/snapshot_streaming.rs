@@ -10,8 +10,8 @@ use collabstream_common::TimeRange;
 use collabstream_proto::v1;
 use collabstream_store::Store;
 use common::{open, write_entry};
+use openraft::Entry;
 use openraft::storage::RaftStateMachine;
-use openraft::{Entry, RaftSnapshotBuilder};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 fn entry(index: u64) -> Entry<collabstream_raft::TypeConfig> {
@@ -60,7 +60,7 @@ async fn a_snapshot_links_the_store_and_streams_to_a_follower() {
     let leader_dir = tempfile::tempdir().unwrap();
     let (leader, mut leader_sm) = open(leader_dir.path());
     leader_sm.apply((0..=60).map(entry)).await.expect("apply");
-    let snapshot = leader_sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
+    let snapshot = leader_sm.get_current_snapshot().await.expect("make").expect("a snapshot");
     let store_files = files(&leader_dir.path().join("db"));
     // Nothing of it is left in the snapshot directory: its files are open in the reader.
     assert_eq!(files(&leader_dir.path().join("snapshots")), vec![], "the snapshot directory is empty");
@@ -142,10 +142,10 @@ async fn a_stream_sent_again_over_a_longer_one_installs_as_sent() {
     let (long_dir, short_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (_, mut long_sm) = open(long_dir.path());
     long_sm.apply((0..=60).map(entry)).await.expect("apply");
-    let long = stream_of(long_sm.get_snapshot_builder().await.build_snapshot().await.unwrap()).await;
+    let long = stream_of(long_sm.get_current_snapshot().await.unwrap().unwrap()).await;
     let (short_store, mut short_sm) = open(short_dir.path());
     short_sm.apply((0..=5).map(entry)).await.expect("apply");
-    let short = short_sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let short = short_sm.get_current_snapshot().await.unwrap().unwrap();
     let meta = short.meta.clone();
     let short = stream_of(short).await;
     assert!(long.len() > short.len() + 1000, "{} against {}", long.len(), short.len());

@@ -45,8 +45,14 @@ impl Store {
     /// their chunks, heads, deduplication ids and window state encoded); the flush of the data
     /// column families and the fsynced write run beside it.
     pub fn checkpoint(&self) -> Result<u64> {
+        Ok(self.checkpoint_with_meta()?.0)
+    }
+
+    /// [`Store::checkpoint`], also giving the replication layer's record as of the returned
+    /// index (what a snapshot of the store as it now stands is named after).
+    pub fn checkpoint_with_meta(&self) -> Result<(u64, Vec<u8>)> {
         let _one = self.checkpointing.lock();
-        Ok(self.checkpoint_beside_apply()?.0)
+        self.checkpoint_beside_apply()
     }
 
     /// [`Store::checkpoint`] for a caller that holds `checkpointing`; also gives the
