@@ -474,8 +474,12 @@ mod tests {
             assert_eq!(held(&reload(&record, &disk)), held(&h));
             assert!(!h.dirty);
         }
-        // 35 samples freeze into 11 segments of 3 (FREEZE under test): each written once.
-        assert_eq!((written, disk.len()), (11, 11));
+        // 35 samples freeze 11 times (FREEZE is 3 under test) and every four segments of a
+        // freeze merge into one (MERGE): 12, 12, 3, 3, 3 on disk. Written: 2 in the first round,
+        // the first merged segment in the second, 3 in the third, the second merged one and a
+        // new one in the fourth, 2 in the fifth; each segment once, the merged ones instead of
+        // what they took in.
+        assert_eq!((written, disk.len()), (10, 5));
         // An insert older than the raw tail thaws the segments: they are written again and the
         // keys past the new count are deleted.
         h.append(15, -1.0, lim);

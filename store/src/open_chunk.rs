@@ -24,6 +24,13 @@ use crate::varint::{Reader, put_i64};
 /// workload's chunk boundaries left the tails (docs/benchmarks.md, session 23).
 const FREEZE: usize = if cfg!(test) { 3 } else { 32 };
 
+/// Segments frozen from the tail that are merged into one once there are this many: small
+/// segments keep the raw tail short, larger ones encode and compress better on disk. With
+/// segments of 32 and no merging, the compacted store took 0.70 bytes a sample against 0.63
+/// with segments of 120, when the heads held two thirds of the samples (docs/benchmarks.md,
+/// session 23).
+const MERGE: usize = 4;
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Segment {
     first: i64,
@@ -32,6 +39,15 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
+    /// `samples` (at least one, sorted) encoded.
+    fn of(samples: &[(i64, f64)]) -> Self {
+        Segment {
+            first: samples[0].0,
+            last: samples[samples.len() - 1].0,
+            bytes: chunk::encode_plain(samples[0].0, samples),
+        }
+    }
+
     /// The durable form: first and last timestamp, then the encoded samples.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bytes.len() + 12);
@@ -65,9 +81,11 @@ pub(crate) struct OpenChunk {
     durable: usize,
     /// ...and how many segment keys the series has on disk (more once a rebuild shrank it).
     on_disk: usize,
-    /// Bumped whenever the frozen segments are replaced (thawed or taken): a segment numbered
-    /// `n` before is then not the segment numbered `n` after.
+    /// Bumped whenever the frozen segments are replaced (thawed, taken or merged): a segment
+    /// numbered `n` before is then not the segment numbered `n` after.
     generation: u64,
+    /// How many of the last frozen segments were frozen from the tail and not merged yet.
+    small: usize,
 }
 
 /// What a checkpoint captured of an open chunk, to mark once its write is done (apply may
@@ -128,12 +146,26 @@ impl OpenChunk {
         if self.tail.len() >= FREEZE {
             let tail = std::mem::take(&mut self.tail);
             self.frozen_len += tail.len();
-            self.frozen.push(Segment {
-                first: tail[0].0,
-                last: tail[tail.len() - 1].0,
-                bytes: chunk::encode_plain(tail[0].0, &tail),
-            });
+            self.frozen.push(Segment::of(&tail));
+            self.small += 1;
+            if self.small == MERGE {
+                self.merge_small();
+            }
         }
+    }
+
+    /// Replaces the last [`MERGE`] segments with one holding their samples; the disk gets it in
+    /// their place at the next checkpoint.
+    fn merge_small(&mut self) {
+        let start = self.frozen.len() - MERGE;
+        let mut run = Vec::with_capacity(MERGE * FREEZE);
+        for s in self.frozen.drain(start..) {
+            run.extend(chunk::decode(s.first, &s.bytes).expect("segments are encoded by this process"));
+        }
+        self.frozen.push(Segment::of(&run));
+        self.small = 0;
+        self.durable = self.durable.min(start);
+        self.generation += 1;
     }
 
     /// Inserts or replaces a sample between the first and the last held.
@@ -144,6 +176,7 @@ impl OpenChunk {
             self.frozen.clear();
             self.frozen_len = 0;
             self.durable = 0;
+            self.small = 0;
             self.generation += 1;
         }
         match self.tail.binary_search_by_key(&ts, |s| s.0) {
@@ -202,6 +235,9 @@ impl OpenChunk {
     /// raw tail.
     pub(crate) fn from_parts(segments: Vec<(Segment, usize)>, tail: Run) -> Result<Self> {
         let frozen_len = segments.iter().map(|s| s.1).sum();
+        // The trailing segments of one freeze each are the ones not merged yet, so that the
+        // segments after a restart are those the chunk would have had without it.
+        let small = segments.iter().rev().take_while(|s| s.1 == FREEZE).count() % MERGE;
         let frozen: Vec<Segment> = segments.into_iter().map(|s| s.0).collect();
         let ordered = frozen.windows(2).all(|w| w[0].last < w[1].first)
             && tail.windows(2).all(|w| w[0].0 < w[1].0)
@@ -213,7 +249,7 @@ impl OpenChunk {
             return Err(Error::Corrupt { what: "head segments out of order" });
         }
         let n = frozen.len();
-        Ok(Self { frozen, frozen_len, tail, durable: n, on_disk: n, generation: 0 })
+        Ok(Self { frozen, frozen_len, tail, durable: n, on_disk: n, generation: 0, small })
     }
 
     /// What a checkpoint must write so that the disk holds this chunk, and what to pass to
@@ -241,7 +277,69 @@ impl OpenChunk {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// Pushes `n` samples after `c`'s last, 10 ms apart.
+    fn push_n(c: &mut OpenChunk, n: usize) {
+        let from = c.last().unwrap_or(0);
+        for i in 1..=n as i64 {
+            c.push(from + i * 10, (from + i) as f64 / 4.0);
+        }
+    }
+
+    /// What a checkpoint writes of `c`, applied to `disk`.
+    fn write(c: &OpenChunk, disk: &mut BTreeMap<u32, Vec<u8>>) -> Written {
+        let (changes, written) = c.durable_changes();
+        for (n, seg) in changes.put {
+            disk.insert(n, seg.encode());
+        }
+        for n in changes.delete {
+            disk.remove(&n);
+        }
+        written
+    }
+
+    /// `c` as a restart loads it: the segments on `disk` and the tail the checkpoint kept.
+    fn load(c: &OpenChunk, disk: &BTreeMap<u32, Vec<u8>>) -> OpenChunk {
+        let segments = disk.values().map(|b| Segment::decode(b).unwrap()).collect();
+        OpenChunk::from_parts(segments, c.tail.clone()).unwrap()
+    }
+
+    #[test]
+    fn merged_segments_replace_the_small_ones_on_disk_and_after_a_restart() {
+        let (mut c, mut disk) = (OpenChunk::default(), BTreeMap::new());
+        push_n(&mut c, 3 * FREEZE);
+        c.mark_durable(write(&c, &mut disk));
+        assert_eq!(disk.len(), 3);
+        push_n(&mut c, FREEZE + 1);
+        assert_eq!(c.frozen.len(), 1, "four segments of a freeze merge into one");
+        c.mark_durable(write(&c, &mut disk));
+        assert_eq!(disk.len(), 1);
+        push_n(&mut c, 3 * FREEZE);
+        c.mark_durable(write(&c, &mut disk));
+        // Loaded, it holds the same segments and merges where the running one does.
+        let mut loaded = load(&c, &disk);
+        assert_eq!(loaded, c);
+        push_n(&mut c, FREEZE);
+        push_n(&mut loaded, FREEZE);
+        assert_eq!(loaded, c);
+        assert_eq!(c.frozen.len(), 2);
+    }
+
+    #[test]
+    fn a_merge_while_a_checkpoint_is_written_is_written_by_the_next() {
+        let (mut c, mut disk) = (OpenChunk::default(), BTreeMap::new());
+        push_n(&mut c, 2 * FREEZE);
+        let in_flight = write(&c, &mut disk);
+        // Apply goes on and the segments just written merge with two more.
+        push_n(&mut c, 2 * FREEZE);
+        c.mark_durable(in_flight);
+        c.mark_durable(write(&c, &mut disk));
+        assert_eq!(disk.len(), 1);
+        assert_eq!(load(&c, &disk).samples(), c.samples());
+    }
 
     #[test]
     fn freezes_and_reads_back() {
@@ -249,7 +347,7 @@ mod tests {
         for i in 0..300 {
             c.push(i * 10, i as f64 * 0.5);
         }
-        assert_eq!(c.frozen.len(), 300 / FREEZE);
+        assert_eq!(c.frozen.len(), 300 / (FREEZE * MERGE));
         assert_eq!((c.first(), c.last(), c.len()), (Some(0), Some(2990), 300));
         c.upsert(15, 9.0); // inside a frozen segment: thaws
         c.upsert(2990, 1.0); // replaces
