@@ -139,3 +139,58 @@ async fn a_node_alone_keeps_no_log_behind_its_snapshot_while_written_to() {
     let s = dropped.unwrap_or_else(|| panic!("the log was never dropped; the node's log:\n{}", node.log()));
     assert!(s.snapshot_index.unwrap_or(0) >= s.purged_index.unwrap_or(0), "{s:?}");
 }
+
+/// Bytes of RocksDB's WAL files in a node's data directory.
+fn wal_bytes(data: &std::path::Path) -> u64 {
+    std::fs::read_dir(data.join("db"))
+        .expect("the node's database")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_quiet_after_a_burst_gives_back_its_wal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("burst.toml");
+    // The bound is crossed while writing, then the last writes leave less in the log than the
+    // idle rule's 1 MiB.
+    std::fs::write(&cfg, "[raft]\nsnapshot_after_entries = 1000000\nsnapshot_after_bytes = 524288\n")
+        .expect("config");
+    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let data = dir.path().join("node");
+    let node = Node::start(&data, &["--config", &cfg]).expect("node starts");
+    let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connect");
+    for k in 0..WRITES {
+        client.write(write(k)).await.expect("write");
+    }
+    // The bound's purges (each flushes what the WAL holds) until the log is dropped; then a
+    // few writes more, ~150 KB: under the idle rule's 1 MiB of log, over the 64 KiB written
+    // since the node was last quiet that also settle it.
+    let kept = |s: &v1::StatusResponse| s.last_log_index.unwrap_or(0) - s.purged_index.unwrap_or(0);
+    wait_until(Duration::from_secs(20), || async {
+        let s = status(&node).await?;
+        (s.purged_index.unwrap_or(0) > 0 && kept(&s) <= 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("the log was never purged; the node's log:\n{}", node.log()));
+    for k in WRITES..WRITES + 5 {
+        client.write(write(k)).await.expect("write");
+    }
+    assert!(wal_bytes(&data) > 64 << 10, "the last writes are in the WAL: {} bytes", wal_bytes(&data));
+    // Two quiet seconds, a snapshot and a purge; the tick entries written meanwhile are small.
+    let settled = wait_until(Duration::from_secs(20), || async {
+        let wal = wal_bytes(&data);
+        (wal < 64 << 10).then_some(wal)
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "the WAL still holds {} bytes; the node's log:\n{}",
+        wal_bytes(&data),
+        node.log()
+    );
+    assert_eq!(node.export("bounded_total").await.len(), SERIES);
+}
