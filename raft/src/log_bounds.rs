@@ -30,7 +30,10 @@ pub(crate) async fn run_log_bounds(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut last_bytes, mut quiet_ticks) = (log.log_bytes(), 0u32);
+    // The last entry seen: growth is counted by entries, as the log's size falls with a purge
+    // (a purge queued just before the size was read once hid the writes that followed it).
+    let (_, mut seen) = log.appended_after(0);
+    let mut quiet_ticks = 0u32;
     // What this task last asked to drop: while a follower is down, an idle node would
     // otherwise ask (and log) the same purge every second.
     let mut purged_upto = 0;
@@ -41,11 +44,11 @@ pub(crate) async fn run_log_bounds(
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let bytes = log.log_bytes();
-        let growth = bytes.saturating_sub(last_bytes);
+        let (growth, last) = log.appended_after(seen);
+        seen = last;
         written += growth;
         quiet_ticks = if growth < IDLE_GROWTH { quiet_ticks + 1 } else { 0 };
-        last_bytes = bytes;
+        let bytes = log.log_bytes();
         let over = bytes > options.snapshot_after_bytes;
         let idle = quiet_ticks >= IDLE_TICKS && (bytes > IDLE_MIN_BYTES || written > SETTLE_BYTES);
         if !over && !idle {
@@ -93,7 +96,6 @@ pub(crate) async fn run_log_bounds(
         if !over {
             written = 0;
         }
-        last_bytes = log.log_bytes();
     }
 }
 

@@ -217,6 +217,15 @@ impl LogStorage {
         self.sizes.lock().values().sum()
     }
 
+    /// Bytes of the entries after index `after`, and the index of the last entry (`after` if
+    /// the log is empty). Unlike differences of [`log_bytes`](Self::log_bytes), this counts
+    /// what was appended however much a purge dropped meanwhile.
+    pub fn appended_after(&self, after: u64) -> (u64, u64) {
+        let sizes = self.sizes.lock();
+        let bytes = sizes.range(after.saturating_add(1)..).map(|(_, size)| size).sum();
+        (bytes, sizes.keys().next_back().copied().unwrap_or(after))
+    }
+
     /// The index up to which the log can be dropped so that what follows it, up to the last
     /// entry, holds at most `keep` bytes (at least the last entry is kept).
     pub fn purge_point(&self, keep: u64) -> Option<u64> {

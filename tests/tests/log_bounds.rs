@@ -39,6 +39,37 @@ async fn status(node: &Node) -> Option<v1::StatusResponse> {
     Some(admin.status(StatusRequest {}).await.ok()?.into_inner())
 }
 
+/// Entries in the log past its purge point.
+fn kept(s: &v1::StatusResponse) -> u64 {
+    s.last_log_index.unwrap_or(0) - s.purged_index.unwrap_or(0)
+}
+
+/// Waits up to 20 s for the log to be dropped to its last `most` entries.
+async fn dropped_to(node: &Node, most: u64) -> v1::StatusResponse {
+    wait_until(Duration::from_secs(20), || async {
+        let s = status(node).await?;
+        (s.purged_index.unwrap_or(0) > 0 && kept(&s) <= most).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the log was never dropped to {most} entries; the node's log:\n{}", node.log()))
+}
+
+/// A node in `dir` with `[raft]` settings `raft`, sent `WRITES` writes, and a client on it.
+async fn written_node(
+    dir: &std::path::Path,
+    raft: &str,
+) -> (Node, IngestServiceClient<tonic::transport::Channel>) {
+    let cfg = dir.join("node.toml");
+    std::fs::write(&cfg, format!("[raft]\nsnapshot_after_entries = 1000000\n{raft}\n")).expect("config");
+    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let node = Node::start(&dir.join("node"), &["--config", &cfg]).expect("node starts");
+    let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connect");
+    for k in 0..WRITES {
+        client.write(write(k)).await.expect("write");
+    }
+    (node, client)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_is_dropped_behind_a_snapshot_once_it_outgrows_its_size() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -59,7 +90,6 @@ async fn the_log_is_dropped_behind_a_snapshot_once_it_outgrows_its_size() {
     // Entries of ~30 KiB: once the node has caught up with its bound (it checks every second,
     // and a purge stops at the snapshot, which may trail the last entry), what stays is under
     // snapshot_after_bytes + keep_bytes (640 KiB, about 20 entries), not the ~2 MiB written.
-    let kept = |s: &v1::StatusResponse| s.last_log_index.unwrap_or(0) - s.purged_index.unwrap_or(0);
     let purged = wait_until(Duration::from_secs(30), || async {
         let s = status(&node).await?;
         (s.purged_index.unwrap_or(0) > 0 && kept(&s) <= 20).then_some(s)
@@ -81,26 +111,11 @@ async fn the_log_is_dropped_behind_a_snapshot_once_it_outgrows_its_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_writes_stop_drops_its_log_up_to_a_snapshot() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("idle.toml");
     // Bounds far above what is written: only the idle rule can drop anything.
-    std::fs::write(&cfg, "[raft]\nsnapshot_after_entries = 1000000\nsnapshot_after_bytes = 1073741824\n")
-        .expect("config");
-    let cfg = cfg.to_str().expect("utf-8").to_string();
-    let data = dir.path().join("node");
-    let node = Node::start(&data, &["--config", &cfg]).expect("node starts");
-    let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connect");
-    for k in 0..WRITES {
-        client.write(write(k)).await.expect("write");
-    }
+    let (node, _) = written_node(dir.path(), "snapshot_after_bytes = 1073741824").await;
     // ~2 MiB of log; two quiet seconds later it is dropped up to the snapshot, all but the
     // last entry or two.
-    let kept = |s: &v1::StatusResponse| s.last_log_index.unwrap_or(0) - s.purged_index.unwrap_or(0);
-    let purged = wait_until(Duration::from_secs(20), || async {
-        let s = status(&node).await?;
-        (s.purged_index.unwrap_or(0) > 0 && kept(&s) <= 2).then_some(s)
-    })
-    .await
-    .unwrap_or_else(|| panic!("the idle log was never dropped; the node's log:\n{}", node.log()));
+    let purged = dropped_to(&node, 2).await;
     assert!(purged.snapshot_index.unwrap_or(0) >= purged.purged_index.unwrap_or(0), "{purged:?}");
     assert_eq!(node.export("bounded_total").await.len(), SERIES);
 }
@@ -154,28 +169,14 @@ fn wal_bytes(data: &std::path::Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_quiet_after_a_burst_gives_back_its_wal() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("burst.toml");
     // The bound is crossed while writing, then the last writes leave less in the log than the
     // idle rule's 1 MiB.
-    std::fs::write(&cfg, "[raft]\nsnapshot_after_entries = 1000000\nsnapshot_after_bytes = 524288\n")
-        .expect("config");
-    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let (node, mut client) = written_node(dir.path(), "snapshot_after_bytes = 524288").await;
     let data = dir.path().join("node");
-    let node = Node::start(&data, &["--config", &cfg]).expect("node starts");
-    let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connect");
-    for k in 0..WRITES {
-        client.write(write(k)).await.expect("write");
-    }
     // The bound's purges (each flushes what the WAL holds) until the log is dropped; then a
     // few writes more, ~150 KB: under the idle rule's 1 MiB of log, over the 64 KiB written
     // since the node was last quiet that also settle it.
-    let kept = |s: &v1::StatusResponse| s.last_log_index.unwrap_or(0) - s.purged_index.unwrap_or(0);
-    wait_until(Duration::from_secs(20), || async {
-        let s = status(&node).await?;
-        (s.purged_index.unwrap_or(0) > 0 && kept(&s) <= 2).then_some(())
-    })
-    .await
-    .unwrap_or_else(|| panic!("the log was never purged; the node's log:\n{}", node.log()));
+    dropped_to(&node, 2).await;
     for k in WRITES..WRITES + 5 {
         client.write(write(k)).await.expect("write");
     }
