@@ -11,6 +11,9 @@
 //!
 //! Every write goes through the same queue (appends, truncations, purges, the vote), so they
 //! reach the disk in the order openraft issued them, as openraft requires.
+//!
+//! After a purge, a second thread ([`WalRelease`]) flushes what holds RocksDB's WAL: a flush
+//! may wait for an earlier one of the same column family, and appends must not wait for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,9 +76,10 @@ impl LogWriter {
         let (tx, rx) = mpsc::channel();
         let durable = Arc::new(AtomicU64::new(last));
         let thread_durable = durable.clone();
+        let release = WalRelease::start(log.clone())?;
         let handle = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || run(&log, &rx, &thread_durable))?;
+            .spawn(move || run(&log, &rx, &thread_durable, &release))?;
         Ok(Self { tx, durable, _joiner: Arc::new(Joiner(Some(handle))) })
     }
 
@@ -91,7 +95,46 @@ impl LogWriter {
     }
 }
 
-fn run(log: &LogStore, rx: &mpsc::Receiver<Op>, durable: &AtomicU64) {
+/// The thread that gives back RocksDB's WAL after purges ([`LogStore::release_wal`]). Owned by
+/// the writer thread, which joins it when it ends, so neither outlives the log's handle.
+struct WalRelease {
+    /// One slot: a request made while a release runs queues one more, and requests made while
+    /// one is queued are covered by it.
+    tx: Option<mpsc::SyncSender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WalRelease {
+    fn start(log: LogStore) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let handle = std::thread::Builder::new().name("raft-wal-release".into()).spawn(move || {
+            while rx.recv().is_ok() {
+                if let Err(e) = log.release_wal() {
+                    // The WAL stays until the next purge's release; nothing is lost.
+                    tracing::warn!(error = %e, "flushing after a log purge failed");
+                }
+            }
+        })?;
+        Ok(Self { tx: Some(tx), handle: Some(handle) })
+    }
+
+    fn request(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+impl Drop for WalRelease {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn run(log: &LogStore, rx: &mpsc::Receiver<Op>, durable: &AtomicU64, release: &WalRelease) {
     let mut next: Option<Op> = None;
     loop {
         let op = match next.take() {
@@ -140,7 +183,11 @@ fn run(log: &LogStore, rx: &mpsc::Receiver<Op>, durable: &AtomicU64) {
                 let _ = done.send(result);
             }
             Op::Purge { upto, key, value, done } => {
-                let _ = done.send(log.purge_with_meta(upto, key, &value).map_err(|e| e.to_string()));
+                let purged = log.purge_with_meta(upto, key, &value);
+                if purged.is_ok() {
+                    release.request();
+                }
+                let _ = done.send(purged.map_err(|e| e.to_string()));
             }
             Op::PutMeta { key, value, sync, done } => {
                 let result =

@@ -118,26 +118,33 @@ impl LogStore {
     /// Deletes the SST files that hold only purged entries. The range deletion already hides
     /// them, but their space would come back only when a compaction reached them: the log is
     /// most of a busy node's disk, so it is given back at once.
+    fn drop_purged_files(&self, upto: u64) -> Result<()> {
+        self.disk.run("dropping purged log files", || {
+            self.db.delete_file_in_range_cf(self.cf(), u64_key(0), u64_key(upto))
+        })?;
+        Ok(())
+    }
+
+    /// Flushes every column family written through RocksDB's WAL, so that the WAL's files go.
     ///
     /// RocksDB keeps a WAL file while any memtable holds writes made through it: the log's
     /// entries, and what checkpoints write with the WAL (heads, deduplication ids, window
     /// state, meta). On a quiet node nothing fills those memtables, so up to the WAL's 4 MiB
-    /// bound stayed on disk for good: they are flushed here, in the background (the log's
-    /// flush drops what the purge covers). Snapshot builds did it before they stopped taking
-    /// a RocksDB checkpoint (3.3-3.9 MB of WAL at rest after `collabstream bench` in five runs
-    /// of nine without this).
-    fn drop_purged_files(&self, upto: u64) -> Result<()> {
-        let mut background = FlushOptions::default();
-        background.set_wait(false);
+    /// bound stayed on disk for good after a purge (3.3-3.9 MB at rest after
+    /// `collabstream bench` in five runs of nine without it). The log's flush drops what a
+    /// purge covered, leaving its range deletion in a small file.
+    ///
+    /// It waits for the flushes, and RocksDB may first wait for earlier flushes of the same
+    /// column families (so as not to stall writes): call it off any thread that writes.
+    pub fn release_wal(&self) -> Result<()> {
+        let mut wait = FlushOptions::default();
+        wait.set_wait(true);
         let logged: Vec<_> = db::ALL_CFS
             .iter()
             .filter(|name| !db::DATA_CFS.contains(name))
             .map(|name| crate::store::cf(&self.db, name))
             .collect();
-        self.disk.run("flushing what the WAL holds", || self.db.flush_cfs_opt(&logged, &background))?;
-        self.disk.run("dropping purged log files", || {
-            self.db.delete_file_in_range_cf(self.cf(), u64_key(0), u64_key(upto))
-        })?;
+        self.disk.run("flushing what the WAL holds", || self.db.flush_cfs_opt(&logged, &wait))?;
         Ok(())
     }
 

@@ -491,7 +491,8 @@ fn a_purge_gives_back_the_files_of_flushed_log_entries() {
 #[test]
 fn a_purge_gives_back_the_wal_of_the_entries_it_drops() {
     // Entries still in the log's memtable keep RocksDB's WAL; a quiet node never fills the
-    // memtable, so without a flush the WAL held them after the purge for good.
+    // memtable, so without a flush the WAL held them after the purge for good (raft's log
+    // writer has `release_wal` run after each purge).
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let entry = vec![7u8; 64 << 10];
@@ -508,7 +509,8 @@ fn a_purge_gives_back_the_wal_of_the_entries_it_drops() {
     };
     assert!(wal() >= 8 * (64 << 10), "the entries are in the WAL");
     store.log().purge(8).unwrap();
-    // The flush and the WAL's removal run in the background; bounded.
+    store.log().release_wal().unwrap();
+    // RocksDB deletes the WAL's obsolete files in the background; bounded.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while wal() > 64 << 10 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
