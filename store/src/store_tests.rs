@@ -461,6 +461,31 @@ fn a_replay_after_a_clean_close_cuts_chunks_where_the_first_run_did() {
 }
 
 #[test]
+fn rocksdb_info_log_rolls_and_keeps_a_bounded_number_of_files() {
+    // Never rolled, the info log grew for as long as the node ran. RocksDB records the options
+    // it opened with in an OPTIONS file; the bound is read back from there.
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    let options = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("OPTIONS-"))
+        .max()
+        .expect("RocksDB writes an OPTIONS file at open");
+    let text = std::fs::read_to_string(options).unwrap();
+    let value = |key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("{key} is not in the OPTIONS file"))
+            .parse()
+            .unwrap()
+    };
+    let (size, files) = (value("max_log_file_size"), value("keep_log_file_num"));
+    assert!(size > 0, "the info log never rolls");
+    assert!(files > 0 && (files + 1) * size <= 32 << 20, "{files} old files of {size} bytes kept");
+}
+
+#[test]
 fn a_purge_gives_back_the_files_of_flushed_log_entries() {
     // A purge drops whole SST files with DeleteFilesInRange, which skips level 0, where every
     // flush lands: until four flushes made RocksDB compact them down, purged entries stayed on
