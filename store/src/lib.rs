@@ -21,6 +21,8 @@ mod aggregations;
 pub mod arrow_rows;
 pub use agg_rows::AggRow;
 pub use aggregations::{RuleOutcome, RuleStats};
+mod checkpoint_stats;
+pub use checkpoint_stats::CheckpointTotals;
 pub mod chunk;
 mod chunk_v1;
 mod cold_manifest;

@@ -11,6 +11,7 @@ use parking_lot::{Mutex, RwLock};
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 
 use crate::aggregations::Aggregations;
+use crate::checkpoint_stats::{CheckpointStats, CheckpointTotals};
 use crate::cold_manifest::{ColdView, Manifest};
 use crate::config::StoreConfig;
 use crate::db::{
@@ -109,6 +110,8 @@ pub struct Store {
     pub(crate) disk: Arc<DiskRetry>,
     /// New series refused at `max_series` since start (for `/metrics`).
     pub(crate) series_refused: AtomicU64,
+    /// What checkpoints cost since start (for `/metrics`).
+    pub(crate) checkpoint_stats: CheckpointStats,
     /// Aggregation output samples the head refused (see [`Store::outputs_refused`]).
     pub(crate) outputs_refused: AtomicU64,
     /// The rules' figures as of the last entry that moved them: read without the writer's
@@ -392,6 +395,7 @@ impl Store {
             stopped: Mutex::new(None),
             disk: Arc::new(DiskRetry::default()),
             series_refused: AtomicU64::new(0),
+            checkpoint_stats: CheckpointStats::default(),
             outputs_refused: AtomicU64::new(0),
             head_samples: Mutex::new(None),
             agg_stats: Mutex::new(agg_stats),
@@ -406,6 +410,11 @@ impl Store {
     /// New series refused at the series limit since this node started.
     pub fn series_refused(&self) -> u64 {
         self.series_refused.load(Ordering::Relaxed)
+    }
+
+    /// What the checkpoints since this node started cost.
+    pub fn checkpoint_totals(&self) -> CheckpointTotals {
+        self.checkpoint_stats.totals()
     }
 
     /// Why the state machine stopped, if it has (see [`Error::Stopped`]).

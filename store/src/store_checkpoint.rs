@@ -83,8 +83,11 @@ impl Store {
         };
         meanwhile();
         let flushed = self.stop_after(self.write_captured(&captured))?;
+        let (held, bytes) = (captured.held, captured.durable.size_in_bytes());
         let mut writer = self.writer.lock();
-        Ok(self.finish(&mut writer, captured, started, flushed))
+        let done = self.finish(&mut writer, captured, started, flushed);
+        self.checkpoint_stats.record(started.elapsed(), held, flushed, bytes);
+        Ok(done)
     }
 
     /// The whole checkpoint under apply's lock, which the caller holds with `checkpointing`
@@ -95,7 +98,12 @@ impl Store {
         let done = self.capture(writer, started).and_then(|captured| match captured {
             Some(c) => {
                 let flushed = self.write_captured(&c)?;
-                Ok(self.finish(writer, c, started, flushed).0)
+                let bytes = c.durable.size_in_bytes();
+                let done = self.finish(writer, c, started, flushed).0;
+                // Apply asked for this one and waited for all of it.
+                let took = started.elapsed();
+                self.checkpoint_stats.record(took, took, flushed, bytes);
+                Ok(done)
             }
             None => Ok(self.applied.load(Ordering::Acquire)),
         });

@@ -62,6 +62,24 @@ fn events(store: &Store) -> usize {
 }
 
 #[test]
+fn checkpoints_count_what_they_cost_and_one_with_nothing_to_write_counts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default room for window panes: apply takes no checkpoint of its own here.
+    let store = super::tests::open(dir.path());
+    commit(&store, &batches()[0]);
+    let before = store.checkpoint_totals();
+    store.checkpoint().unwrap();
+    let after = store.checkpoint_totals();
+    assert_eq!(after.count, before.count + 1);
+    assert!(after.written_bytes > before.written_bytes, "three series' heads at least: {after:?}");
+    assert!(after.seconds > before.seconds, "{after:?}");
+    // Each part is part of its checkpoint's time, so the sums keep that order too.
+    assert!(after.apply_wait_seconds <= after.seconds && after.flush_seconds <= after.seconds, "{after:?}");
+    store.checkpoint().unwrap();
+    assert_eq!(store.checkpoint_totals(), after, "nothing applied since: no checkpoint to count");
+}
+
+#[test]
 fn entries_applied_while_a_checkpoint_writes_survive_restarts_once() {
     let cmds = batches();
     let whole_dir = tempfile::tempdir().unwrap();

@@ -75,6 +75,11 @@ async fn the_page_follows_prometheus_conventions_and_tells_the_process_and_raft_
     );
     assert!(value(&page, "collabstream_raft_apply_duration_seconds_count").expect("applies") >= 1.0);
     assert!(value(&page, "collabstream_raft_applied_entries_total").expect("entries") >= 2.0);
+    for family in
+        ["checkpoints", "checkpoint_seconds", "checkpoint_apply_wait_seconds", "checkpoint_written_bytes"]
+    {
+        assert!(value(&page, &format!("collabstream_{family}_total")).is_some(), "no {family}: {page}");
+    }
     for counter in ["snapshots_built", "snapshots_installed", "leader_changes"] {
         assert!(
             value(&page, &format!("collabstream_raft_{counter}_total")).is_some(),
