@@ -12,7 +12,7 @@ use collabstream_common::SeriesId;
 
 use crate::db::{CF_AGG, CF_CHUNKS, CF_DEDUP, CF_HEADS, CF_META, DATA_CFS};
 use crate::error::Result;
-use crate::head::{HeadLimits, HeadWritten, SeriesEntry, merge_sorted};
+use crate::head::{HeadCopy, HeadLimits, HeadWritten, SeriesEntry, merge_sorted};
 use crate::series_chunks::series_chunks;
 use crate::store::{
     META_APPLIED, META_COLD, META_NEXT_SERIES, META_SETTINGS, META_SM, META_SOURCES, META_SQL_TABLES, Store,
@@ -29,6 +29,8 @@ struct Captured {
     /// Heads, deduplication ids, window state and meta, written in one fsynced batch once the
     /// data column families are flushed.
     durable: WriteBatch,
+    /// The dirty heads as captured, added to `durable` by `write_captured`.
+    head_copies: Vec<(SeriesId, HeadCopy)>,
     heads: Vec<(Arc<SeriesEntry>, HeadWritten)>,
     /// How many deduplication changes the batch holds (see `Dedup::clear_changes`).
     dedup: (usize, usize),
@@ -42,8 +44,8 @@ struct Captured {
 impl Store {
     /// Makes everything applied so far durable, so the log up to the returned index may be
     /// dropped. Apply waits only while the state is taken (out-of-order samples merged into
-    /// their chunks, heads, deduplication ids and window state encoded); the flush of the data
-    /// column families and the fsynced write run beside it.
+    /// their chunks, heads copied, deduplication ids and window state encoded); encoding the
+    /// heads, the flush of the data column families and the fsynced write run beside it.
     pub fn checkpoint(&self) -> Result<u64> {
         Ok(self.checkpoint_with_meta()?.0)
     }
@@ -82,7 +84,8 @@ impl Store {
             }
         };
         meanwhile();
-        let flushed = self.stop_after(self.write_captured(&captured))?;
+        let mut captured = captured;
+        let flushed = self.stop_after(self.write_captured(&mut captured))?;
         let (held, bytes) = (captured.held, captured.durable.size_in_bytes());
         let mut writer = self.writer.lock();
         let done = self.finish(&mut writer, captured, started, flushed);
@@ -96,8 +99,8 @@ impl Store {
         self.check_running()?;
         let started = Instant::now();
         let done = self.capture(writer, started).and_then(|captured| match captured {
-            Some(c) => {
-                let flushed = self.write_captured(&c)?;
+            Some(mut c) => {
+                let flushed = self.write_captured(&mut c)?;
                 let bytes = c.durable.size_in_bytes();
                 let done = self.finish(writer, c, started, flushed).0;
                 // Apply asked for this one and waited for all of it.
@@ -137,20 +140,15 @@ impl Store {
         }
 
         // Dirty marks and dedup changes are cleared only once they are written (`finish`).
+        // Heads are copied here and encoded into the batch by `write_captured`, without the lock.
         let mut durable = WriteBatch::default();
-        let cf_heads = cf(&self.db, CF_HEADS);
         let mut heads = Vec::new();
+        let mut head_copies = Vec::new();
         for e in index.entries() {
             let head = e.head.lock();
             if head.dirty {
-                let (record, changes, written) = head.durable_changes();
-                for (n, segment) in changes.put {
-                    durable.put_cf(cf_heads, keys::head_segment_key(e.id, n), segment.encode());
-                }
-                for n in changes.delete {
-                    durable.delete_cf(cf_heads, keys::head_segment_key(e.id, n));
-                }
-                durable.put_cf(cf_heads, keys::series_key(e.id), record);
+                let (copy, written) = head.durable_copy();
+                head_copies.push((e.id, copy));
                 heads.push((e.clone(), written));
             }
         }
@@ -197,6 +195,7 @@ impl Store {
             applied,
             sm_meta: writer.sm_meta.clone(),
             durable,
+            head_copies,
             heads,
             dedup,
             held: started.elapsed(),
@@ -205,9 +204,20 @@ impl Store {
         }))
     }
 
-    /// Flushes the data column families (everything applied up to the capture, and perhaps
-    /// more), then writes the captured batch fsynced. Gives the time the flush took.
-    fn write_captured(&self, c: &Captured) -> Result<Duration> {
+    /// Adds the captured heads to the batch, flushes the data column families (everything
+    /// applied up to the capture, and perhaps more), then writes the batch fsynced. Gives the
+    /// time the flush took.
+    fn write_captured(&self, c: &mut Captured) -> Result<Duration> {
+        let cf_heads = cf(&self.db, CF_HEADS);
+        for (id, copy) in std::mem::take(&mut c.head_copies) {
+            c.durable.put_cf(cf_heads, keys::series_key(id), copy.record());
+            for (n, segment) in copy.put {
+                c.durable.put_cf(cf_heads, keys::head_segment_key(id, n), segment);
+            }
+            for n in copy.delete {
+                c.durable.delete_cf(cf_heads, keys::head_segment_key(id, n));
+            }
+        }
         let started = Instant::now();
         let cfs: Vec<_> = DATA_CFS.iter().map(|n| cf(&self.db, n)).collect();
         let mut flush = FlushOptions::default();
