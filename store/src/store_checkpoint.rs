@@ -75,7 +75,7 @@ impl Store {
     /// write, where apply may run (tests apply entries there).
     pub(crate) fn checkpoint_in_steps(&self, meanwhile: impl FnOnce()) -> Result<(u64, Vec<u8>)> {
         let started = Instant::now();
-        let captured = {
+        let mut captured = {
             let mut writer = self.writer.lock();
             self.check_running()?;
             match self.stop_after(self.capture(&mut writer, started))? {
@@ -84,7 +84,6 @@ impl Store {
             }
         };
         meanwhile();
-        let mut captured = captured;
         let flushed = self.stop_after(self.write_captured(&mut captured))?;
         let (held, bytes) = (captured.held, captured.durable.size_in_bytes());
         let mut writer = self.writer.lock();
