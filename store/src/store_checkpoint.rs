@@ -139,7 +139,8 @@ impl Store {
         }
 
         // Dirty marks and dedup changes are cleared only once they are written (`finish`).
-        // Heads are copied here and encoded into the batch by `write_captured`, without the lock.
+        // Heads are copied here; `write_captured` encodes them into the batch, after apply's
+        // lock is let go when the checkpoint runs beside apply.
         let mut durable = WriteBatch::default();
         let mut heads = Vec::new();
         let mut head_copies = Vec::new();
