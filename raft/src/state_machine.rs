@@ -430,6 +430,15 @@ mod tests {
         Entry { log_id, payload: EntryPayload::Blank }
     }
 
+    /// A state machine over a new store in `dir`, and its snapshots' directory.
+    fn machine(dir: &Path) -> (Arc<Store>, StateMachine, std::path::PathBuf) {
+        let snapshot_dir = dir.join("snapshots");
+        let store =
+            Arc::new(Store::open(&dir.join("db"), collabstream_store::StoreConfig::default()).unwrap());
+        let sm = StateMachine::new(store.clone(), snapshot_dir.clone()).unwrap();
+        (store, sm, snapshot_dir)
+    }
+
     fn files_in(dir: &Path) -> Vec<String> {
         std::fs::read_dir(dir)
             .unwrap()
@@ -440,11 +449,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_snapshot_is_the_store_as_it_stands_and_leaves_no_files_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let snapshot_dir = dir.path().join("snapshots");
-        let store = Arc::new(
-            Store::open(&dir.path().join("db"), collabstream_store::StoreConfig::default()).unwrap(),
-        );
-        let mut sm = StateMachine::new(store, snapshot_dir.clone()).unwrap();
+        let (_, mut sm, snapshot_dir) = machine(dir.path());
         assert!(sm.get_current_snapshot().await.unwrap().is_none(), "nothing applied, no snapshot");
 
         sm.apply((0..=3).map(blank)).await.unwrap();
@@ -473,11 +478,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_build_is_a_checkpoint_named_as_the_current_snapshot_and_carries_no_data() {
         let dir = tempfile::tempdir().unwrap();
-        let snapshot_dir = dir.path().join("snapshots");
-        let store = Arc::new(
-            Store::open(&dir.path().join("db"), collabstream_store::StoreConfig::default()).unwrap(),
-        );
-        let mut sm = StateMachine::new(store.clone(), snapshot_dir.clone()).unwrap();
+        let (store, mut sm, snapshot_dir) = machine(dir.path());
         sm.apply((0..=3).map(blank)).await.unwrap();
         assert_eq!(store.checkpointed_index(), 0);
 

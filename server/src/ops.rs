@@ -288,36 +288,42 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         }
     }
     ops.tiering.render(&mut out);
-    let checkpoints = ops.store.checkpoint_totals();
-    for (name, help, value) in [
-        (
-            "collabstream_checkpoints_total",
-            "Store checkpoints (each lets the log be dropped up to it).",
-            checkpoints.count.to_string(),
-        ),
-        (
-            "collabstream_checkpoint_seconds_total",
-            "Time spent in store checkpoints, start to end.",
-            checkpoints.seconds.to_string(),
-        ),
-        (
-            "collabstream_checkpoint_apply_wait_seconds_total",
-            "Of the checkpoints' time, what apply waited for (taking their state, or all of one apply asked for).",
-            checkpoints.apply_wait_seconds.to_string(),
-        ),
-        (
-            "collabstream_checkpoint_flush_seconds_total",
-            "Of the checkpoints' time, flushing the data RocksDB holds without its WAL.",
-            checkpoints.flush_seconds.to_string(),
-        ),
-        (
-            "collabstream_checkpoint_written_bytes_total",
-            "Bytes of the fsynced batches checkpoints wrote (heads, deduplication ids, window state, meta).",
-            checkpoints.written_bytes.to_string(),
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-    }
+    let c = ops.store.checkpoint_totals();
+    family(
+        &mut out,
+        "counter",
+        "collabstream_checkpoints_total",
+        "Store checkpoints (each lets the log be dropped up to it).",
+        c.count,
+    );
+    family(
+        &mut out,
+        "counter",
+        "collabstream_checkpoint_seconds_total",
+        "Time spent in store checkpoints, start to end.",
+        c.seconds,
+    );
+    family(
+        &mut out,
+        "counter",
+        "collabstream_checkpoint_apply_wait_seconds_total",
+        "Of the checkpoints' time, what apply waited for (taking their state, or all of one apply asked for).",
+        c.apply_wait_seconds,
+    );
+    family(
+        &mut out,
+        "counter",
+        "collabstream_checkpoint_flush_seconds_total",
+        "Of the checkpoints' time, flushing the data RocksDB holds without its WAL.",
+        c.flush_seconds,
+    );
+    family(
+        &mut out,
+        "counter",
+        "collabstream_checkpoint_written_bytes_total",
+        "Bytes of the fsynced batches checkpoints wrote (heads, deduplication ids, window state, meta).",
+        c.written_bytes,
+    );
     let (name, retries) = ("collabstream_disk_write_retries_total", ops.store.disk_retries());
     let _ = writeln!(
         out,
