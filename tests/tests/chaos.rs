@@ -151,7 +151,7 @@ async fn acknowledged_writes_survive_random_kills_exactly_once() {
 
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let (mut kills, mut round) = (0u32, 0u32);
-    // Rounds whose follower came back behind the leader's purged log.
+    // Rounds whose follower came back behind both other nodes' purged logs.
     let mut cut_off = 0u32;
     while Instant::now() + Duration::from_secs(20) < deadline {
         tokio::time::sleep(Duration::from_secs(20 + rng.next(21))).await;
@@ -163,15 +163,23 @@ async fn acknowledged_writes_survive_random_kills_exactly_once() {
             // leader is killed while it sends one, or (every other time) the follower while
             // it receives and installs it.
             let follower = (leader + 1 + rng.next(2) as usize) % 3;
-            let had = cluster.status(follower).await.ok().and_then(|s| s.applied_index).unwrap_or(0);
+            // What the follower holds: its last log entry, which may be ahead of what it applied.
+            let had = cluster.status(follower).await.ok().and_then(|s| s.last_log_index).unwrap_or(0);
             cluster.kill(follower);
             set_targets(&cluster, &targets).await;
             tokio::time::sleep(Duration::from_secs(5)).await;
-            // Down until the leader has dropped log the follower would need (30 s at most), so
-            // that it comes back through a snapshot.
+            // Down until both other nodes have dropped log the follower would need (30 s at
+            // most), so that it comes back through a snapshot whichever of them leads: the
+            // leader may be killed before it sends one, and each node purges on its own.
+            let others: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
             let purged = wait_until(Duration::from_secs(30), || async {
-                let s = cluster.status(leader).await.ok()?;
-                (s.purged_index.unwrap_or(0) > had).then_some(())
+                for &i in &others {
+                    let s = cluster.status(i).await.ok()?;
+                    if s.purged_index.unwrap_or(0) <= had {
+                        return None;
+                    }
+                }
+                Some(())
             })
             .await;
             cut_off += u32::from(purged.is_some());
@@ -238,7 +246,7 @@ async fn acknowledged_writes_survive_random_kills_exactly_once() {
     eprintln!(
         "chaos summary: {seconds} s, {} batches acknowledged (a sample and an event each), {} failed attempts \
          retried, {kills} kills, {leader_changes} terms after the first (term {first_term} then {}), max unavailability {:.1?}, \
-         {cut_off} followers back behind the purged log, {installs} snapshots installed, lost {lost}, \
+         {cut_off} followers back behind both purged logs, {installs} snapshots installed, lost {lost}, \
          duplicated {duplicated}",
         written.acked.len(),
         written.attempts_failed,
@@ -248,7 +256,7 @@ async fn acknowledged_writes_survive_random_kills_exactly_once() {
     assert!(kills >= 1 || seconds < 40, "the run killed nothing");
     assert!(
         cut_off == 0 || installs > 0,
-        "followers came back behind the purged log, yet none installed a snapshot"
+        "followers came back behind both other nodes' purged logs, yet none installed a snapshot"
     );
     assert_eq!((lost, duplicated), (0, 0));
     assert!(!written.acked.is_empty());
