@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-pub use crate::known_series::KnownReader;
+pub use crate::known_series::{KnownFormat, KnownReader};
 pub use crate::wire::ViewError;
 use crate::wire::{Reader, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, read_label, utf8};
 
@@ -54,8 +54,10 @@ pub struct WriteView<'a> {
     samples: Vec<(i64, f64)>,
     /// Each event still encoded as a `v1::Event`.
     pub events: Vec<&'a [u8]>,
-    /// The series the proposer named by id, packed; checked whole by [`WriteView::parse`].
+    /// The series the proposer named by id, packed in `known_format`; checked whole by
+    /// [`WriteView::parse`].
     known: &'a [u8],
+    known_format: KnownFormat,
     /// The Kafka spans the write holds (see `LogWrite.sources`).
     pub sources: Vec<crate::v1::SourceSpan>,
 }
@@ -93,7 +95,7 @@ impl<'a> WriteView<'a> {
     /// The series named by id, in order (they come after [`WriteView::series`]). The bytes
     /// were checked by [`WriteView::parse`], so reading them does not fail.
     pub fn known(&self) -> KnownReader<'a> {
-        KnownReader::new(self.known)
+        KnownReader::new(self.known, self.known_format)
     }
 }
 
@@ -227,10 +229,15 @@ impl<'a> WriteView<'a> {
                     w.parse_series(series)?;
                 }
                 (3, WIRE_LEN) => w.events.push(r.bytes()?),
-                (4, WIRE_LEN) => {
+                (4 | 6, WIRE_LEN) => {
+                    let format = if field == 4 { KnownFormat::Raw } else { KnownFormat::Compact };
+                    if !w.known.is_empty() && w.known_format != format {
+                        return Err(ViewError("a LogWrite with both known and known_compact"));
+                    }
                     // Last one wins, as prost does for a bytes field.
                     w.known = r.bytes()?;
-                    KnownReader::validate(w.known)?;
+                    w.known_format = format;
+                    KnownReader::validate(w.known, format)?;
                 }
                 (5, WIRE_LEN) => w.sources.push(decode_whole(
                     r.bytes()?,
@@ -289,7 +296,7 @@ fn read_label_strict(buf: &[u8]) -> Result<(&[u8], &[u8]), ViewError> {
 mod tests {
     use prost::Message;
 
-    use crate::known_series::{Known, read_all};
+    use crate::known_series::{Known, KnownWriter, read_all};
     use crate::v1;
 
     use super::*;
@@ -310,7 +317,12 @@ mod tests {
                 )
             })
             .collect();
-        (labelled, read_all(&req.known).unwrap())
+        let known = if req.known_compact.is_empty() {
+            read_all(&req.known, KnownFormat::Raw)
+        } else {
+            read_all(&req.known_compact, KnownFormat::Compact)
+        };
+        (labelled, known.unwrap())
     }
 
     fn view_pairs(w: &WriteView<'_>) -> Pairs {
@@ -329,7 +341,7 @@ mod tests {
                 )
             })
             .collect();
-        (labelled, read_all(w.known).unwrap())
+        (labelled, read_all(w.known, w.known_format).unwrap())
     }
 
     fn decoded_write(bytes: &[u8]) -> v1::LogWrite {
@@ -339,10 +351,20 @@ mod tests {
         }
     }
 
-    /// `n` series; every third one named by id instead of labels.
+    /// `n` series; every third one named by id instead of labels, in the compact form.
     fn write(batch: &str, n: usize) -> v1::LogWrite {
-        let samples = |i: usize| vec![(-5 + i as i64, f64::NAN.to_bits()), (i64::MAX, (-0.0f64).to_bits())];
-        let mut known = crate::known_series::KnownWriter::default();
+        write_in(KnownFormat::Compact, batch, n)
+    }
+
+    fn write_in(format: KnownFormat, batch: &str, n: usize) -> v1::LogWrite {
+        let samples = |i: usize| {
+            vec![
+                (-5 + i as i64, f64::NAN.to_bits()),
+                (i64::MAX, (-0.0f64).to_bits()),
+                (7, (i as f64 / 4.0).to_bits()),
+            ]
+        };
+        let mut known = KnownWriter::of(format);
         let mut series = Vec::new();
         for i in 0..n {
             if i % 3 == 2 {
@@ -362,12 +384,13 @@ mod tests {
         }
         let mut bytes = Vec::new();
         known.finish_into(&mut bytes);
-        let known = v1::LogWrite::decode(bytes.as_slice()).unwrap().known;
+        let decoded = v1::LogWrite::decode(bytes.as_slice()).unwrap();
         v1::LogWrite {
             batch_id: batch.into(),
             series,
             events: vec![v1::Event::default(), v1::Event::default()],
-            known,
+            known: decoded.known,
+            known_compact: decoded.known_compact,
             sources: (0..n as i32)
                 .map(|p| v1::SourceSpan {
                     topic: "chat_events".into(),
@@ -381,7 +404,14 @@ mod tests {
 
     #[test]
     fn reads_what_prost_decodes() {
-        let writes = vec![write("a", 6), write("", 0), write("c", 1)];
+        // Both forms of known series: entries logged before the compact one still read.
+        let writes = vec![
+            write("a", 6),
+            write("", 0),
+            write("c", 1),
+            write_in(KnownFormat::Raw, "d", 6),
+            write("e", 3),
+        ];
         let cmd = v1::Command {
             leader_time_ms: 1_700_000_000_000,
             payload: Some(v1::command::Payload::Batch(v1::WriteBatch { writes: writes.clone() })),
@@ -389,7 +419,7 @@ mod tests {
         let bytes = cmd.encode_to_vec();
         let view = CommandView::parse(&bytes).unwrap();
         assert_eq!(view.leader_time_ms, cmd.leader_time_ms);
-        assert_eq!(view.writes.len(), 3);
+        assert_eq!(view.writes.len(), writes.len());
         // Compared with prost's decoding of the same bytes (prost drops -0.0 as a default).
         let Some(v1::command::Payload::Batch(decoded)) =
             v1::Command::decode(bytes.as_slice()).unwrap().payload
@@ -428,7 +458,14 @@ mod tests {
         assert!(WriteView::parse(&bad_known).is_err());
         let mixed = write("m", 6).encode_to_vec();
         let view = WriteView::parse(&mixed).unwrap();
-        assert_eq!((view.series.len(), read_all(view.known).unwrap().len()), (4, 2));
+        assert_eq!((view.series.len(), read_all(view.known, view.known_format).unwrap().len()), (4, 2));
+        // Known series in both forms at once: refused, whichever comes first.
+        let raw = write_in(KnownFormat::Raw, "r", 3).known;
+        let both = v1::LogWrite { known: raw, ..write("b", 3) }.encode_to_vec();
+        assert!(WriteView::parse(&both).is_err());
+        let mut reversed = write("b", 3).encode_to_vec();
+        crate::wire::put_bytes(&mut reversed, 4, &write_in(KnownFormat::Raw, "r", 3).known);
+        assert!(WriteView::parse(&reversed).is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@ impl From<v1::WriteRequest> for v1::LogWrite {
             events: w.events,
             known: Vec::new(),
             sources: Vec::new(),
+            known_compact: Vec::new(),
         }
     }
 }
@@ -148,7 +149,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::known_series::KnownReader;
+    use crate::known_series::{KnownFormat, KnownReader};
 
     fn series(job: &str) -> v1::TimeSeries {
         let label = |n: &str, v: &str| v1::Label { name: n.into(), value: v.into() };
@@ -179,7 +180,8 @@ mod tests {
         assert_eq!(w.events, req.events);
         assert_eq!(w.series, [series("a"), series("c")]);
         assert_eq!(at, [0, 2, 1], "labelled series first, then the known ones");
-        let mut r = KnownReader::new(&w.known);
+        assert!(w.known.is_empty(), "the compact form only");
+        let mut r = KnownReader::new(&w.known_compact, KnownFormat::Compact);
         let mut s = r.next_series().unwrap().unwrap();
         assert_eq!((s.id, s.samples), (42, 2));
         assert_eq!(s.next_sample().unwrap(), Some((5, 1.0)));

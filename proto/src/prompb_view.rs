@@ -220,7 +220,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::known_series::read_all;
+    use crate::known_series::{KnownFormat, read_all};
     use crate::{prompb, v1};
 
     fn pl(n: &[u8], v: &[u8]) -> prompb::Label {
@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(asked, [vec![yes, no, no, no], vec![yes], vec![yes]]);
         assert_eq!(w.series.len(), 1);
         assert_eq!(w.series[0].labels[1].value, "b");
-        let known = read_all(&w.known).unwrap();
+        let known = read_all(&w.known_compact, KnownFormat::Compact).unwrap();
         let bits = |v: f64| v.to_bits();
         assert_eq!(
             known,

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use collabstream_common::TimeRange;
+use collabstream_proto::known_series::KnownFormat;
 use collabstream_proto::log_write::canonical_labels;
 use collabstream_proto::v1::{self, ItemKind};
 use proptest::prelude::*;
@@ -182,7 +183,7 @@ fn a_series_named_by_id_is_the_known_series_and_an_unknown_id_is_refused() {
         leader_time_ms: 0,
         payload: Some(v1::command::Payload::Write(v1::LogWrite {
             series: vec![series("up", "web", &[(1, 1.0)])],
-            known: v1::LogWrite::decode(bytes.as_slice()).unwrap().known,
+            known_compact: v1::LogWrite::decode(bytes.as_slice()).unwrap().known_compact,
             ..Default::default()
         })),
     };
@@ -192,8 +193,24 @@ fn a_series_named_by_id_is_the_known_series_and_an_unknown_id_is_refused() {
     // Numbered after the one series sent with labels: the known ones are items 1 and 2.
     assert_eq!((out.rejected[0].kind, out.rejected[0].index), (ItemKind::Series as i32, 2));
     assert!(out.rejected[0].reason.contains("unknown"), "{}", out.rejected[0].reason);
+    // An entry logged before the compact form (values as IEEE bytes in `known`) applies alike.
+    let mut raw = collabstream_proto::known_series::KnownWriter::of(KnownFormat::Raw);
+    raw.push(id, &[(3_000, 2.5f64.to_bits())]);
+    let mut bytes = Vec::new();
+    raw.finish_into(&mut bytes);
+    let old = v1::Command {
+        leader_time_ms: 0,
+        payload: Some(v1::command::Payload::Write(v1::LogWrite {
+            known: v1::LogWrite::decode(bytes.as_slice()).unwrap().known,
+            ..Default::default()
+        })),
+    };
+    assert_eq!(commit(&store, &old).samples_accepted, 1);
     let expected = vec![
-        (r#"up{job="api"}"#.to_string(), vec![(1_000, 1f64.to_bits()), (2_000, 2f64.to_bits())]),
+        (
+            r#"up{job="api"}"#.to_string(),
+            vec![(1_000, 1f64.to_bits()), (2_000, 2f64.to_bits()), (3_000, 2.5f64.to_bits())],
+        ),
         (r#"up{job="web"}"#.to_string(), vec![(1, 1f64.to_bits())]),
     ];
     assert_eq!(all(&store), expected);

@@ -278,6 +278,8 @@ fn next_value(shape: Shape, v: f64, interval_s: f64, rng: &mut SmallRng) -> f64 
 
 #[cfg(test)]
 mod tests {
+    use collabstream_proto::known_series::{KnownFormat, KnownWriter};
+
     use super::*;
 
     #[test]
@@ -297,5 +299,35 @@ mod tests {
             assert!(s.labels.windows(2).all(|w| w[0].name < w[1].name));
             assert!(seen.insert(format!("{:?}", s.labels)), "duplicate series {:?}", s.labels);
         }
+    }
+
+    /// What a steady scrape of these hosts costs in the replicated log once every series is
+    /// known by id (`LogWrite.known` and `known_compact`), bytes a sample.
+    fn log_bytes_a_sample(format: KnownFormat) -> f64 {
+        let mut hosts = NodeExporter::new(2_000, 7);
+        let (mut bytes, mut samples) = (0, 0);
+        for scrape in 1..=20 {
+            for (b, req) in hosts.scrape(scrape * 15_000, 15.0, 500).into_iter().enumerate() {
+                let mut known = KnownWriter::of(format);
+                for (i, s) in req.series.iter().enumerate() {
+                    let pairs: Vec<(i64, u64)> =
+                        s.samples.iter().map(|x| (x.timestamp_ms, x.value.to_bits())).collect();
+                    known.push((b * 500 + i) as u64, &pairs);
+                    samples += pairs.len();
+                }
+                let mut write = Vec::new();
+                known.finish_into(&mut write);
+                bytes += write.len();
+            }
+        }
+        bytes as f64 / samples as f64
+    }
+
+    #[test]
+    fn a_steady_scrape_takes_four_tenths_fewer_log_bytes_with_compact_values() {
+        let (raw, compact) = (log_bytes_a_sample(KnownFormat::Raw), log_bytes_a_sample(KnownFormat::Compact));
+        // 11.01 and 6.61 when written.
+        assert!((11.0..11.1).contains(&raw), "{raw}");
+        assert!(compact < 0.62 * raw, "{compact} bytes a sample against {raw}");
     }
 }
