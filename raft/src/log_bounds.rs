@@ -9,10 +9,13 @@ use crate::options::RaftOptions;
 use crate::types::{NodeId, Raft};
 use openraft::BasicNode;
 
-/// Keeps the log to a size in bytes: once it holds `snapshot_after_bytes`, takes a snapshot
-/// and drops the log behind it but the last `keep_bytes` (none on a node alone in its
-/// cluster). (openraft's own policy counts entries, and one entry may carry a few bytes or
-/// many MiB.)
+/// Keeps the log to a size in bytes: once it holds `snapshot_after_bytes` and that much was
+/// appended since the last snapshot this took, takes a snapshot and drops the log behind it
+/// but the last `keep_bytes` (none on a node alone in its cluster). (openraft's own policy
+/// counts entries, and one entry may carry a few bytes or many MiB.) The second condition is
+/// for a cluster, whose `keep_bytes` (4 MiB by default, as the bound) is over the bound again
+/// after the next append: without it every check took a snapshot, a store checkpoint on each
+/// node ten times a second, and three nodes took half the samples a second.
 ///
 /// The bound is checked every [`CHECK`]; idleness is judged once a second.
 ///
@@ -43,6 +46,8 @@ pub(crate) async fn run_log_bounds(
     let mut purged_upto = 0;
     // Bytes written to the log since the node was last quiet.
     let mut written = 0;
+    // Bytes written since the last snapshot taken for the bound: all of the log at start.
+    let mut since_snapshot = log.log_bytes();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -51,6 +56,7 @@ pub(crate) async fn run_log_bounds(
         let (growth, last) = log.appended_after(seen);
         seen = last;
         written += growth;
+        since_snapshot += growth;
         second_growth += growth;
         checks += 1;
         let second = checks == CHECKS_A_SECOND;
@@ -59,7 +65,7 @@ pub(crate) async fn run_log_bounds(
             (checks, second_growth) = (0, 0);
         }
         let bytes = log.log_bytes();
-        let over = bytes > options.snapshot_after_bytes;
+        let over = bytes > options.snapshot_after_bytes && since_snapshot > options.snapshot_after_bytes;
         let idle =
             second && quiet_seconds >= IDLE_SECONDS && (bytes > IDLE_MIN_BYTES || written > SETTLE_BYTES);
         if !over && !idle {
@@ -82,6 +88,7 @@ pub(crate) async fn run_log_bounds(
                 continue;
             }
         }
+        since_snapshot = 0;
         let (snapshot, slowest_follower, alone) = {
             let m = raft.metrics().borrow().clone();
             let alone = m.membership_config.nodes().all(|(id, _)| *id == m.id);

@@ -26,7 +26,8 @@ pub struct RaftOptions {
     pub snapshot_after_entries: u64,
     /// Entries kept behind a snapshot, so a briefly lagging follower catches up from the log.
     pub keep_entries: u64,
-    /// Also take a snapshot once the log holds this many bytes...
+    /// Also take a snapshot once the log holds this many bytes and this many were written
+    /// since the last such snapshot...
     pub snapshot_after_bytes: u64,
     /// ...and keep at most this many bytes of log behind it (whichever of this and
     /// `keep_entries` keeps less).

@@ -77,7 +77,8 @@ pub struct RaftConfig {
     pub snapshot_after_entries: u64,
     /// Entries kept behind a snapshot for followers that lag a little.
     pub keep_entries: u64,
-    /// Also take a snapshot once the log holds this many bytes...
+    /// Also take a snapshot once the log holds this many bytes and this many were written
+    /// since the last such snapshot...
     pub snapshot_after_bytes: u64,
     /// ...and keep at most this many bytes of log behind it.
     pub keep_bytes: u64,

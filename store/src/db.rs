@@ -74,16 +74,6 @@ fn cf_options(name: &str) -> Options {
             // constant series look alike across series. Larger blocks share key prefixes.
             o.set_compression_type(DBCompressionType::Zstd);
             table.set_block_size(32 << 10);
-            if name == CF_HEADS {
-                // Checkpoints rewrite the heads of every series written since the last (their
-                // records and new segments), several a second under load: each flush is
-                // compacted with the level-0 files before it at once, so the overwritten rows
-                // go then rather than after four flushes. In the last seconds of `collabstream
-                // bench`'s ingestion this column family held up to 8 MB before, at most 3.6 MB
-                // with this and the log's bound checked every 100 ms (the two were measured
-                // together, not apart; docs/benchmarks.md, session 25).
-                o.set_level_zero_file_num_compaction_trigger(1);
-            }
             if name == CF_CHUNKS {
                 // The series id: a reader of many series seeks one iterator from series to
                 // series and RocksDB stops it, tombstones included, at the series' last key

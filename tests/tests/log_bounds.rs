@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use collabstream_proto::v1::ingest_service_client::IngestServiceClient;
 use collabstream_proto::v1::{self, StatusRequest, admin_service_client::AdminServiceClient};
-use collabstream_tests::{Node, wait_until};
+use collabstream_tests::{Node, TestCluster, wait_until};
 
 const SERIES: usize = 200;
 const WRITES: i64 = 60;
@@ -201,4 +201,41 @@ async fn a_node_quiet_after_a_burst_gives_back_its_wal() {
         node.log()
     );
     assert_eq!(node.export("bounded_total").await.len(), SERIES);
+}
+
+/// A cluster's nodes keep `keep_bytes` of log after a purge, for followers; here as much as
+/// the bound, as by default. The bound takes its next snapshot once `snapshot_after_bytes`
+/// more were written, not at every check: with what a node keeps already at the bound, every
+/// check of the log's size (ten a second) took a snapshot while writes went on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_keeping_as_much_as_its_bound_snapshots_by_bytes_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cfg,
+        "[raft]\nsnapshot_after_entries = 1000000\nsnapshot_after_bytes = 262144\nkeep_bytes = 262144\n",
+    )
+    .expect("config");
+    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let cluster =
+        TestCluster::start(&dir.path().join("cluster"), 3, &["--config", &cfg]).await.expect("cluster");
+    let leader = cluster.wait_leader(&[0, 1, 2], Duration::from_secs(30)).await.expect("leader");
+    let mut client = IngestServiceClient::connect(cluster.node(leader).grpc_url()).await.expect("connect");
+    // About 1.9 MB of log (~12 KB a write once the series are known): seven snapshots by bytes.
+    let started = std::time::Instant::now();
+    for k in 0..150 {
+        client.write(write(k)).await.expect("write");
+    }
+    let took = started.elapsed();
+    let leader_node = cluster.node(leader);
+    let s = dropped_to(leader_node, 200).await;
+    for i in 0..3 {
+        let built = cluster.node(i).metric("collabstream_raft_snapshots_built_total").await;
+        assert!(
+            (1.0..=12.0).contains(&built),
+            "node {} built {built} snapshots in {took:?} of writes ({s:?}); its log:\n{}",
+            i + 1,
+            cluster.node(i).log()
+        );
+    }
 }
