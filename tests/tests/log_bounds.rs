@@ -55,14 +55,20 @@ async fn dropped_to(node: &Node, most: u64) -> v1::StatusResponse {
     .unwrap_or_else(|| panic!("the log was never dropped to {most} entries; the node's log:\n{}", node.log()))
 }
 
+/// A config file in `dir` with `[raft]` settings `raft` and entry counts that never snapshot
+/// (bytes do here), and its path.
+fn raft_config(dir: &std::path::Path, raft: &str) -> String {
+    let cfg = dir.join("raft.toml");
+    std::fs::write(&cfg, format!("[raft]\nsnapshot_after_entries = 1000000\n{raft}\n")).expect("config");
+    cfg.to_str().expect("utf-8").to_string()
+}
+
 /// A node in `dir` with `[raft]` settings `raft`, sent `WRITES` writes, and a client on it.
 async fn written_node(
     dir: &std::path::Path,
     raft: &str,
 ) -> (Node, IngestServiceClient<tonic::transport::Channel>) {
-    let cfg = dir.join("node.toml");
-    std::fs::write(&cfg, format!("[raft]\nsnapshot_after_entries = 1000000\n{raft}\n")).expect("config");
-    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let cfg = raft_config(dir, raft);
     let node = Node::start(&dir.join("node"), &["--config", &cfg]).expect("node starts");
     let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connect");
     for k in 0..WRITES {
@@ -74,14 +80,8 @@ async fn written_node(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_is_dropped_behind_a_snapshot_once_it_outgrows_its_size() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("bounded.toml");
-    // Each write is ~35 KiB in the log; entry counts alone would never snapshot here.
-    std::fs::write(
-        &cfg,
-        "[raft]\nsnapshot_after_entries = 1000000\nsnapshot_after_bytes = 524288\nkeep_bytes = 131072\n",
-    )
-    .expect("config");
-    let cfg = cfg.to_str().expect("utf-8").to_string();
+    // Each write is ~12 KiB in the log once its series are known (the first ~35 KiB).
+    let cfg = raft_config(dir.path(), "snapshot_after_bytes = 524288\nkeep_bytes = 131072");
     let data = dir.path().join("node");
     let mut node = Node::start(&data, &["--config", &cfg]).expect("node starts");
     let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connect");
@@ -124,15 +124,9 @@ async fn a_node_whose_writes_stop_drops_its_log_up_to_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_alone_keeps_no_log_behind_its_snapshot_while_written_to() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("alone.toml");
     // keep_bytes far above what is written: a node that kept it would drop nothing until its
     // writes stopped, and they do not stop here until the log was dropped.
-    std::fs::write(
-        &cfg,
-        "[raft]\nsnapshot_after_entries = 1000000\nsnapshot_after_bytes = 524288\nkeep_bytes = 1073741824\n",
-    )
-    .expect("config");
-    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let cfg = raft_config(dir.path(), "snapshot_after_bytes = 524288\nkeep_bytes = 1073741824");
     let node = Node::start(&dir.path().join("node"), &["--config", &cfg]).expect("node starts");
     let mut client = IngestServiceClient::connect(node.grpc_url()).await.expect("connect");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -210,13 +204,7 @@ async fn a_node_quiet_after_a_burst_gives_back_its_wal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_keeping_as_much_as_its_bound_snapshots_by_bytes_written() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("cluster.toml");
-    std::fs::write(
-        &cfg,
-        "[raft]\nsnapshot_after_entries = 1000000\nsnapshot_after_bytes = 262144\nkeep_bytes = 262144\n",
-    )
-    .expect("config");
-    let cfg = cfg.to_str().expect("utf-8").to_string();
+    let cfg = raft_config(dir.path(), "snapshot_after_bytes = 262144\nkeep_bytes = 262144");
     let cluster =
         TestCluster::start(&dir.path().join("cluster"), 3, &["--config", &cfg]).await.expect("cluster");
     let leader = cluster.wait_leader(&[0, 1, 2], Duration::from_secs(30)).await.expect("leader");
