@@ -35,11 +35,14 @@ pub struct Windows {
     needs: Vec<Needs>,
     watermark: Watermark,
     panes: Panes,
-    /// Windows with events whose end the watermark has not reached: (end, group).
-    pending: BTreeSet<(i64, Group)>,
-    /// Panes changed or dropped since the last [`Windows::take_changes`] (a pane's own flag
-    /// says whether it is here, so a busy pane costs one lookup an event, not two).
-    dirty: BTreeSet<(i64, Group)>,
+    /// Windows with events whose end the watermark has not reached: their groups by end, in
+    /// the order they came and perhaps more than once (a sliding window's group, once for
+    /// each of its panes); sorted when the end is emitted, so that windows are emitted by
+    /// (end, group) whatever the order of the events was.
+    pending: BTreeMap<i64, Vec<Group>>,
+    /// Panes changed or dropped since the last [`Windows::take_changes`], each once: a pane's
+    /// own flag says whether it is here, so a busy pane costs one lookup an event, not two.
+    dirty: Vec<(i64, Group)>,
     /// The groups named above, each once. Only looked up, never iterated for a result, so
     /// its hash order cannot reach an output.
     groups: FxHashSet<Group>,
@@ -73,8 +76,8 @@ impl Windows {
             needs,
             watermark,
             panes: Panes::default(),
-            pending: BTreeSet::new(),
-            dirty: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            dirty: Vec::new(),
             groups: FxHashSet::default(),
             state_bytes: 0,
             cold: BTreeMap::new(),
@@ -102,11 +105,11 @@ impl Windows {
             }
             // The windows of the pane the watermark has not reached are still to be emitted.
             for end in w.rule.window.window_ends(pane).filter(|e| *e > wm) {
-                w.pending.insert((end, group.clone()));
+                w.pending.entry(end).or_default().push(group.clone());
             }
             w.state_bytes += v.len() as u64;
             let measures = Measures::decode(v)?;
-            w.panes.get_or_insert(pane, group, || Pane { measures, dirty: false, bytes: v.len() as u32 });
+            w.panes.get_or_insert(pane, &group, || Pane { measures, dirty: false, bytes: v.len() as u32 });
         }
         Ok(w)
     }
@@ -250,10 +253,10 @@ impl Windows {
             self.watermark.drop_late(clock_ms, o.ts);
             return Ok(());
         }
-        let (held, p) = self.panes.get_or_insert(pane, group.clone(), Pane::default);
+        let (held, p) = self.panes.get_or_insert(pane, &group, Pane::default);
         let mut new = !held;
         if new && let Some(back) = Self::read_cold(&self.cold, pane, &group, cold)? {
-            // Back in memory (its windows are still pending: the set keeps every group).
+            // Back in memory (its windows are still pending: `pending` keeps every group).
             if let Some(c) = self.cold.get_mut(&pane) {
                 c.0 -= 1;
                 c.1 -= u64::from(back.bytes);
@@ -264,7 +267,7 @@ impl Windows {
         p.measures.add(o, &self.needs);
         if !p.dirty {
             p.dirty = true;
-            self.dirty.insert((pane, group.clone()));
+            self.dirty.push((pane, group.clone()));
         }
         let expired = self.expired_fn();
         if let Some(t) = &mut self.totals {
@@ -278,7 +281,7 @@ impl Windows {
                 // A pane that existed already has its windows the watermark has not reached
                 // pending (the watermark never moves back).
                 if new {
-                    self.pending.insert((end, group.clone()));
+                    self.pending.entry(end).or_default().push(group.clone());
                 }
             } else if end.saturating_add(self.rule.allowed_lateness_ms) > wm {
                 self.corrections.insert((end, group.clone()));
@@ -322,11 +325,23 @@ impl Windows {
     /// Emits the windows the watermark, now at `to`, has reached, and drops expired panes.
     fn advance(&mut self, to: i64, cold: &dyn ColdRows, out: &mut Vec<Emission>) -> crate::Result<()> {
         self.flush_corrections(cold, out)?;
-        while let Some(first) = self.pending.first()
-            && first.0 <= to
+        while let Some((&end, _)) = self.pending.first_key_value()
+            && end <= to
         {
-            let Some((end, group)) = self.pending.pop_first() else { break };
-            out.extend(self.emission(end, &group, EmissionKind::First, cold)?);
+            let Some((end, mut groups)) = self.pending.pop_first() else { break };
+            groups.sort_unstable();
+            groups.dedup();
+            let mut groups = groups.into_iter();
+            while let Some(group) = groups.next() {
+                match self.emission(end, &group, EmissionKind::First, cold) {
+                    Ok(e) => out.extend(e),
+                    Err(err) => {
+                        // What was not emitted stays pending, as one at a time would leave it.
+                        self.pending.insert(end, std::iter::once(group).chain(groups).collect());
+                        return Err(err);
+                    }
+                }
+            }
         }
         // Panes whose every window is past its lateness can take no more events.
         while let Some(pane) = self.panes.first_start() {
@@ -336,7 +351,10 @@ impl Windows {
             let Some((pane, gone)) = self.panes.pop_first_start() else { break };
             for (group, p) in gone {
                 self.state_bytes -= u64::from(p.bytes);
-                self.dirty.insert((pane, group));
+                // A changed pane is listed already; its row goes the same way.
+                if !p.dirty {
+                    self.dirty.push((pane, group));
+                }
             }
         }
         Ok(())
