@@ -63,6 +63,10 @@ struct Running {
     last: SeriesLast,
     /// The key prefix of the rule's window rows (see [`RuleRows`]), made once.
     rows_prefix: Vec<u8>,
+    /// What an event costs the rule here, in nanoseconds, as measured over the last writes:
+    /// how apply shares the rules out among its threads (see `events`). This node's own
+    /// figure, which decides nothing else.
+    ns_per_event: u32,
 }
 
 /// What a rule change did: the API's answer.
@@ -176,7 +180,8 @@ fn restore(db: &Rocks, rule: &Rule) -> Result<(Engine, SeriesLast)> {
 impl Running {
     fn new(rule: Rule, (engine, last): (Engine, SeriesLast), def: Option<v1::AggregationRule>) -> Self {
         let rows_prefix = row_key(rule.name(), 1, &[]);
-        Running { rule, engine, counts: Counts::default(), def, last, rows_prefix }
+        let ns_per_event = events::first_guess(&rule);
+        Running { rule, engine, counts: Counts::default(), def, last, rows_prefix, ns_per_event }
     }
 
     fn fresh(rule: Rule, def: Option<v1::AggregationRule>) -> Self {
