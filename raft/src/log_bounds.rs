@@ -137,8 +137,8 @@ const CHECK: Duration = Duration::from_millis(100);
 /// most a quarter of the time goes to them. A store checkpoint under `collabstream bench`'s
 /// samples takes tens of milliseconds, so the 100 ms check still decides there; with the
 /// meetings pack's window state it takes 180-410 ms (every changed pane is written), and
-/// back to back they made the aggregation bench's node take 25-37 % fewer events a second
-/// than with snapshots every 64 MiB (docs/benchmarks.md, session 26).
+/// back to back they cost the aggregation bench's node 22-27 % of the events a second it
+/// takes with them paced so (docs/benchmarks.md, session 26).
 const PACE: u32 = 3;
 
 /// Whether a snapshot for the bound may start `since` after the last one, which took `took`.
