@@ -24,7 +24,7 @@ pub use moto::Moto;
 pub use node::{Exported, Node, binary, series_key};
 pub use produce::{produce, sent};
 pub use prom::{remote_write_body, wait_until};
-pub use prometheus::{Prometheus, free_port};
+pub use prometheus::{Prometheus, free_port, free_ports};
 pub use proxy::Proxy;
 pub use sasl_relay::SaslRelay;
 pub use tls::{TlsRelay, certificates};

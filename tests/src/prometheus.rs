@@ -53,6 +53,14 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// `n` distinct free ports on loopback. Each is held until all are chosen: taken one after
+/// another with [`free_port`], the kernel may hand one out twice (it did in CI: one node's HTTP
+/// port was another's gRPC port, and that node could not start).
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let held = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
+    Ok(held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
+}
+
 fn which(name: &str) -> anyhow::Result<std::path::PathBuf> {
     for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/bin", "/usr/local/bin"]) {
         let p = Path::new(dir).join(name);

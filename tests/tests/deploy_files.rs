@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use collabstream_tests::{binary, free_port};
+use collabstream_tests::{binary, free_ports};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -240,9 +240,11 @@ fn start_and_wait(
     drop(nodes);
 }
 
+/// Three gRPC ports and three HTTP ports, all six distinct.
 fn ports() -> (Vec<u16>, Vec<u16>) {
-    let some = || (0..3).map(|_| free_port().expect("a free port")).collect();
-    (some(), some())
+    let mut grpc = free_ports(6).expect("free ports");
+    let http = grpc.split_off(3);
+    (grpc, http)
 }
 
 /// Whether `GET /readyz` on `127.0.0.1:port` answers 200.
