@@ -18,9 +18,10 @@ use openraft::BasicNode;
 /// node ten times a second, and three nodes took half the samples a second.
 ///
 /// The bound is checked every [`CHECK`]; idleness is judged once a second. A snapshot for
-/// the bound comes no sooner after the last than [`PACE`] times as long as that one took
-/// (see [`paced`]), so that the log outgrows its bound rather than the node spending most of
-/// its time on snapshots when they are dear.
+/// the bound comes no sooner after the last than [`PACE`] times as long as that one took,
+/// unless the log is past [`PACE_UNTIL`] times its bound (see [`paced`]), so that the log
+/// outgrows its bound rather than the node spending most of its time on snapshots when they
+/// are dear.
 ///
 /// When writes stop (the log grew by less than [`IDLE_GROWTH`] a second for [`IDLE_SECONDS`]
 /// seconds) and it holds more than [`IDLE_MIN_BYTES`], or more than [`SETTLE_BYTES`] were
@@ -73,7 +74,7 @@ pub(crate) async fn run_log_bounds(
         let bytes = log.log_bytes();
         let over = bytes > options.snapshot_after_bytes
             && since_snapshot > options.snapshot_after_bytes
-            && paced(last_took, last_done.elapsed());
+            && paced(last_took, last_done.elapsed(), bytes, options.snapshot_after_bytes);
         let idle =
             second && quiet_seconds >= IDLE_SECONDS && (bytes > IDLE_MIN_BYTES || written > SETTLE_BYTES);
         if !over && !idle {
@@ -140,10 +141,14 @@ const CHECK: Duration = Duration::from_millis(100);
 /// back to back they cost the aggregation bench's node 22-27 % of the events a second it
 /// takes with them paced so (docs/benchmarks.md, session 26).
 const PACE: u32 = 3;
+/// ...unless the log holds more than this many times its bound (64 MiB by default): a slow
+/// disk makes snapshots slow, and waiting on them must not let the log grow without end.
+const PACE_UNTIL: u64 = 16;
 
-/// Whether a snapshot for the bound may start `since` after the last one, which took `took`.
-fn paced(took: Duration, since: Duration) -> bool {
-    since >= took * PACE
+/// Whether a snapshot for the bound may start `since` after the last one, which took `took`,
+/// with the log at `bytes` against its bound `bound`.
+fn paced(took: Duration, since: Duration, bytes: u64, bound: u64) -> bool {
+    since >= took * PACE || bytes > bound.saturating_mul(PACE_UNTIL)
 }
 
 /// Checks in a second, over which idleness is judged.
@@ -164,10 +169,12 @@ mod tests {
 
     #[test]
     fn a_snapshot_waits_three_times_as_long_as_the_last_one_took() {
-        let ms = Duration::from_millis;
-        assert!(paced(Duration::ZERO, Duration::ZERO), "the first one does not wait");
-        assert!(paced(ms(20), ms(60)), "a cheap one: the next check decides");
-        assert!(!paced(ms(300), ms(899)), "a dear one: the log grows meanwhile");
-        assert!(paced(ms(300), ms(900)));
+        let (ms, mib) = (Duration::from_millis, |n: u64| n << 20);
+        assert!(paced(Duration::ZERO, Duration::ZERO, mib(5), mib(4)), "the first one does not wait");
+        assert!(paced(ms(20), ms(60), mib(5), mib(4)), "a cheap one: the next check decides");
+        assert!(!paced(ms(300), ms(899), mib(40), mib(4)), "a dear one: the log grows meanwhile");
+        assert!(paced(ms(300), ms(900), mib(40), mib(4)));
+        assert!(!paced(ms(10_000), ms(1_000), mib(64), mib(4)), "up to 16 times the bound...");
+        assert!(paced(ms(10_000), ms(1_000), mib(64) + 1, mib(4)), "...and no further");
     }
 }

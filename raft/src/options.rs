@@ -27,7 +27,8 @@ pub struct RaftOptions {
     /// Entries kept behind a snapshot, so a briefly lagging follower catches up from the log.
     pub keep_entries: u64,
     /// Also take a snapshot once the log holds this many bytes and this many were written
-    /// since the last such snapshot (and three times as long as it took has passed)...
+    /// since the last such snapshot (and three times as long as it took has passed, unless the
+    /// log holds 16 times this)...
     pub snapshot_after_bytes: u64,
     /// ...and keep at most this many bytes of log behind it (whichever of this and
     /// `keep_entries` keeps less).

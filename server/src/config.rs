@@ -78,7 +78,8 @@ pub struct RaftConfig {
     /// Entries kept behind a snapshot for followers that lag a little.
     pub keep_entries: u64,
     /// Also take a snapshot once the log holds this many bytes and this many were written
-    /// since the last such snapshot (and three times as long as it took has passed)...
+    /// since the last such snapshot (and three times as long as it took has passed, unless the
+    /// log holds 16 times this)...
     pub snapshot_after_bytes: u64,
     /// ...and keep at most this many bytes of log behind it.
     pub keep_bytes: u64,
