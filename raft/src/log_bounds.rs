@@ -19,7 +19,7 @@ use openraft::BasicNode;
 ///
 /// The bound is checked every [`CHECK`]; idleness is judged once a second. A snapshot for
 /// the bound comes no sooner after the last than [`PACE`] times as long as that one took,
-/// unless the log is past [`PACE_UNTIL`] times its bound (see [`paced`]), so that the log
+/// unless the log is past [`PACE_UNTIL`] times its bound (see [`over_bound`]), so that the log
 /// outgrows its bound rather than the node spending most of its time on snapshots when they
 /// are dear.
 ///
@@ -72,9 +72,11 @@ pub(crate) async fn run_log_bounds(
             (checks, second_growth) = (0, 0);
         }
         let bytes = log.log_bytes();
-        let over = bytes > options.snapshot_after_bytes
-            && since_snapshot > options.snapshot_after_bytes
-            && paced(last_took, last_done.elapsed(), bytes, options.snapshot_after_bytes);
+        let over = over_bound(
+            Log { bytes, since_snapshot, bound: options.snapshot_after_bytes },
+            last_took,
+            last_done.elapsed(),
+        );
         let idle =
             second && quiet_seconds >= IDLE_SECONDS && (bytes > IDLE_MIN_BYTES || written > SETTLE_BYTES);
         if !over && !idle {
@@ -145,10 +147,21 @@ const PACE: u32 = 3;
 /// disk makes snapshots slow, and waiting on them must not let the log grow without end.
 const PACE_UNTIL: u64 = 16;
 
-/// Whether a snapshot for the bound may start `since` after the last one, which took `took`,
-/// with the log at `bytes` against its bound `bound`.
-fn paced(took: Duration, since: Duration, bytes: u64, bound: u64) -> bool {
-    since >= took * PACE || bytes > bound.saturating_mul(PACE_UNTIL)
+/// The log's size as the bound sees it: its bytes, those written since the last snapshot the
+/// bound took, and the bound (`snapshot_after_bytes`).
+#[derive(Debug, Clone, Copy)]
+struct Log {
+    bytes: u64,
+    since_snapshot: u64,
+    bound: u64,
+}
+
+/// Whether the bound takes a snapshot now: the log holds more than the bound, as much was
+/// written since the last snapshot, and `since` that one, which took `took`, it waited
+/// [`PACE`] times as long (or the log is past [`PACE_UNTIL`] times the bound).
+fn over_bound(log: Log, took: Duration, since: Duration) -> bool {
+    let paced = since >= took * PACE || log.bytes > log.bound.saturating_mul(PACE_UNTIL);
+    log.bytes > log.bound && log.since_snapshot > log.bound && paced
 }
 
 /// Checks in a second, over which idleness is judged.
@@ -167,14 +180,26 @@ const SETTLE_BYTES: u64 = 64 << 10;
 mod tests {
     use super::*;
 
+    fn log(bytes_mib: u64, since_mib: u64) -> Log {
+        Log { bytes: bytes_mib << 20, since_snapshot: since_mib << 20, bound: 4 << 20 }
+    }
+
+    #[test]
+    fn the_bound_snapshots_once_as_much_was_written_since_the_last() {
+        let ms = Duration::from_millis;
+        assert!(!over_bound(log(3, 3), ms(0), ms(0)), "under the bound");
+        assert!(!over_bound(log(5, 1), ms(0), ms(0)), "a cluster's kept log, little written since");
+        assert!(over_bound(log(5, 5), ms(0), ms(0)));
+    }
+
     #[test]
     fn a_snapshot_waits_three_times_as_long_as_the_last_one_took() {
-        let (ms, mib) = (Duration::from_millis, |n: u64| n << 20);
-        assert!(paced(Duration::ZERO, Duration::ZERO, mib(5), mib(4)), "the first one does not wait");
-        assert!(paced(ms(20), ms(60), mib(5), mib(4)), "a cheap one: the next check decides");
-        assert!(!paced(ms(300), ms(899), mib(40), mib(4)), "a dear one: the log grows meanwhile");
-        assert!(paced(ms(300), ms(900), mib(40), mib(4)));
-        assert!(!paced(ms(10_000), ms(1_000), mib(64), mib(4)), "up to 16 times the bound...");
-        assert!(paced(ms(10_000), ms(1_000), mib(64) + 1, mib(4)), "...and no further");
+        let ms = Duration::from_millis;
+        assert!(over_bound(log(5, 5), ms(20), ms(60)), "a cheap one: the next check decides");
+        assert!(!over_bound(log(40, 40), ms(300), ms(899)), "a dear one: the log grows meanwhile");
+        assert!(over_bound(log(40, 40), ms(300), ms(900)));
+        let at = |bytes| Log { bytes, since_snapshot: bytes, bound: 4 << 20 };
+        assert!(!over_bound(at(64 << 20), ms(10_000), ms(1_000)), "up to 16 times the bound...");
+        assert!(over_bound(at((64 << 20) + 1), ms(10_000), ms(1_000)), "...and no further");
     }
 }

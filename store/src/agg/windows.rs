@@ -331,16 +331,10 @@ impl Windows {
             let Some((end, mut groups)) = self.pending.pop_first() else { break };
             groups.sort_unstable();
             groups.dedup();
-            let mut groups = groups.into_iter();
-            while let Some(group) = groups.next() {
-                match self.emission(end, &group, EmissionKind::First, cold) {
-                    Ok(e) => out.extend(e),
-                    Err(err) => {
-                        // What was not emitted stays pending, as one at a time would leave it.
-                        self.pending.insert(end, std::iter::once(group).chain(groups).collect());
-                        return Err(err);
-                    }
-                }
+            // An error (a pane's row unreadable) stops the state machine, which then starts
+            // again from its last checkpoint: what was not emitted need not stay pending.
+            for group in groups {
+                out.extend(self.emission(end, &group, EmissionKind::First, cold)?);
             }
         }
         // Panes whose every window is past its lateness can take no more events.
