@@ -159,8 +159,10 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         family(&mut out, "gauge", name, help, value);
     }
     let name = "collabstream_rocksdb_cf_sst_bytes";
-    let _ =
-        writeln!(out, "# HELP {name} Bytes of RocksDB SST files of each column family.\n# TYPE {name} gauge");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Bytes of RocksDB SST files of each column family (the log database's: log and log_meta).\n# TYPE {name} gauge"
+    );
     for (cf, bytes) in &stats.sst_bytes_by_cf {
         let _ = writeln!(out, "{name}{{cf=\"{cf}\"}} {bytes}");
     }

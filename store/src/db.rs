@@ -1,4 +1,13 @@
-//! Opening RocksDB once, with every column family the node uses.
+//! Opening the node's two RocksDB databases: the store's, with every column family of data,
+//! and the log's, inside it (`LOG_DIR`), with the replicated log alone.
+//!
+//! Why two: a RocksDB database has one WAL, and a memtable keeps every WAL file written since
+//! it began, even when nothing in it came through the WAL (RocksDB cannot tell). With the log
+//! in the store's database, its fsynced entries (25-32 MB a second under the meetings
+//! workload) filled the WAL's bound every ~150 ms, and each time RocksDB flushed every data
+//! column family's memtable to release it: small level-0 files that compactions then merged
+//! again and again (docs/benchmarks.md, session 27). In its own database the log's WAL holds
+//! back only the log.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,9 +22,12 @@ use crate::error::Result;
 /// all at open); the handle is still shared across threads.
 pub(crate) type Rocks = rocksdb::DB;
 
-/// The replicated log (and, later, the Raft vote). Written with fsync.
+/// The replicated log, in the log's database. Written with fsync. The store's database has a
+/// column family of this name too, empty: where older versions kept the log ([`open`] moves
+/// it), and what snapshots from them hold.
 pub const CF_LOG: &str = "log";
-/// Store bookkeeping: applied index, next series id.
+/// Store bookkeeping: applied index, next series id; in the log's database, the log's owner's
+/// values (the Raft vote, the committed index, the last purged entry).
 pub(crate) const CF_META: &str = "meta";
 /// Series id → label set.
 pub(crate) const CF_SERIES: &str = "series";
@@ -38,6 +50,8 @@ pub(crate) const CF_AGG: &str = "agg";
 /// outputs. Written by apply, like samples.
 pub(crate) const CF_AGG_ROWS: &str = "agg_rows";
 
+/// The store database's column families (`log` only for older data directories; see
+/// [`CF_LOG`]).
 pub(crate) const ALL_CFS: [&str; 10] = [
     CF_LOG,
     CF_META,
@@ -50,6 +64,13 @@ pub(crate) const ALL_CFS: [&str; 10] = [
     CF_AGG,
     CF_AGG_ROWS,
 ];
+
+/// The log database's column families.
+pub(crate) const LOG_CFS: [&str; 2] = [CF_LOG, CF_META];
+
+/// The log's database, a directory inside the store's (RocksDB leaves names it does not know
+/// alone, and a RocksDB checkpoint of the store, a snapshot, takes only the store's files).
+pub(crate) const LOG_DIR: &str = "log";
 
 /// The CFs whose content the store writes without RocksDB's WAL: the log is the write-ahead
 /// log for them, and a checkpoint flushes them before it records the applied index.
@@ -74,6 +95,16 @@ fn cf_options(name: &str) -> Options {
             // constant series look alike across series. Larger blocks share key prefixes.
             o.set_compression_type(DBCompressionType::Zstd);
             table.set_block_size(32 << 10);
+            if name == CF_HEADS {
+                // Every checkpoint writes each changed series' head again, so most of what a
+                // flush leaves in level 0 is superseded by the next one's. With the log in the
+                // store's database the WAL's flushes made level 0 reach RocksDB's trigger of
+                // four files within a second; with only checkpoints flushing it, up to three
+                // files of old heads stayed: 6.5-7.2 MB of the 9.6M-sample side-by-side
+                // benchmark's live data directory against 1.2 MB compacted (session 27). One
+                // file starts a compaction, which leaves each series' last head only.
+                o.set_level_zero_file_num_compaction_trigger(1);
+            }
             if name == CF_CHUNKS {
                 // The series id: a reader of many series seeks one iterator from series to
                 // series and RocksDB stops it, tombstones included, at the series' last key
@@ -121,28 +152,45 @@ fn cf_options(name: &str) -> Options {
 const DELETION_WINDOW: usize = 1024;
 const DELETION_TRIGGER: usize = 512;
 
+/// Each database's WAL bound (see [`open_with`]).
+const WAL_BYTES: u64 = 2 << 20;
+
 /// Where RocksDB's info log rolls over to a new file (see [`open`]).
 const INFO_LOG_FILE_BYTES: usize = 4 << 20;
 
+/// Opens the store's database in `path`.
 pub(crate) fn open(path: &Path) -> Result<Arc<Rocks>> {
+    open_with(path, &ALL_CFS)
+}
+
+/// Opens the log's database in `path`.
+pub(crate) fn open_log(path: &Path) -> Result<Arc<Rocks>> {
+    open_with(path, &LOG_CFS)
+}
+
+fn open_with(path: &Path, names: &[&str]) -> Result<Arc<Rocks>> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
+    // Both databases share RocksDB's default environment and its thread pools: two
+    // background jobs in all.
     opts.set_max_background_jobs(2);
     // RocksDB's info log (`LOG`: every flush and compaction) is one file for as long as the
     // process runs unless it rolls, and by default it never does (`keep_log_file_num` counts
     // only files rolled at restarts): 837 KB after one `collabstream bench` run, growing with
-    // every checkpoint. Rolled at this size with the last four kept: at most 20 MiB.
+    // every checkpoint. Rolled at this size with the last four kept: at most 20 MiB a database.
     opts.set_max_log_file_size(INFO_LOG_FILE_BYTES);
     opts.set_keep_log_file_num(4);
-    // The data column families are written without the WAL, but a memtable that holds anything
-    // keeps every WAL file since it began (RocksDB cannot tell), so the log's WAL grew with
-    // the time between checkpoints. Past this size RocksDB flushes the memtables that hold the
-    // oldest WAL file back, as it would on its own when a memtable fills: replay after a
-    // crash re-applies entries over data flushed ahead of the checkpoint (apply is idempotent).
-    // 4 MiB, the log's memtable: at 16 MiB the WAL held 9-17 MB of the live data directory
-    // during the side-by-side benchmark's ingestion (docs/benchmarks.md, session 22).
-    opts.set_max_total_wal_size(4 << 20);
-    let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
+    // Past this size RocksDB flushes the memtables that hold the oldest WAL file back, as it
+    // would on its own when a memtable fills. In the log's database that is the log's own
+    // memtable. In the store's, the WAL takes only what checkpoints write through it (heads,
+    // deduplication ids, window state, meta), and a memtable of a data column family (written
+    // without the WAL) holds it back as well: such a flush writes data ahead of the
+    // checkpoint, which a replay after a crash re-applies alike (apply is idempotent). The
+    // WALs are part of the live data directory: 2 MiB each, the 4 MiB the one database's WAL
+    // had before the log moved out (at 16 MiB it held 9-17 MB of the live data directory
+    // during the side-by-side benchmark's ingestion; docs/benchmarks.md, session 22).
+    opts.set_max_total_wal_size(WAL_BYTES);
+    let cfs = names.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
     Ok(Arc::new(Rocks::open_cf_descriptors(&opts, path, cfs)?))
 }

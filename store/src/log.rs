@@ -1,4 +1,5 @@
-//! The durable log: numbered entries in the `log` column family, each append fsynced.
+//! The durable log: numbered entries in the `log` column family of the log's own database
+//! (see `db`), each append fsynced.
 //!
 //! It is the write-ahead log of the store: an entry is acknowledged only once it is here and
 //! applied; on restart, entries after the store's checkpoint are applied again. The Raft log
@@ -12,11 +13,15 @@ use crate::db::{self, CF_LOG, CF_META, Rocks};
 use crate::disk_retry::DiskRetry;
 use crate::error::{Error, Result};
 use crate::keys::u64_key;
+use crate::store::cf;
 
-/// A handle on the `log` column family of a store's database.
+/// A handle on a store's log.
 #[derive(Clone)]
 pub struct LogStore {
+    /// The log's database.
     db: Arc<Rocks>,
+    /// The store's, whose WAL [`release_wal`](Self::release_wal) gives back too.
+    store_db: Arc<Rocks>,
     /// Writes wait for disk space rather than fail (shared with the store).
     disk: Arc<DiskRetry>,
 }
@@ -28,8 +33,8 @@ impl std::fmt::Debug for LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Rocks>, disk: Arc<DiskRetry>) -> Self {
-        Self { db, disk }
+    pub(crate) fn new(db: Arc<Rocks>, store_db: Arc<Rocks>, disk: Arc<DiskRetry>) -> Self {
+        Self { db, store_db, disk }
     }
 
     fn cf(&self) -> &rocksdb::ColumnFamily {
@@ -125,31 +130,35 @@ impl LogStore {
         Ok(())
     }
 
-    /// Flushes every column family written through RocksDB's WAL, so that the WAL's files go.
+    /// Flushes every column family written through RocksDB's WAL, in the log's database and
+    /// the store's, so that the WAL files go.
     ///
     /// RocksDB keeps a WAL file while any memtable holds writes made through it: the log's
-    /// entries, and what checkpoints write with the WAL (heads, deduplication ids, window
-    /// state, meta). On a quiet node nothing fills those memtables, so up to the WAL's 4 MiB
-    /// bound stayed on disk for good after a purge (3.3-3.9 MB at rest after
-    /// `collabstream bench` in five runs of nine without it). The log's flush drops what a
-    /// purge covered, leaving its range deletion in a small file.
+    /// entries and its owner's values, and what checkpoints write with the WAL (heads,
+    /// deduplication ids, window state, meta). On a quiet node nothing fills those memtables,
+    /// so up to the WAL's 4 MiB bound stayed on disk for good after a purge (3.3-3.9 MB at rest
+    /// after `collabstream bench` in five runs of nine without it). The log's flush drops what
+    /// a purge covered, leaving its range deletion in a small file.
     ///
     /// It waits for the flushes, and RocksDB may first wait for earlier flushes of the same
     /// column families (so as not to stall writes): call it off any thread that writes.
     pub fn release_wal(&self) -> Result<()> {
         let mut wait = FlushOptions::default();
         wait.set_wait(true);
+        let log: Vec<_> = db::LOG_CFS.iter().map(|name| cf(&self.db, name)).collect();
+        self.disk.run("flushing what the log's WAL holds", || self.db.flush_cfs_opt(&log, &wait))?;
         let logged: Vec<_> = db::ALL_CFS
             .iter()
-            .filter(|name| !db::DATA_CFS.contains(name))
-            .map(|name| crate::store::cf(&self.db, name))
+            .filter(|name| !db::DATA_CFS.contains(name) && **name != db::CF_LOG)
+            .map(|name| cf(&self.store_db, name))
             .collect();
-        self.disk.run("flushing what the WAL holds", || self.db.flush_cfs_opt(&logged, &wait))?;
+        self.disk
+            .run("flushing what the store's WAL holds", || self.store_db.flush_cfs_opt(&logged, &wait))?;
         Ok(())
     }
 
     /// A small durable value of the log's owner (the Raft vote, the committed index), kept
-    /// in the meta column family.
+    /// in the meta column family of the log's database.
     pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.meta_cf(), key)?)
     }
@@ -190,6 +199,52 @@ impl LogStore {
         self.drop_purged_files(upto)
     }
 }
+
+/// Moves the log of an older data directory, which kept it in the store's database, into the
+/// log's own: its entries, and its owner's values (every meta key that is not the store's).
+/// Run at open, before anything reads the log. The copy is written, fsynced, before anything
+/// is deleted, so a crash midway leaves it to be done again alike at the next open.
+pub(crate) fn move_older_log(store_db: &Rocks, log_db: &Rocks) -> Result<()> {
+    let (old_log, old_meta) = (cf(store_db, CF_LOG), cf(store_db, CF_META));
+    let mut owner_values = Vec::new();
+    for item in store_db.iterator_cf(old_meta, IteratorMode::Start) {
+        let (k, v) = item?;
+        if !crate::store::META_STORE_KEYS.contains(&&*k) && *k != *crate::snapshot::META_INSTALLING {
+            owner_values.push((k, v));
+        }
+    }
+    if owner_values.is_empty() && store_db.iterator_cf(old_log, IteratorMode::Start).next().is_none() {
+        return Ok(());
+    }
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    let (new_log, new_meta) = (cf(log_db, CF_LOG), cf(log_db, CF_META));
+    let (mut batch, mut moved) = (WriteBatch::default(), 0u64);
+    for item in store_db.iterator_cf(old_log, IteratorMode::Start) {
+        let (k, v) = item?;
+        batch.put_cf(new_log, k, v);
+        moved += 1;
+        if batch.size_in_bytes() >= MOVE_BATCH_BYTES {
+            log_db.write_opt(std::mem::take(&mut batch), &sync)?;
+        }
+    }
+    for (k, v) in &owner_values {
+        batch.put_cf(new_meta, k, v);
+    }
+    log_db.write_opt(batch, &sync)?;
+    let mut gone = WriteBatch::default();
+    gone.delete_range_cf(old_log, u64_key(0), u64_key(u64::MAX));
+    gone.delete_cf(old_log, u64_key(u64::MAX));
+    for (k, _) in &owner_values {
+        gone.delete_cf(old_meta, k);
+    }
+    store_db.write_opt(gone, &sync)?;
+    tracing::info!(entries = moved, values = owner_values.len(), "moved the log into its own database");
+    Ok(())
+}
+
+/// How much of an older log [`move_older_log`] writes at once.
+const MOVE_BATCH_BYTES: usize = 16 << 20;
 
 fn parse_index(k: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(k.try_into().map_err(|_| Error::Corrupt { what: "log key" })?))

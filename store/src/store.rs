@@ -85,6 +85,8 @@ pub struct StoreStats {
 /// reads run concurrently with them.
 pub struct Store {
     pub(crate) db: Arc<Rocks>,
+    /// The log's own database (see `db`), handed out by [`Store::log`].
+    pub(crate) log_db: Arc<Rocks>,
     pub(crate) config: StoreConfig,
     /// `config.aggregation_threads` with 0 read as the cores, once: finding the cores reads
     /// the affinity mask and cgroup files, too much for every write apply takes.
@@ -347,6 +349,8 @@ impl Store {
     /// Opens (or creates) the store in `path` and loads the series index and heads.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
         let db = db::open(path)?;
+        let log_db = db::open_log(&path.join(db::LOG_DIR))?;
+        crate::log::move_older_log(&db, &log_db)?;
         let Loaded { install_interrupted, applied, settings, index, mut writer } = load(&db)?;
         // The rows are what was loaded: the oldest panes need not stay in memory.
         writer.aggs.evict(config.aggregation_keys_in_memory);
@@ -383,6 +387,7 @@ impl Store {
             cold_refused: AtomicU64::new(0),
             events_cold_refused: AtomicU64::new(0),
             db,
+            log_db,
             aggregation_threads: config.aggregation_threads(),
             config,
             settings: RwLock::new(settings),
@@ -461,9 +466,9 @@ impl Store {
         self.install_interrupted.load(Ordering::Acquire)
     }
 
-    /// The log that lives in the same database.
+    /// The store's log (in a database of its own).
     pub fn log(&self) -> LogStore {
-        LogStore::new(self.db.clone(), self.disk.clone())
+        LogStore::new(self.log_db.clone(), self.db.clone(), self.disk.clone())
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -498,12 +503,13 @@ impl Store {
 
     /// Bytes of the stored data's SST files (the log's not counted); cheap.
     pub fn data_sst_bytes(&self) -> u64 {
-        db::ALL_CFS.iter().filter(|name| **name != db::CF_LOG).map(|name| self.cf_int(name, SST_BYTES)).sum()
+        db::ALL_CFS.iter().map(|name| self.cf_int(name, SST_BYTES)).sum()
     }
 
-    /// An integer property of a column family (0 when RocksDB has none).
+    /// An integer property of a column family of the store's database (0 when RocksDB has
+    /// none).
     fn cf_int(&self, name: &str, property: &str) -> u64 {
-        self.db.property_int_value_cf(cf(&self.db, name), property).ok().flatten().unwrap_or(0)
+        int_property(&self.db, name, property)
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -520,33 +526,41 @@ impl Store {
             }
         };
         let mut stats = StoreStats { series, head_samples, ..Default::default() };
-        for name in db::ALL_CFS {
-            let sst = self.cf_int(name, SST_BYTES);
+        // The store's column families, then the log's (its meta as `log_meta`).
+        let store = db::ALL_CFS.iter().filter(|n| **n != db::CF_LOG).map(|n| (&self.db, *n, *n));
+        let log = [(&self.log_db, db::CF_LOG, db::CF_LOG), (&self.log_db, db::CF_META, "log_meta")];
+        for (rocks, name, label) in store.chain(log) {
+            let int = |property: &str| int_property(rocks, name, property);
+            let sst = int(SST_BYTES);
             stats.sst_bytes += sst;
-            stats.sst_bytes_by_cf.push((name, sst));
+            stats.sst_bytes_by_cf.push((label, sst));
             if name == db::CF_LOG {
                 stats.log_sst_bytes = sst;
             }
-            stats.memtable_bytes += self.cf_int(name, "rocksdb.cur-size-all-mem-tables");
-            stats.block_cache_bytes += self.cf_int(name, "rocksdb.block-cache-usage");
-            stats.table_reader_bytes += self.cf_int(name, "rocksdb.estimate-table-readers-mem");
-            stats.pending_compaction_bytes += self.cf_int(name, "rocksdb.estimate-pending-compaction-bytes");
+            stats.memtable_bytes += int("rocksdb.cur-size-all-mem-tables");
+            stats.block_cache_bytes += int("rocksdb.block-cache-usage");
+            stats.table_reader_bytes += int("rocksdb.estimate-table-readers-mem");
+            stats.pending_compaction_bytes += int("rocksdb.estimate-pending-compaction-bytes");
         }
-        let db_int = |property: &str| self.db.property_int_value(property).ok().flatten().unwrap_or(0);
-        stats.running_compactions = db_int("rocksdb.num-running-compactions");
-        stats.running_flushes = db_int("rocksdb.num-running-flushes");
-        stats.write_stopped = db_int("rocksdb.is-write-stopped") != 0;
-        stats.delayed_write_rate = db_int("rocksdb.actual-delayed-write-rate");
+        for rocks in [&self.db, &self.log_db] {
+            let db_int = |property: &str| rocks.property_int_value(property).ok().flatten().unwrap_or(0);
+            stats.running_compactions += db_int("rocksdb.num-running-compactions");
+            stats.running_flushes += db_int("rocksdb.num-running-flushes");
+            stats.write_stopped |= db_int("rocksdb.is-write-stopped") != 0;
+            stats.delayed_write_rate =
+                stats.delayed_write_rate.max(db_int("rocksdb.actual-delayed-write-rate"));
+        }
         stats
     }
 
     /// Flushes and fully compacts every column family (benchmarks and maintenance). Call
     /// [`Store::checkpoint`] first, or the data not yet checkpointed stays in memtables.
     pub fn compact(&self) -> Result<()> {
-        for name in db::ALL_CFS {
-            let cf = cf(&self.db, name);
-            self.db.flush_cf(cf)?;
-            self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        let store = db::ALL_CFS.iter().map(|n| (&self.db, *n));
+        for (rocks, name) in store.chain(db::LOG_CFS.iter().map(|n| (&self.log_db, *n))) {
+            let cf = cf(rocks, name);
+            rocks.flush_cf(cf)?;
+            rocks.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }
@@ -555,6 +569,11 @@ impl Store {
 const SST_BYTES: &str = "rocksdb.total-sst-files-size";
 /// How stale [`StoreStats::head_samples`] may be.
 const HEAD_SAMPLES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An integer property of a column family of `db` (0 when RocksDB has none).
+fn int_property(db: &Rocks, name: &str, property: &str) -> u64 {
+    db.property_int_value_cf(cf(db, name), property).ok().flatten().unwrap_or(0)
+}
 
 pub(crate) fn cf<'a>(db: &'a Rocks, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).expect("every column family is created at open")
@@ -591,3 +610,7 @@ mod samples_tests;
 #[cfg(test)]
 #[path = "store_cold_tests.rs"]
 mod cold_tests;
+
+#[cfg(test)]
+#[path = "store_log_tests.rs"]
+mod log_tests;

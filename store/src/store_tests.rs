@@ -516,11 +516,11 @@ fn a_purge_gives_back_the_files_of_flushed_log_entries() {
             index += 1;
             store.log().append([(index, entry.as_slice())]).unwrap();
         }
-        store.db.flush_cf(cf(&store.db, db::CF_LOG)).unwrap();
+        store.log_db.flush_cf(cf(&store.log_db, db::CF_LOG)).unwrap();
     }
     assert!(store.stats().log_sst_bytes > 0);
     // Level 0 empties in the background (a trivial move, as the files do not overlap); bounded.
-    let level0 = || store.cf_int(db::CF_LOG, "rocksdb.num-files-at-level0");
+    let level0 = || int_property(&store.log_db, db::CF_LOG, "rocksdb.num-files-at-level0");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while level0() > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -541,9 +541,11 @@ fn a_purge_gives_back_the_wal_of_the_entries_it_drops() {
     for index in 1..=8 {
         store.log().append([(index, entry.as_slice())]).unwrap();
     }
+    // The WAL files of the store's database and of the log's.
     let wal = || -> u64 {
-        std::fs::read_dir(dir.path())
-            .unwrap()
+        [dir.path().to_path_buf(), dir.path().join(db::LOG_DIR)]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
             .map(|e| e.unwrap())
             .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
             .map(|e| e.metadata().unwrap().len())
@@ -558,4 +560,23 @@ fn a_purge_gives_back_the_wal_of_the_entries_it_drops() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(wal() <= 64 << 10, "the WAL still holds {} bytes of purged entries", wal());
+}
+
+#[test]
+fn flushed_heads_leave_level_0_at_once() {
+    // Each checkpoint writes every changed head again; files of superseded heads left in
+    // level 0 until RocksDB's usual four were a third of the live data directory after
+    // `collabstream bench`'s ingestion (db.rs, the heads' options).
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    commit(&store, &write("", vec![series("up", "a", &[(1_000, 1.0)])], vec![]));
+    store.checkpoint().unwrap();
+    store.db.flush_cf(cf(&store.db, db::CF_HEADS)).unwrap();
+    assert!(int_property(&store.db, db::CF_HEADS, SST_BYTES) > 0, "the head was flushed");
+    let level0 = || int_property(&store.db, db::CF_HEADS, "rocksdb.num-files-at-level0");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while level0() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(level0(), 0, "a flushed file of heads stays in level 0");
 }
