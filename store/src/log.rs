@@ -239,6 +239,8 @@ pub(crate) fn move_older_log(store_db: &Rocks, log_db: &Rocks) -> Result<()> {
         gone.delete_cf(old_meta, k);
     }
     store_db.write_opt(gone, &sync)?;
+    // The range deletion hides the old entries; this gives their files back.
+    store_db.compact_range_cf(old_log, None::<&[u8]>, None::<&[u8]>);
     tracing::info!(entries = moved, values = owner_values.len(), "moved the log into its own database");
     Ok(())
 }

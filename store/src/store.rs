@@ -503,13 +503,21 @@ impl Store {
 
     /// Bytes of the stored data's SST files (the log's not counted); cheap.
     pub fn data_sst_bytes(&self) -> u64 {
-        db::ALL_CFS.iter().map(|name| self.cf_int(name, SST_BYTES)).sum()
+        db::ALL_CFS.iter().filter(|name| **name != db::CF_LOG).map(|name| self.cf_int(name, SST_BYTES)).sum()
     }
 
     /// An integer property of a column family of the store's database (0 when RocksDB has
     /// none).
     fn cf_int(&self, name: &str, property: &str) -> u64 {
         int_property(&self.db, name, property)
+    }
+
+    /// Every column family in use, with its database and the name `/metrics` gives it: the
+    /// store's (but its `log`, empty since the log has a database of its own), then the log's
+    /// (its meta as `log_meta`).
+    fn column_families(&self) -> impl Iterator<Item = (&Rocks, &'static str, &'static str)> {
+        let store = db::ALL_CFS.iter().filter(|n| **n != db::CF_LOG).map(|n| (&*self.db, *n, *n));
+        store.chain([(&*self.log_db, db::CF_LOG, db::CF_LOG), (&*self.log_db, db::CF_META, "log_meta")])
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -526,10 +534,7 @@ impl Store {
             }
         };
         let mut stats = StoreStats { series, head_samples, ..Default::default() };
-        // The store's column families, then the log's (its meta as `log_meta`).
-        let store = db::ALL_CFS.iter().filter(|n| **n != db::CF_LOG).map(|n| (&self.db, *n, *n));
-        let log = [(&self.log_db, db::CF_LOG, db::CF_LOG), (&self.log_db, db::CF_META, "log_meta")];
-        for (rocks, name, label) in store.chain(log) {
+        for (rocks, name, label) in self.column_families() {
             let int = |property: &str| int_property(rocks, name, property);
             let sst = int(SST_BYTES);
             stats.sst_bytes += sst;
@@ -556,8 +561,7 @@ impl Store {
     /// Flushes and fully compacts every column family (benchmarks and maintenance). Call
     /// [`Store::checkpoint`] first, or the data not yet checkpointed stays in memtables.
     pub fn compact(&self) -> Result<()> {
-        let store = db::ALL_CFS.iter().map(|n| (&self.db, *n));
-        for (rocks, name) in store.chain(db::LOG_CFS.iter().map(|n| (&self.log_db, *n))) {
+        for (rocks, name, _) in self.column_families() {
             let cf = cf(rocks, name);
             rocks.flush_cf(cf)?;
             rocks.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);

@@ -71,6 +71,7 @@ fn an_older_data_directory_keeps_its_log_and_its_owners_values() {
         assert_eq!(log.get_meta(b"raft_vote").unwrap().as_deref(), Some(&b"term 7"[..]));
         let old_log = store.db.iterator_cf(cf(&store.db, db::CF_LOG), rocksdb::IteratorMode::Start).count();
         assert_eq!(old_log, 0, "the entries were copied, not moved");
+        assert_eq!(int_property(&store.db, db::CF_LOG, SST_BYTES), 0, "the old entries' files stay");
         let old_meta = |k: &[u8]| store.db.get_cf(cf(&store.db, db::CF_META), k).unwrap();
         assert_eq!(old_meta(b"raft_vote"), None, "the vote was copied, not moved");
         assert!(old_meta(META_NEXT_SERIES).is_some(), "the store's own values stay");

@@ -150,10 +150,12 @@ async fn a_node_alone_keeps_no_log_behind_its_snapshot_while_written_to() {
     assert!(s.snapshot_index.unwrap_or(0) >= s.purged_index.unwrap_or(0), "{s:?}");
 }
 
-/// Bytes of RocksDB's WAL files in a node's data directory.
+/// Bytes of RocksDB's WAL files in a node's data directory: the store's database's and the
+/// log's (`db/log/`).
 fn wal_bytes(data: &std::path::Path) -> u64 {
-    std::fs::read_dir(data.join("db"))
-        .expect("the node's database")
+    [data.join("db"), data.join("db").join("log")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).expect("the node's databases"))
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
         .filter_map(|e| e.metadata().ok())
