@@ -23,8 +23,8 @@ use crate::error::Result;
 pub(crate) type Rocks = rocksdb::DB;
 
 /// The replicated log, in the log's database. Written with fsync. The store's database has a
-/// column family of this name too, empty: where older versions kept the log ([`open`] moves
-/// it), and what snapshots from them hold.
+/// column family of this name too, empty: where older versions kept the log (`Store::open`
+/// moves it, `log::move_older_log`), and what snapshots from them hold.
 pub const CF_LOG: &str = "log";
 /// Store bookkeeping: applied index, next series id; in the log's database, the log's owner's
 /// values (the Raft vote, the committed index, the last purged entry).
@@ -172,8 +172,9 @@ fn open_with(path: &Path, names: &[&str]) -> Result<Arc<Rocks>> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    // Both databases share RocksDB's default environment and its thread pools: two
-    // background jobs in all.
+    // Both databases use RocksDB's default environment and so share its thread pools: one
+    // flush and one compaction thread in all (a node's threads: one `rocksdb:high`, one
+    // `rocksdb:low`).
     opts.set_max_background_jobs(2);
     // RocksDB's info log (`LOG`: every flush and compaction) is one file for as long as the
     // process runs unless it rolls, and by default it never does (`keep_log_file_num` counts
