@@ -565,7 +565,7 @@ fn a_purge_gives_back_the_wal_of_the_entries_it_drops() {
 #[test]
 fn flushed_heads_leave_level_0_at_once() {
     // Each checkpoint writes every changed head again; files of superseded heads left in
-    // level 0 until RocksDB's usual four were a third of the live data directory after
+    // level 0 until RocksDB's usual four were nearly half of the live data directory after
     // `collabstream bench`'s ingestion (db.rs, the heads' options).
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
