@@ -20,6 +20,11 @@ pub enum Error {
     )]
     NotCommitted { waited_ms: u64 },
     #[error(
+        "the leader has not brought its configuration (store settings, configured aggregation rules) in force \
+         within {waited_ms} ms, and takes no write before it does; retry later, and see its log for why"
+    )]
+    NotConfigured { waited_ms: u64 },
+    #[error(
         "{queued_bytes} bytes of writes are already waiting to be logged on this node (raft.max_queued_bytes); \
          retry later or send smaller batches"
     )]
@@ -45,6 +50,7 @@ impl Error {
             | Error::NoLeader { .. }
             | Error::Forward { .. }
             | Error::NotCommitted { .. }
+            | Error::NotConfigured { .. }
             // Retryable: remote-write senders retry a 503 and drop a 4xx.
             | Error::Overloaded { .. } => ErrorCode::Unavailable,
             Error::Config(_) | Error::Membership(_) => ErrorCode::InvalidArgument,

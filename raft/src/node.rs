@@ -54,9 +54,9 @@ struct Inner {
     forward_clients: Mutex<HashMap<(NodeId, String), RaftServiceClient<PeerChannel>>>,
     /// Bounds the bytes of writes queued or in flight here (`max_queued_bytes`).
     queue: WriteQueue,
-    /// The term in which this node, leading, brought the configured aggregation rules in force
-    /// (0: none yet); see [`Writer::configured_rules_in_force`].
-    rules_term: tokio::sync::watch::Sender<u64>,
+    /// The term in which this node, leading, brought its configuration in force (0: none
+    /// yet); see [`Writer::configuration_in_force`].
+    config_term: tokio::sync::watch::Sender<u64>,
     /// What the replication layer measures of itself (shared with the state machine).
     stats: Arc<RaftStats>,
     /// Where `raft`'s tasks run; stops when the last writer is gone.
@@ -140,7 +140,7 @@ impl Writer {
             options: options.clone(),
             forward_clients: Mutex::new(HashMap::new()),
             queue: WriteQueue::new(options.max_queued_bytes),
-            rules_term: tokio::sync::watch::Sender::new(0),
+            config_term: tokio::sync::watch::Sender::new(0),
             stats: stats.clone(),
             _core: core,
         });
@@ -159,14 +159,12 @@ impl Writer {
             log_handle,
             stop.clone(),
         ));
-        let settings =
-            tokio::spawn(crate::settings_proposer::run_settings_proposer(writer.clone(), stop.clone()));
-        let ticks = tokio::spawn(crate::tick_proposer::run_tick_proposer(writer.clone(), stop.clone()));
-        let rules = tokio::spawn(crate::rules::run_rules_proposer(
+        let configuration = tokio::spawn(crate::configuration::run_configuration_proposer(
             writer.clone(),
             options.aggregation_rules.clone(),
             stop.clone(),
         ));
+        let ticks = tokio::spawn(crate::tick_proposer::run_tick_proposer(writer.clone(), stop.clone()));
         let leaders = tokio::spawn(run_leader_watch(writer.inner.raft.clone(), stats, stop.clone()));
         tracing::info!(node_id = options.node_id, members = ?options.members, "raft started");
         Ok((
@@ -174,7 +172,7 @@ impl Writer {
             WriterHandle {
                 writer,
                 stop,
-                tasks: vec![proposer, checkpointer, releaser, bounder, settings, ticks, rules, leaders],
+                tasks: vec![proposer, checkpointer, releaser, bounder, configuration, ticks, leaders],
             },
         ))
     }
@@ -298,18 +296,45 @@ impl Writer {
         self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id)
     }
 
-    /// Whether this node leads and has brought the configured aggregation rules in force in
-    /// its term: a source of events it reads itself (Kafka) waits for this, so that a rule in
-    /// the configuration sees the stream from its first message.
-    pub fn configured_rules_in_force(&self) -> bool {
+    /// Whether this node leads and has brought its configuration (store settings, then
+    /// configured aggregation rules) in force in its term: a source of events it reads itself
+    /// (Kafka) waits for this before it starts, as every write proposed here does.
+    pub fn configuration_in_force(&self) -> bool {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
-        m.current_leader == Some(self.inner.id) && *self.inner.rules_term.borrow() == m.current_term
+        m.current_leader == Some(self.inner.id) && *self.inner.config_term.borrow() == m.current_term
     }
 
-    /// Records that the configured rules are in force in `term` (the rules proposer).
-    pub(crate) fn set_rules_in_force(&self, term: u64) {
-        self.inner.rules_term.send_replace(term);
+    /// Records that the configuration is in force in `term` (the configuration proposer).
+    pub(crate) fn set_configuration_in_force(&self, term: u64) {
+        self.inner.config_term.send_replace(term);
+    }
+
+    /// While this node leads, waits (up to `leader_wait`) until its configuration is in force
+    /// in its term, so that the writes it is sent are applied under it. A node that does not
+    /// lead goes on: the proposal is answered "not leader" and sent on.
+    async fn wait_for_configuration(&self) -> Result<(), Error> {
+        let mut metrics = self.inner.raft.metrics();
+        let mut config_term = self.inner.config_term.subscribe();
+        let wait = self.inner.options.leader_wait;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.current_leader != Some(self.inner.id)
+                    || *config_term.borrow_and_update() == m.current_term
+                {
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                _ = metrics.changed() => {}
+                _ = config_term.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(Error::NotConfigured { waited_ms: wait.as_millis() as u64 });
+                }
+            }
+        }
     }
 
     /// Proposes a write of this node's own making, only while it leads, and answers with the
@@ -329,8 +354,10 @@ impl Writer {
     }
 
     async fn propose_local(&self, write: Bytes) -> Answer {
-        // Held until the write is answered.
+        // Held until the write is answered (while it waits for the configuration too, which
+        // bounds what waits).
         let _room = self.inner.queue.admit(write.len(), self.inner.options.leader_wait).await?;
+        self.wait_for_configuration().await?;
         let (reply, rx) = oneshot::channel();
         self.inner.tx.send(Proposal { write, reply }).await.map_err(|_| Error::ShuttingDown)?;
         rx.await.map_err(|_| Error::ShuttingDown)?

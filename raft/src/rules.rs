@@ -1,18 +1,15 @@
 //! Aggregation rule changes: checked where they arrive, committed through Raft by the leader
 //! (a follower passes them on through the leader's Admin service), and answered with what
-//! apply did. [`run_rules_proposer`] keeps a leader's configured rules in force.
+//! apply did. [`reconcile`] brings a leader's configured rules in force.
 //!
 //! A rule is checked here with the same function apply uses, so that a bad rule is refused
 //! with `InvalidArgument` before it reaches the log; apply still decides, identically on every
 //! replica, and its refusals (a race with another change) come back as `FailedPrecondition`.
 
-use std::time::Duration;
-
 use collabstream_proto::v1;
 use collabstream_proto::v1::rule_change::Change;
 use collabstream_store::RuleOutcome;
 use collabstream_store::agg::rule_proto;
-use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::admin::leader_admin;
@@ -72,63 +69,12 @@ fn check(writer: &Writer, change: &Change) -> Result<(), Status> {
     Ok(())
 }
 
-/// While this node leads, makes the rules in force match its configured ones: creates those
-/// missing, replaces those defined otherwise (their windows start over), and deletes rules
-/// from a configuration (origin `config`) that this one no longer lists. Rules created through
-/// the API are left alone. With nodes configured differently, the leader's configuration is
-/// the one in force while it leads, as for the store settings.
-pub(crate) async fn run_rules_proposer(
-    writer: Writer,
-    configured: Vec<v1::AggregationRule>,
-    stop: CancellationToken,
-) {
-    let mut retry = tokio::time::interval(Duration::from_secs(5));
-    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Woken by a change of leader too: the Kafka consumer waits for this after an election.
-    let mut metrics = writer.raft().metrics();
-    let mut done_in_term = None;
-    let mut seen = None;
-    loop {
-        tokio::select! {
-            _ = retry.tick() => {}
-            // Only a new term or leader counts (the metrics change at every append and apply;
-            // a reconcile that keeps failing is retried at the 5 s tick).
-            changed = metrics.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let now = {
-                    let m = metrics.borrow_and_update();
-                    (m.current_term, m.current_leader)
-                };
-                if seen.replace(now) == Some(now) {
-                    continue;
-                }
-            }
-            _ = stop.cancelled() => return,
-        }
-        let (leads, term) = {
-            let m = writer.raft().metrics();
-            let m = m.borrow();
-            (m.current_leader == Some(writer.node_id()) && m.state.is_leader(), m.current_term)
-        };
-        // Once a term: should apply keep something else, proposing again would fill the log.
-        if !leads || done_in_term == Some(term) {
-            continue;
-        }
-        match reconcile(&writer, &configured).await {
-            Ok(()) => {
-                done_in_term = Some(term);
-                writer.set_rules_in_force(term);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e.message(), "could not bring the configured aggregation rules in force; will retry")
-            }
-        }
-    }
-}
-
-async fn reconcile(writer: &Writer, configured: &[v1::AggregationRule]) -> Result<(), Status> {
+/// Makes the rules in force match this node's configured ones: creates those missing,
+/// replaces those defined otherwise (their windows start over), and deletes rules from a
+/// configuration (origin `config`) that this one no longer lists. Rules created through the
+/// API are left alone. Run by a leader ([`crate::configuration`]); with nodes configured
+/// differently, the leader's configuration is the one in force while it leads.
+pub(crate) async fn reconcile(writer: &Writer, configured: &[v1::AggregationRule]) -> Result<(), Status> {
     let (in_force, _) = writer.store().aggregation_rules();
     for stale in in_force.iter().filter(|r| r.origin == "config") {
         match configured.iter().find(|c| c.name == stale.name) {
@@ -148,8 +94,17 @@ async fn reconcile(writer: &Writer, configured: &[v1::AggregationRule]) -> Resul
             tracing::warn!(rule = %c.name, "a rule created through the API has the configured rule's name; the configured one is not created");
             continue;
         }
-        if change_rule(writer, Change::Create(c.clone())).await? {
-            tracing::info!(rule = %c.name, "configured aggregation rule created");
+        match change_rule(writer, Change::Create(c.clone())).await {
+            Ok(true) => tracing::info!(rule = %c.name, "configured aggregation rule created"),
+            Ok(false) => {}
+            // Refused by apply or by its checks (a meetings pack rule's name, an external SQL
+            // table's): it would be refused again, and writes wait for this reconcile.
+            Err(e) if e.code() != tonic::Code::Unavailable => tracing::error!(
+                rule = %c.name,
+                error = %e.message(),
+                "the configured aggregation rule is refused and does not run; rename it in the configuration"
+            ),
+            Err(e) => return Err(e),
         }
     }
     Ok(())

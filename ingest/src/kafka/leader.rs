@@ -34,8 +34,9 @@ pub async fn run(writer: Writer, config: KafkaConfig, metrics: Arc<KafkaMetrics>
     };
     let config = Arc::new(config);
     while !stop.is_cancelled() {
-        // Not before the configured rules are in force, so that they see every message.
-        if !writer.configured_rules_in_force() {
+        // Not before the configuration is in force, so that the configured rules see every
+        // message.
+        if !writer.configuration_in_force() {
             if pause(&stop, Duration::from_millis(200)).await {
                 return;
             }
