@@ -2,7 +2,8 @@
 //! behind one interface, and the [`RuleStats`] `/metrics` shows of it.
 
 use crate::agg::panes::Group;
-use crate::agg::{Changes, ColdRows, Emission, Observation, Sessions, WindowKind, WindowRule, Windows};
+use crate::agg::state::RowSink;
+use crate::agg::{ColdRows, Emission, Observation, Sessions, WindowKind, WindowRule, Windows};
 use crate::error::Result;
 
 #[derive(Debug)]
@@ -102,10 +103,11 @@ impl Engine {
         }
     }
 
-    pub(crate) fn take_changes(&mut self) -> Changes {
+    /// Writes the rows changed since the last call into `sink`; gives the meta row.
+    pub(crate) fn write_changes(&mut self, sink: &mut impl RowSink) -> Vec<u8> {
         match self {
-            Engine::Windows(w) => w.take_changes(),
-            Engine::Sessions(s) => s.take_changes(),
+            Engine::Windows(w) => w.write_changes(sink),
+            Engine::Sessions(s) => s.write_changes(sink),
         }
     }
 

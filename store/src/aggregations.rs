@@ -23,7 +23,7 @@ use rustc_hash::FxHashSet;
 
 use crate::agg::panes::Group;
 use crate::agg::sample_rule::{SeriesLast, series_key};
-use crate::agg::state::time_bound;
+use crate::agg::state::{RowSink, time_bound};
 use crate::agg::{ColdRows, Emission, EmissionKind, Rule, meetings, rule_proto};
 use crate::agg_engine::Engine;
 pub use crate::agg_engine::RuleStats;
@@ -100,13 +100,45 @@ pub(crate) struct Aggregations {
 /// Emissions of one rule, by its position among those running.
 pub(crate) type Emitted = Vec<(usize, Emission)>;
 
-/// What a checkpoint writes to the `agg` column family: the key ranges to delete first (of
-/// dropped rules, and of panes that expired out of memory), then rows to put (`Some`) or
-/// delete.
-#[derive(Debug, Default)]
-pub(crate) struct AggWrites {
-    pub(crate) rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    pub(crate) dropped: Vec<(Vec<u8>, Vec<u8>)>,
+/// Where a checkpoint writes the `agg` column family's changes: its batch. A range is
+/// deleted before the rows written after it (dropped rules, panes that expired out of
+/// memory), as a RocksDB batch applies its operations in order.
+pub(crate) trait AggBatch {
+    fn put(&mut self, key: &[u8], value: &[u8]);
+    fn delete(&mut self, key: &[u8]);
+    fn delete_range(&mut self, from: &[u8], to: &[u8]);
+}
+
+/// A rule's state rows on their way to the batch, each key prefixed with the rule's name and
+/// the tag (one buffer for every key, no row copied).
+struct PrefixedRows<'a, B> {
+    batch: &'a mut B,
+    key: Vec<u8>,
+    prefix: usize,
+}
+
+impl<'a, B: AggBatch> PrefixedRows<'a, B> {
+    fn new(batch: &'a mut B, prefix: Vec<u8>) -> Self {
+        Self { batch, prefix: prefix.len(), key: prefix }
+    }
+}
+
+impl<B: AggBatch> RowSink for PrefixedRows<'_, B> {
+    fn delete_before(&mut self, time: i64) {
+        self.key.truncate(self.prefix);
+        let from = self.key.clone();
+        self.key.extend_from_slice(&time_bound(time));
+        self.batch.delete_range(&from, &self.key);
+    }
+
+    fn row(&mut self, key: &[u8], value: Option<&[u8]>) {
+        self.key.truncate(self.prefix);
+        self.key.extend_from_slice(key);
+        match value {
+            Some(v) => self.batch.put(&self.key, v),
+            None => self.batch.delete(&self.key),
+        }
+    }
 }
 
 /// A rule's rows: its name, then 0 for its meta row, or a tag and a state row's key.
@@ -415,32 +447,30 @@ impl Aggregations {
         self.running.iter().map(|r| r.engine.evictable_keys()).sum()
     }
 
-    /// What the next checkpoint writes (see [`AggWrites`]).
-    pub(crate) fn take_changes(&mut self) -> AggWrites {
+    /// Writes what changed since the last call into the checkpoint's `batch`: dropped rules'
+    /// ranges, rule definitions, then each rule's meta row and state rows.
+    pub(crate) fn write_changes(&mut self, batch: &mut impl AggBatch) {
         // Keys no rule's pane, window or session names any more (the set's own is the last).
         self.groups.retain(|g| Arc::strong_count(g) > 1);
-        let mut rows: Vec<_> = self.defs.drain(..).map(|(name, def)| (def_key(&name), def)).collect();
-        let mut expired = Vec::new();
+        for name in self.dropped.drain(..) {
+            let mut end = prefix(&name);
+            end.push(3);
+            batch.delete_range(&prefix(&name), &end);
+        }
+        for (name, def) in self.defs.drain(..) {
+            match def {
+                Some(def) => batch.put(&def_key(&name), &def),
+                None => batch.delete(&def_key(&name)),
+            }
+        }
         for r in &mut self.running {
             let name = r.rule.name();
-            let c = r.engine.take_changes();
-            if let Some(before) = c.delete_before {
-                expired.push((row_key(name, 1, &[]), row_key(name, 1, &time_bound(before))));
+            let meta = r.engine.write_changes(&mut PrefixedRows::new(batch, row_key(name, 1, &[])));
+            batch.put(&meta_key(name), &meta);
+            let mut last = PrefixedRows::new(batch, row_key(name, 2, &[]));
+            for (k, v) in r.last.take_changes() {
+                last.row(&k, v.as_deref());
             }
-            rows.push((meta_key(name), Some(c.meta)));
-            rows.extend(c.rows.into_iter().map(|(k, v)| (row_key(name, 1, &k), v)));
-            rows.extend(r.last.take_changes().into_iter().map(|(k, v)| (row_key(name, 2, &k), v)));
         }
-        let mut dropped: Vec<_> = self
-            .dropped
-            .drain(..)
-            .map(|name| {
-                let mut end = prefix(&name);
-                end.push(3);
-                (prefix(&name), end)
-            })
-            .collect();
-        dropped.extend(expired);
-        AggWrites { rows, dropped }
     }
 }

@@ -13,7 +13,7 @@ use crate::agg::acc::Needs;
 use crate::agg::formula;
 use crate::agg::measures::{Measures, Observation};
 use crate::agg::rule::{Emission, EmissionKind, WindowRule};
-use crate::agg::state::{Changes, Meta, parse_row_key, row_key};
+use crate::agg::state::{Meta, RowSink, parse_row_key, put_row_key};
 use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
 use crate::error::{Error, Result};
@@ -41,7 +41,7 @@ pub struct Sessions {
     pending: BTreeSet<(i64, Vec<u8>, i64)>,
     /// Every open session by (end, group, start), to drop them once past their lateness.
     by_end: BTreeSet<(i64, Vec<u8>, i64)>,
-    /// Sessions changed, added or dropped since the last [`Sessions::take_changes`]:
+    /// Sessions changed, added or dropped since the last [`Sessions::write_changes`]:
     /// (group, start).
     dirty: BTreeSet<(Vec<u8>, i64)>,
     /// The bytes of the open sessions' rows, as written (see [`Sessions::state_bytes`]).
@@ -114,20 +114,32 @@ impl Sessions {
         Ok(s)
     }
 
-    /// The rows changed since the last call, for a checkpoint.
-    pub fn take_changes(&mut self) -> Changes {
-        let meta = self.watermark.saved().encode();
-        let mut rows = Vec::with_capacity(self.dirty.len());
+    /// Writes the rows changed since the last call into `sink`, for a checkpoint, and gives
+    /// the meta row.
+    pub fn write_changes(&mut self, sink: &mut impl RowSink) -> Vec<u8> {
+        let mut key = Vec::new();
         for (group, start) in std::mem::take(&mut self.dirty) {
-            let value = self.open.get_mut(&(group.clone(), start)).map(|s| {
-                let row = s.encode();
-                self.state_bytes = self.state_bytes - u64::from(s.bytes) + row.len() as u64;
-                s.bytes = row.len() as u32;
-                row
-            });
-            rows.push((row_key(start, &group), value));
+            key.clear();
+            put_row_key(&mut key, start, &group);
+            match self.open.get_mut(&(group, start)) {
+                Some(s) => {
+                    let row = s.encode();
+                    self.state_bytes = self.state_bytes - u64::from(s.bytes) + row.len() as u64;
+                    s.bytes = row.len() as u32;
+                    sink.row(&key, Some(&row));
+                }
+                None => sink.row(&key, None),
+            }
         }
-        Changes { meta, rows, delete_before: None }
+        self.watermark.saved().encode()
+    }
+
+    /// [`Sessions::write_changes`], collected.
+    #[cfg(test)]
+    pub fn take_changes(&mut self) -> crate::agg::state::Changes {
+        let mut c = crate::agg::state::Changes::default();
+        c.meta = self.write_changes(&mut c);
+        c
     }
 
     pub fn watermark(&self) -> i64 {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::agg::formula::MeasureId;
 use crate::agg::measures::Observation;
-use crate::agg::state::row_key;
+use crate::agg::state::{RowSink, put_row_key};
 use crate::error::{Error, Result};
 use crate::varint::{Reader, put_i64};
 
@@ -35,7 +35,7 @@ pub(crate) struct Totals {
     /// The measure whose sums are carried (a sample rule's increases).
     measure: MeasureId,
     carries: BTreeMap<Arc<[u8]>, Carry>,
-    /// Groups whose carry changed since the last [`Totals::take_changes`].
+    /// Groups whose carry changed since the last [`Totals::write_changes`].
     dirty: BTreeSet<Arc<[u8]>>,
     /// The bytes of the carries' rows, as written.
     row_bytes: u64,
@@ -87,10 +87,11 @@ impl Totals {
         self.carries.get(group).map(|c| (c.sum, c.last_pane))
     }
 
-    /// The rows changed since the last call (keyed by [`row_key`] at [`CARRY_ROW_TIME`]);
+    /// Writes the rows changed since the last call into `sink` (keyed by
+    /// [`row_key`](crate::agg::state::row_key) at [`CARRY_ROW_TIME`]);
     /// carries whose panes have all expired are deleted (a new sample would start them from
     /// 0 anyway, so outputs do not depend on when this runs).
-    pub(crate) fn take_changes(&mut self, expired: impl Fn(i64) -> bool) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    pub(crate) fn write_changes(&mut self, expired: impl Fn(i64) -> bool, sink: &mut impl RowSink) {
         let gone: Vec<Arc<[u8]>> =
             self.carries.iter().filter(|(_, c)| expired(c.last_pane)).map(|(g, _)| g.clone()).collect();
         for g in gone {
@@ -99,22 +100,25 @@ impl Totals {
             }
             self.dirty.insert(g);
         }
-        std::mem::take(&mut self.dirty)
-            .into_iter()
-            .map(|g| {
-                let value = self.carries.get_mut(&g).map(|c| {
-                    let mut out = c.sum.to_bits().to_be_bytes().to_vec();
-                    put_i64(&mut out, c.last_pane);
-                    self.row_bytes = self.row_bytes - u64::from(c.bytes) + out.len() as u64;
-                    c.bytes = out.len() as u32;
-                    out
-                });
-                (row_key(CARRY_ROW_TIME, &g), value)
-            })
-            .collect()
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for g in std::mem::take(&mut self.dirty) {
+            key.clear();
+            put_row_key(&mut key, CARRY_ROW_TIME, &g);
+            match self.carries.get_mut(&g) {
+                Some(c) => {
+                    value.clear();
+                    value.extend_from_slice(&c.sum.to_bits().to_be_bytes());
+                    put_i64(&mut value, c.last_pane);
+                    self.row_bytes = self.row_bytes - u64::from(c.bytes) + value.len() as u64;
+                    c.bytes = value.len() as u32;
+                    sink.row(&key, Some(&value));
+                }
+                None => sink.row(&key, None),
+            }
+        }
     }
 
-    /// A carry's row, as [`Totals::take_changes`] wrote it.
+    /// A carry's row, as [`Totals::write_changes`] wrote it.
     pub(crate) fn restore(&mut self, group: Arc<[u8]>, value: &[u8]) -> Result<()> {
         let corrupt = || Error::Corrupt { what: "aggregation total" };
         let bits = value.get(..8).ok_or_else(corrupt)?;

@@ -23,7 +23,7 @@ use crate::agg::formula::{self, Formula};
 use crate::agg::measures::{Measures, Observation};
 use crate::agg::panes::{Group, Pane, Panes, intern};
 use crate::agg::rule::{Emission, EmissionKind, WindowRule};
-use crate::agg::state::{Changes, ColdRows, Meta, parse_row_key, row_key};
+use crate::agg::state::{ColdRows, Meta, RowSink, parse_row_key, put_row_key, row_key};
 use crate::agg::totals::{CARRY_ROW_TIME, Totals};
 use crate::agg::watermark::Watermark;
 use crate::agg::window::WindowKind;
@@ -40,7 +40,7 @@ pub struct Windows {
     /// each of its panes); sorted when the end is emitted, so that windows are emitted by
     /// (end, group) whatever the order of the events was.
     pending: BTreeMap<i64, Vec<Group>>,
-    /// Panes changed or dropped since the last [`Windows::take_changes`], each once: a pane's
+    /// Panes changed or dropped since the last [`Windows::write_changes`], each once: a pane's
     /// own flag says whether it is here, so a busy pane costs one lookup an event, not two.
     dirty: Vec<(i64, Group)>,
     /// The groups named above, each once. Only looked up, never iterated for a result, so
@@ -114,45 +114,58 @@ impl Windows {
         Ok(w)
     }
 
-    /// The rows changed since the last call, for a checkpoint.
-    pub fn take_changes(&mut self) -> Changes {
+    /// Writes the rows changed since the last call into `sink`, for a checkpoint, and gives
+    /// the meta row.
+    pub fn write_changes(&mut self, sink: &mut impl RowSink) -> Vec<u8> {
         debug_assert!(self.corrections.is_empty(), "corrections are flushed at the end of each entry");
-        let meta = self.watermark.saved().encode();
-        let mut rows: Vec<_> = std::mem::take(&mut self.dirty)
-            .into_iter()
-            .map(|key| {
-                let value = self.panes.get_mut(key.0, &key.1).map(|p| {
-                    p.dirty = false;
-                    let mut out = Vec::new();
-                    p.measures.encode(&mut out);
-                    self.state_bytes = self.state_bytes - u64::from(p.bytes) + out.len() as u64;
-                    p.bytes = out.len() as u32;
-                    out
-                });
-                (row_key(key.0, &key.1), value)
-            })
-            .collect();
-        let expired = self.expired_fn();
-        if let Some(t) = &mut self.totals {
-            rows.extend(t.take_changes(expired));
-        }
-        // Groups no pane, window or carry names any more (the set's own reference is the last).
-        self.groups.retain(|g| Arc::strong_count(g) > 1);
         // Panes out of memory that have expired since: their rows go by range, first.
         let cutoff = self.first_live_pane();
-        let mut delete_before = None;
+        let mut expired_cold = false;
         while let Some((&pane, &(_, bytes))) = self.cold.first_key_value()
             && pane < cutoff
         {
             self.cold.pop_first();
             self.state_bytes -= bytes;
-            delete_before = Some(cutoff);
+            expired_cold = true;
         }
-        Changes { meta, rows, delete_before }
+        if expired_cold {
+            sink.delete_before(cutoff);
+        }
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for (start, group) in std::mem::take(&mut self.dirty) {
+            key.clear();
+            put_row_key(&mut key, start, &group);
+            match self.panes.get_mut(start, &group) {
+                Some(p) => {
+                    p.dirty = false;
+                    value.clear();
+                    p.measures.encode(&mut value);
+                    self.state_bytes = self.state_bytes - u64::from(p.bytes) + value.len() as u64;
+                    p.bytes = value.len() as u32;
+                    sink.row(&key, Some(&value));
+                }
+                None => sink.row(&key, None),
+            }
+        }
+        let expired = self.expired_fn();
+        if let Some(t) = &mut self.totals {
+            t.write_changes(expired, sink);
+        }
+        // Groups no pane, window or carry names any more (the set's own reference is the last).
+        self.groups.retain(|g| Arc::strong_count(g) > 1);
+        self.watermark.saved().encode()
+    }
+
+    /// [`Windows::write_changes`], collected.
+    #[cfg(test)]
+    pub fn take_changes(&mut self) -> crate::agg::state::Changes {
+        let mut c = crate::agg::state::Changes::default();
+        c.meta = self.write_changes(&mut c);
+        c
     }
 
     /// Lets go of the oldest clean panes from memory until at most `keep` are held. Called
-    /// once [`Windows::take_changes`] was written: a clean pane's row is then what it holds
+    /// once [`Windows::write_changes`] was written: a clean pane's row is then what it holds
     /// (panes changed since stay); `observe` and emissions read them back through their
     /// [`ColdRows`]. Outputs do not depend on what is held.
     pub fn evict(&mut self, keep: usize) {
