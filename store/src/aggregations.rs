@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use collabstream_proto::v1;
 use prost::Message;
-use rocksdb::IteratorMode;
+use rocksdb::{ColumnFamily, IteratorMode, WriteBatch};
 use rustc_hash::FxHashSet;
 
 use crate::agg::panes::Group;
@@ -100,43 +100,37 @@ pub(crate) struct Aggregations {
 /// Emissions of one rule, by its position among those running.
 pub(crate) type Emitted = Vec<(usize, Emission)>;
 
-/// Where a checkpoint writes the `agg` column family's changes: its batch. A range is
-/// deleted before the rows written after it (dropped rules, panes that expired out of
-/// memory), as a RocksDB batch applies its operations in order.
-pub(crate) trait AggBatch {
-    fn put(&mut self, key: &[u8], value: &[u8]);
-    fn delete(&mut self, key: &[u8]);
-    fn delete_range(&mut self, from: &[u8], to: &[u8]);
-}
-
-/// A rule's state rows on their way to the batch, each key prefixed with the rule's name and
-/// the tag (one buffer for every key, no row copied).
-struct PrefixedRows<'a, B> {
-    batch: &'a mut B,
+/// A rule's state rows on their way into the checkpoint's batch (the `agg` column family),
+/// each key prefixed with the rule's name and the tag in one buffer, no row copied. A range
+/// is deleted before the rows written after it, as a RocksDB batch applies its operations
+/// in order.
+struct PrefixedRows<'a> {
+    batch: &'a mut WriteBatch,
+    cf: &'a ColumnFamily,
     key: Vec<u8>,
     prefix: usize,
 }
 
-impl<'a, B: AggBatch> PrefixedRows<'a, B> {
-    fn new(batch: &'a mut B, prefix: Vec<u8>) -> Self {
-        Self { batch, prefix: prefix.len(), key: prefix }
+impl<'a> PrefixedRows<'a> {
+    fn new(batch: &'a mut WriteBatch, cf: &'a ColumnFamily, prefix: Vec<u8>) -> Self {
+        Self { batch, cf, prefix: prefix.len(), key: prefix }
     }
 }
 
-impl<B: AggBatch> RowSink for PrefixedRows<'_, B> {
+impl RowSink for PrefixedRows<'_> {
     fn delete_before(&mut self, time: i64) {
         self.key.truncate(self.prefix);
         let from = self.key.clone();
         self.key.extend_from_slice(&time_bound(time));
-        self.batch.delete_range(&from, &self.key);
+        self.batch.delete_range_cf(self.cf, from.as_slice(), self.key.as_slice());
     }
 
     fn row(&mut self, key: &[u8], value: Option<&[u8]>) {
         self.key.truncate(self.prefix);
         self.key.extend_from_slice(key);
         match value {
-            Some(v) => self.batch.put(&self.key, v),
-            None => self.batch.delete(&self.key),
+            Some(v) => self.batch.put_cf(self.cf, &self.key, v),
+            None => self.batch.delete_cf(self.cf, &self.key),
         }
     }
 }
@@ -447,27 +441,28 @@ impl Aggregations {
         self.running.iter().map(|r| r.engine.evictable_keys()).sum()
     }
 
-    /// Writes what changed since the last call into the checkpoint's `batch`: dropped rules'
-    /// ranges, rule definitions, then each rule's meta row and state rows.
-    pub(crate) fn write_changes(&mut self, batch: &mut impl AggBatch) {
+    /// Writes what changed since the last call into the checkpoint's `batch`, in the `agg`
+    /// column family `cf`: dropped rules' ranges, rule definitions, then each rule's meta row
+    /// and state rows.
+    pub(crate) fn write_changes(&mut self, batch: &mut WriteBatch, cf: &ColumnFamily) {
         // Keys no rule's pane, window or session names any more (the set's own is the last).
         self.groups.retain(|g| Arc::strong_count(g) > 1);
         for name in self.dropped.drain(..) {
             let mut end = prefix(&name);
             end.push(3);
-            batch.delete_range(&prefix(&name), &end);
+            batch.delete_range_cf(cf, prefix(&name), end);
         }
         for (name, def) in self.defs.drain(..) {
             match def {
-                Some(def) => batch.put(&def_key(&name), &def),
-                None => batch.delete(&def_key(&name)),
+                Some(def) => batch.put_cf(cf, def_key(&name), def),
+                None => batch.delete_cf(cf, def_key(&name)),
             }
         }
         for r in &mut self.running {
             let name = r.rule.name();
-            let meta = r.engine.write_changes(&mut PrefixedRows::new(batch, row_key(name, 1, &[])));
-            batch.put(&meta_key(name), &meta);
-            let mut last = PrefixedRows::new(batch, row_key(name, 2, &[]));
+            let meta = r.engine.write_changes(&mut PrefixedRows::new(batch, cf, row_key(name, 1, &[])));
+            batch.put_cf(cf, meta_key(name), meta);
+            let mut last = PrefixedRows::new(batch, cf, row_key(name, 2, &[]));
             for (k, v) in r.last.take_changes() {
                 last.row(&k, v.as_deref());
             }

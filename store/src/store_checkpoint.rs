@@ -10,7 +10,6 @@ use rocksdb::{FlushOptions, WriteBatch, WriteOptions};
 
 use collabstream_common::SeriesId;
 
-use crate::aggregations::AggBatch;
 use crate::db::{CF_AGG, CF_CHUNKS, CF_DEDUP, CF_HEADS, CF_META, DATA_CFS};
 use crate::error::Result;
 use crate::head::{HeadCopy, HeadLimits, HeadWritten, SeriesEntry, merge_sorted};
@@ -164,7 +163,7 @@ impl Store {
         let dedup = (added.len(), evicted.len());
         // Aggregation state as of `applied`, in the same synced batch (see `aggregations`).
         // Panes are clean from here; those apply changes before `finish` are dirty again.
-        writer.aggs.write_changes(&mut AggRows { batch: &mut durable, cf: cf(&self.db, CF_AGG) });
+        writer.aggs.write_changes(&mut durable, cf(&self.db, CF_AGG));
         let cf_meta = cf(&self.db, CF_META);
         durable.put_cf(cf_meta, META_APPLIED, applied.to_be_bytes());
         durable.put_cf(cf_meta, META_NEXT_SERIES, writer.next_series.to_be_bytes());
@@ -297,25 +296,5 @@ impl Store {
             }
         }
         Ok(())
-    }
-}
-
-/// The checkpoint's batch, for the `agg` column family.
-struct AggRows<'a> {
-    batch: &'a mut WriteBatch,
-    cf: &'a rocksdb::ColumnFamily,
-}
-
-impl AggBatch for AggRows<'_> {
-    fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.batch.put_cf(self.cf, key, value);
-    }
-
-    fn delete(&mut self, key: &[u8]) {
-        self.batch.delete_cf(self.cf, key);
-    }
-
-    fn delete_range(&mut self, from: &[u8], to: &[u8]) {
-        self.batch.delete_range_cf(self.cf, from, to);
     }
 }

@@ -134,14 +134,6 @@ impl Sessions {
         self.watermark.saved().encode()
     }
 
-    /// [`Sessions::write_changes`], collected.
-    #[cfg(test)]
-    pub fn take_changes(&mut self) -> crate::agg::state::Changes {
-        let mut c = crate::agg::state::Changes::default();
-        c.meta = self.write_changes(&mut c);
-        c
-    }
-
     pub fn watermark(&self) -> i64 {
         self.watermark.get()
     }

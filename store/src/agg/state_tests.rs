@@ -56,7 +56,9 @@ macro_rules! engine {
                 self.flush(disk, out);
             }
             fn changes(&mut self) -> Changes {
-                self.take_changes()
+                let mut c = Changes::default();
+                c.meta = self.write_changes(&mut c);
+                c
             }
             fn flush(&mut self, disk: &Disk, out: &mut Vec<Emission>) {
                 $flush(self, disk, out)

@@ -156,14 +156,6 @@ impl Windows {
         self.watermark.saved().encode()
     }
 
-    /// [`Windows::write_changes`], collected.
-    #[cfg(test)]
-    pub fn take_changes(&mut self) -> crate::agg::state::Changes {
-        let mut c = crate::agg::state::Changes::default();
-        c.meta = self.write_changes(&mut c);
-        c
-    }
-
     /// Lets go of the oldest clean panes from memory until at most `keep` are held. Called
     /// once [`Windows::write_changes`] was written: a clean pane's row is then what it holds
     /// (panes changed since stay); `observe` and emissions read them back through their
