@@ -12,7 +12,7 @@ use crate::varint::{Reader, put_i64, put_u64};
 /// Where an engine writes the rows it changed since its last checkpoint, as it encodes them.
 /// The store's sink puts them straight into the checkpoint's batch, under apply's lock:
 /// collected first, each with a key and a value of its own, encoding ~160,000 panes and
-/// putting them into the batch took 70-85 ms of the 75-105 ms apply waited for a big
+/// putting them into the batch took 68-87 ms of the 75-105 ms apply waited for a big
 /// checkpoint (docs/benchmarks.md, session 28).
 pub trait RowSink {
     /// Every row keyed before `time` (as [`row_key`] orders them) is to be deleted: panes that
