@@ -18,7 +18,6 @@ use collabstream_store::Settings;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Writer;
-use crate::types::Request;
 
 pub(crate) async fn run_configuration_proposer(
     writer: Writer,
@@ -94,7 +93,7 @@ async fn propose_settings(writer: &Writer, wanted: Settings) -> Result<(), crate
         leader_time_ms: writer.now_ms(),
         payload: Some(v1::command::Payload::Settings(wanted.to_proto())),
     };
-    writer.raft().client_write(Request::new(&cmd)).await.map_err(|e| crate::Error::Raft(e.to_string()))?;
+    writer.commit(&cmd).await?;
     tracing::info!(settings = ?wanted, "proposed this node's store settings");
     if store.settings() != wanted {
         tracing::warn!(

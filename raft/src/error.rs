@@ -15,8 +15,8 @@ pub enum Error {
     )]
     NoLeader { waited_ms: u64 },
     #[error(
-        "the write was not committed within {waited_ms} ms (no majority reachable); it may still be applied: \
-         retry with the same batch id"
+        "the write was not committed within {waited_ms} ms (no majority reachable, or this node stopped \
+         leading); it may still be applied: retry with the same batch id"
     )]
     NotCommitted { waited_ms: u64 },
     #[error(
@@ -42,6 +42,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The same answer for each write of a group whose proposal failed (the error is not
+    /// `Clone`: a store or I/O error is carried as its message).
+    pub(crate) fn for_another_caller(&self) -> Error {
+        match self {
+            Error::ShuttingDown => Error::ShuttingDown,
+            Error::NotLeader => Error::NotLeader,
+            Error::NotCommitted { waited_ms } => Error::NotCommitted { waited_ms: *waited_ms },
+            Error::Raft(msg) => Error::Raft(msg.clone()),
+            other => Error::Raft(other.to_string()),
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::Store(e) => e.code(),

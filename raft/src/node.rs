@@ -353,6 +353,30 @@ impl Writer {
         self.propose_local(write).await.map(|o| v1::WriteResponse::from(&o))
     }
 
+    /// Commits a command of this node's own making (store settings, a rule or table change,
+    /// a tick, a manifest change) and answers with what apply returned.
+    pub async fn commit(&self, cmd: &v1::Command) -> Result<Vec<ApplyOutcome>, Error> {
+        self.commit_request(Request::new(cmd)).await
+    }
+
+    /// Proposes `request` and waits for its outcomes, up to `leader_wait`. Without the bound a
+    /// proposing task could wait for ever: a leader cut off from its majority never commits,
+    /// and openraft 0.9 never answers a proposal whose entry a snapshot install passed over (a
+    /// node that led at start from its stored vote, proposed, stepped down, then caught up
+    /// from a snapshot beyond its log's end; its configuration proposer waited so, and every
+    /// write with it). Unanswered is not undone: the entry may still commit, so what is
+    /// proposed again must apply once (batch ids; settings, rules and ticks are idempotent).
+    async fn commit_request(&self, request: Request) -> Result<Vec<ApplyOutcome>, Error> {
+        let wait = self.inner.options.leader_wait;
+        match tokio::time::timeout(wait, self.inner.raft.client_write(request)).await {
+            Err(_) => Err(Error::NotCommitted { waited_ms: wait.as_millis() as u64 }),
+            Ok(Ok(resp)) => Ok(resp.data.outcomes),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Error::NotLeader),
+            Ok(Err(RaftError::Fatal(openraft::error::Fatal::Stopped))) => Err(Error::ShuttingDown),
+            Ok(Err(e)) => Err(Error::Raft(e.to_string())),
+        }
+    }
+
     async fn propose_local(&self, write: Bytes) -> Answer {
         // Held until the write is answered (while it waits for the configuration too, which
         // bounds what waits).
@@ -424,44 +448,23 @@ async fn run_proposer(writer: Writer, mut rx: mpsc::Receiver<Proposal>, stop: Ca
             let _permit = permit;
             let (writes, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.write, p.reply)).unzip();
             let request = Request { command: command_bytes(writer.inner.clock.now_ms(), &writes) };
-            // A leader cut off from its majority never commits; answer instead of hanging. The
-            // entry may still commit later (or be dropped by the next leader): retry with the
-            // same batch id.
-            let wait = writer.inner.options.leader_wait;
+            // Answered within leader_wait even if never committed (the entry may still commit
+            // later, or be dropped by the next leader): clients retry with the same batch id.
             let proposed = Instant::now();
-            let written = match tokio::time::timeout(wait, writer.inner.raft.client_write(request)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(Error::NotCommitted { waited_ms: wait.as_millis() as u64 }));
-                    }
-                    return;
-                }
-            };
-            match written {
-                Ok(resp) => {
+            match writer.commit_request(request).await {
+                Ok(outcomes) => {
                     writer.inner.stats.commit.observe(proposed.elapsed().as_secs_f64());
-                    let mut outcomes = resp.data.outcomes.into_iter();
+                    let mut outcomes = outcomes.into_iter();
                     for reply in replies {
                         let _ = reply
                             .send(outcomes.next().ok_or_else(|| Error::Raft("an outcome is missing".into())));
                     }
                 }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                    // The caller still holds each write and sends it to the leader.
-                    for reply in replies {
-                        let _ = reply.send(Err(Error::NotLeader));
-                    }
-                }
-                Err(RaftError::Fatal(openraft::error::Fatal::Stopped)) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(Error::ShuttingDown));
-                    }
-                }
+                // NotLeader among them: the caller still holds each write and sends it to the
+                // leader.
                 Err(e) => {
-                    let msg = e.to_string();
                     for reply in replies {
-                        let _ = reply.send(Err(Error::Raft(msg.clone())));
+                        let _ = reply.send(Err(e.for_another_caller()));
                     }
                 }
             }

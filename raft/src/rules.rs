@@ -14,7 +14,6 @@ use tonic::Status;
 
 use crate::admin::leader_admin;
 use crate::node::Writer;
-use crate::types::Request;
 
 /// Commits `change` and answers whether it changed anything.
 pub async fn change_rule(writer: &Writer, change: Change) -> Result<bool, Status> {
@@ -32,10 +31,10 @@ pub async fn change_rule(writer: &Writer, change: Change) -> Result<bool, Status
         leader_time_ms: writer.now_ms(),
         payload: Some(v1::command::Payload::Rules(v1::RuleChange { change: Some(change) })),
     };
-    let written = writer.raft().client_write(Request::new(&cmd)).await.map_err(|e| {
+    let outcomes = writer.commit(&cmd).await.map_err(|e| {
         Status::unavailable(format!("the rule change was not committed ({e}); retry, it applies once"))
     })?;
-    match written.data.outcomes.into_iter().find_map(|o| o.catalog_change) {
+    match outcomes.into_iter().find_map(|o| o.catalog_change) {
         Some(RuleOutcome::Changed) => Ok(true),
         Some(RuleOutcome::Unchanged) => Ok(false),
         Some(RuleOutcome::Refused(why)) => Err(Status::failed_precondition(why)),

@@ -8,7 +8,6 @@ use tonic::Status;
 
 use crate::admin::leader_admin;
 use crate::node::Writer;
-use crate::types::Request;
 
 /// Commits `change` and answers whether it changed the catalog.
 pub async fn change_sql_table(writer: &Writer, change: v1::SqlTableChange) -> Result<bool, Status> {
@@ -19,10 +18,10 @@ pub async fn change_sql_table(writer: &Writer, change: v1::SqlTableChange) -> Re
         leader_time_ms: writer.now_ms(),
         payload: Some(v1::command::Payload::SqlTable(change)),
     };
-    let written = writer.raft().client_write(Request::new(&cmd)).await.map_err(|e| {
+    let outcomes = writer.commit(&cmd).await.map_err(|e| {
         Status::unavailable(format!("the table change was not committed ({e}); retry, it applies once"))
     })?;
-    match written.data.outcomes.into_iter().find_map(|o| o.catalog_change) {
+    match outcomes.into_iter().find_map(|o| o.catalog_change) {
         Some(RuleOutcome::Changed) => Ok(true),
         Some(RuleOutcome::Unchanged) => Ok(false),
         Some(RuleOutcome::Refused(why)) => Err(Status::invalid_argument(why)),

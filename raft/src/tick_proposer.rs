@@ -11,7 +11,6 @@ use collabstream_proto::v1;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Writer;
-use crate::types::Request;
 
 /// How often the leader ticks.
 pub const TICK_EVERY: Duration = Duration::from_secs(1);
@@ -37,7 +36,7 @@ pub(crate) async fn run_tick_proposer(writer: Writer, stop: CancellationToken) {
             leader_time_ms: writer.now_ms(),
             payload: Some(v1::command::Payload::Tick(v1::Tick {})),
         };
-        if let Err(e) = writer.raft().client_write(Request::new(&cmd)).await {
+        if let Err(e) = writer.commit(&cmd).await {
             tracing::debug!(error = %e, "a tick was not committed; the next one follows");
         }
     }

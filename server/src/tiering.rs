@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use collabstream_proto::v1::{self, command::Payload};
-use collabstream_raft::{Request, Writer};
+use collabstream_raft::Writer;
 use collabstream_store::Store;
 use collabstream_tiering::{ColdRead, CommitFuture, ManifestLog, Objects, TieredRead, Tierer};
 use tokio::task::JoinHandle;
@@ -331,13 +331,12 @@ impl ManifestLog for RaftLog {
     fn commit(&self, payload: Payload) -> CommitFuture<'_> {
         Box::pin(async move {
             let cmd = v1::Command { leader_time_ms: self.0.now_ms(), payload: Some(payload) };
-            let written = self
+            let outcomes = self
                 .0
-                .raft()
-                .client_write(Request::new(&cmd))
+                .commit(&cmd)
                 .await
                 .map_err(|e| format!("the manifest change was not committed: {e}"))?;
-            Ok(written.data.outcomes.into_iter().next().unwrap_or_default())
+            Ok(outcomes.into_iter().next().unwrap_or_default())
         })
     }
 }

@@ -302,6 +302,21 @@ async fn a_minority_never_acknowledges_a_write() {
     let refused = write(cluster.node(old), 1).await;
     assert!(refused.is_err(), "a write to the minority was acknowledged: {refused:?}");
     assert_eq!(refused.unwrap_err().code(), tonic::Code::Unavailable);
+    // Nor a change of its own making: a rule change is answered 503 within leader_wait (3 s),
+    // as the write was. Unbounded, it waited until the heal, and a configuration proposal
+    // left so held every write of a new leader back.
+    let rule = serde_json::json!({
+        "name": "chat_length", "events": "chat", "value": "length",
+        "group_by": ["meeting_id"], "window": "10s", "outputs": ["count"],
+    });
+    let answer = reqwest::Client::new()
+        .post(cluster.node(old).url("/api/v1/aggregations"))
+        .json(&rule)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the cut-off leader answers a rule change within 10 s");
+    assert_eq!(answer.status(), 503, "{}", answer.text().await.unwrap_or_default());
     let majority: Vec<usize> = (0..3).filter(|i| *i != old).collect();
     let new = cluster.wait_leader(&majority, WAIT).await.expect("the majority elects a leader");
     write(cluster.node(new), 2).await.expect("the majority accepts writes");
