@@ -200,12 +200,15 @@ impl TestCluster {
         }
     }
 
-    /// Each of `among`'s Raft status and last log lines, for a failing test to show.
+    /// Each of `among`'s Raft status and last log lines of its own (openraft's, a peer's
+    /// failed replication hundreds of times a second, would hide them), for a failing test to
+    /// show.
     pub async fn describe(&self, among: &[usize]) -> String {
         let mut seen = Vec::new();
         for &i in among {
             let log = self.node(i).log();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+            let own = log.lines().filter(|l| !l.contains(" openraft::"));
+            let tail: Vec<&str> = own.rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
             seen.push(format!(
                 "node {}: {:?}\nlast log lines:\n{}",
                 i + 1,

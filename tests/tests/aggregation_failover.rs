@@ -74,13 +74,16 @@ fn batch(rng: &mut Lcg, base: i64, k: i64) -> String {
 }
 
 /// Posts `body` under `key` to the first node that takes it, trying the others (the same key:
-/// a batch applied before its answer was lost is not applied again). Bounded in time.
-async fn send(nodes: &[&Node], key: &str, body: &str) {
+/// a batch applied before its answer was lost is not applied again). Bounded in time; the
+/// error names the last answer.
+async fn send(nodes: &[&Node], key: &str, body: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let client = reqwest::Client::new();
-    for attempt in 0usize.. {
-        assert!(Instant::now() < deadline, "batch {key} not accepted within 60 s");
-        let node = nodes[attempt % nodes.len()];
+    let mut last = String::new();
+    for node in nodes.iter().cycle() {
+        if Instant::now() >= deadline {
+            return Err(format!("batch {key} not accepted within 60 s; the last answer: {last}"));
+        }
         let sent = client
             .post(node.url("/api/v1/events"))
             .header("Idempotency-Key", key)
@@ -89,12 +92,27 @@ async fn send(nodes: &[&Node], key: &str, body: &str) {
             .send()
             .await;
         match sent {
-            Ok(r) if r.status() == 200 => return,
+            Ok(r) if r.status() == 200 => return Ok(()),
             Ok(r) if r.status().is_client_error() => {
                 panic!("batch {key} refused: {}", r.text().await.unwrap_or_default())
             }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(r) => {
+                last = format!("{} from {}: {}", r.status(), node.url(""), r.text().await.unwrap_or_default())
+            }
+            Err(e) => last = format!("{} from {}", e, node.url("")),
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("batch {key}: no node to send it to"))
+}
+
+/// Sends `key` to the cluster's running nodes; a batch not taken fails the test with what each
+/// node says of itself.
+async fn send_to_cluster(cluster: &TestCluster, key: &str, body: &str) {
+    let running: Vec<usize> = (0..3).filter(|i| cluster.is_running(*i)).collect();
+    let alive: Vec<&Node> = running.iter().map(|i| cluster.node(*i)).collect();
+    if let Err(e) = send(&alive, key, body).await {
+        panic!("{e}\n{}", cluster.describe(&running).await);
     }
 }
 
@@ -130,7 +148,7 @@ async fn outputs_after_two_leader_kills_equal_a_single_nodes() {
     for k in 0..BATCHES {
         let body = batch(&mut rng, base, k);
         let key = format!("batch-{k}");
-        send(&[&reference], &key, &body).await;
+        send(&[&reference], &key, &body).await.expect("the single node takes every batch");
         if k == BATCHES / 3 || k == 2 * BATCHES / 3 {
             // The one killed before comes back first, so a majority remains.
             for i in killed.drain(..) {
@@ -140,17 +158,15 @@ async fn outputs_after_two_leader_kills_equal_a_single_nodes() {
             cluster.kill(leader);
             killed.push(leader);
         }
-        let alive: Vec<&Node> = (0..3).filter(|i| cluster.is_running(*i)).map(|i| cluster.node(i)).collect();
-        send(&alive, &key, &body).await;
+        send_to_cluster(&cluster, &key, &body).await;
     }
     // One event ten minutes on closes every window still open (and their lateness too).
     let closing = format!(
         r#"{{"type":"user","meeting_id":"zz","user_id":"z","action":"join","timestamp":{}}}"#,
         base + BATCHES * 1_000 + 600_000
     );
-    send(&[&reference], "closing", &closing).await;
-    let alive: Vec<&Node> = (0..3).filter(|i| cluster.is_running(*i)).map(|i| cluster.node(i)).collect();
-    send(&alive, "closing", &closing).await;
+    send(&[&reference], "closing", &closing).await.expect("the single node takes the closing event");
+    send_to_cluster(&cluster, "closing", &closing).await;
     for i in killed.drain(..) {
         cluster.restart(i).expect("restarts");
     }
