@@ -32,14 +32,26 @@ impl Observation {
     }
 }
 
+/// Exactly one accumulator per measure, in a boxed slice: a pane is held per open window key,
+/// up to the pane bound, and a `Vec` grown from empty reserves four (384 bytes where a
+/// one-measure rule needs 96); the slice also keeps the pane's map slot smaller.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Measures(Vec<Acc>);
+pub struct Measures(Box<[Acc]>);
 
 impl Measures {
-    pub fn add(&mut self, o: &Observation, needs: &[Needs]) {
-        if self.0.len() < needs.len() {
-            self.0.resize_with(needs.len(), Acc::default);
+    /// Room for `n` measures (a rule's measures only grow while its pane lives: a rule
+    /// replaced starts its windows over).
+    fn grow_to(&mut self, n: usize) {
+        if self.0.len() < n {
+            let mut accs = std::mem::take(&mut self.0).into_vec();
+            accs.reserve_exact(n - accs.len());
+            accs.resize_with(n, Acc::default);
+            self.0 = accs.into_boxed_slice();
         }
+    }
+
+    pub fn add(&mut self, o: &Observation, needs: &[Needs]) {
+        self.grow_to(needs.len());
         for i in &o.inputs {
             if let (Some(acc), Some(n)) =
                 (self.0.get_mut(usize::from(i.measure)), needs.get(usize::from(i.measure)))
@@ -51,9 +63,7 @@ impl Measures {
 
     /// Adds `other`, holding events later in the log (see [`Acc::merge`]).
     pub fn merge(&mut self, other: &Measures, needs: &[Needs]) {
-        if self.0.len() < other.0.len() {
-            self.0.resize_with(other.0.len(), Acc::default);
-        }
+        self.grow_to(other.0.len());
         for (i, (mine, theirs)) in self.0.iter_mut().zip(&other.0).enumerate() {
             mine.merge(theirs, needs.get(i).copied().unwrap_or_default());
         }
@@ -85,6 +95,6 @@ impl Measures {
         if !r.is_empty() {
             return Err(corrupt());
         }
-        Ok(Self(accs))
+        Ok(Self(accs.into_boxed_slice()))
     }
 }
