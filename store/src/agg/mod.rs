@@ -45,6 +45,6 @@ pub use formula::{Formula, Health, MeasureId};
 pub use measures::{Input, Measures, Observation};
 pub use rule::{Emission, EmissionKind, Rule, WindowRule};
 pub use sessions::Sessions;
-pub use state::{Changes, ColdRows, NoColdRows};
+pub use state::{ColdRows, NoColdRows};
 pub use window::WindowKind;
 pub use windows::Windows;

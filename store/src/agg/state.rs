@@ -1,9 +1,10 @@
 //! The durable form of a rule's window state: what a checkpoint writes and a restart reads.
 //!
 //! An engine ([`Windows`](crate::agg::Windows), [`Sessions`](crate::agg::Sessions)) keeps
-//! track of the rows it changed since its last [`Changes`] were taken. The store writes them in
-//! the checkpoint's batch, together with the applied index, so that the rows on disk are
-//! always the state as of that index and a replay from it counts nothing twice.
+//! track of the rows it changed since its last checkpoint and writes them into a [`RowSink`]:
+//! the store's puts them in the checkpoint's batch, together with the applied index, so that
+//! the rows on disk are always the state as of that index and a replay from it counts nothing
+//! twice.
 
 use crate::error::{Error, Result};
 use crate::keys::{from_ordered_i64, ordered_i64};
@@ -20,25 +21,6 @@ pub trait RowSink {
     fn delete_before(&mut self, time: i64);
     /// A state row to write (`Some`) or delete (`None`), by key.
     fn row(&mut self, key: &[u8], value: Option<&[u8]>);
-}
-
-/// A rule's rows changed since the last call, collected: the meta row (watermark and
-/// counters), the state rows, and the time before which rows are deleted.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Changes {
-    pub meta: Vec<u8>,
-    pub rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    pub delete_before: Option<i64>,
-}
-
-impl RowSink for Changes {
-    fn delete_before(&mut self, time: i64) {
-        self.delete_before = Some(time);
-    }
-
-    fn row(&mut self, key: &[u8], value: Option<&[u8]>) {
-        self.rows.push((key.to_vec(), value.map(<[u8]>::to_vec)));
-    }
 }
 
 /// Where an engine finds the rows it let go of from memory: the state rows (keyed by

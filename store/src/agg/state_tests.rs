@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::agg::distinct::hash;
-use crate::agg::state::time_bound;
+use crate::agg::state::{RowSink, time_bound};
 use crate::agg::windows_tests::{Step, clock, steps};
 use crate::agg::{
-    Changes, ColdRows, Emission, EmissionKind, Formula, Observation, Sessions, WindowKind, WindowRule,
-    Windows,
+    ColdRows, Emission, EmissionKind, Formula, Observation, Sessions, WindowKind, WindowRule, Windows,
 };
 
 /// The windows tests' rule, and for windows a `total` too: its carries are state as well.
@@ -21,6 +20,25 @@ fn rule(window: WindowKind) -> WindowRule {
         r.outputs.push(Formula::Total { measure: 0 });
     }
     r
+}
+
+/// A rule's rows changed since the last checkpoint, collected: the meta row (watermark and
+/// counters), the state rows, and the time before which rows are deleted.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Changes {
+    meta: Vec<u8>,
+    rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    delete_before: Option<i64>,
+}
+
+impl RowSink for Changes {
+    fn delete_before(&mut self, time: i64) {
+        self.delete_before = Some(time);
+    }
+
+    fn row(&mut self, key: &[u8], value: Option<&[u8]>) {
+        self.rows.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+    }
 }
 
 trait Engine: Sized {
