@@ -129,6 +129,17 @@ fn cf_options(name: &str) -> Options {
             // a compaction that drops what the purge's range deletion covers.
             o.set_level_zero_file_num_compaction_trigger(1);
         }
+        CF_EVENTS => {
+            // Keys follow the log, so a flushed file overlaps nothing below it and could go
+            // down by a trivial move, but RocksDB moves a file only if its compression is the
+            // output level's (`Compaction::IsTrivialMove`, `InputCompressionMatchesOutput`).
+            // With LZ4 in level 0 and zstd at the bottom, every flush of event blocks was
+            // decompressed and compressed again: a quarter to a half of the node's compaction
+            // CPU while it took events (docs/benchmarks.md, session 30). zstd at every level:
+            // compressed once, at the flush, to the size the bottom level had.
+            o.set_compression_type(DBCompressionType::Zstd);
+            table.set_block_size(16 << 10);
+        }
         _ => {
             o.set_compression_type(DBCompressionType::Lz4);
             o.set_bottommost_compression_type(DBCompressionType::Zstd);
