@@ -134,9 +134,10 @@ fn cf_options(name: &str) -> Options {
             // down by a trivial move, but RocksDB moves a file only if its compression is the
             // output level's (`Compaction::IsTrivialMove`, `InputCompressionMatchesOutput`).
             // With LZ4 in level 0 and zstd at the bottom, every flush of event blocks was
-            // decompressed and compressed again: a quarter to a half of the node's compaction
-            // CPU while it took events (docs/benchmarks.md, session 30). zstd at every level:
-            // compressed once, at the flush, to the size the bottom level had.
+            // decompressed and compressed again. zstd at every level: compressed once, at the
+            // flush, to the size the bottom level had. Compactions took 23-37 % less CPU while
+            // a node took the meetings workload, and next to none without the pack
+            // (docs/benchmarks.md, session 30).
             o.set_compression_type(DBCompressionType::Zstd);
             table.set_block_size(16 << 10);
         }
