@@ -10,8 +10,10 @@
 //! clock starts by the `meetings` workload with 10,000 concurrent meetings), `BENCH_CLIENTS`
 //! (gRPC clients, default 8), `BENCH_BATCH` (events a write, default 5,000), `BENCH_SAMPLES`
 //! (remote-write samples, default 4,000,000), `BENCH_PROBES` (visibility probes, default 200),
-//! `BENCH_OPEN_KEYS` (default 1,000,000; 0 skips that phase, as a node without the pack must).
-//! `cargo test --benches` runs it small, as a smoke test.
+//! `BENCH_OPEN_KEYS` (default 1,000,000; 0 skips that phase). `cargo test --benches` runs it
+//! small, as a smoke test. Nodes without the meetings pack (the server's `COLLABSTREAM_CONFIG`,
+//! which they inherit, naming a file with `[store] meetings_pack = false`) open no key and
+//! show no window: measure them with `BENCH_OPEN_KEYS=0 BENCH_PROBES=0`.
 //!
 //! Clients send their share of the batches in event-time order; between clients the order
 //! differs by up to `BENCH_CLIENTS` batches, which the pack's watermark (5 s out of
