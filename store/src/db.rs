@@ -135,7 +135,7 @@ fn cf_options(name: &str) -> Options {
             // output level's (`Compaction::IsTrivialMove`, `InputCompressionMatchesOutput`).
             // With LZ4 in level 0 and zstd at the bottom, every flush of event blocks was
             // decompressed and compressed again. zstd at every level: compressed once, at the
-            // flush, to the size the bottom level had. Compactions took 23-37 % less CPU while
+            // flush, to the size the bottom level had. Compactions took 27-37 % less CPU while
             // a node took the meetings workload, and next to none without the pack
             // (docs/benchmarks.md, session 30).
             o.set_compression_type(DBCompressionType::Zstd);
