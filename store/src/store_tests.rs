@@ -575,6 +575,44 @@ fn flushed_heads_leave_level_0_at_once() {
     );
 }
 
+#[test]
+fn flushed_event_blocks_go_down_without_being_compressed_again() {
+    // Event blocks' keys follow the log, so no flushed file overlaps another and each can go
+    // to the bottom level as it is. RocksDB moves a file only if its compression is that
+    // level's: with LZ4 above zstd it merged every four, compressing them again (db.rs, the
+    // events' options).
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let flushes: u32 = 6;
+    for i in 0..flushes {
+        let event = v1::Event {
+            event: Some(v1::event::Event::User(v1::UserEvent {
+                meeting_id: format!("m{i}"),
+                user_id: "u".into(),
+                timestamp_ms: 1_000 * i64::from(i),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(commit(&store, &write("", vec![], vec![event])).events_accepted, 1);
+        store.db.flush_cf(cf(&store.db, db::CF_EVENTS)).unwrap();
+    }
+    // Six files pass RocksDB's trigger of four in level 0 at least once; whatever the order
+    // of its compactions and the flushes, merging files would leave fewer than six.
+    let busy = || {
+        int_property(&store.db, db::CF_EVENTS, "rocksdb.compaction-pending") > 0
+            || int_property(&store.db, db::CF_EVENTS, "rocksdb.num-running-compactions") > 0
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while busy() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!busy(), "the compactions of event blocks did not finish within 10 s");
+    let level = |l: u32| int_property(&store.db, db::CF_EVENTS, &format!("rocksdb.num-files-at-level{l}"));
+    assert!((1..7).map(level).sum::<u64>() > 0, "nothing left level 0: {} files there", level(0));
+    let files: u64 = (0..7).map(level).sum();
+    assert_eq!(files, u64::from(flushes), "each flushed file went down whole, none merged with another");
+}
+
 /// The files in level 0 of `name` once the background compactions have emptied it, or after
 /// ten seconds.
 fn level0_after_compactions(rocks: &Rocks, name: &str) -> u64 {
