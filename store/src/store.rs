@@ -618,3 +618,7 @@ mod cold_tests;
 #[cfg(test)]
 #[path = "store_log_tests.rs"]
 mod log_tests;
+
+#[cfg(test)]
+#[path = "store_rocksdb_tests.rs"]
+mod rocksdb_tests;
