@@ -364,9 +364,9 @@ impl Writer {
     /// and openraft 0.9 never answers a proposal whose entry a snapshot install passed over (a
     /// node that led at start from its stored vote, proposed, stepped down, then caught up
     /// from a snapshot beyond its log's end; its configuration proposer waited so, and every
-    /// write with it; fixed upstream after 0.9.25 by openraft PR #1762). Unanswered is not undone: the entry may still commit, as it could
-    /// before after a leader change (writes carry batch ids; a settings or rule change applied
-    /// twice changes nothing the second time).
+    /// write with it; fixed upstream after 0.9.25 by openraft PR #1762). Unanswered is not
+    /// undone: the entry may still commit, as one may after a leader change (writes carry
+    /// batch ids; a settings or rule change applied twice changes nothing the second time).
     async fn commit_request(&self, request: Request) -> Result<Vec<ApplyOutcome>, Error> {
         let wait = self.inner.options.leader_wait;
         match tokio::time::timeout(wait, self.inner.raft.client_write(request)).await {

@@ -2,9 +2,9 @@
 //!
 //! An engine ([`Windows`](crate::agg::Windows), [`Sessions`](crate::agg::Sessions)) keeps
 //! track of the rows it changed since its last checkpoint and writes them into a [`RowSink`]:
-//! the store's puts them in the checkpoint's batch, together with the applied index, so that
-//! the rows on disk are always the state as of that index and a replay from it counts nothing
-//! twice.
+//! the store's sink puts them in the checkpoint's batch, together with the applied index, so
+//! that the rows on disk are always the state as of that index and a replay from it counts
+//! nothing twice.
 
 use crate::error::{Error, Result};
 use crate::keys::{from_ordered_i64, ordered_i64};
